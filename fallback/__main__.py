@@ -1,0 +1,5 @@
+"""`python -m fallback` is the `fallback` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,149 @@
+"""Admin views: log-in, the dashboard with the mode toggle, and the CSV export."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from flask import Blueprint, Response, abort, current_app, make_response, redirect, render_template, request, session, url_for
+
+from .export import csv_chunks, parse_bound
+from .forms import DURATION_CHOICES, LoginForm, LogoutForm, ModeForm
+from .runtime import runtime
+from .state import parse_duration, utcnow
+from .storage import StorageError
+
+log = logging.getLogger("fallback.admin")
+
+blueprint = Blueprint("admin", __name__, url_prefix="/_fallback/admin")
+
+
+def same_secret(given: str | None, expected: str | None) -> bool:
+    """Compare secrets in constant time; nothing matches an unset secret."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def is_admin() -> bool:
+    """Whether this request carries a logged-in admin session."""
+    return bool(session.get("admin"))
+
+
+def csrf_meta() -> dict:
+    """WTForms meta options that tie CSRF tokens to the admin session."""
+    return {"csrf_secret": current_app.secret_key.encode("utf-8"), "csrf_context": session}
+
+
+@blueprint.before_request
+def require_password_setting() -> None:
+    """Without FALLBACK_ADMIN_PASSWORD the admin area does not exist (the export token still works)."""
+    if not runtime().settings.admin_password and request.endpoint != "admin.export_csv":
+        abort(404)
+
+
+@blueprint.after_request
+def never_cache(response: Response) -> Response:
+    """Admin pages hold private data: no cache may keep them."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.get("")
+@blueprint.get("/")
+def dashboard() -> Response | str:
+    """The dashboard, or the log-in form."""
+    if not is_admin():
+        return render_template("admin/login.html", form=LoginForm(meta=csrf_meta()))
+    rt = runtime()
+    now = utcnow()
+    flag = rt.storage.flag()
+    return render_template(
+        "admin/dashboard.html",
+        status=flag.as_status(now),
+        flag=flag,
+        counts=rt.storage.count_leads(),
+        leads=rt.storage.recent_leads(50),
+        spam=rt.storage.recent_leads(20, spam=True),
+        changes=rt.storage.mode_changes(10),
+        mode_form=ModeForm(meta=csrf_meta(), mode=flag.mode_at(now)),
+        logout_form=LogoutForm(meta=csrf_meta()),
+        durations=DURATION_CHOICES,
+        site_name=rt.settings.site_name,
+    )
+
+
+@blueprint.post("/login")
+def login() -> Response:
+    """Check the password in constant time and open an admin session."""
+    form = LoginForm(request.form, meta=csrf_meta())
+    if form.validate() and same_secret(form.password.data, runtime().settings.admin_password):
+        session.clear()
+        session.permanent = True
+        session["admin"] = True
+        return redirect(url_for("admin.dashboard"), 303)
+    log.warning("failed admin log-in")
+    if not form.errors:
+        form.password.errors = ["Wrong password."]
+    fresh = LoginForm(meta=csrf_meta())
+    fresh.password.errors = form.password.errors or ["Your session expired: please log in again."]
+    return make_response(render_template("admin/login.html", form=fresh), 401)
+
+
+@blueprint.post("/logout")
+def logout() -> Response:
+    """Close the admin session."""
+    form = LogoutForm(request.form, meta=csrf_meta())
+    if form.validate():
+        session.clear()
+    return redirect(url_for("admin.dashboard"), 303)
+
+
+@blueprint.post("/mode")
+def set_mode() -> Response:
+    """Force the page on or off, or hand back to the checker."""
+    if not is_admin():
+        abort(403)
+    form = ModeForm(request.form, meta=csrf_meta())
+    if not form.validate():
+        return make_response(" ".join(f"{name}: {'; '.join(errors)}" for name, errors in form.errors.items()), 400)
+    rt = runtime()
+    until = utcnow() + parse_duration(form.duration.data) if form.duration.data and form.mode.data != "auto" else None
+    rt.storage.set_mode(form.mode.data, until=until, reason=form.reason.data or None, by="admin (web)")
+    rt.flag.invalidate()
+    return redirect(url_for("admin.dashboard"), 303)
+
+
+@blueprint.get("/export.csv")
+def export_csv() -> Response:
+    """The leads as CSV, for a logged-in admin or a caller with the export bearer token."""
+    rt = runtime()
+    authorization = request.headers.get("Authorization", "")
+    bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+    if not (same_secret(bearer, rt.settings.export_token) or (rt.settings.admin_password and is_admin())):
+        if not rt.settings.admin_password and not rt.settings.export_token:
+            abort(404)
+        response = make_response("export needs an admin session or Authorization: Bearer <FALLBACK_EXPORT_TOKEN>\n", 401)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="fallback export"'
+        return response
+    try:
+        since = parse_bound(request.args.get("since"), "since")
+        until = parse_bound(request.args.get("until"), "until")
+    except ValueError as error:
+        return make_response(f"{error}\n", 400)
+    try:
+        chunks = csv_chunks(rt.storage.iter_leads(since, until))
+        first = next(chunks)
+    except StorageError as error:
+        log.error("export failed: %s", error)
+        return make_response("the database could not be read; try again shortly\n", 503)
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+
+    def stream():
+        yield first
+        yield from chunks
+
+    response = Response(stream(), mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="leads-{stamp}.csv"'
+    return response

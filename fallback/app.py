@@ -1,0 +1,69 @@
+"""The application factory: one Flask app per worker, built from validated settings."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import jinja2
+from flask import Flask
+
+from . import admin, web
+from .config import Settings
+from .forms import FormToken
+from .runtime import Runtime
+from .state import CachedFlag
+from .storage import Storage, open_storage
+
+log = logging.getLogger("fallback")
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def shipped_templates() -> Path:
+    """The shipped templates: inside the package once installed, at the repository's top in a checkout."""
+    installed = PACKAGE_DIR / "templates"
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / "templates"
+
+
+def secret_key_for(settings: Settings, storage: Storage) -> str:
+    """FALLBACK_SECRET_KEY, or one generated once and kept in the database."""
+    if settings.secret_key:
+        return settings.secret_key
+    key, generated = storage.secret_key()
+    if generated:
+        log.warning("FALLBACK_SECRET_KEY is not set: generated a secret key and stored it in the database")
+    return key
+
+
+def create_app(settings: Settings, storage: Storage | None = None) -> Flask:
+    """Build the app: public pages, status endpoints and, with a password, the admin area."""
+    storage = storage or open_storage(settings.database)
+    app = Flask(__name__, template_folder=str(shipped_templates()), static_folder=None)
+    if settings.templates:
+        # The operator's folder first: any template there replaces the shipped one.
+        app.jinja_loader = jinja2.ChoiceLoader(
+            [jinja2.FileSystemLoader(settings.templates), jinja2.FileSystemLoader(str(shipped_templates()))]
+        )
+    app.config.update(
+        SECRET_KEY=secret_key_for(settings, storage),
+        SESSION_COOKIE_NAME="fallback_admin",
+        SESSION_COOKIE_PATH="/_fallback/admin",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        MAX_CONTENT_LENGTH=64 * 1024,
+        MAX_FORM_MEMORY_SIZE=64 * 1024,
+    )
+    app.extensions["fallback"] = Runtime(
+        settings=settings,
+        storage=storage,
+        flag=CachedFlag(storage.flag),
+        tokens=FormToken(app.config["SECRET_KEY"]),
+    )
+    app.register_blueprint(web.blueprint)
+    app.register_blueprint(admin.blueprint)
+    if not settings.admin_password:
+        log.warning("FALLBACK_ADMIN_PASSWORD is not set: the admin area answers 404")
+    return app

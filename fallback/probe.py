@@ -1,0 +1,142 @@
+"""The probe: one HTTP check of one URL, with a hard deadline for the whole exchange."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import threading
+import time
+from urllib.parse import urljoin
+
+import requests
+
+from . import __version__
+
+MAX_REDIRECTS = 5
+MAX_BODY_BYTES = 1024 * 1024
+USER_AGENT = f"fallback-healthcheck/{__version__}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeResult:
+    """What one probe found: whether it passed, how long it took, and why it failed."""
+
+    url: str
+    ok: bool
+    latency: float
+    status: int | None = None
+    reason: str = "ok"
+
+
+def probe(url: str, timeout: float = 3.0, max_latency: float | None = None, expect_text: str | None = None,
+          clock=time.monotonic) -> ProbeResult:
+    """Fetch `url` within `timeout` seconds in all (connect, redirects, headers, a bounded body)."""
+    started = clock()
+    deadline = started + timeout
+    try:
+        status, reason = _exchange(url, deadline, expect_text, clock)
+    except requests.exceptions.SSLError as error:
+        status, reason = None, f"TLS error: {_short(error)}"
+    except requests.exceptions.Timeout:
+        status, reason = None, f"no answer within {timeout:g}s"
+    except requests.exceptions.ConnectionError as error:
+        status, reason = None, f"connection failed: {_short(error)}"
+    except requests.exceptions.RequestException as error:
+        status, reason = None, f"request failed: {_short(error)}"
+    latency = clock() - started
+    if reason == "ok" and latency > timeout:
+        reason = f"no complete answer within {timeout:g}s"
+    if reason == "ok" and max_latency is not None and latency > max_latency:
+        reason = f"too slow: {latency:.2f}s (limit {max_latency:g}s)"
+    return ProbeResult(url=url, ok=reason == "ok", latency=latency, status=status, reason=reason)
+
+
+def _exchange(url: str, deadline: float, expect_text: str | None, clock) -> tuple[int | None, str]:
+    headers = {"User-Agent": USER_AGENT, "Cache-Control": "no-cache", "Accept": "text/html,*/*;q=0.5"}
+    with requests.Session() as session:
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise requests.exceptions.Timeout()
+            response = session.get(current, headers=headers, stream=True, allow_redirects=False,
+                                   timeout=(remaining, remaining))
+            with response:
+                if response.is_redirect:
+                    current = urljoin(current, response.headers["Location"])
+                    continue
+                status = response.status_code
+                if not 200 <= status < 400:
+                    return status, f"HTTP {status}"
+                body = _read_body(response, deadline, clock)
+                if body is None:
+                    return status, "the body did not arrive within the deadline"
+                if expect_text and expect_text not in body.decode(response.encoding or "utf-8", "replace"):
+                    return status, f"expected text {expect_text!r} missing"
+                return status, "ok"
+        return None, f"more than {MAX_REDIRECTS} redirects"
+
+
+def _read_body(response: requests.Response, deadline: float, clock) -> bytes | None:
+    """Up to MAX_BODY_BYTES of the body, or None if the deadline passes first."""
+    chunks, size = [], 0
+    raw = response.raw
+    while size < MAX_BODY_BYTES:
+        if clock() > deadline:
+            return None
+        # read1: at most one socket read, so a trickling server cannot hold us past the deadline.
+        chunk = raw.read1(65536, decode_content=True)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _short(error: Exception) -> str:
+    text = str(error)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class ProbeRunner:
+    """Runs probes in threads so a hung exchange is abandoned at its deadline, one at a time per URL."""
+
+    def __init__(self, timeout: float, max_latency: float | None, expect_text: str | None):
+        self.timeout = timeout
+        self.max_latency = max_latency
+        self.expect_text = expect_text
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+
+    def run(self, urls: list[str], expect_text_for=None) -> list[ProbeResult]:
+        """Probe every URL at once; each result arrives by its deadline, whatever the server does."""
+        futures = {}
+        results = {}
+        for url in urls:
+            with self._lock:
+                if url in self._busy:
+                    results[url] = ProbeResult(url, False, self.timeout, None, "the previous probe is still hanging")
+                    continue
+                self._busy.add(url)
+            expect = self.expect_text if expect_text_for is None else expect_text_for(url)
+            future = concurrent.futures.Future()
+            threading.Thread(target=self._probe_into, args=(future, url, expect), daemon=True,
+                             name=f"probe {url}").start()
+            futures[url] = future
+        started = time.monotonic()
+        for url, future in futures.items():
+            wait = max(0.0, started + self.timeout + 0.5 - time.monotonic())
+            try:
+                results[url] = future.result(timeout=wait)
+            except concurrent.futures.TimeoutError:
+                results[url] = ProbeResult(url, False, self.timeout, None, f"no answer within {self.timeout:g}s")
+        return [results[url] for url in urls]
+
+    def _probe_into(self, future: concurrent.futures.Future, url: str, expect: str | None) -> None:
+        try:
+            future.set_result(probe(url, self.timeout, self.max_latency, expect))
+        except Exception as error:  # a probe must never kill the checker
+            future.set_result(ProbeResult(url, False, 0.0, None, f"probe error: {_short(error)}"))
+        finally:
+            with self._lock:
+                self._busy.discard(url)

@@ -1,0 +1,27 @@
+"""What the views of one app share: settings, storage, the cached flag, the form signer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flask import current_app
+
+from .config import Settings
+from .forms import FormToken
+from .state import CachedFlag
+from .storage import Storage
+
+
+@dataclasses.dataclass
+class Runtime:
+    """One app's shared objects, kept in `app.extensions["fallback"]`."""
+
+    settings: Settings
+    storage: Storage
+    flag: CachedFlag
+    tokens: FormToken
+
+
+def runtime() -> Runtime:
+    """The current app's runtime."""
+    return current_app.extensions["fallback"]

@@ -1,0 +1,54 @@
+"""Serving: the app under gunicorn, configured from the command line."""
+
+from __future__ import annotations
+
+from gunicorn.app.base import BaseApplication
+
+from .config import Settings
+
+
+class GunicornServer(BaseApplication):
+    """gunicorn, embedded: each worker builds its own app (and its own database connections)."""
+
+    def __init__(self, settings: Settings, options: dict):
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        """Apply our options; gunicorn's own command line is not ours to parse."""
+        for key, value in self.options.items():
+            # Settings a given gunicorn release lacks are skipped, so a range of releases works.
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def load(self):
+        """Build the app inside the worker, after the fork."""
+        from .app import create_app
+
+        return create_app(self.settings)
+
+
+def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+    """Run the web app until stopped."""
+    GunicornServer(
+        settings,
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": threads,
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "keepalive": 5,
+            # Headers and request line bounded well below gunicorn's defaults: nothing here needs more.
+            "limit_request_line": 8190,
+            "limit_request_fields": 100,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "fallback",
+            # One machine may run several instances: no shared control socket in $HOME.
+            "control_socket_disable": True,
+        },
+    ).run()

@@ -1,0 +1,121 @@
+"""The flag: what the admin chose (mode) and what visitors get (state), as pure values."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+MODES = ("auto", "up", "down")
+STATES = ("unknown", "up", "down")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """A fixed-width UTC ISO-8601 text, so that stored times sort as strings."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    """The datetime stored by `iso`, or None."""
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """One reading of the persisted flag."""
+
+    mode: str = "auto"
+    mode_until: datetime | None = None
+    mode_reason: str | None = None
+    mode_by: str | None = None
+    mode_changed_at: datetime | None = None
+    state: str = "unknown"
+    state_since: datetime | None = None
+    state_reason: str | None = None
+    version: int = 0
+
+    def mode_at(self, now: datetime) -> str:
+        """The mode in force at `now`: a forced mode falls back to auto once expired."""
+        if self.mode != "auto" and self.mode_until is not None and now >= self.mode_until:
+            return "auto"
+        return self.mode
+
+    def served_state(self, now: datetime) -> str:
+        """What visitors get at `now`: `up` (redirect) or `down` (the contact page)."""
+        mode = self.mode_at(now)
+        if mode != "auto":
+            return mode
+        return "down" if self.state == "down" else "up"
+
+    def since(self, now: datetime) -> datetime | None:
+        """When the state visitors get at `now` began."""
+        if self.mode_at(now) != "auto":
+            return self.mode_changed_at
+        if self.mode != "auto" and self.mode_until is not None:
+            # An expired override hands back to the checker at its expiry.
+            return max(filter(None, (self.mode_until, self.state_since)))
+        return self.state_since
+
+    def as_status(self, now: datetime) -> dict:
+        """The public status document of `/_fallback/status.json` and `fallback status --json`."""
+        mode = self.mode_at(now)
+        since = self.since(now)
+        until = self.mode_until if mode != "auto" else None
+        return {
+            "state": self.state if mode == "auto" else mode,
+            "served": self.served_state(now),
+            "mode": mode,
+            "since": iso(since) if since else None,
+            "mode_until": iso(until) if until else None,
+            "reason": (self.mode_reason if mode != "auto" else self.state_reason) or None,
+        }
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+)\s*([smhd])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration such as `90s`, `30m`, `2h`, `1d` or `1h30m`; ValueError otherwise."""
+    compact = text.strip().lower().replace(" ", "")
+    parts = _DURATION.findall(compact)
+    if not compact or "".join(number + unit for number, unit in parts) != compact:
+        raise ValueError(f"{text!r} is not a duration: use a number and a unit, such as 30m, 2h or 1d")
+    seconds = sum(int(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if not 0 < seconds <= 366 * 86400:
+        raise ValueError(f"{text!r} is not a duration between 1 second and 366 days")
+    return timedelta(seconds=seconds)
+
+
+class CachedFlag:
+    """The flag as this process last read it, re-read at most every `ttl` seconds.
+
+    Visitors see a change within `ttl` in every worker, at the cost of one read per
+    worker per `ttl` instead of one per request.
+    """
+
+    def __init__(self, load: Callable[[], Flag], ttl: float = 0.5, monotonic: Callable[[], float] = time.monotonic):
+        self._load = load
+        self._ttl = ttl
+        self._monotonic = monotonic
+        self._flag: Flag | None = None
+        self._read_at = float("-inf")
+
+    def get(self) -> Flag:
+        """The flag, from memory while fresh."""
+        now = self._monotonic()
+        if self._flag is None or now - self._read_at >= self._ttl:
+            self._flag = self._load()
+            self._read_at = now
+        return self._flag
+
+    def invalidate(self) -> None:
+        """Forget the cached reading, after this process changed the flag itself."""
+        self._flag = None

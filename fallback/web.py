@@ -1,0 +1,237 @@
+"""Public views: the redirect or the contact page on visitor paths, the form, status endpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from flask import Blueprint, Response, abort, make_response, redirect, render_template, request
+from markupsafe import escape
+
+from .forms import CONSENT_TEXT, CONSENT_VERSION, ContactForm
+from .runtime import runtime
+from .state import Flag, utcnow
+from .storage import NewLead, StorageError
+
+log = logging.getLogger("fallback.web")
+
+blueprint = Blueprint("web", __name__)
+
+PREFIX = "/_fallback"
+DEFAULT_RETRY_AFTER = 120
+# A shared cache may hold the page this long; never longer, so recovery shows quickly.
+DOWN_PAGE_CACHE = "public, max-age=5"
+TOKEN_MARK = "__fallback_form_token__"
+PATH_MARK = "__fallback_landing_path__"
+# Characters kept as they are in a redirected path; everything else is percent-encoded.
+PATH_SAFE = "/!$&'()*+,;=:@-._~%"
+VISITOR_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+@blueprint.after_app_request
+def add_security_headers(response: Response) -> Response:
+    """Every answer carries the security headers."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@blueprint.route("/", defaults={"path": ""}, methods=VISITOR_METHODS)
+@blueprint.route("/<path:path>", methods=VISITOR_METHODS)
+def visitor(path: str) -> Response:
+    """A visitor path: redirect to the main site while it is up, the contact page while it is down."""
+    if request.path.startswith(PREFIX + "/") or request.path == PREFIX:
+        abort(404)
+    flag = runtime().flag.get()
+    if flag.served_state(utcnow()) == "up":
+        target = redirect_target()
+        if target is not None:
+            response = redirect(target, 302 if request.method in ("GET", "HEAD") else 307)
+            response.headers["Cache-Control"] = "no-store"
+            return response
+    return down_response(flag)
+
+
+def redirect_target() -> str | None:
+    """The same path and query on the main site, or None when that would loop back here."""
+    main = urlsplit(runtime().settings.require_main_url())
+    if (main.netloc or "").lower() == request.host.lower():
+        return None
+    path = main.path.rstrip("/") + "/" + quote(request.path.lstrip("/"), safe=PATH_SAFE)
+    query = request.query_string.decode("latin-1")
+    # Scheme and host always come from the main URL: the visitor's input is only ever a path.
+    return urlunsplit((main.scheme, main.netloc, path, quote(query, safe="=&;%+/?:@!$'()*,-._~"), ""))
+
+
+def retry_after(flag: Flag) -> int:
+    """Seconds a client should wait: until a forced mode expires, else a default."""
+    now = utcnow()
+    if flag.mode_at(now) == "down" and flag.mode_until is not None:
+        return max(1, math.ceil((flag.mode_until - now).total_seconds()))
+    return DEFAULT_RETRY_AFTER
+
+
+def wants_json() -> bool:
+    """Whether the client asked for JSON rather than HTML."""
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"], default="text/html")
+    return best == "application/json"
+
+
+def down_response(flag: Flag) -> Response:
+    """The 503 answer while the site is down: the contact page, or JSON for API clients."""
+    seconds = retry_after(flag)
+    if wants_json():
+        body = json.dumps({"state": "down", "retry_after": seconds, "contact": PREFIX + "/contact"})
+        response = Response(body, 503, mimetype="application/json")
+    else:
+        response = Response(page_bytes(flag, seconds), 503, mimetype="text/html")
+    response.headers["Retry-After"] = str(seconds)
+    response.headers["Cache-Control"] = DOWN_PAGE_CACHE
+    response.vary.add("Accept")
+    return response
+
+
+def page_bytes(flag: Flag, seconds: int) -> bytes:
+    """The contact page with a fresh form token and this visitor's path spliced in."""
+    rt = runtime()
+    token = rt.tokens.issue()
+    path = str(escape(request.full_path.rstrip("?") if request.query_string else request.path))
+    html = render_page(ContactForm(require_consent=rt.settings.require_consent,
+                                   data={"token": TOKEN_MARK, "path": PATH_MARK}), seconds)
+    return html.replace(TOKEN_MARK, token).replace(PATH_MARK, path).encode("utf-8")
+
+
+def render_page(form: ContactForm, seconds: int, errors: bool = False) -> str:
+    """Render the contact page template."""
+    settings = runtime().settings
+    return render_template(
+        "page.html",
+        form=form,
+        errors=errors,
+        site_name=settings.site_name,
+        contact_email=settings.contact_email,
+        retry_minutes=max(1, math.ceil(seconds / 60)),
+        consent_text=CONSENT_TEXT,
+        require_consent=settings.require_consent,
+    )
+
+
+@blueprint.post(PREFIX + "/contact")
+def contact() -> Response:
+    """Store a visitor's details, then send them to the thank-you page."""
+    rt = runtime()
+    form = ContactForm(request.form, require_consent=rt.settings.require_consent)
+    token_problem = None
+    try:
+        age = rt.tokens.age(form.token.data)
+    except ValueError as problem:
+        token_problem, age = str(problem), 0.0
+    if token_problem or not form.validate():
+        return invalid_form(form, token_problem)
+    spam_reason = None
+    if form.website.data:
+        spam_reason = "honeypot"
+    elif age < rt.settings.form_min_seconds:
+        spam_reason = f"sent {age:.1f}s after the page was shown"
+    lead = NewLead(
+        email=form.email.data,
+        name=(form.name.data or "").strip(),
+        message=(form.message.data or "").strip(),
+        consent=bool(form.consent.data),
+        consent_version=CONSENT_VERSION,
+        consent_text=CONSENT_TEXT,
+        landing_path=form.landing_path(),
+        spam_reason=spam_reason,
+    )
+    try:
+        rt.storage.save_lead(lead)
+    except StorageError as error:
+        log.error("a lead could not be saved: %s", error)
+        return not_saved()
+    # Committed above: only now may the visitor be thanked.
+    return redirect(PREFIX + "/thanks", 303)
+
+
+def invalid_form(form: ContactForm, token_problem: str | None) -> Response:
+    """400 with the page again: the visitor's input kept, errors beside the fields, a fresh token."""
+    rt = runtime()
+    if token_problem:
+        form.token.errors = [
+            "This form has expired. Please check your details and send it again."
+            if token_problem != "missing" or form.email.data else "Please fill in the form below."
+        ]
+    form.token.data = rt.tokens.issue()
+    html = render_page(form, retry_after(rt.flag.get()), errors=True)
+    response = make_response(html, 400)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def not_saved() -> Response:
+    """503 when the database refuses the lead: say so, and offer the contact address instead."""
+    settings = runtime().settings
+    html = render_template("not_saved.html", site_name=settings.site_name, contact_email=settings.contact_email)
+    response = make_response(html, 503)
+    response.headers["Retry-After"] = "60"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.get(PREFIX + "/thanks")
+def thanks() -> Response:
+    """The thank-you page."""
+    settings = runtime().settings
+    response = make_response(render_template("thanks.html", site_name=settings.site_name,
+                                             contact_email=settings.contact_email))
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+@blueprint.get(PREFIX + "/page.css")
+def stylesheet() -> Response:
+    """The page's stylesheet, from a template so that it can be rebranded."""
+    response = make_response(render_template("page.css"))
+    response.mimetype = "text/css"
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@blueprint.get("/robots.txt")
+def robots() -> Response:
+    """Always 200: a 503 robots.txt would make search engines treat the whole site as blocked."""
+    response = Response("User-agent: *\nDisallow: /_fallback/\n", mimetype="text/plain")
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@blueprint.get(PREFIX + "/status.json")
+def status() -> Response:
+    """The flag as JSON: state, mode, since when."""
+    document = runtime().flag.get().as_status(utcnow())
+    response = Response(json.dumps(document), mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.get(PREFIX + "/healthz")
+def healthz() -> Response:
+    """200 while the database is writable; 503 with the reason otherwise."""
+    try:
+        runtime().storage.check_writable()
+    except StorageError as error:
+        response = Response(f"unhealthy: {error}\n", 503, mimetype="text/plain")
+    else:
+        response = Response("ok\n", mimetype="text/plain")
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,29 @@
+"""Helpers the tests share: reading tokens from pages, sending the forms."""
+
+from __future__ import annotations
+
+import re
+
+
+def form_token(html: str) -> str:
+    """The signed token of the contact form in a rendered page."""
+    return re.search(r'name="token" value="([^"]+)"', html).group(1)
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token of an admin form in a rendered page."""
+    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+
+
+def contact_fields(client, **fields) -> dict:
+    """The fields of a contact submission, with the token of a freshly rendered page."""
+    page = client.get("/").get_data(as_text=True)
+    data = {"token": form_token(page), "path": "/", "email": "paul@example.org", "consent": "y"}
+    data.update(fields)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def log_in(client, password: str = "correct horse"):
+    """Log in to the admin area; returns the response to the log-in post."""
+    page = client.get("/_fallback/admin").get_data(as_text=True)
+    return client.post("/_fallback/admin/login", data={"password": password, "csrf_token": csrf_token(page)})

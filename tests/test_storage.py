@@ -1,0 +1,134 @@
+"""Storage: schema, de-duplication, spam kept apart, the flag's history, erasure."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fallback.storage import MIGRATIONS, NewLead, StorageError, open_storage
+
+
+class FixedClock:
+    def __init__(self, moment):
+        self.moment = moment
+
+    def __call__(self):
+        return self.moment
+
+
+@pytest.fixture
+def clock():
+    return FixedClock(datetime(2026, 11, 28, 20, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def db(tmp_path, clock):
+    return open_storage(str(tmp_path / "leads.db"), clock)
+
+
+def test_it_uses_wal_a_busy_timeout_and_full_sync(db):
+    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
+    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+def test_migrating_twice_changes_nothing(db):
+    assert db.migrate() == len(MIGRATIONS)
+    assert db.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(len(MIGRATIONS))
+
+
+def test_the_same_address_in_another_case_updates_one_lead(db, clock):
+    first = db.save_lead(NewLead("Paul@Example.org", name="Paul", message="call me", consent=True,
+                                 consent_version="en-1", consent_text="I agree"))
+    clock.moment += timedelta(minutes=5)
+    second = db.save_lead(NewLead("paul@example.org", message="", consent=False))
+    assert first == second
+    [lead] = list(db.iter_leads())
+    assert lead["email"] == "paul@example.org"
+    assert lead["name"] == "Paul" and lead["message"] == "call me"
+    assert lead["consent"] == 1 and lead["consent_version"] == "en-1"
+    assert lead["consent_at"] == "2026-11-28T20:00:00.000000+00:00"
+    assert lead["submissions"] == 2
+    assert lead["created_at"] < lead["updated_at"] == "2026-11-28T20:05:00.000000+00:00"
+
+
+def test_spam_is_kept_apart_and_out_of_the_export(db):
+    db.save_lead(NewLead("paul@example.org", consent=True))
+    db.save_lead(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
+    db.save_lead(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
+    assert [lead["name"] for lead in db.iter_leads()] == [""]
+    assert db.count_leads() == {"leads": 1, "spam": 2}
+    assert {row["spam_reason"] for row in db.recent_leads(spam=True)} == {"honeypot"}
+
+
+def test_consent_is_recorded_only_when_given(db):
+    db.save_lead(NewLead("a@example.org", consent=False, consent_version="en-1", consent_text="I agree"))
+    [lead] = list(db.iter_leads())
+    assert (lead["consent"], lead["consent_version"], lead["consent_at"]) == (0, None, None)
+
+
+def test_leads_are_filtered_by_their_latest_submission(db, clock):
+    for day in (1, 2, 3):
+        clock.moment = datetime(2026, 11, day, 12, tzinfo=UTC)
+        db.save_lead(NewLead(f"day{day}@example.org"))
+    since, until = datetime(2026, 11, 2, 12, tzinfo=UTC), datetime(2026, 11, 3, 12, tzinfo=UTC)
+    assert [lead["email"] for lead in db.iter_leads(since, until)] == ["day2@example.org"]
+
+
+def test_mode_changes_are_recorded_with_who_when_why_and_until(db, clock):
+    until = clock.moment + timedelta(hours=2)
+    flag = db.set_mode("down", until=until, reason="TV", by="cli (ops)")
+    assert (flag.mode, flag.mode_until, flag.mode_reason, flag.mode_by) == ("down", until, "TV", "cli (ops)")
+    db.set_mode("auto", by="admin (web)")
+    changes = db.mode_changes()
+    assert [(c["mode"], c["by"]) for c in changes] == [("auto", "admin (web)"), ("down", "cli (ops)")]
+    assert changes[1]["until"] == "2026-11-28T22:00:00.000000+00:00"
+    assert db.flag().version == 2
+
+
+def test_the_flag_survives_a_reopen(db, tmp_path):
+    db.set_mode("down", reason="kept")
+    assert open_storage(str(tmp_path / "leads.db")).flag().mode == "down"
+
+
+def test_an_unknown_mode_is_refused(db):
+    with pytest.raises(ValueError):
+        db.set_mode("sideways")
+
+
+def test_the_secret_key_is_generated_once(db):
+    key, generated = db.secret_key()
+    assert generated and len(key) >= 32
+    assert db.secret_key() == (key, False)
+
+
+def test_forget_erases_every_lead_of_an_address_from_the_file(db, tmp_path):
+    db.save_lead(NewLead("Secret.Person@Example.org", message="a distinctive message"))
+    db.save_lead(NewLead("secret.person@example.org", spam_reason="honeypot"))
+    db.save_lead(NewLead("other@example.org"))
+    assert db.forget("SECRET.PERSON@example.org") == 2
+    assert db.forget("nobody@example.org") == 0
+    db.close()
+    for suffix in ("", "-wal"):
+        path = tmp_path / f"leads.db{suffix}"
+        if path.exists():
+            assert b"a distinctive message" not in path.read_bytes()
+            assert b"secret.person" not in path.read_bytes().lower()
+
+
+def test_purge_erases_only_old_leads(db, clock):
+    clock.moment = datetime(2026, 1, 1, tzinfo=UTC)
+    db.save_lead(NewLead("old@example.org"))
+    clock.moment = datetime(2026, 11, 1, tzinfo=UTC)
+    db.save_lead(NewLead("new@example.org"))
+    assert db.purge(datetime(2026, 6, 1, tzinfo=UTC)) == 1
+    assert [lead["email"] for lead in db.iter_leads()] == ["new@example.org"]
+
+
+def test_a_refused_write_gives_a_storage_error_and_keeps_what_was_stored(db):
+    db.save_lead(NewLead("kept@example.org"))
+    db.conn.execute("PRAGMA query_only = ON")  # the same refusal as a read-only file or volume
+    with pytest.raises(StorageError, match="not writable|write failed"):
+        db.save_lead(NewLead("refused@example.org"))
+    with pytest.raises(StorageError):
+        db.check_writable()
+    assert [lead["email"] for lead in db.iter_leads()] == ["kept@example.org"]

@@ -1,0 +1,193 @@
+"""Public views: redirect while up, the contact page while down, the form, status endpoints."""
+
+import json
+import re
+
+import pytest
+from helpers import contact_fields, form_token
+
+from fallback.storage import StorageError
+
+
+def test_a_visitor_is_redirected_to_the_same_path_while_the_site_is_up(client):
+    response = client.get("/pricing/plans?utm=tv&x=1")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://www.example.com/pricing/plans?utm=tv&x=1"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_head_is_redirected_too(client):
+    assert client.head("/a").status_code == 302
+
+
+@pytest.mark.parametrize("path", ["//evil.example/x", "/\\evil.example", "/%2F%2Fevil.example", "/@evil.example",
+                                  "/%09/evil.example", "/\t/evil.example", "/..//evil.example"])
+def test_a_redirect_never_leaves_the_main_origin(client, path):
+    # PATH_INFO as a server hands it over: the test client would read "//host" as a host.
+    location = client.get("/", environ_overrides={"PATH_INFO": path}).headers["Location"]
+    assert location.startswith("https://www.example.com/")
+    assert "\\" not in location and "\t" not in location
+
+
+def test_it_serves_the_page_instead_of_looping_when_the_main_host_is_its_own(client):
+    response = client.get("/x", headers={"Host": "www.example.com"})
+    assert response.status_code == 503
+
+
+def test_the_contact_page_is_a_503_with_retry_after_while_down(client, down):
+    response = client.get("/pricing?x=1")
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert "max-age=5" in response.headers["Cache-Control"]
+    assert "Set-Cookie" not in response.headers
+    html = response.get_data(as_text=True)
+    assert '<html lang="en">' in html
+    assert 'name="path" value="/pricing?x=1"' in html
+    assert '<label for="email">' in html
+    assert len(response.data) < 20_000
+
+
+def test_the_page_escapes_the_path_it_embeds(client, down):
+    html = client.get('/"><script>alert(1)</script>').get_data(as_text=True)
+    assert "<script>" not in html
+
+
+def test_retry_after_follows_a_forced_expiry(client, storage, app):
+    from datetime import timedelta
+
+    from fallback.state import utcnow
+
+    storage.set_mode("down", until=utcnow() + timedelta(minutes=30))
+    app.extensions["fallback"].flag.invalidate()
+    assert 1790 <= int(client.get("/").headers["Retry-After"]) <= 1800
+
+
+def test_a_json_client_gets_a_json_503(client, down):
+    response = client.get("/api/orders", headers={"Accept": "application/json"})
+    assert response.status_code == 503
+    assert response.get_json()["state"] == "down"
+    assert client.get("/", headers={"Accept": "*/*"}).mimetype == "text/html"
+
+
+def test_robots_txt_is_always_200(client, down):
+    assert client.get("/robots.txt").status_code == 200
+
+
+def test_unknown_app_routes_are_404_not_visitor_paths(client, down):
+    assert client.get("/_fallback/nope").status_code == 404
+
+
+def test_every_answer_has_the_security_headers(client, down):
+    for response in (client.get("/"), client.get("/_fallback/thanks"), client.get("/robots.txt")):
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert "script-src" not in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"]
+
+
+def test_a_valid_submission_is_stored_then_thanked(client, down, storage):
+    response = client.post("/_fallback/contact", data=contact_fields(client, name="Paul", message="Call me"))
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/_fallback/thanks")
+    [lead] = list(storage.iter_leads())
+    assert (lead["email"], lead["name"], lead["message"], lead["consent"]) == ("paul@example.org", "Paul", "Call me", 1)
+    assert lead["consent_version"] and lead["consent_text"]
+    assert client.get("/_fallback/thanks").status_code == 200
+
+
+def test_two_cases_of_one_address_make_one_lead(client, down, storage):
+    client.post("/_fallback/contact", data=contact_fields(client, email="Paul@Example.org"))
+    client.post("/_fallback/contact", data=contact_fields(client, email="paul@example.org"))
+    [lead] = list(storage.iter_leads())
+    assert lead["submissions"] == 2
+
+
+def test_invalid_input_is_a_400_with_errors_beside_fields_and_input_kept(client, down, storage):
+    response = client.post("/_fallback/contact", data=contact_fields(client, email="not-an-address", name="Paul & Co",
+                                                                     consent=None))
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert 'id="email-error"' in html and 'aria-describedby="email-error"' in html
+    assert 'id="consent-error"' in html
+    assert 'value="not-an-address"' in html and 'value="Paul &amp; Co"' in html
+    assert 'role="alert"' in html
+    assert form_token(html)
+    assert list(storage.iter_leads()) == []
+
+
+@pytest.mark.parametrize("token", [None, "", "garbage", "1a2b.c3d4"])
+def test_a_missing_or_forged_token_is_a_400_with_a_fresh_token(client, down, storage, token):
+    data = contact_fields(client, token=token)
+    response = client.post("/_fallback/contact", data=data)
+    assert response.status_code == 400
+    assert form_token(response.get_data(as_text=True)) != token
+    assert list(storage.iter_leads()) == []
+
+
+def test_a_filled_honeypot_is_thanked_but_kept_apart(client, down, storage):
+    response = client.post("/_fallback/contact", data=contact_fields(client, website="http://spam.example"))
+    assert response.status_code == 303
+    assert list(storage.iter_leads()) == []
+    assert storage.recent_leads(spam=True)[0]["spam_reason"] == "honeypot"
+
+
+def test_a_form_sent_too_fast_is_thanked_but_kept_apart(env, tmp_path):
+    from fallback.app import create_app
+    from fallback.config import Settings
+
+    env["FALLBACK_FORM_MIN_SECONDS"] = "3"
+    app = create_app(Settings.from_env(env))
+    storage = app.extensions["fallback"].storage
+    storage.set_mode("down")
+    client = app.test_client()
+    assert client.post("/_fallback/contact", data=contact_fields(client)).status_code == 303
+    assert list(storage.iter_leads()) == []
+    assert "after the page was shown" in storage.recent_leads(spam=True)[0]["spam_reason"]
+
+
+def test_a_lead_the_database_refuses_is_not_thanked(client, down, storage, monkeypatch):
+    def refuse(lead):
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(storage, "save_lead", refuse)
+    response = client.post("/_fallback/contact", data=contact_fields(client))
+    assert response.status_code == 503
+    assert "not saved" in response.get_data(as_text=True)
+
+
+def test_status_json_tells_state_mode_and_since(client, down):
+    document = json.loads(client.get("/_fallback/status.json").data)
+    assert document["state"] == "down" and document["mode"] == "down"
+    assert re.match(r"\d{4}-\d\d-\d\dT", document["since"])
+
+
+def test_a_new_database_reports_unknown(client):
+    assert client.get("/_fallback/status.json").get_json()["state"] == "unknown"
+
+
+def test_healthz_is_200_while_the_database_is_writable(client, storage, monkeypatch):
+    assert client.get("/_fallback/healthz").status_code == 200
+
+    def refuse():
+        raise StorageError("the database is not writable: disk I/O error")
+
+    monkeypatch.setattr(storage, "check_writable", refuse)
+    response = client.get("/_fallback/healthz")
+    assert response.status_code == 503 and b"not writable" in response.data
+
+
+def test_the_stylesheet_is_served_from_the_templates(client):
+    response = client.get("/_fallback/page.css")
+    assert response.status_code == 200 and response.mimetype == "text/css"
+
+
+def test_an_operator_template_folder_overrides_the_shipped_page(env, tmp_path):
+    from fallback.app import create_app
+    from fallback.config import Settings
+
+    (tmp_path / "brand").mkdir()
+    (tmp_path / "brand" / "thanks.html").write_text("Merci from {{ site_name }}")
+    env["FALLBACK_TEMPLATES"] = str(tmp_path / "brand")
+    env["FALLBACK_SITE_NAME"] = "Acme"
+    client = create_app(Settings.from_env(env)).test_client()
+    assert client.get("/_fallback/thanks").data == b"Merci from Acme"
