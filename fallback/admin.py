@@ -8,7 +8,7 @@ import logging
 from flask import Blueprint, Response, abort, current_app, make_response, redirect, render_template, request, session, url_for
 
 from .export import csv_chunks, parse_bound
-from .forms import DURATION_CHOICES, LoginForm, LogoutForm, ModeForm
+from .forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
 from .runtime import runtime
 from .state import parse_duration, utcnow
 from .storage import StorageError
@@ -66,9 +66,10 @@ def dashboard() -> Response | str:
         leads=rt.storage.recent_leads(50),
         spam=rt.storage.recent_leads(20, spam=True),
         changes=rt.storage.mode_changes(10),
-        mode_form=ModeForm(meta=csrf_meta(), mode=flag.mode_at(now)),
+        mode_form=ModeForm(meta=csrf_meta()),
         logout_form=LogoutForm(meta=csrf_meta()),
         durations=DURATION_CHOICES,
+        modes=MODE_CHOICES,
         site_name=rt.settings.site_name,
     )
 

@@ -61,7 +61,17 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `environ` (the process environment by default)."""
-        env = _Reader(os.environ if environ is None else environ)
+        return cls._read(_Reader(os.environ if environ is None else environ))
+
+    @classmethod
+    def variables(cls) -> list[str]:
+        """The name of every environment variable the settings read, in reading order."""
+        reader = _Reader({})
+        cls._read(reader)
+        return reader.names
+
+    @classmethod
+    def _read(cls, env: _Reader) -> Settings:
         main_url = env.url("MAIN_URL")
         check_urls = env.url_list("CHECK_URLS") or ((main_url,) if main_url else ())
         default_name = urlsplit(main_url).hostname if main_url else "our site"
@@ -113,9 +123,11 @@ class _Reader:
 
     def __init__(self, environ: Mapping[str, str]):
         self.environ = environ
+        self.names: list[str] = []
 
     def raw(self, name: str, prefixed: bool = True) -> tuple[str, str | None]:
         variable = PREFIX + name if prefixed else name
+        self.names.append(variable)
         value = self.environ.get(variable)
         if value is not None and value.strip() == "":
             value = None
@@ -171,8 +183,7 @@ class _Reader:
         return _check_url(variable, value.strip())
 
     def url_list(self, name: str) -> tuple[str, ...]:
-        variable = PREFIX + name
-        return tuple(_check_url(variable, part) for part in self.text_list(name))
+        return tuple(_check_url(PREFIX + name, part) for part in self.text_list(name))
 
     def rate_limit(self, name: str, default: str) -> RateLimit | None:
         variable, value = self.raw(name)

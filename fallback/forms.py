@@ -7,9 +7,9 @@ import time
 from datetime import timedelta
 
 from itsdangerous import BadSignature, Signer
-from wtforms import BooleanField, Form, HiddenField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, Form, HiddenField, PasswordField, StringField, TextAreaField
 from wtforms.csrf.session import SessionCSRF
-from wtforms.validators import Email, InputRequired, Length, Optional, ValidationError
+from wtforms.validators import AnyOf, Email, InputRequired, Length, Optional, ValidationError
 
 from .state import parse_duration
 
@@ -101,12 +101,13 @@ class LoginForm(AdminForm):
 
 
 DURATION_CHOICES = [("", "until I switch back"), ("30m", "30 minutes"), ("2h", "2 hours"), ("1d", "1 day")]
+MODE_CHOICES = {"auto": "auto (the checker decides)", "down": "down (show the page)", "up": "up (redirect)"}
 
 
 class ModeForm(AdminForm):
     """The mode toggle: auto, forced up, or forced down, with an optional expiry and reason."""
 
-    mode = SelectField("Mode", choices=[("auto", "auto (the checker decides)"), ("down", "down (show the page)"), ("up", "up (redirect)")])
+    mode = StringField("Mode", validators=[InputRequired(), AnyOf(MODE_CHOICES, "Choose auto, up or down.")])
     duration = StringField("For", validators=[Optional(), Length(max=20)])
     reason = StringField("Reason", validators=[Optional(), Length(max=200)])
 

@@ -1,0 +1,144 @@
+"""The admin area: log-in, the dashboard, the mode toggle, the CSV export."""
+
+import csv
+import io
+
+import pytest
+from helpers import contact_fields, csrf_token, log_in
+
+from fallback.app import create_app
+from fallback.config import Settings
+
+
+def test_the_admin_area_is_404_without_a_password(env, caplog):
+    del env["FALLBACK_ADMIN_PASSWORD"]
+    with caplog.at_level("WARNING"):
+        client = create_app(Settings.from_env(env)).test_client()
+    assert "FALLBACK_ADMIN_PASSWORD is not set" in caplog.text
+    for path in ("/_fallback/admin", "/_fallback/admin/export.csv"):
+        assert client.get(path).status_code == 404
+    assert client.post("/_fallback/admin/login", data={"password": ""}).status_code == 404
+
+
+def test_the_dashboard_asks_for_the_password_first(client):
+    response = client.get("/_fallback/admin")
+    assert response.status_code == 200
+    assert 'type="password"' in response.get_data(as_text=True)
+
+
+def test_a_wrong_password_is_refused(client):
+    response = log_in(client, "wrong")
+    assert response.status_code == 401
+    assert "Wrong password" in response.get_data(as_text=True)
+    assert "Mode" not in client.get("/_fallback/admin").get_data(as_text=True)
+
+
+def test_a_log_in_without_its_csrf_token_is_refused(client):
+    assert client.post("/_fallback/admin/login", data={"password": "correct horse"}).status_code == 401
+
+
+def test_the_right_password_opens_an_httponly_samesite_session(client):
+    response = log_in(client)
+    assert response.status_code == 303
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/_fallback/admin" in cookie
+    assert "Set mode" in client.get("/_fallback/admin").get_data(as_text=True)
+
+
+def test_the_dashboard_escapes_what_visitors_typed(client, down):
+    client.post("/_fallback/contact", data=contact_fields(client, name="<script>alert(1)</script>"))
+    log_in(client)
+    html = client.get("/_fallback/admin").get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>" not in html
+
+
+def set_mode(client, **fields):
+    html = client.get("/_fallback/admin").get_data(as_text=True)
+    return client.post("/_fallback/admin/mode", data={"csrf_token": csrf_token(html), **fields})
+
+
+def test_the_admin_forces_the_page_on_and_visitors_see_it(client, storage):
+    log_in(client)
+    assert client.get("/").status_code == 302
+    response = set_mode(client, mode="down", duration="2h", reason="TV at 8")
+    assert response.status_code == 303
+    flag = storage.flag()
+    assert (flag.mode, flag.mode_reason, flag.mode_by) == ("down", "TV at 8", "admin (web)")
+    assert flag.mode_until is not None
+    assert client.get("/").status_code == 503
+
+
+def test_the_mode_form_refuses_a_post_without_csrf(client, storage):
+    log_in(client)
+    assert client.post("/_fallback/admin/mode", data={"mode": "down"}).status_code == 400
+    assert storage.flag().mode == "auto"
+
+
+def test_the_mode_form_refuses_a_bad_duration(client, storage):
+    log_in(client)
+    assert set_mode(client, mode="down", duration="forever").status_code == 400
+    assert storage.flag().mode == "auto"
+
+
+def test_the_mode_form_needs_a_session(client, storage):
+    assert client.post("/_fallback/admin/mode", data={"mode": "down"}).status_code == 403
+
+
+def test_log_out_closes_the_session(client):
+    log_in(client)
+    html = client.get("/_fallback/admin").get_data(as_text=True)
+    client.post("/_fallback/admin/logout", data={"csrf_token": csrf_token(html)})
+    assert 'type="password"' in client.get("/_fallback/admin").get_data(as_text=True)
+
+
+def exported(response) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(response.get_data(as_text=True), newline="")))
+
+
+def test_an_admin_exports_the_leads_as_csv(client, down):
+    client.post("/_fallback/contact", data=contact_fields(client, name="=HYPERLINK(\"http://x\")"))
+    log_in(client)
+    response = client.get("/_fallback/admin/export.csv")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert "attachment" in response.headers["Content-Disposition"]
+    [row] = exported(response)
+    assert row["email"] == "paul@example.org"
+    assert row["name"] == "'=HYPERLINK(\"http://x\")"
+
+
+def test_the_export_needs_a_session_or_the_bearer_token(env, down):
+    env["FALLBACK_EXPORT_TOKEN"] = "s3cret-token"
+    del env["FALLBACK_ADMIN_PASSWORD"]
+    client = create_app(Settings.from_env(env)).test_client()
+    assert client.get("/_fallback/admin/export.csv").status_code == 401
+    assert client.get("/_fallback/admin/export.csv", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    response = client.get("/_fallback/admin/export.csv", headers={"Authorization": "Bearer s3cret-token"})
+    assert response.status_code == 200
+    assert response.get_data(as_text=True).startswith("email,")
+
+
+def test_the_export_filters_by_since_and_until(client, storage):
+    from datetime import UTC, datetime
+
+    from fallback.storage import NewLead
+
+    for day in (1, 2, 3):
+        storage.clock = lambda day=day: datetime(2026, 11, day, 12, tzinfo=UTC)
+        storage.save_lead(NewLead(f"day{day}@example.org"))
+    log_in(client)
+    response = client.get("/_fallback/admin/export.csv?since=2026-11-02&until=2026-11-03T12:00:00%2B00:00")
+    assert [row["email"] for row in exported(response)] == ["day2@example.org"]
+
+
+@pytest.mark.parametrize("query", ["since=yesterday", "until=2026-13-01", "since=2026-11-02T25:00"])
+def test_a_bad_export_bound_is_a_400_naming_it(client, query):
+    log_in(client)
+    response = client.get(f"/_fallback/admin/export.csv?{query}")
+    assert response.status_code == 400
+    assert response.get_data(as_text=True).startswith(query.split("=")[0] + ": expected")
+
+
+def test_admin_pages_are_never_cached(client):
+    assert client.get("/_fallback/admin").headers["Cache-Control"] == "no-store"

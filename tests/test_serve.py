@@ -1,0 +1,151 @@
+"""End to end: `fallback serve` under gunicorn on 127.0.0.1, driven over HTTP like a visitor would."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import io
+import signal
+import socket
+import sqlite3
+import time
+
+import pytest
+import requests
+from helpers import csrf_token, form_token
+from served import Served, run_cli
+
+EXPORT_TOKEN = "integration-export-token"
+
+
+@pytest.fixture
+def site_env(tmp_path):
+    """Settings for a served app whose database lives in an otherwise empty folder."""
+    return {
+        "FALLBACK_MAIN_URL": "https://www.example.com",
+        "FALLBACK_ADMIN_PASSWORD": "correct horse",
+        "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
+        "FALLBACK_FORM_MIN_SECONDS": "0",
+        "FALLBACK_RATE_LIMIT": "0",
+    }
+
+
+@pytest.fixture
+def served(site_env, tmp_path):
+    with Served(site_env, tmp_path) as server:
+        yield server
+
+
+def wait_for_status(url: str, expected: int, seconds: float = 3.0) -> requests.Response:
+    """GET `url` until it answers `expected`, for a bounded time."""
+    deadline = time.monotonic() + seconds
+    while True:
+        response = requests.get(url, allow_redirects=False, timeout=2)
+        if response.status_code == expected or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
+
+
+def submit(base: str, email: str, **fields) -> requests.Response:
+    """Load the page as a visitor, then send the form."""
+    page = requests.get(base + "/landing", timeout=5)
+    data = {"token": form_token(page.text), "path": "/landing", "email": email, "consent": "y", **fields}
+    return requests.post(base + "/_fallback/contact", data=data, allow_redirects=False, timeout=10)
+
+
+def export_rows(base: str, **params) -> list[dict]:
+    response = requests.get(base + "/_fallback/admin/export.csv", params=params, timeout=10,
+                            headers={"Authorization": f"Bearer {EXPORT_TOKEN}"})
+    assert response.status_code == 200
+    return list(csv.DictReader(io.StringIO(response.text, newline="")))
+
+
+def test_it_serves_from_an_empty_folder_and_captures_a_lead_end_to_end(served, site_env, tmp_path):
+    assert wait_for_status(served.url + "/pricing", 302).headers["Location"] == "https://www.example.com/pricing"
+    result = run_cli(["mode", "down", "--reason", "TV"], site_env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "fallback.db").exists()
+    page = wait_for_status(served.url + "/pricing", 503, seconds=1.5)
+    assert page.status_code == 503 and "Set-Cookie" not in page.headers
+    response = submit(served.url, "Paul@Example.org", name="Paul")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/_fallback/thanks")
+    exported = run_cli(["export"], site_env, tmp_path)
+    assert exported.returncode == 0
+    assert "Paul@Example.org" in exported.stdout
+    assert [row["email"] for row in export_rows(served.url)] == ["Paul@Example.org"]
+
+
+def test_it_merges_cases_and_keeps_spam_out_over_http(served, site_env, tmp_path):
+    run_cli(["mode", "down"], site_env, tmp_path)
+    wait_for_status(served.url + "/", 503)
+    assert submit(served.url, "Paul@Example.org").status_code == 303
+    assert submit(served.url, "paul@example.org").status_code == 303
+    assert submit(served.url, "bot@example.org", website="http://spam.example").status_code == 303
+    rows = export_rows(served.url)
+    assert [(row["email"], row["submissions"]) for row in rows] == [("paul@example.org", "2")]
+    status = run_cli(["status", "--json"], site_env, tmp_path)
+    assert '"spam": 1' in status.stdout
+
+
+def test_an_admin_logs_in_and_toggles_the_page_over_http(served):
+    admin = requests.Session()
+    login_page = admin.get(served.url + "/_fallback/admin", timeout=5)
+    response = admin.post(served.url + "/_fallback/admin/login", allow_redirects=False, timeout=5,
+                          data={"password": "correct horse", "csrf_token": csrf_token(login_page.text)})
+    assert response.status_code == 303
+    dashboard = admin.get(served.url + "/_fallback/admin", timeout=5)
+    response = admin.post(served.url + "/_fallback/admin/mode", allow_redirects=False, timeout=5,
+                          data={"mode": "down", "duration": "30m", "csrf_token": csrf_token(dashboard.text)})
+    assert response.status_code == 303
+    # Another worker may hold the old flag for up to its cache's lifetime: a second at most.
+    assert wait_for_status(served.url + "/anything", 503, seconds=1.5).status_code == 503
+    assert 1700 < int(requests.get(served.url + "/", timeout=5).headers["Retry-After"]) <= 1800
+
+
+@pytest.mark.parametrize("raw_path", ["//evil.example/x", "/\\evil.example", "/%2F%2Fevil.example", "/@evil.example"])
+def test_a_raw_request_path_never_redirects_off_the_main_origin(served, raw_path):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        sock.sendall(f"GET {raw_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head = answer.split(b"\r\n\r\n")[0].decode("latin-1")
+    location = [line for line in head.split("\r\n") if line.lower().startswith("location:")]
+    assert location and location[0].split(":", 1)[1].strip().startswith("https://www.example.com/")
+
+
+def test_120_concurrent_submissions_are_all_acknowledged_and_exported(served, site_env, tmp_path):
+    run_cli(["mode", "down"], site_env, tmp_path)
+    wait_for_status(served.url + "/", 503)
+    emails = [f"visitor{i}@example.org" for i in range(120)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:
+        statuses = list(pool.map(lambda email: submit(served.url, email).status_code, emails))
+    assert statuses == [303] * 120
+    assert sorted(row["email"] for row in export_rows(served.url)) == sorted(emails)
+
+
+def test_leads_acknowledged_before_a_kill_9_are_there_after_a_restart(site_env, tmp_path):
+    server = Served(site_env, tmp_path).start()
+    try:
+        run_cli(["mode", "down"], site_env, tmp_path)
+        wait_for_status(server.url + "/", 503)
+        acknowledged = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+            futures = {pool.submit(submit, server.url, f"k{i}@example.org"): f"k{i}@example.org" for i in range(200)}
+            time.sleep(0.3)
+            server.stop(signal.SIGKILL)  # master and workers, mid-load
+            for future, email in futures.items():
+                try:
+                    if future.result().status_code == 303:
+                        acknowledged.append(email)
+                except requests.RequestException:
+                    pass
+    finally:
+        server.stop(signal.SIGKILL)
+    assert acknowledged, "the kill came before any lead was acknowledged"
+    connection = sqlite3.connect(tmp_path / "fallback.db")
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    connection.close()
+    with Served(site_env, tmp_path) as restarted:
+        stored = {row["email"] for row in export_rows(restarted.url)}
+    assert set(acknowledged) <= stored
