@@ -5,8 +5,20 @@ from __future__ import annotations
 import hmac
 import logging
 
-from flask import Blueprint, Response, abort, current_app, make_response, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
+from .checker import status_document
 from .export import csv_chunks, parse_bound
 from .forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
 from .runtime import runtime
@@ -56,13 +68,13 @@ def dashboard() -> Response | str:
     if not is_admin():
         return render_template("admin/login.html", form=LoginForm(meta=csrf_meta()))
     rt = runtime()
-    now = utcnow()
-    flag = rt.storage.flag()
+    status = status_document(rt.storage, rt.settings, utcnow())
     return render_template(
         "admin/dashboard.html",
-        status=flag.as_status(now),
-        flag=flag,
-        counts=rt.storage.count_leads(),
+        status=status,
+        counts={"leads": status["leads"], "spam": status["spam"]},
+        probes=rt.storage.recent_probes(20),
+        incidents=rt.storage.incidents(10),
         leads=rt.storage.recent_leads(50),
         spam=rt.storage.recent_leads(20, spam=True),
         changes=rt.storage.mode_changes(10),

@@ -11,6 +11,7 @@ from datetime import timedelta
 import click
 
 from . import __version__
+from .checker import status_document
 from .config import ConfigError, Settings
 from .export import csv_chunks, parse_bound
 from .probe import probe
@@ -54,8 +55,10 @@ def cli() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on [default: $PORT or 8000].")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Web worker processes.")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True, help="Threads per worker.")
-def serve(host: str, port: int | None, workers: int, threads: int) -> None:
-    """Run the web app under gunicorn.
+@click.option("--checker/--no-checker", default=True, show_default=True,
+              help="Run the health checker too (one per database, whatever the number of processes).")
+def serve(host: str, port: int | None, workers: int, threads: int, checker: bool) -> None:
+    """Run the web app and the health checker under gunicorn.
 
     Example:
 
@@ -70,7 +73,7 @@ def serve(host: str, port: int | None, workers: int, threads: int) -> None:
         raise Failure(str(error)) from None
     storage = load_storage(settings)
     storage.close()
-    run_server(settings, host, port or settings.port, workers, threads)
+    run_server(settings, host, port or settings.port, workers, threads, checker)
 
 
 @cli.command()
@@ -105,9 +108,9 @@ def status(as_json: bool) -> None:
 
         fallback status --json
     """
-    storage = load_storage(load_settings())
-    document = storage.flag().as_status(utcnow())
-    document.update(storage.count_leads())
+    settings = load_settings()
+    storage = load_storage(settings)
+    document = status_document(storage, settings, utcnow())
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -117,6 +120,14 @@ def status(as_json: bool) -> None:
     click.echo(f"since:  {document['since'] or 'never changed'}")
     if document["reason"]:
         click.echo(f"reason: {document['reason']}")
+    checker = document["checker"]
+    beat = f"last round {checker['heartbeat_age']:g}s ago" if checker["heartbeat_age"] is not None else "no round yet"
+    click.echo(f"checker: {'ok' if checker['healthy'] else 'NOT RUNNING'} ({beat}{', held by ' + checker['owner'] if checker['owner'] else ''})")
+    if document["network_doubt"]:
+        click.echo(f"warning: {checker['note']}")
+    if document["incident"]:
+        incident = document["incident"]
+        click.echo(f"incident: since {incident['started_at'][:19]}Z, {incident['reason']}, {incident['leads']} leads so far")
     click.echo(f"leads:  {document['leads']} (and {document['spam']} suspected spam)")
 
 

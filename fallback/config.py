@@ -94,7 +94,7 @@ class Settings:
             rate_limit=env.rate_limit("RATE_LIMIT", "60/minute"),
             require_consent=env.boolean("REQUIRE_CONSENT", True),
             contact_email=env.email("CONTACT_EMAIL"),
-            notify_urls=tuple(env.text_list("NOTIFY_URLS")),
+            notify_urls=env.notify_urls("NOTIFY_URLS"),
             site_name=env.text("SITE_NAME") or default_name or "our site",
             templates=env.folder("TEMPLATES"),
             port=env.whole("PORT", 8000, minimum=1, maximum=65535, prefixed=False),
@@ -184,6 +184,18 @@ class _Reader:
 
     def url_list(self, name: str) -> tuple[str, ...]:
         return tuple(_check_url(PREFIX + name, part) for part in self.text_list(name))
+
+    def notify_urls(self, name: str) -> tuple[str, ...]:
+        urls = self.text_list(name)
+        if urls:
+            import apprise  # loaded only when notifications are configured
+
+            invalid = [url for url in urls if apprise.Apprise.instantiate(url) is None]
+            if invalid:
+                # Apprise URLs carry credentials: name the scheme, not the whole URL.
+                schemes = ", ".join(url.split("://", 1)[0] + "://..." for url in invalid)
+                raise ConfigError(PREFIX + name, f"Apprise URLs (such as slack://, mailto://, json://); cannot use {schemes}")
+        return tuple(urls)
 
     def rate_limit(self, name: str, default: str) -> RateLimit | None:
         variable, value = self.raw(name)

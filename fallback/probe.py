@@ -30,25 +30,40 @@ class ProbeResult:
 
 def probe(url: str, timeout: float = 3.0, max_latency: float | None = None, expect_text: str | None = None,
           clock=time.monotonic) -> ProbeResult:
-    """Fetch `url` within `timeout` seconds in all (connect, redirects, headers, a bounded body)."""
+    """Fetch `url` within `timeout` seconds in all (connect, redirects, headers, a bounded body).
+
+    An answer slower than `max_latency` fails anyway, so the probe gives up at whichever comes first.
+    """
+    budget = probe_budget(timeout, max_latency)
     started = clock()
-    deadline = started + timeout
+    deadline = started + budget
     try:
         status, reason = _exchange(url, deadline, expect_text, clock)
     except requests.exceptions.SSLError as error:
         status, reason = None, f"TLS error: {_short(error)}"
     except requests.exceptions.Timeout:
-        status, reason = None, f"no answer within {timeout:g}s"
+        status, reason = None, _too_late(timeout, budget)
     except requests.exceptions.ConnectionError as error:
         status, reason = None, f"connection failed: {_short(error)}"
     except requests.exceptions.RequestException as error:
         status, reason = None, f"request failed: {_short(error)}"
     latency = clock() - started
-    if reason == "ok" and latency > timeout:
-        reason = f"no complete answer within {timeout:g}s"
+    if reason == "ok" and latency > budget and budget >= timeout:
+        reason = _too_late(timeout, budget)
     if reason == "ok" and max_latency is not None and latency > max_latency:
         reason = f"too slow: {latency:.2f}s (limit {max_latency:g}s)"
     return ProbeResult(url=url, ok=reason == "ok", latency=latency, status=status, reason=reason)
+
+
+def probe_budget(timeout: float, max_latency: float | None) -> float:
+    """How long a probe may take before it has certainly failed."""
+    return min(timeout, max_latency) if max_latency else timeout
+
+
+def _too_late(timeout: float, budget: float) -> str:
+    if budget < timeout:
+        return f"too slow: no complete answer within {budget:g}s (the latency limit)"
+    return f"no complete answer within {timeout:g}s"
 
 
 def _exchange(url: str, deadline: float, expect_text: str | None, clock) -> tuple[int | None, str]:
@@ -70,7 +85,7 @@ def _exchange(url: str, deadline: float, expect_text: str | None, clock) -> tupl
                     return status, f"HTTP {status}"
                 body = _read_body(response, deadline, clock)
                 if body is None:
-                    return status, "the body did not arrive within the deadline"
+                    raise requests.exceptions.Timeout()
                 if expect_text and expect_text not in body.decode(response.encoding or "utf-8", "replace"):
                     return status, f"expected text {expect_text!r} missing"
                 return status, "ok"
@@ -124,12 +139,13 @@ class ProbeRunner:
                              name=f"probe {url}").start()
             futures[url] = future
         started = time.monotonic()
+        budget = probe_budget(self.timeout, self.max_latency)
         for url, future in futures.items():
-            wait = max(0.0, started + self.timeout + 0.5 - time.monotonic())
+            wait = max(0.0, started + budget + 0.5 - time.monotonic())
             try:
                 results[url] = future.result(timeout=wait)
             except concurrent.futures.TimeoutError:
-                results[url] = ProbeResult(url, False, self.timeout, None, f"no answer within {self.timeout:g}s")
+                results[url] = ProbeResult(url, False, budget, None, _too_late(self.timeout, budget))
         return [results[url] for url in urls]
 
     def _probe_into(self, future: concurrent.futures.Future, url: str, expect: str | None) -> None:

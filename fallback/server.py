@@ -29,11 +29,28 @@ class GunicornServer(BaseApplication):
         return create_app(self.settings)
 
 
-def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
-    """Run the web app until stopped."""
+def start_checker(worker) -> None:
+    """gunicorn hook: every worker runs a checker thread; the database lease lets only one probe."""
+    from .checker import start_in_background
+
+    runtime = worker.wsgi.extensions["fallback"]
+    worker.fallback_checker_stop = start_in_background(runtime.settings, runtime.storage)
+
+
+def stop_checker(server, worker) -> None:
+    """gunicorn hook: a leaving worker gives its lease up so another takes over at once."""
+    stop = getattr(worker, "fallback_checker_stop", None)
+    if stop is not None:
+        stop.set()
+
+
+def serve(settings: Settings, host: str, port: int, workers: int, threads: int, checker: bool = True) -> None:
+    """Run the web app, and the health checker unless told not to, until stopped."""
+    hooks = {"post_worker_init": start_checker, "worker_exit": stop_checker} if checker else {}
     GunicornServer(
         settings,
         {
+            **hooks,
             "bind": f"{host}:{port}",
             "workers": workers,
             "worker_class": "gthread",

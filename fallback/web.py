@@ -10,6 +10,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request
 from markupsafe import escape
 
+from .checker import checker_problem, status_document
 from .forms import CONSENT_TEXT, CONSENT_VERSION, ContactForm
 from .runtime import runtime
 from .state import Flag, utcnow
@@ -217,8 +218,13 @@ def robots() -> Response:
 
 @blueprint.get(PREFIX + "/status.json")
 def status() -> Response:
-    """The flag as JSON: state, mode, since when."""
-    document = runtime().flag.get().as_status(utcnow())
+    """The flag as JSON: state, mode, since when, and what the checker is doing."""
+    rt = runtime()
+    try:
+        document = status_document(rt.storage, rt.settings, utcnow())
+    except StorageError as error:
+        log.error("status unavailable: %s", error)
+        document = {**rt.flag.get().as_status(utcnow()), "error": "the database could not be read"}
     response = Response(json.dumps(document), mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -226,11 +232,15 @@ def status() -> Response:
 
 @blueprint.get(PREFIX + "/healthz")
 def healthz() -> Response:
-    """200 while the database is writable; 503 with the reason otherwise."""
+    """200 while the database is writable and the checker's heartbeat is fresh; 503 with the reason otherwise."""
+    rt = runtime()
     try:
-        runtime().storage.check_writable()
+        rt.storage.check_writable()
+        problem = checker_problem(rt.storage.checker(), rt.settings, utcnow())
     except StorageError as error:
-        response = Response(f"unhealthy: {error}\n", 503, mimetype="text/plain")
+        problem = str(error)
+    if problem:
+        response = Response(f"unhealthy: {problem}\n", 503, mimetype="text/plain")
     else:
         response = Response("ok\n", mimetype="text/plain")
     response.headers["Cache-Control"] = "no-store"

@@ -14,15 +14,28 @@ import pytest
 import requests
 from helpers import csrf_token, form_token
 from served import Served, run_cli
+from standin import StandIn
 
 EXPORT_TOKEN = "integration-export-token"
 
 
 @pytest.fixture
-def site_env(tmp_path):
-    """Settings for a served app whose database lives in an otherwise empty folder."""
+def main_site():
+    """The site the checker probes: a healthy stand-in on 127.0.0.1."""
+    with StandIn() as site:
+        yield site
+
+
+@pytest.fixture
+def site_env(tmp_path, main_site):
+    """Settings for a served app whose database lives in an otherwise empty folder.
+
+    Visitors are redirected to www.example.com, which nothing here ever contacts: the checker
+    probes the stand-in.
+    """
     return {
         "FALLBACK_MAIN_URL": "https://www.example.com",
+        "FALLBACK_CHECK_URLS": main_site.url,
         "FALLBACK_ADMIN_PASSWORD": "correct horse",
         "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
         "FALLBACK_FORM_MIN_SECONDS": "0",

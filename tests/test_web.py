@@ -165,7 +165,13 @@ def test_a_new_database_reports_unknown(client):
     assert client.get("/_fallback/status.json").get_json()["state"] == "unknown"
 
 
-def test_healthz_is_200_while_the_database_is_writable(client, storage, monkeypatch):
+def beat(storage):
+    storage.claim_checker("test-checker", 60)
+    storage.record_round("test-checker", [], network_doubt=False, note=None)
+
+
+def test_healthz_is_200_while_the_database_is_writable_and_the_checker_beats(client, storage, monkeypatch):
+    beat(storage)
     assert client.get("/_fallback/healthz").status_code == 200
 
     def refuse():
@@ -191,3 +197,29 @@ def test_an_operator_template_folder_overrides_the_shipped_page(env, tmp_path):
     env["FALLBACK_SITE_NAME"] = "Acme"
     client = create_app(Settings.from_env(env)).test_client()
     assert client.get("/_fallback/thanks").data == b"Merci from Acme"
+
+
+def test_healthz_is_503_until_the_checker_has_run_a_round(client, storage):
+    response = client.get("/_fallback/healthz")
+    assert response.status_code == 503 and b"checker has not completed a round" in response.data
+
+
+def test_healthz_is_503_when_the_heartbeat_is_stale(client, storage, settings):
+    from datetime import timedelta
+
+    from fallback.state import utcnow
+
+    beat(storage)
+    stale = settings.check_interval * 3 + settings.check_timeout + 1
+    storage.clock = lambda: utcnow() - timedelta(seconds=stale)
+    beat(storage)
+    response = client.get("/_fallback/healthz")
+    assert response.status_code == 503 and b"last round ended" in response.data
+
+
+def test_status_json_reports_the_checker_and_its_doubts(client, storage):
+    storage.claim_checker("host:1", 60)
+    storage.record_round("host:1", [], network_doubt=True, note="network in doubt: control failed")
+    document = client.get("/_fallback/status.json").get_json()
+    assert document["network_doubt"] is True
+    assert document["checker"]["owner"] == "host:1" and document["checker"]["healthy"]

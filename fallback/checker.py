@@ -1,0 +1,203 @@
+"""The health checker: probes the main site, decides with hysteresis, flips the flag once.
+
+No Flask here: the decision is a pure function, and the loop takes its storage,
+probe runner, clock and sleep as arguments, so both run in tests without a server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+from .config import Settings
+from .probe import ProbeResult, ProbeRunner
+from .storage import Storage, StorageError
+
+log = logging.getLogger("fallback.checker")
+
+# After a first failure (or a first success while down), look again this soon.
+QUICK_RECHECK_SECONDS = 0.25
+PROBE_HISTORY = timedelta(days=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tally:
+    """What the checker remembers between rounds: the state it believes and the current streak."""
+
+    state: str = "unknown"
+    failures: int = 0
+    successes: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The outcome of one round."""
+
+    tally: Tally
+    flip_to: str | None
+    reason: str
+    network_doubt: bool
+    next_check_in: float
+
+
+def round_verdict(main: Sequence[ProbeResult]) -> tuple[bool, str]:
+    """A round passes only if every check URL passed: one broken URL is a broken site."""
+    failed = [result for result in main if not result.ok]
+    if not failed:
+        slowest = max((result.latency for result in main), default=0.0)
+        return True, f"all {len(main)} check URL{'s' if len(main) != 1 else ''} answered (slowest {slowest * 1000:.0f} ms)"
+    return False, "; ".join(f"{result.url}: {result.reason}" for result in failed)
+
+
+def decide(tally: Tally, main: Sequence[ProbeResult], control: ProbeResult | None, fall: int, rise: int,
+           interval: float) -> Decision:
+    """Fold one round of probe results into the tally: down after `fall` failures, up after `rise` successes."""
+    ok, reason = round_verdict(main)
+    if not ok and control is not None and not control.ok:
+        # The main site and a site that should always answer both fail: our own network is the suspect.
+        return Decision(tally, None, f"network in doubt: {reason}; control {control.url}: {control.reason}",
+                        True, interval)
+    if ok:
+        streak = Tally(tally.state, 0, tally.successes + 1)
+        flip = "up" if tally.state != "up" and streak.successes >= rise else None
+    else:
+        streak = Tally(tally.state, tally.failures + 1, 0)
+        flip = "down" if tally.state != "down" and streak.failures >= fall else None
+    if flip:
+        return Decision(Tally(flip, streak.failures, streak.successes), flip, reason, False, interval)
+    heading_elsewhere = (not ok and tally.state != "down") or (ok and tally.state != "up")
+    return Decision(streak, None, reason, False, QUICK_RECHECK_SECONDS if heading_elsewhere else interval)
+
+
+def heartbeat_is_fresh(heartbeat_age: float | None, interval: float, timeout: float) -> bool:
+    """The checker is alive while its last round ended less than three intervals plus a timeout ago."""
+    return heartbeat_age is not None and heartbeat_age < 3 * interval + timeout
+
+
+class Checker:
+    """One checker loop; many may run against one database, only the lease holder probes."""
+
+    def __init__(self, settings: Settings, storage: Storage, runner: ProbeRunner | None = None,
+                 owner: str | None = None, sleep: Callable[[float], object] = time.sleep):
+        self.settings = settings
+        self.storage = storage
+        self.runner = runner or ProbeRunner(settings.check_timeout, settings.max_latency, settings.expect_text)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.sleep = sleep
+        self.tally = Tally(storage.flag().state)
+        self.holding = False
+        self.rounds = 0
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long the lease outlives a silent holder before another process takes over."""
+        return 3 * self.settings.check_interval + self.settings.check_timeout
+
+    def step(self) -> float:
+        """Run one round if this checker holds the lease; returns how long to wait before the next."""
+        if not self.storage.claim_checker(self.owner, self.lease_seconds):
+            if self.holding:
+                log.info("checker lease lost to another process")
+            self.holding = False
+            return self.settings.check_interval
+        if not self.holding:
+            log.info("this process is now the checker (%s)", self.owner)
+            # Another holder may have flipped since we last looked: start from the stored state.
+            self.tally = Tally(self.storage.flag().state)
+            self.holding = True
+        self.storage.expire_mode()
+        urls = list(self.settings.check_urls)
+        control_url = self.settings.control_url
+        results = self.runner.run(urls + ([control_url] if control_url else []),
+                                  expect_text_for=lambda url: None if url == control_url else self.settings.expect_text)
+        main, control = results[: len(urls)], (results[len(urls)] if control_url else None)
+        decision = decide(self.tally, main, control, self.settings.fall, self.settings.rise,
+                          self.settings.check_interval)
+        self.tally = decision.tally
+        if decision.flip_to:
+            expected = self.storage.flag().state
+            if expected != decision.flip_to and self.storage.flip(expected, decision.flip_to, decision.reason):
+                log.warning("main site %s: %s", decision.flip_to, decision.reason)
+        self.storage.record_round(
+            self.owner,
+            [_probe_row(result, control=False) for result in main] + ([_probe_row(control, True)] if control else []),
+            decision.network_doubt,
+            decision.reason if decision.network_doubt else None,
+        )
+        self.rounds += 1
+        if self.rounds % 100 == 1:
+            self.storage.prune_probes(self.storage.clock() - PROBE_HISTORY)
+        return decision.next_check_in
+
+    def run(self, stop: threading.Event) -> None:
+        """Loop until `stop` is set; an error in one round is logged and the loop goes on."""
+        try:
+            while not stop.is_set():
+                try:
+                    delay = self.step()
+                except Exception:  # the checker must outlive any one bad round
+                    log.exception("checker round failed; retrying")
+                    delay = self.settings.check_interval
+                stop.wait(delay)
+        finally:
+            if self.holding:
+                try:
+                    self.storage.release_checker(self.owner)
+                except StorageError:
+                    pass
+
+
+def _probe_row(result: ProbeResult, control: bool) -> dict:
+    return {"url": result.url, "ok": int(result.ok), "latency_ms": round(result.latency * 1000),
+            "status": result.status, "reason": result.reason, "control": int(control)}
+
+
+def start_in_background(settings: Settings, storage: Storage) -> threading.Event:
+    """Run a checker (and the notifier) in daemon threads of this process; set the event to stop them."""
+    from .notify import Notifier, deliver_forever
+
+    stop = threading.Event()
+    checker = Checker(settings, storage)
+    threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
+    if settings.notify_urls:
+        notifier = Notifier(settings.notify_urls)
+        threading.Thread(target=deliver_forever, args=(storage, notifier, checker, stop, settings.site_name),
+                         name="fallback-notifier", daemon=True).start()
+    return stop
+
+
+def checker_problem(checker: dict, settings: Settings, now) -> str | None:
+    """Why the checker looks dead, or None while its heartbeat is fresh."""
+    beat = checker["heartbeat_at"]
+    age = (now - beat).total_seconds() if beat else None
+    if heartbeat_is_fresh(age, settings.check_interval, settings.check_timeout):
+        return None
+    if age is None:
+        return "the checker has not completed a round yet"
+    return f"the checker's last round ended {age:.0f}s ago"
+
+
+def status_document(storage: Storage, settings: Settings, now) -> dict:
+    """State, mode, since when, the checker's health and doubts, the open incident, lead counts."""
+    document = storage.flag().as_status(now)
+    checker = storage.checker()
+    beat = checker["heartbeat_at"]
+    incidents = storage.incidents(1)
+    document.update({
+        "network_doubt": checker["network_doubt"],
+        "checker": {
+            "owner": checker["owner"],
+            "heartbeat_age": round((now - beat).total_seconds(), 1) if beat else None,
+            "healthy": checker_problem(checker, settings, now) is None,
+            "note": checker["note"],
+        },
+        "incident": incidents[0] if incidents and incidents[0]["ended_at"] is None else None,
+        **storage.count_leads(),
+    })
+    return document

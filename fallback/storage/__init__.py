@@ -1,0 +1,28 @@
+"""Storage: the only package that runs SQL. One `Storage` object over leads, the flag, the checker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from ..state import utcnow
+from .base import StorageError
+from .checker import CheckerStore
+from .flag import FlagStore
+from .leads import LEAD_COLUMNS, LeadStore, NewLead, email_key
+from .schema import MIGRATIONS
+
+__all__ = ["LEAD_COLUMNS", "MIGRATIONS", "NewLead", "Storage", "StorageError", "email_key", "open_storage"]
+
+
+class Storage(LeadStore, FlagStore, CheckerStore):
+    """The SQLite backend."""
+
+
+def open_storage(database: str, clock: Callable[[], datetime] = utcnow) -> Storage:
+    """Open the database named by FALLBACK_DATABASE and bring its schema up to date."""
+    if database.startswith(("postgresql://", "postgres://")):
+        raise StorageError("PostgreSQL is not supported yet: set FALLBACK_DATABASE to a SQLite file path")
+    storage = Storage(database, clock)
+    storage.migrate()
+    return storage

@@ -1,0 +1,95 @@
+"""The checker lease and heartbeat, probe results, and the notification queue."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from ..state import iso, parse_iso
+from .base import Database
+
+
+class CheckerStore(Database):
+    """What the checker writes besides flips."""
+
+    def claim_checker(self, owner: str, lease_seconds: float) -> bool:
+        """Take or renew the checker lease; True while `owner` holds it (one checker per database)."""
+        now = self.clock()
+        with self._write() as conn:
+            return bool(conn.execute(
+                "UPDATE checker SET owner = ?, lease_until = ? "
+                "WHERE id = 1 AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
+                (owner, iso(now + timedelta(seconds=lease_seconds)), owner, iso(now)),
+            ).rowcount)
+
+    def release_checker(self, owner: str) -> None:
+        """Give the lease up, so another process takes over at once."""
+        with self._write() as conn:
+            conn.execute("UPDATE checker SET lease_until = NULL WHERE id = 1 AND owner = ?", (owner,))
+
+    def record_round(self, owner: str, probes: list[dict], network_doubt: bool, note: str | None) -> None:
+        """Store one round's probe results and the heartbeat of the checker that ran it."""
+        now = iso(self.clock())
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO probes (at, url, ok, latency_ms, status, reason, control) "
+                "VALUES (:at, :url, :ok, :latency_ms, :status, :reason, :control)",
+                [{"at": now, **probe} for probe in probes],
+            )
+            conn.execute(
+                "UPDATE checker SET heartbeat_at = ?, network_doubt = ?, note = ? WHERE id = 1 AND owner = ?",
+                (now, int(network_doubt), note, owner),
+            )
+
+    def prune_probes(self, older_than: datetime) -> int:
+        """Erase probe results older than `older_than`; returns how many."""
+        with self._write() as conn:
+            return conn.execute("DELETE FROM probes WHERE at < ?", (iso(older_than),)).rowcount
+
+    def checker(self) -> dict:
+        """Who holds the checker lease, its last heartbeat, and whether it doubts its own network."""
+        row = dict(self._read("SELECT owner, lease_until, heartbeat_at, network_doubt, note FROM checker WHERE id = 1")[0])
+        row["heartbeat_at"] = parse_iso(row["heartbeat_at"])
+        row["lease_until"] = parse_iso(row["lease_until"])
+        row["network_doubt"] = bool(row["network_doubt"])
+        return row
+
+    def recent_probes(self, limit: int = 60) -> list[dict]:
+        """The latest probe results, newest first."""
+        return [dict(row) for row in self._read("SELECT * FROM probes ORDER BY id DESC LIMIT ?", (limit,))]
+
+    def claim_events(self, hold_seconds: float, limit: int = 20) -> list[dict]:
+        """Events due for announcement, each claimed for `hold_seconds` so that no other process sends it too."""
+        now = self.clock()
+        claimed = []
+        with self._write() as conn:
+            rows = conn.execute(
+                "SELECT * FROM events WHERE notified_at IS NULL AND gave_up_at IS NULL "
+                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
+                (iso(now), limit),
+            ).fetchall()
+            for row in rows:
+                conn.execute("UPDATE events SET next_attempt_at = ? WHERE id = ?",
+                             (iso(now + timedelta(seconds=hold_seconds)), row["id"]))
+                claimed.append(dict(row))
+        return claimed
+
+    def event_sent(self, event_id: int) -> None:
+        """Mark an event announced."""
+        with self._write() as conn:
+            conn.execute("UPDATE events SET notified_at = ?, attempts = attempts + 1, last_error = NULL "
+                         "WHERE id = ?", (iso(self.clock()), event_id))
+
+    def event_failed(self, event_id: int, error: str, retry_in: float | None) -> None:
+        """Record a failed announcement; without `retry_in` it is given up (kept in the history)."""
+        now = self.clock()
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE events SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, gave_up_at = ? "
+                "WHERE id = ?",
+                (error[:500], iso(now + timedelta(seconds=retry_in or 0)),
+                 None if retry_in is not None else iso(now), event_id),
+            )
+
+    def events(self, limit: int = 20) -> list[dict]:
+        """The latest flips and mode changes, newest first."""
+        return [dict(row) for row in self._read("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))]

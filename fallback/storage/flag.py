@@ -1,0 +1,110 @@
+"""The flag, its history, flips and incidents."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from ..state import Flag, iso, parse_iso
+from .base import Database
+
+
+class FlagStore(Database):
+    """Mode (the admin's choice), state (the checker's verdict), and what changed them."""
+
+    def flag(self) -> Flag:
+        """The persisted flag."""
+        row = self._read("SELECT * FROM flag WHERE id = 1")[0]
+        return Flag(
+            mode=row["mode"],
+            mode_until=parse_iso(row["mode_until"]),
+            mode_reason=row["mode_reason"],
+            mode_by=row["mode_by"],
+            mode_changed_at=parse_iso(row["mode_changed_at"]),
+            state=row["state"],
+            state_since=parse_iso(row["state_since"]),
+            state_reason=row["state_reason"],
+            version=row["version"],
+        )
+
+    def set_mode(self, mode: str, until: datetime | None = None, reason: str | None = None,
+                 by: str | None = None) -> Flag:
+        """Force the page on (`down`), off (`up`), or hand back to the checker (`auto`); recorded."""
+        if mode not in ("auto", "up", "down"):
+            raise ValueError(f"unknown mode {mode!r}")
+        now = iso(self.clock())
+        until_text = iso(until) if until and mode != "auto" else None
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE flag SET mode = ?, mode_until = ?, mode_reason = ?, mode_by = ?, "
+                "mode_changed_at = ?, version = version + 1 WHERE id = 1",
+                (mode, until_text, reason, by, now),
+            )
+            conn.execute(
+                "INSERT INTO mode_changes (at, mode, until, reason, by) VALUES (?, ?, ?, ?, ?)",
+                (now, mode, until_text, reason, by),
+            )
+            add_event(conn, now, "mode", f"mode set to {mode}" + (f" until {until_text[:16]}Z" if until_text else ""),
+                       f"by {by or 'unknown'}" + (f": {reason}" if reason else ""))
+        return self.flag()
+
+    def expire_mode(self) -> bool:
+        """Hand an expired forced mode back to the checker, once, whoever calls it; True if this call did."""
+        now = iso(self.clock())
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE flag SET mode = 'auto', mode_until = NULL, mode_reason = NULL, mode_by = 'expiry', "
+                "mode_changed_at = mode_until, version = version + 1 "
+                "WHERE id = 1 AND mode != 'auto' AND mode_until IS NOT NULL AND mode_until <= ?",
+                (now,),
+            ).rowcount
+            if changed:
+                conn.execute("INSERT INTO mode_changes (at, mode, by) VALUES (?, 'auto', 'expiry')", (now,))
+                add_event(conn, now, "mode", "forced mode expired: back to auto", "the checker decides again")
+        return bool(changed)
+
+    def flip(self, expected: str, new: str, reason: str) -> bool:
+        """Change the state from `expected` to `new`, once however many checkers try; opens or closes an incident."""
+        now = iso(self.clock())
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE flag SET state = ?, state_since = ?, state_reason = ?, version = version + 1 "
+                "WHERE id = 1 AND state = ?",
+                (new, now, reason, expected),
+            ).rowcount
+            if not changed:
+                return False
+            if new == "down":
+                conn.execute("INSERT INTO incidents (started_at, reason) VALUES (?, ?)", (now, reason))
+            else:
+                conn.execute(
+                    "UPDATE incidents SET ended_at = ?, end_reason = ? WHERE ended_at IS NULL", (now, reason)
+                )
+            if expected != "unknown" or new == "down":
+                add_event(conn, now, "flip", f"main site {new}", reason)
+        return True
+
+    def incidents(self, limit: int = 20) -> list[dict]:
+        """The latest incidents, newest first, with their duration and the leads captured during each."""
+        rows = self._read(
+            "SELECT i.*, (SELECT COUNT(*) FROM leads WHERE spam = 0 AND created_at >= i.started_at "
+            "AND (i.ended_at IS NULL OR created_at < i.ended_at)) AS leads "
+            "FROM incidents i ORDER BY i.id DESC LIMIT ?",
+            (limit,),
+        )
+        incidents = []
+        for row in rows:
+            incident = dict(row)
+            end = parse_iso(incident["ended_at"]) or self.clock()
+            incident["duration_seconds"] = round((end - parse_iso(incident["started_at"])).total_seconds())
+            incidents.append(incident)
+        return incidents
+
+    def mode_changes(self, limit: int = 20) -> list[dict]:
+        """The latest mode changes, newest first."""
+        rows = self._read("SELECT * FROM mode_changes ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(row) for row in rows]
+
+
+def add_event(conn: sqlite3.Connection, at: str, kind: str, title: str, body: str) -> None:
+    conn.execute("INSERT INTO events (at, kind, title, body) VALUES (?, ?, ?, ?)", (at, kind, title, body))

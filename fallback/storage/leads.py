@@ -1,0 +1,143 @@
+"""Leads: stored durably, de-duplicated by case-folded address, spam kept apart, erasable."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime
+
+from ..state import iso
+from .base import Database, StorageError
+
+LEAD_COLUMNS = (
+    "id", "email", "name", "message", "consent", "consent_version", "consent_text", "consent_at",
+    "landing_path", "language", "created_at", "updated_at", "submissions",
+)
+
+
+
+@dataclasses.dataclass(frozen=True)
+class NewLead:
+    """One submission of the contact form, as validated by the web layer."""
+
+    email: str
+    name: str = ""
+    message: str = ""
+    consent: bool = False
+    consent_version: str | None = None
+    consent_text: str | None = None
+    landing_path: str = "/"
+    language: str = "en"
+    spam_reason: str | None = None
+
+
+def email_key(email: str) -> str:
+    """The de-duplication key: the address case-folded, so Paul@Example.org is paul@example.org."""
+    return email.strip().casefold()
+
+
+class LeadStore(Database):
+    """The leads table."""
+
+    def save_lead(self, lead: NewLead) -> int:
+        """Store one submission durably (committed on return); the same address updates one lead."""
+        now = iso(self.clock())
+        values = {
+            "email": lead.email.strip(), "email_key": email_key(lead.email), "name": lead.name,
+            "message": lead.message, "consent": int(lead.consent),
+            "consent_version": lead.consent_version if lead.consent else None,
+            "consent_text": lead.consent_text if lead.consent else None,
+            "consent_at": now if lead.consent else None, "landing_path": lead.landing_path,
+            "language": lead.language, "now": now, "spam": int(lead.spam_reason is not None),
+            "spam_reason": lead.spam_reason,
+        }
+        insert = (
+            "INSERT INTO leads (email, email_key, name, message, consent, consent_version, "
+            "consent_text, consent_at, landing_path, language, created_at, updated_at, submissions, "
+            "spam, spam_reason) VALUES (:email, :email_key, :name, :message, :consent, "
+            ":consent_version, :consent_text, :consent_at, :landing_path, :language, :now, :now, 1, "
+            ":spam, :spam_reason)"
+        )
+        if lead.spam_reason is None:
+            # A later submission keeps earlier details it does not replace, and consent once given.
+            insert += (
+                " ON CONFLICT(email_key) WHERE spam = 0 DO UPDATE SET email = excluded.email, "
+                "name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END, "
+                "message = CASE WHEN excluded.message != '' THEN excluded.message ELSE message END, "
+                "consent = MAX(consent, excluded.consent), "
+                "consent_version = COALESCE(excluded.consent_version, consent_version), "
+                "consent_text = COALESCE(excluded.consent_text, consent_text), "
+                "consent_at = COALESCE(excluded.consent_at, consent_at), "
+                "language = excluded.language, updated_at = excluded.updated_at, "
+                "submissions = submissions + 1"
+            )
+        with self._write() as conn:
+            lead_id = conn.execute(insert + " RETURNING id", values).fetchall()[0][0]
+        return lead_id
+
+    def iter_leads(self, since: datetime | None = None, until: datetime | None = None,
+                   batch: int = 1000) -> Iterator[dict]:
+        """Genuine leads (spam left out) by latest submission, `since` inclusive, `until` exclusive."""
+        conditions, params = ["spam = 0"], []
+        if since is not None:
+            conditions.append("updated_at >= ?")
+            params.append(iso(since))
+        if until is not None:
+            conditions.append("updated_at < ?")
+            params.append(iso(until))
+        sql = (
+            f"SELECT {', '.join(LEAD_COLUMNS)} FROM leads WHERE {' AND '.join(conditions)} "
+            "ORDER BY updated_at, id"
+        )
+        # A connection of its own, so a long export never holds a request thread's connection.
+        conn = self._connect()
+        try:
+            cursor = conn.execute(sql, params)
+            while rows := cursor.fetchmany(batch):
+                for row in rows:
+                    yield dict(row)
+        finally:
+            conn.close()
+
+    def recent_leads(self, limit: int = 50, spam: bool = False) -> list[dict]:
+        """The latest leads (or suspected spam), newest first."""
+        rows = self._read(
+            "SELECT * FROM leads WHERE spam = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (int(spam), limit),
+        )
+        return [dict(row) for row in rows]
+
+    def count_leads(self) -> dict[str, int]:
+        """How many genuine leads and how many suspected spam submissions are stored."""
+        row = self._read(
+            "SELECT COALESCE(SUM(spam = 0), 0) AS leads, COALESCE(SUM(spam = 1), 0) AS spam FROM leads"
+        )[0]
+        return {"leads": row["leads"], "spam": row["spam"]}
+
+    def forget(self, email: str) -> int:
+        """Erase every lead of one address (case-insensitive), spam included; returns how many."""
+        with self._write() as conn:
+            erased = conn.execute("DELETE FROM leads WHERE email_key = ?", (email_key(email),)).rowcount
+        if erased:
+            self._vacuum()
+        return erased
+
+    def purge(self, older_than: datetime) -> int:
+        """Erase leads whose latest submission is older than `older_than`; returns how many."""
+        with self._write() as conn:
+            erased = conn.execute(
+                "DELETE FROM leads WHERE updated_at < ?", (iso(older_than),)
+            ).rowcount
+        if erased:
+            self._vacuum()
+        return erased
+
+    def _vacuum(self) -> None:
+        # Erased means erased: no copy left in free pages or the write-ahead log.
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.conn.execute("VACUUM")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as error:
+            raise StorageError(f"erased, but the database could not be compacted: {error}") from error

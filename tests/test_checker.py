@@ -1,0 +1,244 @@
+"""The checker: the pure decision, the loop with a fake probe and a fixed clock, the lease, the guarded flip."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from fallback.checker import QUICK_RECHECK_SECONDS, Checker, Tally, decide, heartbeat_is_fresh
+from fallback.config import Settings
+from fallback.probe import ProbeResult
+from fallback.storage import open_storage
+
+MAIN = "http://127.0.0.1:9/"
+CONTROL = "http://127.0.0.1:10/"
+
+
+def ok(url=MAIN):
+    return ProbeResult(url, True, 0.05, 200, "ok")
+
+
+def bad(url=MAIN, reason="HTTP 503"):
+    return ProbeResult(url, False, 0.05, 503, reason)
+
+
+def run(results, state="up", fall=3, rise=2, control=None):
+    """Feed rounds to `decide`; returns the decisions."""
+    tally, decisions = Tally(state), []
+    for result in results:
+        decision = decide(tally, [result], control, fall, rise, interval=5.0)
+        tally = decision.tally
+        decisions.append(decision)
+    return decisions
+
+
+def test_it_flips_down_after_three_failures():
+    decisions = run([bad(), bad(), bad()])
+    assert [d.flip_to for d in decisions] == [None, None, "down"]
+    assert decisions[-1].tally.state == "down"
+    assert "HTTP 503" in decisions[-1].reason
+
+
+def test_it_rechecks_quickly_after_a_first_failure():
+    first, second, third = run([bad(), bad(), bad()])
+    assert first.next_check_in == second.next_check_in == QUICK_RECHECK_SECONDS
+    assert third.next_check_in == 5.0
+
+
+def test_it_flips_back_up_after_two_successes_and_not_one():
+    decisions = run([ok(), ok()], state="down")
+    assert [d.flip_to for d in decisions] == [None, "up"]
+    assert decisions[0].next_check_in == QUICK_RECHECK_SECONDS
+
+
+def test_a_site_failing_one_probe_in_three_never_flips():
+    pattern = list(itertools.islice(itertools.cycle([bad(), ok(), ok()]), 300))
+    assert all(d.flip_to is None for d in run(pattern, fall=2, rise=2))
+
+
+def test_a_site_failing_two_probes_in_three_never_flips_at_fall_three():
+    pattern = list(itertools.islice(itertools.cycle([bad(), bad(), ok()]), 300))
+    assert all(d.flip_to is None for d in run(pattern))
+
+
+@pytest.mark.parametrize("fall", [1, 2, 3, 5])
+@pytest.mark.parametrize("rise", [1, 2, 4])
+def test_the_thresholds_are_exact_for_every_setting(fall, rise):
+    down = run([bad()] * fall, fall=fall, rise=rise)
+    assert [d.flip_to for d in down] == [None] * (fall - 1) + ["down"]
+    up = run([ok()] * rise, state="down", fall=fall, rise=rise)
+    assert [d.flip_to for d in up] == [None] * (rise - 1) + ["up"]
+
+
+def test_a_new_database_gets_a_verdict_either_way():
+    assert run([ok(), ok()], state="unknown")[-1].flip_to == "up"
+    assert run([bad()] * 3, state="unknown")[-1].flip_to == "down"
+
+
+def test_a_failing_control_url_means_our_network_is_in_doubt_and_nothing_flips():
+    decisions = run([bad()] * 10, control=bad(CONTROL, "connection failed"))
+    assert all(d.flip_to is None and d.network_doubt for d in decisions)
+    assert decisions[-1].tally == Tally("up")
+    assert "network in doubt" in decisions[-1].reason
+
+
+def test_a_failing_main_site_with_a_healthy_control_url_flips():
+    assert run([bad()] * 3, control=ok(CONTROL))[-1].flip_to == "down"
+
+
+def test_one_failing_check_url_among_several_is_a_failure():
+    tally = Tally("up")
+    for _ in range(3):
+        decision = decide(tally, [ok("http://127.0.0.1:9/a"), bad("http://127.0.0.1:9/b")], None, 3, 2, 5.0)
+        tally = decision.tally
+    assert decision.flip_to == "down" and "http://127.0.0.1:9/b" in decision.reason
+
+
+def test_the_heartbeat_is_fresh_for_three_intervals_plus_a_timeout():
+    assert heartbeat_is_fresh(17.9, interval=5, timeout=3)
+    assert not heartbeat_is_fresh(18.0, interval=5, timeout=3)
+    assert not heartbeat_is_fresh(None, interval=5, timeout=3)
+
+
+class FixedClock:
+    def __init__(self):
+        self.now = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
+
+    def __call__(self):
+        return self.now
+
+
+class FakeRunner:
+    """Answers each round from a script; counts rounds."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.rounds = 0
+
+    def run(self, urls, expect_text_for=None):
+        self.rounds += 1
+        outcome = self.script.pop(0) if self.script else True
+        if isinstance(outcome, Exception):
+            raise outcome
+        return [ok(url) if outcome else bad(url) for url in urls]
+
+
+@pytest.fixture
+def clock():
+    return FixedClock()
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(main_url=MAIN, check_urls=(MAIN,), database=str(tmp_path / "c.db"), check_interval=5.0,
+                    check_timeout=3.0, fall=3, rise=2)
+
+
+def checker(settings, clock, script, owner="a"):
+    return Checker(settings, open_storage(settings.database, clock), FakeRunner(script), owner=owner)
+
+
+def test_the_loop_flips_once_opens_an_incident_and_queues_one_notification(settings, clock):
+    c = checker(settings, clock, [False] * 5)
+    for _ in range(5):
+        c.step()
+    flag = c.storage.flag()
+    assert flag.state == "down" and "HTTP 503" in flag.state_reason
+    [incident] = c.storage.incidents()
+    assert incident["ended_at"] is None
+    assert [e["title"] for e in c.storage.events()] == ["main site down"]
+
+
+def test_recovery_closes_the_incident_with_its_duration_and_leads(settings, clock):
+    from fallback.storage import NewLead
+
+    c = checker(settings, clock, [False] * 3 + [True] * 2)
+    for _ in range(3):
+        c.step()
+    clock.now += timedelta(minutes=4)
+    c.storage.save_lead(NewLead("during@example.org"))
+    clock.now += timedelta(seconds=1)
+    c.step()
+    c.step()
+    [incident] = c.storage.incidents()
+    assert incident["ended_at"] is not None
+    assert incident["duration_seconds"] == 241
+    assert incident["leads"] == 1
+    assert [e["title"] for e in c.storage.events()] == ["main site up", "main site down"]
+
+
+def test_each_round_records_its_probes_and_a_heartbeat(settings, clock):
+    c = checker(settings, clock, [True])
+    c.step()
+    [probe] = c.storage.recent_probes()
+    assert (probe["url"], probe["ok"], probe["status"]) == (MAIN, 1, 200)
+    assert c.storage.checker()["heartbeat_at"] == clock.now
+
+
+def test_two_checkers_on_one_database_probe_as_often_as_one(settings, clock):
+    first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+    for _ in range(10):
+        first.step()
+        second.step()
+    assert (first.runner.rounds, second.runner.rounds) == (10, 0)
+
+
+def test_another_checker_takes_over_when_the_holder_goes_silent(settings, clock):
+    first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+    first.step()
+    second.step()
+    clock.now += timedelta(seconds=3 * settings.check_interval + settings.check_timeout + 1)
+    second.step()
+    assert second.runner.rounds == 1 and second.holding
+    first.step()
+    assert first.runner.rounds == 1 and not first.holding
+
+
+def test_a_flip_is_written_once_however_many_processes_try(settings, clock):
+    storage = open_storage(settings.database, clock)
+    storage.flip("unknown", "up", "first round")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        open_storage(settings.database, clock).flip("up", "down", "HTTP 503"))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results) == [False] * 7 + [True]
+    assert len(storage.incidents()) == 1
+
+
+def test_an_expired_forced_mode_returns_to_auto_once_and_is_recorded(settings, clock):
+    c = checker(settings, clock, [])
+    c.storage.set_mode("down", until=clock.now + timedelta(minutes=30), reason="TV", by="cli")
+    c.step()
+    assert c.storage.flag().mode == "down"
+    clock.now += timedelta(minutes=30)
+    c.step()
+    c.step()
+    assert c.storage.flag().mode == "auto"
+    assert [change["by"] for change in c.storage.mode_changes()] == ["expiry", "cli"]
+
+
+def test_a_crashing_round_is_logged_and_the_loop_goes_on(settings, clock, caplog):
+    import dataclasses
+
+    fast = dataclasses.replace(settings, check_interval=0.001)
+    c = checker(fast, clock, [RuntimeError("boom"), True, True])
+    stop = threading.Event()
+    original = c.step
+
+    def step():
+        if c.runner.rounds >= 3:
+            stop.set()
+        return original()
+
+    c.step = step
+    c.run(stop)
+    assert c.runner.rounds >= 3
+    assert "checker round failed" in caplog.text
+    assert c.storage.checker()["heartbeat_at"] is not None
+    assert c.storage.checker()["lease_until"] is None  # released on the way out
