@@ -5,10 +5,15 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import threading
+import socket
 import time
 from urllib.parse import urljoin
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import __version__
 
@@ -66,9 +71,57 @@ def _too_late(timeout: float, budget: float) -> str:
     return f"no complete answer within {timeout:g}s"
 
 
+class _DeadlineAdapter(HTTPAdapter):
+    """Remembers every socket it opens, so a watchdog can cut them all at the deadline."""
+
+    def __init__(self):
+        self.sockets: list[socket.socket] = []
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        sockets = self.sockets
+
+        def recording(base):
+            class Recording(base):
+                def connect(self):
+                    super().connect()
+                    sockets.append(self.sock)
+            return Recording
+
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": recording(HTTPConnection)}),
+            "https": type("Pool", (HTTPSConnectionPool,), {"ConnectionCls": recording(HTTPSConnection)}),
+        }
+
+    def cut(self):
+        for sock in list(self.sockets):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 def _exchange(url: str, deadline: float, expect_text: str | None, clock) -> tuple[int | None, str]:
+    adapter = _DeadlineAdapter()
+    watchdog = threading.Timer(max(0.0, deadline - clock()), adapter.cut)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return _exchange_on(url, deadline, expect_text, clock, adapter)
+    except requests.exceptions.RequestException:
+        if clock() >= deadline:
+            raise requests.exceptions.Timeout()
+        raise
+    finally:
+        watchdog.cancel()
+
+
+def _exchange_on(url, deadline, expect_text, clock, adapter) -> tuple[int | None, str]:
     headers = {"User-Agent": USER_AGENT, "Cache-Control": "no-cache", "Accept": "text/html,*/*;q=0.5"}
     with requests.Session() as session:
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             remaining = deadline - clock()
@@ -100,7 +153,12 @@ def _read_body(response: requests.Response, deadline: float, clock) -> bytes | N
         if clock() > deadline:
             return None
         # read1: at most one socket read, so a trickling server cannot hold us past the deadline.
-        chunk = raw.read1(65536, decode_content=True)
+        try:
+            chunk = raw.read1(65536, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as error:
+            raise requests.exceptions.ReadTimeout(error) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise requests.exceptions.ConnectionError(error) from error
         if not chunk:
             break
         chunks.append(chunk)
@@ -149,10 +207,12 @@ class ProbeRunner:
         return [results[url] for url in urls]
 
     def _probe_into(self, future: concurrent.futures.Future, url: str, expect: str | None) -> None:
+        started = time.monotonic()
         try:
-            future.set_result(probe(url, self.timeout, self.max_latency, expect))
+            result = probe(url, self.timeout, self.max_latency, expect)
         except Exception as error:  # a probe must never kill the checker
-            future.set_result(ProbeResult(url, False, 0.0, None, f"probe error: {_short(error)}"))
-        finally:
-            with self._lock:
-                self._busy.discard(url)
+            result = ProbeResult(url, False, time.monotonic() - started, None, f"probe error: {_short(error)}")
+        # Free the URL before publishing, so the next round never sees a finished probe as hanging.
+        with self._lock:
+            self._busy.discard(url)
+        future.set_result(result)

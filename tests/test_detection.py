@@ -1,0 +1,149 @@
+"""End to end: `fallback serve` watching a stand-in main site on 127.0.0.1; time to detect and to recover."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from served import Served, run_cli
+from standin import StandIn
+
+DETECT_SECONDS = 5.0
+
+
+@pytest.fixture
+def site():
+    with StandIn() as standin:
+        yield standin
+
+
+def settings_for(site, **extra) -> dict:
+    return {
+        "FALLBACK_MAIN_URL": site.url,
+        "FALLBACK_CHECK_INTERVAL": "1",
+        "FALLBACK_FALL": "2",
+        "FALLBACK_RISE": "2",
+        "FALLBACK_CHECK_TIMEOUT": "1",
+        "FALLBACK_MAX_LATENCY": "1",
+        "FALLBACK_EXPECT_TEXT": "Welcome",
+        "FALLBACK_RATE_LIMIT": "0",
+        **extra,
+    }
+
+
+def served_state(server: Served) -> str:
+    """What a visitor gets right now: `up` (redirect) or `down` (the page)."""
+    status = requests.get(server.url + "/", allow_redirects=False, timeout=3).status_code
+    return {302: "up", 503: "down"}.get(status, f"HTTP {status}")
+
+
+def stored_state(server: Served) -> str:
+    """The checker's verdict as stored (status.json reads the database, not a worker's cache)."""
+    return requests.get(server.url + "/_fallback/status.json", timeout=3).json()["state"]
+
+
+def seconds_until(server: Served, state: str, limit: float) -> float:
+    """How long until the stored state is `state`, polled every 50 ms for at most `limit` seconds."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if stored_state(server) == state:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    return float("inf")
+
+
+def seconds_until_every_visitor_gets(server: Served, state: str, limit: float = 3.0) -> float:
+    """How long until visitors get `state` from every worker: 20 answers in a row over new connections."""
+    started = time.monotonic()
+    streak = 0
+    while time.monotonic() - started < limit:
+        streak = streak + 1 if served_state(server) == state else 0
+        if streak >= 20:
+            return time.monotonic() - started
+    return float("inf")
+
+
+@pytest.fixture
+def watching(site, tmp_path):
+    """fallback serve, already sure the stand-in is up."""
+    with Served(settings_for(site), tmp_path) as server:
+        assert seconds_until(server, "up", 10) < 10
+        assert seconds_until_every_visitor_gets(server, "up") < 1.0
+        yield server
+
+
+@pytest.mark.parametrize("behaviour", ["refused", "error", "hang", "slow", "nokeyword"])
+def test_an_outage_is_detected_within_5s_and_recovery_within_5s(site, watching, behaviour):
+    if behaviour == "refused":
+        site.stop()
+    else:
+        site.delay = 1.5
+        site.behaviour = behaviour
+    detected = seconds_until(watching, "down", 15)
+    assert detected < DETECT_SECONDS, f"{behaviour}: down after {detected:.1f}s"
+    shown = seconds_until_every_visitor_gets(watching, "down")
+    assert shown < 1.0, f"visitors got the page {shown:.2f}s after the flip"
+    if behaviour == "refused":
+        site.start()
+    site.behaviour = "ok"
+    recovered = seconds_until(watching, "up", 15)
+    assert recovered < DETECT_SECONDS, f"{behaviour}: up after {recovered:.1f}s"
+    redirected = seconds_until_every_visitor_gets(watching, "up")
+    assert redirected < 1.0, f"visitors were redirected {redirected:.2f}s after the flip"
+    print(f"{behaviour}: down in {detected:.2f}s (visitors {shown:.2f}s later), "
+          f"up in {recovered:.2f}s (visitors {redirected:.2f}s later)")
+
+
+def test_a_site_failing_one_probe_in_three_never_flips(site, watching):
+    site.fail_one_in = 3
+    deadline = time.monotonic() + 8
+    states = set()
+    while time.monotonic() < deadline:
+        states.add(served_state(watching))
+        time.sleep(0.1)
+    assert states == {"up"}
+    assert site.hits >= 6  # it really was probed, and failed some
+
+
+def test_two_instances_on_one_database_probe_as_often_as_one(site, tmp_path):
+    env = settings_for(site)
+    with Served(env, tmp_path):
+        time.sleep(2)
+        before = site.hits
+        time.sleep(6)
+        alone = site.hits - before
+    with Served(env, tmp_path), Served(env, tmp_path):
+        time.sleep(2)
+        before = site.hits
+        time.sleep(6)
+        together = site.hits - before
+    assert 3 <= alone <= 8
+    assert together <= alone + 1
+
+
+def test_status_and_healthz_follow_the_checker(site, watching, tmp_path):
+    assert requests.get(watching.url + "/_fallback/healthz", timeout=3).status_code == 200
+    site.behaviour = "error"
+    assert seconds_until(watching, "down", 10) < 10
+    status = requests.get(watching.url + "/_fallback/status.json", timeout=3).json()
+    assert status["state"] == "down" and status["mode"] == "auto"
+    assert "HTTP 503" in status["incident"]["reason"]
+    text = run_cli(["status"], {**settings_for(site)}, tmp_path).stdout
+    assert "state:  down" in text and "incident: since" in text
+
+
+def test_a_forced_mode_wins_over_the_checker_and_expires(site, watching, tmp_path):
+    run_cli(["mode", "down", "--for", "3s"], settings_for(site), tmp_path)
+    assert seconds_until_every_visitor_gets(watching, "down") < 1.0
+    assert seconds_until(watching, "up", 6) < 6
+    assert seconds_until_every_visitor_gets(watching, "up") < 1.0
+
+
+def test_check_prints_the_verdict_and_exits_0_or_1(site, tmp_path):
+    env = settings_for(site)
+    result = run_cli(["check"], env, tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("up: ")
+    site.behaviour = "error"
+    result = run_cli(["check", site.url + "/x"], env, tmp_path)
+    assert result.returncode == 1 and "HTTP 503" in result.stdout
