@@ -142,3 +142,20 @@ def test_a_bad_export_bound_is_a_400_naming_it(client, query):
 
 def test_admin_pages_are_never_cached(client):
     assert client.get("/_fallback/admin").headers["Cache-Control"] == "no-store"
+
+
+def test_the_dashboard_shows_probes_incidents_and_checker_health(client, storage):
+    storage.claim_checker("host:1", 60)
+    storage.record_round("host:1", [{"url": "http://127.0.0.1:9/", "ok": 0, "latency_ms": 1234, "status": 503,
+                                     "reason": "HTTP 503", "control": 0}], network_doubt=False, note=None)
+    storage.flip("unknown", "down", "http://127.0.0.1:9/: HTTP 503")
+    log_in(client)
+    html = client.get("/_fallback/admin").get_data(as_text=True)
+    assert "1234 ms" in html and "HTTP 503" in html
+    assert "ongoing" in html
+    assert "The checker is not running" not in html
+
+
+def test_the_dashboard_warns_when_the_checker_is_not_running(client):
+    log_in(client)
+    assert "The checker is not running" in client.get("/_fallback/admin").get_data(as_text=True)

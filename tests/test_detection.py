@@ -147,3 +147,58 @@ def test_check_prints_the_verdict_and_exits_0_or_1(site, tmp_path):
     site.behaviour = "error"
     result = run_cli(["check", site.url + "/x"], env, tmp_path)
     assert result.returncode == 1 and "HTTP 503" in result.stdout
+
+
+def test_a_killed_checker_is_taken_over_and_its_heartbeat_resumes(site, watching):
+    import os
+    import signal
+
+    owner = requests.get(watching.url + "/_fallback/status.json", timeout=3).json()["checker"]["owner"]
+    holder_pid = int(owner.split(":")[1])
+    os.kill(holder_pid, signal.SIGKILL)  # the worker running the checker dies mid-round
+    deadline = time.monotonic() + 20  # the lease lapses after 3 intervals + a timeout, here 4 s
+    new_owner = owner
+    while time.monotonic() < deadline and new_owner == owner:
+        time.sleep(0.2)
+        new_owner = requests.get(watching.url + "/_fallback/status.json", timeout=3).json()["checker"]["owner"]
+    assert new_owner != owner
+    assert requests.get(watching.url + "/_fallback/healthz", timeout=3).status_code == 200
+    site.behaviour = "error"
+    assert seconds_until(watching, "down", 10) < DETECT_SECONDS
+
+
+def test_each_flip_is_announced_once_to_a_local_receiver(site, tmp_path):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    env = settings_for(site, FALLBACK_NOTIFY_URLS=f"json://127.0.0.1:{receiver.server_port}/hook",
+                       FALLBACK_SITE_NAME="Acme")
+    try:
+        with Served(env, tmp_path) as server:
+            assert seconds_until(server, "up", 10) < 10
+            site.behaviour = "error"
+            assert seconds_until(server, "down", 10) < 10
+            site.behaviour = "ok"
+            assert seconds_until(server, "up", 10) < 10
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and len(received) < 2:
+                time.sleep(0.1)
+            time.sleep(1.5)  # time for a duplicate to show up, if there were one
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    assert [message["title"] for message in received] == ["[Acme] main site down", "[Acme] main site up"]
