@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 
 from flask import (
     Blueprint,
@@ -21,6 +22,7 @@ from flask import (
 from .checker import status_document
 from .export import csv_chunks, parse_bound
 from .forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
+from .guard import is_cross_site, rate_check
 from .runtime import runtime
 from .state import parse_duration, utcnow
 from .storage import StorageError
@@ -48,10 +50,13 @@ def csrf_meta() -> dict:
 
 
 @blueprint.before_request
-def require_password_setting() -> None:
+def require_password_setting() -> Response | None:
     """Without FALLBACK_ADMIN_PASSWORD the admin area does not exist (the export token still works)."""
     if not runtime().settings.admin_password and request.endpoint != "admin.export_csv":
         abort(404)
+    if request.method == "POST" and is_cross_site():
+        return make_response("Admin forms may only be sent from the admin pages.\n", 403)
+    return None
 
 
 @blueprint.after_request
@@ -89,8 +94,20 @@ def dashboard() -> Response | str:
 @blueprint.post("/login")
 def login() -> Response:
     """Check the password in constant time and open an admin session."""
+    rt = runtime()
+    try:
+        wait = rt.storage.hit_rate(rate_check(rt.settings, "login")) if rt.settings.rate_limit else None
+    except StorageError as error:
+        log.error("log-in refused, the database is unavailable: %s", error)
+        return make_response("The database is unavailable; try again shortly.\n", 503)
+    if wait is not None:
+        fresh = LoginForm(meta=csrf_meta())
+        fresh.password.errors = [f"Too many attempts: wait {math.ceil(wait)} seconds and try again."]
+        response = make_response(render_template("admin/login.html", form=fresh), 429)
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
     form = LoginForm(request.form, meta=csrf_meta())
-    if form.validate() and same_secret(form.password.data, runtime().settings.admin_password):
+    if form.validate() and same_secret(form.password.data, rt.settings.admin_password):
         session.clear()
         session.permanent = True
         session["admin"] = True

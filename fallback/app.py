@@ -8,10 +8,12 @@ from pathlib import Path
 
 import jinja2
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import admin, web
 from .config import Settings
 from .forms import FormToken
+from .guard import SessionInterface
 from .runtime import Runtime
 from .state import CachedFlag
 from .storage import Storage, open_storage
@@ -62,6 +64,11 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Flask:
         flag=CachedFlag(storage.flag),
         tokens=FormToken(app.config["SECRET_KEY"]),
     )
+    app.session_interface = SessionInterface()
+    if settings.trusted_proxies:
+        # Only as many X-Forwarded-* hops as the operator vouches for: the rest could be forged.
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(admin.blueprint)
     if not settings.admin_password:

@@ -24,6 +24,8 @@ log = logging.getLogger("fallback.checker")
 # After a first failure (or a first success while down), look again this soon.
 QUICK_RECHECK_SECONDS = 0.25
 PROBE_HISTORY = timedelta(days=1)
+# Longer than the longest rate-limit window (an hour): older counters can no longer matter.
+RATE_WINDOW_HISTORY = timedelta(hours=2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +134,9 @@ class Checker:
         )
         self.rounds += 1
         if self.rounds % 100 == 1:
-            self.storage.prune_probes(self.storage.clock() - PROBE_HISTORY)
+            now = self.storage.clock()
+            self.storage.prune_probes(now - PROBE_HISTORY)
+            self.storage.prune_rate_limits(now - RATE_WINDOW_HISTORY)
         return decision.next_check_in
 
     def run(self, stop: threading.Event) -> None:

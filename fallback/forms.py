@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from datetime import timedelta
 
 from itsdangerous import BadSignature, Signer
-from wtforms import BooleanField, Form, HiddenField, PasswordField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    Form,
+    HiddenField,
+    PasswordField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.csrf.session import SessionCSRF
-from wtforms.validators import AnyOf, Email, InputRequired, Length, Optional, ValidationError
+from wtforms.validators import (
+    AnyOf,
+    Email,
+    InputRequired,
+    Length,
+    Optional,
+    ValidationError,
+)
 
 from .state import parse_duration
 
@@ -49,6 +64,21 @@ class FormToken:
         return max(age, 0.0)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_LINE_BREAKS = re.compile(r"[\t\r\n]")
+
+
+def plain_text(multiline: bool = False):
+    """A validator refusing control characters (line breaks and tabs too, unless `multiline`)."""
+
+    def check(form, field):
+        value = field.data or ""
+        if _CONTROL.search(value) or (not multiline and _LINE_BREAKS.search(value)):
+            raise ValidationError("Please remove the invisible control characters from this field.")
+
+    return check
+
+
 class ContactForm(Form):
     """The visitor's contact form; `website` is a honeypot that people never see."""
 
@@ -57,18 +87,20 @@ class ContactForm(Form):
         validators=[
             InputRequired("Please enter your e-mail address."),
             Length(max=MAX_EMAIL, message="This address is too long."),
+            plain_text(),
             # check_deliverability=False: no DNS look-up on the request path.
             Email("Please enter a valid e-mail address, like name@example.com.", check_deliverability=False),
         ],
     )
-    name = StringField("Name", validators=[Optional(), Length(max=MAX_NAME, message="Please keep your name under 200 characters.")])
-    message = TextAreaField(
-        "Message", validators=[Optional(), Length(max=MAX_MESSAGE, message="Please keep your message under 2000 characters.")]
-    )
+    name = StringField("Name", validators=[
+        Optional(), Length(max=MAX_NAME, message="Please keep your name under 200 characters."), plain_text()])
+    message = TextAreaField("Message", validators=[
+        Optional(), Length(max=MAX_MESSAGE, message="Please keep your message under 2000 characters."),
+        plain_text(multiline=True)])
     consent = BooleanField(CONSENT_TEXT)
     website = StringField("Leave this field empty", validators=[Optional(), Length(max=MAX_NAME)])
     token = HiddenField()
-    path = HiddenField(validators=[Optional(), Length(max=MAX_PATH)])
+    path = HiddenField(validators=[Optional(), Length(max=MAX_PATH), plain_text()])
 
     def __init__(self, *args, require_consent: bool = True, **kwargs):
         super().__init__(*args, **kwargs)

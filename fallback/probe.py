@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import threading
 import socket
+import threading
 import time
 from urllib.parse import urljoin
 

@@ -7,11 +7,20 @@ import logging
 import math
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from flask import Blueprint, Response, abort, make_response, redirect, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    make_response,
+    redirect,
+    render_template,
+    request,
+)
 from markupsafe import escape
 
 from .checker import checker_problem, status_document
 from .forms import CONSENT_TEXT, CONSENT_VERSION, ContactForm
+from .guard import add_security_headers, is_cross_site, rate_check
 from .runtime import runtime
 from .state import Flag, utcnow
 from .storage import NewLead, StorageError
@@ -29,23 +38,18 @@ PATH_MARK = "__fallback_landing_path__"
 # Characters kept as they are in a redirected path; everything else is percent-encoded.
 PATH_SAFE = "/!$&'()*+,;=:@-._~%"
 VISITOR_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-}
 
 
 @blueprint.after_app_request
-def add_security_headers(response: Response) -> Response:
+def security_headers(response: Response) -> Response:
     """Every answer carries the security headers."""
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
+    return add_security_headers(response)
+
+
+@blueprint.app_errorhandler(413)
+def too_large(error) -> Response:
+    """A body over the limit: a short, clear refusal."""
+    return Response("This request is too large.\n", 413, mimetype="text/plain")
 
 
 @blueprint.route("/", defaults={"path": ""}, methods=VISITOR_METHODS)
@@ -75,7 +79,7 @@ def redirect_target() -> str | None:
     return urlunsplit((main.scheme, main.netloc, path, quote(query, safe="=&;%+/?:@!$'()*,-._~"), ""))
 
 
-def retry_after(flag: Flag) -> int:
+def retry_after_seconds(flag: Flag) -> int:
     """Seconds a client should wait: until a forced mode expires, else a default."""
     now = utcnow()
     if flag.mode_at(now) == "down" and flag.mode_until is not None:
@@ -91,7 +95,7 @@ def wants_json() -> bool:
 
 def down_response(flag: Flag) -> Response:
     """The 503 answer while the site is down: the contact page, or JSON for API clients."""
-    seconds = retry_after(flag)
+    seconds = retry_after_seconds(flag)
     if wants_json():
         body = json.dumps({"state": "down", "retry_after": seconds, "contact": PREFIX + "/contact"})
         response = Response(body, 503, mimetype="application/json")
@@ -132,20 +136,38 @@ def render_page(form: ContactForm, seconds: int, errors: bool = False) -> str:
 def contact() -> Response:
     """Store a visitor's details, then send them to the thank-you page."""
     rt = runtime()
+    if is_cross_site():
+        return Response("Forms may only be sent from this site's own pages.\n", 403, mimetype="text/plain")
     form = ContactForm(request.form, require_consent=rt.settings.require_consent)
     token_problem = None
     try:
         age = rt.tokens.age(form.token.data)
     except ValueError as problem:
         token_problem, age = str(problem), 0.0
-    if token_problem or not form.validate():
-        return invalid_form(form, token_problem)
+    valid = not token_problem and form.validate()
+    lead = new_lead(form, age) if valid else None
+    try:
+        # One transaction counts the attempt against the rate limit, then stores the lead if allowed.
+        submission = rt.storage.submit(lead, rate_check(rt.settings, "contact"))
+    except StorageError as error:
+        log.error("a lead could not be saved: %s", error)
+        return not_saved()
+    if submission.retry_after is not None:
+        return form_again(form, 429, retry_after=submission.retry_after)
+    if not valid:
+        return form_again(form, 400, token_problem=token_problem)
+    # Committed above: only now may the visitor be thanked.
+    return redirect(PREFIX + "/thanks", 303)
+
+
+def new_lead(form: ContactForm, age: float) -> NewLead:
+    """The lead a valid form describes; spam is recognised here and stored apart."""
     spam_reason = None
     if form.website.data:
         spam_reason = "honeypot"
-    elif age < rt.settings.form_min_seconds:
+    elif age < runtime().settings.form_min_seconds:
         spam_reason = f"sent {age:.1f}s after the page was shown"
-    lead = NewLead(
+    return NewLead(
         email=form.email.data,
         name=(form.name.data or "").strip(),
         message=(form.message.data or "").strip(),
@@ -155,28 +177,35 @@ def contact() -> Response:
         landing_path=form.landing_path(),
         spam_reason=spam_reason,
     )
-    try:
-        rt.storage.save_lead(lead)
-    except StorageError as error:
-        log.error("a lead could not be saved: %s", error)
-        return not_saved()
-    # Committed above: only now may the visitor be thanked.
-    return redirect(PREFIX + "/thanks", 303)
 
 
-def invalid_form(form: ContactForm, token_problem: str | None) -> Response:
-    """400 with the page again: the visitor's input kept, errors beside the fields, a fresh token."""
+def form_again(form: ContactForm, status: int, token_problem: str | None = None,
+               retry_after: float | None = None) -> Response:
+    """The page again with the visitor's input kept: errors beside the fields, or when to send again; a fresh token."""
     rt = runtime()
     if token_problem:
         form.token.errors = [
             "This form has expired. Please check your details and send it again."
             if token_problem != "missing" or form.email.data else "Please fill in the form below."
         ]
+    if retry_after is not None:
+        form.token.errors = [f"You have sent this form many times in a short while. Please wait "
+                             f"{wait_text(retry_after)} and send it again."]
     form.token.data = rt.tokens.issue()
-    html = render_page(form, retry_after(rt.flag.get()), errors=True)
-    response = make_response(html, 400)
+    html = render_page(form, retry_after_seconds(rt.flag.get()), errors=True)
+    response = make_response(html, status)
     response.headers["Cache-Control"] = "no-store"
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(math.ceil(retry_after))
     return response
+
+
+def wait_text(seconds: float) -> str:
+    """`45 seconds`, `2 minutes`: how long to wait, for people."""
+    seconds = math.ceil(seconds)
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    return f"{math.ceil(seconds / 60)} minutes"
 
 
 def not_saved() -> Response:

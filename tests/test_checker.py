@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fallback.checker import QUICK_RECHECK_SECONDS, Checker, Tally, decide, heartbeat_is_fresh
+from fallback.checker import (
+    QUICK_RECHECK_SECONDS,
+    Checker,
+    Tally,
+    decide,
+    heartbeat_is_fresh,
+)
 from fallback.config import Settings
 from fallback.probe import ProbeResult
 from fallback.storage import open_storage

@@ -6,11 +6,10 @@ import threading
 import time
 
 import pytest
+from standin import KEYWORD, StandIn
 
 import fallback.probe as probe_module
 from fallback.probe import MAX_REDIRECTS, ProbeRunner, probe
-
-from standin import KEYWORD, StandIn
 
 TIMEOUT = 1.0   # seconds: short, so the whole file stays fast
 SLACK = 0.5     # how far past its deadline a probe may return

@@ -132,3 +132,15 @@ def test_a_refused_write_gives_a_storage_error_and_keeps_what_was_stored(db):
     with pytest.raises(StorageError):
         db.check_writable()
     assert [lead["email"] for lead in db.iter_leads()] == ["kept@example.org"]
+
+
+def test_rate_limit_counters_reset_each_window_and_are_pruned(db, clock):
+    from fallback.storage import RateCheck
+
+    rate = RateCheck("contact:abc", limit=2, seconds=60)
+    clock.moment = datetime(2026, 11, 28, 20, 0, 10, tzinfo=UTC)
+    assert [db.hit_rate(rate) for _ in range(3)] == [None, None, 50.0]
+    clock.moment += timedelta(seconds=50)
+    assert db.hit_rate(rate) is None  # a new window
+    clock.moment += timedelta(hours=3)
+    assert db.prune_rate_limits(clock.moment - timedelta(hours=2)) == 1

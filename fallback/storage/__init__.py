@@ -9,13 +9,17 @@ from ..state import utcnow
 from .base import StorageError
 from .checker import CheckerStore
 from .flag import FlagStore
-from .leads import LEAD_COLUMNS, LeadStore, NewLead, email_key
+from .leads import LEAD_COLUMNS, LeadStore, NewLead, Submission, email_key
+from .limits import LimitStore, RateCheck
 from .schema import MIGRATIONS
 
-__all__ = ["LEAD_COLUMNS", "MIGRATIONS", "NewLead", "Storage", "StorageError", "email_key", "open_storage"]
+__all__ = [
+    "LEAD_COLUMNS", "MIGRATIONS", "NewLead", "RateCheck", "Storage", "StorageError", "Submission", "email_key",
+    "open_storage",
+]
 
 
-class Storage(LeadStore, FlagStore, CheckerStore):
+class Storage(LeadStore, FlagStore, CheckerStore, LimitStore):
     """The SQLite backend."""
 
 

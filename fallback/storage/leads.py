@@ -9,6 +9,7 @@ from datetime import datetime
 
 from ..state import iso
 from .base import Database, StorageError
+from .limits import RateCheck, count_attempt
 
 LEAD_COLUMNS = (
     "id", "email", "name", "message", "consent", "consent_version", "consent_text", "consent_at",
@@ -37,44 +38,37 @@ def email_key(email: str) -> str:
     return email.strip().casefold()
 
 
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    """What `submit` did: the lead's id if stored, or how long the client must wait."""
+
+    lead_id: int | None
+    retry_after: float | None
+
+
 class LeadStore(Database):
     """The leads table."""
 
     def save_lead(self, lead: NewLead) -> int:
         """Store one submission durably (committed on return); the same address updates one lead."""
-        now = iso(self.clock())
-        values = {
-            "email": lead.email.strip(), "email_key": email_key(lead.email), "name": lead.name,
-            "message": lead.message, "consent": int(lead.consent),
-            "consent_version": lead.consent_version if lead.consent else None,
-            "consent_text": lead.consent_text if lead.consent else None,
-            "consent_at": now if lead.consent else None, "landing_path": lead.landing_path,
-            "language": lead.language, "now": now, "spam": int(lead.spam_reason is not None),
-            "spam_reason": lead.spam_reason,
-        }
-        insert = (
-            "INSERT INTO leads (email, email_key, name, message, consent, consent_version, "
-            "consent_text, consent_at, landing_path, language, created_at, updated_at, submissions, "
-            "spam, spam_reason) VALUES (:email, :email_key, :name, :message, :consent, "
-            ":consent_version, :consent_text, :consent_at, :landing_path, :language, :now, :now, 1, "
-            ":spam, :spam_reason)"
-        )
-        if lead.spam_reason is None:
-            # A later submission keeps earlier details it does not replace, and consent once given.
-            insert += (
-                " ON CONFLICT(email_key) WHERE spam = 0 DO UPDATE SET email = excluded.email, "
-                "name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END, "
-                "message = CASE WHEN excluded.message != '' THEN excluded.message ELSE message END, "
-                "consent = MAX(consent, excluded.consent), "
-                "consent_version = COALESCE(excluded.consent_version, consent_version), "
-                "consent_text = COALESCE(excluded.consent_text, consent_text), "
-                "consent_at = COALESCE(excluded.consent_at, consent_at), "
-                "language = excluded.language, updated_at = excluded.updated_at, "
-                "submissions = submissions + 1"
-            )
+        return self.submit(lead).lead_id
+
+    def hit_rate(self, rate: RateCheck) -> float | None:
+        """Count one attempt against a client's limit; seconds to wait if it is over, else None."""
+        return self.submit(None, rate).retry_after
+
+    def submit(self, lead: NewLead | None, rate: RateCheck | None = None) -> Submission:
+        """Count the attempt against `rate`, then, if allowed, store `lead`: one durable transaction."""
         with self._write() as conn:
-            lead_id = conn.execute(insert + " RETURNING id", values).fetchall()[0][0]
-        return lead_id
+            if rate is not None:
+                retry_after = count_attempt(conn, rate, self.clock())
+                if retry_after is not None:
+                    return Submission(None, retry_after)
+            if lead is None:
+                return Submission(None, None)
+            sql, values = _upsert(lead, iso(self.clock()))
+            lead_id = conn.execute(sql, values).fetchall()[0][0]
+        return Submission(lead_id, None)
 
     def iter_leads(self, since: datetime | None = None, until: datetime | None = None,
                    batch: int = 1000) -> Iterator[dict]:
@@ -141,3 +135,37 @@ class LeadStore(Database):
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as error:
             raise StorageError(f"erased, but the database could not be compacted: {error}") from error
+
+
+_INSERT = (
+    "INSERT INTO leads (email, email_key, name, message, consent, consent_version, consent_text, consent_at, "
+    "landing_path, language, created_at, updated_at, submissions, spam, spam_reason) VALUES (:email, :email_key, "
+    ":name, :message, :consent, :consent_version, :consent_text, :consent_at, :landing_path, :language, :now, :now, "
+    "1, :spam, :spam_reason)"
+)
+# A later submission keeps earlier details it does not replace, and consent once given.
+_MERGE = (
+    " ON CONFLICT(email_key) WHERE spam = 0 DO UPDATE SET email = excluded.email, "
+    "name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END, "
+    "message = CASE WHEN excluded.message != '' THEN excluded.message ELSE message END, "
+    "consent = MAX(consent, excluded.consent), "
+    "consent_version = COALESCE(excluded.consent_version, consent_version), "
+    "consent_text = COALESCE(excluded.consent_text, consent_text), "
+    "consent_at = COALESCE(excluded.consent_at, consent_at), "
+    "language = excluded.language, updated_at = excluded.updated_at, submissions = submissions + 1"
+)
+
+
+def _upsert(lead: NewLead, now: str) -> tuple[str, dict]:
+    """The statement storing `lead`: genuine leads merge by address, spam is always a row of its own."""
+    values = {
+        "email": lead.email.strip(), "email_key": email_key(lead.email), "name": lead.name,
+        "message": lead.message, "consent": int(lead.consent),
+        "consent_version": lead.consent_version if lead.consent else None,
+        "consent_text": lead.consent_text if lead.consent else None,
+        "consent_at": now if lead.consent else None, "landing_path": lead.landing_path,
+        "language": lead.language, "now": now, "spam": int(lead.spam_reason is not None),
+        "spam_reason": lead.spam_reason,
+    }
+    sql = _INSERT + ("" if lead.spam_reason else _MERGE) + " RETURNING id"
+    return sql, values

@@ -67,5 +67,11 @@ def add_checker_tables(db: sqlite_utils.Database) -> None:
     db["events"].create_index(["notified_at", "next_attempt_at"], if_not_exists=True)
 
 
+def add_rate_limits(db: sqlite_utils.Database) -> None:
+    # One fixed-window counter per client; the key is a keyed hash, never a raw address.
+    db["rate_limits"].create({"key": str, "window_start": int, "count": int}, pk="key", if_not_exists=True)
+    db["rate_limits"].create_index(["window_start"], if_not_exists=True)
+
+
 # Each migration runs once, in order; the schema version is how many have run.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [create_base_schema, add_checker_tables]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [create_base_schema, add_checker_tables, add_rate_limits]

@@ -1,0 +1,291 @@
+"""Hostile input, abuse, and faults: always a clear 4xx or a 503 that says so, never a 5xx crash, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+
+import pytest
+from helpers import contact_fields, csrf_token, form_token, log_in
+
+from fallback.app import create_app
+from fallback.config import Settings
+
+
+def post(client, data, **kwargs):
+    return client.post("/_fallback/contact", data=data, **kwargs)
+
+
+# -- input ----------------------------------------------------------------------------
+
+
+def test_a_body_over_64_kb_is_a_413(client, down):
+    response = post(client, contact_fields(client, message="x" * 70_000))
+    assert response.status_code == 413
+
+
+def test_a_non_utf8_body_is_a_400(client, down):
+    token = form_token(client.get("/").get_data(as_text=True))
+    body = b"email=\xff\xfe%ff@example.org&consent=y&token=" + token.encode()
+    response = post(client, body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "application/xml"])
+def test_a_wrong_content_type_is_a_400(client, down, content_type):
+    response = post(client, b'{"email": "a@example.org"}', content_type=content_type)
+    assert response.status_code == 400
+
+
+def test_missing_fields_are_a_400(client, down):
+    assert post(client, {}).status_code == 400
+
+
+def test_duplicated_fields_use_the_first_value(client, down, storage):
+    data = contact_fields(client)
+    data["email"] = ["first@example.org", "second@example.org"]
+    assert post(client, data).status_code == 303
+    assert [lead["email"] for lead in storage.iter_leads()] == ["first@example.org"]
+
+
+@pytest.mark.parametrize("field", ["email", "name", "path"])
+def test_control_characters_are_refused(client, down, storage, field):
+    value = {"email": "a\x00b@example.org", "name": "Paul\x1b[31m", "path": "/a\r\nSet-Cookie: x"}[field]
+    assert post(client, contact_fields(client, **{field: value})).status_code == 400
+    assert list(storage.iter_leads()) == []
+
+
+def test_a_message_keeps_its_line_breaks(client, down, storage):
+    assert post(client, contact_fields(client, message="line one\r\nline two\ttabbed")).status_code == 303
+    assert next(storage.iter_leads())["message"] == "line one\r\nline two\ttabbed"
+
+
+def test_a_token_from_another_installation_is_refused(env, down, client):
+    other = dict(env, FALLBACK_SECRET_KEY="another installation", FALLBACK_DATABASE=env["FALLBACK_DATABASE"] + "2")
+    other_app = create_app(Settings.from_env(other))
+    other_app.extensions["fallback"].storage.set_mode("down")
+    foreign = form_token(other_app.test_client().get("/").get_data(as_text=True))
+    assert post(client, contact_fields(client, token=foreign)).status_code == 400
+
+
+# -- abuse ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def limited(env):
+    env["FALLBACK_RATE_LIMIT"] = "3/minute"
+    app = create_app(Settings.from_env(env))
+    app.extensions["fallback"].storage.set_mode("down")
+    return app
+
+
+def test_past_the_rate_limit_a_visitor_gets_429_with_input_kept(limited):
+    client = limited.test_client()
+    for _ in range(3):
+        assert post(client, contact_fields(client)).status_code == 303
+    response = post(client, contact_fields(client, name="Paul Keep"))
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    html = response.get_data(as_text=True)
+    assert 'value="Paul Keep"' in html and "Please wait" in html
+    assert limited.extensions["fallback"].storage.count_leads()["leads"] == 1
+
+
+def test_invalid_posts_count_against_the_limit_too(limited):
+    client = limited.test_client()
+    for _ in range(3):
+        assert post(client, {}).status_code == 400
+    assert post(client, contact_fields(client)).status_code == 429
+
+
+def test_the_limit_is_shared_by_every_process_on_the_database(env, limited):
+    first, second = limited.test_client(), create_app(Settings.from_env(env)).test_client()
+    for client in (first, second, first):
+        assert post(client, contact_fields(client)).status_code == 303
+    assert post(second, contact_fields(second)).status_code == 429
+
+
+def test_admin_log_ins_are_rate_limited(limited):
+    client = limited.test_client()
+    for _ in range(3):
+        assert log_in(client, "wrong").status_code == 401
+    response = log_in(client, "correct horse")
+    assert response.status_code == 429 and "Retry-After" in response.headers
+
+
+def test_forwarded_addresses_are_ignored_without_trusted_proxies(limited):
+    client = limited.test_client()
+    for n in range(4):
+        response = post(client, contact_fields(client), headers={"X-Forwarded-For": f"127.0.0.{n + 10}"})
+    assert response.status_code == 429
+
+
+def test_forwarded_addresses_count_with_one_trusted_proxy(env):
+    env.update(FALLBACK_RATE_LIMIT="3/minute", FALLBACK_TRUSTED_PROXIES="1")
+    app = create_app(Settings.from_env(env))
+    app.extensions["fallback"].storage.set_mode("down")
+    client = app.test_client()
+    statuses = [post(client, contact_fields(client), headers={"X-Forwarded-For": f"127.0.0.{n + 10}"}).status_code
+                for n in range(5)]
+    assert statuses == [303] * 5
+
+
+@pytest.mark.parametrize("headers", [{"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                                     {"Origin": "https://evil.example"}, {"Origin": "null"}])
+def test_cross_site_posts_are_refused(client, down, storage, headers):
+    assert post(client, contact_fields(client), headers=headers).status_code == 403
+    assert list(storage.iter_leads()) == []
+
+
+def test_same_origin_posts_are_accepted(client, down):
+    headers = {"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}
+    assert post(client, contact_fields(client), headers=headers).status_code == 303
+
+
+def test_cross_site_admin_posts_are_refused(client):
+    page = client.get("/_fallback/admin").get_data(as_text=True)
+    response = client.post("/_fallback/admin/login", data={"password": "correct horse", "csrf_token": csrf_token(page)},
+                           headers={"Origin": "https://evil.example"})
+    assert response.status_code == 403
+
+
+def test_public_pages_and_the_thank_you_never_set_cookies(client, down):
+    for response in (client.get("/"), post(client, contact_fields(client)), client.get("/_fallback/thanks"),
+                     post(client, {})):
+        assert "Set-Cookie" not in response.headers
+
+
+# -- headers and secrets ---------------------------------------------------------------------
+
+
+def test_hsts_and_a_secure_admin_cookie_over_https(app):
+    client = app.test_client()
+    page = client.get("/_fallback/admin", base_url="https://fallback.test")
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    response = client.post("/_fallback/admin/login", base_url="https://fallback.test",
+                           data={"password": "correct horse", "csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_no_hsts_over_plain_http(client):
+    assert "Strict-Transport-Security" not in client.get("/").headers
+
+
+def test_https_behind_a_trusted_proxy_counts_as_https(env):
+    env["FALLBACK_TRUSTED_PROXIES"] = "1"
+    client = create_app(Settings.from_env(env)).test_client()
+    response = client.get("/_fallback/admin", headers={"X-Forwarded-Proto": "https"})
+    assert "Strict-Transport-Security" in response.headers
+
+
+def test_nothing_secret_reaches_the_logs(env, caplog):
+    env["FALLBACK_EXPORT_TOKEN"] = "export-token-value"
+    with caplog.at_level("DEBUG"):
+        app = create_app(Settings.from_env(env))
+        client = app.test_client()
+        log_in(client, "a guessed password")
+        client.get("/_fallback/admin/export.csv", headers={"Authorization": "Bearer wrong-token-guess"})
+    assert "failed admin log-in" in caplog.text
+    for secret in ("a guessed password", "correct horse", "test-secret", "export-token-value", "wrong-token-guess"):
+        assert secret not in caplog.text
+
+
+def test_raw_client_addresses_are_never_stored(env, tmp_path):
+    env["FALLBACK_RATE_LIMIT"] = "100/minute"
+    app = create_app(Settings.from_env(env))
+    app.extensions["fallback"].storage.set_mode("down")
+    client = app.test_client()
+    environ = {"REMOTE_ADDR": "127.42.43.44"}
+    page = client.get("/", environ_base=environ).get_data(as_text=True)
+    data = {"token": form_token(page), "email": "a@example.org", "consent": "y"}
+    assert client.post("/_fallback/contact", data=data, environ_base=environ).status_code == 303
+    log_in(client, "wrong")
+    app.extensions["fallback"].storage.close()
+    for path in tmp_path.glob("fallback.db*"):
+        assert b"127.42.43.44" not in path.read_bytes()
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+def test_a_submission_waits_for_a_database_locked_by_another_writer(client, down, storage, settings):
+    data = contact_fields(client)
+    blocker = sqlite3.connect(settings.database, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    result = {}
+
+    def send():
+        started = time.monotonic()
+        result["status"] = post(client, data).status_code
+        result["waited"] = time.monotonic() - started
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    time.sleep(2.0)  # the other writer holds the lock for two seconds
+    blocker.execute("COMMIT")
+    blocker.close()
+    thread.join(15)
+    assert result["status"] == 303 and result["waited"] >= 1.9
+    assert len(list(storage.iter_leads())) == 1
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MB file system, to fill up for real; skipped where mounting is not allowed."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_gets_a_not_saved_page_and_keeps_what_was_stored(env, tiny_disk):
+    env.update(FALLBACK_DATABASE=str(tiny_disk / "fallback.db"), FALLBACK_CONTACT_EMAIL="help@example.org")
+    app = create_app(Settings.from_env(env))
+    storage = app.extensions["fallback"].storage
+    storage.set_mode("down")
+    storage.claim_checker("test", 60)
+    storage.record_round("test", [], network_doubt=False, note=None)
+    client = app.test_client()
+    assert post(client, contact_fields(client, email="kept@example.org")).status_code == 303
+    filler = tiny_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass  # the disk is full
+    finally:
+        os.close(fd)
+    statuses = [post(client, contact_fields(client, email=f"v{n}@example.org", message="m" * 1500)).status_code
+                for n in range(40)]
+    assert 503 in statuses and all(status in (303, 503) for status in statuses)
+    refused = post(client, contact_fields(client, email="late@example.org", message="m" * 1500))
+    assert refused.status_code == 503
+    html = refused.get_data(as_text=True)
+    assert "not saved" in html and "help@example.org" in html
+    assert client.get("/_fallback/healthz").status_code == 503
+    filler.unlink()
+    acknowledged = {"kept@example.org"} | {f"v{n}@example.org" for n, status in enumerate(statuses) if status == 303}
+    assert {lead["email"] for lead in storage.iter_leads()} == acknowledged
+    assert client.get("/_fallback/healthz").status_code == 200
+
+
+
+def test_a_read_only_database_gets_a_not_saved_page_and_a_failing_healthz(client, down, storage):
+    data = contact_fields(client)
+    # The same SQLITE_READONLY refusal a read-only file or volume gives, on the connection the view uses.
+    storage.conn.execute("PRAGMA query_only = ON")
+    try:
+        response = post(client, data)
+        assert response.status_code == 503 and "not saved" in response.get_data(as_text=True)
+        assert client.get("/_fallback/healthz").status_code == 503
+        assert client.get("/").status_code == 503  # the page itself is still served
+    finally:
+        storage.conn.execute("PRAGMA query_only = OFF")
+    assert list(storage.iter_leads()) == []
