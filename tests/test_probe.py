@@ -351,3 +351,43 @@ def test_after_an_abandoned_probe_the_next_run_says_still_hanging_and_the_one_af
     assert hits_while_stuck == 1
     assert again.ok, again.reason
     assert site.hits == 2
+
+
+@pytest.fixture
+def tls_site(tmp_path):
+    """An HTTPS stand-in on 127.0.0.1 with a self-signed certificate: TLS that must not be trusted."""
+    import http.server
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "7")
+            self.end_headers()
+            self.wfile.write(b"Welcome")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_it_fails_a_site_with_an_untrusted_certificate(tls_site):
+    started = time.monotonic()
+    result = probe(tls_site, timeout=TIMEOUT, max_latency=None, expect_text="Welcome")
+    assert time.monotonic() - started < TIMEOUT + 0.5
+    assert not result.ok
+    assert result.reason.startswith("TLS error")

@@ -162,3 +162,34 @@ def test_leads_acknowledged_before_a_kill_9_are_there_after_a_restart(site_env, 
     with Served(site_env, tmp_path) as restarted:
         stored = {row["email"] for row in export_rows(restarted.url)}
     assert set(acknowledged) <= stored
+
+
+def test_a_worker_killed_mid_load_loses_no_acknowledged_lead(served, site_env, tmp_path):
+    import os
+    import subprocess
+
+    run_cli(["mode", "down"], site_env, tmp_path)
+    wait_for_status(served.url + "/", 503)
+    workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(served.process.pid)], capture_output=True,
+                                                  text=True).stdout.split()]
+    assert workers, "no gunicorn worker found"
+    acknowledged = []
+
+    def send(n):
+        try:
+            if submit(served.url, f"w{n}@example.org").status_code == 303:
+                acknowledged.append(f"w{n}@example.org")
+        except requests.RequestException:
+            pass  # a request on the killed worker's connection may fail; it was not acknowledged
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        futures = [pool.submit(send, n) for n in range(300)]
+        time.sleep(0.5)
+        os.kill(workers[0], signal.SIGKILL)
+        concurrent.futures.wait(futures, timeout=120)
+    assert len(acknowledged) > 100
+    connection = sqlite3.connect(tmp_path / "fallback.db")
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    connection.close()
+    assert set(acknowledged) <= {row["email"] for row in export_rows(served.url)}
+    assert wait_for_status(served.url + "/", 503).status_code == 503  # gunicorn replaced the worker
