@@ -35,6 +35,7 @@ DEFAULT_RETRY_AFTER = 120
 DOWN_PAGE_CACHE = "public, max-age=5"
 TOKEN_MARK = "__fallback_form_token__"
 PATH_MARK = "__fallback_landing_path__"
+TOKEN_BYTES, PATH_BYTES = TOKEN_MARK.encode(), PATH_MARK.encode()
 # Characters kept as they are in a redirected path; everything else is percent-encoded.
 PATH_SAFE = "/!$&'()*+,;=:@-._~%"
 VISITOR_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -62,9 +63,9 @@ def visitor(path: str) -> Response:
     if flag.served_state(utcnow()) == "up":
         target = redirect_target()
         if target is not None:
-            response = redirect(target, 302 if request.method in ("GET", "HEAD") else 307)
-            response.headers["Cache-Control"] = "no-store"
-            return response
+            # No body: a redirect is all headers, and this is the hot path while the site is up.
+            status = 302 if request.method in ("GET", "HEAD") else 307
+            return Response(status=status, headers={"Location": target, "Cache-Control": "no-store"})
     return down_response(flag)
 
 
@@ -89,6 +90,8 @@ def retry_after_seconds(flag: Flag) -> int:
 
 def wants_json() -> bool:
     """Whether the client asked for JSON rather than HTML."""
+    if "json" not in request.headers.get("Accept", ""):
+        return False  # browsers and most bots: no need to parse the header
     best = request.accept_mimetypes.best_match(["text/html", "application/json"], default="text/html")
     return best == "application/json"
 
@@ -108,13 +111,22 @@ def down_response(flag: Flag) -> Response:
 
 
 def page_bytes(flag: Flag, seconds: int) -> bytes:
-    """The contact page with a fresh form token and this visitor's path spliced in."""
+    """The contact page with a fresh form token and this visitor's path spliced in.
+
+    The page is rendered once per flag change (and per minute of a forced expiry), then served
+    as bytes: rendering the template and building the form on every request would cost more than
+    everything else together.
+    """
     rt = runtime()
-    token = rt.tokens.issue()
-    path = str(escape(request.full_path.rstrip("?") if request.query_string else request.path))
-    html = render_page(ContactForm(require_consent=rt.settings.require_consent,
-                                   data={"token": TOKEN_MARK, "path": PATH_MARK}), seconds)
-    return html.replace(TOKEN_MARK, token).replace(PATH_MARK, path).encode("utf-8")
+    key = (flag.version, max(1, math.ceil(seconds / 60)))
+    page = rt.pages.get(key)
+    if page is None:
+        if len(rt.pages) >= 16:
+            rt.pages.clear()
+        form = ContactForm(require_consent=rt.settings.require_consent, data={"token": TOKEN_MARK, "path": PATH_MARK})
+        page = rt.pages[key] = render_page(form, seconds).encode("utf-8")
+    path = escape(request.full_path.rstrip("?") if request.query_string else request.path)
+    return page.replace(TOKEN_BYTES, rt.tokens.issue().encode("ascii")).replace(PATH_BYTES, str(path).encode("utf-8"))
 
 
 def render_page(form: ContactForm, seconds: int, errors: bool = False) -> str:

@@ -223,3 +223,19 @@ def test_status_json_reports_the_checker_and_its_doubts(client, storage):
     document = client.get("/_fallback/status.json").get_json()
     assert document["network_doubt"] is True
     assert document["checker"]["owner"] == "host:1" and document["checker"]["healthy"]
+
+
+def test_the_page_is_rendered_once_per_flag_change_with_a_fresh_token_each_time(client, down, storage, app, monkeypatch):
+    import fallback.web
+
+    renders = []
+    original = fallback.web.render_page
+    monkeypatch.setattr(fallback.web, "render_page", lambda *args, **kw: renders.append(1) or original(*args, **kw))
+    first, second = client.get("/a").get_data(as_text=True), client.get("/b?x=1").get_data(as_text=True)
+    assert len(renders) == 1
+    assert form_token(first) != form_token(second)
+    assert 'name="path" value="/b?x=1"' in second
+    storage.set_mode("down", reason="changed")
+    app.extensions["fallback"].flag.invalidate()
+    client.get("/a")
+    assert len(renders) == 2
