@@ -49,7 +49,7 @@ def probe(url: str, timeout: float = 3.0, max_latency: float | None = None, expe
     except requests.exceptions.Timeout:
         status, reason = None, _too_late(timeout, budget)
     except requests.exceptions.ConnectionError as error:
-        status, reason = None, f"connection failed: {_short(error)}"
+        status, reason = None, f"connection failed: {_connection_cause(error)}"
     except requests.exceptions.RequestException as error:
         status, reason = None, f"request failed: {_short(error)}"
     latency = clock() - started
@@ -164,6 +164,23 @@ def _read_body(response: requests.Response, deadline: float, clock) -> bytes | N
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
+
+
+def _connection_cause(error: Exception) -> str:
+    """The root cause of a connection failure in a few words, not urllib3's nested retry message."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, urllib3.exceptions.NameResolutionError):
+            return "DNS look-up failed"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+        if isinstance(cause, socket.timeout):
+            return "connection timed out"
+        nested = getattr(cause, "reason", None)
+        cause = nested if isinstance(nested, BaseException) else (cause.__cause__ or cause.__context__)
+    return _short(error)
 
 
 def _short(error: Exception) -> str:
