@@ -14,6 +14,7 @@ from . import admin, web
 from .config import Settings
 from .forms import FormToken
 from .guard import SessionInterface
+from .i18n import init_i18n
 from .runtime import Runtime
 from .state import CachedFlag
 from .storage import Storage, open_storage
@@ -64,6 +65,7 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Flask:
         flag=CachedFlag(storage.flag),
         tokens=FormToken(app.config["SECRET_KEY"]),
     )
+    init_i18n(app)
     app.session_interface = SessionInterface()
     if settings.trusted_proxies:
         # Only as many X-Forwarded-* hops as the operator vouches for: the rest could be forged.

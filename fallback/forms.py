@@ -7,6 +7,7 @@ import re
 import time
 from datetime import timedelta
 
+from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, Signer
 from wtforms import (
     BooleanField,
@@ -35,8 +36,14 @@ MAX_EMAIL = 254
 MAX_NAME = 200
 MAX_MESSAGE = 2000
 MAX_PATH = 2000
-CONSENT_VERSION = "en-1"
-CONSENT_TEXT = "I agree to be contacted about my request at this address."
+# The consent wording, versioned per language: change the text, bump the version.
+CONSENT_TEXT = _l("I agree to be contacted about my request at this address.")
+CONSENT_REVISION = 1
+
+
+def consent_version(language: str) -> str:
+    """The version of the consent wording shown in `language`, such as `fr-1`."""
+    return f"{language}-{CONSENT_REVISION}"
 
 
 class FormToken:
@@ -74,7 +81,7 @@ def plain_text(multiline: bool = False):
     def check(form, field):
         value = field.data or ""
         if _CONTROL.search(value) or (not multiline and _LINE_BREAKS.search(value)):
-            raise ValidationError("Please remove the invisible control characters from this field.")
+            raise ValidationError(_l("Please remove the invisible control characters from this field."))
 
     return check
 
@@ -85,17 +92,17 @@ class ContactForm(Form):
     email = StringField(
         "Email",
         validators=[
-            InputRequired("Please enter your e-mail address."),
-            Length(max=MAX_EMAIL, message="This address is too long."),
+            InputRequired(_l("Please enter your e-mail address.")),
+            Length(max=MAX_EMAIL, message=_l("This address is too long.")),
             plain_text(),
             # check_deliverability=False: no DNS look-up on the request path.
-            Email("Please enter a valid e-mail address, like name@example.com.", check_deliverability=False),
+            Email(_l("Please enter a valid e-mail address, like name@example.com."), check_deliverability=False),
         ],
     )
     name = StringField("Name", validators=[
-        Optional(), Length(max=MAX_NAME, message="Please keep your name under 200 characters."), plain_text()])
+        Optional(), Length(max=MAX_NAME, message=_l("Please keep your name under 200 characters.")), plain_text()])
     message = TextAreaField("Message", validators=[
-        Optional(), Length(max=MAX_MESSAGE, message="Please keep your message under 2000 characters."),
+        Optional(), Length(max=MAX_MESSAGE, message=_l("Please keep your message under 2000 characters.")),
         plain_text(multiline=True)])
     consent = BooleanField(CONSENT_TEXT)
     website = StringField("Leave this field empty", validators=[Optional(), Length(max=MAX_NAME)])
@@ -109,7 +116,7 @@ class ContactForm(Form):
     def validate_consent(self, field):
         """Consent must be given unless the operator turned the requirement off."""
         if self.require_consent and not field.data:
-            raise ValidationError("Please tick this box so that we may contact you.")
+            raise ValidationError(_l("Please tick this box so that we may contact you."))
 
     def landing_path(self) -> str:
         """The visitor path the form was shown on, or `/`."""

@@ -16,11 +16,13 @@ from flask import (
     render_template,
     request,
 )
+from flask_babel import gettext, ngettext
 from markupsafe import escape
 
 from .checker import checker_problem, status_document
-from .forms import CONSENT_TEXT, CONSENT_VERSION, ContactForm
+from .forms import CONSENT_TEXT, ContactForm, consent_version
 from .guard import add_security_headers, is_cross_site, rate_check
+from .i18n import current_language
 from .runtime import runtime
 from .state import Flag, utcnow
 from .storage import NewLead, StorageError
@@ -107,6 +109,7 @@ def down_response(flag: Flag) -> Response:
     response.headers["Retry-After"] = str(seconds)
     response.headers["Cache-Control"] = DOWN_PAGE_CACHE
     response.vary.add("Accept")
+    response.vary.add("Accept-Language")
     return response
 
 
@@ -118,7 +121,7 @@ def page_bytes(flag: Flag, seconds: int) -> bytes:
     everything else together.
     """
     rt = runtime()
-    key = (flag.version, max(1, math.ceil(seconds / 60)))
+    key = (flag.version, max(1, math.ceil(seconds / 60)), current_language())
     page = rt.pages.get(key)
     if page is None:
         if len(rt.pages) >= 16:
@@ -139,7 +142,7 @@ def render_page(form: ContactForm, seconds: int, errors: bool = False) -> str:
         site_name=settings.site_name,
         contact_email=settings.contact_email,
         retry_minutes=max(1, math.ceil(seconds / 60)),
-        consent_text=CONSENT_TEXT,
+        consent_text=str(CONSENT_TEXT),
         require_consent=settings.require_consent,
     )
 
@@ -184,9 +187,10 @@ def new_lead(form: ContactForm, age: float) -> NewLead:
         name=(form.name.data or "").strip(),
         message=(form.message.data or "").strip(),
         consent=bool(form.consent.data),
-        consent_version=CONSENT_VERSION,
-        consent_text=CONSENT_TEXT,
+        consent_version=consent_version(current_language()),
+        consent_text=str(CONSENT_TEXT),
         landing_path=form.landing_path(),
+        language=current_language(),
         spam_reason=spam_reason,
     )
 
@@ -197,12 +201,12 @@ def form_again(form: ContactForm, status: int, token_problem: str | None = None,
     rt = runtime()
     if token_problem:
         form.token.errors = [
-            "This form has expired. Please check your details and send it again."
-            if token_problem != "missing" or form.email.data else "Please fill in the form below."
+            gettext("This form has expired. Please check your details and send it again.")
+            if token_problem != "missing" or form.email.data else gettext("Please fill in the form below.")
         ]
     if retry_after is not None:
-        form.token.errors = [f"You have sent this form many times in a short while. Please wait "
-                             f"{wait_text(retry_after)} and send it again."]
+        form.token.errors = [gettext("You have sent this form many times in a short while. Please wait %(wait)s "
+                                     "and send it again.", wait=wait_text(retry_after))]
     form.token.data = rt.tokens.issue()
     html = render_page(form, retry_after_seconds(rt.flag.get()), errors=True)
     response = make_response(html, status)
@@ -216,8 +220,8 @@ def wait_text(seconds: float) -> str:
     """`45 seconds`, `2 minutes`: how long to wait, for people."""
     seconds = math.ceil(seconds)
     if seconds < 90:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    return f"{math.ceil(seconds / 60)} minutes"
+        return ngettext("%(num)d second", "%(num)d seconds", seconds)
+    return ngettext("%(num)d minute", "%(num)d minutes", math.ceil(seconds / 60))
 
 
 def not_saved() -> Response:
