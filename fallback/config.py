@@ -55,6 +55,10 @@ class Settings:
     contact_email: str | None = None
     notify_urls: tuple[str, ...] = ()
     site_name: str = "our site"
+    brand_color: str = "#0b57d0"
+    logo: str | None = None
+    headline: str | None = None
+    message: str | None = None
     templates: str | None = None
     port: int = 8000
 
@@ -96,6 +100,10 @@ class Settings:
             contact_email=env.email("CONTACT_EMAIL"),
             notify_urls=env.notify_urls("NOTIFY_URLS"),
             site_name=env.text("SITE_NAME") or default_name or "our site",
+            brand_color=env.color("BRAND_COLOR", "#0b57d0"),
+            logo=env.logo("LOGO"),
+            headline=env.text("HEADLINE"),
+            message=env.text("MESSAGE"),
             templates=env.folder("TEMPLATES"),
             port=env.whole("PORT", 8000, minimum=1, maximum=65535, prefixed=False),
         )
@@ -112,6 +120,11 @@ class Settings:
         return self.database.startswith(("postgresql://", "postgres://"))
 
 
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+LOGO_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+              ".webp": "image/webp"}
+# The page must stay light on a phone: the logo is fetched once and cached, but still.
+MAX_LOGO_BYTES = 64 * 1024
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
 _TRUE = {"1", "true", "yes", "on"}
@@ -215,6 +228,25 @@ class _Reader:
             return validate_email(value.strip(), check_deliverability=False).normalized
         except EmailNotValidError:
             raise ConfigError(variable, "an e-mail address", value) from None
+
+    def color(self, name: str, default: str) -> str:
+        variable, value = self.raw(name)
+        if value is None:
+            return default
+        if not _COLOR.match(value.strip()):
+            raise ConfigError(variable, "a colour as #rrggbb", value)
+        return value.strip().lower()
+
+    def logo(self, name: str) -> str | None:
+        variable, value = self.raw(name)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if path.suffix.lower() not in LOGO_TYPES or not path.is_file():
+            raise ConfigError(variable, "an existing .svg, .png, .jpg or .webp file", value)
+        if path.stat().st_size > MAX_LOGO_BYTES:
+            raise ConfigError(variable, f"a logo file of at most {MAX_LOGO_BYTES // 1024} KB", value)
+        return str(path.resolve())
 
     def folder(self, name: str) -> str | None:
         variable, value = self.raw(name)

@@ -5,21 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from flask import (
-    Blueprint,
-    Response,
-    abort,
-    make_response,
-    redirect,
-    render_template,
-    request,
-)
+from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, send_file
 from flask_babel import gettext, ngettext
 from markupsafe import escape
 
+from .brand import palette
 from .checker import checker_problem, status_document
+from .config import LOGO_TYPES
 from .forms import CONSENT_TEXT, ContactForm, consent_version
 from .guard import add_security_headers, is_cross_site, rate_check
 from .i18n import current_language
@@ -47,6 +42,13 @@ VISITOR_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 def security_headers(response: Response) -> Response:
     """Every answer carries the security headers."""
     return add_security_headers(response)
+
+
+@blueprint.app_context_processor
+def brand_context() -> dict:
+    """What every template may show of the operator's brand."""
+    settings = runtime().settings
+    return {"site_name": settings.site_name, "contact_email": settings.contact_email, "has_logo": bool(settings.logo)}
 
 
 @blueprint.app_errorhandler(413)
@@ -124,7 +126,7 @@ def page_bytes(flag: Flag, seconds: int) -> bytes:
     key = (flag.version, max(1, math.ceil(seconds / 60)), current_language())
     page = rt.pages.get(key)
     if page is None:
-        if len(rt.pages) >= 16:
+        if len(rt.pages) >= 32:
             rt.pages.clear()
         form = ContactForm(require_consent=rt.settings.require_consent, data={"token": TOKEN_MARK, "path": PATH_MARK})
         page = rt.pages[key] = render_page(form, seconds).encode("utf-8")
@@ -139,8 +141,8 @@ def render_page(form: ContactForm, seconds: int, errors: bool = False) -> str:
         "page.html",
         form=form,
         errors=errors,
-        site_name=settings.site_name,
-        contact_email=settings.contact_email,
+        headline=settings.headline,
+        message=settings.message,
         retry_minutes=max(1, math.ceil(seconds / 60)),
         consent_text=str(CONSENT_TEXT),
         require_consent=settings.require_consent,
@@ -226,9 +228,7 @@ def wait_text(seconds: float) -> str:
 
 def not_saved() -> Response:
     """503 when the database refuses the lead: say so, and offer the contact address instead."""
-    settings = runtime().settings
-    html = render_template("not_saved.html", site_name=settings.site_name, contact_email=settings.contact_email)
-    response = make_response(html, 503)
+    response = make_response(render_template("not_saved.html"), 503)
     response.headers["Retry-After"] = "60"
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -237,9 +237,7 @@ def not_saved() -> Response:
 @blueprint.get(PREFIX + "/thanks")
 def thanks() -> Response:
     """The thank-you page."""
-    settings = runtime().settings
-    response = make_response(render_template("thanks.html", site_name=settings.site_name,
-                                             contact_email=settings.contact_email))
+    response = make_response(render_template("thanks.html"))
     response.headers["Cache-Control"] = "public, max-age=60"
     return response
 
@@ -247,10 +245,22 @@ def thanks() -> Response:
 @blueprint.get(PREFIX + "/page.css")
 def stylesheet() -> Response:
     """The page's stylesheet, from a template so that it can be rebranded."""
-    response = make_response(render_template("page.css"))
-    response.mimetype = "text/css"
+    rt = runtime()
+    css = rt.pages.get("css")
+    if css is None:
+        css = rt.pages["css"] = render_template("page.css", colors=palette(rt.settings.brand_color)).encode()
+    response = Response(css, mimetype="text/css")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
+
+
+@blueprint.get(PREFIX + "/logo")
+def logo() -> Response:
+    """The operator's logo (FALLBACK_LOGO), served from here: the page makes no request to another origin."""
+    path = runtime().settings.logo
+    if not path:
+        abort(404)
+    return send_file(path, mimetype=LOGO_TYPES[Path(path).suffix.lower()], max_age=3600)
 
 
 @blueprint.get("/robots.txt")

@@ -69,3 +69,19 @@ def test_every_catalog_is_complete_and_compiled():
             translated = compiled.ngettext(singular, message.id[1], 1) if isinstance(message.id, tuple) \
                 else compiled.gettext(singular)
             assert translated == expected, f"{po_path}: the .mo is stale; run pybabel compile"
+
+
+def test_every_catalog_has_every_message_of_the_code_and_templates(tmp_path):
+    import subprocess
+    import sys
+
+    root = TRANSLATIONS.parent.parent
+    pot = tmp_path / "messages.pot"
+    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg", "-k", "_l",
+                    "-o", str(pot), "."], cwd=root, check=True, capture_output=True, timeout=120)
+    with open(pot, "rb") as handle:
+        wanted = {message.id if isinstance(message.id, str) else message.id[0] for message in read_po(handle) if message.id}
+    for po_path in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po"):
+        with open(po_path, "rb") as handle:
+            have = {message.id if isinstance(message.id, str) else message.id[0] for message in read_po(handle)}
+        assert wanted <= have, f"{po_path} lacks {sorted(wanted - have)}; run pybabel update"
