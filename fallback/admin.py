@@ -19,6 +19,7 @@ from flask import (
     url_for,
 )
 
+from .charts import latency_chart
 from .checker import status_document
 from .export import csv_chunks, parse_bound
 from .forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
@@ -30,6 +31,11 @@ from .storage import StorageError
 log = logging.getLogger("fallback.admin")
 
 blueprint = Blueprint("admin", __name__, url_prefix="/_fallback/admin")
+
+ADMIN_CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def same_secret(given: str | None, expected: str | None) -> bool:
@@ -61,8 +67,17 @@ def require_password_setting() -> Response | None:
 
 @blueprint.after_request
 def never_cache(response: Response) -> Response:
-    """Admin pages hold private data: no cache may keep them."""
+    """Admin pages hold private data: no cache may keep them. Their own script may run, nothing else."""
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = ADMIN_CSP
+    return response
+
+
+@blueprint.get("/app.js")
+def script() -> Response:
+    """The dashboard's small script: it refreshes the state tiles from status.json."""
+    response = make_response(render_template("admin.js"))
+    response.mimetype = "text/javascript"
     return response
 
 
@@ -73,12 +88,15 @@ def dashboard() -> Response | str:
     if not is_admin():
         return render_template("admin/login.html", form=LoginForm(meta=csrf_meta()))
     rt = runtime()
-    status = status_document(rt.storage, rt.settings, utcnow())
+    now = utcnow()
+    status = status_document(rt.storage, rt.settings, now)
+    probes = rt.storage.recent_probes(60)
     return render_template(
         "admin/dashboard.html",
         status=status,
+        chart=latency_chart(probes, rt.settings.max_latency * 1000),
+        today=now.date().isoformat(),
         counts={"leads": status["leads"], "spam": status["spam"]},
-        probes=rt.storage.recent_probes(20),
         incidents=rt.storage.incidents(10),
         leads=rt.storage.recent_leads(50),
         spam=rt.storage.recent_leads(20, spam=True),
@@ -87,7 +105,6 @@ def dashboard() -> Response | str:
         logout_form=LogoutForm(meta=csrf_meta()),
         durations=DURATION_CHOICES,
         modes=MODE_CHOICES,
-        site_name=rt.settings.site_name,
     )
 
 

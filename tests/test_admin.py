@@ -159,3 +159,26 @@ def test_the_dashboard_shows_probes_incidents_and_checker_health(client, storage
 def test_the_dashboard_warns_when_the_checker_is_not_running(client):
     log_in(client)
     assert "The checker is not running" in client.get("/_fallback/admin").get_data(as_text=True)
+
+
+def test_the_latency_chart_marks_failures_and_the_limit():
+    from fallback.charts import latency_chart
+
+    probes = [{"at": "2026-11-28T20:00:0%d.000000+00:00" % n, "latency_ms": 100 * n, "ok": int(n != 2),
+               "reason": "HTTP 503" if n == 2 else "ok", "control": 0} for n in range(1, 4)]
+    svg = str(latency_chart(probes, 2000))
+    assert svg.count('class="ok"') == 2 and svg.count('class="fail"') == 1
+    assert 'class="limit"' in svg and "1 failed" in svg and "<script" not in svg
+    assert str(latency_chart([], 2000)) == ""
+
+
+def test_the_dashboard_refreshes_itself_with_its_own_script_only(client):
+    log_in(client)
+    page = client.get("/_fallback/admin")
+    html = page.get_data(as_text=True)
+    assert '<script src="/_fallback/admin/app.js" defer></script>' in html
+    assert '<meta http-equiv="refresh"' in html  # inside <noscript>, for browsers without JavaScript
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    script = client.get("/_fallback/admin/app.js")
+    assert script.status_code == 200 and script.mimetype == "text/javascript"
+    assert b"status.json" in script.data
