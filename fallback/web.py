@@ -84,12 +84,17 @@ def redirect_target() -> str | None:
     return urlunsplit((main.scheme, main.netloc, path, quote(query, safe="=&;%+/?:@!$'()*,-._~"), ""))
 
 
-def retry_after_seconds(flag: Flag) -> int:
-    """Seconds a client should wait: until a forced mode expires, else a default."""
+def back_in(flag: Flag) -> int | None:
+    """Seconds until a forced `down` expires, the only time we know when the site returns; else None."""
     now = utcnow()
     if flag.mode_at(now) == "down" and flag.mode_until is not None:
         return max(1, math.ceil((flag.mode_until - now).total_seconds()))
-    return DEFAULT_RETRY_AFTER
+    return None
+
+
+def retry_after_seconds(flag: Flag) -> int:
+    """Seconds a client should wait: until a forced mode expires, else a default."""
+    return back_in(flag) or DEFAULT_RETRY_AFTER
 
 
 def wants_json() -> bool:
@@ -107,7 +112,7 @@ def down_response(flag: Flag) -> Response:
         body = json.dumps({"state": "down", "retry_after": seconds, "contact": PREFIX + "/contact"})
         response = Response(body, 503, mimetype="application/json")
     else:
-        response = Response(page_bytes(flag, seconds), 503, mimetype="text/html")
+        response = Response(page_bytes(flag), 503, mimetype="text/html")
     response.headers["Retry-After"] = str(seconds)
     response.headers["Cache-Control"] = DOWN_PAGE_CACHE
     response.vary.add("Accept")
@@ -115,7 +120,7 @@ def down_response(flag: Flag) -> Response:
     return response
 
 
-def page_bytes(flag: Flag, seconds: int) -> bytes:
+def page_bytes(flag: Flag) -> bytes:
     """The contact page with a fresh form token and this visitor's path spliced in.
 
     The page is rendered once per flag change (and per minute of a forced expiry), then served
@@ -123,18 +128,24 @@ def page_bytes(flag: Flag, seconds: int) -> bytes:
     everything else together.
     """
     rt = runtime()
-    key = (flag.version, max(1, math.ceil(seconds / 60)), current_language())
+    minutes = minutes_until(back_in(flag))
+    key = (flag.version, minutes, current_language())
     page = rt.pages.get(key)
     if page is None:
         if len(rt.pages) >= 32:
             rt.pages.clear()
         form = ContactForm(require_consent=rt.settings.require_consent, data={"token": TOKEN_MARK, "path": PATH_MARK})
-        page = rt.pages[key] = render_page(form, seconds).encode("utf-8")
+        page = rt.pages[key] = render_page(form, minutes).encode("utf-8")
     path = escape(request.full_path.rstrip("?") if request.query_string else request.path)
     return page.replace(TOKEN_BYTES, rt.tokens.issue().encode("ascii")).replace(PATH_BYTES, str(path).encode("utf-8"))
 
 
-def render_page(form: ContactForm, seconds: int, errors: bool = False) -> str:
+def minutes_until(seconds: int | None) -> int | None:
+    """Whole minutes, rounded up, or None when unknown."""
+    return None if seconds is None else max(1, math.ceil(seconds / 60))
+
+
+def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = False) -> str:
     """Render the contact page template."""
     settings = runtime().settings
     return render_template(
@@ -143,7 +154,7 @@ def render_page(form: ContactForm, seconds: int, errors: bool = False) -> str:
         errors=errors,
         headline=settings.headline,
         message=settings.message,
-        retry_minutes=max(1, math.ceil(seconds / 60)),
+        back_in_minutes=back_in_minutes,
         consent_text=str(CONSENT_TEXT),
         require_consent=settings.require_consent,
     )
@@ -210,7 +221,7 @@ def form_again(form: ContactForm, status: int, token_problem: str | None = None,
         form.token.errors = [gettext("You have sent this form many times in a short while. Please wait %(wait)s "
                                      "and send it again.", wait=wait_text(retry_after))]
     form.token.data = rt.tokens.issue()
-    html = render_page(form, retry_after_seconds(rt.flag.get()), errors=True)
+    html = render_page(form, minutes_until(back_in(rt.flag.get())), errors=True)
     response = make_response(html, status)
     response.headers["Cache-Control"] = "no-store"
     if retry_after is not None:

@@ -239,3 +239,16 @@ def test_the_page_is_rendered_once_per_flag_change_with_a_fresh_token_each_time(
     app.extensions["fallback"].flag.invalidate()
     client.get("/a")
     assert len(renders) == 2
+
+
+def test_the_page_says_when_the_site_is_back_only_when_it_is_known(client, storage, app):
+    from datetime import timedelta
+
+    from fallback.state import utcnow
+
+    storage.set_mode("down")
+    app.extensions["fallback"].flag.invalidate()
+    assert "Back soon" in client.get("/").get_data(as_text=True)
+    storage.set_mode("down", until=utcnow() + timedelta(minutes=30))
+    app.extensions["fallback"].flag.invalidate()
+    assert "Back in about 30 minutes" in client.get("/").get_data(as_text=True)
