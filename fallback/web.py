@@ -28,8 +28,9 @@ blueprint = Blueprint("web", __name__)
 
 PREFIX = "/_fallback"
 DEFAULT_RETRY_AFTER = 120
-# A shared cache may hold the page this long; never longer, so recovery shows quickly.
-DOWN_PAGE_CACHE = "public, max-age=5"
+# Shared caches (a CDN, nginx) may hold the page 5 s to absorb a spike; browsers re-ask every time,
+# so a visitor who reloads after recovery is redirected at once.
+DOWN_PAGE_CACHE = "public, max-age=0, s-maxage=5"
 TOKEN_MARK = "__fallback_form_token__"
 PATH_MARK = "__fallback_landing_path__"
 TOKEN_BYTES, PATH_BYTES = TOKEN_MARK.encode(), PATH_MARK.encode()

@@ -1,0 +1,171 @@
+"""In a real browser (Debian's headless Chromium, driven by Playwright): keyboard use, errors, the toggle, French.
+
+Screenshots of the page and the dashboard at phone size are saved in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from served import Served
+from standin import StandIn
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+PHONE = {"width": 390, "height": 844}
+
+playwright_api = pytest.importorskip("playwright.sync_api") if not os.environ.get("CI") else __import__(
+    "playwright.sync_api", fromlist=["sync_playwright"])
+if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """fallback serve, watching a healthy stand-in; tests force the page with the dashboard or the CLI."""
+    folder = tmp_path_factory.mktemp("browser")
+    with StandIn() as standin:
+        env = {"FALLBACK_MAIN_URL": standin.url, "FALLBACK_ADMIN_PASSWORD": "correct horse",
+               "FALLBACK_RATE_LIMIT": "0", "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_SITE_NAME": "Acme Shoes",
+               "FALLBACK_CONTACT_EMAIL": "hello@acme.example", "FALLBACK_CHECK_INTERVAL": "1"}
+        with Served(env, folder) as server:
+            yield server
+
+
+def log_in(page, base: str) -> None:
+    page.goto(base + "/_fallback/admin")
+    page.fill("#password", "correct horse")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=Set mode")
+
+
+def set_mode(page, mode: str) -> None:
+    page.select_option("#mode", mode)
+    page.click("text=Set mode")
+    page.wait_for_selector("text=Set mode")
+
+
+def wait_for_status(page, url: str, status: int, seconds: float = 3.0) -> None:
+    """Reload `url` until it answers `status` (workers see a flip within a second)."""
+    deadline = time.monotonic() + seconds
+    while page.goto(url).status != status and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def admin(browser, site):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    log_in(page, site.url)
+    yield page
+    page.close()
+
+
+@pytest.fixture
+def down(admin, site):
+    set_mode(admin, "down")
+    yield
+    set_mode(admin, "auto")
+
+
+def test_the_dashboard_switches_the_page_on_and_off(browser, site, admin):
+    visitor = browser.new_page(viewport=PHONE)
+    visitor.goto(site.url + "/shop")
+    assert not visitor.url.startswith(site.url)  # redirected to the main site
+    set_mode(admin, "down")
+    wait_for_status(visitor, site.url + "/shop", 503)
+    assert visitor.goto(site.url + "/shop").status == 503
+    assert visitor.locator("h1").inner_text() == "We'll be right back"
+    ARTIFACTS.mkdir(exist_ok=True)
+    visitor.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
+    set_mode(admin, "auto")
+    wait_for_status(visitor, site.url + "/shop", 200)
+    assert not visitor.url.startswith(site.url)
+    visitor.close()
+
+
+def test_a_visitor_sends_the_form_with_the_keyboard_alone(browser, site, down):
+    page = browser.new_page(viewport=PHONE)
+    wait_for_status(page, site.url + "/landing", 503)
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.id")
+    while focused != "email":  # skip the links, if any, before the form
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.id")
+    page.keyboard.type("keyboard@example.org")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Kim Keys")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Call me after the show")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "consent"  # the honeypot is skipped
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.tagName") == "BUTTON"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/_fallback/thanks")
+    assert "Thank you" in page.locator("h1").inner_text()
+    page.close()
+
+
+def test_field_errors_are_shown_beside_fields_and_announced(browser, site, down):
+    page = browser.new_page(viewport=PHONE)
+    wait_for_status(page, site.url + "/", 503)
+    page.fill("#email", "not an address")
+    page.click("button[type=submit]")
+    assert page.locator("#error-summary[role=alert]").is_visible()
+    email = page.locator("#email")
+    assert email.get_attribute("aria-invalid") == "true"
+    assert email.get_attribute("aria-describedby") == "email-error"
+    assert "valid e-mail address" in page.locator("#email-error").inner_text()
+    assert email.input_value() == "not an address"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-errors-phone.png"), full_page=True)
+    page.close()
+
+
+def test_a_french_browser_gets_the_french_page(browser, site, down):
+    context = browser.new_context(viewport=PHONE, locale="fr-FR", extra_http_headers={"Accept-Language": "fr-FR,fr"})
+    page = context.new_page()
+    wait_for_status(page, site.url + "/", 503)
+    assert page.locator("html").get_attribute("lang") == "fr"
+    assert page.locator("h1").inner_text() == "Nous revenons très vite"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-fr-phone.png"), full_page=True)
+    context.close()
+
+
+def test_the_dashboard_at_phone_size(browser, site):
+    page = browser.new_page(viewport=PHONE)
+    log_in(page, site.url)
+    assert page.locator(".tile").count() >= 4
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    page.close()
+
+
+def test_the_page_makes_no_request_to_another_origin_and_stays_small(browser, site, down):
+    page = browser.new_page(viewport=PHONE)
+    origins, sizes = set(), []
+    page.on("request", lambda request: origins.add(request.url.split("/")[2]))
+    page.on("response", lambda response: sizes.append(len(response.body())))
+    wait_for_status(page, site.url + "/", 503)
+    page.reload()
+    assert origins == {f"127.0.0.1:{site.port}"}
+    assert sum(sizes) < 20_000
+    page.close()
