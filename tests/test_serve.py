@@ -193,3 +193,31 @@ def test_a_worker_killed_mid_load_loses_no_acknowledged_lead(served, site_env, t
     connection.close()
     assert set(acknowledged) <= {row["email"] for row in export_rows(served.url)}
     assert wait_for_status(served.url + "/", 503).status_code == 503  # gunicorn replaced the worker
+
+
+def test_the_procfile_line_runs_and_honours_port(site_env, tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from served import free_port
+
+    command = (Path(__file__).resolve().parent.parent / "Procfile").read_text().split("web:", 1)[1].strip()
+    port = free_port()
+    bin_dir = str(Path(__import__("sys").executable).parent)
+    env = {**os.environ, **site_env, "PORT": str(port), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        response = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and response is None:
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/pricing", allow_redirects=False, timeout=1)
+            except requests.RequestException:
+                time.sleep(0.2)
+        assert response is not None and response.status_code == 302
+        assert (tmp_path / "fallback.db").exists()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
