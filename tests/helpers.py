@@ -27,3 +27,15 @@ def log_in(client, password: str = "correct horse"):
     """Log in to the admin area; returns the response to the log-in post."""
     page = client.get("/_fallback/admin").get_data(as_text=True)
     return client.post("/_fallback/admin/login", data={"password": password, "csrf_token": csrf_token(page)})
+
+
+class FixedClock:
+    """A clock that stands still until a test moves `now`."""
+
+    def __init__(self, now=None):
+        from datetime import UTC, datetime
+
+        self.now = now or datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
+
+    def __call__(self):
+        return self.now

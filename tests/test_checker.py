@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from helpers import FixedClock
 
 from fallback.checker import (
     QUICK_RECHECK_SECONDS,
@@ -107,14 +108,6 @@ def test_the_heartbeat_is_fresh_for_three_intervals_plus_a_timeout():
     assert heartbeat_is_fresh(17.9, interval=5, timeout=3)
     assert not heartbeat_is_fresh(18.0, interval=5, timeout=3)
     assert not heartbeat_is_fresh(None, interval=5, timeout=3)
-
-
-class FixedClock:
-    def __init__(self):
-        self.now = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
-
-    def __call__(self):
-        return self.now
 
 
 class FakeRunner:

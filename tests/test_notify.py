@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from helpers import FixedClock
 
 from fallback.config import ConfigError, Settings
 from fallback.notify import MAX_ATTEMPTS, Notifier, deliver_pending, retry_delay
 from fallback.storage import open_storage
-
-
-class FixedClock:
-    def __init__(self):
-        self.now = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
-
-    def __call__(self):
-        return self.now
 
 
 class FakeNotifier:
