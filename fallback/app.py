@@ -16,6 +16,7 @@ from .forms import FormToken
 from .guard import SessionInterface
 from .i18n import init_i18n
 from .runtime import Runtime
+from .visitor import HotPath
 from .state import CachedFlag
 from .storage import Storage, open_storage
 
@@ -59,18 +60,21 @@ def create_app(settings: Settings, storage: Storage | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,
         MAX_FORM_MEMORY_SIZE=64 * 1024,
     )
-    app.extensions["fallback"] = Runtime(
+    rt = app.extensions["fallback"] = Runtime(
         settings=settings,
         storage=storage,
         flag=CachedFlag(storage.flag),
         tokens=FormToken(app.config["SECRET_KEY"]),
     )
+    app.wsgi_app = HotPath(app.wsgi_app, rt)
     init_i18n(app)
     app.session_interface = SessionInterface()
     if settings.trusted_proxies:
-        # Only as many X-Forwarded-* hops as the operator vouches for: the rest could be forged.
+        # Only as many X-Forwarded-For/-Proto hops as the operator vouches for: the rest could be
+        # forged. Host is not taken from X-Forwarded-Host: proxies pass Host itself through, and a
+        # forged one would defeat the redirect-loop guard.
         hops = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(admin.blueprint)
     if not settings.admin_password:

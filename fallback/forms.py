@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -46,11 +47,23 @@ def consent_version(language: str) -> str:
     return f"{language}-{CONSENT_REVISION}"
 
 
+class _KeyOnceSigner(Signer):
+    """itsdangerous' Signer, deriving its key once instead of on every signature (the page's hot path)."""
+
+    @functools.cached_property
+    def _derived_key(self) -> bytes:
+        return super().derive_key()
+
+    def derive_key(self, secret_key=None) -> bytes:
+        """The derived key; cached for the signer's own secret."""
+        return self._derived_key if secret_key is None else super().derive_key(secret_key)
+
+
 class FormToken:
     """A signed, stateless record of when a form was rendered: no session, no cookie."""
 
     def __init__(self, secret_key: str, clock=time.time):
-        self._signer = Signer(secret_key, salt="fallback.contact-form", digest_method=hashlib.sha256)
+        self._signer = _KeyOnceSigner(secret_key, salt="fallback.contact-form", digest_method=hashlib.sha256)
         self._clock = clock
 
     def issue(self) -> str:

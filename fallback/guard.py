@@ -12,17 +12,16 @@ from flask.sessions import SecureCookieSessionInterface
 from .config import Settings
 from .storage import RateCheck
 
-SECURITY_HEADERS = {
-    # No script at all: the pages work without JavaScript, and nothing inline may run.
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-}
+_COMMON = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"), ("X-Frame-Options", "DENY"))
+# Public pages run no script at all: they work without JavaScript, and nothing inline may run.
+PUBLIC_HEADERS = (("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+                   "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),) + _COMMON
+# The dashboard runs its own small script, which reads status.json.
+ADMIN_HEADERS = (("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; "
+                  "style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
+                  "base-uri 'none'"),) + _COMMON
 HSTS = "max-age=31536000"
+ADMIN_PATH = "/_fallback/admin"
 
 
 def client_key() -> str:
@@ -51,15 +50,23 @@ def is_cross_site() -> bool:
 
 def add_security_headers(response: Response) -> Response:
     """Every answer carries the security headers; HSTS only over HTTPS, where it means something."""
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    # Appended, not looked up first: a miss in werkzeug's Headers costs an exception. A response
+    # marked `secured` was built with them already.
+    if not getattr(response, "secured", False):
+        response.headers.extend(ADMIN_HEADERS if request.path.startswith(ADMIN_PATH) else PUBLIC_HEADERS)
     if request.is_secure:
-        response.headers.setdefault("Strict-Transport-Security", HSTS)
+        response.headers["Strict-Transport-Security"] = HSTS
     return response
 
 
 class SessionInterface(SecureCookieSessionInterface):
-    """The admin session cookie is marked Secure whenever the request came over HTTPS."""
+    """The admin session: only the admin area opens it, and its cookie is Secure over HTTPS."""
+
+    def open_session(self, app: Flask, request):
+        """Public pages never have a session: skip reading a cookie that cannot be there."""
+        if not request.path.startswith(ADMIN_PATH):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
     def get_cookie_secure(self, app: Flask) -> bool:
         """Secure over HTTPS (directly or through a trusted proxy), or when configured so."""

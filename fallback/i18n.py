@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from flask import Flask, has_request_context, request
-from flask_babel import Babel, get_locale
+from flask_babel import Babel
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 DEFAULT_LANGUAGE = "en"
@@ -17,16 +20,27 @@ def available_languages() -> list[str]:
     return [DEFAULT_LANGUAGE] + [language for language in found if language != DEFAULT_LANGUAGE]
 
 
+def language_from(accept_language: str | None) -> str:
+    """Our best language for an Accept-Language header (English when none fits)."""
+    return _best_language(accept_language[:200]) if accept_language else DEFAULT_LANGUAGE
+
+
+@functools.lru_cache(maxsize=512)
+def _best_language(accept_language: str) -> str:
+    # Browsers send few distinct headers: parse each once.
+    return parse_accept_header(accept_language, LanguageAccept).best_match(LANGUAGES, default=DEFAULT_LANGUAGE)
+
+
 def select_language() -> str:
     """The visitor's preferred language among ours, English when none fits."""
     if not has_request_context():
         return DEFAULT_LANGUAGE
-    return request.accept_languages.best_match(LANGUAGES, default=DEFAULT_LANGUAGE)
+    return language_from(request.environ.get("HTTP_ACCEPT_LANGUAGE"))
 
 
 def current_language() -> str:
-    """The language of the current request."""
-    return str(get_locale() or DEFAULT_LANGUAGE)
+    """The language of the current request, without building a Babel locale (the hot path needs only the code)."""
+    return select_language()
 
 
 def init_i18n(app: Flask) -> None:

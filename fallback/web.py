@@ -6,11 +6,10 @@ import json
 import logging
 import math
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, send_file
 from flask_babel import gettext, ngettext
-from markupsafe import escape
+from werkzeug.datastructures import Headers
 
 from .brand import palette
 from .checker import checker_problem, status_document
@@ -19,23 +18,28 @@ from .forms import CONSENT_TEXT, ContactForm, consent_version
 from .guard import add_security_headers, is_cross_site, rate_check
 from .i18n import current_language
 from .runtime import runtime
-from .state import Flag, utcnow
+from .state import utcnow
 from .storage import NewLead, StorageError
+from .visitor import (
+    DEFAULT_RETRY_AFTER,
+    DOWN_PAGE_HEADERS,
+    PATH_MARK,
+    PREFIX,
+    TOKEN_MARK,
+    Answer,
+    back_in,
+    landing_path,
+    minutes_until,
+    page_answer,
+    page_key,
+    redirect_answer,
+    redirect_location,
+)
 
 log = logging.getLogger("fallback.web")
 
 blueprint = Blueprint("web", __name__)
 
-PREFIX = "/_fallback"
-DEFAULT_RETRY_AFTER = 120
-# Shared caches (a CDN, nginx) may hold the page 5 s to absorb a spike; browsers re-ask every time,
-# so a visitor who reloads after recovery is redirected at once.
-DOWN_PAGE_CACHE = "public, max-age=0, s-maxage=5"
-TOKEN_MARK = "__fallback_form_token__"
-PATH_MARK = "__fallback_landing_path__"
-TOKEN_BYTES, PATH_BYTES = TOKEN_MARK.encode(), PATH_MARK.encode()
-# Characters kept as they are in a redirected path; everything else is percent-encoded.
-PATH_SAFE = "/!$&'()*+,;=:@-._~%"
 VISITOR_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -61,89 +65,61 @@ def too_large(error) -> Response:
 @blueprint.route("/", defaults={"path": ""}, methods=VISITOR_METHODS)
 @blueprint.route("/<path:path>", methods=VISITOR_METHODS)
 def visitor(path: str) -> Response:
-    """A visitor path: redirect to the main site while it is up, the contact page while it is down."""
+    """A visitor path: redirect to the main site while it is up, the contact page while it is down.
+
+    GET and HEAD are usually answered by the WSGI fast path (fallback.visitor.HotPath) with the
+    same functions; they reach this view for the first page of a flag version, or for JSON.
+    """
     if request.path.startswith(PREFIX + "/") or request.path == PREFIX:
         abort(404)
-    flag = runtime().flag.get()
-    if flag.served_state(utcnow()) == "up":
-        target = redirect_target()
-        if target is not None:
-            # No body: a redirect is all headers, and this is the hot path while the site is up.
-            status = 302 if request.method in ("GET", "HEAD") else 307
-            return Response(status=status, headers={"Location": target, "Cache-Control": "no-store"})
-    return down_response(flag)
-
-
-def redirect_target() -> str | None:
-    """The same path and query on the main site, or None when that would loop back here."""
-    main = urlsplit(runtime().settings.require_main_url())
-    if (main.netloc or "").lower() == request.host.lower():
-        return None
-    path = main.path.rstrip("/") + "/" + quote(request.path.lstrip("/"), safe=PATH_SAFE)
-    query = request.query_string.decode("latin-1")
-    # Scheme and host always come from the main URL: the visitor's input is only ever a path.
-    return urlunsplit((main.scheme, main.netloc, path, quote(query, safe="=&;%+/?:@!$'()*,-._~"), ""))
-
-
-def back_in(flag: Flag) -> int | None:
-    """Seconds until a forced `down` expires, the only time we know when the site returns; else None."""
-    now = utcnow()
-    if flag.mode_at(now) == "down" and flag.mode_until is not None:
-        return max(1, math.ceil((flag.mode_until - now).total_seconds()))
-    return None
-
-
-def retry_after_seconds(flag: Flag) -> int:
-    """Seconds a client should wait: until a forced mode expires, else a default."""
-    return back_in(flag) or DEFAULT_RETRY_AFTER
-
-
-def wants_json() -> bool:
-    """Whether the client asked for JSON rather than HTML."""
-    if "json" not in request.headers.get("Accept", ""):
-        return False  # browsers and most bots: no need to parse the header
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"], default="text/html")
-    return best == "application/json"
-
-
-def down_response(flag: Flag) -> Response:
-    """The 503 answer while the site is down: the contact page, or JSON for API clients."""
-    seconds = retry_after_seconds(flag)
-    if wants_json():
-        body = json.dumps({"state": "down", "retry_after": seconds, "contact": PREFIX + "/contact"})
-        response = Response(body, 503, mimetype="application/json")
-    else:
-        response = Response(page_bytes(flag), 503, mimetype="text/html")
-    response.headers["Retry-After"] = str(seconds)
-    response.headers["Cache-Control"] = DOWN_PAGE_CACHE
-    response.vary.add("Accept")
-    response.vary.add("Accept-Language")
-    return response
-
-
-def page_bytes(flag: Flag) -> bytes:
-    """The contact page with a fresh form token and this visitor's path spliced in.
-
-    The page is rendered once per flag change (and per minute of a forced expiry), then served
-    as bytes: rendering the template and building the form on every request would cost more than
-    everything else together.
-    """
     rt = runtime()
-    minutes = minutes_until(back_in(flag))
-    key = (flag.version, minutes, current_language())
+    now = utcnow()
+    flag = rt.flag.get()
+    if flag.served_state(now) == "up":
+        location = redirect_location(rt.settings.require_main_url(), request.path, request.query_string, request.host)
+        if location is not None:
+            return prepared(redirect_answer(location, request.method))
+    back = back_in(flag, now)
+    if wants_json():
+        seconds = back or DEFAULT_RETRY_AFTER
+        body = json.dumps({"state": "down", "retry_after": seconds, "contact": PREFIX + "/contact"}).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                   ("Retry-After", str(seconds)), *DOWN_PAGE_HEADERS]
+        return prepared(Answer(503, headers, body))
+    key = page_key(flag, back, current_language())
     page = rt.pages.get(key)
     if page is None:
         if len(rt.pages) >= 32:
             rt.pages.clear()
         form = ContactForm(require_consent=rt.settings.require_consent, data={"token": TOKEN_MARK, "path": PATH_MARK})
-        page = rt.pages[key] = render_page(form, minutes).encode("utf-8")
-    path = escape(request.full_path.rstrip("?") if request.query_string else request.path)
-    return page.replace(TOKEN_BYTES, rt.tokens.issue().encode("ascii")).replace(PATH_BYTES, str(path).encode("utf-8"))
+        page = rt.pages[key] = render_page(form, minutes_until(back)).encode("utf-8")
+    return prepared(page_answer(page, rt.tokens.issue(), landing_path(request.path, request.query_string), back))
 
 
-def minutes_until(seconds: int | None) -> int | None:
-    """Whole minutes, rounded up, or None when unknown."""
-    return None if seconds is None else max(1, math.ceil(seconds / 60))
+class PreparedResponse(Response):
+    """An answer whose headers are final as built: security headers, an ASCII Location, a length.
+
+    Werkzeug would otherwise copy the headers and re-encode the Location on every request.
+    """
+
+    secured = True
+
+    def get_wsgi_headers(self, environ) -> Headers:
+        """The headers, as they are."""
+        return self.headers
+
+
+def prepared(answer: Answer) -> Response:
+    """A Flask response for an answer computed by fallback.visitor."""
+    return PreparedResponse(answer.body, answer.status, answer.headers)
+
+
+def wants_json() -> bool:
+    """Whether the client asked for JSON rather than HTML."""
+    if "json" not in request.environ.get("HTTP_ACCEPT", ""):
+        return False  # browsers and most bots: no need to parse the header
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"], default="text/html")
+    return best == "application/json"
 
 
 def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = False) -> str:
@@ -222,7 +198,7 @@ def form_again(form: ContactForm, status: int, token_problem: str | None = None,
         form.token.errors = [gettext("You have sent this form many times in a short while. Please wait %(wait)s "
                                      "and send it again.", wait=wait_text(retry_after))]
     form.token.data = rt.tokens.issue()
-    html = render_page(form, minutes_until(back_in(rt.flag.get())), errors=True)
+    html = render_page(form, minutes_until(back_in(rt.flag.get(), utcnow())), errors=True)
     response = make_response(html, status)
     response.headers["Cache-Control"] = "no-store"
     if retry_after is not None:

@@ -231,6 +231,7 @@ def test_the_page_is_rendered_once_per_flag_change_with_a_fresh_token_each_time(
     renders = []
     original = fallback.web.render_page
     monkeypatch.setattr(fallback.web, "render_page", lambda *args, **kw: renders.append(1) or original(*args, **kw))
+    # (the second request is answered by the WSGI fast path, from the page the first one rendered)
     first, second = client.get("/a").get_data(as_text=True), client.get("/b?x=1").get_data(as_text=True)
     assert len(renders) == 1
     assert form_token(first) != form_token(second)
@@ -252,3 +253,56 @@ def test_the_page_says_when_the_site_is_back_only_when_it_is_known(client, stora
     storage.set_mode("down", until=utcnow() + timedelta(minutes=30))
     app.extensions["fallback"].flag.invalidate()
     assert "Back in about 30 minutes" in client.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("main", "host", "loops"), [
+    ("www.example.com", "www.example.com", True), ("www.example.com", "WWW.example.com:443", True),
+    ("www.example.com:8443", "www.example.com:8443", True), ("www.example.com", "www.example.com:8000", False),
+    ("www.example.com", "standby.example.com", False), ("[::1]:8000", "[::1]:8000", True),
+])
+def test_the_loop_guard_compares_host_names_and_non_default_ports(main, host, loops):
+    from fallback.visitor import same_host
+
+    assert same_host(main, host) is loops
+
+
+def test_a_forwarded_host_is_never_trusted(env):
+    from fallback.app import create_app
+    from fallback.config import Settings
+
+    env["FALLBACK_TRUSTED_PROXIES"] = "1"
+    client = create_app(Settings.from_env(env)).test_client()
+    response = client.get("/x", headers={"X-Forwarded-Host": "www.example.com"})
+    assert response.status_code == 302  # not mistaken for a loop: the page would hide a healthy site
+
+
+def test_the_fast_path_answers_visitors_without_entering_flask(client, down, app):
+    client.get("/warm-up")  # Flask renders the page once for this flag version and language
+    app.extensions["fallback"].flag.invalidate()
+    hot_path = app.wsgi_app
+
+    def refuse(environ, start_response):
+        raise AssertionError(f"Flask was asked for {environ['PATH_INFO']}")
+
+    hot_path.flask_wsgi = refuse
+    response = client.get("/pricing?x=1")
+    assert response.status_code == 503
+    assert 'name="path" value="/pricing?x=1"' in response.get_data(as_text=True)
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    head = client.head("/pricing")
+    assert head.status_code == 503 and head.data == b"" and int(head.headers["Content-Length"]) > 1000
+    assert "Strict-Transport-Security" in client.get("/x", base_url="https://standby.test").headers
+
+
+def test_the_fast_path_redirects_with_the_same_headers_as_flask(client, app):
+    fast = client.get("/a/b?q=1")
+    slow = client.post("/a/b?q=1")  # other methods go through Flask
+    assert (fast.status_code, slow.status_code) == (302, 307)
+    assert fast.headers["Location"] == slow.headers["Location"] == "https://www.example.com/a/b?q=1"
+    for name in ("Cache-Control", "Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"):
+        assert fast.headers[name] == slow.headers[name]
+
+
+def test_non_ascii_paths_and_queries_are_percent_encoded_once(client):
+    location = client.get("/caf%C3%A9?q=%C3%A9t%C3%A9&x=a+b").headers["Location"]
+    assert location == "https://www.example.com/caf%C3%A9?q=%C3%A9t%C3%A9&x=a+b"

@@ -1,0 +1,153 @@
+"""What a visitor path answers, as plain values, and the WSGI fast path that serves it.
+
+The two answers a TV spike is made of, the redirect while up and the contact page while
+down, are computed here without Flask: the flag comes from the worker's memory, the page
+from bytes rendered once per flag change and language, with a fresh signed token and the
+visitor's path spliced in. `HotPath` answers those requests before Flask's request
+machinery runs; anything else (a page not rendered yet, JSON, other methods, the app's own
+routes) goes on to Flask, whose views use the same functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from datetime import datetime
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
+
+from markupsafe import escape
+from werkzeug.urls import iri_to_uri
+
+from .guard import HSTS, PUBLIC_HEADERS
+from .i18n import language_from
+from .runtime import Runtime
+from .state import Flag, utcnow
+
+PREFIX = "/_fallback"
+DEFAULT_RETRY_AFTER = 120
+# Shared caches (a CDN, nginx) may hold the page 5 s to absorb a spike; browsers re-ask every time,
+# so a visitor who reloads after recovery is redirected at once.
+DOWN_PAGE_CACHE = "public, max-age=0, s-maxage=5"
+TOKEN_MARK = "__fallback_form_token__"
+PATH_MARK = "__fallback_landing_path__"
+_TOKEN_BYTES, _PATH_BYTES = TOKEN_MARK.encode(), PATH_MARK.encode()
+DOWN_PAGE_HEADERS = (("Cache-Control", DOWN_PAGE_CACHE), ("Vary", "Accept, Accept-Language"), *PUBLIC_HEADERS)
+REDIRECT_HEADERS = (("Cache-Control", "no-store"), *PUBLIC_HEADERS)
+# Characters kept as they are in a redirected path and query; everything else is percent-encoded.
+PATH_SAFE = "/!$&'()*+,;=:@-._~%"
+QUERY_SAFE = "=&;%+/?:@!$'()*,-._~"
+STATUS_LINES = {302: "302 Found", 307: "307 Temporary Redirect", 503: "503 Service Unavailable"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """A complete HTTP answer: status, final headers (security headers included), body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+@functools.lru_cache(maxsize=4)
+def main_url_parts(main_url: str) -> SplitResult:
+    """The main URL as plain ASCII (an international domain name in its IDNA form), parsed once."""
+    return urlsplit(iri_to_uri(main_url))
+
+
+def same_host(first: str, second: str) -> bool:
+    """Whether two Host values name one site: same name, and same port where both differ from 80/443."""
+    def split(netloc: str) -> tuple[str, str | None]:
+        name, _, port = netloc.lower().rpartition(":") if netloc.count(":") == 1 else (netloc.lower(), "", "")
+        return name, (None if port in ("", "80", "443") else port)
+
+    return split(first) == split(second)
+
+
+def redirect_location(main_url: str, path: str, query: bytes, host: str) -> str | None:
+    """The same path and query on the main site, or None when that would loop back here.
+
+    Scheme and host always come from the main URL: the visitor's input is only ever a path and
+    a query, both percent-encoded to plain ASCII.
+    """
+    main = main_url_parts(main_url)
+    if same_host(main.netloc, host):
+        return None
+    target_path = main.path.rstrip("/") + "/" + quote(path.lstrip("/"), safe=PATH_SAFE)
+    return urlunsplit((main.scheme, main.netloc, target_path, quote(query, safe=QUERY_SAFE), ""))
+
+
+def redirect_answer(location: str, method: str) -> Answer:
+    """302 to the main site (307 for methods with a body, so that it is sent again), no body, no cache."""
+    status = 302 if method in ("GET", "HEAD") else 307
+    return Answer(status, [("Location", location), ("Content-Length", "0"), *REDIRECT_HEADERS], b"")
+
+
+def back_in(flag: Flag, now: datetime) -> int | None:
+    """Seconds until a forced `down` expires, the only time we know when the site returns; else None."""
+    if flag.mode_at(now) == "down" and flag.mode_until is not None:
+        return max(1, math.ceil((flag.mode_until - now).total_seconds()))
+    return None
+
+
+def minutes_until(seconds: int | None) -> int | None:
+    """Whole minutes, rounded up, or None when unknown."""
+    return None if seconds is None else max(1, math.ceil(seconds / 60))
+
+
+def page_key(flag: Flag, back: int | None, language: str) -> tuple:
+    """What the rendered page depends on: the flag's version, the minutes until back, the language."""
+    return (flag.version, minutes_until(back), language)
+
+
+def page_answer(page: bytes, token: str, landing: str, back: int | None) -> Answer:
+    """The 503 contact page: the cached bytes with this visitor's token and landing path spliced in."""
+    body = page.replace(_TOKEN_BYTES, token.encode("ascii")).replace(_PATH_BYTES, str(escape(landing)).encode())
+    headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
+               ("Retry-After", str(back or DEFAULT_RETRY_AFTER)), *DOWN_PAGE_HEADERS]
+    return Answer(503, headers, body)
+
+
+def landing_path(path: str, query: bytes) -> str:
+    """The path and query the visitor asked for, as the form records it."""
+    return path + "?" + query.decode("utf-8", "replace") if query else path
+
+
+class HotPath:
+    """WSGI middleware answering GET and HEAD on visitor paths without entering Flask."""
+
+    def __init__(self, flask_wsgi, rt: Runtime):
+        self.flask_wsgi = flask_wsgi
+        self.rt = rt
+
+    def __call__(self, environ: dict, start_response):
+        """Answer a visitor's GET or HEAD from memory; hand every other request to Flask."""
+        method = environ.get("REQUEST_METHOD")
+        raw_path = environ.get("PATH_INFO") or "/"
+        if method in ("GET", "HEAD") and not raw_path.startswith(PREFIX) and raw_path != "/robots.txt" \
+                and "json" not in environ.get("HTTP_ACCEPT", ""):
+            answer = self.answer(environ, method, raw_path)
+            if answer is not None:
+                headers = answer.headers
+                if environ.get("wsgi.url_scheme") == "https":
+                    headers = [*headers, ("Strict-Transport-Security", HSTS)]
+                start_response(STATUS_LINES[answer.status], headers)
+                return [] if method == "HEAD" else [answer.body]
+        return self.flask_wsgi(environ, start_response)
+
+    def answer(self, environ: dict, method: str, raw_path: str) -> Answer | None:
+        """The redirect or the cached page, or None when Flask must render the page first."""
+        now = utcnow()
+        flag = self.rt.flag.get()
+        # WSGI hands the path over as latin-1; browsers send UTF-8.
+        path = raw_path.encode("latin-1").decode("utf-8", "replace")
+        query = environ.get("QUERY_STRING", "").encode("latin-1")
+        if flag.served_state(now) == "up":
+            location = redirect_location(self.rt.settings.main_url, path, query, environ.get("HTTP_HOST", ""))
+            if location is not None:
+                return redirect_answer(location, method)
+        back = back_in(flag, now)
+        page = self.rt.pages.get(page_key(flag, back, language_from(environ.get("HTTP_ACCEPT_LANGUAGE"))))
+        if page is None:
+            return None
+        return page_answer(page, self.rt.tokens.issue(), landing_path(path, query), back)
