@@ -1,0 +1,289 @@
+"""deploy/haproxy/haproxy.cfg in a real HAProxy, in front of a stand-in main site and a real `fallback serve`.
+
+Everything listens on 127.0.0.1 and every request goes there. HAProxy runs in the foreground, one per test
+(so each test starts with the main site considered up), and is stopped by its fixture, failure or not. Which
+server answered each request is read from HAProxy's log (`main/main`, `main/fallback`, `fallback/fallback`).
+
+Skipped when /usr/sbin/haproxy is missing, unless CI is set: then a missing HAProxy fails every test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from served import Served, free_port, run_cli
+from standin import OK_BODY, StandIn
+
+HAPROXY = Path("/usr/sbin/haproxy")
+TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "haproxy" / "haproxy.cfg"
+STARTUP_SECONDS = 10
+
+if not HAPROXY.exists() and "CI" not in os.environ:
+    pytest.skip(f"{HAPROXY} is not installed (Debian package haproxy)", allow_module_level=True)
+
+
+def render(template: str, **values: str) -> str:
+    """The template with its @PLACEHOLDERS@ replaced, as sed would; every placeholder must be given."""
+    for name, value in values.items():
+        template = template.replace(f"@{name}@", value)
+    leftover = re.findall(r"@[A-Z_]+@", template)
+    assert not leftover, f"placeholders left in the rendered configuration: {leftover}"
+    return template
+
+
+class HAProxy:
+    """A foreground HAProxy serving the rendered template on a free loopback port; its log goes to a file."""
+
+    def __init__(self, folder: Path, main: str, standby: str):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = folder / "haproxy.cfg"
+        self.log = folder / "haproxy.log"
+        self.config.write_text(render(TEMPLATE.read_text(), LISTEN=f"127.0.0.1:{self.port}", MAIN_UPSTREAM=main,
+                                      MAIN_HOST="localhost", FALLBACK_UPSTREAM=standby))
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> HAProxy:
+        if not HAPROXY.exists():
+            pytest.fail(f"{HAPROXY} is missing and CI is set: install the Debian package haproxy")
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([str(HAPROXY), "-db", "-f", str(self.config)], stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"haproxy exited {self.process.returncode}:\n{self.log.read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"haproxy did not listen within {STARTUP_SECONDS}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+    def servers(self, marker: str, count: int, timeout: float = 3.0) -> list[str]:
+        """The `backend/server` that answered each logged request whose line contains `marker`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.log.read_text().splitlines() if marker in line and '"' in line]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return [re.search(r" (\S+/\S+) \d", line).group(1) for line in lines]
+            time.sleep(0.02)
+
+    def __enter__(self) -> HAProxy:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("haproxy")
+
+
+@pytest.fixture(scope="module")
+def main_site():
+    with StandIn() as site:
+        yield site
+
+
+@pytest.fixture(scope="module")
+def fallback_env(folder, main_site):
+    return {
+        **os.environ,
+        "FALLBACK_MAIN_URL": main_site.url,
+        "FALLBACK_CHECK_URLS": main_site.url,
+        "FALLBACK_DATABASE": str(folder / "fallback.db"),
+        "FALLBACK_SECRET_KEY": "haproxy-test-secret",
+        "FALLBACK_FORM_MIN_SECONDS": "0",
+        "FALLBACK_RATE_LIMIT": "0",
+        "FALLBACK_TRUSTED_PROXIES": "1",
+    }
+
+
+@pytest.fixture(scope="module")
+def fallback(fallback_env, folder):
+    with Served(fallback_env, folder) as server:
+        yield server
+
+
+class Mode:
+    """fallback's forced mode, changed through its CLI only when it differs from the last one set."""
+
+    def __init__(self, env: dict, folder: Path, fallback: Served):
+        self.env, self.folder, self.fallback, self.current = env, folder, fallback, None
+
+    def __call__(self, mode: str) -> None:
+        if mode == self.current:
+            return
+        result = run_cli(["mode", mode, "--reason", "haproxy test"], self.env, self.folder)
+        assert result.returncode == 0, result.stderr
+        self.current = mode
+        time.sleep(0.6)  # every worker re-reads the flag within half a second
+        expected = 503 if mode == "down" else 302
+        deadline = time.monotonic() + 3
+        while requests.get(self.fallback.url + "/probe", allow_redirects=False, timeout=5).status_code != expected:
+            assert time.monotonic() < deadline, f"fallback did not switch to mode {mode}"
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def set_mode(fallback_env, folder, fallback):
+    return Mode(fallback_env, folder, fallback)
+
+
+@pytest.fixture
+def site(main_site):
+    """The main site, answering normally at the start of each test whatever the previous one did."""
+    main_site.start()
+    main_site.behaviour = "ok"
+    yield main_site
+    main_site.start()
+    main_site.behaviour = "ok"
+
+
+@pytest.fixture
+def haproxy(tmp_path, site, fallback):
+    with HAProxy(tmp_path / "haproxy", f"127.0.0.1:{site.port}", f"127.0.0.1:{fallback.port}") as proxy:
+        yield proxy
+
+
+def fresh(path: str = "/page") -> str:
+    return f"{path}-{uuid.uuid4().hex[:10]}"
+
+
+def get(proxy: HAProxy, path: str, **headers) -> requests.Response:
+    return requests.get(proxy.url + path, headers=headers, allow_redirects=False, timeout=10)
+
+
+def as_received(proxy, site: StandIn, path: str) -> tuple[requests.Response, dict]:
+    """GET `path` through the proxy, with the headers the main site received for it.
+
+    The stand-in keeps only the last request's headers, and health checks hit it too: ask again (a few
+    times at most) until the last request it recorded is this one.
+    """
+    for _ in range(5):
+        response = get(proxy, path)
+        headers = site.last_headers
+        if site.paths[-1] == path:
+            return response, headers
+    pytest.fail(f"the main site never recorded {path} last")
+
+
+def embedded_path(page: str) -> str:
+    return re.search(r'name="path"[^>]*value="([^"]*)"', page).group(1)
+
+
+def test_the_template_names_its_placeholders(haproxy):
+    placeholders = set(re.findall(r"@[A-Z_]+@", TEMPLATE.read_text()))
+    assert placeholders == {"@LISTEN@", "@MAIN_UPSTREAM@", "@MAIN_HOST@", "@FALLBACK_UPSTREAM@"}
+    checked = subprocess.run([str(HAPROXY), "-c", "-f", str(haproxy.config)], capture_output=True, text=True,
+                             timeout=10)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_healthy_main_site_is_proxied_with_the_forwarded_headers(site, haproxy):
+    path = fresh("/hello") + "?utm_source=tv"
+    response, headers = as_received(haproxy, site, path)
+    assert response.status_code == 200 and response.content == OK_BODY
+    assert headers["Host"] == f"127.0.0.1:{haproxy.port}"
+    assert headers["X-Forwarded-For"] == "127.0.0.1"
+    assert headers["X-Forwarded-Proto"] == "http"
+    assert set(haproxy.servers(path, 1)) == {"main/main"}
+
+
+def test_a_main_site_answering_503_is_replaced_by_fallback_then_comes_back(site, haproxy, fallback, set_mode):
+    set_mode("down")
+    site.behaviour = "error"
+    # The request that reveals the failure may get the main site's own 503 (HAProxy 2.6 does not replay
+    # a 5xx answer to another server); it takes the main site out at once.
+    first = fresh("/campaign/tv") + "?utm_source=tv"
+    assert get(haproxy, first).status_code == 503
+    assert first in site.paths
+    # The next visitors go straight to fallback, which gets their path and query.
+    second = fresh("/campaign/tv") + "?utm_source=tv"
+    response = get(haproxy, second)
+    assert response.status_code == 503 and 'name="token"' in response.text
+    assert embedded_path(response.text) == second
+    assert second not in site.paths
+    assert haproxy.servers(second.split("?")[0], 1) == ["main/fallback"]
+    # Two good checks later (a second apart), visitors get the main site again.
+    site.behaviour = "ok"
+    started = time.monotonic()
+    while (response := get(haproxy, fresh("/back"))).status_code != 200:
+        assert time.monotonic() - started < 10, "the main site did not come back within 10 s"
+        time.sleep(0.2)
+    assert response.content == OK_BODY
+
+
+def test_a_hanging_main_site_is_taken_out_by_the_checks_before_any_visitor_waits(site, haproxy, set_mode):
+    set_mode("down")
+    site.behaviour = "hang"
+    started = time.monotonic()
+    while "main/main is DOWN" not in haproxy.log.read_text():
+        assert time.monotonic() - started < 10, "the checks did not take the hanging main site out within 10 s"
+        time.sleep(0.2)
+    path = fresh("/hanging")
+    started = time.monotonic()
+    response = get(haproxy, path)
+    assert time.monotonic() - started < 2
+    assert response.status_code == 503 and embedded_path(response.text) == path
+    assert path not in site.paths
+    site.stop()  # end the hanging checks' connections now
+
+
+def test_an_unreachable_main_site_gets_fallbacks_page_at_once(site, haproxy, set_mode):
+    set_mode("down")
+    site.stop()
+    for _ in range(3):
+        path = fresh("/refused")
+        started = time.monotonic()
+        response = get(haproxy, path)
+        assert time.monotonic() - started < 3
+        assert response.status_code == 503 and embedded_path(response.text) == path
+        assert haproxy.servers(path, 1) == ["main/fallback"]
+
+
+def test_fallbacks_own_routes_never_reach_the_main_site(site, haproxy, set_mode):
+    set_mode("down")
+    marker = uuid.uuid4().hex[:10]
+    assert get(haproxy, f"/_fallback/status.json?m={marker}").json()["mode"] == "down"
+    response = requests.post(f"{haproxy.url}/_fallback/contact?m={marker}", data={}, allow_redirects=False,
+                             timeout=10)
+    assert response.status_code == 400
+    assert haproxy.servers(marker, 2) == ["fallback/fallback", "fallback/fallback"]
+    assert not any(marker in path for path in site.paths)
+
+
+def test_fallback_sees_the_visitors_host_and_not_forged_forwarded_headers(site, haproxy, set_mode):
+    """fallback serves the page rather than redirect when the Host is the main URL's own: the loop guard."""
+    set_mode("up")
+    site.stop()
+    assert get(haproxy, fresh("/promo")).status_code == 302  # another host: fallback redirects
+    main_host = f"127.0.0.1:{site.port}"
+    forged = get(haproxy, fresh("/loop"), Host=main_host,
+                 **{"X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "4444"})
+    assert forged.status_code == 503

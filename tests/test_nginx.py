@@ -1,0 +1,537 @@
+"""deploy/nginx/fallback.conf in a real nginx, in front of a stand-in main site and a real `fallback serve`.
+
+Everything listens on 127.0.0.1 and every request goes there. nginx runs in the foreground from a prefix
+in a temporary folder and is stopped by its fixture, failure or not. Which upstream answered each request is
+read from nginx's access log (`upstream=`), so "fallback was reached once" is counted, not guessed.
+
+Skipped when /usr/sbin/nginx is missing, unless CI is set: then a missing nginx fails every test.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import grp
+import http.server
+import os
+import pwd
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from helpers import form_token
+from served import Served, free_port, run_cli
+from standin import OK_BODY, StandIn
+
+NGINX = Path("/usr/sbin/nginx")
+TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "fallback.conf"
+STARTUP_SECONDS = 10
+ADMIN_PASSWORD = "correct horse"
+
+if not NGINX.exists() and "CI" not in os.environ:
+    pytest.skip(f"{NGINX} is not installed (Debian package nginx-light)", allow_module_level=True)
+
+
+# nginx.
+
+def render(template: str, **values: str) -> str:
+    """The template with its @PLACEHOLDERS@ replaced, as sed would; every placeholder must be given."""
+    for name, value in values.items():
+        template = template.replace(f"@{name}@", value)
+    leftover = re.findall(r"@[A-Z_]+@", template)
+    assert not leftover, f"placeholders left in the rendered configuration: {leftover}"
+    return template
+
+
+class Nginx:
+    """A foreground nginx (master and workers) serving the rendered template on a free loopback port."""
+
+    def __init__(self, folder: Path, main: str, standby: str):
+        self.folder = folder
+        self.main, self.standby = main, standby
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.error_log = folder / "error.log"
+        self.access_log = folder / "access.log"
+        (folder / "fallback.conf").write_text(render(
+            TEMPLATE.read_text(), LISTEN=f"127.0.0.1:{self.port}", SERVER_NAME="localhost",
+            MAIN_UPSTREAM=main, FALLBACK_UPSTREAM=standby, CACHE_PATH=str(folder / "cache"),
+        ))
+        # Run as root (a container, CI), the master would hand its workers to `nobody`, who cannot
+        # enter pytest's private temporary folders.
+        user = ""
+        if os.geteuid() == 0:
+            user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
+        (folder / "nginx.conf").write_text(f"""
+{user}
+worker_processes 2;
+events {{ worker_connections 256; }}
+http {{
+    client_body_temp_path {folder}/client_body;
+    proxy_temp_path {folder}/proxy_temp;
+    fastcgi_temp_path {folder}/fastcgi_temp;
+    uwsgi_temp_path {folder}/uwsgi_temp;
+    scgi_temp_path {folder}/scgi_temp;
+    log_format probe '$request_method $request_uri status=$status upstream=[$upstream_addr] '
+                     'ustatus=[$upstream_status] cache=$upstream_cache_status';
+    access_log {self.access_log} probe;
+    include {folder}/fallback.conf;
+}}
+""")
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> Nginx:
+        if not NGINX.exists():
+            pytest.fail(f"{NGINX} is missing and CI is set: install the Debian package nginx-light")
+        globals_ = f"daemon off; master_process on; pid {self.folder}/nginx.pid; error_log {self.error_log} info;"
+        self.process = subprocess.Popen(
+            [str(NGINX), "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"),
+             "-e", str(self.error_log), "-g", globals_],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nginx exited {self.process.returncode}: "
+                                   f"{self.process.stderr.read().decode()}\n{self.errors()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nginx did not listen within {STARTUP_SECONDS}s:\n{self.errors()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+        self.process.stderr.close()
+
+    def errors(self) -> str:
+        return self.error_log.read_text() if self.error_log.exists() else "(no error log)"
+
+    def log_lines(self, marker: str, count: int, timeout: float = 3.0) -> list[str]:
+        """The access-log lines of requests whose URI contains `marker`, once `count` of them are written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.access_log.read_text() if self.access_log.exists() else ""
+            lines = [line for line in text.splitlines() if marker in line]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
+    def __enter__(self) -> Nginx:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def reached(lines: list[str], port: int) -> int:
+    """How many of these requests nginx passed to the upstream on `port`."""
+    return sum(f"127.0.0.1:{port}" in line.split("upstream=[", 1)[1].split("]", 1)[0] for line in lines)
+
+
+# The three processes, shared by the module: starting fallback costs a second or two.
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("nginx")
+
+
+@pytest.fixture(scope="module")
+def main_site():
+    with StandIn() as site:
+        yield site
+
+
+@pytest.fixture(scope="module")
+def fallback_env(folder, main_site):
+    return {
+        **os.environ,
+        "FALLBACK_MAIN_URL": main_site.url,
+        "FALLBACK_CHECK_URLS": main_site.url,
+        "FALLBACK_DATABASE": str(folder / "fallback.db"),
+        "FALLBACK_SECRET_KEY": "nginx-test-secret",
+        "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "FALLBACK_FORM_MIN_SECONDS": "0",
+        "FALLBACK_RATE_LIMIT": "0",
+        "FALLBACK_TRUSTED_PROXIES": "1",
+    }
+
+
+@pytest.fixture(scope="module")
+def fallback(fallback_env, folder):
+    with Served(fallback_env, folder) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def nginx(folder, main_site, fallback):
+    with Nginx(folder / "nginx", f"127.0.0.1:{main_site.port}", f"127.0.0.1:{fallback.port}") as server:
+        yield server
+
+
+class Mode:
+    """fallback's forced mode, changed through its CLI only when it differs from the last one set."""
+
+    def __init__(self, env: dict, folder: Path, fallback: Served):
+        self.env, self.folder, self.fallback, self.current = env, folder, fallback, None
+
+    def __call__(self, mode: str) -> None:
+        if mode == self.current:
+            return
+        result = run_cli(["mode", mode, "--reason", "nginx test"], self.env, self.folder)
+        assert result.returncode == 0, result.stderr
+        self.current = mode
+        # Every worker re-reads the flag within half a second; then check it directly, not via nginx.
+        time.sleep(0.6)
+        expected = 503 if mode == "down" else 302
+        deadline = time.monotonic() + 3
+        while requests.get(self.fallback.url + "/probe", allow_redirects=False, timeout=5).status_code != expected:
+            assert time.monotonic() < deadline, f"fallback did not switch to mode {mode}"
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def set_mode(fallback_env, folder, fallback):
+    return Mode(fallback_env, folder, fallback)
+
+
+@pytest.fixture
+def site(main_site, nginx):
+    """The main site, answering normally at the start of each test whatever the previous one did."""
+    main_site.start()
+    main_site.behaviour = "ok"
+    yield main_site
+    main_site.start()
+    main_site.behaviour = "ok"
+
+
+def fresh(path: str = "/page") -> str:
+    """A path no other request used: the micro-cache is keyed on it."""
+    return f"{path}-{uuid.uuid4().hex[:10]}"
+
+
+def get(nginx: Nginx, path: str, **headers) -> requests.Response:
+    return requests.get(nginx.url + path, headers=headers, allow_redirects=False, timeout=10)
+
+
+def as_received(proxy, site: StandIn, path: str) -> tuple[requests.Response, dict]:
+    """GET `path` through the proxy, with the headers the main site received for it.
+
+    The stand-in keeps only the last request's headers, and health checks hit it too: ask again (a few
+    times at most) until the last request it recorded is this one.
+    """
+    for _ in range(5):
+        response = get(proxy, path)
+        headers = site.last_headers
+        if site.paths[-1] == path:
+            return response, headers
+    pytest.fail(f"the main site never recorded {path} last")
+
+
+def embedded_path(page: str) -> str:
+    return re.search(r'name="path"[^>]*value="([^"]*)"', page).group(1)
+
+
+# The tests.
+
+def test_the_template_names_its_placeholders_and_nginx_accepts_the_rendered_file(nginx):
+    placeholders = set(re.findall(r"@[A-Z_]+@", TEMPLATE.read_text()))
+    assert placeholders == {"@LISTEN@", "@SERVER_NAME@", "@MAIN_UPSTREAM@", "@FALLBACK_UPSTREAM@", "@CACHE_PATH@"}
+    assert not re.findall(r"@[A-Z_]+@", (nginx.folder / "fallback.conf").read_text())
+    assert "[emerg]" not in nginx.errors()
+
+
+def test_a_healthy_main_site_is_proxied_with_the_forwarded_headers(site, nginx):
+    path = fresh("/hello") + "?utm_source=tv"
+    response, headers = as_received(nginx, site, path)
+    assert response.status_code == 200
+    assert response.content == OK_BODY
+    assert "X-Cache-Status" not in response.headers
+    assert headers["Host"] == f"127.0.0.1:{nginx.port}"
+    assert headers["X-Forwarded-For"] == "127.0.0.1"
+    assert headers["X-Forwarded-Proto"] == "http"
+    assert all(reached([line], site.port) for line in nginx.log_lines(path, 1))
+
+
+def test_a_main_site_answering_503_gets_fallbacks_page_for_the_same_path(site, nginx, fallback, set_mode):
+    set_mode("down")
+    site.behaviour = "error"
+    path = fresh("/campaign/tv") + "?utm_source=tv"
+    response = get(nginx, path)
+    assert response.status_code == 503
+    assert "Service unavailable" not in response.text  # not the main site's own error page
+    assert 'name="token"' in response.text and "Retry-After" in response.headers
+    assert embedded_path(response.text) == path
+    assert path in site.paths  # the main site was asked first
+    [line] = nginx.log_lines(path.split("?")[0], 1)
+    assert reached([line], site.port) == 1 and reached([line], fallback.port) == 1
+
+
+def test_an_unreachable_main_site_gets_fallbacks_page(site, nginx, fallback, set_mode):
+    set_mode("down")
+    site.stop()
+    path = fresh("/refused")
+    started = time.monotonic()
+    response = get(nginx, path)
+    assert time.monotonic() - started < 3
+    assert response.status_code == 503
+    assert embedded_path(response.text) == path
+    assert reached(nginx.log_lines(path, 1), fallback.port) == 1
+    site.start()  # the same port again: nginx sends the next visitor to the main site at once
+    assert get(nginx, fresh("/back")).status_code == 200
+
+
+def test_the_down_page_is_micro_cached_for_a_few_seconds(site, nginx, fallback, set_mode):
+    set_mode("down")
+    site.stop()
+    path = fresh("/spike")
+    first = get(nginx, path)
+    second = get(nginx, path)
+    assert (first.status_code, first.headers["X-Cache-Status"]) == (503, "MISS")
+    assert (second.status_code, second.headers["X-Cache-Status"]) == (503, "HIT")
+    assert second.content == first.content
+    assert reached(nginx.log_lines(path, 2), fallback.port) == 1
+    # No longer than fallback's max-age, 5 seconds (nginx counts whole seconds), then fallback is asked again.
+    time.sleep(6.1)
+    third = get(nginx, path)
+    assert third.status_code == 503 and third.headers["X-Cache-Status"] in ("EXPIRED", "MISS")
+    assert reached(nginx.log_lines(path, 3), fallback.port) == 2
+
+
+def test_a_spike_on_a_cold_page_reaches_fallback_once(site, nginx, fallback, set_mode):
+    set_mode("down")
+    site.behaviour = "error"
+    path = fresh("/tv")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(lambda _: get(nginx, path), range(40)))
+    assert {response.status_code for response in responses} == {503}
+    assert {embedded_path(response.text) for response in responses} == {path}
+    assert reached(nginx.log_lines(path, 40), fallback.port) == 1
+    assert reached(nginx.log_lines(path, 40), site.port) == 40  # the cache is only on the fallback side
+
+
+def test_cached_variants_follow_accept_and_accept_language(site, nginx, set_mode):
+    set_mode("down")
+    site.stop()
+    path = fresh("/variants")
+    html = [get(nginx, path, Accept="text/html") for _ in range(2)]
+    assert [r.headers["X-Cache-Status"] for r in html] == ["MISS", "HIT"]
+    as_json = get(nginx, path, Accept="application/json")
+    assert as_json.status_code == 503 and as_json.headers["Content-Type"].startswith("application/json")
+    assert as_json.json()["state"] == "down"
+    french = get(nginx, path, Accept="text/html", **{"Accept-Language": "fr"})
+    assert french.status_code == 503 and 'lang="fr"' in french.text
+    assert 'lang="en"' in get(nginx, path, Accept="text/html").text
+
+
+def test_a_cached_down_page_never_hides_a_recovered_main_site(site, nginx, set_mode):
+    set_mode("down")
+    site.behaviour = "error"
+    path = fresh("/recovery")
+    assert get(nginx, path).status_code == 503
+    assert get(nginx, path).headers["X-Cache-Status"] == "HIT"
+    site.behaviour = "ok"
+    response = get(nginx, path)
+    assert response.status_code == 200 and response.content == OK_BODY
+
+
+def test_a_form_from_a_cached_page_is_accepted(site, nginx, fallback, set_mode):
+    set_mode("down")
+    site.stop()
+    path = fresh("/form")
+    get(nginx, path)
+    cached = get(nginx, path)
+    assert cached.headers["X-Cache-Status"] == "HIT"
+    leads = requests.get(fallback.url + "/_fallback/status.json", timeout=5).json()["leads"]
+    data = {"token": form_token(cached.text), "path": path, "email": f"{uuid.uuid4().hex[:8]}@example.org",
+            "consent": "y"}
+    response = requests.post(nginx.url + "/_fallback/contact", data=data, allow_redirects=False, timeout=10)
+    assert response.status_code == 303 and response.headers["Location"].endswith("/_fallback/thanks")
+    assert requests.get(fallback.url + "/_fallback/status.json", timeout=5).json()["leads"] != leads
+
+
+def test_an_empty_contact_post_passes_through_and_is_never_cached(site, nginx, fallback, set_mode):
+    set_mode("down")
+    marker = uuid.uuid4().hex[:10]
+    for _ in range(2):
+        response = requests.post(f"{nginx.url}/_fallback/contact?m={marker}", data={}, allow_redirects=False,
+                                 timeout=10)
+        assert response.status_code == 400
+        assert response.headers.get("X-Cache-Status") != "HIT"
+    assert reached(nginx.log_lines(marker, 2), fallback.port) == 2
+    assert not any("/_fallback/" in path for path in site.paths)  # never sent to the main site
+
+
+def test_a_post_to_a_visitor_path_reaches_fallback_every_time(site, nginx, fallback, set_mode):
+    set_mode("down")
+    site.stop()
+    path = fresh("/order")
+    for _ in range(2):
+        response = requests.post(nginx.url + path, data={"q": "1"}, allow_redirects=False, timeout=10)
+        assert response.status_code == 503 and response.headers.get("X-Cache-Status") != "HIT"
+    assert reached(nginx.log_lines(path, 2), fallback.port) == 2
+
+
+def test_fallbacks_own_routes_are_never_cached(site, nginx, fallback, set_mode):
+    set_mode("down")
+    marker = uuid.uuid4().hex[:10]
+    routes = {"/_fallback/status.json": 200, "/_fallback/healthz": None, "/_fallback/admin": 200,
+              "/_fallback/admin/export.csv": 401, "/_fallback/thanks": 200}
+    for route, status in routes.items():
+        for _ in range(3):
+            response = get(nginx, f"{route}?m={marker}")
+            assert status is None or response.status_code == status, route
+            assert response.headers.get("X-Cache-Status") != "HIT", route
+        assert reached(nginx.log_lines(f"{route}?m={marker}", 3), fallback.port) == 3, route
+
+
+def test_the_stylesheet_is_cached(site, nginx):
+    path = f"/_fallback/page.css?m={uuid.uuid4().hex[:10]}"
+    assert [get(nginx, path).headers["X-Cache-Status"] for _ in range(2)] == ["MISS", "HIT"]
+
+
+def test_a_redirect_from_fallback_is_never_cached(site, nginx, fallback, set_mode):
+    set_mode("up")
+    site.stop()
+    path = fresh("/promo") + "?a=1"
+    for _ in range(3):
+        response = get(nginx, path)
+        assert response.status_code == 302
+        assert response.headers["Location"] == site.url_for(path)
+        assert response.headers["X-Cache-Status"] != "HIT"
+    assert reached(nginx.log_lines(path.split("?")[0], 3), fallback.port) == 3
+
+
+def test_fallback_sees_the_visitors_host_and_not_forged_forwarded_headers(site, nginx, set_mode):
+    """fallback serves the page rather than redirect when the Host is the main URL's own: the loop guard."""
+    set_mode("up")
+    site.stop()
+    main_host = f"127.0.0.1:{site.port}"
+    assert get(nginx, fresh("/loop"), Host=main_host).status_code == 503
+    forged = get(nginx, fresh("/loop"), Host=main_host,
+                 **{"X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "4444"})
+    assert forged.status_code == 503
+
+
+# The template's own rules, checked against a fake fallback that answers whatever a test needs.
+
+class _FakeHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 5
+    answers = {
+        "cookie": (503, {"Cache-Control": "public, max-age=0, s-maxage=5", "Set-Cookie": "s=1; Path=/"}),
+        "redirect": (302, {"Cache-Control": "public, max-age=60", "Location": "http://127.0.0.1/"}),
+        "ok": (200, {"Cache-Control": "public, max-age=60"}),
+        "bare503": (503, {}),
+        "private": (503, {"Cache-Control": "no-store"}),
+        "slow503": (503, {"Cache-Control": "public, max-age=0, s-maxage=5"}),
+    }
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        self.server.hits.append(self.path)
+        answer = self.path.strip("/").split("-")[0]
+        status, headers = self.answers[answer]
+        if answer == "slow503":
+            time.sleep(0.5)  # a busy fallback: the window in which a spike piles up
+        body = b"fake fallback\n"
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class FakeFallback:
+    """A tiny server on 127.0.0.1 standing in for fallback, with an nginx in front whose main site refuses."""
+
+    def __init__(self, folder: Path):
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeHandler)
+        self.server.daemon_threads = True
+        self.server.hits = []
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        # The main upstream is a free port nothing listens on: every request falls back.
+        self.nginx = Nginx(folder, f"127.0.0.1:{free_port()}", f"127.0.0.1:{self.port}")
+
+    def __enter__(self) -> FakeFallback:
+        self.thread.start()
+        try:
+            self.nginx.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the fake fallback (connections are then refused); nginx keeps running."""
+        if self.thread.is_alive():
+            self.server.shutdown()
+            self.thread.join(3)
+        self.server.server_close()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.nginx.stop()
+        finally:
+            self.stop()
+
+
+@pytest.fixture
+def fake(tmp_path):
+    with FakeFallback(tmp_path / "nginx") as fake:
+        yield fake
+
+
+@pytest.mark.parametrize("answer, cached", [
+    ("cookie", False),    # sets a cookie
+    ("redirect", False),  # a redirect, even one that says it may be cached
+    ("ok", False),        # only the 503 page is stored
+    ("private", False),   # no-store is honoured
+    ("bare503", True),    # a 503 without Cache-Control still gets its 5 seconds
+])
+def test_only_a_cookieless_503_from_fallback_is_stored(fake, answer, cached):
+    path = f"/{answer}-{uuid.uuid4().hex[:8]}"
+    statuses = [get(fake.nginx, path).headers.get("X-Cache-Status") for _ in range(3)]
+    assert ("HIT" in statuses) == cached, statuses
+    assert reached(fake.nginx.log_lines(path, 3), fake.port) == (1 if cached else 3)
+
+
+def test_a_spike_waits_for_one_answer_from_a_slow_fallback(fake):
+    path = f"/slow503-{uuid.uuid4().hex[:8]}"
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(lambda _: get(fake.nginx, path), range(20)))
+    assert {response.status_code for response in responses} == {503}
+    assert reached(fake.nginx.log_lines(path, 20), fake.port) == 1
+    assert fake.server.hits.count(path) == 1
+
+
+def test_the_last_down_page_is_served_while_fallback_itself_is_unreachable(fake):
+    path = f"/bare503-{uuid.uuid4().hex[:8]}"
+    assert get(fake.nginx, path).headers["X-Cache-Status"] == "MISS"
+    fake.stop()
+    time.sleep(6.1)  # past the 5 seconds (whole seconds to nginx): stale, and fallback refuses connections
+    response = get(fake.nginx, path)
+    assert (response.status_code, response.headers["X-Cache-Status"]) == (503, "STALE")
+    assert response.text == "fake fallback\n"
+    assert get(fake.nginx, "/bare503-never-cached").status_code == 502  # nothing to fall back on
