@@ -32,6 +32,8 @@ log = logging.getLogger("fallback.admin")
 
 blueprint = Blueprint("admin", __name__, url_prefix="/_fallback/admin")
 
+LEADS_PER_PAGE = 25
+
 
 def same_secret(given: str | None, expected: str | None) -> bool:
     """Compare secrets in constant time; nothing matches an unset secret."""
@@ -84,6 +86,10 @@ def dashboard() -> Response | str:
     rt = runtime()
     now = utcnow()
     status = status_document(rt.storage, rt.settings, now)
+    query = request.args.get("q", "")[:200]
+    page = request.args.get("page", 1, type=int) or 1
+    page = max(1, min(page, 10_000))
+    leads, total = rt.storage.search_leads(query, LEADS_PER_PAGE, (page - 1) * LEADS_PER_PAGE)
     probes = rt.storage.recent_probes(60)
     return render_template(
         "admin/dashboard.html",
@@ -92,7 +98,11 @@ def dashboard() -> Response | str:
         today=now.date().isoformat(),
         counts={"leads": status["leads"], "spam": status["spam"]},
         incidents=rt.storage.incidents(10),
-        leads=rt.storage.recent_leads(50),
+        leads=leads,
+        total=total,
+        query=query,
+        page=page,
+        pages=max(1, math.ceil(total / LEADS_PER_PAGE)),
         spam=rt.storage.recent_leads(20, spam=True),
         changes=rt.storage.mode_changes(10),
         mode_form=ModeForm(meta=csrf_meta()),
@@ -138,6 +148,19 @@ def logout() -> Response:
     if form.validate():
         session.clear()
     return redirect(url_for("admin.dashboard"), 303)
+
+
+@blueprint.post("/leads/<int:lead_id>/delete")
+def delete_lead(lead_id: int) -> Response:
+    """Erase one lead, for a visitor who asked, or an obvious mistake."""
+    if not is_admin():
+        abort(403)
+    if not LogoutForm(request.form, meta=csrf_meta()).validate():
+        return make_response("The form expired: reload the dashboard and try again.\n", 400)
+    if not runtime().storage.delete_lead(lead_id):
+        abort(404)
+    log.info("lead %d erased by an admin", lead_id)
+    return redirect(url_for("admin.dashboard", q=request.args.get("q") or None), 303)
 
 
 @blueprint.post("/mode")

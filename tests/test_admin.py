@@ -182,3 +182,36 @@ def test_the_dashboard_refreshes_itself_with_its_own_script_only(client):
     script = client.get("/_fallback/admin/app.js")
     assert script.status_code == 200 and script.mimetype == "text/javascript"
     assert b"status.json" in script.data
+
+
+def seed(storage, count):
+    from fallback.storage import NewLead
+
+    for number in range(count):
+        storage.save_lead(NewLead(f"lead{number}@example.org", name=f"Person {number}", message="hello"))
+
+
+def test_the_leads_table_searches_and_pages(client, storage):
+    seed(storage, 30)
+    storage.save_lead(__import__("fallback.storage", fromlist=["NewLead"]).NewLead("zoe@example.org", name="Zoé 50%"))
+    log_in(client)
+    first = client.get("/_fallback/admin").get_data(as_text=True)
+    assert "31 leads, page 1 of 2" in first and "zoe@example.org" in first
+    second = client.get("/_fallback/admin?page=2").get_data(as_text=True)
+    assert "lead0@example.org" in second and "zoe@example.org" not in second
+    found = client.get("/_fallback/admin?q=50%25").get_data(as_text=True)
+    assert "1 lead matching" in found and "zoe@example.org" in found and "lead5@" not in found
+    assert client.get("/_fallback/admin?page=abc").status_code == 200
+
+
+def test_an_admin_deletes_one_lead(client, storage):
+    seed(storage, 2)
+    log_in(client)
+    html = client.get("/_fallback/admin").get_data(as_text=True)
+    lead_id = storage.search_leads("lead1@")[0][0]["id"]
+    response = client.post(f"/_fallback/admin/leads/{lead_id}/delete", data={"csrf_token": csrf_token(html)})
+    assert response.status_code == 303
+    assert [lead["email"] for lead in storage.iter_leads()] == ["lead0@example.org"]
+    assert client.post(f"/_fallback/admin/leads/{lead_id}/delete",
+                       data={"csrf_token": csrf_token(html)}).status_code == 404
+    assert client.post("/_fallback/admin/leads/1/delete", data={}).status_code == 400

@@ -102,6 +102,24 @@ class LeadStore(Database):
         )
         return [dict(row) for row in rows]
 
+    def search_leads(self, query: str = "", limit: int = 25, offset: int = 0) -> tuple[list[dict], int]:
+        """A page of genuine leads, newest first, whose address, name or message contains `query`; and the total."""
+        pattern = "%" + query.strip().casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = ("spam = 0 AND (email_key LIKE :q ESCAPE '\\' OR lower(name) LIKE :q ESCAPE '\\' "
+                 "OR lower(message) LIKE :q ESCAPE '\\')")
+        total = self._read(f"SELECT COUNT(*) FROM leads WHERE {where}", {"q": pattern})[0][0]
+        rows = self._read(f"SELECT * FROM leads WHERE {where} ORDER BY updated_at DESC, id DESC LIMIT :limit "
+                          "OFFSET :offset", {"q": pattern, "limit": limit, "offset": offset})
+        return [dict(row) for row in rows], total
+
+    def delete_lead(self, lead_id: int) -> bool:
+        """Erase one lead (from the file too); False if there was none with that id."""
+        with self._write() as conn:
+            erased = conn.execute("DELETE FROM leads WHERE id = ?", (lead_id,)).rowcount
+        if erased:
+            self._vacuum()
+        return bool(erased)
+
     def count_leads(self) -> dict[str, int]:
         """How many genuine leads and how many suspected spam submissions are stored."""
         row = self._read(
