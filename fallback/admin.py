@@ -187,7 +187,8 @@ def export_csv() -> Response:
     if not (same_secret(bearer, rt.settings.export_token) or (rt.settings.admin_password and is_admin())):
         if not rt.settings.admin_password and not rt.settings.export_token:
             abort(404)
-        response = make_response("export needs an admin session or Authorization: Bearer <FALLBACK_EXPORT_TOKEN>\n", 401)
+        response = make_response(
+            "export needs an admin session or Authorization: Bearer <FALLBACK_EXPORT_TOKEN>\n", 401)
         response.headers["WWW-Authenticate"] = 'Bearer realm="fallback export"'
         return response
     try:

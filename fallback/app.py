@@ -16,9 +16,9 @@ from .forms import FormToken
 from .guard import SessionInterface
 from .i18n import init_i18n
 from .runtime import Runtime
-from .visitor import HotPath
 from .state import CachedFlag
 from .storage import Storage, open_storage
+from .visitor import HotPath
 
 log = logging.getLogger("fallback")
 

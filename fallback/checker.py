@@ -53,7 +53,8 @@ def round_verdict(main: Sequence[ProbeResult]) -> tuple[bool, str]:
     failed = [result for result in main if not result.ok]
     if not failed:
         slowest = max((result.latency for result in main), default=0.0)
-        return True, f"all {len(main)} check URL{'s' if len(main) != 1 else ''} answered (slowest {slowest * 1000:.0f} ms)"
+        urls = f"{len(main)} check URL{'s' if len(main) != 1 else ''}"
+        return True, f"all {urls} answered (slowest {slowest * 1000:.0f} ms)"
     return False, "; ".join(f"{result.url}: {result.reason}" for result in failed)
 
 

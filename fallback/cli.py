@@ -114,7 +114,8 @@ def status(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
-    click.echo(f"state:  {document['state']} (visitors are {'shown the page' if document['served'] == 'down' else 'redirected'})")
+    served = "shown the page" if document["served"] == "down" else "redirected"
+    click.echo(f"state:  {document['state']} (visitors are {served})")
     mode = document["mode"] + (f" until {document['mode_until']}" if document["mode_until"] else "")
     click.echo(f"mode:   {mode}")
     click.echo(f"since:  {document['since'] or 'never changed'}")
@@ -122,12 +123,14 @@ def status(as_json: bool) -> None:
         click.echo(f"reason: {document['reason']}")
     checker = document["checker"]
     beat = f"last round {checker['heartbeat_age']:g}s ago" if checker["heartbeat_age"] is not None else "no round yet"
-    click.echo(f"checker: {'ok' if checker['healthy'] else 'NOT RUNNING'} ({beat}{', held by ' + checker['owner'] if checker['owner'] else ''})")
+    holder = f", held by {checker['owner']}" if checker["owner"] else ""
+    click.echo(f"checker: {'ok' if checker['healthy'] else 'NOT RUNNING'} ({beat}{holder})")
     if document["network_doubt"]:
         click.echo(f"warning: {checker['note']}")
     if document["incident"]:
         incident = document["incident"]
-        click.echo(f"incident: since {incident['started_at'][:19]}Z, {incident['reason']}, {incident['leads']} leads so far")
+        click.echo(f"incident: since {incident['started_at'][:19]}Z, {incident['reason']}, "
+                   f"{incident['leads']} leads so far")
     click.echo(f"leads:  {document['leads']} (and {document['spam']} suspected spam)")
 
 
@@ -160,9 +163,11 @@ def mode(mode: str, duration: str | None, reason: str | None) -> None:
 
 
 @cli.command()
-@click.option("--since", metavar="T", help="Only leads last sent at or after T (ISO date or date-time, UTC unless an offset is given).")
+@click.option("--since", metavar="T",
+              help="Only leads last sent at or after T (ISO date or date-time, UTC unless an offset is given).")
 @click.option("--until", metavar="T", help="Only leads last sent before T.")
-@click.option("-o", "--output", type=click.File("wb"), default="-", help="Write to this file [default: standard output].")
+@click.option("-o", "--output", type=click.File("wb"), default="-",
+              help="Write to this file [default: standard output].")
 def export(since: str | None, until: str | None, output) -> None:
     """Export the leads as CSV (suspected spam left out).
 

@@ -207,7 +207,8 @@ class _Reader:
             if invalid:
                 # Apprise URLs carry credentials: name the scheme, not the whole URL.
                 schemes = ", ".join(url.split("://", 1)[0] + "://..." for url in invalid)
-                raise ConfigError(PREFIX + name, f"Apprise URLs (such as slack://, mailto://, json://); cannot use {schemes}")
+                expected = f"Apprise URLs (such as slack://, mailto://, json://); cannot use {schemes}"
+                raise ConfigError(PREFIX + name, expected)
         return tuple(urls)
 
     def rate_limit(self, name: str, default: str) -> RateLimit | None:

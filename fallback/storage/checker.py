@@ -47,7 +47,8 @@ class CheckerStore(Database):
 
     def checker(self) -> dict:
         """Who holds the checker lease, its last heartbeat, and whether it doubts its own network."""
-        row = dict(self._read("SELECT owner, lease_until, heartbeat_at, network_doubt, note FROM checker WHERE id = 1")[0])
+        row = dict(self._read(
+            "SELECT owner, lease_until, heartbeat_at, network_doubt, note FROM checker WHERE id = 1")[0])
         row["heartbeat_at"] = parse_iso(row["heartbeat_at"])
         row["lease_until"] = parse_iso(row["lease_until"])
         row["network_doubt"] = bool(row["network_doubt"])
