@@ -1,10 +1,18 @@
-"""Shared fixtures: settings, storage, the app, its test client, the CLI runner."""
+"""Shared fixtures: the backend, settings, storage, the app, its test client, the CLI runner.
+
+A test module that sets `BACKENDS = ["sqlite", "postgres"]` runs each of its tests on both
+backends; PostgreSQL is a throw-away cluster on 127.0.0.1 (tests/pg.py), one database per test.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from click.testing import CliRunner
+from pg import Cluster, binaries
 
+import fallback.storage
 from fallback.app import create_app
 from fallback.config import Settings
 from fallback.storage import open_storage
@@ -12,12 +20,62 @@ from fallback.storage import open_storage
 MAIN_URL = "https://www.example.com"
 
 
+def pytest_generate_tests(metafunc):
+    """Run a module's tests on every backend it lists in BACKENDS (SQLite alone by default)."""
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", getattr(metafunc.module, "BACKENDS", ["sqlite"]))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only(reason): a test of what only SQLite has (a file, PRAGMAs)")
+
+
+@pytest.fixture(autouse=True)
+def _skip_sqlite_only_on_postgres(request):
+    marker = request.node.get_closest_marker("sqlite_only")
+    callspec = getattr(request.node, "callspec", None)
+    if marker and callspec and callspec.params.get("backend") == "postgres":
+        pytest.skip(f"SQLite only: {marker.args[0] if marker.args else 'a file-level check'}")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One PostgreSQL server for the whole run, stopped at the end."""
+    if binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: apt-get install postgresql")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    cluster = Cluster().start()
+    yield cluster
+    cluster.destroy()
+
+
 @pytest.fixture
-def env(tmp_path):
+def database(backend, tmp_path, request, monkeypatch):
+    """FALLBACK_DATABASE for this test: a SQLite file, or a new PostgreSQL database whose pools are closed after."""
+    if backend == "sqlite":
+        yield str(tmp_path / "fallback.db")
+        return
+    url = request.getfixturevalue("pg_cluster").create_database()
+    opened = []
+    original = fallback.storage.PostgresStorage.__init__
+
+    def tracked(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(fallback.storage.PostgresStorage, "__init__", tracked)
+    yield url
+    for storage in opened:
+        storage.close()
+
+
+@pytest.fixture
+def env(database):
     """The environment a test's settings are read from; tests add to it before use."""
     return {
         "FALLBACK_MAIN_URL": MAIN_URL,
-        "FALLBACK_DATABASE": str(tmp_path / "fallback.db"),
+        "FALLBACK_DATABASE": database,
         "FALLBACK_SECRET_KEY": "test-secret",
         "FALLBACK_ADMIN_PASSWORD": "correct horse",
         "FALLBACK_FORM_MIN_SECONDS": "0",

@@ -9,6 +9,8 @@ from helpers import contact_fields, csrf_token, log_in
 from fallback.app import create_app
 from fallback.config import Settings
 
+BACKENDS = ["sqlite", "postgres"]
+
 
 def test_the_admin_area_is_404_without_a_password(env, caplog):
     del env["FALLBACK_ADMIN_PASSWORD"]

@@ -20,6 +20,7 @@ from fallback.config import Settings
 from fallback.probe import ProbeResult
 from fallback.storage import open_storage
 
+BACKENDS = ["sqlite", "postgres"]
 MAIN = "http://127.0.0.1:9/"
 CONTROL = "http://127.0.0.1:10/"
 
@@ -131,8 +132,8 @@ def clock():
 
 
 @pytest.fixture
-def settings(tmp_path):
-    return Settings(main_url=MAIN, check_urls=(MAIN,), database=str(tmp_path / "c.db"), check_interval=5.0,
+def settings(database):
+    return Settings(main_url=MAIN, check_urls=(MAIN,), database=database, check_interval=5.0,
                     check_timeout=3.0, fall=3, rise=2)
 
 

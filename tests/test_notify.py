@@ -14,6 +14,8 @@ from fallback.config import ConfigError, Settings
 from fallback.notify import MAX_ATTEMPTS, Notifier, deliver_pending, retry_delay
 from fallback.storage import open_storage
 
+BACKENDS = ["sqlite", "postgres"]
+
 
 class FakeNotifier:
     def __init__(self, answers):
@@ -34,8 +36,8 @@ def clock():
 
 
 @pytest.fixture
-def storage(tmp_path, clock):
-    return open_storage(str(tmp_path / "n.db"), clock)
+def storage(database, clock):
+    return open_storage(database, clock)
 
 
 def test_each_flip_and_forced_mode_is_announced_once(storage):
@@ -59,10 +61,10 @@ def test_a_failed_announcement_is_retried_later_then_given_up(storage, clock):
     assert event["gave_up_at"] is not None and "refused" in event["last_error"]
 
 
-def test_a_claimed_event_is_not_sent_by_another_process(storage, tmp_path, clock):
+def test_a_claimed_event_is_not_sent_by_another_process(storage, database, clock):
     storage.flip("unknown", "down", "HTTP 503")
     assert len(storage.claim_events(60)) == 1
-    assert open_storage(str(tmp_path / "n.db"), clock).claim_events(60) == []
+    assert open_storage(database, clock).claim_events(60) == []
 
 
 def test_backoff_grows_and_stops():

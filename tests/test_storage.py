@@ -6,6 +6,8 @@ import pytest
 
 from fallback.storage import MIGRATIONS, NewLead, StorageError, open_storage
 
+BACKENDS = ["sqlite", "postgres"]
+
 
 class FixedClock:
     def __init__(self, moment):
@@ -21,10 +23,11 @@ def clock():
 
 
 @pytest.fixture
-def db(tmp_path, clock):
-    return open_storage(str(tmp_path / "leads.db"), clock)
+def db(database, clock):
+    return open_storage(database, clock)
 
 
+@pytest.mark.sqlite_only("PRAGMAs")
 def test_it_uses_wal_a_busy_timeout_and_full_sync(db):
     assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
@@ -33,7 +36,8 @@ def test_it_uses_wal_a_busy_timeout_and_full_sync(db):
 
 def test_migrating_twice_changes_nothing(db):
     assert db.migrate() == len(MIGRATIONS)
-    assert db.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(len(MIGRATIONS))
+    assert db.migrate() == len(MIGRATIONS)
+    assert db._read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
 
 
 def test_the_same_address_in_another_case_updates_one_lead(db, clock):
@@ -85,9 +89,9 @@ def test_mode_changes_are_recorded_with_who_when_why_and_until(db, clock):
     assert db.flag().version == 2
 
 
-def test_the_flag_survives_a_reopen(db, tmp_path):
+def test_the_flag_survives_a_reopen(db, database):
     db.set_mode("down", reason="kept")
-    assert open_storage(str(tmp_path / "leads.db")).flag().mode == "down"
+    assert open_storage(database).flag().mode == "down"
 
 
 def test_an_unknown_mode_is_refused(db):
@@ -101,6 +105,7 @@ def test_the_secret_key_is_generated_once(db):
     assert db.secret_key() == (key, False)
 
 
+@pytest.mark.sqlite_only("reads the database file's bytes")
 def test_forget_erases_every_lead_of_an_address_from_the_file(db, tmp_path):
     db.save_lead(NewLead("Secret.Person@Example.org", message="a distinctive message"))
     db.save_lead(NewLead("secret.person@example.org", spam_reason="honeypot"))
@@ -109,7 +114,7 @@ def test_forget_erases_every_lead_of_an_address_from_the_file(db, tmp_path):
     assert db.forget("nobody@example.org") == 0
     db.close()
     for suffix in ("", "-wal"):
-        path = tmp_path / f"leads.db{suffix}"
+        path = tmp_path / f"fallback.db{suffix}"
         if path.exists():
             assert b"a distinctive message" not in path.read_bytes()
             assert b"secret.person" not in path.read_bytes().lower()
@@ -124,6 +129,7 @@ def test_purge_erases_only_old_leads(db, clock):
     assert [lead["email"] for lead in db.iter_leads()] == ["new@example.org"]
 
 
+@pytest.mark.sqlite_only("PRAGMA query_only")
 def test_a_refused_write_gives_a_storage_error_and_keeps_what_was_stored(db):
     db.save_lead(NewLead("kept@example.org"))
     db.conn.execute("PRAGMA query_only = ON")  # the same refusal as a read-only file or volume
@@ -144,3 +150,23 @@ def test_rate_limit_counters_reset_each_window_and_are_pruned(db, clock):
     assert db.hit_rate(rate) is None  # a new window
     clock.moment += timedelta(hours=3)
     assert db.prune_rate_limits(clock.moment - timedelta(hours=2)) == 1
+
+
+def test_forget_leaves_no_row_of_the_address(db):
+    db.save_lead(NewLead("Gone@Example.org", message="bye"))
+    db.save_lead(NewLead("kept@example.org"))
+    assert db.forget("gone@example.org") == 1
+    assert db._read("SELECT COUNT(*) FROM leads WHERE email_key = 'gone@example.org'")[0][0] == 0
+    assert [lead["email"] for lead in db.iter_leads()] == ["kept@example.org"]
+
+
+def test_leads_are_streamed_in_batches(db):
+    for number in range(25):
+        db.save_lead(NewLead(f"s{number}@example.org"))
+    assert len(list(db.iter_leads(batch=7))) == 25
+
+
+def test_the_search_escapes_like_wildcards(db):
+    db.save_lead(NewLead("a@example.org", name="100% real"))
+    db.save_lead(NewLead("b@example.org", name="1000 real"))
+    assert [lead["email"] for lead in db.search_leads("100%")[0]] == ["a@example.org"]

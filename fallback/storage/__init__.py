@@ -11,22 +11,29 @@ from .checker import CheckerStore
 from .flag import FlagStore
 from .leads import LEAD_COLUMNS, LeadStore, NewLead, Submission, email_key
 from .limits import LimitStore, RateCheck
+from .postgres import PostgresDatabase
 from .schema import MIGRATIONS
+from .sqlite import SQLiteDatabase
 
 __all__ = [
-    "LEAD_COLUMNS", "MIGRATIONS", "NewLead", "RateCheck", "Storage", "StorageError", "Submission", "email_key",
+    "LEAD_COLUMNS", "MIGRATIONS", "NewLead", "PostgresStorage", "RateCheck", "Storage", "StorageError", "Submission", "email_key",
     "open_storage",
 ]
 
 
-class Storage(LeadStore, FlagStore, CheckerStore, LimitStore):
-    """The SQLite backend."""
+class Storage(LeadStore, FlagStore, CheckerStore, LimitStore, SQLiteDatabase):
+    """The SQLite backend: one file, one machine."""
+
+
+class PostgresStorage(LeadStore, FlagStore, CheckerStore, LimitStore, PostgresDatabase):
+    """The PostgreSQL backend: several instances sharing one database."""
 
 
 def open_storage(database: str, clock: Callable[[], datetime] = utcnow) -> Storage:
     """Open the database named by FALLBACK_DATABASE and bring its schema up to date."""
     if database.startswith(("postgresql://", "postgres://")):
-        raise StorageError("PostgreSQL is not supported yet: set FALLBACK_DATABASE to a SQLite file path")
-    storage = Storage(database, clock)
+        storage = PostgresStorage(database, clock)
+    else:
+        storage = Storage(database, clock)
     storage.migrate()
     return storage

@@ -1,18 +1,13 @@
-"""Connections: one SQLite connection per thread, WAL, a busy timeout, durable commits."""
+"""What both backends share: the error type, and the methods written once over `_write` and `_read`."""
 
 from __future__ import annotations
 
 import secrets
-import sqlite3
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 
-import sqlite_utils
-
 from ..state import iso, utcnow
-from .schema import MIGRATIONS
 
 BUSY_TIMEOUT_SECONDS = 10.0
 
@@ -22,84 +17,38 @@ class StorageError(RuntimeError):
 
 
 class Database:
-    """The SQLite connection layer the stores share."""
+    """The interface every store is written against; a backend supplies the connection methods."""
+
+    # Appended to a SELECT whose rows a transaction is about to claim: SQLite's writers are
+    # serialised already, PostgreSQL needs the rows locked (and skipped by other claimers).
+    lock_rows = ""
 
     def __init__(self, path: str, clock: Callable[[], datetime] = utcnow):
         self.path = path
         self.clock = clock
-        self._local = threading.local()
 
-    # -- connections -------------------------------------------------------
+    def _write(self) -> AbstractContextManager:
+        """A transaction that commits on exit, durably; its connection has `execute` and `executemany`."""
+        raise NotImplementedError
 
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: a lead a visitor was thanked for survives a power cut, not only a crash.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        except sqlite3.Error as error:
-            raise StorageError(f"cannot open the database {self.path}: {error}") from error
-        conn.row_factory = sqlite3.Row
-        return conn
+    def _read(self, sql: str, params: tuple | dict = ()) -> list:
+        """The rows of one query (rows answer `row["name"]` and `row[0]`)."""
+        raise NotImplementedError
 
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
+    def _stream(self, sql: str, params: tuple | list | dict, batch: int) -> Iterator[dict]:
+        """The rows of a long query, a batch at a time, without holding them all in memory."""
+        raise NotImplementedError
 
-    def close(self) -> None:
-        """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise StorageError(f"the database is not writable: {error}") from error
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(error, sqlite3.Error):
-                raise StorageError(f"the database write failed: {error}") from error
-            raise
-
-    def _read(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
-        try:
-            return self.conn.execute(sql, params).fetchall()
-        except sqlite3.Error as error:
-            raise StorageError(f"the database read failed: {error}") from error
-
-    # -- schema --------------------------------------------------------------
+    def _compact(self) -> None:
+        """Reclaim the space of erased rows, so that nothing erased can be read back from the files."""
+        raise NotImplementedError
 
     def migrate(self) -> int:
         """Create or bring the schema up to date; returns the schema version."""
-        with self._write() as conn:
-            db = sqlite_utils.Database(conn)
-            db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-            for migration in MIGRATIONS[version:]:
-                migration(db)
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (str(len(MIGRATIONS)),),
-            )
-        return len(MIGRATIONS)
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Let go of connections."""
 
     def check_writable(self) -> None:
         """Raise StorageError unless a write transaction can be committed now."""
@@ -115,7 +64,7 @@ class Database:
         candidate = secrets.token_urlsafe(32)
         with self._write() as conn:
             inserted = conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('secret_key', ?)", (candidate,)
+                "INSERT INTO meta (key, value) VALUES ('secret_key', ?) ON CONFLICT (key) DO NOTHING", (candidate,)
             ).rowcount
-            key = conn.execute("SELECT value FROM meta WHERE key = 'secret_key'").fetchone()[0]
+            key = conn.execute("SELECT value FROM meta WHERE key = 'secret_key'").fetchall()[0][0]
         return key, bool(inserted)

@@ -65,7 +65,7 @@ class CheckerStore(Database):
         with self._write() as conn:
             rows = conn.execute(
                 "SELECT * FROM events WHERE notified_at IS NULL AND gave_up_at IS NULL "
-                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
+                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?" + self.lock_rows,
                 (iso(now), limit),
             ).fetchall()
             for row in rows:

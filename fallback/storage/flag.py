@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 from ..state import Flag, iso, parse_iso
@@ -106,5 +105,5 @@ class FlagStore(Database):
         return [dict(row) for row in rows]
 
 
-def add_event(conn: sqlite3.Connection, at: str, kind: str, title: str, body: str) -> None:
+def add_event(conn, at: str, kind: str, title: str, body: str) -> None:
     conn.execute("INSERT INTO events (at, kind, title, body) VALUES (?, ?, ?, ?)", (at, kind, title, body))

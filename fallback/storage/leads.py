@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import Iterator
 from datetime import datetime
 
 from ..state import iso
-from .base import Database, StorageError
+from .base import Database
 from .limits import RateCheck, count_attempt
 
 LEAD_COLUMNS = (
@@ -84,15 +83,7 @@ class LeadStore(Database):
             f"SELECT {', '.join(LEAD_COLUMNS)} FROM leads WHERE {' AND '.join(conditions)} "
             "ORDER BY updated_at, id"
         )
-        # A connection of its own, so a long export never holds a request thread's connection.
-        conn = self._connect()
-        try:
-            cursor = conn.execute(sql, params)
-            while rows := cursor.fetchmany(batch):
-                for row in rows:
-                    yield dict(row)
-        finally:
-            conn.close()
+        yield from self._stream(sql, params, batch)
 
     def recent_leads(self, limit: int = 50, spam: bool = False) -> list[dict]:
         """The latest leads (or suspected spam), newest first."""
@@ -117,13 +108,14 @@ class LeadStore(Database):
         with self._write() as conn:
             erased = conn.execute("DELETE FROM leads WHERE id = ?", (lead_id,)).rowcount
         if erased:
-            self._vacuum()
+            self._compact()
         return bool(erased)
 
     def count_leads(self) -> dict[str, int]:
         """How many genuine leads and how many suspected spam submissions are stored."""
         row = self._read(
-            "SELECT COALESCE(SUM(spam = 0), 0) AS leads, COALESCE(SUM(spam = 1), 0) AS spam FROM leads"
+            "SELECT COALESCE(SUM(CASE WHEN spam = 0 THEN 1 ELSE 0 END), 0) AS leads, "
+            "COALESCE(SUM(CASE WHEN spam = 1 THEN 1 ELSE 0 END), 0) AS spam FROM leads"
         )[0]
         return {"leads": row["leads"], "spam": row["spam"]}
 
@@ -132,7 +124,7 @@ class LeadStore(Database):
         with self._write() as conn:
             erased = conn.execute("DELETE FROM leads WHERE email_key = ?", (email_key(email),)).rowcount
         if erased:
-            self._vacuum()
+            self._compact()
         return erased
 
     def purge(self, older_than: datetime) -> int:
@@ -142,17 +134,8 @@ class LeadStore(Database):
                 "DELETE FROM leads WHERE updated_at < ?", (iso(older_than),)
             ).rowcount
         if erased:
-            self._vacuum()
+            self._compact()
         return erased
-
-    def _vacuum(self) -> None:
-        # Erased means erased: no copy left in free pages or the write-ahead log.
-        try:
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self.conn.execute("VACUUM")
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as error:
-            raise StorageError(f"erased, but the database could not be compacted: {error}") from error
 
 
 _INSERT = (
@@ -164,13 +147,13 @@ _INSERT = (
 # A later submission keeps earlier details it does not replace, and consent once given.
 _MERGE = (
     " ON CONFLICT(email_key) WHERE spam = 0 DO UPDATE SET email = excluded.email, "
-    "name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END, "
-    "message = CASE WHEN excluded.message != '' THEN excluded.message ELSE message END, "
-    "consent = MAX(consent, excluded.consent), "
-    "consent_version = COALESCE(excluded.consent_version, consent_version), "
-    "consent_text = COALESCE(excluded.consent_text, consent_text), "
-    "consent_at = COALESCE(excluded.consent_at, consent_at), "
-    "language = excluded.language, updated_at = excluded.updated_at, submissions = submissions + 1"
+    "name = CASE WHEN excluded.name != '' THEN excluded.name ELSE leads.name END, "
+    "message = CASE WHEN excluded.message != '' THEN excluded.message ELSE leads.message END, "
+    "consent = CASE WHEN excluded.consent > leads.consent THEN excluded.consent ELSE leads.consent END, "
+    "consent_version = COALESCE(excluded.consent_version, leads.consent_version), "
+    "consent_text = COALESCE(excluded.consent_text, leads.consent_text), "
+    "consent_at = COALESCE(excluded.consent_at, leads.consent_at), "
+    "language = excluded.language, updated_at = excluded.updated_at, submissions = leads.submissions + 1"
 )
 
 

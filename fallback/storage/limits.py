@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sqlite3
 from datetime import datetime
 
 from .base import Database
@@ -19,14 +18,14 @@ class RateCheck:
     seconds: int
 
 
-def count_attempt(conn: sqlite3.Connection, rate: RateCheck, now: datetime) -> float | None:
+def count_attempt(conn, rate: RateCheck, now: datetime) -> float | None:
     """Count one attempt inside the caller's transaction; seconds to wait if over the limit, else None."""
     moment = now.timestamp()
     window = int(moment // rate.seconds * rate.seconds)
     count = conn.execute(
         "INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1) "
         "ON CONFLICT(key) DO UPDATE SET "
-        "count = CASE WHEN window_start = excluded.window_start THEN count + 1 ELSE 1 END, "
+        "count = CASE WHEN rate_limits.window_start = excluded.window_start THEN rate_limits.count + 1 ELSE 1 END, "
         "window_start = excluded.window_start RETURNING count",
         (rate.key, window),
     ).fetchall()[0][0]

@@ -1,0 +1,113 @@
+"""The SQLite backend's connections: one per thread, WAL, a busy timeout, durable commits."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import sqlite_utils
+
+from ..state import utcnow
+from .base import BUSY_TIMEOUT_SECONDS, Database, StorageError
+from .schema import MIGRATIONS
+
+
+class SQLiteDatabase(Database):
+    """The SQLite connection layer the stores share."""
+
+    def __init__(self, path: str, clock: Callable[[], datetime] = utcnow):
+        super().__init__(path, clock)
+        self._local = threading.local()
+
+    # -- connections -------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a lead a visitor was thanked for survives a power cut, not only a crash.
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        except sqlite3.Error as error:
+            raise StorageError(f"cannot open the database {self.path}: {error}") from error
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise StorageError(f"the database is not writable: {error}") from error
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
+                raise StorageError(f"the database write failed: {error}") from error
+            raise
+
+    def _read(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StorageError(f"the database read failed: {error}") from error
+
+    def _stream(self, sql: str, params, batch: int) -> Iterator[dict]:
+        # A connection of its own, so a long export never holds a request thread's connection.
+        conn = self._connect()
+        try:
+            cursor = conn.execute(sql, params)
+            while rows := cursor.fetchmany(batch):
+                for row in rows:
+                    yield dict(row)
+        finally:
+            conn.close()
+
+    def _compact(self) -> None:
+        # Erased means erased: no copy left in free pages or the write-ahead log.
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.conn.execute("VACUUM")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as error:
+            raise StorageError(f"erased, but the database could not be compacted: {error}") from error
+
+    def migrate(self) -> int:
+        """Create or bring the schema up to date; returns the schema version."""
+        with self._write() as conn:
+            db = sqlite_utils.Database(conn)
+            db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            for migration in MIGRATIONS[version:]:
+                migration(db)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(len(MIGRATIONS)),),
+            )
+        return len(MIGRATIONS)
