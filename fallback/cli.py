@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import json
 import logging
 import os
@@ -34,11 +36,13 @@ def load_settings() -> Settings:
 
 
 def load_storage(settings: Settings) -> Storage:
-    """The database named by the settings, migrated, or a one-line error."""
+    """The database named by the settings, migrated, or a one-line error; closed when the command ends."""
     try:
-        return open_storage(settings.database)
+        storage = open_storage(settings.database)
     except StorageError as error:
         raise Failure(str(error)) from None
+    atexit.register(storage.close)
+    return storage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -221,6 +225,33 @@ def purge(days: int) -> None:
     except StorageError as error:
         raise Failure(str(error)) from None
     click.echo(f"erased {erased} lead{'s' if erased != 1 else ''} older than {days} days")
+
+
+@cli.command()
+@click.option("--to", "target", required=True, metavar="URL", help="The PostgreSQL database: postgresql://...")
+def migrate(target: str) -> None:
+    """Copy this SQLite database (FALLBACK_DATABASE) into PostgreSQL; running it again copies nothing new.
+
+    Example:
+
+        fallback migrate --to postgresql://fallback:secret@db.example.com/fallback
+    """
+    from .storage.copy import copy_database
+
+    settings = load_settings()
+    if settings.is_postgres:
+        raise Failure("FALLBACK_DATABASE is already PostgreSQL: point it at the SQLite file to copy from")
+    if not target.startswith(("postgresql://", "postgres://")):
+        raise Failure("--to: expected a postgresql:// URL")
+    source = load_storage(settings)
+    destination = load_storage(dataclasses.replace(settings, database=target))
+    try:
+        copied = copy_database(source, destination)
+    except StorageError as error:
+        raise Failure(str(error)) from None
+    for table, count in copied.items():
+        click.echo(f"{table}: {count} copied")
+    click.echo("Now set FALLBACK_DATABASE to that URL on every instance.")
 
 
 def main() -> None:
