@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from helpers import contact_fields, csrf_token, form_token, log_in
+from helpers import contact_fields, csrf_token, form_token, log_in, refuse_writes
 
 from fallback.app import create_app
 from fallback.config import Settings
@@ -280,12 +280,12 @@ def test_a_full_disk_gets_a_not_saved_page_and_keeps_what_was_stored(env, tiny_d
 def test_a_read_only_database_gets_a_not_saved_page_and_a_failing_healthz(client, down, storage):
     data = contact_fields(client)
     # The same SQLITE_READONLY refusal a read-only file or volume gives, on the connection the view uses.
-    storage.conn.execute("PRAGMA query_only = ON")
+    refuse_writes(storage)
     try:
         response = post(client, data)
         assert response.status_code == 503 and "not saved" in response.get_data(as_text=True)
         assert client.get("/_fallback/healthz").status_code == 503
         assert client.get("/").status_code == 503  # the page itself is still served
     finally:
-        storage.conn.execute("PRAGMA query_only = OFF")
+        refuse_writes(storage, False)
     assert list(storage.iter_leads()) == []

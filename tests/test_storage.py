@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers import refuse_writes
 
 from fallback.storage import MIGRATIONS, NewLead, StorageError, open_storage
 
@@ -132,7 +133,7 @@ def test_purge_erases_only_old_leads(db, clock):
 @pytest.mark.sqlite_only("PRAGMA query_only")
 def test_a_refused_write_gives_a_storage_error_and_keeps_what_was_stored(db):
     db.save_lead(NewLead("kept@example.org"))
-    db.conn.execute("PRAGMA query_only = ON")  # the same refusal as a read-only file or volume
+    refuse_writes(db)
     with pytest.raises(StorageError, match="not writable|write failed"):
         db.save_lead(NewLead("refused@example.org"))
     with pytest.raises(StorageError):
@@ -170,3 +171,29 @@ def test_the_search_escapes_like_wildcards(db):
     db.save_lead(NewLead("a@example.org", name="100% real"))
     db.save_lead(NewLead("b@example.org", name="1000 real"))
     assert [lead["email"] for lead in db.search_leads("100%")[0]] == ["a@example.org"]
+
+
+def test_concurrent_submissions_share_commits_and_each_gets_its_own_answer(db):
+    import concurrent.futures
+
+    from fallback.storage import RateCheck
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        ids = list(pool.map(lambda n: db.save_lead(NewLead(f"c{n}@example.org")), range(200)))
+    assert len(set(ids)) == 200
+    assert db.count_leads()["leads"] == 200
+    rate = RateCheck("contact:same-client", limit=3, seconds=3600)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        waits = list(pool.map(lambda n: db.hit_rate(rate), range(8)))
+    assert waits.count(None) == 3 and all(wait for wait in waits if wait is not None)
+
+
+def test_a_failed_commit_fails_every_submission_of_its_batch(db, monkeypatch):
+    from fallback.storage.batch import GroupCommit
+
+    def broken_write():
+        raise StorageError("the database is not writable: disk I/O error")
+
+    group = GroupCommit(broken_write, lambda conn, *work: "never")
+    with pytest.raises(StorageError, match="disk I/O"):
+        group.run(NewLead("x@example.org"), None)

@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from helpers import contact_fields, form_token
+from helpers import contact_fields, form_token, refuse_writes
 
 from fallback.storage import StorageError
 
@@ -150,11 +150,11 @@ def test_a_form_sent_too_fast_is_thanked_but_kept_apart(env, tmp_path):
 @pytest.mark.sqlite_only("PRAGMA query_only")
 def test_a_lead_the_database_refuses_is_not_thanked(client, down, storage):
     data = contact_fields(client)
-    storage.conn.execute("PRAGMA query_only = ON")  # the test client runs the view on this thread's connection
+    refuse_writes(storage)
     response = client.post("/_fallback/contact", data=data)
     assert response.status_code == 503
     assert "not saved" in response.get_data(as_text=True)
-    storage.conn.execute("PRAGMA query_only = OFF")
+    refuse_writes(storage, False)
     assert list(storage.iter_leads()) == []
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from ..state import iso
 from .base import Database
+from .batch import GroupCommit
 from .limits import RateCheck, count_attempt
 
 LEAD_COLUMNS = (
@@ -57,17 +58,24 @@ class LeadStore(Database):
         return self.submit(None, rate).retry_after
 
     def submit(self, lead: NewLead | None, rate: RateCheck | None = None) -> Submission:
-        """Count the attempt against `rate`, then, if allowed, store `lead`: one durable transaction."""
-        with self._write() as conn:
-            if rate is not None:
-                retry_after = count_attempt(conn, rate, self.clock())
-                if retry_after is not None:
-                    return Submission(None, retry_after)
-            if lead is None:
-                return Submission(None, None)
-            sql, values = _upsert(lead, iso(self.clock()))
-            lead_id = conn.execute(sql, values).fetchall()[0][0]
-        return Submission(lead_id, None)
+        """Count the attempt against `rate`, then, if allowed, store `lead`; committed durably on return.
+
+        Concurrent submissions of this process share one commit (see batch.GroupCommit).
+        """
+        group = self.__dict__.get("_group_commit")
+        if group is None:
+            group = self.__dict__.setdefault("_group_commit", GroupCommit(self._write, self._apply_submission))
+        return group.run(lead, rate)
+
+    def _apply_submission(self, conn, lead: NewLead | None, rate: RateCheck | None) -> Submission:
+        if rate is not None:
+            retry_after = count_attempt(conn, rate, self.clock())
+            if retry_after is not None:
+                return Submission(None, retry_after)
+        if lead is None:
+            return Submission(None, None)
+        sql, values = _upsert(lead, iso(self.clock()))
+        return Submission(conn.execute(sql, values).fetchall()[0][0], None)
 
     def iter_leads(self, since: datetime | None = None, until: datetime | None = None,
                    batch: int = 1000) -> Iterator[dict]:

@@ -21,6 +21,9 @@ class SQLiteDatabase(Database):
     def __init__(self, path: str, clock: Callable[[], datetime] = utcnow):
         super().__init__(path, clock)
         self._local = threading.local()
+        # Every thread's connection (request threads, the checker, the group-commit writer), for
+        # operations that concern them all.
+        self.thread_connections: list[sqlite3.Connection] = []
 
     # -- connections -------------------------------------------------------
 
@@ -44,6 +47,7 @@ class SQLiteDatabase(Database):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
+            self.thread_connections.append(conn)
         return conn
 
     def close(self) -> None:
@@ -52,6 +56,7 @@ class SQLiteDatabase(Database):
         if conn is not None:
             conn.close()
             self._local.conn = None
+            self.thread_connections.remove(conn)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
