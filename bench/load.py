@@ -1,18 +1,31 @@
 """Load and soak: mixed page views and submissions against a real `fallback serve`, on loopback only.
 
-    python bench/load.py --duration 600 --clients 16
+    python bench/load.py                          # 60 s, 8 clients, 2 workers
+    python bench/load.py --duration 600 --clients 16 --json
 
-Starts `fallback serve` on 127.0.0.1 (its own folder and SQLite database, the page forced
-on, the checker probing a tiny loopback site), runs page views and form submissions from
-client threads for a fixed time, then reports requests per second, 5xx answers, leads
-acknowledged (303) against leads exported, and each worker's resident memory at the start
-and at the end. Exits 1 on any 5xx or any acknowledged lead missing from the export.
+Starts `fallback serve` on a free 127.0.0.1 port, in a temporary folder with its own SQLite
+database, the page forced on (`fallback mode down`), the time trap and the rate limit off, an
+export token set, and the health checker probing a tiny site this script runs on 127.0.0.1 (so
+nothing is ever probed off the machine; inherited FALLBACK_* and proxy variables are dropped).
+
+Client threads (one keep-alive `requests.Session` each) then loop until the deadline: a few page
+views on visitor paths (GET, Accept: text/html, English or French), then a form submission built
+from the last page (its hidden `token` and `path`, a distinct e-mail address, consent ticked).
+At the end it reports requests per second, answers by status, any 5xx other than the page's
+designed 503, submissions acknowledged (303) against leads present in the CSV export
+(`GET /_fallback/admin/export.csv` with the bearer token), and each gunicorn worker's resident
+memory (VmRSS from /proc) at the start, at its peak and at the end.
+
+Exit status: 0 when nothing failed; 1 on any 5xx, any acknowledged lead missing from the
+export, any rejected submission, any connection error, or a worker restarted; 2 when the run
+itself could not be done. Everything it starts is stopped at the end, on error too.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import html
 import io
 import json
 import os
@@ -31,27 +44,27 @@ from pathlib import Path
 
 import requests
 
+HOST = "127.0.0.1"
 EXPORT_TOKEN = "load-test-export-token"
 TOKEN = re.compile(r'name="token" value="([^"]+)"')
+LANDING = re.compile(r'name="path" value="([^"]*)"')
 VIEWS_PER_SUBMISSION = 4
+# Visitor paths as a TV spike brings them: the home page, campaign links, a non-ASCII path.
+VISITOR_PATHS = ("/", "/campaign/tv?utm_source=tv&utm_medium=spot", "/produits/chaussures-été", "/blog/2026/11/launch")
+LANGUAGES = ("en-GB,en;q=0.9", "fr-FR,fr;q=0.9,en;q=0.5", "de-DE,de;q=0.9")
+REQUEST_TIMEOUT = 10.0
+POST_TIMEOUT = 30.0
+STARTUP_SECONDS = 30.0
+# Variables never passed on to the server: its settings are ours alone, and nothing may go through a proxy.
+DROPPED = re.compile(r"^(FALLBACK_.*|PORT|https?_proxy|all_proxy|no_proxy)$", re.IGNORECASE)
+LOG_PROBLEMS = re.compile(r"Traceback|WORKER TIMEOUT|\bERROR\b|\bCRITICAL\b|Worker \(pid:\d+\) was sent")
 
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((HOST, 0))
         return sock.getsockname()[1]
-
-
-class _MainSite(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the base class's name
-        self.send_response(200)
-        self.send_header("Content-Length", "7")
-        self.end_headers()
-        self.wfile.write(b"Welcome")
-
-    def log_message(self, *args):
-        pass
 
 
 def fallback_command() -> list[str]:
@@ -60,166 +73,432 @@ def fallback_command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "fallback"]
 
 
-def rss_kib(pid: int) -> int | None:
-    """Resident memory of a process in KiB, or None once it is gone."""
+def clean_env(settings: dict[str, str]) -> dict[str, str]:
+    """This process's environment without FALLBACK_*, PORT and proxy variables, plus `settings`."""
+    env = {key: value for key, value in os.environ.items() if not DROPPED.match(key)}
+    env.update(settings)
+    return env
+
+
+def loopback_session() -> requests.Session:
+    """A keep-alive session that ignores proxy variables and .netrc: loopback only."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def rss_kib(pid: int, field: str = "VmRSS") -> int | None:
+    """A memory figure of a process from /proc/<pid>/status (VmRSS, VmHWM) in KiB, or None once it is gone."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    except OSError:
+    except (OSError, ValueError):
         return None
     return None
 
 
 def worker_pids(master: int) -> list[int]:
     """The gunicorn workers: the master's children."""
-    children = Path(f"/proc/{master}/task/{master}/children")
-    return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+    try:
+        return sorted(int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split())
+    except OSError:
+        return []
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """The `share` percentile (0-1) of `values`, nearest rank; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+class MainSite:
+    """A tiny main site on 127.0.0.1 for the checker to probe: 200 and a short page, always."""
+
+    class _Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the base class's name
+            body = b"<!doctype html><title>Main site</title><h1>Welcome</h1>\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_HEAD = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    def __init__(self):
+        self.server = ThreadingHTTPServer((HOST, 0), self._Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://{HOST}:{self.server.server_port}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+                                       name="main site")
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+class Fallback:
+    """`fallback serve` as a process group on a free loopback port; stopped (group-wide) by `stop`."""
+
+    def __init__(self, folder: Path, env: dict[str, str], workers: int, extra: list[str] = ()):
+        self.folder, self.env, self.workers = folder, env, workers
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log = folder / f"serve-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+        self.extra = list(extra)
+
+    def cli(self, *args: str, timeout: float = 60) -> str:
+        """One `fallback` command on the same database and settings; its output."""
+        done = subprocess.run(fallback_command() + list(args), env=self.env, cwd=self.folder, capture_output=True,
+                              text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"fallback {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self) -> Fallback:
+        """Start serving and wait until every worker is up (bounded), or raise with the log's tail."""
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                fallback_command() + ["serve", "--host", HOST, "--port", str(self.port), "--workers",
+                                      str(self.workers), *self.extra],
+                env=self.env, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        with loopback_session() as session:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"fallback serve exited with {self.process.returncode}:\n{self.log_tail()}")
+                try:
+                    if session.get(self.url + "/_fallback/status.json", timeout=1).ok and \
+                            len(self.pids()) >= self.workers:
+                        return self
+                except requests.RequestException:
+                    pass
+                time.sleep(0.1)
+        raise RuntimeError(f"fallback serve did not start within {STARTUP_SECONDS:g} s:\n{self.log_tail()}")
+
+    def pids(self) -> list[int]:
+        return worker_pids(self.process.pid) if self.process else []
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def log_problems(self) -> list[str]:
+        """Lines of the server's log that tell of an error, a traceback or a killed worker."""
+        try:
+            return [line for line in self.log.read_text(errors="replace").splitlines() if LOG_PROBLEMS.search(line)]
+        except OSError:
+            return []
+
+    def stop(self) -> None:
+        """Stop serving; idempotent. See stop_group."""
+        if self.process is not None:
+            stop_group(self.process)
+
+
+def stop_group(process: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM to the master alone (it stops its workers gracefully), then SIGKILL to whatever is left of its group.
+
+    The group was made for it (start_new_session), so nothing else is in it; the master is reaped
+    only after the group is signalled, so its id cannot have been reused meanwhile. Signalling the
+    whole group with SIGTERM would race the master's own SIGTERM to each worker.
+    """
+    if process.returncode is None:
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not _exited(process.pid):
+            time.sleep(0.05)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _exited(pid: int) -> bool:
+    """Whether a child has exited, without reaping it."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 class Client(threading.Thread):
-    """One visitor after another: page views, and now and then a submission."""
+    """One visitor after another on one keep-alive connection: page views, then a submission."""
 
-    def __init__(self, base: str, number: int, deadline: float):
-        super().__init__(daemon=True)
-        self.base, self.number, self.deadline = base, number, deadline
+    def __init__(self, base: str, number: int, deadline: float, label: str = "c"):
+        super().__init__(daemon=True, name=f"load client {number}")
+        self.base, self.number, self.deadline, self.label = base, number, deadline, label
         self.views: Counter = Counter()
         self.posts: Counter = Counter()
+        self.view_ms: list[float] = []
+        self.post_ms: list[float] = []
         self.acknowledged: list[str] = []
-        self.errors = 0
+        self.bad_pages = 0            # a 503 without the form, or an answer that is not the page
+        self.errors: Counter = Counter()  # connection errors and timeouts, by exception name
 
     def run(self) -> None:
-        session = requests.Session()
-        headers = {"Accept": "text/html", "Accept-Language": "fr" if self.number % 3 == 0 else "en"}
+        headers = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",
+                   "Accept-Language": LANGUAGES[self.number % len(LANGUAGES)]}
         sent = 0
-        while time.monotonic() < self.deadline:
-            try:
-                for view in range(VIEWS_PER_SUBMISSION):
-                    page = session.get(f"{self.base}/campaign/{view}?utm=tv", headers=headers, timeout=10)
-                    self.views[page.status_code] += 1
-                email = f"c{self.number}-{sent}@load.example"
-                sent += 1
-                data = {"token": TOKEN.search(page.text).group(1), "path": "/campaign", "email": email,
-                        "name": f"Client {self.number}", "message": "Call me back", "consent": "y"}
-                answer = session.post(f"{self.base}/_fallback/contact", data=data, headers=headers, timeout=30,
-                                      allow_redirects=False)
-                self.posts[answer.status_code] += 1
-                if answer.status_code == 303:
-                    self.acknowledged.append(email)
-            except (requests.RequestException, AttributeError):
-                self.errors += 1
+        with loopback_session() as session:
+            while time.monotonic() < self.deadline:
+                try:
+                    page = None
+                    for view in range(VIEWS_PER_SUBMISSION):
+                        path = VISITOR_PATHS[(self.number + sent + view) % len(VISITOR_PATHS)]
+                        started = time.perf_counter()
+                        page = session.get(self.base + path, headers=headers, timeout=REQUEST_TIMEOUT)
+                        self.view_ms.append((time.perf_counter() - started) * 1000)
+                        self.views[page.status_code] += 1
+                    token, landing = TOKEN.search(page.text), LANDING.search(page.text)
+                    if page.status_code != 503 or not token or not landing:
+                        self.bad_pages += 1
+                        continue
+                    email = f"{self.label}{self.number}-{sent}@load.example"
+                    sent += 1
+                    data = {"token": token.group(1), "path": html.unescape(landing.group(1)), "email": email,
+                            "name": f"Client {self.number}", "message": "Please call me back.", "website": "",
+                            "consent": "y"}
+                    started = time.perf_counter()
+                    answer = session.post(self.base + "/_fallback/contact", data=data, headers=headers,
+                                          timeout=POST_TIMEOUT, allow_redirects=False)
+                    self.post_ms.append((time.perf_counter() - started) * 1000)
+                    self.posts[answer.status_code] += 1
+                    if answer.status_code == 303 and answer.headers.get("Location", "").endswith("/_fallback/thanks"):
+                        self.acknowledged.append(email)
+                except requests.RequestException as error:
+                    self.errors[type(error).__name__] += 1
+                    time.sleep(0.05)  # a refused connection must not spin
 
 
-def run_load(duration: float = 60.0, clients: int = 8, workers: int = 2) -> dict:
-    """Serve, load for `duration` seconds, check every acknowledged lead was exported; the figures."""
+def run_clients(base: str, clients: int, seconds: float, label: str) -> list[Client]:
+    """`clients` client threads for `seconds`; joined (bounded) before returning."""
+    deadline = time.monotonic() + seconds
+    threads = [Client(base, number, deadline, label) for number in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()) + POST_TIMEOUT + 5)
+    return threads
+
+
+class MemorySampler(threading.Thread):
+    """Every second until stopped: each worker's resident memory, keeping the peak."""
+
+    def __init__(self, pids: list[int], stop_by: float):
+        super().__init__(daemon=True, name="memory sampler")
+        self.pids, self.stop_by = pids, stop_by
+        self.peak = {pid: rss_kib(pid) or 0 for pid in pids}
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(1.0) and time.monotonic() < self.stop_by:
+            for pid in self.pids:
+                self.peak[pid] = max(self.peak[pid], rss_kib(pid) or 0)
+
+
+def exported_emails(base: str) -> list[str]:
+    """Every address in the CSV export, read as a stream."""
+    with loopback_session() as session:
+        response = session.get(base + "/_fallback/admin/export.csv", timeout=300,
+                               headers={"Authorization": f"Bearer {EXPORT_TOKEN}"})
+        response.raise_for_status()
+        text = io.StringIO(response.content.decode("utf-8"), newline="")
+    return [row["email"] for row in csv.DictReader(text)]
+
+
+def run_load(duration: float = 60.0, clients: int = 8, workers: int = 2, warm_up: float | None = None) -> dict:
+    """Serve, warm up, load for `duration` seconds, export; the figures (see the module's docstring)."""
+    if not 0 < duration <= 24 * 3600 or not 1 <= clients <= 256 or not 1 <= workers <= 64:
+        raise ValueError("expected 0 < duration <= 86400, 1 <= clients <= 256, 1 <= workers <= 64")
+    warm_up = min(5.0, max(2.0, duration / 10)) if warm_up is None else warm_up
     folder = Path(tempfile.mkdtemp(prefix="fallback-load-"))
-    main_site = ThreadingHTTPServer(("127.0.0.1", 0), _MainSite)
-    threading.Thread(target=main_site.serve_forever, daemon=True).start()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "FALLBACK_MAIN_URL": f"http://127.0.0.1:{main_site.server_port}/",
-           "FALLBACK_RATE_LIMIT": "0", "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN}
-    subprocess.run(fallback_command() + ["mode", "down", "--reason", "load test"], env=env, cwd=folder, check=True,
-                   capture_output=True, timeout=60)
-    server = subprocess.Popen(
-        fallback_command() + ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    main_site = MainSite()
+    env = clean_env({
+        "FALLBACK_MAIN_URL": main_site.url, "FALLBACK_CHECK_URLS": main_site.url,
+        "FALLBACK_DATABASE": str(folder / "fallback.db"), "FALLBACK_RATE_LIMIT": "0",
+        "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
+        "FALLBACK_SECRET_KEY": "load-test-secret-key", "FALLBACK_SITE_NAME": "Load test",
+    })
+    server = Fallback(folder, env, workers)
+    sampler = None
     try:
-        _wait_until_serving(base, server)
-        _warm_up(base)
-        pids = worker_pids(server.pid)
+        server.cli("mode", "down", "--reason", "load test")
+        server.start()
+        # Warm-up: every worker renders its pages in both languages and opens its connections.
+        warm = run_clients(server.url, max(clients, workers * 2), warm_up, "warm")
+        pids = server.pids()
         memory_start = {pid: rss_kib(pid) for pid in pids}
+        sampler = MemorySampler(pids, time.monotonic() + duration + POST_TIMEOUT + 10)
+        sampler.start()
         started = time.monotonic()
-        threads = [Client(base, number, started + duration) for number in range(clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(duration + 60)
+        threads = run_clients(server.url, clients, duration, "c")
         elapsed = time.monotonic() - started
+        sampler.halt.set()
+        sampler.join(5)
         memory_end = {pid: rss_kib(pid) for pid in pids}
-        exported = _exported(base)
+        pids_end = server.pids()
+        exported = exported_emails(server.url)
+        still_running = sum(thread.is_alive() for thread in threads + warm)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        main_site.shutdown()
-        main_site.server_close()
+        if sampler is not None:
+            sampler.halt.set()
+        server.stop()
+        main_site.close()
+        problems = server.log_problems()
         shutil.rmtree(folder, ignore_errors=True)
+
     views = sum((thread.views for thread in threads), Counter())
     posts = sum((thread.posts for thread in threads), Counter())
-    acknowledged = [email for thread in threads for email in thread.acknowledged]
-    requests_done = sum(views.values()) + sum(posts.values())
+    errors = sum((thread.errors for thread in threads + warm), Counter())
+    acknowledged = [email for thread in threads + warm for email in thread.acknowledged]
+    exported_set = set(exported)
+    lost = sorted(set(acknowledged) - exported_set)
+    done = sum(views.values()) + sum(posts.values())
+    view_ms = [ms for thread in threads for ms in thread.view_ms]
+    post_ms = [ms for thread in threads for ms in thread.post_ms]
+    memory = {
+        str(pid): {"start_kib": memory_start[pid], "peak_kib": sampler.peak.get(pid), "end_kib": memory_end[pid],
+                   "growth_kib": (memory_end[pid] or 0) - (memory_start[pid] or 0)}
+        for pid in pids
+    }
     return {
         "duration_s": round(elapsed, 1),
+        "warm_up_s": warm_up,
         "clients": clients,
         "workers": workers,
-        "requests": requests_done,
-        "requests_per_s": round(requests_done / elapsed, 1),
-        "page_views": dict(sorted(views.items())),
-        "submissions": dict(sorted(posts.items())),
-        # The contact page is a 503 by design; any other 5xx, or a submission answered 5xx, is an error.
+        "requests": done,
+        "requests_per_s": round(done / elapsed, 1),
+        "page_views": sum(views.values()),
+        "page_views_by_status": {str(status): n for status, n in sorted(views.items())},
+        "submissions": sum(posts.values()),
+        "submissions_per_s": round(sum(posts.values()) / elapsed, 1),
+        "submissions_by_status": {str(status): n for status, n in sorted(posts.items())},
+        "page_ms_p50": _rounded(percentile(view_ms, 0.50)),
+        "page_ms_p99": _rounded(percentile(view_ms, 0.99)),
+        "submission_ms_p50": _rounded(percentile(post_ms, 0.50)),
+        "submission_ms_p99": _rounded(percentile(post_ms, 0.99)),
+        # The contact page is a 503 by design; any other 5xx, and any 5xx to a submission, is a failure.
         "server_errors_5xx": sum(n for status, n in views.items() if status >= 500 and status != 503)
         + sum(n for status, n in posts.items() if status >= 500),
-        "client_errors": sum(thread.errors for thread in threads),
+        "bad_pages": sum(thread.bad_pages for thread in threads + warm),
+        "submissions_rejected": sum(n for status, n in posts.items() if status != 303),
+        "client_errors": dict(errors),
+        "clients_still_running": still_running,
         "leads_acknowledged": len(acknowledged),
-        "leads_exported": len(exported & set(acknowledged)),
-        "leads_lost": len(set(acknowledged) - exported),
-        "worker_rss_kib": {str(pid): [memory_start[pid], memory_end[pid]] for pid in pids},
-        "worker_rss_growth_kib": max(((memory_end[pid] or 0) - (memory_start[pid] or 0) for pid in pids), default=0),
+        "leads_exported": len(exported_set & set(acknowledged)),
+        "leads_lost": len(lost),
+        "lost_examples": lost[:5],
+        "export_rows": len(exported),
+        "export_duplicates": len(exported) - len(exported_set),
+        "worker_memory": memory,
+        "worker_rss_growth_kib": max((entry["growth_kib"] for entry in memory.values()), default=0),
+        "workers_restarted": len(set(pids) - set(pids_end)),
+        "server_log_problems": problems[:10],
     }
 
 
-def _wait_until_serving(base: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"fallback serve exited with {server.returncode}")
-        try:
-            if requests.get(base + "/_fallback/status.json", timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("fallback serve did not start within 30 s")
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
-def _warm_up(base: str) -> None:
-    """Every worker renders its pages, opens its connections and stores a few leads before memory is measured."""
-    with requests.Session() as session:
-        for number in range(200):
-            language = "fr" if number % 2 else "en"
-            page = session.get(base + "/warm-up", headers={"Accept": "text/html", "Accept-Language": language},
-                               timeout=5)
-            if number % 4 == 0:
-                data = {"token": TOKEN.search(page.text).group(1), "email": f"warm-{number}@load.example",
-                        "consent": "y"}
-                session.post(base + "/_fallback/contact", data=data, timeout=30, allow_redirects=False)
+def failures(figures: dict) -> list[str]:
+    """What went wrong in a run, in words; empty when nothing did."""
+    found = []
+    if figures["server_errors_5xx"]:
+        found.append(f"{figures['server_errors_5xx']} answers were 5xx (besides the page's designed 503)")
+    if figures["leads_lost"]:
+        found.append(f"{figures['leads_lost']} acknowledged leads are missing from the export, "
+                     f"such as {', '.join(figures['lost_examples'])}")
+    if figures["leads_acknowledged"] == 0:
+        found.append("no submission was acknowledged")
+    if figures["submissions_rejected"]:
+        found.append(f"{figures['submissions_rejected']} submissions were not answered 303: "
+                     f"{figures['submissions_by_status']}")
+    if figures["bad_pages"]:
+        found.append(f"{figures['bad_pages']} page views did not get the contact page and its form")
+    if figures["client_errors"]:
+        found.append(f"connection errors or timeouts: {figures['client_errors']}")
+    if figures["clients_still_running"]:
+        found.append(f"{figures['clients_still_running']} client threads did not finish in time")
+    if figures["workers_restarted"]:
+        found.append(f"{figures['workers_restarted']} workers were replaced during the run")
+    if figures["export_duplicates"]:
+        found.append(f"{figures['export_duplicates']} addresses appear twice in the export")
+    return found
 
 
-def _exported(base: str) -> set[str]:
-    response = requests.get(base + "/_fallback/admin/export.csv", timeout=120,
-                            headers={"Authorization": f"Bearer {EXPORT_TOKEN}"})
-    response.raise_for_status()
-    return {row["email"] for row in csv.DictReader(io.StringIO(response.text, newline=""))}
+def report(figures: dict) -> str:
+    """The figures for people."""
+    kib = 1024
+    lines = [
+        f"fallback load: {figures['clients']} clients, {figures['workers']} workers, {figures['duration_s']} s "
+        f"(after {figures['warm_up_s']:g} s of warm-up)",
+        f"  requests            {figures['requests']} ({figures['requests_per_s']}/s)",
+        f"  page views          {figures['page_views']} by status {figures['page_views_by_status']}, "
+        f"p50 {figures['page_ms_p50']} ms, p99 {figures['page_ms_p99']} ms",
+        f"  submissions         {figures['submissions']} ({figures['submissions_per_s']}/s) by status "
+        f"{figures['submissions_by_status']}, p50 {figures['submission_ms_p50']} ms, "
+        f"p99 {figures['submission_ms_p99']} ms",
+        f"  5xx (not the page)  {figures['server_errors_5xx']}",
+        f"  leads               {figures['leads_acknowledged']} acknowledged (303, warm-up included), "
+        f"{figures['leads_exported']} of them exported, {figures['leads_lost']} lost; "
+        f"{figures['export_rows']} rows in the export",
+        f"  connection errors   {sum(figures['client_errors'].values())}",
+        "  worker memory (RSS) start -> peak -> end, growth:",
+    ]
+    for pid, entry in figures["worker_memory"].items():
+        start, peak, end = ((entry[key] or 0) / kib for key in ("start_kib", "peak_kib", "end_kib"))
+        lines.append(f"    pid {pid:>7}  {start:6.1f} -> {peak:6.1f} -> {end:6.1f} MiB, "
+                     f"{entry['growth_kib'] / kib:+.1f} MiB")
+    if figures["server_log_problems"]:
+        lines.append("  server log problems:")
+        lines += [f"    {line}" for line in figures["server_log_problems"]]
+    found = failures(figures)
+    lines.append("FAIL: " + "; ".join(found) if found else "PASS: no 5xx, no lost lead, no connection error")
+    return "\n".join(lines)
 
 
 def main() -> int:
-    """Command line: run, print the figures, exit 1 on any 5xx or lost lead."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
+    """Command line: run, print the figures, exit 1 on any failure, 2 if the run could not be done."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load after the warm-up (default 60)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     args = parser.parse_args()
-    figures = run_load(args.duration, args.clients, args.workers)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        for name, value in figures.items():
-            print(f"{name:24} {value}")
-    return 1 if figures["server_errors_5xx"] or figures["leads_lost"] else 0
+
+    def terminate(signum, frame):
+        raise SystemExit(2)
+
+    signal.signal(signal.SIGTERM, terminate)  # stop the server and clients on `kill` too
+    try:
+        figures = run_load(args.duration, args.clients, args.workers)
+    except (RuntimeError, ValueError, OSError, requests.RequestException, subprocess.SubprocessError) as error:
+        print(f"load: could not run: {error}", file=sys.stderr)
+        return 2
+    figures["failures"] = failures(figures)
+    print(json.dumps(figures, indent=2) if args.json else report(figures))
+    return 1 if figures["failures"] else 0
 
 
 if __name__ == "__main__":
