@@ -19,9 +19,11 @@ import time
 import uuid
 from pathlib import Path
 
+import proxies
 import pytest
 import requests
-from served import Served, free_port, run_cli
+from proxies import as_received, embedded_path, fresh, get, render
+from served import Served, free_port
 from standin import OK_BODY, StandIn
 
 HAPROXY = Path("/usr/sbin/haproxy")
@@ -32,13 +34,7 @@ if not HAPROXY.exists() and "CI" not in os.environ:
     pytest.skip(f"{HAPROXY} is not installed (Debian package haproxy)", allow_module_level=True)
 
 
-def render(template: str, **values: str) -> str:
-    """The template with its @PLACEHOLDERS@ replaced, as sed would; every placeholder must be given."""
-    for name, value in values.items():
-        template = template.replace(f"@{name}@", value)
-    leftover = re.findall(r"@[A-Z_]+@", template)
-    assert not leftover, f"placeholders left in the rendered configuration: {leftover}"
-    return template
+
 
 
 class HAProxy:
@@ -112,16 +108,7 @@ def main_site():
 
 @pytest.fixture(scope="module")
 def fallback_env(folder, main_site):
-    return {
-        **os.environ,
-        "FALLBACK_MAIN_URL": main_site.url,
-        "FALLBACK_CHECK_URLS": main_site.url,
-        "FALLBACK_DATABASE": str(folder / "fallback.db"),
-        "FALLBACK_SECRET_KEY": "haproxy-test-secret",
-        "FALLBACK_FORM_MIN_SECONDS": "0",
-        "FALLBACK_RATE_LIMIT": "0",
-        "FALLBACK_TRUSTED_PROXIES": "1",
-    }
+    return proxies.fallback_env(folder, main_site, "haproxy-test-secret")
 
 
 @pytest.fixture(scope="module")
@@ -130,29 +117,9 @@ def fallback(fallback_env, folder):
         yield server
 
 
-class Mode:
-    """fallback's forced mode, changed through its CLI only when it differs from the last one set."""
-
-    def __init__(self, env: dict, folder: Path, fallback: Served):
-        self.env, self.folder, self.fallback, self.current = env, folder, fallback, None
-
-    def __call__(self, mode: str) -> None:
-        if mode == self.current:
-            return
-        result = run_cli(["mode", mode, "--reason", "haproxy test"], self.env, self.folder)
-        assert result.returncode == 0, result.stderr
-        self.current = mode
-        time.sleep(0.6)  # every worker re-reads the flag within half a second
-        expected = 503 if mode == "down" else 302
-        deadline = time.monotonic() + 3
-        while requests.get(self.fallback.url + "/probe", allow_redirects=False, timeout=5).status_code != expected:
-            assert time.monotonic() < deadline, f"fallback did not switch to mode {mode}"
-            time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def set_mode(fallback_env, folder, fallback):
-    return Mode(fallback_env, folder, fallback)
+    return proxies.Mode(fallback_env, folder, fallback, "haproxy test")
 
 
 @pytest.fixture
@@ -169,32 +136,6 @@ def site(main_site):
 def haproxy(tmp_path, site, fallback):
     with HAProxy(tmp_path / "haproxy", f"127.0.0.1:{site.port}", f"127.0.0.1:{fallback.port}") as proxy:
         yield proxy
-
-
-def fresh(path: str = "/page") -> str:
-    return f"{path}-{uuid.uuid4().hex[:10]}"
-
-
-def get(proxy: HAProxy, path: str, **headers) -> requests.Response:
-    return requests.get(proxy.url + path, headers=headers, allow_redirects=False, timeout=10)
-
-
-def as_received(proxy, site: StandIn, path: str) -> tuple[requests.Response, dict]:
-    """GET `path` through the proxy, with the headers the main site received for it.
-
-    The stand-in keeps only the last request's headers, and health checks hit it too: ask again (a few
-    times at most) until the last request it recorded is this one.
-    """
-    for _ in range(5):
-        response = get(proxy, path)
-        headers = site.last_headers
-        if site.paths[-1] == path:
-            return response, headers
-    pytest.fail(f"the main site never recorded {path} last")
-
-
-def embedded_path(page: str) -> str:
-    return re.search(r'name="path"[^>]*value="([^"]*)"', page).group(1)
 
 
 def test_the_template_names_its_placeholders(haproxy):
