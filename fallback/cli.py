@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import json
 import logging
 import os
@@ -230,27 +229,24 @@ def purge(days: int) -> None:
 @cli.command()
 @click.option("--to", "target", required=True, metavar="URL", help="The PostgreSQL database: postgresql://...")
 def migrate(target: str) -> None:
-    """Copy this SQLite database (FALLBACK_DATABASE) into PostgreSQL; running it again copies nothing new.
+    """Copy this SQLite database (FALLBACK_DATABASE) into PostgreSQL: leads (spam included), incidents,
+    mode history, events, the flag and the secret key. Running it again copies nothing new.
 
     Example:
 
+    \b
+        FALLBACK_DATABASE=fallback.db \\
         fallback migrate --to postgresql://fallback:secret@db.example.com/fallback
     """
-    from .storage.copy import copy_database
+    from .migrate import migrate as copy_into
 
     settings = load_settings()
-    if settings.is_postgres:
-        raise Failure("FALLBACK_DATABASE is already PostgreSQL: point it at the SQLite file to copy from")
-    if not target.startswith(("postgresql://", "postgres://")):
-        raise Failure("--to: expected a postgresql:// URL")
-    source = load_storage(settings)
-    destination = load_storage(dataclasses.replace(settings, database=target))
     try:
-        copied = copy_database(source, destination)
-    except StorageError as error:
+        lines = copy_into(settings.database, target)
+    except (ValueError, StorageError) as error:
         raise Failure(str(error)) from None
-    for table, count in copied.items():
-        click.echo(f"{table}: {count} copied")
+    for line in lines:
+        click.echo(line)
     click.echo("Now set FALLBACK_DATABASE to that URL on every instance.")
 
 

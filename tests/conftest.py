@@ -45,18 +45,22 @@ def pg_cluster():
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is not installed: apt-get install postgresql")
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    cluster = Cluster().start()
-    yield cluster
-    cluster.destroy()
+    cluster = Cluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.destroy()
 
 
 @pytest.fixture
 def database(backend, tmp_path, request, monkeypatch):
-    """FALLBACK_DATABASE for this test: a SQLite file, or a new PostgreSQL database whose pools are closed after."""
+    """FALLBACK_DATABASE for this test: a SQLite file, or a new PostgreSQL database, dropped after the test
+    (with the pools the test opened on it closed)."""
     if backend == "sqlite":
         yield str(tmp_path / "fallback.db")
         return
-    url = request.getfixturevalue("pg_cluster").create_database()
+    cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database()
     opened = []
     original = fallback.storage.PostgresStorage.__init__
 
@@ -68,6 +72,7 @@ def database(backend, tmp_path, request, monkeypatch):
     yield url
     for storage in opened:
         storage.close()
+    cluster.drop_database(url)
 
 
 @pytest.fixture

@@ -1,22 +1,28 @@
-"""A throw-away PostgreSQL server on 127.0.0.1 for the tests: initdb, pg_ctl, one database per test."""
+"""A throw-away PostgreSQL server on 127.0.0.1 for the tests: initdb, pg_ctl, one database per test.
+
+Debian's `postgresql` package is all it needs (the binaries under /usr/lib/postgresql/*/bin); no
+cluster of the system is used or touched. Run as root, the server runs as the `postgres` user,
+since PostgreSQL refuses to run as root.
+"""
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 
 def binaries() -> Path | None:
     """Debian's PostgreSQL binaries, the newest version installed, or None."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3]))
-    return Path(found[-1]).parent if found else None
+    found = [Path(path).parent for path in glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")]
+    found = [folder for folder in found if (folder / "initdb").exists() and folder.parts[-2].isdigit()]
+    return max(found, key=lambda folder: int(folder.parts[-2])) if found else None
 
 
 def _free_port() -> int:
@@ -26,21 +32,31 @@ def _free_port() -> int:
 
 
 class Cluster:
-    """A PostgreSQL cluster in a temporary folder, run as the `postgres` user (PostgreSQL refuses root)."""
+    """A PostgreSQL cluster in a temporary folder, listening on 127.0.0.1 only, on a free port."""
 
     def __init__(self):
         self.bin = binaries()
+        if self.bin is None:
+            raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
         self.folder = Path(tempfile.mkdtemp(prefix="fallback-pg-"))
         self.data = self.folder / "data"
         self.port = _free_port()
         self.password = uuid.uuid4().hex
+        self._destroyed = False
+        # Stopped even if the test run dies without its fixtures' teardown.
+        atexit.register(self.destroy)
 
-    def _as_postgres(self, *command: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def _run(self, *command: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        return subprocess.run([*prefix, *command], check=check, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            log = self.folder / "server.log"
+            raise RuntimeError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+                               + (f"\nserver log:\n{log.read_text()[-3000:]}" if log.exists() else ""))
+        return result
 
     def start(self) -> Cluster:
-        """initdb (first time) and start on 127.0.0.1 only."""
+        """initdb (the first time), then start and wait until it accepts connections."""
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres")
         if not self.data.exists():
@@ -48,51 +64,53 @@ class Cluster:
             password_file.write_text(self.password)
             if os.geteuid() == 0:
                 shutil.chown(password_file, "postgres")
-            self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-U", "fallback", "--auth=md5",
-                              f"--pwfile={password_file}", "-E", "UTF8", "--locale=C.UTF-8")
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30", "-l",
-                          str(self.folder / "server.log"), "-o",
-                          f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c fsync=on", "start")
+            self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "fallback", "--auth=scram-sha-256",
+                      f"--pwfile={password_file}", "-E", "UTF8", "--locale=C.UTF-8")
+            password_file.unlink()
+        # TCP on 127.0.0.1 only; the Unix socket in our own folder, not the system's.
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30", "-l",
+                  str(self.folder / "server.log"), "-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder}", "start")
         return self
 
     def stop(self) -> None:
-        """Stop fast (open sessions are cut)."""
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
+        """Stop fast: open sessions are cut, as in a restart or a fail-over."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop",
+                  check=False)
 
     def restart(self) -> None:
-        """Stop then start again on the same port."""
+        """Stop, then start again on the same port."""
         self.stop()
         self.start()
 
-    def url(self, database: str = "postgres") -> str:
+    def url(self, database: str = "postgres", password: str | None = None) -> str:
         """A postgresql:// URL for `database`."""
-        return f"postgresql://fallback:{self.password}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://fallback:{password or self.password}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self) -> str:
         """A new empty database; its URL."""
         import psycopg
 
         name = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(self.url(), autocommit=True) as conn:
+        with psycopg.connect(self.url(), autocommit=True, connect_timeout=10) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def destroy(self) -> None:
-        """Stop and remove everything."""
-        self.stop()
-        shutil.rmtree(self.folder, ignore_errors=True)
+    def drop_database(self, url: str) -> None:
+        """Drop the database of `url`, cutting whatever is still connected to it."""
+        import psycopg
 
-
-def wait_until_reachable(url: str, seconds: float = 15) -> None:
-    """Block until PostgreSQL accepts connections at `url` (bounded)."""
-    import psycopg
-
-    deadline = time.monotonic() + seconds
-    while True:
+        name = url.rsplit("/", 1)[1]
         try:
-            psycopg.connect(url, connect_timeout=2).close()
-            return
+            with psycopg.connect(self.url(), autocommit=True, connect_timeout=10) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+            pass  # the server is down (a test stopped it): the whole cluster goes at the end anyway
+
+    def destroy(self) -> None:
+        """Stop and remove everything (once)."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        if self.data.exists():
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -197,3 +197,63 @@ def test_a_failed_commit_fails_every_submission_of_its_batch(db, monkeypatch):
     group = GroupCommit(broken_write, lambda conn, *work: "never")
     with pytest.raises(StorageError, match="disk I/O"):
         group.run(NewLead("x@example.org"), None)
+
+
+# Races between processes: two Storage objects on one database stand for two instances, each with
+# several threads. The guarded updates must let exactly one of them win, on either backend.
+
+def race(storages, calls_each: int, call) -> list:
+    """`call(storage, n)` from `calls_each` threads per storage, all at once; the results."""
+    import concurrent.futures
+    import threading
+
+    total = len(storages) * calls_each
+    barrier = threading.Barrier(total)
+
+    def run(n):
+        barrier.wait(timeout=30)
+        return call(storages[n % len(storages)], n)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=total) as pool:
+        return list(pool.map(run, range(total)))
+
+
+@pytest.fixture
+def instances(database, clock):
+    return [open_storage(database, clock), open_storage(database, clock)]
+
+
+def test_a_flip_raced_by_two_instances_happens_once(instances):
+    results = race(instances, 6, lambda storage, n: storage.flip("unknown", "down", f"round {n}"))
+    assert results.count(True) == 1
+    assert len(instances[0].incidents()) == 1
+    assert [event["title"] for event in instances[1].events()] == ["main site down"]
+
+
+def test_the_checker_lease_raced_by_two_instances_has_one_holder(instances):
+    results = race(instances, 6, lambda storage, n: storage.claim_checker(f"owner-{n}", 30))
+    assert results.count(True) == 1
+    assert instances[0].checker()["owner"] == f"owner-{results.index(True)}"
+
+
+def test_events_raced_for_by_two_instances_are_each_claimed_once(instances):
+    for number in range(12):
+        instances[0].set_mode("down" if number % 2 else "up", reason=f"change {number}")
+    claimed = race(instances, 4, lambda storage, n: [event["id"] for event in storage.claim_events(60, limit=5)])
+    ids = [event_id for batch in claimed for event_id in batch]
+    assert sorted(ids) == sorted(event["id"] for event in instances[0].events(50))
+
+
+def test_one_address_sent_to_two_instances_at_once_is_one_lead(instances):
+    addresses = ["same@example.org", "SAME@Example.ORG"]
+    race(instances, 6, lambda storage, n: storage.save_lead(NewLead(addresses[n % 2])))
+    [lead] = list(instances[0].iter_leads())
+    assert lead["submissions"] == 12
+
+
+def test_the_rate_limit_is_shared_by_two_instances(instances):
+    from fallback.storage import RateCheck
+
+    rate = RateCheck("contact:shared-client", limit=5, seconds=3600)
+    waits = race(instances, 5, lambda storage, n: storage.hit_rate(rate))
+    assert waits.count(None) == 5

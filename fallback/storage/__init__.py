@@ -16,8 +16,8 @@ from .schema import MIGRATIONS
 from .sqlite import SQLiteDatabase
 
 __all__ = [
-    "LEAD_COLUMNS", "MIGRATIONS", "NewLead", "PostgresStorage", "RateCheck", "Storage", "StorageError", "Submission", "email_key",
-    "open_storage",
+    "LEAD_COLUMNS", "MIGRATIONS", "NewLead", "PostgresStorage", "RateCheck", "Storage", "StorageError", "Submission",
+    "email_key", "open_storage",
 ]
 
 

@@ -1,14 +1,22 @@
-"""Moving up: copy a SQLite database into PostgreSQL, idempotently (a second run copies nothing)."""
+"""Moving up: copy a SQLite database into PostgreSQL, idempotently (a second run copies nothing).
+
+Rows are matched by natural keys, never by id (the target numbers its own rows): a genuine lead
+by its address (the unique key, ON CONFLICT), suspected spam by address and time, an incident by
+its start, a mode change and an event by their time and content. A genuine lead the target has
+already (sent there since, or copied before) is kept as the target has it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+
 from .base import Database
 
-# table -> (columns copied, columns that identify a row already copied)
-TABLES = {
-    "leads": (("email", "email_key", "name", "message", "consent", "consent_version", "consent_text", "consent_at",
-               "landing_path", "language", "created_at", "updated_at", "submissions", "spam", "spam_reason"),
-              ("email_key", "spam", "created_at")),
+LEAD_COPY_COLUMNS = ("email", "email_key", "name", "message", "consent", "consent_version", "consent_text",
+                     "consent_at", "landing_path", "language", "created_at", "updated_at", "submissions", "spam",
+                     "spam_reason")
+# table -> (columns copied, the natural key: columns that identify a row already copied)
+HISTORY_TABLES = {
     "incidents": (("started_at", "ended_at", "reason", "end_reason"), ("started_at",)),
     "mode_changes": (("at", "mode", "until", "reason", "by"), ("at", "mode")),
     "events": (("at", "kind", "title", "body", "notified_at", "gave_up_at", "attempts", "next_attempt_at",
@@ -16,37 +24,59 @@ TABLES = {
 }
 FLAG_COLUMNS = ("mode", "mode_until", "mode_reason", "mode_by", "mode_changed_at", "state", "state_since",
                 "state_reason")
+BATCH = 1000
 
 
-def copy_database(source: Database, target: Database) -> dict[str, int]:
-    """Copy leads, incidents, mode history, events, the flag and the secret key; how many rows were new."""
-    copied = {}
+@dataclasses.dataclass
+class Copied:
+    """What one table's copy did."""
+
+    copied: int = 0
+    already_there: int = 0
+
+
+def _insert(table: str, columns: tuple[str, ...], identity: tuple[str, ...]) -> str:
+    """INSERT one row unless a row with the same natural key is there (identity columns are NOT NULL)."""
+    placeholders = ", ".join(f":{column}" for column in columns)
+    exists = " AND ".join(f"{column} = :{column}" for column in identity)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {placeholders} "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {exists})")
+
+
+GENUINE_LEAD = (f"INSERT INTO leads ({', '.join(LEAD_COPY_COLUMNS)}) "
+                f"VALUES ({', '.join(':' + column for column in LEAD_COPY_COLUMNS)}) "
+                "ON CONFLICT (email_key) WHERE spam = 0 DO NOTHING")
+SPAM_LEAD = _insert("leads", LEAD_COPY_COLUMNS, ("spam", "email_key", "created_at"))
+
+
+def copy_database(source: Database, target: Database) -> dict[str, Copied]:
+    """Copy leads (spam included), incidents, mode history, events, the flag and the secret key, in one
+    transaction of the target; what was copied and what was there already, by table."""
+    report: dict[str, Copied] = {}
     with target._write() as conn:
-        for table, (columns, identity) in TABLES.items():
-            rows = source._read(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id")
-            placeholders = ", ".join("?" for _ in columns)
-            # A genuine lead already there under its address is kept as it is: one lead per address.
-            exists = " AND ".join(f"{column} = ?" for column in identity)
-            duplicate = " OR (spam = 0 AND email_key = ? AND ? = 0)" if table == "leads" else ""
-            sql = (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {placeholders} WHERE NOT EXISTS "
-                   f"(SELECT 1 FROM {table} WHERE ({exists}){duplicate})")
-            count = 0
-            for row in rows:
-                values = [row[column] for column in columns]
-                keys = [row[column] for column in identity]
-                extra = [row["email_key"], row["spam"]] if table == "leads" else []
-                count += conn.execute(sql, [*values, *keys, *extra]).rowcount
-            copied[table] = count
-        flag = source._read(f"SELECT {', '.join(FLAG_COLUMNS)} FROM flag WHERE id = 1")[0]
-        # Only a target that never changed takes the source's flag: never overwrite a live one.
-        copied["flag"] = conn.execute(
-            f"UPDATE flag SET {', '.join(f'{column} = ?' for column in FLAG_COLUMNS)}, version = 1 "
+        leads = report["leads"] = Copied()
+        for row in source._stream(f"SELECT {', '.join(LEAD_COPY_COLUMNS)} FROM leads ORDER BY id", (), BATCH):
+            inserted = conn.execute(SPAM_LEAD if row["spam"] else GENUINE_LEAD, row).rowcount
+            leads.copied += inserted
+            leads.already_there += 1 - inserted
+        for table, (columns, identity) in HISTORY_TABLES.items():
+            counts = report[table] = Copied()
+            sql = _insert(table, columns, identity)
+            for row in source._stream(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id", (), BATCH):
+                inserted = conn.execute(sql, row).rowcount
+                counts.copied += inserted
+                counts.already_there += 1 - inserted
+        flag = dict(source._read(f"SELECT {', '.join(FLAG_COLUMNS)} FROM flag WHERE id = 1")[0])
+        # Only a target whose flag never changed takes the source's: a live one is never overwritten.
+        changed = conn.execute(
+            f"UPDATE flag SET {', '.join(f'{column} = :{column}' for column in FLAG_COLUMNS)}, version = 1 "
             "WHERE id = 1 AND version = 0",
-            [flag[column] for column in FLAG_COLUMNS],
+            flag,
         ).rowcount
+        report["flag"] = Copied(changed, 1 - changed)
         secret = source._read("SELECT value FROM meta WHERE key = 'secret_key'")
-        copied["secret_key"] = conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('secret_key', ?) ON CONFLICT (key) DO NOTHING",
-            (secret[0][0],),
+        inserted = conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('secret_key', ?) ON CONFLICT (key) DO NOTHING", (secret[0][0],),
         ).rowcount if secret else 0
-    return copied
+        report["secret_key"] = Copied(inserted, int(bool(secret)) - inserted)
+    return report

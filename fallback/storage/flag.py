@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from ..state import Flag, iso, parse_iso
-from .base import Database
+from .base import Database, StorageError
+
+log = logging.getLogger("fallback.storage")
 
 
 class FlagStore(Database):
     """Mode (the admin's choice), state (the checker's verdict), and what changed them."""
 
     def flag(self) -> Flag:
-        """The persisted flag."""
-        row = self._read("SELECT * FROM flag WHERE id = 1")[0]
-        return Flag(
+        """The persisted flag; while the database cannot be read, the last one this process read.
+
+        Visitors keep getting what they got (the page or the redirect) through a database outage,
+        instead of an error; a process that never read the flag gets the StorageError.
+        """
+        try:
+            row = self._read("SELECT * FROM flag WHERE id = 1")[0]
+        except StorageError as error:
+            last = self.__dict__.get("_last_flag")
+            if last is None:
+                raise
+            if not self.__dict__.get("_flag_stale"):
+                self.__dict__["_flag_stale"] = True
+                log.error("the flag cannot be read, the last one read is used until it can: %s", error)
+            return last
+        if self.__dict__.pop("_flag_stale", False):
+            log.warning("the flag can be read again")
+        flag = self.__dict__["_last_flag"] = Flag(
             mode=row["mode"],
             mode_until=parse_iso(row["mode_until"]),
             mode_reason=row["mode_reason"],
@@ -25,6 +43,7 @@ class FlagStore(Database):
             state_reason=row["state_reason"],
             version=row["version"],
         )
+        return flag
 
     def set_mode(self, mode: str, until: datetime | None = None, reason: str | None = None,
                  by: str | None = None) -> Flag:

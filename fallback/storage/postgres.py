@@ -3,20 +3,42 @@
 The stores write their SQL once, with `?` and `:name` placeholders and syntax both databases
 accept (ON CONFLICT, RETURNING, CASE); this layer only translates the placeholders. The schema
 is written here in PostgreSQL's own DDL, step for step with the SQLite migrations.
+
+A server that goes away (a restart, a fail-over) must neither hang the app nor need a restart of
+it: a pooled connection the server hung up on is replaced before anyone uses it, and while the
+server cannot be reached, operations fail within a second with a StorageError instead of waiting
+for the whole pool timeout; the pool keeps trying to reconnect, in the background and on demand.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
+import select
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from urllib.parse import unquote, urlsplit
 
 from ..state import utcnow
 from .base import BUSY_TIMEOUT_SECONDS, Database, StorageError
 
+log = logging.getLogger("fallback.storage")
+
 # Serialises concurrent migrations of one database (any constant shared by every instance).
 MIGRATION_LOCK = 4_815_162_342
+# Connections per process: gunicorn's threads (8 by default), the checker, the notifier, an export.
+POOL_SIZE = 12
+CONNECT_TIMEOUT_SECONDS = 5
+# How long an operation waits for a connection while the server is known to be unreachable.
+UNREACHABLE_WAIT_SECONDS = 0.5
+# How long one chain of reconnection attempts lasts (1 s, then 2 s apart) before the next
+# operation starts a new one: a server back after a long outage is found again within seconds.
+RECONNECT_SECONDS = 5.0
+
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)")
 _TIME = 'text COLLATE "C"'  # fixed-width ISO-8601 UTC texts: ordered byte by byte, as on SQLite
 
@@ -42,7 +64,8 @@ PG_MIGRATIONS: list[list[str]] = [
             heartbeat_at {_TIME}, network_doubt integer NOT NULL DEFAULT 0, note text)""",
         "INSERT INTO checker (id, network_doubt) VALUES (1, 0) ON CONFLICT DO NOTHING",
         f"""CREATE TABLE IF NOT EXISTS probes (id bigserial PRIMARY KEY, at {_TIME} NOT NULL, url text NOT NULL,
-            ok integer NOT NULL, latency_ms integer, status integer, reason text, control integer NOT NULL DEFAULT 0)""",
+            ok integer NOT NULL, latency_ms integer, status integer, reason text,
+            control integer NOT NULL DEFAULT 0)""",
         "CREATE INDEX IF NOT EXISTS idx_probes_at ON probes (at)",
         f"""CREATE TABLE IF NOT EXISTS incidents (id bigserial PRIMARY KEY, started_at {_TIME} NOT NULL,
             ended_at {_TIME}, reason text, end_reason text)""",
@@ -58,14 +81,29 @@ PG_MIGRATIONS: list[list[str]] = [
 ]
 
 
+@functools.lru_cache(maxsize=512)
 def translate(sql: str) -> str:
-    """SQLite's `?` and `:name` placeholders as psycopg's `%s` and `%(name)s`."""
-    return _NAMED.sub(r"%(\1)s", sql.replace("?", "%s"))
+    """SQLite's `?` and `:name` placeholders as psycopg's `%s` and `%(name)s` (a literal `%` as `%%`)."""
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%").replace("?", "%s"))
+
+
+def _params(params) -> tuple | list | dict:
+    # Always a sequence or a mapping, never None: psycopg then reads `%%` as a literal `%`.
+    return params if params else ()
 
 
 def safe_url(url: str) -> str:
     """The database URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    url = re.sub(r"(://[^:/@?]*):[^@/?]*@", r"\1:***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
+
+
+def _password(url: str) -> str | None:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
 
 
 class Row(dict):
@@ -93,12 +131,68 @@ class _Connection:
 
     def execute(self, sql: str, params=()):
         """Run one statement; the cursor (rowcount, fetchall)."""
-        return self._conn.execute(translate(sql), params or None)
+        return self._conn.execute(translate(sql), _params(params))
 
     def executemany(self, sql: str, rows) -> None:
         """Run one statement for each of `rows`."""
         with self._conn.cursor() as cursor:
             cursor.executemany(translate(sql), list(rows))
+
+
+class _Reachability:
+    """What the pool's latest attempt to connect said: None while the server answers, else why not."""
+
+    def __init__(self):
+        self.problem: str | None = None
+        self._lock = threading.Lock()
+
+    def failed(self, problem: str) -> None:
+        with self._lock:
+            if self.problem is None:
+                log.warning("the database is unreachable: %s", problem)
+            self.problem = problem
+
+    def succeeded(self) -> None:
+        with self._lock:
+            if self.problem is not None:
+                log.warning("the database is reachable again")
+            self.problem = None
+
+
+def _connection_class(psycopg, reachability: _Reachability, scrub: Callable[[str], str]):
+    """psycopg's Connection, telling `reachability` how each attempt to connect went."""
+
+    class Connection(psycopg.Connection):
+        @classmethod
+        def connect(cls, *args, **kwargs):
+            try:
+                conn = super().connect(*args, **kwargs)
+            except psycopg.Error as error:
+                reachability.failed(scrub(_short(error)))
+                raise
+            reachability.succeeded()
+            return conn
+
+    return Connection
+
+
+def _alive(conn, check: Callable) -> bool:
+    """Whether an idle pooled connection still works, without a round trip in the usual case.
+
+    An idle connection has nothing to read; if it has, the server hung up on it (a restart, a
+    terminated backend, an idle timeout) or said something unexpected: then ask it for real.
+    """
+    if conn.closed or getattr(conn, "broken", False):
+        return False
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        if not poller.poll(0):
+            return True
+        check(conn)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: do not use this connection
+        return False
 
 
 class PostgresDatabase(Database):
@@ -108,67 +202,115 @@ class PostgresDatabase(Database):
 
     def __init__(self, path: str, clock: Callable[[], datetime] = utcnow):
         super().__init__(path, clock)
-        import psycopg
-        from psycopg_pool import ConnectionPool
+        try:
+            import psycopg
+            import psycopg.rows
+            from psycopg_pool import ConnectionPool, PoolTimeout
+        except ImportError as error:
+            raise StorageError(f"a postgresql:// database needs psycopg 3 and psycopg_pool ({error}): "
+                               "pip install 'psycopg[binary,pool]'") from None
 
         self._psycopg = psycopg
+        self._pool_timeout = PoolTimeout
+        self._check = ConnectionPool.check_connection
+        self._secret = _password(path)
+        self.reachability = _Reachability()
+        kwargs = {"autocommit": True, "row_factory": _row_factory, "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                  "application_name": "fallback",
+                  # A connection a firewall or NAT dropped silently is noticed (keepalives) instead of
+                  # hanging a request until TCP gives up, minutes later.
+                  "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+                  "tcp_user_timeout": 15_000}
+        # One attempt first, so that a wrong URL, password or host is reported at once and precisely.
+        try:
+            psycopg.connect(path, **kwargs).close()
+        except psycopg.Error as error:
+            raise StorageError(f"cannot connect to the database {safe_url(path)}: {self._scrub(_short(error))}") \
+                from None
         self.pool = ConnectionPool(
-            path, min_size=1, max_size=10, timeout=BUSY_TIMEOUT_SECONDS, open=False,
-            kwargs={"row_factory": _row_factory, "connect_timeout": 5},
-            # A connection that died with a server restart is replaced before anyone gets it.
-            check=ConnectionPool.check_connection,
+            path, min_size=1, max_size=POOL_SIZE, timeout=BUSY_TIMEOUT_SECONDS, open=False, kwargs=kwargs,
+            connection_class=_connection_class(psycopg, self.reachability, self._scrub),
+            reconnect_timeout=RECONNECT_SECONDS, name="fallback",
         )
         try:
-            self.pool.open(wait=True, timeout=10)
-        except Exception as error:
+            self.pool.open(wait=True, timeout=BUSY_TIMEOUT_SECONDS)
+        except Exception as error:  # noqa: BLE001 - reported as a StorageError naming the URL
             self.pool.close()
-            raise StorageError(f"cannot connect to the database {safe_url(path)}: {_short(error)}") from None
+            raise StorageError(f"cannot connect to the database {safe_url(path)}: {self._scrub(_short(error))}") \
+                from None
+
+    def _scrub(self, text: str) -> str:
+        """`text` without the database password, should a driver message ever repeat it."""
+        return text.replace(self._secret, "***") if self._secret else text
 
     def close(self) -> None:
         """Close the pool (before a fork, or at exit)."""
         self.pool.close()
 
+    # -- connections -------------------------------------------------------
+
+    def _checkout(self):
+        """A working connection from the pool, or a StorageError: quickly while the server is unreachable."""
+        started = time.monotonic()
+        while True:
+            problem = self.reachability.problem
+            waited = time.monotonic() - started
+            limit = UNREACHABLE_WAIT_SECONDS if problem else BUSY_TIMEOUT_SECONDS
+            if waited >= limit:
+                if problem:
+                    raise StorageError(f"the database is unreachable: {problem}")
+                raise StorageError(f"no database connection was free within {BUSY_TIMEOUT_SECONDS:g} s")
+            try:
+                # In short slices, so that a server found unreachable meanwhile ends the wait early.
+                conn = self.pool.getconn(timeout=min(limit - waited, 0.25))
+            except self._pool_timeout:
+                continue
+            except self._psycopg.Error as error:  # the pool is closed
+                raise StorageError(f"the database is unavailable: {_short(error)}") from error
+            if _alive(conn, self._check):
+                return conn
+            # Dead (the server restarted): closed, the pool replaces it; try the next one at once.
+            conn.close()
+            self.pool.putconn(conn)
+
+    @contextmanager
+    def _connection(self, what: str) -> Iterator:
+        """A pooled connection (autocommit), its psycopg errors raised as StorageError."""
+        conn = self._checkout()
+        try:
+            yield conn
+        except self._psycopg.Error as error:
+            raise StorageError(f"the database {what} failed: {self._scrub(_short(error))}") from error
+        finally:
+            self.pool.putconn(conn)
+
     @contextmanager
     def _write(self) -> Iterator[_Connection]:
-        try:
-            with self.pool.connection() as conn, conn.transaction():
-                yield _Connection(conn)
-        except self._psycopg.Error as error:
-            raise StorageError(f"the database write failed: {_short(error)}") from error
-        except Exception as error:
-            if type(error).__module__.startswith("psycopg_pool"):
-                raise StorageError(f"the database is unreachable: {_short(error)}") from error
-            raise
+        with self._connection("write") as conn, conn.transaction():
+            yield _Connection(conn)
 
     def _read(self, sql: str, params: tuple | dict = ()) -> list:
-        try:
-            with self.pool.connection() as conn:
-                return conn.execute(translate(sql), params or None).fetchall()
-        except self._psycopg.Error as error:
-            raise StorageError(f"the database read failed: {_short(error)}") from error
-        except Exception as error:
-            if type(error).__module__.startswith("psycopg_pool"):
-                raise StorageError(f"the database is unreachable: {_short(error)}") from error
-            raise
+        with self._connection("read") as conn:
+            return conn.execute(translate(sql), _params(params)).fetchall()
 
     def _stream(self, sql: str, params, batch: int) -> Iterator[dict]:
-        try:
-            with self.pool.connection() as conn, conn.transaction():
-                # A server-side cursor: the export's memory does not grow with the rows.
-                with conn.cursor(name="fallback_export") as cursor:
-                    cursor.execute(translate(sql), params or None)
-                    while rows := cursor.fetchmany(batch):
-                        for row in rows:
-                            yield dict(row)
-        except self._psycopg.Error as error:
-            raise StorageError(f"the database read failed: {_short(error)}") from error
+        with self._connection("read") as conn, conn.transaction():
+            # A server-side cursor: the export's memory does not grow with the rows. Plain tuples
+            # zipped into dicts, as on SQLite: cheaper than rows that answer by name and position.
+            with conn.cursor(name="fallback_export", row_factory=self._psycopg.rows.tuple_row) as cursor:
+                cursor.execute(translate(sql), _params(params))
+                names = [column.name for column in cursor.description]
+                while rows := cursor.fetchmany(batch):
+                    yield from (dict(zip(names, row)) for row in rows)
 
     def _compact(self) -> None:
+        # Outside a transaction (the pool's connections are autocommit): the erased rows' space is
+        # reclaimed, so they are not kept around in the table's pages.
         try:
-            with self._psycopg.connect(self.path, autocommit=True, connect_timeout=5) as conn:
+            with self._connection("vacuum") as conn:
                 conn.execute("VACUUM leads")
-        except self._psycopg.Error as error:
-            raise StorageError(f"erased, but the table could not be vacuumed: {_short(error)}") from error
+        except StorageError as error:
+            raise StorageError(f"erased, but the table could not be vacuumed: {error}") from error
 
     def migrate(self) -> int:
         """Create or bring the schema up to date, one instance at a time; returns the schema version."""

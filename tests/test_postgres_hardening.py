@@ -1,0 +1,86 @@
+"""Hostile input, abuse and faults on PostgreSQL: test_hardening.py's tests, run again on PostgreSQL,
+and PostgreSQL versions of the few that reach into a SQLite file.
+
+The rate limit in particular lives in the database, so every process on it shares it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import test_hardening
+from helpers import contact_fields, form_token, log_in
+
+from fallback.app import create_app
+from fallback.config import Settings
+
+BACKENDS = ["postgres"]
+
+# What only a SQLite file can do, each with its PostgreSQL version below or in test_postgres.py.
+SQLITE_ONLY = {
+    "test_a_token_from_another_installation_is_refused": "a second database next to the file",
+    "test_raw_client_addresses_are_never_stored": "reads the file's bytes",
+    "test_a_submission_waits_for_a_database_locked_by_another_writer": "sqlite3's BEGIN IMMEDIATE",
+    "test_a_full_disk_gets_a_not_saved_page_and_keeps_what_was_stored": "a file on a tiny tmpfs",
+    "test_a_read_only_database_gets_a_not_saved_page_and_a_failing_healthz": "PRAGMA query_only",
+}
+
+post = test_hardening.post
+limited = test_hardening.limited
+for _name, _test in vars(test_hardening).items():
+    if _name.startswith("test_") and _name not in SQLITE_ONLY:
+        globals()[_name] = _test
+
+
+def test_a_token_from_another_installation_on_postgres_is_refused(env, down, client, pg_cluster):
+    other = dict(env, FALLBACK_SECRET_KEY="another installation", FALLBACK_DATABASE=pg_cluster.create_database())
+    try:
+        other_app = create_app(Settings.from_env(other))
+        other_app.extensions["fallback"].storage.set_mode("down")
+        foreign = form_token(other_app.test_client().get("/").get_data(as_text=True))
+        other_app.extensions["fallback"].storage.close()
+    finally:
+        pg_cluster.drop_database(other["FALLBACK_DATABASE"])
+    assert post(client, contact_fields(client, token=foreign)).status_code == 400
+
+
+def test_raw_client_addresses_are_never_stored_on_postgres(env):
+    env["FALLBACK_RATE_LIMIT"] = "100/minute"
+    app = create_app(Settings.from_env(env))
+    storage = app.extensions["fallback"].storage
+    storage.set_mode("down")
+    client = app.test_client()
+    environ = {"REMOTE_ADDR": "127.42.43.44"}
+    page = client.get("/", environ_base=environ).get_data(as_text=True)
+    data = {"token": form_token(page), "email": "a@example.org", "consent": "y"}
+    assert client.post("/_fallback/contact", data=data, environ_base=environ).status_code == 303
+    log_in(client, "wrong")
+    tables = [row[0] for row in storage._read(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+    assert "rate_limits" in tables and storage._read("SELECT COUNT(*) FROM rate_limits")[0][0] == 2
+    for table in tables:
+        # Every row of every table as text: the address is in none of them.
+        assert storage._read(f"SELECT COUNT(*) FROM {table} t WHERE t::text LIKE '%127.42.43.44%'")[0][0] == 0
+
+
+def test_a_submission_waits_for_a_table_locked_by_another_writer(client, down, storage, database):
+    data = contact_fields(client)
+    result = {}
+    with psycopg.connect(database, autocommit=True) as blocker:
+        blocker.execute("BEGIN")
+        blocker.execute("LOCK TABLE leads IN EXCLUSIVE MODE")
+
+        def send():
+            started = time.monotonic()
+            result["status"] = post(client, data).status_code
+            result["waited"] = time.monotonic() - started
+
+        thread = threading.Thread(target=send)
+        thread.start()
+        time.sleep(2.0)  # the other writer holds the lock for two seconds
+        blocker.execute("COMMIT")
+    thread.join(15)
+    assert result["status"] == 303 and result["waited"] >= 1.9
+    assert len(list(storage.iter_leads())) == 1
