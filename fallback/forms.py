@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import secrets
 import time
 from datetime import timedelta
 
@@ -67,15 +68,16 @@ class FormToken:
         self._clock = clock
 
     def issue(self) -> str:
-        """A new token stamped with the current time in milliseconds."""
-        return self._signer.sign(format(int(self._clock() * 1000), "x")).decode("ascii")
+        """A new token stamped with the current time in milliseconds, unique even within one millisecond."""
+        stamp = f"{int(self._clock() * 1000):x}-{secrets.token_hex(4)}"
+        return self._signer.sign(stamp).decode("ascii")
 
     def age(self, token: str | None) -> float:
         """Seconds since the token was issued; ValueError if missing, forged or expired."""
         if not token:
             raise ValueError("missing")
         try:
-            issued_ms = int(self._signer.unsign(token.encode("ascii", "replace")), 16)
+            issued_ms = int(self._signer.unsign(token.encode("ascii", "replace")).split(b"-")[0], 16)
         except (BadSignature, ValueError):
             raise ValueError("forged") from None
         age = self._clock() - issued_ms / 1000

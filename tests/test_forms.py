@@ -59,3 +59,10 @@ def test_every_field_has_a_length_limit():
 def test_the_landing_path_is_a_path_or_slash():
     assert form(path="/pricing?x=1").landing_path() == "/pricing?x=1"
     assert form(path="https://evil.example/").landing_path() == "/"
+
+
+def test_tokens_issued_in_the_same_millisecond_differ():
+    tokens = FormToken("k", clock=lambda: 1000.0)
+    first, second = tokens.issue(), tokens.issue()
+    assert first != second
+    assert tokens.age(first) == tokens.age(second) == 0.0
