@@ -41,9 +41,9 @@ def secret_key_for(settings: Settings, storage: Storage) -> str:
     return key
 
 
-def create_app(settings: Settings, storage: Storage | None = None) -> Flask:
-    """Build the app: public pages, status endpoints and, with a password, the admin area."""
-    storage = storage or open_storage(settings.database)
+def create_app(settings: Settings, storage: Storage | None = None, threads: int = 8) -> Flask:
+    """Build the app (for `threads` request threads): public pages, status endpoints, the admin area."""
+    storage = storage or open_storage(settings.database, threads=threads)
     app = Flask(__name__, template_folder=str(shipped_templates()), static_folder=None)
     if settings.templates:
         # The operator's folder first: any template there replaces the shipped one.

@@ -146,6 +146,9 @@ class Checker:
             while not stop.is_set():
                 try:
                     delay = self.step()
+                except StorageError as error:  # an outage of the database: one line a round, no traceback
+                    log.warning("checker round failed; retrying: %s", error)
+                    delay = self.settings.check_interval
                 except Exception:  # the checker must outlive any one bad round
                     log.exception("checker round failed; retrying")
                     delay = self.settings.check_interval

@@ -26,7 +26,7 @@ class GunicornServer(BaseApplication):
         """Build the app inside the worker, after the fork."""
         from .app import create_app
 
-        return create_app(self.settings)
+        return create_app(self.settings, threads=self.options["threads"])
 
 
 def start_checker(worker) -> None:

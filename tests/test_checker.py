@@ -186,6 +186,7 @@ def test_two_checkers_on_one_database_probe_as_often_as_one(settings, clock):
     assert (first.runner.rounds, second.runner.rounds) == (10, 0)
 
 
+@pytest.mark.sqlite_only("on PostgreSQL a lock held by the checker's session decides, not a lease")
 def test_another_checker_takes_over_when_the_holder_goes_silent(settings, clock):
     first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
     first.step()
@@ -195,6 +196,35 @@ def test_another_checker_takes_over_when_the_holder_goes_silent(settings, clock)
     assert second.runner.rounds == 1 and second.holding
     first.step()
     assert first.runner.rounds == 1 and not first.holding
+
+
+def test_on_postgres_the_checker_moves_when_the_holders_session_dies_not_when_its_lease_lapses(
+        backend, settings, clock):
+    if backend != "postgres":
+        pytest.skip("PostgreSQL's advisory lock")
+    first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+    first.step()
+    clock.now += timedelta(hours=1)  # a silent holder whose session lives keeps the lock
+    second.step()
+    assert (first.holding, second.holding) == (True, False)
+    terminate_lock_holders(settings.database)  # what the server does when the holder's process dies
+    second.step()
+    assert second.holding and second.runner.rounds == 1
+    assert second.storage.checker()["owner"] == "b"
+    first.step()
+    assert not first.holding and first.runner.rounds == 1
+
+
+def terminate_lock_holders(database: str) -> int:
+    """End, from the server's side, every session holding the checker's advisory lock; how many."""
+    import psycopg
+
+    from fallback.storage.checker import CHECKER_LOCK
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        return len(conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = %s AND objid = %s", (CHECKER_LOCK >> 32, CHECKER_LOCK & 0xFFFFFFFF)).fetchall())
 
 
 def test_a_flip_is_written_once_however_many_processes_try(settings, clock):
@@ -242,3 +272,27 @@ def test_a_crashing_round_is_logged_and_the_loop_goes_on(settings, clock, caplog
     assert "checker round failed" in caplog.text
     assert c.storage.checker()["heartbeat_at"] is not None
     assert c.storage.checker()["lease_until"] is None  # released on the way out
+
+
+def test_a_database_outage_during_a_round_is_one_log_line_and_the_loop_goes_on(settings, clock, caplog):
+    import dataclasses
+
+    from fallback.storage import StorageError
+
+    c = checker(dataclasses.replace(settings, check_interval=0.001), clock, [True] * 5)
+    stop = threading.Event()
+    original, calls = c.storage.claim_checker, []
+
+    def claim(owner, lease_seconds):
+        calls.append(owner)
+        if len(calls) == 1:
+            raise StorageError("the database is unreachable: connection refused")
+        if len(calls) >= 3:
+            stop.set()
+        return original(owner, lease_seconds)
+
+    c.storage.claim_checker = claim
+    c.run(stop)
+    assert c.runner.rounds >= 1
+    assert "checker round failed; retrying: the database is unreachable" in caplog.text
+    assert "Traceback" not in caplog.text

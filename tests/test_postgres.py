@@ -297,3 +297,8 @@ def test_two_instances_share_one_checker_one_flag_and_the_leads(database, tmp_pa
             emails = [row["email"] for row in csv.DictReader(io.StringIO(export.text, newline=""))]
             assert sorted(emails) == [f"v{index}@example.org" for index in range(4)]
     assert len(open_storage(database).incidents()) == 1
+
+
+def test_each_workers_pool_has_room_for_its_request_threads_and_the_background_ones(env):
+    app = create_app(Settings.from_env(env), threads=20)
+    assert app.extensions["fallback"].storage.pool.max_size == 20 + 4

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from ..state import utcnow
 from .base import StorageError
-from .checker import CheckerStore
+from .checker import CheckerStore, SessionLockedCheckerStore
 from .flag import FlagStore
 from .leads import LEAD_COLUMNS, LeadStore, NewLead, Submission, email_key
 from .limits import LimitStore, RateCheck
@@ -25,14 +25,14 @@ class Storage(LeadStore, FlagStore, CheckerStore, LimitStore, SQLiteDatabase):
     """The SQLite backend: one file, one machine."""
 
 
-class PostgresStorage(LeadStore, FlagStore, CheckerStore, LimitStore, PostgresDatabase):
+class PostgresStorage(LeadStore, FlagStore, SessionLockedCheckerStore, LimitStore, PostgresDatabase):
     """The PostgreSQL backend: several instances sharing one database."""
 
 
-def open_storage(database: str, clock: Callable[[], datetime] = utcnow) -> Storage:
-    """Open the database named by FALLBACK_DATABASE and bring its schema up to date."""
+def open_storage(database: str, clock: Callable[[], datetime] = utcnow, threads: int = 8) -> Storage:
+    """Open the database named by FALLBACK_DATABASE for `threads` request threads; bring its schema up to date."""
     if database.startswith(("postgresql://", "postgres://")):
-        storage = PostgresStorage(database, clock)
+        storage = PostgresStorage(database, clock, threads)
     else:
         storage = Storage(database, clock)
     storage.migrate()

@@ -50,6 +50,14 @@ class Database:
     def close(self) -> None:
         """Let go of connections."""
 
+    def _hold_lock(self, key: int, holder: str) -> bool:
+        """Whether `holder` holds the session lock `key`, taking it if free (PostgreSQL's advisory locks)."""
+        raise NotImplementedError
+
+    def _end_session(self, holder: str) -> None:
+        """End `holder`'s lock session, and with it every lock it held."""
+        raise NotImplementedError
+
     def check_writable(self) -> None:
         """Raise StorageError unless a write transaction can be committed now."""
         with self._write() as conn:

@@ -7,6 +7,9 @@ from datetime import datetime, timedelta
 from ..state import iso, parse_iso
 from .base import Database
 
+# The advisory lock whose holder is the one checker of all instances sharing a PostgreSQL database.
+CHECKER_LOCK = 4_815_162_343
+
 
 class CheckerStore(Database):
     """What the checker writes besides flips."""
@@ -94,3 +97,26 @@ class CheckerStore(Database):
     def events(self, limit: int = 20) -> list[dict]:
         """The latest flips and mode changes, newest first."""
         return [dict(row) for row in self._read("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))]
+
+
+class SessionLockedCheckerStore(CheckerStore):
+    """PostgreSQL: the checker is whoever holds an advisory lock in a session of its own.
+
+    The server ends the lock with the session, so when the holding instance dies (or the server
+    restarts) another takes over at its next try, without waiting for a lease to lapse. The
+    checker row still names the holder and carries its heartbeat, for the status and healthz.
+    """
+
+    def claim_checker(self, owner: str, lease_seconds: float) -> bool:
+        """Take or keep the checker lock; True while `owner` holds it, and then the row names it."""
+        if not self._hold_lock(CHECKER_LOCK, owner):
+            return False
+        with self._write() as conn:
+            conn.execute("UPDATE checker SET owner = ?, lease_until = ? WHERE id = 1",
+                         (owner, iso(self.clock() + timedelta(seconds=lease_seconds))))
+        return True
+
+    def release_checker(self, owner: str) -> None:
+        """Let go of the lock, so another instance takes over at its next try."""
+        self._end_session(owner)
+        super().release_checker(owner)

@@ -30,8 +30,8 @@ log = logging.getLogger("fallback.storage")
 
 # Serialises concurrent migrations of one database (any constant shared by every instance).
 MIGRATION_LOCK = 4_815_162_342
-# Connections per process: gunicorn's threads (8 by default), the checker, the notifier, an export.
-POOL_SIZE = 12
+# Connections per process besides the request threads: the checker, the notifier, an export.
+SPARE_CONNECTIONS = 4
 CONNECT_TIMEOUT_SECONDS = 5
 # How long an operation waits for a connection while the server is known to be unreachable.
 UNREACHABLE_WAIT_SECONDS = 0.5
@@ -200,7 +200,7 @@ class PostgresDatabase(Database):
 
     lock_rows = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, path: str, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, path: str, clock: Callable[[], datetime] = utcnow, threads: int = 8):
         super().__init__(path, clock)
         try:
             import psycopg
@@ -215,12 +215,18 @@ class PostgresDatabase(Database):
         self._check = ConnectionPool.check_connection
         self._secret = _password(path)
         self.reachability = _Reachability()
-        kwargs = {"autocommit": True, "row_factory": _row_factory, "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-                  "application_name": "fallback",
-                  # A connection a firewall or NAT dropped silently is noticed (keepalives) instead of
-                  # hanging a request until TCP gives up, minutes later.
-                  "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
-                  "tcp_user_timeout": 15_000}
+        # Sessions of their own (outside the pool) for advisory locks held across transactions.
+        self._sessions: dict[str, object] = {}
+        self._locked: set[str] = set()
+        self._sessions_lock = threading.Lock()
+        self._kwargs = kwargs = {
+            "autocommit": True, "row_factory": _row_factory, "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "application_name": "fallback",
+            # A connection a firewall or NAT dropped silently is noticed (keepalives) instead of
+            # hanging a request until TCP gives up, minutes later.
+            "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+            "tcp_user_timeout": 15_000,
+        }
         # One attempt first, so that a wrong URL, password or host is reported at once and precisely.
         try:
             psycopg.connect(path, **kwargs).close()
@@ -228,7 +234,8 @@ class PostgresDatabase(Database):
             raise StorageError(f"cannot connect to the database {safe_url(path)}: {self._scrub(_short(error))}") \
                 from None
         self.pool = ConnectionPool(
-            path, min_size=1, max_size=POOL_SIZE, timeout=BUSY_TIMEOUT_SECONDS, open=False, kwargs=kwargs,
+            path, min_size=1, max_size=threads + SPARE_CONNECTIONS, timeout=BUSY_TIMEOUT_SECONDS, open=False,
+            kwargs=kwargs,
             connection_class=_connection_class(psycopg, self.reachability, self._scrub),
             reconnect_timeout=RECONNECT_SECONDS, name="fallback",
         )
@@ -244,8 +251,51 @@ class PostgresDatabase(Database):
         return text.replace(self._secret, "***") if self._secret else text
 
     def close(self) -> None:
-        """Close the pool (before a fork, or at exit)."""
+        """Close the pool and the lock sessions (before a fork, or at exit)."""
+        for holder in list(self._sessions):
+            self._end_session(holder)
         self.pool.close()
+
+    # -- session locks -----------------------------------------------------
+
+    def _hold_lock(self, key: int, holder: str) -> bool:
+        """Whether `holder` holds advisory lock `key`, taking it if free; held until its session ends.
+
+        The lock lives as long as the holder's own connection: if this process dies, or the server
+        restarts, the server lets go of it and another holder can take it at its next try.
+        """
+        with self._sessions_lock:
+            session = self._sessions.get(holder)
+        if session is not None and holder in self._locked:
+            try:
+                session.execute("SELECT 1")
+                return True
+            except self._psycopg.Error as error:
+                log.warning("lost advisory lock %s with its session: %s", key, self._scrub(_short(error)))
+                self._end_session(holder)
+                session = None
+        try:
+            if session is None:
+                session = self._psycopg.connect(self.path, **self._kwargs)
+                with self._sessions_lock:
+                    self._sessions[holder] = session
+            got = session.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+        except self._psycopg.Error as error:
+            self._end_session(holder)
+            raise StorageError(f"the database lock {key} could not be tried: {self._scrub(_short(error))}") \
+                from None
+        if got:
+            with self._sessions_lock:
+                self._locked.add(holder)
+        return bool(got)
+
+    def _end_session(self, holder: str) -> None:
+        """Close `holder`'s lock session: the server releases whatever lock it held."""
+        with self._sessions_lock:
+            session = self._sessions.pop(holder, None)
+            self._locked.discard(holder)
+        if session is not None:
+            session.close()
 
     # -- connections -------------------------------------------------------
 

@@ -1,0 +1,186 @@
+"""Several `fallback serve` instances on one PostgreSQL database, driven over HTTP: the server
+restarted under a load of submissions, the checker's lock moving when its instance is killed, and
+how soon a change of mode reaches every worker of every instance.
+
+The figures these tests measure are printed (`pytest -s tests/test_scaleout.py` shows them).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import requests
+from helpers import form_token
+from served import Served, run_cli
+from standin import StandIn
+
+from fallback.storage import open_storage
+from fallback.storage.checker import CHECKER_LOCK
+
+BACKENDS = ["postgres"]
+
+
+def environment(database: str, site: StandIn) -> dict:
+    """An instance checking the stand-in every second, without rate limit or time trap."""
+    return {"FALLBACK_MAIN_URL": site.url, "FALLBACK_CHECK_URLS": site.url, "FALLBACK_DATABASE": database,
+            "FALLBACK_RATE_LIMIT": "0", "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_CHECK_INTERVAL": "1",
+            "FALLBACK_CHECK_TIMEOUT": "3"}
+
+
+def lock_holders(database: str) -> list[int]:
+    """The server process ids of the sessions holding the checker's advisory lock."""
+    with psycopg.connect(database, autocommit=True, connect_timeout=5) as conn:
+        return [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s",
+            (CHECKER_LOCK >> 32, CHECKER_LOCK & 0xFFFFFFFF)).fetchall()]
+
+
+def wait_for(condition, seconds: float, what: str, poll: float = 0.1):
+    """`condition()`'s first truthy result within `seconds`, or fail naming `what`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except (requests.RequestException, psycopg.Error):
+            result = None
+        if result:
+            return result
+        time.sleep(poll)
+    raise AssertionError(f"{what} did not happen within {seconds} s")
+
+
+def checker_of(server: Served) -> dict:
+    """The checker part of an instance's status document."""
+    return requests.get(server.url + "/_fallback/status.json", timeout=3).json()["checker"]
+
+
+def submit_until(stop: threading.Event, url: str, token: str, name: str, outcomes: list) -> None:
+    """Send distinct submissions until `stop`; append (monotonic time, email, status, body said 'not saved')."""
+    with requests.Session() as session:
+        for number in range(100_000):
+            if stop.is_set():
+                return
+            email = f"{name}-{number}@example.org"
+            try:
+                response = session.post(url + "/_fallback/contact", allow_redirects=False, timeout=20,
+                                        data={"token": token, "email": email, "consent": "y"})
+            except requests.RequestException as error:
+                outcomes.append((time.monotonic(), email, f"no answer: {error}", False))
+                continue
+            outcomes.append((time.monotonic(), email, response.status_code, "not saved" in response.text))
+
+
+def test_postgres_restarted_under_load_thanks_no_one_for_a_lost_lead_and_the_checker_comes_back(
+        database, pg_cluster, tmp_path):
+    with StandIn() as site:
+        env = environment(database, site)
+        with Served(env, tmp_path) as server:
+            assert run_cli(["mode", "down"], server.env, tmp_path).returncode == 0
+            wait_for(lambda: requests.get(server.url + "/", timeout=3).status_code == 503, 5, "the page")
+            wait_for(lambda: len(lock_holders(database)) == 1, 10, "a checker holding the lock")
+            token = form_token(requests.get(server.url + "/", timeout=3).text)
+            outcomes: list = []
+            stop = threading.Event()
+            clients = [threading.Thread(target=submit_until, args=(stop, server.url, token, f"c{n}", outcomes))
+                       for n in range(6)]
+            for client in clients:
+                client.start()
+            try:
+                time.sleep(2)
+                pg_cluster.stop()
+                try:
+                    time.sleep(2)
+                finally:
+                    pg_cluster.start()  # never leave the rest of the suite without its server
+                back = time.monotonic()
+                time.sleep(4)
+            finally:
+                stop.set()
+                for client in clients:
+                    client.join(30)
+            # The checker's session died with the server; a checker takes the lock again on its own.
+            wait_for(lambda: len(lock_holders(database)) == 1, 10, "the lock taken again")
+            wait_for(lambda: checker_of(server)["healthy"], 10, "a fresh heartbeat")
+            log = server.log.read_text()
+
+    statuses = {status for _, _, status, _ in outcomes}
+    assert statuses <= {303, 503}, statuses
+    # Every refusal is the "not saved" page, and the outage was met, then recovered from without a restart.
+    assert all(not_saved for _, _, status, not_saved in outcomes if status == 503)
+    assert any(status == 503 for _, _, status, _ in outcomes)
+    assert any(status == 303 and at > back for at, _, status, _ in outcomes)
+    thanked = {email for _, email, status, _ in outcomes if status == 303}
+    stored = {lead["email"] for lead in open_storage(database).iter_leads()}
+    assert thanked <= stored, f"{len(thanked - stored)} thanked leads were lost"
+    assert "Exception on /" not in log  # no request ended in an unhandled error
+    refused = sum(status == 503 for _, _, status, _ in outcomes)
+    print(f"\nrestart under load: {len(outcomes)} submissions, {len(thanked)} thanked (all stored), "
+          f"{refused} 'not saved', {len(stored) - len(thanked)} stored without thanks")
+
+
+def worker_instance(owner: str, servers: list[Served]) -> Served:
+    """The instance whose master process is the parent of the worker named in `owner` (host:pid:thread)."""
+    pid = int(owner.split(":")[1])
+    parent = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if line.startswith("PPid:")))
+    return next(server for server in servers if server.process.pid == parent)
+
+
+def test_the_other_instance_takes_the_checker_over_at_once_when_the_holder_is_killed(database, tmp_path):
+    with StandIn() as site:
+        env = environment(database, site)
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        with Served(env, tmp_path / "a") as first, Served(env, tmp_path / "b") as second:
+            owner = wait_for(lambda: checker_of(first)["owner"], 10, "a checker")
+            holder = worker_instance(owner, [first, second])
+            survivor = second if holder is first else first
+            holder.stop(signal.SIGKILL)
+            killed = time.monotonic()
+            new_owner = wait_for(lambda: (checker_of(survivor)["owner"] != owner and checker_of(survivor)["healthy"]
+                                          and checker_of(survivor)["owner"]), 10, "a take-over")
+            took = time.monotonic() - killed
+            assert len(lock_holders(database)) == 1
+            assert worker_instance(new_owner, [survivor]) is survivor
+    # A lease would have waited 3 intervals + the timeout (6 s); the server frees the lock with the session.
+    assert took < 4, f"take-over took {took:.1f} s"
+    print(f"\nchecker take-over after kill -9 of its instance: {took:.2f} s")
+
+
+def served_statuses(servers: list[Served], seconds: float) -> list[tuple[float, int]]:
+    """(monotonic time, status) of `/` fetched over new connections, so any worker may answer, for `seconds`."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for server in servers:
+            status = requests.get(server.url + "/", allow_redirects=False, timeout=3).status_code
+            seen.append((time.monotonic(), status))
+    return seen
+
+
+def test_a_mode_change_reaches_every_worker_of_both_instances_within_a_second(database, tmp_path):
+    storage = open_storage(database)
+    lags = []
+    with StandIn() as site:
+        env = environment(database, site)
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        with Served(env, tmp_path / "a") as first, Served(env, tmp_path / "b") as second:
+            served_statuses([first, second], 1)  # every worker warmed up
+            for mode, expected in [("down", 503), ("up", 302), ("down", 503), ("up", 302)]:
+                storage.set_mode(mode, reason="propagation test", by="test")
+                changed = time.monotonic()
+                seen = served_statuses([first, second], 1.5)
+                stale = [at for at, status in seen if status != expected]
+                assert {status for _, status in seen} <= {302, 503}
+                assert seen[-1][1] == expected
+                lags.append(max(stale) - changed if stale else 0.0)
+                assert len(seen) > 40  # enough requests for each of the four workers to have answered
+    assert max(lags) < 1.0, lags
+    print(f"\nmode change seen by every worker of 2 instances x 2 workers after at most: "
+          f"{', '.join(f'{lag:.2f}' for lag in lags)} s")
+
