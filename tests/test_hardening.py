@@ -13,6 +13,10 @@ from helpers import contact_fields, csrf_token, form_token, log_in, refuse_write
 from fallback.app import create_app
 from fallback.config import Settings
 
+# Each test that uses the database runs on both; tests/test_postgres_hardening.py has PostgreSQL's
+# versions of the few that reach into a SQLite file.
+BACKENDS = ["sqlite", "postgres"]
+
 
 def post(client, data, **kwargs):
     return client.post("/_fallback/contact", data=data, **kwargs)
@@ -62,6 +66,7 @@ def test_a_message_keeps_its_line_breaks(client, down, storage):
     assert next(storage.iter_leads())["message"] == "line one\r\nline two\ttabbed"
 
 
+@pytest.mark.sqlite_only("a second database next to the file")
 def test_a_token_from_another_installation_is_refused(env, down, client):
     other = dict(env, FALLBACK_SECRET_KEY="another installation", FALLBACK_DATABASE=env["FALLBACK_DATABASE"] + "2")
     other_app = create_app(Settings.from_env(other))
@@ -192,6 +197,7 @@ def test_nothing_secret_reaches_the_logs(env, caplog):
         assert secret not in caplog.text
 
 
+@pytest.mark.sqlite_only("reads the file's bytes")
 def test_raw_client_addresses_are_never_stored(env, tmp_path):
     env["FALLBACK_RATE_LIMIT"] = "100/minute"
     app = create_app(Settings.from_env(env))
@@ -210,6 +216,7 @@ def test_raw_client_addresses_are_never_stored(env, tmp_path):
 # -- faults -----------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("sqlite3's BEGIN IMMEDIATE")
 def test_a_submission_waits_for_a_database_locked_by_another_writer(client, down, storage, settings):
     data = contact_fields(client)
     blocker = sqlite3.connect(settings.database, isolation_level=None)
@@ -244,6 +251,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+@pytest.mark.sqlite_only("a file on a tiny tmpfs")
 def test_a_full_disk_gets_a_not_saved_page_and_keeps_what_was_stored(env, tiny_disk):
     env.update(FALLBACK_DATABASE=str(tiny_disk / "fallback.db"), FALLBACK_CONTACT_EMAIL="help@example.org")
     app = create_app(Settings.from_env(env))
@@ -277,6 +285,7 @@ def test_a_full_disk_gets_a_not_saved_page_and_keeps_what_was_stored(env, tiny_d
 
 
 
+@pytest.mark.sqlite_only("PRAGMA query_only")
 def test_a_read_only_database_gets_a_not_saved_page_and_a_failing_healthz(client, down, storage):
     data = contact_fields(client)
     # The same SQLITE_READONLY refusal a read-only file or volume gives, on the connection the view uses.

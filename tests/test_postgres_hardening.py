@@ -1,8 +1,5 @@
-"""Hostile input, abuse and faults on PostgreSQL: test_hardening.py's tests, run again on PostgreSQL,
-and PostgreSQL versions of the few that reach into a SQLite file.
-
-The rate limit in particular lives in the database, so every process on it shares it.
-"""
+"""PostgreSQL's versions of the hardening tests that reach into a SQLite file (test_hardening.py runs
+the others on both backends)."""
 
 from __future__ import annotations
 
@@ -18,20 +15,7 @@ from fallback.config import Settings
 
 BACKENDS = ["postgres"]
 
-# What only a SQLite file can do, each with its PostgreSQL version below or in test_postgres.py.
-SQLITE_ONLY = {
-    "test_a_token_from_another_installation_is_refused": "a second database next to the file",
-    "test_raw_client_addresses_are_never_stored": "reads the file's bytes",
-    "test_a_submission_waits_for_a_database_locked_by_another_writer": "sqlite3's BEGIN IMMEDIATE",
-    "test_a_full_disk_gets_a_not_saved_page_and_keeps_what_was_stored": "a file on a tiny tmpfs",
-    "test_a_read_only_database_gets_a_not_saved_page_and_a_failing_healthz": "PRAGMA query_only",
-}
-
 post = test_hardening.post
-limited = test_hardening.limited
-for _name, _test in vars(test_hardening).items():
-    if _name.startswith("test_") and _name not in SQLITE_ONLY:
-        globals()[_name] = _test
 
 
 def test_a_token_from_another_installation_on_postgres_is_refused(env, down, client, pg_cluster):
