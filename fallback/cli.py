@@ -12,10 +12,8 @@ from datetime import timedelta
 import click
 
 from . import __version__
-from .checker import status_document
 from .config import ConfigError, Settings
 from .export import csv_chunks, parse_bound
-from .probe import probe
 from .state import parse_duration, utcnow
 from .storage import Storage, StorageError, open_storage
 
@@ -92,6 +90,8 @@ def check(url: str | None) -> None:
     urls = [url] if url else list(settings.check_urls)
     if not urls:
         raise Failure("give a URL, or set FALLBACK_MAIN_URL or FALLBACK_CHECK_URLS")
+    from .probe import probe  # requests, imported only by the commands that need it
+
     all_ok = True
     for target in urls:
         result = probe(target, settings.check_timeout, settings.max_latency, settings.expect_text)
@@ -111,6 +111,8 @@ def status(as_json: bool) -> None:
 
         fallback status --json
     """
+    from .checker import status_document  # requests, imported only by the commands that need it
+
     settings = load_settings()
     storage = load_storage(settings)
     document = status_document(storage, settings, utcnow())

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from email_validator import EmailNotValidError, validate_email
-
 PREFIX = "FALLBACK_"
 
 
@@ -225,6 +223,8 @@ class _Reader:
         variable, value = self.raw(name)
         if value is None:
             return None
+        from email_validator import EmailNotValidError, validate_email  # only when an address is set
+
         try:
             return validate_email(value.strip(), check_deliverability=False).normalized
         except EmailNotValidError:

@@ -41,6 +41,22 @@ def test_migrating_twice_changes_nothing(db):
     assert db._read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
 
 
+@pytest.mark.sqlite_only("builds an old schema with sqlite-utils")
+def test_a_database_of_an_older_version_is_brought_up_to_date_when_opened(database, clock):
+    import sqlite_utils
+
+    old = sqlite_utils.Database(database)
+    MIGRATIONS[0](old)
+    old["meta"].insert({"key": "schema_version", "value": "1"}, pk="key")
+    old["leads"].insert({"email": "kept@example.org", "email_key": "kept@example.org", "created_at": "2026-01-01",
+                         "updated_at": "2026-01-01"})
+    old.close()
+    db = open_storage(database, clock)
+    assert db._read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
+    assert db._read("SELECT COUNT(*) FROM rate_limits")[0][0] == 0 and db.checker()["owner"] is None
+    assert [lead["email"] for lead in db.iter_leads()] == ["kept@example.org"]
+
+
 def test_the_same_address_in_another_case_updates_one_lead(db, clock):
     first = db.save_lead(NewLead("Paul@Example.org", name="Paul", message="call me", consent=True,
                                  consent_version="en-1", consent_text="I agree"))

@@ -8,8 +8,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-import sqlite_utils
-
 from ..state import utcnow
 from .base import BUSY_TIMEOUT_SECONDS, Database, StorageError
 from .schema import MIGRATIONS
@@ -104,6 +102,10 @@ class SQLiteDatabase(Database):
 
     def migrate(self) -> int:
         """Create or bring the schema up to date; returns the schema version."""
+        if self._schema_version() == len(MIGRATIONS):
+            return len(MIGRATIONS)  # the usual case: no write, and no sqlite-utils to import (a CLI start-up)
+        import sqlite_utils
+
         with self._write() as conn:
             db = sqlite_utils.Database(conn)
             db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
@@ -117,3 +119,11 @@ class SQLiteDatabase(Database):
                 (str(len(MIGRATIONS)),),
             )
         return len(MIGRATIONS)
+
+    def _schema_version(self) -> int:
+        """How many migrations the database has had (0 for a new file)."""
+        try:
+            rows = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        except sqlite3.Error:
+            return 0  # no meta table yet, or unreadable: the migration's write then says why
+        return int(rows[0][0]) if rows else 0
