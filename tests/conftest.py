@@ -6,7 +6,9 @@ backends; PostgreSQL is a throw-away cluster on 127.0.0.1 (tests/pg.py), one dat
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 
 import pytest
 from click.testing import CliRunner
@@ -28,6 +30,34 @@ def pytest_generate_tests(metafunc):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only(reason): a test of what only SQLite has (a file, PRAGMAs)")
+
+
+def _is_loopback(host) -> bool:
+    if host is None:
+        return True
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only():
+    """Fail any lookup of a host other than loopback in the test process: tests never leave 127.0.0.1,
+    and a redirect followed to the main site by mistake should fail here, not on a DNS timeout."""
+    resolve = socket.getaddrinfo
+
+    def loopback_getaddrinfo(host, *args, **kwargs):
+        if not _is_loopback(host):
+            raise OSError(f"tests may only reach loopback, not {host!r}")
+        return resolve(host, *args, **kwargs)
+
+    socket.getaddrinfo = loopback_getaddrinfo
+    yield
+    socket.getaddrinfo = resolve
 
 
 @pytest.fixture(autouse=True)

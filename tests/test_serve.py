@@ -60,8 +60,13 @@ def wait_for_status(url: str, expected: int, seconds: float = 3.0) -> requests.R
 
 
 def submit(base: str, email: str, **fields) -> requests.Response:
-    """Load the page as a visitor, then send the form."""
-    page = requests.get(base + "/landing", timeout=5)
+    """Load the page as a visitor, then send the form.
+
+    Every worker sees a mode change within a second, so the page is fetched until it is the
+    503 page rather than once (once could follow a stale worker's redirect off loopback).
+    """
+    page = wait_for_status(base + "/landing", 503)
+    assert page.status_code == 503
     data = {"token": form_token(page.text), "path": "/landing", "email": email, "consent": "y", **fields}
     return requests.post(base + "/_fallback/contact", data=data, allow_redirects=False, timeout=10)
 
@@ -221,3 +226,9 @@ def test_the_procfile_line_runs_and_honours_port(site_env, tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)
+
+
+def test_the_tests_themselves_cannot_reach_past_loopback():
+    with pytest.raises(requests.ConnectionError, match="only reach loopback"):
+        requests.get("https://www.example.com/", timeout=1)
+    assert socket.getaddrinfo("127.0.0.1", 80)
