@@ -80,7 +80,8 @@ def test_every_catalog_has_every_message_of_the_code_and_templates(tmp_path):
     subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg", "-k", "_l",
                     "-o", str(pot), "."], cwd=root, check=True, capture_output=True, timeout=120)
     with open(pot, "rb") as handle:
-        wanted = {message.id if isinstance(message.id, str) else message.id[0] for message in read_po(handle) if message.id}
+        wanted = {message.id if isinstance(message.id, str) else message.id[0]
+                  for message in read_po(handle) if message.id}
     for po_path in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po"):
         with open(po_path, "rb") as handle:
             have = {message.id if isinstance(message.id, str) else message.id[0] for message in read_po(handle)}

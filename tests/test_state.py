@@ -38,7 +38,8 @@ def test_a_forced_mode_returns_to_auto_when_it_expires():
     assert flag.since(later) == NOON + timedelta(hours=2)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400), ("1h30m", 5400)])
+@pytest.mark.parametrize(("text", "seconds"),
+                         [("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400), ("1h30m", 5400)])
 def test_it_reads_durations(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)
 

@@ -228,7 +228,8 @@ def test_status_json_reports_the_checker_and_its_doubts(client, storage):
     assert document["checker"]["owner"] == "host:1" and document["checker"]["healthy"]
 
 
-def test_the_page_is_rendered_once_per_flag_change_with_a_fresh_token_each_time(client, down, storage, app, monkeypatch):
+def test_the_page_is_rendered_once_per_flag_change_with_a_fresh_token_each_time(client, down, storage, app,
+                                                                                 monkeypatch):
     import fallback.web
 
     renders = []
