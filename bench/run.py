@@ -1,8 +1,9 @@
 """The performance bench: fallback against baselines it builds itself, side by side in one run, on loopback.
 
-    python bench/run.py              # about 3 minutes
-    python bench/run.py --quick      # about 75 seconds
-    python bench/run.py --json       # the same figures, machine-readable
+    python bench/run.py                # about 4 minutes
+    python bench/run.py --quick        # about 90 seconds
+    python bench/run.py --no-postgres  # without the PostgreSQL rows
+    python bench/run.py --json         # the same figures, machine-readable
 
 Rows (targets from SPEC.md section 6 and the bench's brief):
 
@@ -15,12 +16,17 @@ Rows (targets from SPEC.md section 6 and the bench's brief):
      timeout): target >= 0.8; and every accepted (303) lead present in the CSV export;
   e. `fallback export -o FILE` of 100,000 leads: rows per second (target >= 50,000) and peak
      memory, against 10,000 leads (target: it does not grow with the rows); the HTTP export too;
-  f. p50/p99 latency at 50 connections for a, b and c, and resident memory per worker.
+  f. p50/p99 latency at 50 connections for a, b and c, and resident memory per worker;
+  PostgreSQL (info): b and d again against a second `fallback serve`, the same in all but
+     FALLBACK_DATABASE, a database on a throw-away cluster (tests/pg.py), in the same rounds, with
+     the ratio to SQLite's figure; every accepted lead exported is checked there too. Left out,
+     saying why, with --no-postgres or without Debian's postgresql package.
 
 Load comes from wrk (Debian's `wrk` package, installed with apt-get when missing and running as
-root). The page runs alternate the floor and fallback round after round, so drift on a shared
-machine hits both alike, and the median round is reported. Every server listens on 127.0.0.1
-with its own temporary folder and database, and is stopped at the end, on error too.
+root). The page runs alternate the floor and fallback (SQLite, then PostgreSQL) round after
+round, so drift on a shared machine hits them alike, and the median round is reported. Every
+server listens on 127.0.0.1 with its own temporary folder and database, and is stopped at the
+end, on error too, the PostgreSQL cluster with them.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+# The PostgreSQL rows run on tests/pg.py's throw-away cluster (initdb and pg_ctl in a temporary folder, on
+# 127.0.0.1, as the postgres user under root) rather than a copy of it; tests/ is not a package, so its folder goes
+# on the path, last, so that none of its modules can shadow one the bench imports.
+sys.path.append(str(HERE.parent / "tests"))
 
 from load import (  # noqa: E402 - bench/ is not a package
     HOST,
@@ -63,6 +73,7 @@ from load import (  # noqa: E402 - bench/ is not a package
 )
 
 EXPORT_TOKEN = "bench-export-token"
+PAGE_PATH = "/campaign/tv"
 HTML = ("Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",)
 PAGE_CONNECTIONS = 50
 POST_CONNECTIONS = 16   # as many as the 2 workers x 8 threads of `fallback serve`
@@ -246,81 +257,172 @@ def wait_for_status(url: str, status: int, seconds: float = 10) -> None:
     raise RuntimeError(f"{url} did not answer {status} within {seconds} s")
 
 
-def bench_http(folder: Path, seconds: float, rounds: int, post_rounds: int, results: dict, log) -> None:
-    """Rows a-d and f against one fallback and one bare app, both alive all along."""
-    main_site = MainSite()
-    env = clean_env({
+def bench_env(main_site: MainSite, database: str) -> dict:
+    """The settings of the fallback servers of rows b-d: SQLite's and PostgreSQL's differ in the database alone."""
+    return clean_env({
         "FALLBACK_MAIN_URL": main_site.url, "FALLBACK_CHECK_URLS": main_site.url,
-        "FALLBACK_DATABASE": str(folder / "fallback.db"), "FALLBACK_RATE_LIMIT": "0",
+        "FALLBACK_DATABASE": database, "FALLBACK_RATE_LIMIT": "0",
         "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
         "FALLBACK_SECRET_KEY": "bench-secret-key",
     })
+
+
+def start_down(stack: ExitStack, folder: Path, env: dict) -> Fallback:
+    """`fallback serve` (2 workers) with the page forced on, once it answers 503; stopped when `stack` closes."""
+    fallback = Fallback(folder, env, workers=2)
+    fallback.cli("mode", "down", "--reason", "bench")
+    stack.callback(fallback.stop)
+    fallback.start()
+    wait_for_status(fallback.url + PAGE_PATH, 503)
+    return fallback
+
+
+def start_bare(stack: ExitStack, folder: Path, page_url: str, results: dict) -> tuple[str, subprocess.Popen]:
+    """bench/bare.py answering the very bytes of fallback's page at `page_url` (checked): its URL and process."""
+    status, headers, body = answer_of(page_url, {"Accept": HTML[0].split(": ", 1)[1]})
+    if status != 503 or not TOKEN.search(body.decode("utf-8", "replace")):
+        raise RuntimeError(f"fallback's page answered {status} without the form")
+    (folder / "page.bin").write_bytes(body)
+    (folder / "page.json").write_text(json.dumps({"status": status, "headers": headers}))
+    bare_port = free_port()
+    bare_url = f"http://{HOST}:{bare_port}"
+    bare_cmd = [sys.executable, str(HERE / "bare.py"), "--port", str(bare_port), "--body", str(folder / "page.bin"),
+                "--headers", str(folder / "page.json"), "--database", str(folder / "bare.db")]
+    bare = stack.enter_context(process_group(bare_cmd, clean_env({}), folder, bare_url + "/_ready",
+                                             folder / "bare.log"))
+    bare_answer = answer_of(bare_url + PAGE_PATH, {"Accept": "text/html"})
+    results["page_bytes"] = {"fallback": len(body), "bare": len(bare_answer[2])}
+    if bare_answer[0] != 503 or len(bare_answer[2]) != len(body):
+        raise RuntimeError("the bare app does not answer the same bytes as fallback's page")
+    return bare_url, bare
+
+
+def postgres_database(stack: ExitStack, enabled: bool, results: dict, log) -> str | None:
+    """A new database on a throw-away PostgreSQL cluster (tests/pg.py), destroyed when `stack` closes: its URL.
+
+    None, with the reason in results["postgres"]["skipped"], under --no-postgres or when the cluster
+    cannot be had (PostgreSQL not installed, initdb or start failing): the SQLite rows go on regardless.
+    """
+    results["postgres"] = {"skipped": "--no-postgres"}
+    if enabled:
+        try:
+            from pg import Cluster  # tests/pg.py, on the path (see the top of this file)
+
+            cluster = Cluster()  # raises when Debian's postgresql package is not installed
+            stack.callback(cluster.destroy)
+            log("starting a throw-away PostgreSQL cluster")
+            database = cluster.start().create_database()
+            results["postgres"] = {"server": postgres_version(cluster.bin)}
+            return database
+        except Exception as error:  # whatever keeps the cluster from us skips the PostgreSQL rows, saying why
+            results["postgres"] = {"skipped": (str(error).strip() or type(error).__name__).splitlines()[0]}
+    log(f"PostgreSQL rows skipped: {results['postgres']['skipped']}")
+    return None
+
+
+def postgres_version(binaries: Path) -> str:
+    done = subprocess.run([str(binaries / "postgres"), "--version"], capture_output=True, text=True, timeout=10)
+    return done.stdout.strip().replace("postgres (PostgreSQL)", "PostgreSQL") or "PostgreSQL"
+
+
+def bench_http(folder: Path, seconds: float, rounds: int, post_rounds: int, postgres: bool, results: dict,
+               log) -> None:
+    """Rows a-d and f against one fallback and one bare app, both alive all along; with `postgres`, rows b and d
+    also against a second fallback, the same but for its database on a throw-away cluster, in the same rounds."""
+    main_site = MainSite()
     with ExitStack() as stack:
         stack.callback(main_site.close)
-        fallback = Fallback(folder, env, workers=2)
-        fallback.cli("mode", "down", "--reason", "bench")
-        stack.callback(fallback.stop)
-        fallback.start()
-        page_url = fallback.url + "/campaign/tv"
-        wait_for_status(page_url, 503)
-        status, headers, body = answer_of(page_url, {"Accept": HTML[0].split(": ", 1)[1]})
-        if status != 503 or not TOKEN.search(body.decode("utf-8", "replace")):
-            raise RuntimeError(f"fallback's page answered {status} without the form")
-        (folder / "page.bin").write_bytes(body)
-        (folder / "page.json").write_text(json.dumps({"status": status, "headers": headers}))
-        bare_port = free_port()
-        bare_url = f"http://{HOST}:{bare_port}"
-        bare_cmd = [sys.executable, str(HERE / "bare.py"), "--port", str(bare_port), "--body", str(folder / "page.bin"),
-                    "--headers", str(folder / "page.json"), "--database", str(folder / "bare.db")]
-        bare = stack.enter_context(process_group(bare_cmd, clean_env({}), folder, bare_url + "/_ready",
-                                                 folder / "bare.log"))
-        bare_answer = answer_of(bare_url + "/campaign/tv", {"Accept": "text/html"})
-        results["page_bytes"] = {"fallback": len(body), "bare": len(bare_answer[2])}
-        if bare_answer[0] != 503 or len(bare_answer[2]) != len(body):
-            raise RuntimeError("the bare app does not answer the same bytes as fallback's page")
-
-        # Warm-up: every worker of both servers serves its pages before anything is measured.
-        log("warming up")
-        wrk(bare_url + "/campaign/tv", 2, PAGE_CONNECTIONS, headers=HTML)
-        wrk(page_url, 2, PAGE_CONNECTIONS, headers=HTML)
-        floor, down, up = [], [], []
-        for number in range(rounds):
-            log(f"pages, round {number + 1}/{rounds}: floor, down page, redirect")
-            floor.append(wrk(bare_url + "/campaign/tv", seconds, PAGE_CONNECTIONS, headers=HTML))
-            down.append(wrk(page_url, seconds, PAGE_CONNECTIONS, headers=HTML))
-            fallback.cli("mode", "up", "--reason", "bench")
-            wait_for_status(page_url, 302)
-            up.append(wrk(page_url, seconds, PAGE_CONNECTIONS, headers=HTML))
-            fallback.cli("mode", "down", "--reason", "bench")
-            wait_for_status(page_url, 503)
-        results["floor"], results["down_page"], results["redirect"] = median_run(floor), median_run(down, floor), \
-            median_run(up, floor)
+        fallback = start_down(stack, folder, bench_env(main_site, str(folder / "fallback.db")))
+        bare_url, bare = start_bare(stack, folder, fallback.url + PAGE_PATH, results)
+        database = postgres_database(stack, postgres, results, log)
+        on_postgres = start_down(stack, folder, bench_env(main_site, database)) if database else None
+        bench_pages(fallback, bare_url, on_postgres, seconds, rounds, results, log)
         results["worker_rss_mib"] = {"fallback": workers_rss_mib(fallback.process.pid),
                                      "bare": workers_rss_mib(bare.pid)}
-        results["redirect_non_3xx"] = sum(run["non_2xx_3xx"] for run in up)
-
-        # Submissions: one valid token for every request (stateless, 24 h, no time trap here).
-        token = TOKEN.search(answer_of(page_url, {"Accept": "text/html"})[2].decode()).group(1)
-        bare_runs, ours = [], []
-        for number in range(post_rounds + 1):
-            label = "warm" if number == 0 else f"round {number}/{post_rounds}"
-            log(f"submissions, {label}: bare insert, fallback")
-            length = 2 if number == 0 else seconds
-            bare_runs.append(wrk(bare_url + "/_fallback/contact", length, POST_CONNECTIONS,
-                                 post_script(folder, f"b{number}", token, xff=False)))
-            ours.append(wrk(fallback.url + "/_fallback/contact", length, POST_CONNECTIONS,
-                            post_script(folder, f"f{number}", token, xff=False)))
-        exported = exported_bench_rows(fallback.url)
-        accepted = sum(run["accepted"] for run in ours)
-        results["submissions"] = {
-            "bare": median_run(bare_runs[1:]), "fallback": median_run(ours[1:], bare_runs[1:]), "accepted": accepted,
-            "rejected": sum(run["other"] for run in ours), "exported": exported,
-            # wrk stops with up to one request per connection in flight: those may be stored unanswered.
-            "in_flight_max": POST_CONNECTIONS * len(ours),
-            "socket_errors": sum(run["socket_errors"] for run in ours)}
+        bench_submissions(folder, fallback, bare_url, on_postgres, seconds, post_rounds, results, log)
         results["bare_insert_rows"] = count_rows(folder / "bare.db")
-        fallback.stop()
-        results["server_log_problems"] = log_problems(fallback.log)[:10] + log_problems(folder / "bare.log")[:10]
+        servers = [fallback] + ([on_postgres] if on_postgres else [])
+        for server in servers:
+            server.stop()
+        results["server_log_problems"] = [line for server in servers for line in log_problems(server.log)[:10]] \
+            + log_problems(folder / "bare.log")[:10]
+
+
+def page_run(url: str, seconds: float) -> dict:
+    return wrk(url, seconds, PAGE_CONNECTIONS, headers=HTML)
+
+
+def bench_pages(fallback: Fallback, bare_url: str, on_postgres: Fallback | None, seconds: float, rounds: int,
+                results: dict, log) -> None:
+    """Rows a, b, c (and b on PostgreSQL): every server warmed up, then the runs alternate round after round."""
+    page_url = fallback.url + PAGE_PATH
+    pages = {"floor": bare_url + PAGE_PATH, "down page": page_url}
+    if on_postgres:
+        pages["down page on PostgreSQL"] = on_postgres.url + PAGE_PATH
+    log("warming up")
+    for url in pages.values():
+        page_run(url, 2)
+    runs: dict[str, list[dict]] = {name: [] for name in [*pages, "redirect"]}
+    for number in range(rounds):
+        log(f"pages, round {number + 1}/{rounds}: {', '.join(runs)}")
+        for name, url in pages.items():
+            runs[name].append(page_run(url, seconds))
+        fallback.cli("mode", "up", "--reason", "bench")
+        wait_for_status(page_url, 302)
+        runs["redirect"].append(page_run(page_url, seconds))
+        fallback.cli("mode", "down", "--reason", "bench")
+        wait_for_status(page_url, 503)
+    floor = runs["floor"]
+    results["floor"], results["down_page"] = median_run(floor), median_run(runs["down page"], floor)
+    results["redirect"] = median_run(runs["redirect"], floor)
+    results["redirect_non_3xx"] = sum(run["non_2xx_3xx"] for run in runs["redirect"])
+    if on_postgres:  # its ratio is to SQLite's down page, measured just before it in each round
+        results["postgres"]["down_page"] = median_run(runs["down page on PostgreSQL"], runs["down page"])
+
+
+def bench_submissions(folder: Path, fallback: Fallback, bare_url: str, on_postgres: Fallback | None,
+                      seconds: float, post_rounds: int, results: dict, log) -> None:
+    """Row d (and d on PostgreSQL, its ratio to SQLite's): one valid token for every request (stateless, 24 h,
+    no time trap here), the bare handler and each fallback in turn, round after round."""
+    token = form_token(fallback.url + PAGE_PATH)
+    targets = {"bare insert": (bare_url, token), "fallback": (fallback.url, token)}
+    if on_postgres:
+        targets["fallback on PostgreSQL"] = (on_postgres.url, form_token(on_postgres.url + PAGE_PATH))
+    runs = submission_rounds(folder, targets, seconds, post_rounds, log)
+    bare = runs["bare insert"]
+    results["submissions"] = {"bare": median_run(bare[1:]), **submission_figures(runs["fallback"], bare, fallback.url)}
+    if on_postgres:
+        results["postgres"]["submissions"] = submission_figures(runs["fallback on PostgreSQL"], runs["fallback"],
+                                                                on_postgres.url)
+
+
+def form_token(url: str) -> str:
+    """The hidden form token of the page at `url`."""
+    return TOKEN.search(answer_of(url, {"Accept": "text/html"})[2].decode()).group(1)
+
+
+def submission_rounds(folder: Path, targets: dict[str, tuple[str, str]], seconds: float, post_rounds: int,
+                      log) -> dict[str, list[dict]]:
+    """wrk's POST script against each target (base URL, form token) in turn, round after round: every run,
+    round 0 being a 2 s warm-up."""
+    runs: dict[str, list[dict]] = {name: [] for name in targets}
+    for number in range(post_rounds + 1):
+        label = "warm" if number == 0 else f"round {number}/{post_rounds}"
+        log(f"submissions, {label}: {', '.join(targets)}")
+        for index, (name, (base, token)) in enumerate(targets.items()):
+            runs[name].append(wrk(base + "/_fallback/contact", 2 if number == 0 else seconds, POST_CONNECTIONS,
+                                  post_script(folder, f"s{index}r{number}", token, xff=False)))
+    return runs
+
+
+def submission_figures(runs: list[dict], baseline: list[dict], base: str) -> dict:
+    """The median run (warm-up left out) with its ratio to `baseline`'s, and the leads accepted over all
+    runs against those in the CSV export of the server at `base`."""
+    return {"fallback": median_run(runs[1:], baseline[1:]), "accepted": sum(run["accepted"] for run in runs),
+            "rejected": sum(run["other"] for run in runs), "exported": exported_bench_rows(base),
+            # wrk stops with up to one request per connection in flight: those may be stored unanswered.
+            "in_flight_max": POST_CONNECTIONS * len(runs),
+            "socket_errors": sum(run["socket_errors"] for run in runs)}
 
 
 def post_script(folder: Path, run: str, token: str, xff: bool) -> Path:
@@ -359,7 +461,7 @@ def bench_rate_limited(folder: Path, seconds: float, results: dict, log) -> None
         with fallback_server(sub, env) as fallback:
             fallback.cli("mode", "down")
             wait_for_status(fallback.url + "/", 503)
-            token = TOKEN.search(answer_of(fallback.url + "/", {"Accept": "text/html"})[2].decode()).group(1)
+            token = form_token(fallback.url + "/")
             log("submissions with the rate limit on")
             wrk(fallback.url + "/_fallback/contact", 2, POST_CONNECTIONS, post_script(sub, "rw", token, xff=True))
             results["submissions_rate_limited"] = wrk(fallback.url + "/_fallback/contact", seconds, POST_CONNECTIONS,
@@ -547,16 +649,24 @@ def verdicts(results: dict) -> dict:
     }
     out = {name: {"measured": round(value, 3), "target": f">= {target}", "pass": value >= target}
            for name, (value, target) in checks.items()}
-    exported_ok = subs["accepted"] <= subs["exported"] <= subs["accepted"] + subs["in_flight_max"] \
-        and subs["rejected"] == 0 and subs["accepted"] > 0
-    out["d_every_accepted_lead_exported"] = {"measured": f"{subs['accepted']} accepted, {subs['exported']} exported",
-                                             "target": "accepted <= exported, no rejection", "pass": exported_ok}
+    out["d_every_accepted_lead_exported"] = exported_verdict(subs)
+    on_postgres = results.get("postgres", {}).get("submissions")
+    if on_postgres:
+        out["d_every_accepted_lead_exported_postgres"] = exported_verdict(on_postgres)
     out["e_export_rows_per_s"] = {"measured": large["rows_per_s"], "target": f">= {TARGETS['export_rows_per_s']}",
                                   "pass": large["rows_per_s"] >= TARGETS["export_rows_per_s"]}
     out["e_export_memory_flat"] = {
         "measured": f"{small['peak_rss_mib']} -> {large['peak_rss_mib']} MiB",
         "target": "10x the rows, < 5 MiB more", "pass": growth < 5}
     return out
+
+
+def exported_verdict(subs: dict) -> dict:
+    """Every accepted (303) lead in the export, at most the requests in flight more, and no rejection."""
+    exported_ok = subs["accepted"] <= subs["exported"] <= subs["accepted"] + subs["in_flight_max"] \
+        and subs["rejected"] == 0 and subs["accepted"] > 0
+    return {"measured": f"{subs['accepted']} accepted, {subs['exported']} exported",
+            "target": "accepted <= exported, no rejection", "pass": exported_ok}
 
 
 def machine() -> dict:
@@ -594,84 +704,122 @@ def load_average() -> str:
         return "unknown"
 
 
+def rps_cell(run: dict) -> str:
+    return f"{run['rps']:,.0f} req/s"
+
+
+def latency_cell(run: dict) -> str:
+    return f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms"
+
+
+def ratio_cell(run: dict) -> str:
+    return f"{run['ratio']:.2f} (" + " / ".join(f"{value:.2f}" for value in run["ratio_runs"]) + ")"
+
+
+def run_detail(run: dict) -> str:
+    """Latency, then every round's requests/s."""
+    return latency_cell(run) + "; runs " + " / ".join(f"{value:,.0f}" for value in run["runs_rps"])
+
+
+def mark_cell(check: dict) -> str:
+    return f"{check['target']}: **{'PASS' if check['pass'] else 'FAIL'}**"
+
+
 def table(results: dict) -> str:
     """The figures as a Markdown table, with the targets and verdicts."""
-    floor, down, up = results["floor"], results["down_page"], results["redirect"]
-    subs, ver = results["submissions"], results["verdicts"]
-    small, large, http = results["export_10k"], results["export_100k"], results["export_http_100k"]
-
-    def mark(name: str) -> str:
-        check = ver[name]
-        return f"{check['target']}: **{'PASS' if check['pass'] else 'FAIL'}**"
-
-    def rps(run: dict) -> str:
-        return f"{run['rps']:,.0f} req/s"
-
-    def latency(run: dict) -> str:
-        return f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms"
-
-    def ratio(run: dict) -> str:
-        return f"{run['ratio']:.2f} (" + " / ".join(f"{value:.2f}" for value in run["ratio_runs"]) + ")"
-
-    def runs(run: dict) -> str:
-        return "runs " + " / ".join(f"{value:,.0f}" for value in run["runs_rps"])
-
-    rss = results["worker_rss_mib"]
-    rows = [
-        ("a. bare Flask, same bytes (floor)", rps(floor), "1.00", latency(floor) + "; " + runs(floor), ""),
-        ("b. down page (503)", rps(down), ratio(down), latency(down) + "; " + runs(down),
-         mark("b_page_vs_floor")),
-        ("c. up redirect (302)", rps(up), ratio(up), latency(up) + "; " + runs(up),
-         mark("c_redirect_vs_floor")),
-        ("d. bare insert handler (FULL sync)", rps(subs["bare"]), "1.00",
-         latency(subs["bare"]) + "; " + runs(subs["bare"]), ""),
-        ("d. submissions, 303", rps(subs["fallback"]), ratio(subs["fallback"]),
-         latency(subs["fallback"]) + "; " + runs(subs["fallback"]), mark("d_submissions_vs_bare")),
-        ("d. accepted leads exported", f"{subs['exported']:,} exported", "",
-         f"{subs['accepted']:,} answered 303, {subs['rejected']} otherwise; the export may hold up to "
-         f"{subs['in_flight_max']} more (in flight when wrk stops)",
-         mark("d_every_accepted_lead_exported")),
-    ]
-    limited = results.get("submissions_rate_limited")
-    if limited:
-        rows.append(("d'. submissions, rate limit on (info)", rps(limited),
-                     f"{limited['rps'] / subs['bare']['rps']:.2f}",
-                     f"{latency(limited)}; {limited['accepted']:,} accepted, {limited['other']} other", ""))
-    rows += [
-        ("e. `fallback export`, 100,000 leads", f"{large['rows_per_s']:,} rows/s", "",
-         f"{large['seconds']:.2f} s end to end ({results['export_startup']['seconds']:.2f} s of it start-up; "
-         f"{large['rows_per_s_net_of_startup']:,} rows/s net)", mark("e_export_rows_per_s")),
-        ("e. export peak memory", f"{large['peak_rss_mib']} MiB", "",
-         f"{small['peak_rss_mib']} MiB for 10,000 leads, {results['export_startup']['peak_rss_mib']} MiB for none",
-         mark("e_export_memory_flat")),
-        ("e. HTTP export, 100,000 leads (info)", f"{http['rows_per_s']:,} rows/s", "",
-         f"worker peak RSS {http['worker_peak_before_mib']} -> {http['worker_peak_after_mib']} MiB", ""),
-        ("f. resident memory per worker", " / ".join(f"{size} MiB" for size in rss["fallback"]), "",
-         "bare Flask: " + " / ".join(f"{size} MiB" for size in rss["bare"]), ""),
-    ]
-    nginx = results.get("nginx")
-    if nginx and "skipped" not in nginx:
-        static, cached = nginx["static_file"], nginx["micro_cached_page"]
-        rows += [
-            ("nginx serving the page as a file (info)", rps(static), "", latency(static), ""),
-            ("page via deploy/nginx micro-cache (info)", rps(cached), f"{cached['rps'] / floor['rps']:.1f}x floor",
-             latency(cached), ""),
-        ]
+    rows = page_rows(results) + submission_rows(results) + export_rows(results) + nginx_rows(results)
     lines = ["| row | figure | ratio | detail | target |", "|---|---:|---:|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
+def page_rows(results: dict) -> list[tuple]:
+    """Rows a, b, c; b on PostgreSQL (or why it was skipped) next to b."""
+    floor, down, up, ver = results["floor"], results["down_page"], results["redirect"], results["verdicts"]
+    rows = [("a. bare Flask, same bytes (floor)", rps_cell(floor), "1.00", run_detail(floor), ""),
+            ("b. down page (503)", rps_cell(down), ratio_cell(down), run_detail(down),
+             mark_cell(ver["b_page_vs_floor"]))]
+    postgres = results.get("postgres", {})
+    if "down_page" in postgres:
+        on_postgres = postgres["down_page"]
+        rows.append(("b. down page (503), PostgreSQL (info; ratio to SQLite's b)", rps_cell(on_postgres),
+                     ratio_cell(on_postgres), run_detail(on_postgres), ""))
+    elif "skipped" in postgres:
+        rows.append(("b, d on PostgreSQL (info)", "skipped", "", postgres["skipped"], ""))
+    rows.append(("c. up redirect (302)", rps_cell(up), ratio_cell(up), run_detail(up),
+                 mark_cell(ver["c_redirect_vs_floor"])))
+    return rows
+
+
+def submission_rows(results: dict) -> list[tuple]:
+    """Row d, then d on PostgreSQL (its ratio to SQLite's d), then d' when measured."""
+    subs, ver = results["submissions"], results["verdicts"]
+    rows = [("d. bare insert handler (FULL sync)", rps_cell(subs["bare"]), "1.00", run_detail(subs["bare"]), ""),
+            ("d. submissions, 303", rps_cell(subs["fallback"]), ratio_cell(subs["fallback"]),
+             run_detail(subs["fallback"]), mark_cell(ver["d_submissions_vs_bare"])),
+            exported_row("d. accepted leads exported", subs, ver["d_every_accepted_lead_exported"])]
+    on_postgres = results.get("postgres", {}).get("submissions")
+    if on_postgres:
+        rows += [("d. submissions, 303, PostgreSQL (info; ratio to SQLite's d)", rps_cell(on_postgres["fallback"]),
+                  ratio_cell(on_postgres["fallback"]), run_detail(on_postgres["fallback"]), ""),
+                 exported_row("d. accepted leads exported, PostgreSQL", on_postgres,
+                              ver["d_every_accepted_lead_exported_postgres"])]
+    limited = results.get("submissions_rate_limited")
+    if limited:
+        rows.append(("d'. submissions, rate limit on (info)", rps_cell(limited),
+                     f"{limited['rps'] / subs['bare']['rps']:.2f}",
+                     f"{latency_cell(limited)}; {limited['accepted']:,} accepted, {limited['other']} other", ""))
+    return rows
+
+
+def exported_row(label: str, subs: dict, check: dict) -> tuple:
+    return (label, f"{subs['exported']:,} exported", "",
+            f"{subs['accepted']:,} answered 303, {subs['rejected']} otherwise; the export may hold up to "
+            f"{subs['in_flight_max']} more (in flight when wrk stops)", mark_cell(check))
+
+
+def export_rows(results: dict) -> list[tuple]:
+    """Rows e and f."""
+    small, large, http = results["export_10k"], results["export_100k"], results["export_http_100k"]
+    ver, rss = results["verdicts"], results["worker_rss_mib"]
+    return [
+        ("e. `fallback export`, 100,000 leads", f"{large['rows_per_s']:,} rows/s", "",
+         f"{large['seconds']:.2f} s end to end ({results['export_startup']['seconds']:.2f} s of it start-up; "
+         f"{large['rows_per_s_net_of_startup']:,} rows/s net)", mark_cell(ver["e_export_rows_per_s"])),
+        ("e. export peak memory", f"{large['peak_rss_mib']} MiB", "",
+         f"{small['peak_rss_mib']} MiB for 10,000 leads, {results['export_startup']['peak_rss_mib']} MiB for none",
+         mark_cell(ver["e_export_memory_flat"])),
+        ("e. HTTP export, 100,000 leads (info)", f"{http['rows_per_s']:,} rows/s", "",
+         f"worker peak RSS {http['worker_peak_before_mib']} -> {http['worker_peak_after_mib']} MiB", ""),
+        ("f. resident memory per worker", " / ".join(f"{size} MiB" for size in rss["fallback"]), "",
+         "bare Flask: " + " / ".join(f"{size} MiB" for size in rss["bare"]), ""),
+    ]
+
+
+def nginx_rows(results: dict) -> list[tuple]:
+    nginx = results.get("nginx")
+    if not nginx or "skipped" in nginx:
+        return []
+    static, cached = nginx["static_file"], nginx["micro_cached_page"]
+    return [
+        ("nginx serving the page as a file (info)", rps_cell(static), "", latency_cell(static), ""),
+        ("page via deploy/nginx micro-cache (info)", rps_cell(cached),
+         f"{cached['rps'] / results['floor']['rps']:.1f}x floor", latency_cell(cached), ""),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="shorter and fewer runs: about a minute")
+    parser.add_argument("--quick", action="store_true", help="shorter and fewer runs: about 90 seconds")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--seconds", type=float, help="length of each wrk run (default 8, 3 with --quick)")
     parser.add_argument("--rounds", type=int,
                         help="rounds of alternating runs (default 3; 2 for submissions and exports with --quick)")
     parser.add_argument("--no-nginx", action="store_true", help="skip the nginx rows (--quick skips them, and the "
                         "rate-limited submissions)")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL rows (b and d measured again "
+                        "against fallback on a throw-away PostgreSQL cluster)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     args = parser.parse_args()
     seconds = args.seconds or (3 if args.quick else 8)
@@ -696,7 +844,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="fallback-bench-") as tmp:
             folder = Path(tmp)
-            bench_http(folder, seconds, rounds, post_rounds, results, log)
+            bench_http(folder, seconds, rounds, post_rounds, not args.no_postgres, results, log)
             if not args.quick:
                 bench_rate_limited(folder, seconds, results, log)
             if not (args.quick or args.no_nginx):
@@ -713,7 +861,8 @@ def main() -> int:
     else:
         m = results["machine"]
         print(f"fallback bench, {m['date']}, {m['cores']} cores, {m['cpu']}, Python {m['python']}, gunicorn "
-              f"{m['gunicorn']}, Flask {m['flask']}, fallback {m['fallback']} ({m['commit']})")
+              f"{m['gunicorn']}, Flask {m['flask']}, fallback {m['fallback']} ({m['commit']})"
+              + (f", {results['postgres']['server']}" if "server" in results["postgres"] else ""))
         print(f"{m['wrk']}: -t2 -c{PAGE_CONNECTIONS} for pages, -c{POST_CONNECTIONS} for submissions, "
               f"{seconds:g} s a run, medians of {rounds} alternating rounds ({post_rounds} for submissions and "
               f"exports), ratios paired by round; all on 127.0.0.1, one machine; "
