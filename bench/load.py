@@ -106,6 +106,18 @@ def worker_pids(master: int) -> list[int]:
         return []
 
 
+def cpu_seconds(master: int) -> float:
+    """User and system CPU seconds used so far by a server: its master and live workers, from /proc/<pid>/stat."""
+    ticks = 0
+    for pid in [master, *worker_pids(master)]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone between the listing and the read
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], share: float) -> float | None:
     """The `share` percentile (0-1) of `values`, nearest rank; None when empty."""
     if not values:

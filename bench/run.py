@@ -65,6 +65,7 @@ from load import (  # noqa: E402 - bench/ is not a package
     Fallback,
     MainSite,
     clean_env,
+    cpu_seconds,
     free_port,
     loopback_session,
     rss_kib,
@@ -339,7 +340,7 @@ def bench_http(folder: Path, seconds: float, rounds: int, post_rounds: int, post
         bench_pages(fallback, bare_url, on_postgres, seconds, rounds, results, log)
         results["worker_rss_mib"] = {"fallback": workers_rss_mib(fallback.process.pid),
                                      "bare": workers_rss_mib(bare.pid)}
-        bench_submissions(folder, fallback, bare_url, on_postgres, seconds, post_rounds, results, log)
+        bench_submissions(folder, fallback, (bare_url, bare.pid), on_postgres, seconds, post_rounds, results, log)
         results["bare_insert_rows"] = count_rows(folder / "bare.db")
         servers = [fallback] + ([on_postgres] if on_postgres else [])
         for server in servers:
@@ -380,17 +381,19 @@ def bench_pages(fallback: Fallback, bare_url: str, on_postgres: Fallback | None,
         results["postgres"]["down_page"] = median_run(runs["down page on PostgreSQL"], runs["down page"])
 
 
-def bench_submissions(folder: Path, fallback: Fallback, bare_url: str, on_postgres: Fallback | None,
+def bench_submissions(folder: Path, fallback: Fallback, bare: tuple[str, int], on_postgres: Fallback | None,
                       seconds: float, post_rounds: int, results: dict, log) -> None:
     """Row d (and d on PostgreSQL, its ratio to SQLite's): one valid token for every request (stateless, 24 h,
     no time trap here), the bare handler and each fallback in turn, round after round."""
     token = form_token(fallback.url + PAGE_PATH)
-    targets = {"bare insert": (bare_url, token), "fallback": (fallback.url, token)}
+    targets = {"bare insert": (*bare, token), "fallback": (fallback.url, fallback.process.pid, token)}
     if on_postgres:
-        targets["fallback on PostgreSQL"] = (on_postgres.url, form_token(on_postgres.url + PAGE_PATH))
+        targets["fallback on PostgreSQL"] = (on_postgres.url, on_postgres.process.pid,
+                                             form_token(on_postgres.url + PAGE_PATH))
     runs = submission_rounds(folder, targets, seconds, post_rounds, log)
-    bare = runs["bare insert"]
-    results["submissions"] = {"bare": median_run(bare[1:]), **submission_figures(runs["fallback"], bare, fallback.url)}
+    bare_runs = runs["bare insert"]
+    results["submissions"] = {"bare": median_run(bare_runs[1:]),
+                              **submission_figures(runs["fallback"], bare_runs, fallback.url)}
     if on_postgres:
         results["postgres"]["submissions"] = submission_figures(runs["fallback on PostgreSQL"], runs["fallback"],
                                                                 on_postgres.url)
@@ -401,17 +404,20 @@ def form_token(url: str) -> str:
     return TOKEN.search(answer_of(url, {"Accept": "text/html"})[2].decode()).group(1)
 
 
-def submission_rounds(folder: Path, targets: dict[str, tuple[str, str]], seconds: float, post_rounds: int,
+def submission_rounds(folder: Path, targets: dict[str, tuple[str, int, str]], seconds: float, post_rounds: int,
                       log) -> dict[str, list[dict]]:
-    """wrk's POST script against each target (base URL, form token) in turn, round after round: every run,
-    round 0 being a 2 s warm-up."""
+    """wrk's POST script against each target (base URL, server's master pid, form token) in turn, round after
+    round: every run, round 0 being a 2 s warm-up, with the server's CPU time per accepted request."""
     runs: dict[str, list[dict]] = {name: [] for name in targets}
     for number in range(post_rounds + 1):
         label = "warm" if number == 0 else f"round {number}/{post_rounds}"
         log(f"submissions, {label}: {', '.join(targets)}")
-        for index, (name, (base, token)) in enumerate(targets.items()):
-            runs[name].append(wrk(base + "/_fallback/contact", 2 if number == 0 else seconds, POST_CONNECTIONS,
-                                  post_script(folder, f"s{index}r{number}", token, xff=False)))
+        for index, (name, (base, master, token)) in enumerate(targets.items()):
+            before = cpu_seconds(master)
+            run = wrk(base + "/_fallback/contact", 2 if number == 0 else seconds, POST_CONNECTIONS,
+                      post_script(folder, f"s{index}r{number}", token, xff=False))
+            run["cpu_ms"] = round(1000 * (cpu_seconds(master) - before) / max(run["accepted"], 1), 2)
+            runs[name].append(run)
     return runs
 
 
@@ -721,6 +727,12 @@ def run_detail(run: dict) -> str:
     return latency_cell(run) + "; runs " + " / ".join(f"{value:,.0f}" for value in run["runs_rps"])
 
 
+def cpu_detail(run: dict) -> str:
+    """A submissions run's detail: latency, rounds, and the server's CPU time per accepted request (all processes;
+    PostgreSQL's own server processes are not counted)."""
+    return run_detail(run) + f"; server CPU {run['cpu_ms']:.2f} ms per request"
+
+
 def mark_cell(check: dict) -> str:
     return f"{check['target']}: **{'PASS' if check['pass'] else 'FAIL'}**"
 
@@ -754,14 +766,14 @@ def page_rows(results: dict) -> list[tuple]:
 def submission_rows(results: dict) -> list[tuple]:
     """Row d, then d on PostgreSQL (its ratio to SQLite's d), then d' when measured."""
     subs, ver = results["submissions"], results["verdicts"]
-    rows = [("d. bare insert handler (FULL sync)", rps_cell(subs["bare"]), "1.00", run_detail(subs["bare"]), ""),
+    rows = [("d. bare insert handler (FULL sync)", rps_cell(subs["bare"]), "1.00", cpu_detail(subs["bare"]), ""),
             ("d. submissions, 303", rps_cell(subs["fallback"]), ratio_cell(subs["fallback"]),
-             run_detail(subs["fallback"]), mark_cell(ver["d_submissions_vs_bare"])),
+             cpu_detail(subs["fallback"]), mark_cell(ver["d_submissions_vs_bare"])),
             exported_row("d. accepted leads exported", subs, ver["d_every_accepted_lead_exported"])]
     on_postgres = results.get("postgres", {}).get("submissions")
     if on_postgres:
         rows += [("d. submissions, 303, PostgreSQL (info; ratio to SQLite's d)", rps_cell(on_postgres["fallback"]),
-                  ratio_cell(on_postgres["fallback"]), run_detail(on_postgres["fallback"]), ""),
+                  ratio_cell(on_postgres["fallback"]), cpu_detail(on_postgres["fallback"]), ""),
                  exported_row("d. accepted leads exported, PostgreSQL", on_postgres,
                               ver["d_every_accepted_lead_exported_postgres"])]
     limited = results.get("submissions_rate_limited")

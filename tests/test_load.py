@@ -9,7 +9,11 @@ grows by less than 20 MB over the run.
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +77,21 @@ def test_failures_are_reported_in_words(load):
     lost = {**clean, "leads_lost": 1, "lost_examples": ["c0-1@load.example"]}
     assert "c0-1@load.example" in load.failures(lost)[0]
     assert load.failures({**clean, "server_errors_5xx": 2})
+
+
+def test_cpu_seconds_counts_the_workers_of_a_server(load):
+    # A stand-in "master" whose one child spins for about 0.5 s of CPU, then sleeps so it can be read.
+    spin = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\ntime.sleep(30)"
+    master = subprocess.Popen([sys.executable, "-c",
+                               f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {spin!r}])\n"
+                               "time.sleep(30)"])
+    try:
+        deadline = time.monotonic() + 10
+        while load.cpu_seconds(master.pid) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 0.5 <= load.cpu_seconds(master.pid) < 5
+    finally:
+        for child in load.worker_pids(master.pid):
+            os.kill(child, signal.SIGKILL)
+        master.kill()
+        master.wait(timeout=5)
