@@ -11,6 +11,7 @@ from datetime import datetime
 from ..state import utcnow
 from .base import BUSY_TIMEOUT_SECONDS, Database, StorageError
 from .schema import MIGRATIONS
+from .writelock import WriterLock
 
 
 class SQLiteDatabase(Database):
@@ -22,6 +23,7 @@ class SQLiteDatabase(Database):
         # Every thread's connection (request threads, the checker, the group-commit writer), for
         # operations that concern them all.
         self.thread_connections: list[sqlite3.Connection] = []
+        self.writer_lock = WriterLock(path + "-writer.lock")
 
     # -- connections -------------------------------------------------------
 
@@ -59,19 +61,20 @@ class SQLiteDatabase(Database):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         conn = self.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise StorageError(f"the database is not writable: {error}") from error
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(error, sqlite3.Error):
-                raise StorageError(f"the database write failed: {error}") from error
-            raise
+        with self.writer_lock.held(BUSY_TIMEOUT_SECONDS):  # writers queue here, not in SQLite's busy naps
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise StorageError(f"the database is not writable: {error}") from error
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(error, sqlite3.Error):
+                    raise StorageError(f"the database write failed: {error}") from error
+                raise
 
     def _read(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         try:

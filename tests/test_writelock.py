@@ -1,0 +1,117 @@
+"""The writer lock that queues SQLite writers of every process (fallback/storage/writelock.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from fallback.storage import NewLead, open_storage
+from fallback.storage.writelock import WriterLock
+
+
+@pytest.fixture
+def lock(tmp_path):
+    return WriterLock(str(tmp_path / "db-writer.lock"))
+
+
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def hold_in_thread(lock: WriterLock, release: threading.Event) -> None:
+    """Take the lock in a thread of its own and keep it until `release` is set; returns once it is held."""
+    holding = threading.Event()
+
+    def hold():
+        with lock.held(5) as locked:
+            if locked:
+                holding.set()
+                release.wait(10)
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert holding.wait(5), "the lock could not be taken"
+
+
+def eventually_locked(lock: WriterLock) -> bool:
+    """Whether the lock can be had within 5 s (a helper stranded by an earlier timeout lets it go first)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with lock.held(0.1) as locked:
+            if locked:
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_second_writer_waits_until_the_first_is_done(lock):
+    release, order = threading.Event(), []
+    hold_in_thread(lock, release)
+
+    def second():
+        with lock.held(10) as locked:
+            order.append(("second", locked))
+
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    waiter.join(0.3)
+    assert order == []  # still waiting for the first
+    order.append(("first done", True))
+    release.set()
+    waiter.join(10)
+    assert order == [("first done", True), ("second", True)]
+
+
+def test_a_writer_that_waited_too_long_goes_on_without_the_lock_and_leaks_nothing(lock):
+    before = open_files()
+    release = threading.Event()
+    hold_in_thread(lock, release)
+    with lock.held(0.1) as locked:
+        assert not locked
+    with lock.held(10) as locked:  # a holder is known stuck: no second helper, no wait
+        assert not locked
+    release.set()
+    assert eventually_locked(lock)  # the stranded helper gets the lock late, then lets it go
+    assert open_files() == before  # the holder's, the helper's and our files are all closed
+
+
+def test_the_lock_excludes_another_process(lock, tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({lock.path!r}, os.O_RDWR | os.O_CREAT)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "print('held', flush=True)\nsys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with lock.held(0.2) as locked:
+            assert not locked
+    finally:
+        holder.kill()  # its lock goes with it
+        holder.wait(5)
+    assert eventually_locked(lock)
+
+
+def test_without_a_writable_folder_writes_go_straight_to_sqlite(tmp_path):
+    lock = WriterLock(str(tmp_path / "missing" / "db-writer.lock"))
+    with lock.held(5) as locked:
+        assert not locked
+
+
+def test_sqlite_writes_wait_for_the_lock_beside_the_database(tmp_path):
+    storage = open_storage(str(tmp_path / "fallback.db"))  # a new file: the schema is written under the lock
+    lock_file = tmp_path / "fallback.db-writer.lock"
+    assert lock_file.exists()
+    release = threading.Event()
+    hold_in_thread(WriterLock(str(lock_file)), release)
+    saved = []
+    writer = threading.Thread(target=lambda: saved.append(storage.save_lead(NewLead(email="ann@example.org"))))
+    writer.start()
+    writer.join(0.3)
+    assert saved == [] and storage.count_leads()["leads"] == 0  # queued behind the holder
+    release.set()
+    writer.join(10)
+    assert len(saved) == 1 and storage.count_leads()["leads"] == 1
