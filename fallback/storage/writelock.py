@@ -35,7 +35,11 @@ class WriterLock:
         except OSError:
             yield False
             return
-        locked = _try_lock(fd) or self._lock_within(fd, seconds)
+        try:
+            locked = _try_lock(fd) or self._lock_within(fd, seconds)
+        except OSError:  # a file system without flock: SQLite's own locking alone, as before
+            os.close(fd)
+            locked = False
         try:
             yield locked
         finally:
@@ -65,7 +69,11 @@ class WriterLock:
                     os.close(fd)
                 settled.set()
 
-        threading.Thread(target=block, name="fallback-writer-lock", daemon=True).start()
+        try:
+            threading.Thread(target=block, name="fallback-writer-lock", daemon=True).start()
+        except RuntimeError:  # no thread to spare: go on to SQLite
+            os.close(fd)
+            return False
         settled.wait(seconds)
         with self._guard:
             if settled.is_set():
@@ -78,6 +86,7 @@ class WriterLock:
 
 
 def _try_lock(fd: int) -> bool:
+    """Take the lock if it is free; False if another holds it, OSError if the file system has no flock."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
