@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
+import socket
+import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 from served import Served, run_cli
 from standin import StandIn
+
+STARTUP_SECONDS = 10
+
+
+def wait_until_listening(process: subprocess.Popen, port: int, name: str, describe: Callable[[], str]) -> None:
+    """Return once `port` on 127.0.0.1 accepts connections; if `process` exits or takes over STARTUP_SECONDS,
+    stop it and raise with `describe()` (its log)."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited {process.returncode}:\n{describe()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    stop_group(process)
+    raise RuntimeError(f"{name} did not listen within {STARTUP_SECONDS}s:\n{describe()}")
+
+
+def stop_group(process: subprocess.Popen | None) -> None:
+    """Stop a server started in a session of its own: TERM to its group, KILL if it lingers past 10 s."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
 
 
 def render(template: str, **values: str) -> str:

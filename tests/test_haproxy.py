@@ -9,11 +9,8 @@ Skipped when /usr/sbin/haproxy is missing, unless CI is set: then a missing HAPr
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -28,7 +25,6 @@ from standin import OK_BODY, StandIn
 
 HAPROXY = Path("/usr/sbin/haproxy")
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "haproxy" / "haproxy.cfg"
-STARTUP_SECONDS = 10
 
 if not HAPROXY.exists() and "CI" not in os.environ:
     pytest.skip(f"{HAPROXY} is not installed (Debian package haproxy)", allow_module_level=True)
@@ -57,27 +53,11 @@ class HAProxy:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen([str(HAPROXY), "-db", "-f", str(self.config)], stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"haproxy exited {self.process.returncode}:\n{self.log.read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"haproxy did not listen within {STARTUP_SECONDS}s:\n{self.log.read_text()}")
+        proxies.wait_until_listening(self.process, self.port, "haproxy", self.log.read_text)
+        return self
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        proxies.stop_group(self.process)
 
     def servers(self, marker: str, count: int, timeout: float = 3.0) -> list[str]:
         """The `backend/server` that answered each logged request whose line contains `marker`."""

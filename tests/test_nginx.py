@@ -10,14 +10,11 @@ Skipped when /usr/sbin/nginx is missing, unless CI is set: then a missing nginx 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import grp
 import http.server
 import os
 import pwd
 import re
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -34,7 +31,6 @@ from standin import OK_BODY, StandIn
 
 NGINX = Path("/usr/sbin/nginx")
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "fallback.conf"
-STARTUP_SECONDS = 10
 ADMIN_PASSWORD = "correct horse"
 
 if not NGINX.exists() and "CI" not in os.environ:
@@ -93,29 +89,18 @@ http {{
              "-e", str(self.error_log), "-g", globals_],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nginx exited {self.process.returncode}: "
-                                   f"{self.process.stderr.read().decode()}\n{self.errors()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nginx did not listen within {STARTUP_SECONDS}s:\n{self.errors()}")
+        proxies.wait_until_listening(self.process, self.port, "nginx", self.startup_problem)
+        return self
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-        self.process.stderr.close()
+        proxies.stop_group(self.process)
+        if self.process is not None:
+            self.process.stderr.close()
+
+    def startup_problem(self) -> str:
+        """What nginx printed while starting (read once it has exited), then its error log."""
+        printed = self.process.stderr.read().decode() if self.process.poll() is not None else ""
+        return f"{printed}\n{self.errors()}"
 
     def errors(self) -> str:
         return self.error_log.read_text() if self.error_log.exists() else "(no error log)"
