@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -198,21 +199,38 @@ def test_another_checker_takes_over_when_the_holder_goes_silent(settings, clock)
     assert first.runner.rounds == 1 and not first.holding
 
 
-def test_on_postgres_the_checker_moves_when_the_holders_session_dies_not_when_its_lease_lapses(
-        backend, settings, clock):
+def test_on_postgres_the_checker_moves_as_soon_as_the_holders_session_dies(backend, settings, clock):
     if backend != "postgres":
         pytest.skip("PostgreSQL's advisory lock")
     first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
     first.step()
-    clock.now += timedelta(hours=1)  # a silent holder whose session lives keeps the lock
     second.step()
     assert (first.holding, second.holding) == (True, False)
     terminate_lock_holders(settings.database)  # what the server does when the holder's process dies
-    second.step()
+    second.step()  # no lease to wait for
     assert second.holding and second.runner.rounds == 1
     assert second.storage.checker()["owner"] == "b"
     first.step()
     assert not first.holding and first.runner.rounds == 1
+
+
+def test_on_postgres_a_hung_holder_loses_the_lock_once_its_lease_lapses(backend, settings, clock):
+    if backend != "postgres":
+        pytest.skip("PostgreSQL's advisory lock")
+    first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+    first.step()
+    clock.now += timedelta(seconds=first.lease_seconds - 1)  # silent, but within its lease: it keeps the lock
+    second.step()
+    assert (first.holding, second.holding) == (True, False)
+    clock.now += timedelta(seconds=2)  # first's checker hangs on: its session lives, its lease lapses
+    deadline = time.monotonic() + 5
+    while not second.holding and time.monotonic() < deadline:  # the ended session goes within moments
+        second.step()
+    assert second.holding and second.storage.checker()["owner"] == "b"
+    first.step()  # it wakes up: the lock is gone, and it does not take it back
+    assert not first.holding and first.runner.rounds == 1
+    second.step()
+    assert second.holding
 
 
 def terminate_lock_holders(database: str) -> int:

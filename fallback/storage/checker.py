@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from ..state import iso, parse_iso
 from .base import Database
+
+log = logging.getLogger("fallback.storage")
 
 # The advisory lock whose holder is the one checker of all instances sharing a PostgreSQL database.
 CHECKER_LOCK = 4_815_162_343
@@ -104,12 +107,15 @@ class SessionLockedCheckerStore(CheckerStore):
 
     The server ends the lock with the session, so when the holding instance dies (or the server
     restarts) another takes over at its next try, without waiting for a lease to lapse. The
-    checker row still names the holder and carries its heartbeat, for the status and healthz.
+    holder still renews a lease in the checker row at every round: a holder whose process lives
+    but whose checker has stopped renewing it (hung) has its lock session ended by the next
+    instance that finds the lease lapsed, which takes over at its following try.
     """
 
     def claim_checker(self, owner: str, lease_seconds: float) -> bool:
         """Take or keep the checker lock; True while `owner` holds it, and then the row names it."""
         if not self._hold_lock(CHECKER_LOCK, owner):
+            self._end_hung_holder()
             return False
         with self._write() as conn:
             conn.execute("UPDATE checker SET owner = ?, lease_until = ? WHERE id = 1",
@@ -120,3 +126,16 @@ class SessionLockedCheckerStore(CheckerStore):
         """Let go of the lock, so another instance takes over at its next try."""
         self._end_session(owner)
         super().release_checker(owner)
+
+    def _end_hung_holder(self) -> None:
+        # Only the lock's own session is ended (never one serving requests), and only while the
+        # lease is lapsed: a new holder renews it within milliseconds of taking the lock.
+        with self._write() as conn:
+            ended = conn.execute(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN checker c ON c.id = 1 "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ?::oid AND l.objid = ?::oid "
+                "AND l.objsubid = 1 AND c.lease_until < ?",
+                (CHECKER_LOCK >> 32, CHECKER_LOCK & 0xFFFFFFFF, iso(self.clock())),
+            ).fetchall()
+        if any(row[0] for row in ended):
+            log.warning("the checker's lease lapsed while its holder kept the lock: its lock session was ended")
