@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -216,11 +217,30 @@ def test_raw_client_addresses_are_never_stored(env, tmp_path):
 # -- faults -----------------------------------------------------------------------------------
 
 
-@pytest.mark.sqlite_only("sqlite3's BEGIN IMMEDIATE")
-def test_a_submission_waits_for_a_database_locked_by_another_writer(client, down, storage, settings):
+@contextlib.contextmanager
+def another_writer_holding_the_lock(backend: str, database: str):
+    """A second connection holding the write lock: SQLite's BEGIN IMMEDIATE, or an exclusive lock on
+    PostgreSQL's leads table."""
+    if backend == "sqlite":
+        blocker = sqlite3.connect(database, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(database, autocommit=True) as blocker:
+            blocker.execute("BEGIN")
+            blocker.execute("LOCK TABLE leads IN EXCLUSIVE MODE")
+            yield
+            blocker.execute("COMMIT")
+
+
+def test_a_submission_waits_for_another_writer_to_finish(client, down, storage, backend, database):
     data = contact_fields(client)
-    blocker = sqlite3.connect(settings.database, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
     result = {}
 
     def send():
@@ -228,11 +248,10 @@ def test_a_submission_waits_for_a_database_locked_by_another_writer(client, down
         result["status"] = post(client, data).status_code
         result["waited"] = time.monotonic() - started
 
-    thread = threading.Thread(target=send)
-    thread.start()
-    time.sleep(2.0)  # the other writer holds the lock for two seconds
-    blocker.execute("COMMIT")
-    blocker.close()
+    with another_writer_holding_the_lock(backend, database):
+        thread = threading.Thread(target=send)
+        thread.start()
+        time.sleep(2.0)  # the other writer holds the lock for two seconds
     thread.join(15)
     assert result["status"] == 303 and result["waited"] >= 1.9
     assert len(list(storage.iter_leads())) == 1

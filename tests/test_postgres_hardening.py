@@ -3,10 +3,6 @@ the others on both backends)."""
 
 from __future__ import annotations
 
-import threading
-import time
-
-import psycopg
 import test_hardening
 from helpers import contact_fields, form_token, log_in
 
@@ -47,24 +43,3 @@ def test_raw_client_addresses_are_never_stored_on_postgres(env):
     for table in tables:
         # Every row of every table as text: the address is in none of them.
         assert storage._read(f"SELECT COUNT(*) FROM {table} t WHERE t::text LIKE '%127.42.43.44%'")[0][0] == 0
-
-
-def test_a_submission_waits_for_a_table_locked_by_another_writer(client, down, storage, database):
-    data = contact_fields(client)
-    result = {}
-    with psycopg.connect(database, autocommit=True) as blocker:
-        blocker.execute("BEGIN")
-        blocker.execute("LOCK TABLE leads IN EXCLUSIVE MODE")
-
-        def send():
-            started = time.monotonic()
-            result["status"] = post(client, data).status_code
-            result["waited"] = time.monotonic() - started
-
-        thread = threading.Thread(target=send)
-        thread.start()
-        time.sleep(2.0)  # the other writer holds the lock for two seconds
-        blocker.execute("COMMIT")
-    thread.join(15)
-    assert result["status"] == 303 and result["waited"] >= 1.9
-    assert len(list(storage.iter_leads())) == 1
