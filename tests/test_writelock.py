@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -135,3 +136,18 @@ def test_sqlite_writes_wait_for_the_lock_beside_the_database(tmp_path):
     release.set()
     writer.join(10)
     assert len(saved) == 1 and storage.count_leads()["leads"] == 1
+
+
+def test_a_forked_child_does_not_keep_its_parents_lock(lock):
+    with lock.held(5) as locked:
+        assert locked
+        child = os.fork()  # as gunicorn forks workers: the child gets copies of the open files
+        if child == 0:
+            time.sleep(5)
+            os._exit(0)
+    try:
+        with lock.held(1) as locked_again:  # free once the parent let go, the child alive or not
+            assert locked_again
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)

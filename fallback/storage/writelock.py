@@ -11,11 +11,15 @@ holder stuck past the timeout) the write goes on to SQLite's busy timeout as bef
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+_LOCKS: weakref.WeakSet[WriterLock] = weakref.WeakSet()
 
 
 class WriterLock:
@@ -23,28 +27,44 @@ class WriterLock:
 
     def __init__(self, path: str):
         self.path = path
+        self._fds: set[int] = set()  # every file opened here and not yet closed, for a forked child to close
         self._stranded = 0  # helpers still blocked on a lock their caller gave up on
         self._guard = threading.Lock()
+        _LOCKS.add(self)
 
     @contextmanager
     def held(self, seconds: float) -> Iterator[bool]:
         """Hold the lock for the block, waiting up to `seconds` for it; yields whether it is held."""
-        try:
-            # A file of its own per acquisition: flock belongs to the open file, so threads exclude each other too.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError:
-            yield False
-            return
-        try:
-            locked = _try_lock(fd) or self._lock_within(fd, seconds)
-        except OSError:  # a file system without flock: SQLite's own locking alone, as before
-            os.close(fd)
-            locked = False
+        fd = self._open()
+        locked = fd is not None and self._lock(fd, seconds)
         try:
             yield locked
         finally:
             if locked:
-                os.close(fd)  # closing the file releases its lock
+                self._close(fd)  # closing the file releases its lock
+
+    def _open(self) -> int | None:
+        # A file of its own per acquisition: flock belongs to the open file, so threads exclude each other too.
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        self._fds.add(fd)
+        return fd
+
+    def _close(self, fd: int) -> None:
+        self._fds.discard(fd)
+        os.close(fd)
+
+    def _lock(self, fd: int, seconds: float) -> bool:
+        """Lock `fd` within `seconds`: True, or False with `fd` closed (now, or later by its helper)."""
+        try:
+            if _try_lock(fd):
+                return True
+        except OSError:  # a file system without flock: SQLite's own locking alone, as before
+            self._close(fd)
+            return False
+        return self._lock_within(fd, seconds)
 
     def _lock_within(self, fd: int, seconds: float) -> bool:
         # A blocking flock cannot be timed out, so a helper thread blocks on it while the caller
@@ -52,7 +72,7 @@ class WriterLock:
         # closes it (releasing the lock if it came late).
         with self._guard:
             if self._stranded:  # a holder is stuck: go straight to SQLite, do not pile up helpers
-                os.close(fd)
+                self._close(fd)
                 return False
         outcome = {"locked": False, "abandoned": False}
         settled = threading.Event()
@@ -66,23 +86,40 @@ class WriterLock:
             with self._guard:
                 if outcome["abandoned"]:
                     self._stranded -= 1
-                    os.close(fd)
+                    self._close(fd)
                 settled.set()
 
         try:
             threading.Thread(target=block, name="fallback-writer-lock", daemon=True).start()
         except RuntimeError:  # no thread to spare: go on to SQLite
-            os.close(fd)
+            self._close(fd)
             return False
-        settled.wait(seconds)
+        try:
+            settled.wait(seconds)
+        except BaseException:  # interrupted (Ctrl-C in the CLI): never leave the lock held behind us
+            if self._settle(fd, outcome, settled):
+                self._close(fd)
+            raise
+        return self._settle(fd, outcome, settled)
+
+    def _settle(self, fd: int, outcome: dict, settled: threading.Event) -> bool:
+        """After the wait: whether the lock is ours; if not, `fd` is closed now or left to its helper."""
         with self._guard:
             if settled.is_set():
                 if not outcome["locked"]:
-                    os.close(fd)
+                    self._close(fd)
                 return outcome["locked"]
             outcome["abandoned"] = True
             self._stranded += 1
-        return False
+            return False
+
+    def _forget_parent_files(self) -> None:
+        # In a forked child (a gunicorn worker): the parent's threads are not here, and the files
+        # they had open would keep the parent's lock held for as long as this process lives.
+        for fd in list(self._fds):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds, self._stranded, self._guard = set(), 0, threading.Lock()
 
 
 def _try_lock(fd: int) -> bool:
@@ -92,3 +129,11 @@ def _try_lock(fd: int) -> bool:
         return True
     except BlockingIOError:
         return False
+
+
+def _after_fork_in_child() -> None:
+    for lock in list(_LOCKS):
+        lock._forget_parent_files()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
