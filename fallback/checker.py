@@ -114,11 +114,16 @@ class Checker:
             # Another holder may have flipped since we last looked: start from the stored state.
             self.tally = Tally(self.storage.flag().state)
             self.holding = True
+        claimed_at = self.storage.clock()
         self.storage.expire_mode()
         urls = list(self.settings.check_urls)
         control_url = self.settings.control_url
         results = self.runner.run(urls + ([control_url] if control_url else []),
                                   expect_text_for=lambda url: None if url == control_url else self.settings.expect_text)
+        if self.storage.clock() - claimed_at > timedelta(seconds=self.lease_seconds):
+            # Stalled past the lease: another process may hold it by now, with fresher probes.
+            log.warning("a checker round outlasted the lease (%g s): its results are dropped", self.lease_seconds)
+            return self.settings.check_interval
         main, control = results[: len(urls)], (results[len(urls)] if control_url else None)
         decision = decide(self.tally, main, control, self.settings.fall, self.settings.rise,
                           self.settings.check_interval)

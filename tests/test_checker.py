@@ -214,15 +214,17 @@ def test_on_postgres_the_checker_moves_as_soon_as_the_holders_session_dies(backe
     assert not first.holding and first.runner.rounds == 1
 
 
-def test_on_postgres_a_hung_holder_loses_the_lock_once_its_lease_lapses(backend, settings, clock):
+def test_on_postgres_a_hung_holder_loses_the_lock_once_it_has_renewed_nothing_for_a_lease(backend, settings, clock):
     if backend != "postgres":
         pytest.skip("PostgreSQL's advisory lock")
     first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
     first.step()
-    clock.now += timedelta(seconds=first.lease_seconds - 1)  # silent, but within its lease: it keeps the lock
+    second.step()  # second starts watching the checker row
+    clock.now += timedelta(seconds=first.lease_seconds - 1)  # silent, but not for a whole lease yet
     second.step()
     assert (first.holding, second.holding) == (True, False)
-    clock.now += timedelta(seconds=2)  # first's checker hangs on: its session lives, its lease lapses
+    clock.now += timedelta(seconds=2)  # first's checker hangs on: its session lives, its row stays the same
+    second.step()  # ends first's lock session
     deadline = time.monotonic() + 5
     while not second.holding and time.monotonic() < deadline:  # the ended session goes within moments
         second.step()
@@ -233,16 +235,72 @@ def test_on_postgres_a_hung_holder_loses_the_lock_once_its_lease_lapses(backend,
     assert second.holding
 
 
+def test_on_postgres_a_holder_that_renews_is_never_ended_however_far_the_clocks_drift(backend, settings, clock):
+    if backend != "postgres":
+        pytest.skip("PostgreSQL's advisory lock")
+    first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+    for _ in range(10):
+        first.step()
+        clock.now += timedelta(hours=1)  # second's view of time runs far ahead of the lease first writes
+        second.step()
+    assert (first.holding, second.holding) == (True, False) and first.runner.rounds == 10
+
+
+def test_on_postgres_a_hung_holder_is_looked_for_in_this_database_only(backend, settings, clock, pg_cluster):
+    if backend != "postgres":
+        pytest.skip("PostgreSQL's advisory lock")
+    import psycopg
+
+    from fallback.storage.checker import CHECKER_LOCK
+
+    other = pg_cluster.create_database()
+    try:
+        with psycopg.connect(other, autocommit=True) as elsewhere:  # another installation on the same server
+            assert elsewhere.execute("SELECT pg_try_advisory_lock(%s)", (CHECKER_LOCK,)).fetchone()[0]
+            first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+            first.step()
+            second.step()
+            clock.now += timedelta(seconds=first.lease_seconds + 1)
+            second.step()  # ends first's session, not the other database's
+            assert elsewhere.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        pg_cluster.drop_database(other)
+
+
+def test_a_round_that_outlasts_the_lease_flips_nothing_and_records_nothing(settings, clock):
+    c = checker(settings, clock, [])
+    c.step()
+    c.step()  # two good rounds: up
+    stalled = FakeRunner([False] * 5)
+    run = stalled.run
+
+    def run_stalling(urls, expect_text_for=None):
+        clock.now += timedelta(seconds=c.lease_seconds + 1)  # hung mid-round, say on a wedged socket
+        return run(urls, expect_text_for)
+
+    stalled.run = run_stalling
+    c.runner = stalled
+    for _ in range(5):
+        c.step()
+    assert c.storage.flag().state == "up" and len(c.storage.recent_probes()) == 2
+
+
 def terminate_lock_holders(database: str) -> int:
     """End, from the server's side, every session holding the checker's advisory lock; how many."""
     import psycopg
 
     from fallback.storage.checker import CHECKER_LOCK
 
+    holders = ("FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s "
+               "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    key = (CHECKER_LOCK >> 32, CHECKER_LOCK & 0xFFFFFFFF)
     with psycopg.connect(database, autocommit=True) as conn:
-        return len(conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND classid = %s AND objid = %s", (CHECKER_LOCK >> 32, CHECKER_LOCK & 0xFFFFFFFF)).fetchall())
+        ended = len(conn.execute("SELECT pg_terminate_backend(pid) " + holders, key).fetchall())
+        deadline = time.monotonic() + 5
+        # pg_terminate_backend only signals: wait (bounded) until the session is gone with its lock.
+        while conn.execute("SELECT COUNT(*) " + holders, key).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return ended
 
 
 def test_a_flip_is_written_once_however_many_processes_try(settings, clock):

@@ -107,16 +107,20 @@ class SessionLockedCheckerStore(CheckerStore):
 
     The server ends the lock with the session, so when the holding instance dies (or the server
     restarts) another takes over at its next try, without waiting for a lease to lapse. The
-    holder still renews a lease in the checker row at every round: a holder whose process lives
-    but whose checker has stopped renewing it (hung) has its lock session ended by the next
-    instance that finds the lease lapsed, which takes over at its following try.
+    holder still renews its lease in the checker row at every round. A holder whose process
+    lives but whose checker stopped renewing it (hung) is found by the others: one that has
+    watched the row stay the same for a whole lease, by its own clock (instances' clocks may
+    disagree), ends that holder's lock session and takes over at its following try.
     """
+
+    _silent: tuple[tuple, datetime] | None = None  # the checker row as last seen by a non-holder, and since when
 
     def claim_checker(self, owner: str, lease_seconds: float) -> bool:
         """Take or keep the checker lock; True while `owner` holds it, and then the row names it."""
         if not self._hold_lock(CHECKER_LOCK, owner):
-            self._end_hung_holder()
+            self._watch_holder(lease_seconds)
             return False
+        self._silent = None
         with self._write() as conn:
             conn.execute("UPDATE checker SET owner = ?, lease_until = ? WHERE id = 1",
                          (owner, iso(self.clock() + timedelta(seconds=lease_seconds))))
@@ -127,15 +131,25 @@ class SessionLockedCheckerStore(CheckerStore):
         self._end_session(owner)
         super().release_checker(owner)
 
-    def _end_hung_holder(self) -> None:
-        # Only the lock's own session is ended (never one serving requests), and only while the
-        # lease is lapsed: a new holder renews it within milliseconds of taking the lock.
+    def _watch_holder(self, lease_seconds: float) -> None:
+        row = self._read("SELECT owner, lease_until FROM checker WHERE id = 1")[0]
+        seen, now = (row["owner"], row["lease_until"]), self.clock()
+        if self._silent is None or self._silent[0] != seen:
+            self._silent = (seen, now)  # a live holder changes the row every round
+            return
+        if now - self._silent[1] < timedelta(seconds=lease_seconds):
+            return
+        self._silent = None
+        # Only the lock's own session is ended (never one serving requests), only in this database,
+        # and only if the row is still the one watched: a new holder would have renewed it.
         with self._write() as conn:
             ended = conn.execute(
                 "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN checker c ON c.id = 1 "
                 "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ?::oid AND l.objid = ?::oid "
-                "AND l.objsubid = 1 AND c.lease_until < ?",
-                (CHECKER_LOCK >> 32, CHECKER_LOCK & 0xFFFFFFFF, iso(self.clock())),
+                "AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND c.owner IS NOT DISTINCT FROM ? AND c.lease_until IS NOT DISTINCT FROM ?",
+                (CHECKER_LOCK >> 32, CHECKER_LOCK & 0xFFFFFFFF, *seen),
             ).fetchall()
         if any(row[0] for row in ended):
-            log.warning("the checker's lease lapsed while its holder kept the lock: its lock session was ended")
+            log.warning("the checker (%s) renewed nothing for %g s while keeping its lock: its lock session "
+                        "was ended", seen[0], lease_seconds)
