@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from served import Served, run_cli
+from served import Served, run_cli, stop_group
 from standin import StandIn
 
 STARTUP_SECONDS = 10
@@ -33,20 +32,6 @@ def wait_until_listening(process: subprocess.Popen, port: int, name: str, descri
         time.sleep(0.05)
     stop_group(process)
     raise RuntimeError(f"{name} did not listen within {STARTUP_SECONDS}s:\n{describe()}")
-
-
-def stop_group(process: subprocess.Popen | None) -> None:
-    """Stop a server started in a session of its own: TERM to its group, KILL if it lingers past 10 s."""
-    if process is None or process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
 
 
 def render(template: str, **values: str) -> str:

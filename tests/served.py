@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -33,6 +34,20 @@ def run_cli(args: list[str], env: dict, cwd: Path, timeout: float = 30) -> subpr
     """Run one `fallback` command to completion."""
     return subprocess.run(fallback_command() + args, env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def stop_group(process: subprocess.Popen | None, sig: int = signal.SIGTERM, grace: float = 10) -> None:
+    """Stop a server started in a session of its own: `sig` to its group, SIGKILL if it lingers past `grace`."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):  # already gone: only reap it
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
 
 
 class Served:
@@ -70,17 +85,7 @@ class Served:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the whole process group (master and workers) and wait for it."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        stop_group(self.process, sig, grace=15)
 
     def __enter__(self) -> Served:
         return self.start()
