@@ -30,6 +30,7 @@ def pytest_generate_tests(metafunc):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only(reason): a test of what only SQLite has (a file, PRAGMAs)")
+    config.addinivalue_line("markers", "postgres_only(reason): a test of what only PostgreSQL has (advisory locks)")
 
 
 def _is_loopback(host) -> bool:
@@ -61,11 +62,13 @@ def _loopback_only():
 
 
 @pytest.fixture(autouse=True)
-def _skip_sqlite_only_on_postgres(request):
-    marker = request.node.get_closest_marker("sqlite_only")
+def _skip_tests_of_the_other_backend(request):
     callspec = getattr(request.node, "callspec", None)
-    if marker and callspec and callspec.params.get("backend") == "postgres":
-        pytest.skip(f"SQLite only: {marker.args[0] if marker.args else 'a file-level check'}")
+    backend = callspec.params.get("backend") if callspec else None
+    for name, only, label in (("sqlite_only", "sqlite", "SQLite"), ("postgres_only", "postgres", "PostgreSQL")):
+        marker = request.node.get_closest_marker(name)
+        if marker and backend and backend != only:
+            pytest.skip(f"{label} only: {marker.args[0] if marker.args else 'a check of that backend alone'}")
 
 
 @pytest.fixture(scope="session")

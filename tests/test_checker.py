@@ -199,9 +199,8 @@ def test_another_checker_takes_over_when_the_holder_goes_silent(settings, clock)
     assert first.runner.rounds == 1 and not first.holding
 
 
-def test_on_postgres_the_checker_moves_as_soon_as_the_holders_session_dies(backend, settings, clock):
-    if backend != "postgres":
-        pytest.skip("PostgreSQL's advisory lock")
+@pytest.mark.postgres_only("advisory locks")
+def test_on_postgres_the_checker_moves_as_soon_as_the_holders_session_dies(settings, clock):
     first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
     first.step()
     second.step()
@@ -214,9 +213,8 @@ def test_on_postgres_the_checker_moves_as_soon_as_the_holders_session_dies(backe
     assert not first.holding and first.runner.rounds == 1
 
 
-def test_on_postgres_a_hung_holder_loses_the_lock_once_it_has_renewed_nothing_for_a_lease(backend, settings, clock):
-    if backend != "postgres":
-        pytest.skip("PostgreSQL's advisory lock")
+@pytest.mark.postgres_only("advisory locks")
+def test_on_postgres_a_hung_holder_loses_the_lock_once_it_has_renewed_nothing_for_a_lease(settings, clock):
     first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
     first.step()
     second.step()  # second starts watching the checker row
@@ -235,9 +233,8 @@ def test_on_postgres_a_hung_holder_loses_the_lock_once_it_has_renewed_nothing_fo
     assert second.holding
 
 
-def test_on_postgres_a_holder_that_renews_is_never_ended_however_far_the_clocks_drift(backend, settings, clock):
-    if backend != "postgres":
-        pytest.skip("PostgreSQL's advisory lock")
+@pytest.mark.postgres_only("advisory locks")
+def test_on_postgres_a_holder_that_renews_is_never_ended_however_far_the_clocks_drift(settings, clock):
     first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
     for _ in range(10):
         first.step()
@@ -246,9 +243,8 @@ def test_on_postgres_a_holder_that_renews_is_never_ended_however_far_the_clocks_
     assert (first.holding, second.holding) == (True, False) and first.runner.rounds == 10
 
 
-def test_on_postgres_a_hung_holder_is_looked_for_in_this_database_only(backend, settings, clock, pg_cluster):
-    if backend != "postgres":
-        pytest.skip("PostgreSQL's advisory lock")
+@pytest.mark.postgres_only("advisory locks")
+def test_on_postgres_a_hung_holder_is_looked_for_in_this_database_only(settings, clock, pg_cluster):
     import psycopg
 
     from fallback.storage.checker import CHECKER_LOCK
