@@ -161,13 +161,13 @@ def test_both_backends_have_the_same_schema(database, tmp_path):
     sqlite_db = open_storage(str(tmp_path / "schema.db"))
     postgres = open_storage(database)
     assert len(PG_MIGRATIONS) == len(MIGRATIONS) == postgres.migrate() == sqlite_db.migrate()
-    tables = [row[0] for row in sqlite_db._read(
+    tables = [row[0] for row in sqlite_db.read(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-    assert tables == [row[0] for row in postgres._read(
+    assert tables == [row[0] for row in postgres.read(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name")]
     for table in tables:
-        sqlite_columns = [row["name"] for row in sqlite_db._read(f"PRAGMA table_info({table})")]
-        postgres_columns = [row[0] for row in postgres._read(
+        sqlite_columns = [row["name"] for row in sqlite_db.read(f"PRAGMA table_info({table})")]
+        postgres_columns = [row[0] for row in postgres.read(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
             (table,))]
         assert sqlite_columns == postgres_columns, table
@@ -180,15 +180,15 @@ def test_forget_and_purge_leave_no_row_and_vacuum_the_table(database):
     storage.save_lead(NewLead("other@example.org"))
 
     def vacuums() -> int:
-        return storage._read("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'leads'")[0][0]
+        return storage.read("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'leads'")[0][0]
 
     before = vacuums()
     assert storage.forget("SECRET.PERSON@example.org") == 2
-    assert storage._read("SELECT COUNT(*) FROM leads WHERE message LIKE '%distinctive%' "
+    assert storage.read("SELECT COUNT(*) FROM leads WHERE message LIKE '%distinctive%' "
                          "OR email_key = 'secret.person@example.org'")[0][0] == 0
     assert vacuums() == before + 1
     assert storage.purge(storage.clock()) == 1
-    assert storage._read("SELECT COUNT(*) FROM leads")[0][0] == 0
+    assert storage.read("SELECT COUNT(*) FROM leads")[0][0] == 0
     assert vacuums() == before + 2
 
 

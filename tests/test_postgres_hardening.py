@@ -37,9 +37,9 @@ def test_raw_client_addresses_are_never_stored_on_postgres(env):
     data = {"token": form_token(page), "email": "a@example.org", "consent": "y"}
     assert client.post("/_fallback/contact", data=data, environ_base=environ).status_code == 303
     log_in(client, "wrong")
-    tables = [row[0] for row in storage._read(
+    tables = [row[0] for row in storage.read(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
-    assert "rate_limits" in tables and storage._read("SELECT COUNT(*) FROM rate_limits")[0][0] == 2
+    assert "rate_limits" in tables and storage.read("SELECT COUNT(*) FROM rate_limits")[0][0] == 2
     for table in tables:
         # Every row of every table as text: the address is in none of them.
-        assert storage._read(f"SELECT COUNT(*) FROM {table} t WHERE t::text LIKE '%127.42.43.44%'")[0][0] == 0
+        assert storage.read(f"SELECT COUNT(*) FROM {table} t WHERE t::text LIKE '%127.42.43.44%'")[0][0] == 0

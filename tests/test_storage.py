@@ -38,7 +38,7 @@ def test_it_uses_wal_a_busy_timeout_and_full_sync(db):
 def test_migrating_twice_changes_nothing(db):
     assert db.migrate() == len(MIGRATIONS)
     assert db.migrate() == len(MIGRATIONS)
-    assert db._read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
+    assert db.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
 
 
 @pytest.mark.sqlite_only("builds an old schema with sqlite-utils")
@@ -52,8 +52,8 @@ def test_a_database_of_an_older_version_is_brought_up_to_date_when_opened(databa
                          "updated_at": "2026-01-01"})
     old.close()
     db = open_storage(database, clock)
-    assert db._read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
-    assert db._read("SELECT COUNT(*) FROM rate_limits")[0][0] == 0 and db.checker()["owner"] is None
+    assert db.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
+    assert db.read("SELECT COUNT(*) FROM rate_limits")[0][0] == 0 and db.checker()["owner"] is None
     assert [lead["email"] for lead in db.iter_leads()] == ["kept@example.org"]
 
 
@@ -173,7 +173,7 @@ def test_forget_leaves_no_row_of_the_address(db):
     db.save_lead(NewLead("Gone@Example.org", message="bye"))
     db.save_lead(NewLead("kept@example.org"))
     assert db.forget("gone@example.org") == 1
-    assert db._read("SELECT COUNT(*) FROM leads WHERE email_key = 'gone@example.org'")[0][0] == 0
+    assert db.read("SELECT COUNT(*) FROM leads WHERE email_key = 'gone@example.org'")[0][0] == 0
     assert [lead["email"] for lead in db.iter_leads()] == ["kept@example.org"]
 
 

@@ -1,4 +1,4 @@
-"""What both backends share: the error type, and the methods written once over `_write` and `_read`."""
+"""What both backends share: the error type, and the methods written once over `write` and `read`."""
 
 from __future__ import annotations
 
@@ -27,19 +27,19 @@ class Database:
         self.path = path
         self.clock = clock
 
-    def _write(self) -> AbstractContextManager:
+    def write(self) -> AbstractContextManager:
         """A transaction that commits on exit, durably; its connection has `execute` and `executemany`."""
         raise NotImplementedError
 
-    def _read(self, sql: str, params: tuple | dict = ()) -> list:
+    def read(self, sql: str, params: tuple | dict = ()) -> list:
         """The rows of one query (rows answer `row["name"]` and `row[0]`)."""
         raise NotImplementedError
 
-    def _stream(self, sql: str, params: tuple | list | dict, batch: int) -> Iterator[dict]:
+    def stream(self, sql: str, params: tuple | list | dict, batch: int) -> Iterator[dict]:
         """The rows of a long query, a batch at a time, without holding them all in memory."""
         raise NotImplementedError
 
-    def _compact(self) -> None:
+    def compact(self) -> None:
         """Reclaim the space of erased rows, so that nothing erased can be read back from the files."""
         raise NotImplementedError
 
@@ -60,7 +60,7 @@ class Database:
 
     def check_writable(self) -> None:
         """Raise StorageError unless a write transaction can be committed now."""
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('last_write_check', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -70,7 +70,7 @@ class Database:
     def secret_key(self) -> tuple[str, bool]:
         """The stored secret key, generating one on first use; returns (key, generated now)."""
         candidate = secrets.token_urlsafe(32)
-        with self._write() as conn:
+        with self.write() as conn:
             inserted = conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('secret_key', ?) ON CONFLICT (key) DO NOTHING", (candidate,)
             ).rowcount

@@ -20,7 +20,7 @@ class CheckerStore(Database):
     def claim_checker(self, owner: str, lease_seconds: float) -> bool:
         """Take or renew the checker lease; True while `owner` holds it (one checker per database)."""
         now = self.clock()
-        with self._write() as conn:
+        with self.write() as conn:
             return bool(conn.execute(
                 "UPDATE checker SET owner = ?, lease_until = ? "
                 "WHERE id = 1 AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
@@ -29,13 +29,13 @@ class CheckerStore(Database):
 
     def release_checker(self, owner: str) -> None:
         """Give the lease up, so another process takes over at once."""
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute("UPDATE checker SET lease_until = NULL WHERE id = 1 AND owner = ?", (owner,))
 
     def record_round(self, owner: str, probes: list[dict], network_doubt: bool, note: str | None) -> None:
         """Store one round's probe results and the heartbeat of the checker that ran it."""
         now = iso(self.clock())
-        with self._write() as conn:
+        with self.write() as conn:
             conn.executemany(
                 "INSERT INTO probes (at, url, ok, latency_ms, status, reason, control) "
                 "VALUES (:at, :url, :ok, :latency_ms, :status, :reason, :control)",
@@ -48,12 +48,12 @@ class CheckerStore(Database):
 
     def prune_probes(self, older_than: datetime) -> int:
         """Erase probe results older than `older_than`; returns how many."""
-        with self._write() as conn:
+        with self.write() as conn:
             return conn.execute("DELETE FROM probes WHERE at < ?", (iso(older_than),)).rowcount
 
     def checker(self) -> dict:
         """Who holds the checker lease, its last heartbeat, and whether it doubts its own network."""
-        row = dict(self._read(
+        row = dict(self.read(
             "SELECT owner, lease_until, heartbeat_at, network_doubt, note FROM checker WHERE id = 1")[0])
         row["heartbeat_at"] = parse_iso(row["heartbeat_at"])
         row["lease_until"] = parse_iso(row["lease_until"])
@@ -62,13 +62,13 @@ class CheckerStore(Database):
 
     def recent_probes(self, limit: int = 60) -> list[dict]:
         """The latest probe results, newest first."""
-        return [dict(row) for row in self._read("SELECT * FROM probes ORDER BY id DESC LIMIT ?", (limit,))]
+        return [dict(row) for row in self.read("SELECT * FROM probes ORDER BY id DESC LIMIT ?", (limit,))]
 
     def claim_events(self, hold_seconds: float, limit: int = 20) -> list[dict]:
         """Events due for announcement, each claimed for `hold_seconds` so that no other process sends it too."""
         now = self.clock()
         claimed = []
-        with self._write() as conn:
+        with self.write() as conn:
             rows = conn.execute(
                 "SELECT * FROM events WHERE notified_at IS NULL AND gave_up_at IS NULL "
                 "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?" + self.lock_rows,
@@ -82,14 +82,14 @@ class CheckerStore(Database):
 
     def event_sent(self, event_id: int) -> None:
         """Mark an event announced."""
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute("UPDATE events SET notified_at = ?, attempts = attempts + 1, last_error = NULL "
                          "WHERE id = ?", (iso(self.clock()), event_id))
 
     def event_failed(self, event_id: int, error: str, retry_in: float | None) -> None:
         """Record a failed announcement; without `retry_in` it is given up (kept in the history)."""
         now = self.clock()
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(
                 "UPDATE events SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, gave_up_at = ? "
                 "WHERE id = ?",
@@ -99,7 +99,7 @@ class CheckerStore(Database):
 
     def events(self, limit: int = 20) -> list[dict]:
         """The latest flips and mode changes, newest first."""
-        return [dict(row) for row in self._read("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))]
+        return [dict(row) for row in self.read("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))]
 
 
 class SessionLockedCheckerStore(CheckerStore):
@@ -121,7 +121,7 @@ class SessionLockedCheckerStore(CheckerStore):
             self._watch_holder(lease_seconds)
             return False
         self._silent = None
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute("UPDATE checker SET owner = ?, lease_until = ? WHERE id = 1",
                          (owner, iso(self.clock() + timedelta(seconds=lease_seconds))))
         return True
@@ -132,7 +132,7 @@ class SessionLockedCheckerStore(CheckerStore):
         super().release_checker(owner)
 
     def _watch_holder(self, lease_seconds: float) -> None:
-        row = self._read("SELECT owner, lease_until FROM checker WHERE id = 1")[0]
+        row = self.read("SELECT owner, lease_until FROM checker WHERE id = 1")[0]
         seen, now = (row["owner"], row["lease_until"]), self.clock()
         if self._silent is None or self._silent[0] != seen:
             self._silent = (seen, now)  # a live holder changes the row every round
@@ -142,7 +142,7 @@ class SessionLockedCheckerStore(CheckerStore):
         self._silent = None
         # Only the lock's own session is ended (never one serving requests), only in this database,
         # and only if the row is still the one watched: a new holder would have renewed it.
-        with self._write() as conn:
+        with self.write() as conn:
             ended = conn.execute(
                 "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN checker c ON c.id = 1 "
                 "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = ?::oid AND l.objid = ?::oid "

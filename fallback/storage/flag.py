@@ -21,7 +21,7 @@ class FlagStore(Database):
         instead of an error; a process that never read the flag gets the StorageError.
         """
         try:
-            row = self._read("SELECT * FROM flag WHERE id = 1")[0]
+            row = self.read("SELECT * FROM flag WHERE id = 1")[0]
         except StorageError as error:
             last = self.__dict__.get("_last_flag")
             if last is None:
@@ -52,7 +52,7 @@ class FlagStore(Database):
             raise ValueError(f"unknown mode {mode!r}")
         now = iso(self.clock())
         until_text = iso(until) if until and mode != "auto" else None
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(
                 "UPDATE flag SET mode = ?, mode_until = ?, mode_reason = ?, mode_by = ?, "
                 "mode_changed_at = ?, version = version + 1 WHERE id = 1",
@@ -69,7 +69,7 @@ class FlagStore(Database):
     def expire_mode(self) -> bool:
         """Hand an expired forced mode back to the checker, once, whoever calls it; True if this call did."""
         now = iso(self.clock())
-        with self._write() as conn:
+        with self.write() as conn:
             changed = conn.execute(
                 "UPDATE flag SET mode = 'auto', mode_until = NULL, mode_reason = NULL, mode_by = 'expiry', "
                 "mode_changed_at = mode_until, version = version + 1 "
@@ -84,7 +84,7 @@ class FlagStore(Database):
     def flip(self, expected: str, new: str, reason: str) -> bool:
         """Change the state from `expected` to `new`, once however many checkers try; opens or closes an incident."""
         now = iso(self.clock())
-        with self._write() as conn:
+        with self.write() as conn:
             changed = conn.execute(
                 "UPDATE flag SET state = ?, state_since = ?, state_reason = ?, version = version + 1 "
                 "WHERE id = 1 AND state = ?",
@@ -104,7 +104,7 @@ class FlagStore(Database):
 
     def incidents(self, limit: int = 20) -> list[dict]:
         """The latest incidents, newest first, with their duration and the leads captured during each."""
-        rows = self._read(
+        rows = self.read(
             "SELECT i.*, (SELECT COUNT(*) FROM leads WHERE spam = 0 AND created_at >= i.started_at "
             "AND (i.ended_at IS NULL OR created_at < i.ended_at)) AS leads "
             "FROM incidents i ORDER BY i.id DESC LIMIT ?",
@@ -120,7 +120,7 @@ class FlagStore(Database):
 
     def mode_changes(self, limit: int = 20) -> list[dict]:
         """The latest mode changes, newest first."""
-        rows = self._read("SELECT * FROM mode_changes ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self.read("SELECT * FROM mode_changes ORDER BY id DESC LIMIT ?", (limit,))
         return [dict(row) for row in rows]
 
 

@@ -64,7 +64,7 @@ class LeadStore(Database):
         """
         group = self.__dict__.get("_group_commit")
         if group is None:
-            group = self.__dict__.setdefault("_group_commit", GroupCommit(self._write, self._apply_submission))
+            group = self.__dict__.setdefault("_group_commit", GroupCommit(self.write, self._apply_submission))
         return group.run(lead, rate)
 
     def _apply_submission(self, conn, lead: NewLead | None, rate: RateCheck | None) -> Submission:
@@ -91,11 +91,11 @@ class LeadStore(Database):
             f"SELECT {', '.join(LEAD_COLUMNS)} FROM leads WHERE {' AND '.join(conditions)} "
             "ORDER BY updated_at, id"
         )
-        yield from self._stream(sql, params, batch)
+        yield from self.stream(sql, params, batch)
 
     def recent_leads(self, limit: int = 50, spam: bool = False) -> list[dict]:
         """The latest leads (or suspected spam), newest first."""
-        rows = self._read(
+        rows = self.read(
             "SELECT * FROM leads WHERE spam = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
             (int(spam), limit),
         )
@@ -106,22 +106,22 @@ class LeadStore(Database):
         pattern = "%" + query.strip().casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where = ("spam = 0 AND (email_key LIKE :q ESCAPE '\\' OR lower(name) LIKE :q ESCAPE '\\' "
                  "OR lower(message) LIKE :q ESCAPE '\\')")
-        total = self._read(f"SELECT COUNT(*) FROM leads WHERE {where}", {"q": pattern})[0][0]
-        rows = self._read(f"SELECT * FROM leads WHERE {where} ORDER BY updated_at DESC, id DESC LIMIT :limit "
+        total = self.read(f"SELECT COUNT(*) FROM leads WHERE {where}", {"q": pattern})[0][0]
+        rows = self.read(f"SELECT * FROM leads WHERE {where} ORDER BY updated_at DESC, id DESC LIMIT :limit "
                           "OFFSET :offset", {"q": pattern, "limit": limit, "offset": offset})
         return [dict(row) for row in rows], total
 
     def delete_lead(self, lead_id: int) -> bool:
         """Erase one lead (from the file too); False if there was none with that id."""
-        with self._write() as conn:
+        with self.write() as conn:
             erased = conn.execute("DELETE FROM leads WHERE id = ?", (lead_id,)).rowcount
         if erased:
-            self._compact()
+            self.compact()
         return bool(erased)
 
     def count_leads(self) -> dict[str, int]:
         """How many genuine leads and how many suspected spam submissions are stored."""
-        row = self._read(
+        row = self.read(
             "SELECT COALESCE(SUM(CASE WHEN spam = 0 THEN 1 ELSE 0 END), 0) AS leads, "
             "COALESCE(SUM(CASE WHEN spam = 1 THEN 1 ELSE 0 END), 0) AS spam FROM leads"
         )[0]
@@ -129,20 +129,20 @@ class LeadStore(Database):
 
     def forget(self, email: str) -> int:
         """Erase every lead of one address (case-insensitive), spam included; returns how many."""
-        with self._write() as conn:
+        with self.write() as conn:
             erased = conn.execute("DELETE FROM leads WHERE email_key = ?", (email_key(email),)).rowcount
         if erased:
-            self._compact()
+            self.compact()
         return erased
 
     def purge(self, older_than: datetime) -> int:
         """Erase leads whose latest submission is older than `older_than`; returns how many."""
-        with self._write() as conn:
+        with self.write() as conn:
             erased = conn.execute(
                 "DELETE FROM leads WHERE updated_at < ?", (iso(older_than),)
             ).rowcount
         if erased:
-            self._compact()
+            self.compact()
         return erased
 
 

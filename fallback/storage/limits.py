@@ -39,7 +39,7 @@ class LimitStore(Database):
 
     def prune_rate_limits(self, older_than: datetime) -> int:
         """Drop counters whose window started before `older_than`; returns how many."""
-        with self._write() as conn:
+        with self.write() as conn:
             return conn.execute(
                 "DELETE FROM rate_limits WHERE window_start < ?", (int(older_than.timestamp()),)
             ).rowcount

@@ -335,15 +335,15 @@ class PostgresDatabase(Database):
             self.pool.putconn(conn)
 
     @contextmanager
-    def _write(self) -> Iterator[_Connection]:
+    def write(self) -> Iterator[_Connection]:
         with self._connection("write") as conn, conn.transaction():
             yield _Connection(conn)
 
-    def _read(self, sql: str, params: tuple | dict = ()) -> list:
+    def read(self, sql: str, params: tuple | dict = ()) -> list:
         with self._connection("read") as conn:
             return conn.execute(translate(sql), _params(params)).fetchall()
 
-    def _stream(self, sql: str, params, batch: int) -> Iterator[dict]:
+    def stream(self, sql: str, params, batch: int) -> Iterator[dict]:
         with self._connection("read") as conn, conn.transaction():
             # A server-side cursor: the export's memory does not grow with the rows. Plain tuples
             # zipped into dicts, as on SQLite: cheaper than rows that answer by name and position.
@@ -353,7 +353,7 @@ class PostgresDatabase(Database):
                 while rows := cursor.fetchmany(batch):
                     yield from (dict(zip(names, row)) for row in rows)
 
-    def _compact(self) -> None:
+    def compact(self) -> None:
         # Outside a transaction (the pool's connections are autocommit): the erased rows' space is
         # reclaimed, so they are not kept around in the table's pages.
         try:
@@ -364,7 +364,7 @@ class PostgresDatabase(Database):
 
     def migrate(self) -> int:
         """Create or bring the schema up to date, one instance at a time; returns the schema version."""
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text)")
             rows = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()

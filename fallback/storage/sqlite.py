@@ -59,7 +59,7 @@ class SQLiteDatabase(Database):
             self.thread_connections.remove(conn)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[sqlite3.Connection]:
         conn = self.conn
         with self.writer_lock.held(BUSY_TIMEOUT_SECONDS):  # writers queue here, not in SQLite's busy naps
             try:
@@ -76,13 +76,13 @@ class SQLiteDatabase(Database):
                     raise StorageError(f"the database write failed: {error}") from error
                 raise
 
-    def _read(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+    def read(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as error:
             raise StorageError(f"the database read failed: {error}") from error
 
-    def _stream(self, sql: str, params, batch: int) -> Iterator[dict]:
+    def stream(self, sql: str, params, batch: int) -> Iterator[dict]:
         # A connection of its own, so a long export never holds a request thread's connection.
         conn = self._connect()
         conn.row_factory = None  # plain tuples zipped into dicts: much cheaper than sqlite3.Row then dict()
@@ -94,7 +94,7 @@ class SQLiteDatabase(Database):
         finally:
             conn.close()
 
-    def _compact(self) -> None:
+    def compact(self) -> None:
         # Erased means erased: no copy left in free pages or the write-ahead log.
         try:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -109,7 +109,7 @@ class SQLiteDatabase(Database):
             return len(MIGRATIONS)  # the usual case: no write, and no sqlite-utils to import (a CLI start-up)
         import sqlite_utils
 
-        with self._write() as conn:
+        with self.write() as conn:
             db = sqlite_utils.Database(conn)
             db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
