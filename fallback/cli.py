@@ -160,7 +160,7 @@ def mode(mode: str, duration: str | None, reason: str | None) -> None:
             raise Failure(f"--for: {error}") from None
     storage = load_storage(load_settings())
     try:
-        flag = storage.set_mode(mode, until=until, reason=reason, by=f"cli ({os.environ.get('USER', 'unknown')})")
+        flag = storage.flag.set_mode(mode, until=until, reason=reason, by=f"cli ({os.environ.get('USER', 'unknown')})")
     except StorageError as error:
         raise Failure(str(error)) from None
     suffix = f" until {flag.mode_until.isoformat(timespec='seconds')}" if flag.mode_until else ""
@@ -187,7 +187,7 @@ def export(since: str | None, until: str | None, output) -> None:
         raise Failure(str(error)) from None
     storage = load_storage(load_settings())
     try:
-        for chunk in csv_chunks(storage.iter_leads(lower, upper)):
+        for chunk in csv_chunks(storage.leads.iter(lower, upper)):
             output.write(chunk)
     except StorageError as error:
         raise Failure(str(error)) from None
@@ -204,7 +204,7 @@ def forget(email: str) -> None:
     """
     storage = load_storage(load_settings())
     try:
-        erased = storage.forget(email)
+        erased = storage.leads.forget(email)
     except StorageError as error:
         raise Failure(str(error)) from None
     click.echo(f"erased {erased} lead{'s' if erased != 1 else ''} of {email}")
@@ -222,7 +222,7 @@ def purge(days: int) -> None:
     """
     storage = load_storage(load_settings())
     try:
-        erased = storage.purge(utcnow() - timedelta(days=days))
+        erased = storage.leads.purge(utcnow() - timedelta(days=days))
     except StorageError as error:
         raise Failure(str(error)) from None
     click.echo(f"erased {erased} lead{'s' if erased != 1 else ''} older than {days} days")
