@@ -12,6 +12,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 from helpers import form_token
+from schema_shape import postgres_shape, sqlite_shape
 from served import Served, free_port, run_cli
 from standin import StandIn
 
@@ -157,20 +158,14 @@ def test_serve_refuses_to_start_on_an_unreachable_database(tmp_path):
     assert "cannot connect to the database" in result.stderr and "hunter2" not in result.stderr
 
 
-def test_both_backends_have_the_same_schema(database, tmp_path):
+def test_both_backends_have_the_same_tables_columns_types_defaults_keys_and_indexes(database, tmp_path):
     sqlite_db = open_storage(str(tmp_path / "schema.db"))
     postgres = open_storage(database)
     assert len(PG_MIGRATIONS) == len(MIGRATIONS) == postgres.migrate() == sqlite_db.migrate()
-    tables = [row[0] for row in sqlite_db.db.read(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-    assert tables == [row[0] for row in postgres.db.read(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name")]
-    for table in tables:
-        sqlite_columns = [row["name"] for row in sqlite_db.db.read(f"PRAGMA table_info({table})")]
-        postgres_columns = [row[0] for row in postgres.db.read(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
-            (table,))]
-        assert sqlite_columns == postgres_columns, table
+    sqlite, pg = sqlite_shape(sqlite_db), postgres_shape(postgres)
+    assert sorted(sqlite) == sorted(pg)
+    for table in sqlite:
+        assert sqlite[table] == pg[table], table
 
 
 def test_forget_and_purge_leave_no_row_and_vacuum_the_table(database):

@@ -57,6 +57,24 @@ def test_a_database_of_an_older_version_is_brought_up_to_date_when_opened(databa
     assert [lead["email"] for lead in db.leads.iter()] == ["kept@example.org"]
 
 
+@pytest.mark.sqlite_only("builds an old schema with sqlite-utils")
+def test_leads_of_a_version_3_database_keep_their_ids_and_get_empty_details_for_missing_ones(database, clock):
+    import sqlite_utils
+
+    old = sqlite_utils.Database(database)
+    for migration in MIGRATIONS[:3]:
+        migration(old)
+    old["meta"].insert({"key": "schema_version", "value": "3"}, pk="key")
+    old.execute("INSERT INTO leads (id, email, email_key, name, message, consent, created_at, updated_at) "
+                "VALUES (7, 'old@example.org', 'old@example.org', NULL, NULL, NULL, '2026-01-01', '2026-01-01')")
+    old.conn.commit()
+    old.close()
+    db = open_storage(database, clock)
+    [lead] = db.leads.recent()
+    assert (lead["id"], lead["name"], lead["message"], lead["consent"]) == (7, "", "", 0)
+    assert db.leads.save(NewLead("OLD@example.org", name="Old")) == 7  # still one lead per address
+
+
 def test_the_same_address_in_another_case_updates_one_lead(db, clock):
     first = db.leads.save(NewLead("Paul@Example.org", name="Paul", message="call me", consent=True,
                                  consent_version="en-1", consent_text="I agree"))

@@ -81,6 +81,7 @@ PG_MIGRATIONS: list[list[str]] = [
         "CREATE TABLE IF NOT EXISTS rate_limits (key text PRIMARY KEY, window_start bigint, count integer)",
         "CREATE INDEX IF NOT EXISTS idx_rate_limits_window ON rate_limits (window_start)",
     ],
+    [],  # SQLite made NOT NULL what these tables had NOT NULL from the start (schema.not_null_as_on_postgres)
 ]
 
 
