@@ -549,7 +549,7 @@ def seed_leads(database: Path, rows: int) -> None:
         return
     storage = open_storage(str(database))
     try:
-        storage.save_lead(NewLead(
+        storage.leads.save(NewLead(
             email="lead0@bench.example", name="Bench Visitor", message="Please call me back about my order.",
             consent=True, consent_version="en-1",
             consent_text="I agree to be contacted about my request at this address.",

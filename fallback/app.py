@@ -63,7 +63,7 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
     rt = app.extensions["fallback"] = Runtime(
         settings=settings,
         storage=storage,
-        flag=CachedFlag(storage.flag),
+        flag=CachedFlag(storage.flag.read),
         tokens=FormToken(app.config["SECRET_KEY"]),
     )
     app.wsgi_app = HotPath(app.wsgi_app, rt)

@@ -93,7 +93,7 @@ class Checker:
         self.runner = runner or ProbeRunner(settings.check_timeout, settings.max_latency, settings.expect_text)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.sleep = sleep
-        self.tally = Tally(storage.flag().state)
+        self.tally = Tally(storage.flag.read().state)
         self.holding = False
         self.rounds = 0
 
@@ -104,7 +104,7 @@ class Checker:
 
     def step(self) -> float:
         """Run one round if this checker holds the lease; returns how long to wait before the next."""
-        if not self.storage.claim_checker(self.owner, self.lease_seconds):
+        if not self.storage.checker.claim(self.owner, self.lease_seconds):
             if self.holding:
                 log.info("checker lease lost to another process")
             self.holding = False
@@ -112,10 +112,10 @@ class Checker:
         if not self.holding:
             log.info("this process is now the checker (%s)", self.owner)
             # Another holder may have flipped since we last looked: start from the stored state.
-            self.tally = Tally(self.storage.flag().state)
+            self.tally = Tally(self.storage.flag.read().state)
             self.holding = True
         claimed_at = self.storage.clock()
-        self.storage.expire_mode()
+        self.storage.flag.expire_mode()
         urls = list(self.settings.check_urls)
         control_url = self.settings.control_url
         results = self.runner.run(urls + ([control_url] if control_url else []),
@@ -129,10 +129,10 @@ class Checker:
                           self.settings.check_interval)
         self.tally = decision.tally
         if decision.flip_to:
-            expected = self.storage.flag().state
-            if expected != decision.flip_to and self.storage.flip(expected, decision.flip_to, decision.reason):
+            expected = self.storage.flag.read().state
+            if expected != decision.flip_to and self.storage.flag.flip(expected, decision.flip_to, decision.reason):
                 log.warning("main site %s: %s", decision.flip_to, decision.reason)
-        self.storage.record_round(
+        self.storage.checker.record_round(
             self.owner,
             [_probe_row(result, control=False) for result in main] + ([_probe_row(control, True)] if control else []),
             decision.network_doubt,
@@ -141,8 +141,8 @@ class Checker:
         self.rounds += 1
         if self.rounds % 100 == 1:
             now = self.storage.clock()
-            self.storage.prune_probes(now - PROBE_HISTORY)
-            self.storage.prune_rate_limits(now - RATE_WINDOW_HISTORY)
+            self.storage.checker.prune_probes(now - PROBE_HISTORY)
+            self.storage.limits.prune(now - RATE_WINDOW_HISTORY)
         return decision.next_check_in
 
     def run(self, stop: threading.Event) -> None:
@@ -161,7 +161,7 @@ class Checker:
         finally:
             if self.holding:
                 try:
-                    self.storage.release_checker(self.owner)
+                    self.storage.checker.release(self.owner)
                 except StorageError:
                     pass
 
@@ -198,10 +198,10 @@ def checker_problem(checker: dict, settings: Settings, now) -> str | None:
 
 def status_document(storage: Storage, settings: Settings, now) -> dict:
     """State, mode, since when, the checker's health and doubts, the open incident, lead counts."""
-    document = storage.flag().as_status(now)
-    checker = storage.checker()
+    document = storage.flag.read().as_status(now)
+    checker = storage.checker.read()
     beat = checker["heartbeat_at"]
-    incidents = storage.incidents(1)
+    incidents = storage.flag.incidents(1)
     document.update({
         "network_doubt": checker["network_doubt"],
         "checker": {
@@ -211,6 +211,6 @@ def status_document(storage: Storage, settings: Settings, now) -> dict:
             "note": checker["note"],
         },
         "incident": incidents[0] if incidents and incidents[0]["ended_at"] is None else None,
-        **storage.count_leads(),
+        **storage.leads.count(),
     })
     return document

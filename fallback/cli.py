@@ -199,7 +199,7 @@ def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
     settings = Settings.from_env()
     storage = load_storage(settings)
     until = utcnow() + duration if duration else None
-    flag = storage.set_mode(mode, until=until, reason=reason, by=f"cli ({os.environ.get('USER', 'unknown')})")
+    flag = storage.flag.set_mode(mode, until=until, reason=reason, by=f"cli ({os.environ.get('USER', 'unknown')})")
     suffix = f" until {flag.mode_until.isoformat(timespec='seconds')}" if flag.mode_until else ""
     click.echo(f"mode set to {flag.mode}{suffix}")
     click.echo(f"database: {database_label(settings)}")
@@ -220,7 +220,7 @@ def export(since: str | None, until: str | None, output) -> None:
     """
     lower, upper = parse_bound(since, "--since"), parse_bound(until, "--until")
     storage = load_storage(Settings.from_env())
-    for chunk in csv_chunks(storage.iter_leads(lower, upper)):
+    for chunk in csv_chunks(storage.leads.iter(lower, upper)):
         output.write(chunk)
 
 
@@ -234,7 +234,7 @@ def forget(email: str) -> None:
         fallback forget Paul@Example.org
     """
     settings = Settings.from_env()
-    erased = load_storage(settings).forget(email)
+    erased = load_storage(settings).leads.forget(email)
     click.echo(ngettext("erased %(num)d lead of %(email)s", "erased %(num)d leads of %(email)s", erased, email=email))
     click.echo(f"database: {database_label(settings)}")
 
@@ -250,7 +250,7 @@ def purge(days: int) -> None:
         fallback purge --older-than 90
     """
     settings = Settings.from_env()
-    erased = load_storage(settings).purge(utcnow() - timedelta(days=days))
+    erased = load_storage(settings).leads.purge(utcnow() - timedelta(days=days))
     click.echo(ngettext("erased %(num)d lead older than %(days)d days", "erased %(num)d leads older than %(days)d days",
                         erased, days=days))
     click.echo(f"database: {database_label(settings)}")

@@ -31,7 +31,7 @@ def migrate(source: str, target: str) -> list[str]:
     try:
         postgres = open_storage(target)
         try:
-            report = copy_database(sqlite, postgres)
+            report = copy_database(sqlite.db, postgres.db)
         finally:
             postgres.close()
     finally:

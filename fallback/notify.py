@@ -41,7 +41,7 @@ def retry_delay(attempts: int) -> float | None:
 def deliver_pending(storage: Storage, notifier: Notifier, site_name: str = "") -> int:
     """Announce every due event once; returns how many were sent."""
     sent = 0
-    for event in storage.claim_events(CLAIM_SECONDS):
+    for event in storage.events.claim(CLAIM_SECONDS):
         title = f"[{site_name}] {event['title']}" if site_name else event["title"]
         try:
             ok = notifier.send(title, f"{event['body']}\n({event['at']})")
@@ -49,13 +49,13 @@ def deliver_pending(storage: Storage, notifier: Notifier, site_name: str = "") -
         except Exception as failure:  # a broken notifier must never stop the loop
             ok, error = False, f"{type(failure).__name__}: {failure}"
         if ok:
-            storage.event_sent(event["id"])
+            storage.events.sent(event["id"])
             sent += 1
         else:
             delay = retry_delay(event["attempts"] + 1)
             log.warning("notification %r failed (%s); %s", event["title"], error,
                         f"retrying in {delay:g}s" if delay else "giving up")
-            storage.event_failed(event["id"], error, delay)
+            storage.events.failed(event["id"], error, delay)
     return sent
 
 

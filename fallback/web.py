@@ -153,7 +153,7 @@ def contact() -> Response:
     lead = new_lead(form, age) if valid else None
     try:
         # One transaction counts the attempt against the rate limit, then stores the lead if allowed.
-        submission = rt.storage.submit(lead, rate_check(rt.settings, "contact"))
+        submission = rt.storage.leads.submit(lead, rate_check(rt.settings, "contact"))
     except StorageError as error:
         log.error("a lead could not be saved: %s", error)
         return not_saved()
@@ -279,7 +279,7 @@ def healthz() -> Response:
     rt = runtime()
     try:
         rt.storage.check_writable()
-        problem = checker_problem(rt.storage.checker(), rt.settings, utcnow())
+        problem = checker_problem(rt.storage.checker.read(), rt.settings, utcnow())
     except StorageError as error:
         problem = str(error)
     if problem:

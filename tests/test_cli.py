@@ -29,7 +29,7 @@ def test_every_command_has_help_with_an_example(runner):
 def test_mode_down_then_status(runner, db):
     result = runner.invoke(cli, ["mode", "down", "--for", "2h", "--reason", "TV"])
     assert result.exit_code == 0 and "mode set to down until" in result.output
-    flag = db.flag()
+    flag = db.flag.read()
     assert (flag.mode, flag.mode_reason) == ("down", "TV")
     status = json.loads(runner.invoke(cli, ["status", "--json"]).output)
     assert (status["state"], status["mode"], status["leads"]) == ("down", "down", 0)
@@ -42,7 +42,7 @@ def test_mode_refuses_a_bad_duration_without_a_traceback(runner, db):
     result = runner.invoke(cli, ["mode", "down", "--for", "soon"])
     assert result.exit_code == 2
     assert "--for" in result.output and "Traceback" not in result.output
-    assert db.flag().mode == "auto"
+    assert db.flag.read().mode == "auto"
 
 
 def test_a_bad_setting_stops_a_command_with_one_line(runner, monkeypatch):
@@ -59,8 +59,8 @@ def test_serve_needs_the_main_url(runner, monkeypatch):
 
 
 def test_export_writes_csv_to_stdout_or_a_file(runner, db, tmp_path):
-    db.save_lead(NewLead("a@example.org", name="-1+1"))
-    db.save_lead(NewLead("b@example.org", spam_reason="honeypot"))
+    db.leads.save(NewLead("a@example.org", name="-1+1"))
+    db.leads.save(NewLead("b@example.org", spam_reason="honeypot"))
     rows = list(csv.DictReader(io.StringIO(runner.invoke(cli, ["export"]).output)))
     assert [(row["email"], row["name"]) for row in rows] == [("a@example.org", "'-1+1")]
     target = tmp_path / "out.csv"
@@ -74,7 +74,7 @@ def test_export_refuses_a_bad_bound(runner, db):
 
 
 def test_forget_says_how_many_and_succeeds_when_none(runner, db):
-    db.save_lead(NewLead("Paul@Example.org"))
+    db.leads.save(NewLead("Paul@Example.org"))
     result = runner.invoke(cli, ["forget", "paul@EXAMPLE.org"])
     assert result.exit_code == 0 and "erased 1 lead of" in result.output
     result = runner.invoke(cli, ["forget", "paul@example.org"])
@@ -82,7 +82,7 @@ def test_forget_says_how_many_and_succeeds_when_none(runner, db):
 
 
 def test_purge_erases_old_leads(runner, db):
-    db.save_lead(NewLead("now@example.org"))
+    db.leads.save(NewLead("now@example.org"))
     result = runner.invoke(cli, ["purge", "--older-than", "30"])
     assert result.exit_code == 0 and "erased 0 leads" in result.output
     assert runner.invoke(cli, ["purge", "--older-than", "0"]).output.startswith("erased 1 lead ")
@@ -132,13 +132,13 @@ def test_a_postgres_database_is_named_without_its_password():
 
 
 def test_status_counts_an_incidents_leads_in_good_english_and_shows_both_times(runner, db):
-    db.flip("unknown", "down", "HTTP 503")
-    db.save_lead(NewLead("a@example.org"))
-    db.set_mode("down", reason="TV")
+    db.flag.flip("unknown", "down", "HTTP 503")
+    db.leads.save(NewLead("a@example.org"))
+    db.flag.set_mode("down", reason="TV")
     text = runner.invoke(cli, ["status"]).output
     assert "1 lead so far" in text
-    started = db.incidents(1)[0]["started_at"][:19]
-    since = db.flag().mode_changed_at.isoformat()[:19]
+    started = db.flag.incidents(1)[0]["started_at"][:19]
+    since = db.flag.read().mode_changed_at.isoformat()[:19]
     assert f"incident: since {started}Z" in text and f"since:  {since}" in text and "(when the mode was set)" in text
 
 
@@ -156,7 +156,7 @@ def test_the_cli_speaks_the_shells_language_for_plurals(monkeypatch):
 @pytest.mark.parametrize(("duration", "seconds"), [("90", 90), ("2.5m", 150), ("1h", 3600)])
 def test_mode_for_takes_the_same_durations_as_the_settings(runner, db, duration, seconds):
     assert runner.invoke(cli, ["mode", "down", "--for", duration]).exit_code == 0
-    flag = db.flag()
+    flag = db.flag.read()
     assert abs((flag.mode_until - flag.mode_changed_at).total_seconds() - seconds) < 1
 
 

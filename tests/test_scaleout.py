@@ -19,7 +19,7 @@ from served import Served, run_cli
 from standin import StandIn
 
 from fallback.storage import open_storage
-from fallback.storage.checker import CHECKER_LOCK
+from fallback.storage.postgres_checker import CHECKER_LOCK
 
 BACKENDS = ["postgres"]
 
@@ -114,7 +114,7 @@ def test_postgres_restarted_under_load_thanks_no_one_for_a_lost_lead_and_the_che
     assert any(status == 503 for _, _, status, _ in outcomes)
     assert any(status == 303 and at > back for at, _, status, _ in outcomes)
     thanked = {email for _, email, status, _ in outcomes if status == 303}
-    stored = {lead["email"] for lead in open_storage(database).iter_leads()}
+    stored = {lead["email"] for lead in open_storage(database).leads.iter()}
     assert thanked <= stored, f"{len(thanked - stored)} thanked leads were lost"
     assert "Exception on /" not in log  # no request ended in an unhandled error
     refused = sum(status == 503 for _, _, status, _ in outcomes)
@@ -172,7 +172,7 @@ def test_a_mode_change_reaches_every_worker_of_both_instances_within_a_second(da
         with Served(env, tmp_path / "a") as first, Served(env, tmp_path / "b") as second:
             served_statuses([first, second], 1)  # every worker warmed up
             for mode, expected in [("down", 503), ("up", 302), ("down", 503), ("up", 302)]:
-                storage.set_mode(mode, reason="propagation test", by="test")
+                storage.flag.set_mode(mode, reason="propagation test", by="test")
                 changed = time.monotonic()
                 seen = served_statuses([first, second], 1.5)
                 stale = [at for at, status in seen if status != expected]
