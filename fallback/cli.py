@@ -97,7 +97,7 @@ def check(url: str | None) -> None:
         result = probe(target, settings.check_timeout, settings.max_latency, settings.expect_text)
         verdict = "up" if result.ok else "down"
         status = f"HTTP {result.status}, " if result.status else ""
-        click.echo(f"{verdict}: {target} ({status}{result.latency * 1000:.0f} ms) {result.reason}")
+        click.echo(f"{verdict}: {result.url} ({status}{result.latency * 1000:.0f} ms) {result.reason}")
         all_ok = all_ok and result.ok
     sys.exit(0 if all_ok else 1)
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .redact import redact_url
+
 PREFIX = "FALLBACK_"
 
 
@@ -278,9 +280,9 @@ class _Reader:
 def _check_url(variable: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(variable, "an http:// or https:// URL with a host", value)
+        raise ConfigError(variable, "an http:// or https:// URL with a host", redact_url(value))
     try:
         parts.port
     except ValueError:
-        raise ConfigError(variable, "a URL with a valid port", value) from None
+        raise ConfigError(variable, "a URL with a valid port", redact_url(value)) from None
     return value
