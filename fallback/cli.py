@@ -111,7 +111,7 @@ def status(as_json: bool) -> None:
 
         fallback status --json
     """
-    from .checker import status_document  # requests, imported only by the commands that need it
+    from .status import status_document
 
     settings = load_settings()
     storage = load_storage(settings)

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 from click.testing import CliRunner
-from helpers import form_token
+from helpers import ADMIN_PASSWORD, admin_status, form_token
 from served import Served, free_port, run_cli
 from standin import StandIn
 
@@ -257,14 +257,14 @@ def test_two_instances_share_one_checker_one_flag_and_the_leads(database, tmp_pa
     with StandIn() as site:
         env = {"FALLBACK_MAIN_URL": site.url, "FALLBACK_CHECK_URLS": site.url, "FALLBACK_DATABASE": database,
                "FALLBACK_RATE_LIMIT": "0", "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_CHECK_INTERVAL": "1",
-               "FALLBACK_FALL": "2", "FALLBACK_RISE": "2", "FALLBACK_EXPORT_TOKEN": export_token}
+               "FALLBACK_FALL": "2", "FALLBACK_RISE": "2", "FALLBACK_EXPORT_TOKEN": export_token,
+               "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD}
         first_dir, second_dir = tmp_path / "a", tmp_path / "b"
         first_dir.mkdir()
         second_dir.mkdir()
         with Served(env, first_dir) as first, Served(env, second_dir) as second:
             time.sleep(3)
-            owners = {requests.get(s.url + "/_fallback/status.json", timeout=3).json()["checker"]["owner"]
-                      for s in (first, second)}
+            owners = {admin_status(s.url)["checker"]["owner"] for s in (first, second)}
             assert len(owners) == 1 and None not in owners
             before = site.hits
             time.sleep(5)
