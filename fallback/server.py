@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
 from gunicorn.app.base import BaseApplication
 
@@ -59,6 +60,16 @@ def stop_checker(server, worker) -> None:
     stop = getattr(worker, "fallback_checker_stop", None)
     if stop is not None:
         stop.set()
+
+
+def bind_host(host: str | None, environ: Mapping[str, str]) -> str:
+    """Where `fallback serve` listens: `--host` when given; every interface when the platform set PORT; else loopback.
+
+    A laptop's quick start must not show the page to the local network, while a PaaS routes to the port it set.
+    """
+    if host:
+        return host
+    return "0.0.0.0" if environ.get("PORT", "").strip() else "127.0.0.1"
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int, checker: bool = True) -> None:
