@@ -20,12 +20,12 @@ from flask import (
 )
 
 from .charts import latency_chart
-from .checker import status_document
 from .export import csv_chunks, parse_bound
 from .forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
 from .guard import is_cross_site, rate_check
 from .runtime import runtime
 from .state import parse_duration, utcnow
+from .status import status_document
 from .storage import StorageError
 
 log = logging.getLogger("fallback.admin")
@@ -71,10 +71,19 @@ def never_cache(response: Response) -> Response:
 
 @blueprint.get("/app.js")
 def script() -> Response:
-    """The dashboard's small script: it refreshes the state tiles from status.json."""
+    """The dashboard's small script: it refreshes the state tiles from the admin's status.json."""
     response = make_response(render_template("admin.js"))
     response.mimetype = "text/javascript"
     return response
+
+
+@blueprint.get("/status.json")
+def full_status() -> Response:
+    """The full status document, for a logged-in admin: reasons, checker, incident, counts."""
+    if not is_admin():
+        return redirect(url_for("admin.dashboard"))
+    rt = runtime()
+    return make_response(status_document(rt.storage, rt.settings, utcnow()))
 
 
 @blueprint.get("")
@@ -175,6 +184,7 @@ def set_mode() -> Response:
     until = utcnow() + parse_duration(form.duration.data) if form.duration.data and form.mode.data != "auto" else None
     rt.storage.flag.set_mode(form.mode.data, until=until, reason=form.reason.data or None, by="admin (web)")
     rt.flag.invalidate()
+    rt.status.invalidate()
     return redirect(url_for("admin.dashboard"), 303)
 
 

@@ -2,6 +2,7 @@
 
 No Flask here: the decision is a pure function, and the loop takes its storage,
 probe runner, clock and sleep as arguments, so both run in tests without a server.
+The status documents are built in fallback.status; the threads are started by fallback.server.
 """
 
 from __future__ import annotations
@@ -76,11 +77,6 @@ def decide(tally: Tally, main: Sequence[ProbeResult], control: ProbeResult | Non
         return Decision(Tally(flip, streak.failures, streak.successes), flip, reason, False, interval)
     heading_elsewhere = (not ok and tally.state != "down") or (ok and tally.state != "up")
     return Decision(streak, None, reason, False, QUICK_RECHECK_SECONDS if heading_elsewhere else interval)
-
-
-def heartbeat_is_fresh(heartbeat_age: float | None, interval: float, timeout: float) -> bool:
-    """The checker is alive while its last round ended less than three intervals plus a timeout ago."""
-    return heartbeat_age is not None and heartbeat_age < 3 * interval + timeout
 
 
 class Checker:
@@ -169,48 +165,3 @@ class Checker:
 def _probe_row(result: ProbeResult, control: bool) -> dict:
     return {"url": result.url, "ok": int(result.ok), "latency_ms": round(result.latency * 1000),
             "status": result.status, "reason": result.reason, "control": int(control)}
-
-
-def start_in_background(settings: Settings, storage: Storage) -> threading.Event:
-    """Run a checker (and the notifier) in daemon threads of this process; set the event to stop them."""
-    from .notify import Notifier, deliver_forever
-
-    stop = threading.Event()
-    checker = Checker(settings, storage)
-    threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
-    if settings.notify_urls:
-        notifier = Notifier(settings.notify_urls)
-        threading.Thread(target=deliver_forever, args=(storage, notifier, checker, stop, settings.site_name),
-                         name="fallback-notifier", daemon=True).start()
-    return stop
-
-
-def checker_problem(checker: dict, settings: Settings, now) -> str | None:
-    """Why the checker looks dead, or None while its heartbeat is fresh."""
-    beat = checker["heartbeat_at"]
-    age = (now - beat).total_seconds() if beat else None
-    if heartbeat_is_fresh(age, settings.check_interval, settings.check_timeout):
-        return None
-    if age is None:
-        return "the checker has not completed a round yet"
-    return f"the checker's last round ended {age:.0f}s ago"
-
-
-def status_document(storage: Storage, settings: Settings, now) -> dict:
-    """State, mode, since when, the checker's health and doubts, the open incident, lead counts."""
-    document = storage.flag.read().as_status(now)
-    checker = storage.checker.read()
-    beat = checker["heartbeat_at"]
-    incidents = storage.flag.incidents(1)
-    document.update({
-        "network_doubt": checker["network_doubt"],
-        "checker": {
-            "owner": checker["owner"],
-            "heartbeat_age": round((now - beat).total_seconds(), 1) if beat else None,
-            "healthy": checker_problem(checker, settings, now) is None,
-            "note": checker["note"],
-        },
-        "incident": incidents[0] if incidents and incidents[0]["ended_at"] is None else None,
-        **storage.leads.count(),
-    })
-    return document

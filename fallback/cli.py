@@ -137,7 +137,7 @@ def check(url: str | None) -> None:
         result = probe(target, settings.check_timeout, settings.max_latency, settings.expect_text)
         verdict = "up" if result.ok else "down"
         status = f"HTTP {result.status}, " if result.status else ""
-        click.echo(f"{verdict}: {target} ({status}{result.latency * 1000:.0f} ms) {result.reason}")
+        click.echo(f"{verdict}: {result.url} ({status}{result.latency * 1000:.0f} ms) {result.reason}")
         all_ok = all_ok and result.ok
     sys.exit(0 if all_ok else 1)
 
@@ -151,7 +151,7 @@ def status(as_json: bool) -> None:
 
         fallback status --json
     """
-    from .checker import status_document  # requests, imported only by the commands that need it
+    from .status import status_document
 
     settings = Settings.from_env()
     storage = load_storage(settings)

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
+from .redact import redact_text
 from .storage import Storage, StorageError
 
 log = logging.getLogger("fallback.notify")
@@ -47,7 +48,8 @@ def deliver_pending(storage: Storage, notifier: Notifier, site_name: str = "") -
             ok = notifier.send(title, f"{event['body']}\n({event['at']})")
             error = "a notification service refused the message"
         except Exception as failure:  # a broken notifier must never stop the loop
-            ok, error = False, f"{type(failure).__name__}: {failure}"
+            # A service's error may quote its URL, tokens and all.
+            ok, error = False, redact_text(f"{type(failure).__name__}: {failure}")
         if ok:
             storage.events.sent(event["id"])
             sent += 1

@@ -21,7 +21,7 @@ from werkzeug.urls import iri_to_uri
 
 from .guard import HSTS, PUBLIC_HEADERS
 from .i18n import language_from
-from .runtime import Runtime
+from .runtime import PageKey, Runtime
 from .state import Flag, utcnow
 
 PREFIX = "/_fallback"
@@ -95,9 +95,9 @@ def minutes_until(seconds: int | None) -> int | None:
     return None if seconds is None else max(1, math.ceil(seconds / 60))
 
 
-def page_key(flag: Flag, back: int | None, language: str) -> tuple:
+def page_key(flag: Flag, back: int | None, language: str) -> PageKey:
     """What the rendered page depends on: the flag's version, the minutes until back, the language."""
-    return (flag.version, minutes_until(back), language)
+    return PageKey(flag.version, minutes_until(back), language)
 
 
 def page_answer(page: bytes, token: str, landing: str, back: int | None) -> Answer:

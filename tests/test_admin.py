@@ -183,7 +183,7 @@ def test_the_dashboard_refreshes_itself_with_its_own_script_only(client):
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     script = client.get("/_fallback/admin/app.js")
     assert script.status_code == 200 and script.mimetype == "text/javascript"
-    assert b"status.json" in script.data
+    assert b"/_fallback/admin/status.json" in script.data
 
 
 def seed(storage, count):

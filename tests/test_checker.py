@@ -15,10 +15,10 @@ from fallback.checker import (
     Checker,
     Tally,
     decide,
-    heartbeat_is_fresh,
 )
 from fallback.config import Settings
 from fallback.probe import ProbeResult
+from fallback.status import heartbeat_is_fresh
 from fallback.storage import open_storage
 
 BACKENDS = ["sqlite", "postgres"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 import requests
-from helpers import form_token
+from helpers import ADMIN_PASSWORD, admin_status, form_token
 from served import Served, run_cli
 from standin import StandIn
 
@@ -28,7 +28,7 @@ def environment(database: str, site: StandIn) -> dict:
     """An instance checking the stand-in every second, without rate limit or time trap."""
     return {"FALLBACK_MAIN_URL": site.url, "FALLBACK_CHECK_URLS": site.url, "FALLBACK_DATABASE": database,
             "FALLBACK_RATE_LIMIT": "0", "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_CHECK_INTERVAL": "1",
-            "FALLBACK_CHECK_TIMEOUT": "3"}
+            "FALLBACK_CHECK_TIMEOUT": "3", "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD}
 
 
 def lock_holders(database: str) -> list[int]:
@@ -55,7 +55,7 @@ def wait_for(condition, seconds: float, what: str, poll: float = 0.1):
 
 def checker_of(server: Served) -> dict:
     """The checker part of an instance's status document."""
-    return requests.get(server.url + "/_fallback/status.json", timeout=3).json()["checker"]
+    return admin_status(server.url)["checker"]
 
 
 def submit_until(stop: threading.Event, url: str, token: str, name: str, outcomes: list) -> None:

@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from helpers import contact_fields, form_token, refuse_writes
+from helpers import contact_fields, form_token, log_in, refuse_writes
 
 from fallback.storage import StorageError
 
@@ -182,7 +182,7 @@ def test_healthz_is_200_while_the_database_is_writable_and_the_checker_beats(cli
 
     monkeypatch.setattr(storage, "check_writable", refuse)
     response = client.get("/_fallback/healthz")
-    assert response.status_code == 503 and b"not writable" in response.data
+    assert response.status_code == 503 and response.data == b"database\n"
 
 
 def test_the_stylesheet_is_served_from_the_templates(client):
@@ -202,12 +202,13 @@ def test_an_operator_template_folder_overrides_the_shipped_page(env, tmp_path):
     assert client.get("/_fallback/thanks").data == b"Merci from Acme"
 
 
-def test_healthz_is_503_until_the_checker_has_run_a_round(client, storage):
+def test_healthz_is_503_until_the_checker_has_run_a_round(client, storage, caplog):
     response = client.get("/_fallback/healthz")
-    assert response.status_code == 503 and b"checker has not completed a round" in response.data
+    assert response.status_code == 503 and response.data == b"checker\n"
+    assert "checker has not completed a round" in caplog.text
 
 
-def test_healthz_is_503_when_the_heartbeat_is_stale(client, storage, settings):
+def test_healthz_is_503_when_the_heartbeat_is_stale(client, storage, settings, caplog):
     from datetime import timedelta
 
     from fallback.state import utcnow
@@ -217,13 +218,15 @@ def test_healthz_is_503_when_the_heartbeat_is_stale(client, storage, settings):
     storage.db.clock = lambda: utcnow() - timedelta(seconds=stale)
     beat(storage)
     response = client.get("/_fallback/healthz")
-    assert response.status_code == 503 and b"last round ended" in response.data
+    assert response.status_code == 503 and response.data == b"checker\n"
+    assert "last round ended" in caplog.text
 
 
-def test_status_json_reports_the_checker_and_its_doubts(client, storage):
+def test_the_admin_status_json_reports_the_checker_and_its_doubts(client, storage):
     storage.checker.claim("host:1", 60)
     storage.checker.record_round("host:1", [], network_doubt=True, note="network in doubt: control failed")
-    document = client.get("/_fallback/status.json").get_json()
+    log_in(client)
+    document = client.get("/_fallback/admin/status.json").get_json()
     assert document["network_doubt"] is True
     assert document["checker"]["owner"] == "host:1" and document["checker"]["healthy"]
 
