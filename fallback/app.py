@@ -79,12 +79,13 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         MAX_CONTENT_LENGTH=64 * 1024,
         MAX_FORM_MEMORY_SIZE=64 * 1024,
     )
+    flag = CachedFlag(storage.flag.read)
     rt = app.extensions["fallback"] = Runtime(
         settings=settings,
         storage=storage,
-        flag=CachedFlag(storage.flag.read),
+        flag=flag,
         tokens=FormToken(app.config["SECRET_KEY"]),
-        status=PublicStatus(storage.flag.read),
+        status=PublicStatus(flag.get),
         health_log=ThrottledLog(),
     )
     app.wsgi_app = HotPath(app.wsgi_app, rt)

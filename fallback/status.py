@@ -20,7 +20,7 @@ from .visitor import DEFAULT_RETRY_AFTER, back_in
 
 log = logging.getLogger("fallback.status")
 
-# How long one worker serves the same public document: a polling storm costs one flag read a second.
+# How long one worker serves the same public document while its flag is unchanged (`retry_after` counts down).
 PUBLIC_TTL_SECONDS = 1.0
 # A failing healthz is logged at most this often per reason, however often a monitor asks.
 HEALTH_LOG_SECONDS = 60.0
@@ -73,30 +73,34 @@ def status_document(storage: Storage, settings: Settings, now: datetime) -> dict
 
 
 class PublicStatus:
-    """The public document as JSON bytes, built from one flag read at most once per `ttl` in this worker."""
+    """The public document as JSON bytes, from the worker's cached flag, rebuilt when it changes or after `ttl`.
+
+    It reads the same `CachedFlag` the visitor answers come from, so a worker's status.json never
+    contradicts what its visitors get, and a polling storm costs no database read of its own.
+    """
 
     def __init__(self, load: Callable[[], Flag], ttl: float = PUBLIC_TTL_SECONDS,
                  monotonic: Callable[[], float] = time.monotonic):
         self._load = load
         self._ttl = ttl
         self._monotonic = monotonic
-        # (built at, body) in one tuple, so that request threads never see one without the other.
-        self._cached: tuple[float, bytes] | None = None
+        # (flag, built at, body) in one tuple, so that request threads never see one without the others.
+        self._cached: tuple[Flag, float, bytes] | None = None
 
     def body(self) -> bytes:
         """The document, from memory while fresh; the last one built if the database fails (StorageError if none)."""
         now = self._monotonic()
         cached = self._cached
-        if cached is not None and now - cached[0] < self._ttl:
-            return cached[1]
         try:
             flag = self._load()
         except StorageError:
             if cached is None:
                 raise
-            return cached[1]
+            return cached[2]
+        if cached is not None and cached[0] is flag and now - cached[1] < self._ttl:
+            return cached[2]
         body = json.dumps(public_status(flag, utcnow())).encode()
-        self._cached = (now, body)
+        self._cached = (flag, now, body)
         return body
 
     def invalidate(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import logging
 import subprocess
 import sys
@@ -68,22 +69,26 @@ def test_a_storm_of_status_requests_reads_the_flag_once_a_second_and_never_count
     monkeypatch.setattr(storage.flag, "incidents", lambda *a: pytest.fail("the public status read the incidents"))
     client = create_app(settings, storage).test_client()
     reads.clear()
+    started = time.monotonic()
     for _ in range(50):
         assert client.get("/_fallback/status.json").status_code == 200
-    assert len(reads) <= 1
+    # Only the worker's cached flag reads the database: at most once per half second.
+    assert len(reads) <= 1 + (time.monotonic() - started) / 0.5
 
 
-def test_the_public_document_is_rebuilt_after_a_second_and_kept_when_the_database_fails(storage):
+def test_the_public_document_follows_the_workers_flag_and_outlives_a_database_failure(storage):
+    from fallback.state import CachedFlag
     from fallback.storage import StorageError
 
     now = [0.0]
     load = [storage.flag.read]
-    status = PublicStatus(lambda: load[0](), ttl=1.0, monotonic=lambda: now[0])
+    flag = CachedFlag(lambda: load[0](), ttl=0.5, monotonic=lambda: now[0])
+    status = PublicStatus(flag.get, ttl=1.0, monotonic=lambda: now[0])
     first = status.body()
     storage.flag.set_mode("down", by="test")
-    now[0] = 0.9
-    assert status.body() == first
-    now[0] = 1.0
+    now[0] = 0.4
+    assert status.body() is first  # the worker's flag, hence its visitors, have not seen the change yet
+    now[0] = 0.5
     assert json.loads(status.body())["mode"] == "down"
 
     def fail():
