@@ -49,7 +49,7 @@ TESTS = str(Path(__file__).resolve().parent.parent / "tests")
 if TESTS not in sys.path:
     sys.path.append(TESTS)
 
-from procs import (  # noqa: E402, F401 - after the path; free_port is also the bench's
+from procs import (  # noqa: E402 - after the path
     answers,
     fallback_command,
     free_port,
