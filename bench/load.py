@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+
+# The process helpers live in tests/procs.py, shared with the tests (see its docstring); tests/ goes last
+# on the path, so that none of its modules can shadow one the bench imports.
+TESTS = str(Path(__file__).resolve().parent.parent / "tests")
+if TESTS not in sys.path:
+    sys.path.append(TESTS)
+
+from procs import (  # noqa: E402 - after the path
+    answers,
+    fallback_command,
+    free_port,
+    log_tail,
+    spawn_group,
+    stop_group,
+    wait_ready,
+)
 
 HOST = "127.0.0.1"
 EXPORT_TOKEN = "load-test-export-token"
@@ -58,19 +73,6 @@ STARTUP_SECONDS = 30.0
 # Variables never passed on to the server: its settings are ours alone, and nothing may go through a proxy.
 DROPPED = re.compile(r"^(FALLBACK_.*|PORT|https?_proxy|all_proxy|no_proxy)$", re.IGNORECASE)
 LOG_PROBLEMS = re.compile(r"Traceback|WORKER TIMEOUT|\bERROR\b|\bCRITICAL\b|Worker \(pid:\d+\) was sent")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def fallback_command() -> list[str]:
-    """The `fallback` script next to this Python, else `python -m fallback`."""
-    script = shutil.which("fallback", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "fallback"]
 
 
 def clean_env(settings: dict[str, str]) -> dict[str, str]:
@@ -178,33 +180,19 @@ class Fallback:
 
     def start(self) -> Fallback:
         """Start serving and wait until every worker is up (bounded), or raise with the log's tail."""
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                fallback_command() + ["serve", "--host", HOST, "--port", str(self.port), "--workers",
-                                      str(self.workers), *self.extra],
-                env=self.env, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        with loopback_session() as session:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"fallback serve exited with {self.process.returncode}:\n{self.log_tail()}")
-                try:
-                    if session.get(self.url + "/_fallback/status.json", timeout=1).ok and \
-                            len(self.pids()) >= self.workers:
-                        return self
-                except requests.RequestException:
-                    pass
-                time.sleep(0.1)
-        raise RuntimeError(f"fallback serve did not start within {STARTUP_SECONDS:g} s:\n{self.log_tail()}")
+        self.process = spawn_group(
+            fallback_command() + ["serve", "--host", HOST, "--port", str(self.port), "--workers", str(self.workers),
+                                  *self.extra], self.env, self.folder, self.log)
+        answering = answers(self.url + "/_fallback/status.json", ok=True)
+        wait_ready(self.process, lambda: answering() and len(self.pids()) >= self.workers, "fallback serve",
+                   self.log_tail, STARTUP_SECONDS)
+        return self
 
     def pids(self) -> list[int]:
         return worker_pids(self.process.pid) if self.process else []
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log, lines)
 
     def log_problems(self) -> list[str]:
         """Lines of the server's log that tell of an error, a traceback or a killed worker."""
@@ -217,39 +205,6 @@ class Fallback:
         """Stop serving; idempotent. See stop_group."""
         if self.process is not None:
             stop_group(self.process)
-
-
-def stop_group(process: subprocess.Popen, grace: float = 20) -> None:
-    """SIGTERM to the master alone (it stops its workers gracefully), then SIGKILL to whatever is left of its group.
-
-    The group was made for it (start_new_session), so nothing else is in it; the master is reaped
-    only after the group is signalled, so its id cannot have been reused meanwhile. Signalling the
-    whole group with SIGTERM would race the master's own SIGTERM to each worker.
-    """
-    if process.returncode is None:
-        try:
-            os.kill(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and not _exited(process.pid):
-            time.sleep(0.05)
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def _exited(pid: int) -> bool:
-    """Whether a child has exited, without reaping it."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
 
 
 class Client(threading.Thread):

@@ -11,11 +11,12 @@ import atexit
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+
+from procs import free_port
 
 
 def binaries() -> Path | None:
@@ -23,12 +24,6 @@ def binaries() -> Path | None:
     found = [Path(path).parent for path in glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")]
     found = [folder for folder in found if (folder / "initdb").exists() and folder.parts[-2].isdigit()]
     return max(found, key=lambda folder: int(folder.parts[-2])) if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Cluster:
@@ -40,7 +35,7 @@ class Cluster:
             raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
         self.folder = Path(tempfile.mkdtemp(prefix="fallback-pg-"))
         self.data = self.folder / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.password = uuid.uuid4().hex
         self._destroyed = False
         # Stopped even if the test run dies without its fixtures' teardown.

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import procs
 import pytest
 import requests
-from served import Served, run_cli, stop_group
+from served import Served, run_cli
 from standin import StandIn
 
 STARTUP_SECONDS = 10
@@ -23,15 +22,7 @@ STARTUP_SECONDS = 10
 def wait_until_listening(process: subprocess.Popen, port: int, name: str, describe: Callable[[], str]) -> None:
     """Return once `port` on 127.0.0.1 accepts connections; if `process` exits or takes over STARTUP_SECONDS,
     stop it and raise with `describe()` (its log)."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited {process.returncode}:\n{describe()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    stop_group(process)
-    raise RuntimeError(f"{name} did not listen within {STARTUP_SECONDS}s:\n{describe()}")
+    procs.wait_ready(process, procs.listening(port), name, describe, STARTUP_SECONDS)
 
 
 def render(template: str, **values: str) -> str:

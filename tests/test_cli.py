@@ -1,4 +1,4 @@
-"""The `fallback` command, run in-process."""
+"""The `fallback` command, run in-process, on both backends."""
 
 import csv
 import io
@@ -13,6 +13,7 @@ from fallback.config import Settings
 from fallback.server import bind_host
 from fallback.storage import NewLead, open_storage
 
+BACKENDS = ["sqlite", "postgres"]
 
 @pytest.fixture
 def db(runner, env):
@@ -118,7 +119,7 @@ def test_a_command_refuses_a_database_path_that_does_not_exist(runner, monkeypat
 
 
 def test_status_says_which_database_it_read_without_a_password(runner, db, env):
-    # tests/test_postgres_cli.py runs this on PostgreSQL too, where the URL carries a password.
+    # On PostgreSQL (see BACKENDS) the URL carries a password.
     label, password = database_label(Settings.from_env(env)), urlsplit(env["FALLBACK_DATABASE"]).password
     text = runner.invoke(cli, ["status"]).output
     assert f"database: {label}" in text and (password is None or password not in text)

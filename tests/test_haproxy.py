@@ -19,8 +19,9 @@ from pathlib import Path
 import proxies
 import pytest
 import requests
+from procs import free_port, stop_group
 from proxies import as_received, embedded_path, fresh, get, render
-from served import Served, free_port
+from served import Served
 from standin import OK_BODY, StandIn
 
 HAPROXY = Path("/usr/sbin/haproxy")
@@ -57,7 +58,7 @@ class HAProxy:
         return self
 
     def stop(self) -> None:
-        proxies.stop_group(self.process)
+        stop_group(self.process)
 
     def servers(self, marker: str, count: int, timeout: float = 3.0) -> list[str]:
         """The `backend/server` that answered each logged request whose line contains `marker`."""

@@ -14,8 +14,8 @@ from helpers import contact_fields, csrf_token, form_token, log_in, refuse_write
 from fallback.app import create_app
 from fallback.config import Settings
 
-# Each test that uses the database runs on both; tests/test_postgres_hardening.py has PostgreSQL's
-# versions of the few that reach into a SQLite file.
+# Each test that uses the database runs on both; the few that reach into a SQLite file have a PostgreSQL
+# twin beside them (postgres_only).
 BACKENDS = ["sqlite", "postgres"]
 
 
@@ -67,12 +67,24 @@ def test_a_message_keeps_its_line_breaks(client, down, storage):
     assert next(storage.leads.iter())["message"] == "line one\r\nline two\ttabbed"
 
 
-@pytest.mark.sqlite_only("a second database next to the file")
-def test_a_token_from_another_installation_is_refused(env, down, client):
-    other = dict(env, FALLBACK_SECRET_KEY="another installation", FALLBACK_DATABASE=env["FALLBACK_DATABASE"] + "2")
+@pytest.fixture
+def another_database(backend, env, request):
+    """A second, empty database of the same backend: a file beside the first, or one more on the cluster."""
+    if backend == "sqlite":
+        yield env["FALLBACK_DATABASE"] + "2"
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database()
+    yield url
+    cluster.drop_database(url)
+
+
+def test_a_token_from_another_installation_is_refused(env, down, client, another_database):
+    other = dict(env, FALLBACK_SECRET_KEY="another installation", FALLBACK_DATABASE=another_database)
     other_app = create_app(Settings.from_env(other))
     other_app.extensions["fallback"].storage.flag.set_mode("down")
     foreign = form_token(other_app.test_client().get("/").get_data(as_text=True))
+    other_app.extensions["fallback"].storage.close()
     assert post(client, contact_fields(client, token=foreign)).status_code == 400
 
 
@@ -198,20 +210,42 @@ def test_nothing_secret_reaches_the_logs(env, caplog):
         assert secret not in caplog.text
 
 
-@pytest.mark.sqlite_only("reads the file's bytes")
-def test_raw_client_addresses_are_never_stored(env, tmp_path):
-    env["FALLBACK_RATE_LIMIT"] = "100/minute"
-    app = create_app(Settings.from_env(env))
+def visit_and_submit_from(app, address: str) -> None:
+    """A page view, an accepted submission and a failed admin log-in, all from `address`."""
     app.extensions["fallback"].storage.flag.set_mode("down")
     client = app.test_client()
-    environ = {"REMOTE_ADDR": "127.42.43.44"}
+    environ = {"REMOTE_ADDR": address}
     page = client.get("/", environ_base=environ).get_data(as_text=True)
     data = {"token": form_token(page), "email": "a@example.org", "consent": "y"}
     assert client.post("/_fallback/contact", data=data, environ_base=environ).status_code == 303
     log_in(client, "wrong")
+
+
+@pytest.mark.sqlite_only("reads the file's bytes")
+def test_raw_client_addresses_are_never_stored(env, tmp_path):
+    env["FALLBACK_RATE_LIMIT"] = "100/minute"
+    app = create_app(Settings.from_env(env))
+    visit_and_submit_from(app, "127.42.43.44")
     app.extensions["fallback"].storage.close()
     for path in tmp_path.glob("fallback.db*"):
         assert b"127.42.43.44" not in path.read_bytes()
+
+
+@pytest.mark.postgres_only("reads every row of every table")
+def test_raw_client_addresses_are_never_stored_on_postgres(env):
+    import psycopg
+
+    env["FALLBACK_RATE_LIMIT"] = "100/minute"
+    visit_and_submit_from(create_app(Settings.from_env(env)), "127.42.43.44")
+    # A connection of our own, not the app's storage: the rows as they are on the server.
+    with psycopg.connect(env["FALLBACK_DATABASE"], connect_timeout=10) as conn:
+        tables = [row[0] for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+        assert "rate_limits" in tables and conn.execute("SELECT COUNT(*) FROM rate_limits").fetchone()[0] == 2
+        for table in tables:
+            # Every row of every table as text: the address is in none of them.
+            count = conn.execute(f"SELECT COUNT(*) FROM {table} t WHERE t::text LIKE '%127.42.43.44%'").fetchone()[0]
+            assert count == 0, table
 
 
 # -- faults -----------------------------------------------------------------------------------

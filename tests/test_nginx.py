@@ -25,8 +25,9 @@ import proxies
 import pytest
 import requests
 from helpers import admin_status, form_token
+from procs import free_port, stop_group
 from proxies import as_received, embedded_path, fresh, get, render
-from served import Served, free_port
+from served import Served
 from standin import OK_BODY, StandIn
 
 NGINX = Path("/usr/sbin/nginx")
@@ -93,7 +94,7 @@ http {{
         return self
 
     def stop(self) -> None:
-        proxies.stop_group(self.process)
+        stop_group(self.process)
         if self.process is not None:
             self.process.stderr.close()
 

@@ -110,7 +110,7 @@ def test_apprise_delivers_to_a_local_json_receiver(storage):
 
 
 def test_an_unreachable_receiver_is_a_failure_not_a_crash(storage):
-    from served import free_port
+    from procs import free_port
 
     storage.flag.flip("unknown", "down", "HTTP 503")
     assert deliver_pending(storage, Notifier([f"json://127.0.0.1:{free_port()}/hook"])) == 0

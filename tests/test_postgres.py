@@ -12,8 +12,9 @@ import pytest
 import requests
 from click.testing import CliRunner
 from helpers import ADMIN_PASSWORD, admin_status, form_token
+from procs import free_port
 from schema_shape import postgres_shape, sqlite_shape
-from served import Served, free_port, run_cli
+from served import Served, run_cli
 from standin import StandIn
 
 from fallback.app import create_app

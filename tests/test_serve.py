@@ -13,6 +13,7 @@ import time
 import pytest
 import requests
 from helpers import csrf_token, form_token
+from procs import answers, free_port, start_group, stop_group
 from served import Served, run_cli
 from standin import StandIn
 
@@ -202,30 +203,20 @@ def test_a_worker_killed_mid_load_loses_no_acknowledged_lead(served, site_env, t
 
 def test_the_procfile_line_runs_and_honours_port(site_env, tmp_path):
     import os
-    import subprocess
     from pathlib import Path
-
-    from served import free_port
 
     command = (Path(__file__).resolve().parent.parent / "Procfile").read_text().split("web:", 1)[1].strip()
     port = free_port()
     bin_dir = str(Path(__import__("sys").executable).parent)
     env = {**os.environ, **site_env, "PORT": str(port), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    process = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_group(["bash", "-c", f"exec {command}"], env, tmp_path, tmp_path / "procfile.log",
+                          answers(f"http://127.0.0.1:{port}/pricing"), name="the Procfile's web line", seconds=20)
     try:
-        response = None
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and response is None:
-            try:
-                response = requests.get(f"http://127.0.0.1:{port}/pricing", allow_redirects=False, timeout=1)
-            except requests.RequestException:
-                time.sleep(0.2)
-        assert response is not None and response.status_code == 302
+        response = requests.get(f"http://127.0.0.1:{port}/pricing", allow_redirects=False, timeout=5)
+        assert response.status_code == 302
         assert (tmp_path / "fallback.db").exists()
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=15)
+        stop_group(process)
 
 
 def test_the_tests_themselves_cannot_reach_past_loopback():

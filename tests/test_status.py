@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 import logging
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
