@@ -82,7 +82,10 @@ def test_postgres_restarted_under_load_thanks_no_one_for_a_lost_lead_and_the_che
             assert run_cli(["mode", "down"], server.env, tmp_path).returncode == 0
             wait_for(lambda: requests.get(server.url + "/", timeout=3).status_code == 503, 5, "the page")
             wait_for(lambda: len(lock_holders(database)) == 1, 10, "a checker holding the lock")
-            token = form_token(requests.get(server.url + "/", timeout=3).text)
+            # Every worker must show the page: one still redirecting would hand over the main site instead.
+            page = wait_for(lambda: (answer := requests.get(server.url + "/", allow_redirects=False, timeout=3))
+                            .status_code == 503 and answer.text, 5, "the page from every worker")
+            token = form_token(page)
             outcomes: list = []
             stop = threading.Event()
             clients = [threading.Thread(target=submit_until, args=(stop, server.url, token, f"c{n}", outcomes))
