@@ -65,6 +65,7 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         storage=storage,
         flag=CachedFlag(storage.flag),
         tokens=FormToken(app.config["SECRET_KEY"]),
+        secret_key=app.config["SECRET_KEY"],
     )
     app.wsgi_app = HotPath(app.wsgi_app, rt)
     init_i18n(app)

@@ -20,6 +20,8 @@ class Runtime:
     storage: Storage
     flag: CachedFlag
     tokens: FormToken
+    # The key that signs sessions and tokens, also keying the hash of client addresses.
+    secret_key: str
     # The rendered contact page, by (flag version, minutes until back): see web.page_bytes.
     pages: dict = dataclasses.field(default_factory=dict)
 
