@@ -353,8 +353,11 @@ def run_load(duration: float = 60.0, clients: int = 8, workers: int = 2, warm_up
     server = Fallback(folder, env, workers)
     sampler = None
     try:
-        server.cli("mode", "down", "--reason", "load test")
         server.start()
+        # Only `fallback serve` creates the database: the page is forced on once it exists, and every
+        # worker re-reads the flag within 0.5 s.
+        server.cli("mode", "down", "--reason", "load test")
+        time.sleep(1.0)
         # Warm-up: every worker renders its pages in both languages and opens its connections.
         warm = run_clients(server.url, max(clients, workers * 2), warm_up, "warm")
         pids = server.pids()

@@ -271,9 +271,10 @@ def bench_env(main_site: MainSite, database: str) -> dict:
 def start_down(stack: ExitStack, folder: Path, env: dict) -> Fallback:
     """`fallback serve` (2 workers) with the page forced on, once it answers 503; stopped when `stack` closes."""
     fallback = Fallback(folder, env, workers=2)
-    fallback.cli("mode", "down", "--reason", "bench")
     stack.callback(fallback.stop)
     fallback.start()
+    # Only `fallback serve` creates the database: the page is forced on once it exists.
+    fallback.cli("mode", "down", "--reason", "bench")
     wait_for_status(fallback.url + PAGE_PATH, 503)
     return fallback
 
@@ -548,7 +549,7 @@ def seed_leads(database: Path, rows: int) -> None:
         return
     storage = open_storage(str(database))
     try:
-        storage.save_lead(NewLead(
+        storage.leads.save(NewLead(
             email="lead0@bench.example", name="Bench Visitor", message="Please call me back about my order.",
             consent=True, consent_version="en-1",
             consent_text="I agree to be contacted about my request at this address.",

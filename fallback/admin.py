@@ -20,12 +20,12 @@ from flask import (
 )
 
 from .charts import latency_chart
-from .checker import status_document
 from .export import csv_chunks, parse_bound
 from .forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
 from .guard import is_cross_site, rate_check
 from .runtime import runtime
 from .state import parse_duration, utcnow
+from .status import status_document
 from .storage import StorageError
 
 log = logging.getLogger("fallback.admin")
@@ -71,10 +71,19 @@ def never_cache(response: Response) -> Response:
 
 @blueprint.get("/app.js")
 def script() -> Response:
-    """The dashboard's small script: it refreshes the state tiles from status.json."""
+    """The dashboard's small script: it refreshes the state tiles from the admin's status.json."""
     response = make_response(render_template("admin.js"))
     response.mimetype = "text/javascript"
     return response
+
+
+@blueprint.get("/status.json")
+def full_status() -> Response:
+    """The full status document, for a logged-in admin: reasons, checker, incident, counts."""
+    if not is_admin():
+        return redirect(url_for("admin.dashboard"))
+    rt = runtime()
+    return make_response(status_document(rt.storage, rt.settings, utcnow()))
 
 
 @blueprint.get("")
@@ -89,22 +98,22 @@ def dashboard() -> Response | str:
     query = request.args.get("q", "")[:200]
     page = request.args.get("page", 1, type=int) or 1
     page = max(1, min(page, 10_000))
-    leads, total = rt.storage.search_leads(query, LEADS_PER_PAGE, (page - 1) * LEADS_PER_PAGE)
-    probes = rt.storage.recent_probes(60)
+    leads, total = rt.storage.leads.search(query, LEADS_PER_PAGE, (page - 1) * LEADS_PER_PAGE)
+    probes = rt.storage.checker.recent_probes(60)
     return render_template(
         "admin/dashboard.html",
         status=status,
         chart=latency_chart(probes, rt.settings.max_latency * 1000),
         today=now.date().isoformat(),
         counts={"leads": status["leads"], "spam": status["spam"]},
-        incidents=rt.storage.incidents(10),
+        incidents=rt.storage.flag.incidents(10),
         leads=leads,
         total=total,
         query=query,
         page=page,
         pages=max(1, math.ceil(total / LEADS_PER_PAGE)),
-        spam=rt.storage.recent_leads(20, spam=True),
-        changes=rt.storage.mode_changes(10),
+        spam=rt.storage.leads.recent(20, spam=True),
+        changes=rt.storage.flag.mode_changes(10),
         mode_form=ModeForm(meta=csrf_meta()),
         logout_form=LogoutForm(meta=csrf_meta()),
         durations=DURATION_CHOICES,
@@ -117,7 +126,7 @@ def login() -> Response:
     """Check the password in constant time and open an admin session."""
     rt = runtime()
     try:
-        wait = rt.storage.hit_rate(rate_check(rt.settings, "login")) if rt.settings.rate_limit else None
+        wait = rt.storage.leads.hit_rate(rate_check(rt.settings, "login")) if rt.settings.rate_limit else None
     except StorageError as error:
         log.error("log-in refused, the database is unavailable: %s", error)
         return make_response("The database is unavailable; try again shortly.\n", 503)
@@ -157,7 +166,7 @@ def delete_lead(lead_id: int) -> Response:
         abort(403)
     if not LogoutForm(request.form, meta=csrf_meta()).validate():
         return make_response("The form expired: reload the dashboard and try again.\n", 400)
-    if not runtime().storage.delete_lead(lead_id):
+    if not runtime().storage.leads.delete(lead_id):
         abort(404)
     log.info("lead %d erased by an admin", lead_id)
     return redirect(url_for("admin.dashboard", q=request.args.get("q") or None), 303)
@@ -173,8 +182,9 @@ def set_mode() -> Response:
         return make_response(" ".join(f"{name}: {'; '.join(errors)}" for name, errors in form.errors.items()), 400)
     rt = runtime()
     until = utcnow() + parse_duration(form.duration.data) if form.duration.data and form.mode.data != "auto" else None
-    rt.storage.set_mode(form.mode.data, until=until, reason=form.reason.data or None, by="admin (web)")
+    rt.storage.flag.set_mode(form.mode.data, until=until, reason=form.reason.data or None, by="admin (web)")
     rt.flag.invalidate()
+    rt.status.invalidate()
     return redirect(url_for("admin.dashboard"), 303)
 
 
@@ -197,7 +207,7 @@ def export_csv() -> Response:
     except ValueError as error:
         return make_response(f"{error}\n", 400)
     try:
-        chunks = csv_chunks(rt.storage.iter_leads(since, until))
+        chunks = csv_chunks(rt.storage.leads.iter(since, until))
         first = next(chunks)
     except StorageError as error:
         log.error("export failed: %s", error)

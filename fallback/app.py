@@ -7,16 +7,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import jinja2
-from flask import Flask
+from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import admin, web
 from .config import Settings
 from .forms import FormToken
-from .guard import SessionInterface
+from .guard import SessionInterface, add_security_headers
 from .i18n import init_i18n
-from .runtime import Runtime
+from .runtime import Runtime, runtime
 from .state import CachedFlag
+from .status import PublicStatus, ThrottledLog
 from .storage import Storage, open_storage
 from .visitor import HotPath
 
@@ -41,6 +42,24 @@ def secret_key_for(settings: Settings, storage: Storage) -> str:
     return key
 
 
+def brand_context() -> dict:
+    """What every template may show of the operator's brand."""
+    settings = runtime().settings
+    return {"site_name": settings.site_name, "contact_email": settings.contact_email, "has_logo": bool(settings.logo)}
+
+
+def too_large(error) -> Response:
+    """A body over the limit: a short, clear refusal."""
+    return Response("This request is too large.\n", 413, mimetype="text/plain")
+
+
+def install_app_wide(app: Flask) -> None:
+    """What holds for every blueprint: the security headers, the brand in templates, the error pages."""
+    app.after_request(add_security_headers)
+    app.context_processor(brand_context)
+    app.register_error_handler(413, too_large)
+
+
 def create_app(settings: Settings, storage: Storage | None = None, threads: int = 8) -> Flask:
     """Build the app (for `threads` request threads): public pages, status endpoints, the admin area."""
     storage = storage or open_storage(settings.database, threads=threads)
@@ -63,9 +82,11 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
     rt = app.extensions["fallback"] = Runtime(
         settings=settings,
         storage=storage,
-        flag=CachedFlag(storage.flag),
+        flag=CachedFlag(storage.flag.read),
         tokens=FormToken(app.config["SECRET_KEY"]),
         secret_key=app.config["SECRET_KEY"],
+        status=PublicStatus(storage.flag.read),
+        health_log=ThrottledLog(),
     )
     app.wsgi_app = HotPath(app.wsgi_app, rt)
     init_i18n(app)
@@ -76,6 +97,7 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         # forged one would defeat the redirect-loop guard.
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+    install_app_wide(app)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(admin.blueprint)
     if not settings.admin_password:

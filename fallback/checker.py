@@ -2,6 +2,7 @@
 
 No Flask here: the decision is a pure function, and the loop takes its storage,
 probe runner, clock and sleep as arguments, so both run in tests without a server.
+The status documents are built in fallback.status; the threads are started by fallback.server.
 """
 
 from __future__ import annotations
@@ -78,11 +79,6 @@ def decide(tally: Tally, main: Sequence[ProbeResult], control: ProbeResult | Non
     return Decision(streak, None, reason, False, QUICK_RECHECK_SECONDS if heading_elsewhere else interval)
 
 
-def heartbeat_is_fresh(heartbeat_age: float | None, interval: float, timeout: float) -> bool:
-    """The checker is alive while its last round ended less than three intervals plus a timeout ago."""
-    return heartbeat_age is not None and heartbeat_age < 3 * interval + timeout
-
-
 class Checker:
     """One checker loop; many may run against one database, only the lease holder probes."""
 
@@ -93,7 +89,7 @@ class Checker:
         self.runner = runner or ProbeRunner(settings.check_timeout, settings.max_latency, settings.expect_text)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.sleep = sleep
-        self.tally = Tally(storage.flag().state)
+        self.tally = Tally(storage.flag.read().state)
         self.holding = False
         self.rounds = 0
 
@@ -104,7 +100,7 @@ class Checker:
 
     def step(self) -> float:
         """Run one round if this checker holds the lease; returns how long to wait before the next."""
-        if not self.storage.claim_checker(self.owner, self.lease_seconds):
+        if not self.storage.checker.claim(self.owner, self.lease_seconds):
             if self.holding:
                 log.info("checker lease lost to another process")
             self.holding = False
@@ -112,10 +108,10 @@ class Checker:
         if not self.holding:
             log.info("this process is now the checker (%s)", self.owner)
             # Another holder may have flipped since we last looked: start from the stored state.
-            self.tally = Tally(self.storage.flag().state)
+            self.tally = Tally(self.storage.flag.read().state)
             self.holding = True
         claimed_at = self.storage.clock()
-        self.storage.expire_mode()
+        self.storage.flag.expire_mode()
         urls = list(self.settings.check_urls)
         control_url = self.settings.control_url
         results = self.runner.run(urls + ([control_url] if control_url else []),
@@ -129,10 +125,10 @@ class Checker:
                           self.settings.check_interval)
         self.tally = decision.tally
         if decision.flip_to:
-            expected = self.storage.flag().state
-            if expected != decision.flip_to and self.storage.flip(expected, decision.flip_to, decision.reason):
+            expected = self.storage.flag.read().state
+            if expected != decision.flip_to and self.storage.flag.flip(expected, decision.flip_to, decision.reason):
                 log.warning("main site %s: %s", decision.flip_to, decision.reason)
-        self.storage.record_round(
+        self.storage.checker.record_round(
             self.owner,
             [_probe_row(result, control=False) for result in main] + ([_probe_row(control, True)] if control else []),
             decision.network_doubt,
@@ -141,8 +137,8 @@ class Checker:
         self.rounds += 1
         if self.rounds % 100 == 1:
             now = self.storage.clock()
-            self.storage.prune_probes(now - PROBE_HISTORY)
-            self.storage.prune_rate_limits(now - RATE_WINDOW_HISTORY)
+            self.storage.checker.prune_probes(now - PROBE_HISTORY)
+            self.storage.limits.prune(now - RATE_WINDOW_HISTORY)
         return decision.next_check_in
 
     def run(self, stop: threading.Event) -> None:
@@ -161,7 +157,7 @@ class Checker:
         finally:
             if self.holding:
                 try:
-                    self.storage.release_checker(self.owner)
+                    self.storage.checker.release(self.owner)
                 except StorageError:
                     pass
 
@@ -169,48 +165,3 @@ class Checker:
 def _probe_row(result: ProbeResult, control: bool) -> dict:
     return {"url": result.url, "ok": int(result.ok), "latency_ms": round(result.latency * 1000),
             "status": result.status, "reason": result.reason, "control": int(control)}
-
-
-def start_in_background(settings: Settings, storage: Storage) -> threading.Event:
-    """Run a checker (and the notifier) in daemon threads of this process; set the event to stop them."""
-    from .notify import Notifier, deliver_forever
-
-    stop = threading.Event()
-    checker = Checker(settings, storage)
-    threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
-    if settings.notify_urls:
-        notifier = Notifier(settings.notify_urls)
-        threading.Thread(target=deliver_forever, args=(storage, notifier, checker, stop, settings.site_name),
-                         name="fallback-notifier", daemon=True).start()
-    return stop
-
-
-def checker_problem(checker: dict, settings: Settings, now) -> str | None:
-    """Why the checker looks dead, or None while its heartbeat is fresh."""
-    beat = checker["heartbeat_at"]
-    age = (now - beat).total_seconds() if beat else None
-    if heartbeat_is_fresh(age, settings.check_interval, settings.check_timeout):
-        return None
-    if age is None:
-        return "the checker has not completed a round yet"
-    return f"the checker's last round ended {age:.0f}s ago"
-
-
-def status_document(storage: Storage, settings: Settings, now) -> dict:
-    """State, mode, since when, the checker's health and doubts, the open incident, lead counts."""
-    document = storage.flag().as_status(now)
-    checker = storage.checker()
-    beat = checker["heartbeat_at"]
-    incidents = storage.incidents(1)
-    document.update({
-        "network_doubt": checker["network_doubt"],
-        "checker": {
-            "owner": checker["owner"],
-            "heartbeat_age": round((now - beat).total_seconds(), 1) if beat else None,
-            "healthy": checker_problem(checker, settings, now) is None,
-            "note": checker["note"],
-        },
-        "incident": incidents[0] if incidents and incidents[0]["ended_at"] is None else None,
-        **storage.count_leads(),
-    })
-    return document

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import functools
+import gettext
 import json
 import logging
 import os
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
@@ -16,6 +19,7 @@ from .config import ConfigError, Settings
 from .export import csv_chunks, parse_bound
 from .state import parse_duration, utcnow
 from .storage import Storage, StorageError, open_storage
+from .storage.postgres import safe_url
 
 
 class Failure(click.ClickException):
@@ -24,25 +28,63 @@ class Failure(click.ClickException):
     exit_code = 2
 
 
-def load_settings() -> Settings:
-    """The settings from the environment, or a one-line error naming the variable."""
-    try:
-        return Settings.from_env()
-    except ConfigError as error:
-        raise Failure(str(error)) from None
+class Commands(click.Group):
+    """The `fallback` group: a setting, a database or a value a user can fix ends any command the same way."""
+
+    def invoke(self, ctx: click.Context):
+        """Run the command; map the errors a user can fix to one line and exit status 2, never a traceback."""
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, StorageError, ValueError) as error:
+            raise Failure(str(error)) from None
 
 
-def load_storage(settings: Settings) -> Storage:
-    """The database named by the settings, migrated, or a one-line error; closed when the command ends."""
-    try:
-        storage = open_storage(settings.database)
-    except StorageError as error:
-        raise Failure(str(error)) from None
+class Duration(click.ParamType):
+    """A command-line duration, read by the same parser as the duration settings."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx) -> timedelta:
+        """The duration as a timedelta, or click's usage error naming the option."""
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+@functools.cache
+def _catalog() -> gettext.NullTranslations:
+    # The catalogs the web pages use, in the language the shell asks for (LANGUAGE, LC_ALL, LANG).
+    return gettext.translation("messages", Path(__file__).parent / "translations", fallback=True)
+
+
+def ngettext(singular: str, plural: str, number: int, **values) -> str:
+    """`singular` or `plural`, translated, with `%(num)d` and the other `values` filled in: the CLI's plural forms."""
+    return _catalog().ngettext(singular, plural, number) % {"num": number, **values}
+
+
+def database_label(settings: Settings) -> str:
+    """The database a command uses, as it may be shown: the SQLite path, or the URL without its password."""
+    return safe_url(settings.database) if settings.is_postgres else settings.database
+
+
+def load_storage(settings: Settings, create: bool = False) -> Storage:
+    """The database named by the settings, migrated; closed when the command ends.
+
+    Only `serve` (and `migrate`, for its target) may create one: any other command run from the wrong folder,
+    or on a PaaS one-off container with its own empty disk, would otherwise act on a new, empty database.
+    """
+    if not create and not settings.is_postgres and not Path(settings.database).exists():
+        raise Failure(f"no database at {settings.database}: run this where `fallback serve` runs, or set "
+                      "FALLBACK_DATABASE to its database (only `fallback serve` creates one)")
+    storage = open_storage(settings.database)
     atexit.register(storage.close)
     return storage
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fallback")
 def cli() -> None:
     """fallback: a standby contact page for when your main site is down.
@@ -52,29 +94,27 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--host", help="Address to listen on [default: 127.0.0.1, or every interface (0.0.0.0) when the "
+              "platform set $PORT].")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on [default: $PORT or 8000].")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Web worker processes.")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True, help="Threads per worker.")
 @click.option("--checker/--no-checker", default=True, show_default=True,
               help="Run the health checker too (one per database, whatever the number of processes).")
-def serve(host: str, port: int | None, workers: int, threads: int, checker: bool) -> None:
+def serve(host: str | None, port: int | None, workers: int, threads: int, checker: bool) -> None:
     """Run the web app and the health checker under gunicorn.
 
     Example:
 
         FALLBACK_MAIN_URL=https://www.example.com fallback serve --port 8000
     """
+    from .server import bind_host
     from .server import serve as run_server
 
-    settings = load_settings()
-    try:
-        settings.require_main_url()
-    except ConfigError as error:
-        raise Failure(str(error)) from None
-    storage = load_storage(settings)
-    storage.close()
-    run_server(settings, host, port or settings.port, workers, threads, checker)
+    settings = Settings.from_env()
+    settings.require_main_url()
+    load_storage(settings, create=True).close()
+    run_server(settings, bind_host(host, os.environ), port or settings.port, workers, threads, checker)
 
 
 @cli.command()
@@ -86,7 +126,7 @@ def check(url: str | None) -> None:
 
         fallback check https://www.example.com/health
     """
-    settings = load_settings()
+    settings = Settings.from_env()
     urls = [url] if url else list(settings.check_urls)
     if not urls:
         raise Failure("give a URL, or set FALLBACK_MAIN_URL or FALLBACK_CHECK_URLS")
@@ -97,7 +137,7 @@ def check(url: str | None) -> None:
         result = probe(target, settings.check_timeout, settings.max_latency, settings.expect_text)
         verdict = "up" if result.ok else "down"
         status = f"HTTP {result.status}, " if result.status else ""
-        click.echo(f"{verdict}: {target} ({status}{result.latency * 1000:.0f} ms) {result.reason}")
+        click.echo(f"{verdict}: {result.url} ({status}{result.latency * 1000:.0f} ms) {result.reason}")
         all_ok = all_ok and result.ok
     sys.exit(0 if all_ok else 1)
 
@@ -111,11 +151,11 @@ def status(as_json: bool) -> None:
 
         fallback status --json
     """
-    from .checker import status_document  # requests, imported only by the commands that need it
+    from .status import status_document
 
-    settings = load_settings()
+    settings = Settings.from_env()
     storage = load_storage(settings)
-    document = status_document(storage, settings, utcnow())
+    document = {**status_document(storage, settings, utcnow()), "database": database_label(settings)}
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -123,7 +163,9 @@ def status(as_json: bool) -> None:
     click.echo(f"state:  {document['state']} (visitors are {served})")
     mode = document["mode"] + (f" until {document['mode_until']}" if document["mode_until"] else "")
     click.echo(f"mode:   {mode}")
-    click.echo(f"since:  {document['since'] or 'never changed'}")
+    # A forced mode's time is not when the incident began: the incident line below keeps the latter.
+    forced = " (when the mode was set)" if document["mode"] != "auto" else ""
+    click.echo(f"since:  {document['since'] or 'never changed'}{forced}")
     if document["reason"]:
         click.echo(f"reason: {document['reason']}")
     checker = document["checker"]
@@ -134,37 +176,33 @@ def status(as_json: bool) -> None:
         click.echo(f"warning: {checker['note']}")
     if document["incident"]:
         incident = document["incident"]
-        click.echo(f"incident: since {incident['started_at'][:19]}Z, {incident['reason']}, "
-                   f"{incident['leads']} leads so far")
+        leads = ngettext("%(num)d lead so far", "%(num)d leads so far", incident["leads"])
+        click.echo(f"incident: since {incident['started_at'][:19]}Z, {incident['reason']}, {leads}")
     click.echo(f"leads:  {document['leads']} (and {document['spam']} suspected spam)")
+    click.echo(f"database: {document['database']}")
 
 
 @cli.command()
 @click.argument("mode", type=click.Choice(["auto", "up", "down"]))
-@click.option("--for", "duration", metavar="DURATION", help="Return to auto after this long: 30m, 2h, 1d.")
+@click.option("--for", "duration", type=Duration(), metavar="DURATION",
+              help="Return to auto after this long: 90s, 30m, 2h, 1d.")
 @click.option("--reason", metavar="TEXT", help="Why, for the history and the team.")
-def mode(mode: str, duration: str | None, reason: str | None) -> None:
+def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
     """Force the page on (down), off (up), or let the checker decide (auto).
 
     Example:
 
         fallback mode down --for 2h --reason "TV slot at 20:00"
     """
-    until = None
-    if duration:
-        if mode == "auto":
-            raise Failure("--for only applies to up or down")
-        try:
-            until = utcnow() + parse_duration(duration)
-        except ValueError as error:
-            raise Failure(f"--for: {error}") from None
-    storage = load_storage(load_settings())
-    try:
-        flag = storage.set_mode(mode, until=until, reason=reason, by=f"cli ({os.environ.get('USER', 'unknown')})")
-    except StorageError as error:
-        raise Failure(str(error)) from None
+    if duration and mode == "auto":
+        raise Failure("--for only applies to up or down")
+    settings = Settings.from_env()
+    storage = load_storage(settings)
+    until = utcnow() + duration if duration else None
+    flag = storage.flag.set_mode(mode, until=until, reason=reason, by=f"cli ({os.environ.get('USER', 'unknown')})")
     suffix = f" until {flag.mode_until.isoformat(timespec='seconds')}" if flag.mode_until else ""
     click.echo(f"mode set to {flag.mode}{suffix}")
+    click.echo(f"database: {database_label(settings)}")
 
 
 @cli.command()
@@ -180,17 +218,10 @@ def export(since: str | None, until: str | None, output) -> None:
 
         fallback export --since 2026-11-28 -o leads.csv
     """
-    try:
-        lower = parse_bound(since, "--since")
-        upper = parse_bound(until, "--until")
-    except ValueError as error:
-        raise Failure(str(error)) from None
-    storage = load_storage(load_settings())
-    try:
-        for chunk in csv_chunks(storage.iter_leads(lower, upper)):
-            output.write(chunk)
-    except StorageError as error:
-        raise Failure(str(error)) from None
+    lower, upper = parse_bound(since, "--since"), parse_bound(until, "--until")
+    storage = load_storage(Settings.from_env())
+    for chunk in csv_chunks(storage.leads.iter(lower, upper)):
+        output.write(chunk)
 
 
 @cli.command()
@@ -202,12 +233,10 @@ def forget(email: str) -> None:
 
         fallback forget Paul@Example.org
     """
-    storage = load_storage(load_settings())
-    try:
-        erased = storage.forget(email)
-    except StorageError as error:
-        raise Failure(str(error)) from None
-    click.echo(f"erased {erased} lead{'s' if erased != 1 else ''} of {email}")
+    settings = Settings.from_env()
+    erased = load_storage(settings).leads.forget(email)
+    click.echo(ngettext("erased %(num)d lead of %(email)s", "erased %(num)d leads of %(email)s", erased, email=email))
+    click.echo(f"database: {database_label(settings)}")
 
 
 @cli.command()
@@ -220,12 +249,11 @@ def purge(days: int) -> None:
 
         fallback purge --older-than 90
     """
-    storage = load_storage(load_settings())
-    try:
-        erased = storage.purge(utcnow() - timedelta(days=days))
-    except StorageError as error:
-        raise Failure(str(error)) from None
-    click.echo(f"erased {erased} lead{'s' if erased != 1 else ''} older than {days} days")
+    settings = Settings.from_env()
+    erased = load_storage(settings).leads.purge(utcnow() - timedelta(days=days))
+    click.echo(ngettext("erased %(num)d lead older than %(days)d days", "erased %(num)d leads older than %(days)d days",
+                        erased, days=days))
+    click.echo(f"database: {database_label(settings)}")
 
 
 @cli.command()
@@ -242,12 +270,7 @@ def migrate(target: str) -> None:
     """
     from .migrate import migrate as copy_into
 
-    settings = load_settings()
-    try:
-        lines = copy_into(settings.database, target)
-    except (ValueError, StorageError) as error:
-        raise Failure(str(error)) from None
-    for line in lines:
+    for line in copy_into(Settings.from_env().database, target):
         click.echo(line)
     click.echo("Now set FALLBACK_DATABASE to that URL on every instance.")
 

@@ -1,110 +1,218 @@
-"""Settings: read once from the environment into one typed, validated object."""
+"""Settings: declared once as data (variable, default, parser, help), read once from the environment.
+
+`python -m fallback.config README.md` rewrites the README's configuration table from the declaration;
+tests/test_docs.py checks that it is up to date.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
-from collections.abc import Mapping
-from pathlib import Path
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
+from . import parsers as p
+from .parsers import LOGO_TYPES, MAX_LOGO_BYTES, RateLimit, is_postgres_url
+
+__all__ = ["LOGO_TYPES", "MAX_LOGO_BYTES", "ConfigError", "RateLimit", "Settings", "Variable", "markdown_table"]
+
 PREFIX = "FALLBACK_"
+# The page's name for the site when neither FALLBACK_SITE_NAME nor the main URL gives one.
+UNNAMED_SITE = "our site"
 
 
 class ConfigError(ValueError):
     """A setting that cannot be used; its message names the variable and what it expected."""
 
     def __init__(self, variable: str, expected: str, value: str | None = None, secret: bool = False):
-        shown = "" if value is None or secret else f", got {value!r}"
+        # A URL's credentials are never shown, whatever the variable (SPEC 5, Privacy).
+        hidden = value is None or secret or _has_credentials(value)
+        shown = "" if hidden else f", got {value!r}"
         super().__init__(f"{variable}: expected {expected}{shown}")
         self.variable = variable
 
 
-@dataclasses.dataclass(frozen=True)
-class RateLimit:
-    """At most `count` events per `seconds` for one client address."""
+def _has_credentials(value: str) -> bool:
+    try:
+        return urlsplit(value.strip()).password is not None
+    except ValueError:
+        return "@" in value
 
-    count: int
-    seconds: int
+
+@dataclasses.dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, its default as a user would write it, its parser and its help."""
+
+    name: str
+    default: str | None
+    parse: Callable[[str], Any]
+    help: str
+    # The README's wording of the default, when it is not simply the default's text.
+    shown_default: str | None = None
+    # Never echo the value in an error: it may hold a password.
+    secret: bool = False
+
+    def read(self, environ: Mapping[str, str]) -> Any:
+        """The parsed value from `environ` (blank counts as unset), the parsed default, or None."""
+        value = environ.get(self.name)
+        if value is None or not value.strip():
+            value = self.default
+        if value is None:
+            return None
+        try:
+            return self.parse(value)
+        except ValueError as error:
+            raise ConfigError(self.name, str(error), value, self.secret) from None
+
+    def readme_default(self) -> str:
+        """The default as the README's table shows it."""
+        return self.shown_default or (f"`{self.default}`" if self.default else "none")
+
+
+def setting(name: str, default: str | None, parse: Callable[[str], Any], help: str, *, shown_default: str | None = None,
+            secret: bool = False, as_given: bool = False) -> Any:
+    """A Settings field declared by its variable; its Python default is the parsed default (or the text, `as_given`)."""
+    variable = Variable(name if name == "PORT" else PREFIX + name, default, parse, help, shown_default, secret)
+    # `as_given` keeps a default whose parsing looks at the file system from being parsed at import time.
+    initial = None if default is None or as_given else parse(default)
+    return dataclasses.field(default=default if as_given else initial, metadata={"variable": variable})
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Every setting of SPEC section 2, parsed and checked."""
+    """Every setting of SPEC section 2, parsed and checked; built by `from_env`, never at import time."""
 
-    main_url: str | None = None
-    check_urls: tuple[str, ...] = ()
-    control_url: str | None = None
-    check_interval: float = 5.0
-    check_timeout: float = 3.0
-    fall: int = 3
-    rise: int = 2
-    max_latency: float = 2.0
-    expect_text: str | None = None
-    database: str = "fallback.db"
-    secret_key: str | None = None
-    admin_password: str | None = None
-    export_token: str | None = None
-    form_min_seconds: float = 3.0
-    trusted_proxies: int = 0
-    rate_limit: RateLimit | None = RateLimit(60, 60)
-    require_consent: bool = True
-    contact_email: str | None = None
-    notify_urls: tuple[str, ...] = ()
-    site_name: str = "our site"
-    brand_color: str = "#0b57d0"
-    logo: str | None = None
-    headline: str | None = None
-    message: str | None = None
-    templates: str | None = None
-    port: int = 8000
+    main_url: str | None = setting(
+        "MAIN_URL", None, p.url, "base URL of the main site; redirect target while it is up",
+        shown_default="none (required to serve)")
+    check_urls: tuple[str, ...] = setting(
+        "CHECK_URLS", "", p.url_list, "comma-separated URLs probed on the main site", shown_default="the main URL")
+    control_url: str | None = setting(
+        "CONTROL_URL", None, p.url,
+        "a URL that should always answer; if it fails too, the checker doubts its own network and does not flip")
+    check_interval: float = setting(
+        "CHECK_INTERVAL", "5", p.duration(0.1), "seconds between probes while healthy")
+    check_timeout: float = setting(
+        "CHECK_TIMEOUT", "3", p.duration(0.1), "seconds before a probe counts as failed")
+    fall: int = setting("FALL", "3", p.whole(1), "consecutive failed probes that declare the site down")
+    rise: int = setting("RISE", "2", p.whole(1), "consecutive good probes that declare it up again")
+    max_latency: float = setting(
+        "MAX_LATENCY", "2.0", p.duration(0.01),
+        'a slower answer counts as a failed probe ("slow is down")')
+    expect_text: str | None = setting("EXPECT_TEXT", None, p.text, "text the probed page must contain")
+    database: str = setting(
+        "DATABASE", "fallback.db", p.database,
+        "a SQLite file path (one machine), or a `postgresql://` URL for several instances sharing one database",
+        shown_default="`fallback.db` in the working directory", as_given=True)
+    secret_key: str | None = setting(
+        "SECRET_KEY", None, p.text,
+        "signs form tokens and admin sessions; without it, one is generated, stored in the database, and the log"
+        " says so", secret=True)
+    admin_password: str | None = setting(
+        "ADMIN_PASSWORD", None, p.text, "admin password; without it the admin area answers 404 and the log says why",
+        secret=True)
+    export_token: str | None = setting(
+        "EXPORT_TOKEN", None, p.text,
+        "bearer token for scripted CSV export; without it only a logged-in admin can export", secret=True)
+    form_min_seconds: float = setting(
+        "FORM_MIN_SECONDS", "3", p.duration(0),
+        "a form sent sooner after the page was rendered is treated as a bot; `0` turns the time trap off. A rendered"
+        " form stays valid for 24 hours")
+    trusted_proxies: int = setting(
+        "TRUSTED_PROXIES", "0", p.whole(0), "how many proxy hops' `X-Forwarded-*` headers to trust")
+    rate_limit: RateLimit | None = setting(
+        "RATE_LIMIT", "60/minute", p.rate,
+        "`N/second`, `N/minute` or `N/hour` per client address; `0` turns it off")
+    require_consent: bool = setting("REQUIRE_CONSENT", "true", p.boolean, "whether the consent box must be ticked")
+    contact_email: str | None = setting(
+        "CONTACT_EMAIL", None, p.email_address, "an address shown on the page for people who would rather write")
+    notify_urls: tuple[str, ...] = setting(
+        "NOTIFY_URLS", "", p.apprise_urls,
+        "comma-separated Apprise URLs (`slack://...`, `mailto://...`, `json://host/path`, ...) where each flip and"
+        " forced mode is announced once; an invalid URL stops start-up", secret=True)
+    site_name: str = setting(
+        "SITE_NAME", None, p.text, "the name shown on the page", shown_default="the main URL's host")
+    brand_color: str = setting(
+        "BRAND_COLOR", "#0b57d0", p.color,
+        "the brand colour (`#rrggbb`) of buttons and links; text on it is chosen to keep WCAG AA contrast")
+    logo: str | None = setting(
+        "LOGO", None, p.logo,
+        "an `.svg`, `.png`, `.jpg` or `.webp` file (64 KB at most) shown instead of the site name, served by"
+        " fallback itself")
+    headline: str | None = setting(
+        "HEADLINE", None, p.text, "the page's headline", shown_default="\"We'll be right back\" (translated)")
+    message: str | None = setting(
+        "MESSAGE", None, p.text, "the sentence under the headline", shown_default="a short apology (translated)")
+    templates: str | None = setting(
+        "TEMPLATES", None, p.folder,
+        "a folder whose templates override the shipped ones (rebranding without forking)")
+    public_url: str | None = setting(
+        "PUBLIC_URL", None, p.url,
+        "the URL where visitors reach fallback (`https://sorry.example.com`); used for links in mails, the `Secure`"
+        " flag of cookies and HSTS when it is `https`, and by `fallback drill`")
+    smtp_url: str | None = setting(
+        "SMTP_URL", None, p.smtp_url,
+        "where follow-up mail is sent: `smtp://user:password@host:587` (STARTTLS when the server offers it;"
+        " credentials are never sent unencrypted) or `smtps://...:465`; without it, no follow-up is offered",
+        secret=True)
+    mail_from: str | None = setting(
+        "MAIL_FROM", None, p.mailbox, "the sender of follow-up mail, `Name <address>` or an address",
+        shown_default="none (required with SMTP)")
+    followup_delay: float = setting(
+        "FOLLOWUP_DELAY", "120", p.duration(0),
+        "seconds the site must stay up after an incident before the \"we're back\" mail goes out (`0`: at once)"
+       )
+    mail_rate: RateLimit = setting(
+        "MAIL_RATE", "5/second", p.sending_rate,
+        "the most follow-up messages sent per second, per minute or per hour, across all instances")
+    api_token: str | None = setting(
+        "API_TOKEN", None, p.text,
+        "bearer token for the control API (`/_fallback/api/v1/`); without it the API answers 404", secret=True)
+    webhook_urls: tuple[str, ...] = setting(
+        "WEBHOOK_URLS", "", p.url_list,
+        "comma-separated URLs that receive signed JSON events (Standard Webhooks)", secret=True)
+    webhook_secret: str | None = setting(
+        "WEBHOOK_SECRET", None, p.webhook_secret,
+        "the Standard Webhooks signing secret, `whsec_` followed by base64",
+        shown_default="none (required with webhook URLs)", secret=True)
+    metrics_token: str | None = setting(
+        "METRICS_TOKEN", None, p.text,
+        "bearer token for `/_fallback/metrics` (Prometheus); the API token works too; with neither, the route"
+        " answers 404", secret=True)
+    quorum: int = setting(
+        "QUORUM", "1", p.whole(1),
+        "how many vantage points (instances on one database, and probe agents) must agree before the state flips")
+    port: int = setting("PORT", "8000", p.whole(1, 65535), "where `fallback serve` listens")
+
+    def __post_init__(self) -> None:
+        """Fill the defaults that follow from the main URL, and check the settings that need one another."""
+        host = urlsplit(self.main_url).hostname if self.main_url else None
+        if not self.check_urls and self.main_url:
+            object.__setattr__(self, "check_urls", (self.main_url,))
+        if not self.site_name:
+            object.__setattr__(self, "site_name", host or UNNAMED_SITE)
+        if self.smtp_url and not self.mail_from:
+            raise ConfigError(PREFIX + "MAIL_FROM", "a sender for follow-up mail, since FALLBACK_SMTP_URL is set")
+        if self.webhook_urls and not self.webhook_secret:
+            raise ConfigError(PREFIX + "WEBHOOK_SECRET", "a signing secret, since FALLBACK_WEBHOOK_URLS is set")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `environ` (the process environment by default)."""
-        return cls._read(_Reader(os.environ if environ is None else environ))
+    def declared(cls) -> list[Variable]:
+        """Every variable the settings read, in declaration order."""
+        return [field.metadata["variable"] for field in dataclasses.fields(cls)]
 
     @classmethod
     def variables(cls) -> list[str]:
-        """The name of every environment variable the settings read, in reading order."""
-        reader = _Reader({})
-        cls._read(reader)
-        return reader.names
+        """The name of every environment variable the settings read."""
+        return [variable.name for variable in cls.declared()]
 
     @classmethod
-    def _read(cls, env: _Reader) -> Settings:
-        main_url = env.url("MAIN_URL")
-        check_urls = env.url_list("CHECK_URLS") or ((main_url,) if main_url else ())
-        default_name = urlsplit(main_url).hostname if main_url else "our site"
-        return cls(
-            main_url=main_url,
-            check_urls=check_urls,
-            control_url=env.url("CONTROL_URL"),
-            check_interval=env.number("CHECK_INTERVAL", 5.0, minimum=0.1),
-            check_timeout=env.number("CHECK_TIMEOUT", 3.0, minimum=0.1),
-            fall=env.whole("FALL", 3, minimum=1),
-            rise=env.whole("RISE", 2, minimum=1),
-            max_latency=env.number("MAX_LATENCY", 2.0, minimum=0.01),
-            expect_text=env.text("EXPECT_TEXT"),
-            database=env.database(),
-            secret_key=env.text("SECRET_KEY"),
-            admin_password=env.text("ADMIN_PASSWORD"),
-            export_token=env.text("EXPORT_TOKEN"),
-            form_min_seconds=env.number("FORM_MIN_SECONDS", 3.0, minimum=0.0),
-            trusted_proxies=env.whole("TRUSTED_PROXIES", 0, minimum=0),
-            rate_limit=env.rate_limit("RATE_LIMIT", "60/minute"),
-            require_consent=env.boolean("REQUIRE_CONSENT", True),
-            contact_email=env.email("CONTACT_EMAIL"),
-            notify_urls=env.notify_urls("NOTIFY_URLS"),
-            site_name=env.text("SITE_NAME") or default_name or "our site",
-            brand_color=env.color("BRAND_COLOR", "#0b57d0"),
-            logo=env.logo("LOGO"),
-            headline=env.text("HEADLINE"),
-            message=env.text("MESSAGE"),
-            templates=env.folder("TEMPLATES"),
-            port=env.whole("PORT", 8000, minimum=1, maximum=65535, prefixed=False),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `environ` (the process environment by default); ConfigError names a bad variable."""
+        environ = os.environ if environ is None else environ
+        return cls(**{field.name: field.metadata["variable"].read(environ) for field in dataclasses.fields(cls)})
 
     def require_main_url(self) -> str:
         """The main URL, or a ConfigError saying it is needed."""
@@ -115,172 +223,31 @@ class Settings:
     @property
     def is_postgres(self) -> bool:
         """Whether the database setting names a PostgreSQL server."""
-        return self.database.startswith(("postgresql://", "postgres://"))
+        return is_postgres_url(self.database)
 
 
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
-LOGO_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-              ".webp": "image/webp"}
-# The page must stay light on a phone: the logo is fetched once and cached, but still.
-MAX_LOGO_BYTES = 64 * 1024
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
-_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+TABLE_HEADER = "| variable | default | meaning |\n|---|---|---|\n"
 
 
-class _Reader:
-    """Reads and checks one variable at a time; empty values count as unset."""
-
-    def __init__(self, environ: Mapping[str, str]):
-        self.environ = environ
-        self.names: list[str] = []
-
-    def raw(self, name: str, prefixed: bool = True) -> tuple[str, str | None]:
-        variable = PREFIX + name if prefixed else name
-        self.names.append(variable)
-        value = self.environ.get(variable)
-        if value is not None and value.strip() == "":
-            value = None
-        return variable, value
-
-    def text(self, name: str) -> str | None:
-        return self.raw(name)[1]
-
-    def text_list(self, name: str) -> list[str]:
-        value = self.text(name)
-        return [part.strip() for part in value.split(",") if part.strip()] if value else []
-
-    def number(self, name: str, default: float, minimum: float) -> float:
-        variable, value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            number = float("nan")
-        if not number >= minimum or number == float("inf"):
-            raise ConfigError(variable, f"a number of seconds ≥ {minimum:g}", value)
-        return number
-
-    def whole(self, name: str, default: int, minimum: int, maximum: int | None = None, prefixed: bool = True) -> int:
-        variable, value = self.raw(name, prefixed)
-        if value is None:
-            return default
-        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"≥ {minimum}"
-        try:
-            number = int(value.strip())
-        except ValueError:
-            raise ConfigError(variable, f"a whole number {bounds}", value) from None
-        if number < minimum or (maximum is not None and number > maximum):
-            raise ConfigError(variable, f"a whole number {bounds}", value)
-        return number
-
-    def boolean(self, name: str, default: bool) -> bool:
-        variable, value = self.raw(name)
-        if value is None:
-            return default
-        lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ConfigError(variable, "true or false", value)
-
-    def url(self, name: str) -> str | None:
-        variable, value = self.raw(name)
-        if value is None:
-            return None
-        return _check_url(variable, value.strip())
-
-    def url_list(self, name: str) -> tuple[str, ...]:
-        return tuple(_check_url(PREFIX + name, part) for part in self.text_list(name))
-
-    def notify_urls(self, name: str) -> tuple[str, ...]:
-        urls = self.text_list(name)
-        if urls:
-            import apprise  # loaded only when notifications are configured
-
-            invalid = [url for url in urls if apprise.Apprise.instantiate(url) is None]
-            if invalid:
-                # Apprise URLs carry credentials: name the scheme, not the whole URL.
-                schemes = ", ".join(url.split("://", 1)[0] + "://..." for url in invalid)
-                expected = f"Apprise URLs (such as slack://, mailto://, json://); cannot use {schemes}"
-                raise ConfigError(PREFIX + name, expected)
-        return tuple(urls)
-
-    def rate_limit(self, name: str, default: str) -> RateLimit | None:
-        variable, value = self.raw(name)
-        value = default if value is None else value
-        if value.strip() == "0":
-            return None
-        match = _RATE.match(value.lower())
-        if not match or int(match.group(1)) < 1:
-            raise ConfigError(variable, "N/second, N/minute or N/hour (N ≥ 1), or 0 to turn it off", value)
-        return RateLimit(int(match.group(1)), _UNIT_SECONDS[match.group(2)])
-
-    def email(self, name: str) -> str | None:
-        variable, value = self.raw(name)
-        if value is None:
-            return None
-        from email_validator import EmailNotValidError, validate_email  # only when an address is set
-
-        try:
-            return validate_email(value.strip(), check_deliverability=False).normalized
-        except EmailNotValidError:
-            raise ConfigError(variable, "an e-mail address", value) from None
-
-    def color(self, name: str, default: str) -> str:
-        variable, value = self.raw(name)
-        if value is None:
-            return default
-        if not _COLOR.match(value.strip()):
-            raise ConfigError(variable, "a colour as #rrggbb", value)
-        return value.strip().lower()
-
-    def logo(self, name: str) -> str | None:
-        variable, value = self.raw(name)
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        if path.suffix.lower() not in LOGO_TYPES or not path.is_file():
-            raise ConfigError(variable, "an existing .svg, .png, .jpg or .webp file", value)
-        if path.stat().st_size > MAX_LOGO_BYTES:
-            raise ConfigError(variable, f"a logo file of at most {MAX_LOGO_BYTES // 1024} KB", value)
-        return str(path.resolve())
-
-    def folder(self, name: str) -> str | None:
-        variable, value = self.raw(name)
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        if not path.is_dir():
-            raise ConfigError(variable, "an existing folder of templates", value)
-        return str(path.resolve())
-
-    def database(self) -> str:
-        variable, value = self.raw("DATABASE")
-        if value is None:
-            value = "fallback.db"
-        value = value.strip()
-        if value.startswith(("postgresql://", "postgres://")):
-            return value
-        if "://" in value:
-            raise ConfigError(variable, "a SQLite file path or a postgresql:// URL", value, secret=True)
-        path = Path(value).expanduser()
-        if path.is_dir():
-            raise ConfigError(variable, "a SQLite file path, not a folder", value)
-        if not path.parent.resolve().is_dir():
-            raise ConfigError(variable, "a SQLite file path in an existing folder", value)
-        return str(path.resolve())
+def markdown_table() -> str:
+    """The README's configuration table, from the declaration."""
+    rows = (f"| `{v.name}` | {v.readme_default()} | {v.help} |\n" for v in Settings.declared())
+    return TABLE_HEADER + "".join(rows)
 
 
-def _check_url(variable: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(variable, "an http:// or https:// URL with a host", value)
-    try:
-        parts.port
-    except ValueError:
-        raise ConfigError(variable, "a URL with a valid port", value) from None
-    return value
+def with_table(readme: str) -> str:
+    """`readme` with its configuration table (from the header to the first blank line) replaced by a fresh one."""
+    start = readme.index(TABLE_HEADER)
+    end = readme.index("\n\n", start)
+    return readme[:start] + markdown_table() + readme[end + 1:]
+
+
+if __name__ == "__main__":
+    # python -m fallback.config README.md: rewrite the table in place; with no argument, print it.
+    if len(sys.argv) > 1:
+        with open(sys.argv[1], encoding="utf-8") as file:
+            updated = with_table(file.read())
+        with open(sys.argv[1], "w", encoding="utf-8") as file:
+            file.write(updated)
+    else:
+        sys.stdout.write(markdown_table())

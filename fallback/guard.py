@@ -16,7 +16,7 @@ _COMMON = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-orig
 # Public pages run no script at all: they work without JavaScript, and nothing inline may run.
 PUBLIC_HEADERS = (("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; "
                    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),) + _COMMON
-# The dashboard runs its own small script, which reads status.json.
+# The dashboard runs its own small script, which reads the admin status.json.
 ADMIN_HEADERS = (("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; "
                   "style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
                   "base-uri 'none'"),) + _COMMON

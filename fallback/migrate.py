@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .parsers import is_postgres_url
 from .storage import StorageError, open_storage
 from .storage.copy import copy_database
 from .storage.postgres import safe_url
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 def migrate(source: str, target: str) -> list[str]:
@@ -22,9 +21,9 @@ def migrate(source: str, target: str) -> list[str]:
     Raises ValueError for arguments that cannot work, StorageError when a database fails
     (nothing is then copied: the copy is one transaction).
     """
-    if source.startswith(POSTGRES_SCHEMES):
+    if is_postgres_url(source):
         raise ValueError("FALLBACK_DATABASE is already PostgreSQL: point it at the SQLite file to copy from")
-    if not target.startswith(POSTGRES_SCHEMES):
+    if not is_postgres_url(target):
         raise ValueError("--to: expected a postgresql:// URL")
     if not Path(source).is_file():
         raise ValueError(f"no SQLite database at {source} (FALLBACK_DATABASE): nothing to copy")
@@ -32,7 +31,7 @@ def migrate(source: str, target: str) -> list[str]:
     try:
         postgres = open_storage(target)
         try:
-            report = copy_database(sqlite, postgres)
+            report = copy_database(sqlite.db, postgres.db)
         finally:
             postgres.close()
     finally:

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
+from .redact import redact_text
 from .storage import Storage, StorageError
 
 log = logging.getLogger("fallback.notify")
@@ -41,21 +42,22 @@ def retry_delay(attempts: int) -> float | None:
 def deliver_pending(storage: Storage, notifier: Notifier, site_name: str = "") -> int:
     """Announce every due event once; returns how many were sent."""
     sent = 0
-    for event in storage.claim_events(CLAIM_SECONDS):
+    for event in storage.events.claim(CLAIM_SECONDS):
         title = f"[{site_name}] {event['title']}" if site_name else event["title"]
         try:
             ok = notifier.send(title, f"{event['body']}\n({event['at']})")
             error = "a notification service refused the message"
         except Exception as failure:  # a broken notifier must never stop the loop
-            ok, error = False, f"{type(failure).__name__}: {failure}"
+            # A service's error may quote its URL, tokens and all.
+            ok, error = False, redact_text(f"{type(failure).__name__}: {failure}")
         if ok:
-            storage.event_sent(event["id"])
+            storage.events.sent(event["id"])
             sent += 1
         else:
             delay = retry_delay(event["attempts"] + 1)
             log.warning("notification %r failed (%s); %s", event["title"], error,
                         f"retrying in {delay:g}s" if delay else "giving up")
-            storage.event_failed(event["id"], error, delay)
+            storage.events.failed(event["id"], error, delay)
     return sent
 
 

@@ -16,6 +16,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import __version__
+from .redact import redact_text, redact_url
 
 MAX_REDIRECTS = 5
 MAX_BODY_BYTES = 1024 * 1024
@@ -24,13 +25,21 @@ USER_AGENT = f"fallback-healthcheck/{__version__}"
 
 @dataclasses.dataclass(frozen=True)
 class ProbeResult:
-    """What one probe found: whether it passed, how long it took, and why it failed."""
+    """What one probe found: whether it passed, how long it took, and why it failed.
+
+    Its URL and reason are redacted as it is made: whatever shows a result (the stored probes and
+    incidents, the log, notifications, the dashboard) never sees a URL's credentials or query.
+    """
 
     url: str
     ok: bool
     latency: float
     status: int | None = None
     reason: str = "ok"
+
+    def __post_init__(self):
+        object.__setattr__(self, "reason", redact_text(self.reason, self.url))
+        object.__setattr__(self, "url", redact_url(self.url))
 
 
 def probe(url: str, timeout: float = 3.0, max_latency: float | None = None, expect_text: str | None = None,
@@ -211,7 +220,7 @@ class ProbeRunner:
             expect = self.expect_text if expect_text_for is None else expect_text_for(url)
             future = concurrent.futures.Future()
             threading.Thread(target=self._probe_into, args=(future, url, expect), daemon=True,
-                             name=f"probe {url}").start()
+                             name=f"probe {redact_url(url)}").start()
             futures[url] = future
         started = time.monotonic()
         budget = probe_budget(self.timeout, self.max_latency)

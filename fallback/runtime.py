@@ -1,8 +1,9 @@
-"""What the views of one app share: settings, storage, the cached flag, the form signer."""
+"""What the views of one app share: settings, storage, the cached flag and status, the form signer, rendered pages."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, NamedTuple
 
 from flask import current_app
 
@@ -10,6 +11,17 @@ from .config import Settings
 from .forms import FormToken
 from .state import CachedFlag
 from .storage import Storage
+
+if TYPE_CHECKING:  # fallback.status imports fallback.visitor, which imports this module
+    from .status import PublicStatus, ThrottledLog
+
+
+class PageKey(NamedTuple):
+    """What a rendered contact page depends on (a named tuple: built on every visitor's GET, it must be cheap)."""
+
+    flag_version: int
+    minutes_until_back: int | None
+    language: str
 
 
 @dataclasses.dataclass
@@ -22,8 +34,12 @@ class Runtime:
     tokens: FormToken
     # The key that signs sessions and tokens, also keying the hash of client addresses.
     secret_key: str
-    # The rendered contact page, by (flag version, minutes until back): see web.page_bytes.
-    pages: dict = dataclasses.field(default_factory=dict)
+    status: PublicStatus
+    health_log: ThrottledLog
+    # The rendered contact page by what it depends on: see fallback.visitor.page_key.
+    pages: dict[PageKey, bytes] = dataclasses.field(default_factory=dict)
+    # The rendered stylesheet, once the first request asked for it.
+    stylesheet: bytes | None = None
 
 
 def runtime() -> Runtime:

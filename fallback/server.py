@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
+
 from gunicorn.app.base import BaseApplication
 
 from .config import Settings
+from .storage import Storage
 
 
 class GunicornServer(BaseApplication):
@@ -29,10 +33,24 @@ class GunicornServer(BaseApplication):
         return create_app(self.settings, threads=self.options["threads"])
 
 
+def start_in_background(settings: Settings, storage: Storage) -> threading.Event:
+    """Run a checker (and the notifier) in daemon threads of this process; set the event to stop them."""
+    # Imported here, not at the top: only a process that runs the checker needs `requests` and Apprise.
+    from .checker import Checker
+    from .notify import Notifier, deliver_forever
+
+    stop = threading.Event()
+    checker = Checker(settings, storage)
+    threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
+    if settings.notify_urls:
+        notifier = Notifier(settings.notify_urls)
+        threading.Thread(target=deliver_forever, args=(storage, notifier, checker, stop, settings.site_name),
+                         name="fallback-notifier", daemon=True).start()
+    return stop
+
+
 def start_checker(worker) -> None:
     """gunicorn hook: every worker runs a checker thread; the database lease lets only one probe."""
-    from .checker import start_in_background
-
     runtime = worker.wsgi.extensions["fallback"]
     worker.fallback_checker_stop = start_in_background(runtime.settings, runtime.storage)
 
@@ -42,6 +60,16 @@ def stop_checker(server, worker) -> None:
     stop = getattr(worker, "fallback_checker_stop", None)
     if stop is not None:
         stop.set()
+
+
+def bind_host(host: str | None, environ: Mapping[str, str]) -> str:
+    """Where `fallback serve` listens: `--host` when given; every interface when the platform set PORT; else loopback.
+
+    A laptop's quick start must not show the page to the local network, while a PaaS routes to the port it set.
+    """
+    if host:
+        return host
+    return "0.0.0.0" if environ.get("PORT", "").strip() else "127.0.0.1"
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int, checker: bool = True) -> None:

@@ -24,7 +24,7 @@ from werkzeug.urls import iri_to_uri
 from .contact import CONSENT_MESSAGE, FIELDS, ContactCheck, check_contact
 from .guard import HSTS, PUBLIC_HEADERS, client_key_for, cross_site, rate_check_for
 from .i18n import language_from, translate
-from .runtime import Runtime
+from .runtime import PageKey, Runtime
 from .state import Flag, utcnow
 from .storage import StorageError, Submission
 
@@ -107,9 +107,9 @@ def minutes_until(seconds: int | None) -> int | None:
     return None if seconds is None else max(1, math.ceil(seconds / 60))
 
 
-def page_key(flag: Flag, back: int | None, language: str) -> tuple:
+def page_key(flag: Flag, back: int | None, language: str) -> PageKey:
     """What the rendered page depends on: the flag's version, the minutes until back, the language."""
-    return (flag.version, minutes_until(back), language)
+    return PageKey(flag.version, minutes_until(back), language)
 
 
 def page_answer(page: bytes, token: str, landing: str, back: int | None) -> Answer:
@@ -141,7 +141,7 @@ def submit_lead(rt: Runtime, checked: ContactCheck, client: str | None) -> Submi
     rate = rate_check_for(rt.settings, "contact", client_key_for(rt.secret_key, client))
     try:
         # One transaction counts the attempt against the rate limit, then stores the lead if allowed.
-        return rt.storage.submit(checked.lead, rate)
+        return rt.storage.leads.submit(checked.lead, rate)
     except StorageError as error:
         log.error("a lead could not be saved: %s", error)
         return error

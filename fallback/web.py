@@ -1,4 +1,4 @@
-"""Public views: the redirect or the contact page on visitor paths, the form, status endpoints."""
+"""Public views: the redirect or the contact page on visitor paths, the form, the public status and health."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from flask_babel import gettext, ngettext
 from werkzeug.datastructures import Headers
 
 from .brand import palette
-from .checker import checker_problem, status_document
 from .config import LOGO_TYPES
 from .contact import CONSENT_MESSAGE, FIELDS
 from .forms import ContactForm
-from .guard import add_security_headers, is_cross_site
+from .guard import is_cross_site
 from .i18n import current_language, translate
 from .runtime import runtime
 from .state import utcnow
+from .status import UNREADABLE, health_problem
 from .storage import StorageError
 from .visitor import (
     CONTACT_PATH,
@@ -47,25 +47,6 @@ log = logging.getLogger("fallback.web")
 blueprint = Blueprint("web", __name__)
 
 VISITOR_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-@blueprint.after_app_request
-def security_headers(response: Response) -> Response:
-    """Every answer carries the security headers."""
-    return add_security_headers(response)
-
-
-@blueprint.app_context_processor
-def brand_context() -> dict:
-    """What every template may show of the operator's brand."""
-    settings = runtime().settings
-    return {"site_name": settings.site_name, "contact_email": settings.contact_email, "has_logo": bool(settings.logo)}
-
-
-@blueprint.app_errorhandler(413)
-def too_large(error) -> Response:
-    """A body over the limit: a short, clear refusal."""
-    return Response("This request is too large.\n", 413, mimetype="text/plain")
 
 
 @blueprint.route("/", defaults={"path": ""}, methods=VISITOR_METHODS)
@@ -213,10 +194,9 @@ def thanks() -> Response:
 def stylesheet() -> Response:
     """The page's stylesheet, from a template so that it can be rebranded."""
     rt = runtime()
-    css = rt.pages.get("css")
-    if css is None:
-        css = rt.pages["css"] = render_template("page.css", colors=palette(rt.settings.brand_color)).encode()
-    response = Response(css, mimetype="text/css")
+    if rt.stylesheet is None:
+        rt.stylesheet = render_template("page.css", colors=palette(rt.settings.brand_color)).encode()
+    response = Response(rt.stylesheet, mimetype="text/css")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 
@@ -240,29 +220,27 @@ def robots() -> Response:
 
 @blueprint.get(PREFIX + "/status.json")
 def status() -> Response:
-    """The flag as JSON: state, mode, since when, and what the checker is doing."""
+    """The public status: state, mode, since when, retry_after; nothing else (the full one is the admin's)."""
     rt = runtime()
     try:
-        document = status_document(rt.storage, rt.settings, utcnow())
+        body, code = rt.status.body(), 200
     except StorageError as error:
         log.error("status unavailable: %s", error)
-        document = {**rt.flag.get().as_status(utcnow()), "error": "the database could not be read"}
-    response = Response(json.dumps(document), mimetype="application/json")
+        body, code = json.dumps(UNREADABLE).encode(), 503
+    response = Response(body, code, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 @blueprint.get(PREFIX + "/healthz")
 def healthz() -> Response:
-    """200 while the database is writable and the checker's heartbeat is fresh; 503 with the reason otherwise."""
+    """200 `ok` while the database is writable and the checker beats; else 503 and one word, the details logged."""
     rt = runtime()
-    try:
-        rt.storage.check_writable()
-        problem = checker_problem(rt.storage.checker(), rt.settings, utcnow())
-    except StorageError as error:
-        problem = str(error)
+    problem = health_problem(rt.storage, rt.settings, utcnow())
     if problem:
-        response = Response(f"unhealthy: {problem}\n", 503, mimetype="text/plain")
+        word, details = problem
+        rt.health_log.warning(word, "healthz failing (%s): %s", word, details)
+        response = Response(f"{word}\n", 503, mimetype="text/plain")
     else:
         response = Response("ok\n", mimetype="text/plain")
     response.headers["Cache-Control"] = "no-store"

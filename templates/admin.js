@@ -8,7 +8,7 @@
     if (badge) { el.className = "badge " + badge; }
   }
   function refresh() {
-    fetch("/_fallback/status.json", {cache: "no-store", credentials: "same-origin"})
+    fetch("/_fallback/admin/status.json", {cache: "no-store", credentials: "same-origin"})
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (status) {
         if (!status) { return; }

@@ -150,7 +150,7 @@ def client(app):
 @pytest.fixture
 def down(storage, app):
     """The page forced on."""
-    storage.set_mode("down", reason="test")
+    storage.flag.set_mode("down", reason="test")
     app.extensions["fallback"].flag.invalidate()
     return storage
 

@@ -1,8 +1,12 @@
-"""Helpers the tests share: reading tokens from pages, sending the forms."""
+"""Helpers the tests share: reading tokens from pages, sending the forms, reading the admin's status."""
 
 from __future__ import annotations
 
 import re
+
+import requests
+
+ADMIN_PASSWORD = "correct horse"
 
 
 def form_token(html: str) -> str:
@@ -23,10 +27,21 @@ def contact_fields(client, **fields) -> dict:
     return {key: value for key, value in data.items() if value is not None}
 
 
-def log_in(client, password: str = "correct horse"):
+def log_in(client, password: str = ADMIN_PASSWORD):
     """Log in to the admin area; returns the response to the log-in post."""
     page = client.get("/_fallback/admin").get_data(as_text=True)
     return client.post("/_fallback/admin/login", data={"password": password, "csrf_token": csrf_token(page)})
+
+
+def admin_status(url: str, password: str = ADMIN_PASSWORD) -> dict:
+    """The full status document of a running instance at `url`, read through a new admin session."""
+    with requests.Session() as session:
+        page = session.get(url + "/_fallback/admin", timeout=5).text
+        session.post(url + "/_fallback/admin/login", data={"password": password, "csrf_token": csrf_token(page)},
+                     timeout=5)
+        response = session.get(url + "/_fallback/admin/status.json", allow_redirects=False, timeout=5)
+        response.raise_for_status()
+        return response.json()
 
 
 class FixedClock:
@@ -44,7 +59,7 @@ class FixedClock:
 def refuse_writes(storage, refuse: bool = True) -> None:
     """Make every SQLite connection of `storage` refuse writes, as a read-only file or volume does."""
     if refuse:
-        storage.submit(None)  # the group-commit writer opens its connection, if it has not yet
-        storage.conn  # and so does this thread
-    for conn in storage.thread_connections:
+        storage.leads.leads.submit(None)  # the group-commit writer opens its connection, if it has not yet
+        storage.db.conn  # and so does this thread
+    for conn in storage.db.thread_connections:
         conn.execute(f"PRAGMA query_only = {'ON' if refuse else 'OFF'}")

@@ -65,7 +65,7 @@ def test_the_admin_forces_the_page_on_and_visitors_see_it(client, storage):
     assert client.get("/").status_code == 302
     response = set_mode(client, mode="down", duration="2h", reason="TV at 8")
     assert response.status_code == 303
-    flag = storage.flag()
+    flag = storage.flag.read()
     assert (flag.mode, flag.mode_reason, flag.mode_by) == ("down", "TV at 8", "admin (web)")
     assert flag.mode_until is not None
     assert client.get("/").status_code == 503
@@ -74,13 +74,13 @@ def test_the_admin_forces_the_page_on_and_visitors_see_it(client, storage):
 def test_the_mode_form_refuses_a_post_without_csrf(client, storage):
     log_in(client)
     assert client.post("/_fallback/admin/mode", data={"mode": "down"}).status_code == 400
-    assert storage.flag().mode == "auto"
+    assert storage.flag.read().mode == "auto"
 
 
 def test_the_mode_form_refuses_a_bad_duration(client, storage):
     log_in(client)
     assert set_mode(client, mode="down", duration="forever").status_code == 400
-    assert storage.flag().mode == "auto"
+    assert storage.flag.read().mode == "auto"
 
 
 def test_the_mode_form_needs_a_session(client, storage):
@@ -127,8 +127,8 @@ def test_the_export_filters_by_since_and_until(client, storage):
     from fallback.storage import NewLead
 
     for day in (1, 2, 3):
-        storage.clock = lambda day=day: datetime(2026, 11, day, 12, tzinfo=UTC)
-        storage.save_lead(NewLead(f"day{day}@example.org"))
+        storage.db.clock = lambda day=day: datetime(2026, 11, day, 12, tzinfo=UTC)
+        storage.leads.save(NewLead(f"day{day}@example.org"))
     log_in(client)
     response = client.get("/_fallback/admin/export.csv?since=2026-11-02&until=2026-11-03T12:00:00%2B00:00")
     assert [row["email"] for row in exported(response)] == ["day2@example.org"]
@@ -147,10 +147,10 @@ def test_admin_pages_are_never_cached(client):
 
 
 def test_the_dashboard_shows_probes_incidents_and_checker_health(client, storage):
-    storage.claim_checker("host:1", 60)
-    storage.record_round("host:1", [{"url": "http://127.0.0.1:9/", "ok": 0, "latency_ms": 1234, "status": 503,
+    storage.checker.claim("host:1", 60)
+    storage.checker.record_round("host:1", [{"url": "http://127.0.0.1:9/", "ok": 0, "latency_ms": 1234, "status": 503,
                                      "reason": "HTTP 503", "control": 0}], network_doubt=False, note=None)
-    storage.flip("unknown", "down", "http://127.0.0.1:9/: HTTP 503")
+    storage.flag.flip("unknown", "down", "http://127.0.0.1:9/: HTTP 503")
     log_in(client)
     html = client.get("/_fallback/admin").get_data(as_text=True)
     assert "1234 ms" in html and "HTTP 503" in html
@@ -183,19 +183,19 @@ def test_the_dashboard_refreshes_itself_with_its_own_script_only(client):
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     script = client.get("/_fallback/admin/app.js")
     assert script.status_code == 200 and script.mimetype == "text/javascript"
-    assert b"status.json" in script.data
+    assert b"/_fallback/admin/status.json" in script.data
 
 
 def seed(storage, count):
     from fallback.storage import NewLead
 
     for number in range(count):
-        storage.save_lead(NewLead(f"lead{number}@example.org", name=f"Person {number}", message="hello"))
+        storage.leads.save(NewLead(f"lead{number}@example.org", name=f"Person {number}", message="hello"))
 
 
 def test_the_leads_table_searches_and_pages(client, storage):
     seed(storage, 30)
-    storage.save_lead(__import__("fallback.storage", fromlist=["NewLead"]).NewLead("zoe@example.org", name="Zoé 50%"))
+    storage.leads.save(__import__("fallback.storage", fromlist=["NewLead"]).NewLead("zoe@example.org", name="Zoé 50%"))
     log_in(client)
     first = client.get("/_fallback/admin").get_data(as_text=True)
     assert "31 leads, page 1 of 2" in first and "zoe@example.org" in first
@@ -210,10 +210,10 @@ def test_an_admin_deletes_one_lead(client, storage):
     seed(storage, 2)
     log_in(client)
     html = client.get("/_fallback/admin").get_data(as_text=True)
-    lead_id = storage.search_leads("lead1@")[0][0]["id"]
+    lead_id = storage.leads.search("lead1@")[0][0]["id"]
     response = client.post(f"/_fallback/admin/leads/{lead_id}/delete", data={"csrf_token": csrf_token(html)})
     assert response.status_code == 303
-    assert [lead["email"] for lead in storage.iter_leads()] == ["lead0@example.org"]
+    assert [lead["email"] for lead in storage.leads.iter()] == ["lead0@example.org"]
     assert client.post(f"/_fallback/admin/leads/{lead_id}/delete",
                        data={"csrf_token": csrf_token(html)}).status_code == 404
     assert client.post("/_fallback/admin/leads/1/delete", data={}).status_code == 400

@@ -40,7 +40,7 @@ def branded(env, tmp_path):
     env.update(FALLBACK_SITE_NAME="Acme", FALLBACK_BRAND_COLOR="#c2410c", FALLBACK_LOGO=str(logo),
                FALLBACK_HEADLINE="Our shop is taking a breather", FALLBACK_MESSAGE="Back after the show.")
     app = create_app(Settings.from_env(env))
-    app.extensions["fallback"].storage.set_mode("down")
+    app.extensions["fallback"].storage.flag.set_mode("down")
     return app.test_client()
 
 

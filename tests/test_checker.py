@@ -15,10 +15,10 @@ from fallback.checker import (
     Checker,
     Tally,
     decide,
-    heartbeat_is_fresh,
 )
 from fallback.config import Settings
 from fallback.probe import ProbeResult
+from fallback.status import heartbeat_is_fresh
 from fallback.storage import open_storage
 
 BACKENDS = ["sqlite", "postgres"]
@@ -146,11 +146,11 @@ def test_the_loop_flips_once_opens_an_incident_and_queues_one_notification(setti
     c = checker(settings, clock, [False] * 5)
     for _ in range(5):
         c.step()
-    flag = c.storage.flag()
+    flag = c.storage.flag.read()
     assert flag.state == "down" and "HTTP 503" in flag.state_reason
-    [incident] = c.storage.incidents()
+    [incident] = c.storage.flag.incidents()
     assert incident["ended_at"] is None
-    assert [e["title"] for e in c.storage.events()] == ["main site down"]
+    assert [e["title"] for e in c.storage.events.recent()] == ["main site down"]
 
 
 def test_recovery_closes_the_incident_with_its_duration_and_leads(settings, clock):
@@ -160,23 +160,23 @@ def test_recovery_closes_the_incident_with_its_duration_and_leads(settings, cloc
     for _ in range(3):
         c.step()
     clock.now += timedelta(minutes=4)
-    c.storage.save_lead(NewLead("during@example.org"))
+    c.storage.leads.save(NewLead("during@example.org"))
     clock.now += timedelta(seconds=1)
     c.step()
     c.step()
-    [incident] = c.storage.incidents()
+    [incident] = c.storage.flag.incidents()
     assert incident["ended_at"] is not None
     assert incident["duration_seconds"] == 241
     assert incident["leads"] == 1
-    assert [e["title"] for e in c.storage.events()] == ["main site up", "main site down"]
+    assert [e["title"] for e in c.storage.events.recent()] == ["main site up", "main site down"]
 
 
 def test_each_round_records_its_probes_and_a_heartbeat(settings, clock):
     c = checker(settings, clock, [True])
     c.step()
-    [probe] = c.storage.recent_probes()
+    [probe] = c.storage.checker.recent_probes()
     assert (probe["url"], probe["ok"], probe["status"]) == (MAIN, 1, 200)
-    assert c.storage.checker()["heartbeat_at"] == clock.now
+    assert c.storage.checker.read()["heartbeat_at"] == clock.now
 
 
 def test_two_checkers_on_one_database_probe_as_often_as_one(settings, clock):
@@ -208,7 +208,7 @@ def test_on_postgres_the_checker_moves_as_soon_as_the_holders_session_dies(setti
     terminate_lock_holders(settings.database)  # what the server does when the holder's process dies
     second.step()  # no lease to wait for
     assert second.holding and second.runner.rounds == 1
-    assert second.storage.checker()["owner"] == "b"
+    assert second.storage.checker.read()["owner"] == "b"
     first.step()
     assert not first.holding and first.runner.rounds == 1
 
@@ -226,7 +226,7 @@ def test_on_postgres_a_hung_holder_loses_the_lock_once_it_has_renewed_nothing_fo
     deadline = time.monotonic() + 5
     while not second.holding and time.monotonic() < deadline:  # the ended session goes within moments
         second.step()
-    assert second.holding and second.storage.checker()["owner"] == "b"
+    assert second.holding and second.storage.checker.read()["owner"] == "b"
     first.step()  # it wakes up: the lock is gone, and it does not take it back
     assert not first.holding and first.runner.rounds == 1
     second.step()
@@ -247,7 +247,7 @@ def test_on_postgres_a_holder_that_renews_is_never_ended_however_far_the_clocks_
 def test_on_postgres_a_hung_holder_is_looked_for_in_this_database_only(settings, clock, pg_cluster):
     import psycopg
 
-    from fallback.storage.checker import CHECKER_LOCK
+    from fallback.storage.postgres_checker import CHECKER_LOCK
 
     other = pg_cluster.create_database()
     try:
@@ -278,14 +278,14 @@ def test_a_round_that_outlasts_the_lease_flips_nothing_and_records_nothing(setti
     c.runner = stalled
     for _ in range(5):
         c.step()
-    assert c.storage.flag().state == "up" and len(c.storage.recent_probes()) == 2
+    assert c.storage.flag.read().state == "up" and len(c.storage.checker.recent_probes()) == 2
 
 
 def terminate_lock_holders(database: str) -> int:
     """End, from the server's side, every session holding the checker's advisory lock; how many."""
     import psycopg
 
-    from fallback.storage.checker import CHECKER_LOCK
+    from fallback.storage.postgres_checker import CHECKER_LOCK
 
     holders = ("FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s "
                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
@@ -301,28 +301,28 @@ def terminate_lock_holders(database: str) -> int:
 
 def test_a_flip_is_written_once_however_many_processes_try(settings, clock):
     storage = open_storage(settings.database, clock)
-    storage.flip("unknown", "up", "first round")
+    storage.flag.flip("unknown", "up", "first round")
     results = []
     threads = [threading.Thread(target=lambda: results.append(
-        open_storage(settings.database, clock).flip("up", "down", "HTTP 503"))) for _ in range(8)]
+        open_storage(settings.database, clock).flag.flip("up", "down", "HTTP 503"))) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
     assert sorted(results) == [False] * 7 + [True]
-    assert len(storage.incidents()) == 1
+    assert len(storage.flag.incidents()) == 1
 
 
 def test_an_expired_forced_mode_returns_to_auto_once_and_is_recorded(settings, clock):
     c = checker(settings, clock, [])
-    c.storage.set_mode("down", until=clock.now + timedelta(minutes=30), reason="TV", by="cli")
+    c.storage.flag.set_mode("down", until=clock.now + timedelta(minutes=30), reason="TV", by="cli")
     c.step()
-    assert c.storage.flag().mode == "down"
+    assert c.storage.flag.read().mode == "down"
     clock.now += timedelta(minutes=30)
     c.step()
     c.step()
-    assert c.storage.flag().mode == "auto"
-    assert [change["by"] for change in c.storage.mode_changes()] == ["expiry", "cli"]
+    assert c.storage.flag.read().mode == "auto"
+    assert [change["by"] for change in c.storage.flag.mode_changes()] == ["expiry", "cli"]
 
 
 def test_a_crashing_round_is_logged_and_the_loop_goes_on(settings, clock, caplog):
@@ -342,8 +342,8 @@ def test_a_crashing_round_is_logged_and_the_loop_goes_on(settings, clock, caplog
     c.run(stop)
     assert c.runner.rounds >= 3
     assert "checker round failed" in caplog.text
-    assert c.storage.checker()["heartbeat_at"] is not None
-    assert c.storage.checker()["lease_until"] is None  # released on the way out
+    assert c.storage.checker.read()["heartbeat_at"] is not None
+    assert c.storage.checker.read()["lease_until"] is None  # released on the way out
 
 
 def test_a_database_outage_during_a_round_is_one_log_line_and_the_loop_goes_on(settings, clock, caplog):
@@ -353,7 +353,7 @@ def test_a_database_outage_during_a_round_is_one_log_line_and_the_loop_goes_on(s
 
     c = checker(dataclasses.replace(settings, check_interval=0.001), clock, [True] * 5)
     stop = threading.Event()
-    original, calls = c.storage.claim_checker, []
+    original, calls = c.storage.checker.claim, []
 
     def claim(owner, lease_seconds):
         calls.append(owner)
@@ -363,7 +363,7 @@ def test_a_database_outage_during_a_round_is_one_log_line_and_the_loop_goes_on(s
             stop.set()
         return original(owner, lease_seconds)
 
-    c.storage.claim_checker = claim
+    c.storage.checker.claim = claim
     c.run(stop)
     assert c.runner.rounds >= 1
     assert "checker round failed; retrying: the database is unreachable" in caplog.text

@@ -3,10 +3,14 @@
 import csv
 import io
 import json
+from importlib.metadata import version
+from urllib.parse import urlsplit
 
 import pytest
 
-from fallback.cli import cli
+from fallback.cli import cli, database_label, ngettext
+from fallback.config import Settings
+from fallback.server import bind_host
 from fallback.storage import NewLead, open_storage
 
 
@@ -25,7 +29,7 @@ def test_every_command_has_help_with_an_example(runner):
 def test_mode_down_then_status(runner, db):
     result = runner.invoke(cli, ["mode", "down", "--for", "2h", "--reason", "TV"])
     assert result.exit_code == 0 and "mode set to down until" in result.output
-    flag = db.flag()
+    flag = db.flag.read()
     assert (flag.mode, flag.mode_reason) == ("down", "TV")
     status = json.loads(runner.invoke(cli, ["status", "--json"]).output)
     assert (status["state"], status["mode"], status["leads"]) == ("down", "down", 0)
@@ -38,7 +42,7 @@ def test_mode_refuses_a_bad_duration_without_a_traceback(runner, db):
     result = runner.invoke(cli, ["mode", "down", "--for", "soon"])
     assert result.exit_code == 2
     assert "--for" in result.output and "Traceback" not in result.output
-    assert db.flag().mode == "auto"
+    assert db.flag.read().mode == "auto"
 
 
 def test_a_bad_setting_stops_a_command_with_one_line(runner, monkeypatch):
@@ -55,8 +59,8 @@ def test_serve_needs_the_main_url(runner, monkeypatch):
 
 
 def test_export_writes_csv_to_stdout_or_a_file(runner, db, tmp_path):
-    db.save_lead(NewLead("a@example.org", name="-1+1"))
-    db.save_lead(NewLead("b@example.org", spam_reason="honeypot"))
+    db.leads.save(NewLead("a@example.org", name="-1+1"))
+    db.leads.save(NewLead("b@example.org", spam_reason="honeypot"))
     rows = list(csv.DictReader(io.StringIO(runner.invoke(cli, ["export"]).output)))
     assert [(row["email"], row["name"]) for row in rows] == [("a@example.org", "'-1+1")]
     target = tmp_path / "out.csv"
@@ -70,7 +74,7 @@ def test_export_refuses_a_bad_bound(runner, db):
 
 
 def test_forget_says_how_many_and_succeeds_when_none(runner, db):
-    db.save_lead(NewLead("Paul@Example.org"))
+    db.leads.save(NewLead("Paul@Example.org"))
     result = runner.invoke(cli, ["forget", "paul@EXAMPLE.org"])
     assert result.exit_code == 0 and "erased 1 lead of" in result.output
     result = runner.invoke(cli, ["forget", "paul@example.org"])
@@ -78,7 +82,7 @@ def test_forget_says_how_many_and_succeeds_when_none(runner, db):
 
 
 def test_purge_erases_old_leads(runner, db):
-    db.save_lead(NewLead("now@example.org"))
+    db.leads.save(NewLead("now@example.org"))
     result = runner.invoke(cli, ["purge", "--older-than", "30"])
     assert result.exit_code == 0 and "erased 0 leads" in result.output
     assert runner.invoke(cli, ["purge", "--older-than", "0"]).output.startswith("erased 1 lead ")
@@ -88,3 +92,90 @@ def test_purge_erases_old_leads(runner, db):
 def test_check_needs_a_url(runner, monkeypatch):
     monkeypatch.delenv("FALLBACK_MAIN_URL")
     assert runner.invoke(cli, ["check"]).exit_code == 2
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["mode", "down"], ["export"],
+                                     ["forget", "a@example.org"], ["purge", "--older-than", "1"]])
+def test_a_command_run_from_another_folder_refuses_the_missing_database_and_creates_nothing(
+        runner, monkeypatch, tmp_path, command):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("FALLBACK_DATABASE")
+    result = runner.invoke(cli, command)
+    assert result.exit_code == 2, result.output
+    assert f"no database at {elsewhere / 'fallback.db'}" in result.output
+    assert "Traceback" not in result.output
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_command_refuses_a_database_path_that_does_not_exist(runner, monkeypatch, tmp_path):
+    missing = tmp_path / "typo.db"
+    monkeypatch.setenv("FALLBACK_DATABASE", str(missing))
+    result = runner.invoke(cli, ["mode", "down"])
+    assert result.exit_code == 2 and str(missing) in result.output
+    assert not missing.exists()
+
+
+def test_status_says_which_database_it_read_without_a_password(runner, db, env):
+    # tests/test_postgres_cli.py runs this on PostgreSQL too, where the URL carries a password.
+    label, password = database_label(Settings.from_env(env)), urlsplit(env["FALLBACK_DATABASE"]).password
+    text = runner.invoke(cli, ["status"]).output
+    assert f"database: {label}" in text and (password is None or password not in text)
+    assert json.loads(runner.invoke(cli, ["status", "--json"]).output)["database"] == label
+    assert f"database: {label}" in runner.invoke(cli, ["mode", "auto"]).output
+
+
+def test_a_postgres_database_is_named_without_its_password():
+    settings = Settings.from_env({"FALLBACK_DATABASE": "postgresql://shop:hunter2@db.example.com/fallback"})
+    assert database_label(settings) == "postgresql://shop:***@db.example.com/fallback"
+
+
+def test_status_counts_an_incidents_leads_in_good_english_and_shows_both_times(runner, db):
+    db.flag.flip("unknown", "down", "HTTP 503")
+    db.leads.save(NewLead("a@example.org"))
+    db.flag.set_mode("down", reason="TV")
+    text = runner.invoke(cli, ["status"]).output
+    assert "1 lead so far" in text
+    started = db.flag.incidents(1)[0]["started_at"][:19]
+    since = db.flag.read().mode_changed_at.isoformat()[:19]
+    assert f"incident: since {started}Z" in text and f"since:  {since}" in text and "(when the mode was set)" in text
+
+
+def test_the_cli_speaks_the_shells_language_for_plurals(monkeypatch):
+    import fallback.cli
+
+    fallback.cli._catalog.cache_clear()
+    monkeypatch.setenv("LANGUAGE", "fr")
+    try:
+        assert ngettext("%(num)d lead so far", "%(num)d leads so far", 2) == "2 contacts recueillis jusqu’ici"
+    finally:
+        fallback.cli._catalog.cache_clear()
+
+
+@pytest.mark.parametrize(("duration", "seconds"), [("90", 90), ("2.5m", 150), ("1h", 3600)])
+def test_mode_for_takes_the_same_durations_as_the_settings(runner, db, duration, seconds):
+    assert runner.invoke(cli, ["mode", "down", "--for", duration]).exit_code == 0
+    flag = db.flag.read()
+    assert abs((flag.mode_until - flag.mode_changed_at).total_seconds() - seconds) < 1
+
+
+def test_for_only_applies_to_a_forced_mode(runner, db):
+    result = runner.invoke(cli, ["mode", "auto", "--for", "1h"])
+    assert result.exit_code == 2 and "--for only applies to up or down" in result.output
+
+
+@pytest.mark.parametrize(("option", "environ", "expected"), [
+    (None, {}, "127.0.0.1"),
+    (None, {"PORT": "8080"}, "0.0.0.0"),
+    (None, {"PORT": " "}, "127.0.0.1"),
+    ("::1", {"PORT": "8080"}, "::1"),
+    ("0.0.0.0", {}, "0.0.0.0"),
+])
+def test_serve_listens_on_loopback_unless_the_platform_set_port_or_host_says_otherwise(option, environ, expected):
+    assert bind_host(option, environ) == expected
+
+
+def test_the_version_is_the_packages(runner):
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"fallback, version {version('fallback')}"

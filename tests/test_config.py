@@ -51,12 +51,19 @@ def test_a_zero_rate_limit_turns_it_off():
     [
         ("FALLBACK_MAIN_URL", "www.example.com", "an http:// or https:// URL"),
         ("FALLBACK_CHECK_URLS", "https://ok.example, ftp://x", "an http:// or https:// URL"),
-        ("FALLBACK_CHECK_INTERVAL", "soon", "a number of seconds"),
-        ("FALLBACK_CHECK_TIMEOUT", "-1", "a number of seconds"),
+        ("FALLBACK_CHECK_INTERVAL", "soon", "a duration of at least 0.1 s, such as 5, 5s, 2m"),
+        ("FALLBACK_CHECK_TIMEOUT", "-1", "a duration"),
         ("FALLBACK_FALL", "0", "a whole number ≥ 1"),
         ("FALLBACK_RISE", "2.5", "a whole number ≥ 1"),
-        ("FALLBACK_MAX_LATENCY", "nan", "a number of seconds"),
-        ("FALLBACK_FORM_MIN_SECONDS", "inf", "a number of seconds"),
+        ("FALLBACK_MAX_LATENCY", "nan", "a duration"),
+        ("FALLBACK_FORM_MIN_SECONDS", "inf", "a duration"),
+        ("FALLBACK_FOLLOWUP_DELAY", "2 days", "a duration"),
+        ("FALLBACK_PUBLIC_URL", "sorry.example.com", "an http:// or https:// URL"),
+        ("FALLBACK_SMTP_URL", "http://mail.example.com", "an smtp:// or smtps:// URL"),
+        ("FALLBACK_MAIL_FROM", "nobody", "a sender such as"),
+        ("FALLBACK_MAIL_RATE", "0", "N/second, N/minute or N/hour (N ≥ 1)"),
+        ("FALLBACK_WEBHOOK_URLS", "ftp://hooks.example.com", "an http:// or https:// URL"),
+        ("FALLBACK_QUORUM", "0", "a whole number ≥ 1"),
         ("FALLBACK_TRUSTED_PROXIES", "-1", "a whole number ≥ 0"),
         ("FALLBACK_RATE_LIMIT", "60/fortnight", "N/second, N/minute or N/hour"),
         ("FALLBACK_REQUIRE_CONSENT", "maybe", "true or false"),
@@ -79,6 +86,73 @@ def test_an_error_never_echoes_a_database_url_with_its_password():
     with pytest.raises(ConfigError) as raised:
         Settings.from_env({"FALLBACK_DATABASE": "mysql://user:hunter2@db/x"})
     assert "hunter2" not in str(raised.value)
+
+
+def test_the_new_settings_have_the_specs_defaults():
+    settings = Settings.from_env({})
+    assert (settings.public_url, settings.smtp_url, settings.mail_from) == (None, None, None)
+    assert settings.followup_delay == 120.0 and settings.mail_rate == RateLimit(5, 1)
+    assert (settings.api_token, settings.webhook_urls, settings.webhook_secret) == (None, (), None)
+    assert (settings.metrics_token, settings.quorum) == (None, 1)
+
+
+def test_it_reads_the_mail_webhook_and_quorum_settings():
+    settings = Settings.from_env({
+        "FALLBACK_PUBLIC_URL": "https://sorry.example.com",
+        "FALLBACK_SMTP_URL": "smtps://shop:pw@mail.example.com:465",
+        "FALLBACK_MAIL_FROM": "Shop <news@example.com>",
+        "FALLBACK_FOLLOWUP_DELAY": "2m",
+        "FALLBACK_MAIL_RATE": "100/minute",
+        "FALLBACK_WEBHOOK_URLS": "https://a.example/hook, https://b.example/hook",
+        "FALLBACK_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "FALLBACK_QUORUM": "2",
+    })
+    assert settings.mail_from == "Shop <news@example.com>" and settings.followup_delay == 120.0
+    assert settings.mail_rate == RateLimit(100, 60) and settings.quorum == 2
+    assert settings.webhook_urls == ("https://a.example/hook", "https://b.example/hook")
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("5", 5.0), ("5s", 5.0), ("0.5m", 30.0), ("2.5", 2.5)])
+def test_every_duration_setting_takes_the_same_forms(value, seconds):
+    env = {name: value for name in ("FALLBACK_CHECK_INTERVAL", "FALLBACK_CHECK_TIMEOUT", "FALLBACK_MAX_LATENCY",
+                                     "FALLBACK_FORM_MIN_SECONDS", "FALLBACK_FOLLOWUP_DELAY")}
+    settings = Settings.from_env(env)
+    assert {settings.check_interval, settings.check_timeout, settings.max_latency, settings.form_min_seconds,
+            settings.followup_delay} == {seconds}
+
+
+def test_minutes_and_hours_are_read_as_seconds():
+    settings = Settings.from_env({"FALLBACK_CHECK_INTERVAL": "2m", "FALLBACK_FOLLOWUP_DELAY": "1h"})
+    assert (settings.check_interval, settings.followup_delay) == (120.0, 3600.0)
+
+
+@pytest.mark.parametrize(("env", "variable"), [
+    ({"FALLBACK_SMTP_URL": "smtp://mail.example.com"}, "FALLBACK_MAIL_FROM"),
+    ({"FALLBACK_WEBHOOK_URLS": "https://hooks.example.com"}, "FALLBACK_WEBHOOK_SECRET"),
+])
+def test_a_setting_that_needs_another_names_the_missing_one(env, variable):
+    with pytest.raises(ConfigError, match=f"^{variable}: expected "):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("FALLBACK_SMTP_URL", "ftp://user:hunter2@mail.example.com"),
+    ("FALLBACK_WEBHOOK_SECRET", "whsec_hunter2!"),
+    ("FALLBACK_WEBHOOK_SECRET", "hunter2"),
+    ("FALLBACK_MAIN_URL", "ftp://user:hunter2@www.example.com"),
+])
+def test_an_error_never_echoes_a_password_or_a_secret(variable, value):
+    with pytest.raises(ConfigError, match=f"^{variable}: expected ") as raised:
+        Settings.from_env({variable: value})
+    assert "hunter2" not in str(raised.value)
+
+
+def test_the_defaults_of_settings_built_in_python_are_the_declared_ones():
+    built, declared = Settings(), Settings.from_env({})
+    for field in ("check_interval", "fall", "rate_limit", "require_consent", "brand_color", "mail_rate", "port",
+                  "site_name", "check_urls"):
+        assert getattr(built, field) == getattr(declared, field), field
+    assert built.database == "fallback.db" and declared.database.endswith("/fallback.db")
 
 
 def test_the_main_url_is_required_only_to_serve():

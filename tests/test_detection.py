@@ -6,6 +6,7 @@ import time
 
 import pytest
 import requests
+from helpers import ADMIN_PASSWORD, admin_status
 from served import Served, run_cli
 from standin import StandIn
 
@@ -28,6 +29,7 @@ def settings_for(site, **extra) -> dict:
         "FALLBACK_MAX_LATENCY": "1",
         "FALLBACK_EXPECT_TEXT": "Welcome",
         "FALLBACK_RATE_LIMIT": "0",
+        "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD,
         **extra,
     }
 
@@ -39,7 +41,7 @@ def served_state(server: Served) -> str:
 
 
 def stored_state(server: Served) -> str:
-    """The checker's verdict as stored (status.json reads the database, not a worker's cache)."""
+    """The checker's verdict as stored (status.json reads the database once a second, not the page's cache)."""
     return requests.get(server.url + "/_fallback/status.json", timeout=3).json()["state"]
 
 
@@ -126,7 +128,7 @@ def test_status_and_healthz_follow_the_checker(site, watching, tmp_path):
     assert requests.get(watching.url + "/_fallback/healthz", timeout=3).status_code == 200
     site.behaviour = "error"
     assert seconds_until(watching, "down", 10) < 10
-    status = requests.get(watching.url + "/_fallback/status.json", timeout=3).json()
+    status = admin_status(watching.url)
     assert status["state"] == "down" and status["mode"] == "auto"
     assert "HTTP 503" in status["incident"]["reason"]
     text = run_cli(["status"], {**settings_for(site)}, tmp_path).stdout
@@ -153,14 +155,14 @@ def test_a_killed_checker_is_taken_over_and_its_heartbeat_resumes(site, watching
     import os
     import signal
 
-    owner = requests.get(watching.url + "/_fallback/status.json", timeout=3).json()["checker"]["owner"]
+    owner = admin_status(watching.url)["checker"]["owner"]
     holder_pid = int(owner.split(":")[1])
     os.kill(holder_pid, signal.SIGKILL)  # the worker running the checker dies mid-round
     deadline = time.monotonic() + 20  # the lease lapses after 3 intervals + a timeout, here 4 s
     new_owner = owner
     while time.monotonic() < deadline and new_owner == owner:
         time.sleep(0.2)
-        new_owner = requests.get(watching.url + "/_fallback/status.json", timeout=3).json()["checker"]["owner"]
+        new_owner = admin_status(watching.url)["checker"]["owner"]
     assert new_owner != owner
     # The new holder's first round (the probe, then the heartbeat) ends a moment after its claim.
     deadline = time.monotonic() + 5

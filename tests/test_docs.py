@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fallback.cli import cli
-from fallback.config import Settings
+from fallback.config import Settings, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -18,17 +18,36 @@ def quick_start_commands() -> list[str]:
     return re.findall(r"```sh\n(.+?)\n```", section)
 
 
+def spec_settings() -> dict[str, str]:
+    """SPEC section 2's variables and their default cells; the test skips where the SPEC is not beside the checkout."""
+    spec = ROOT.parent / "shared" / "SPEC.md"
+    if not spec.exists():
+        pytest.skip("no SPEC.md beside the checkout (../shared/SPEC.md)")
+    section = spec.read_text().split("## 2.", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^\| `((?:FALLBACK_)?[A-Z_]+)` \| ([^|]*) \|", section, re.MULTILINE))
+
+
+def test_the_readmes_configuration_table_is_generated_from_the_declaration():
+    assert markdown_table() in README, "run: python -m fallback.config README.md"
+
+
 @pytest.mark.parametrize("variable", Settings.variables())
 def test_the_readme_documents_every_setting(variable):
     assert f"| `{variable}` |" in README
 
 
-def test_the_settings_cover_the_spec_table():
-    spec = ROOT.parent / "shared" / "SPEC.md"
-    if not spec.exists():
-        pytest.skip("no SPEC.md beside the checkout")
-    documented = set(re.findall(r"^\| `((?:FALLBACK_)?[A-Z_]+)` \|", spec.read_text(), re.MULTILINE))
-    assert documented <= set(Settings.variables())
+def test_every_variable_of_the_spec_is_declared():
+    assert set(spec_settings()) <= set(Settings.variables())
+
+
+def test_every_declared_default_is_the_specs():
+    declared = {variable.name: variable.default for variable in Settings.declared()}
+    for name, cell in spec_settings().items():
+        spec_default = re.match(r"`([^`]*)`", cell.strip())
+        if spec_default:
+            assert declared[name] == spec_default.group(1), name
+        else:
+            assert not declared[name], f"{name}: the SPEC gives no default ({cell.strip()})"
 
 
 @pytest.mark.parametrize("command", sorted(cli.commands))

@@ -52,26 +52,26 @@ def test_duplicated_fields_use_the_first_value(client, down, storage):
     data = contact_fields(client)
     data["email"] = ["first@example.org", "second@example.org"]
     assert post(client, data).status_code == 303
-    assert [lead["email"] for lead in storage.iter_leads()] == ["first@example.org"]
+    assert [lead["email"] for lead in storage.leads.iter()] == ["first@example.org"]
 
 
 @pytest.mark.parametrize("field", ["email", "name", "path"])
 def test_control_characters_are_refused(client, down, storage, field):
     value = {"email": "a\x00b@example.org", "name": "Paul\x1b[31m", "path": "/a\r\nSet-Cookie: x"}[field]
     assert post(client, contact_fields(client, **{field: value})).status_code == 400
-    assert list(storage.iter_leads()) == []
+    assert list(storage.leads.iter()) == []
 
 
 def test_a_message_keeps_its_line_breaks(client, down, storage):
     assert post(client, contact_fields(client, message="line one\r\nline two\ttabbed")).status_code == 303
-    assert next(storage.iter_leads())["message"] == "line one\r\nline two\ttabbed"
+    assert next(storage.leads.iter())["message"] == "line one\r\nline two\ttabbed"
 
 
 @pytest.mark.sqlite_only("a second database next to the file")
 def test_a_token_from_another_installation_is_refused(env, down, client):
     other = dict(env, FALLBACK_SECRET_KEY="another installation", FALLBACK_DATABASE=env["FALLBACK_DATABASE"] + "2")
     other_app = create_app(Settings.from_env(other))
-    other_app.extensions["fallback"].storage.set_mode("down")
+    other_app.extensions["fallback"].storage.flag.set_mode("down")
     foreign = form_token(other_app.test_client().get("/").get_data(as_text=True))
     assert post(client, contact_fields(client, token=foreign)).status_code == 400
 
@@ -83,7 +83,7 @@ def test_a_token_from_another_installation_is_refused(env, down, client):
 def limited(env):
     env["FALLBACK_RATE_LIMIT"] = "3/minute"
     app = create_app(Settings.from_env(env))
-    app.extensions["fallback"].storage.set_mode("down")
+    app.extensions["fallback"].storage.flag.set_mode("down")
     return app
 
 
@@ -96,7 +96,7 @@ def test_past_the_rate_limit_a_visitor_gets_429_with_input_kept(limited):
     assert 1 <= int(response.headers["Retry-After"]) <= 60
     html = response.get_data(as_text=True)
     assert 'value="Paul Keep"' in html and "Please wait" in html
-    assert limited.extensions["fallback"].storage.count_leads()["leads"] == 1
+    assert limited.extensions["fallback"].storage.leads.count()["leads"] == 1
 
 
 def test_invalid_posts_count_against_the_limit_too(limited):
@@ -131,7 +131,7 @@ def test_forwarded_addresses_are_ignored_without_trusted_proxies(limited):
 def test_forwarded_addresses_count_with_one_trusted_proxy(env):
     env.update(FALLBACK_RATE_LIMIT="3/minute", FALLBACK_TRUSTED_PROXIES="1")
     app = create_app(Settings.from_env(env))
-    app.extensions["fallback"].storage.set_mode("down")
+    app.extensions["fallback"].storage.flag.set_mode("down")
     client = app.test_client()
     statuses = [post(client, contact_fields(client), headers={"X-Forwarded-For": f"127.0.0.{n + 10}"}).status_code
                 for n in range(5)]
@@ -142,7 +142,7 @@ def test_forwarded_addresses_count_with_one_trusted_proxy(env):
                                      {"Origin": "https://evil.example"}, {"Origin": "null"}])
 def test_cross_site_posts_are_refused(client, down, storage, headers):
     assert post(client, contact_fields(client), headers=headers).status_code == 403
-    assert list(storage.iter_leads()) == []
+    assert list(storage.leads.iter()) == []
 
 
 def test_same_origin_posts_are_accepted(client, down):
@@ -202,7 +202,7 @@ def test_nothing_secret_reaches_the_logs(env, caplog):
 def test_raw_client_addresses_are_never_stored(env, tmp_path):
     env["FALLBACK_RATE_LIMIT"] = "100/minute"
     app = create_app(Settings.from_env(env))
-    app.extensions["fallback"].storage.set_mode("down")
+    app.extensions["fallback"].storage.flag.set_mode("down")
     client = app.test_client()
     environ = {"REMOTE_ADDR": "127.42.43.44"}
     page = client.get("/", environ_base=environ).get_data(as_text=True)
@@ -254,7 +254,7 @@ def test_a_submission_waits_for_another_writer_to_finish(client, down, storage, 
         time.sleep(2.0)  # the other writer holds the lock for two seconds
     thread.join(15)
     assert result["status"] == 303 and result["waited"] >= 1.9
-    assert len(list(storage.iter_leads())) == 1
+    assert len(list(storage.leads.iter())) == 1
 
 
 @pytest.fixture
@@ -275,9 +275,9 @@ def test_a_full_disk_gets_a_not_saved_page_and_keeps_what_was_stored(env, tiny_d
     env.update(FALLBACK_DATABASE=str(tiny_disk / "fallback.db"), FALLBACK_CONTACT_EMAIL="help@example.org")
     app = create_app(Settings.from_env(env))
     storage = app.extensions["fallback"].storage
-    storage.set_mode("down")
-    storage.claim_checker("test", 60)
-    storage.record_round("test", [], network_doubt=False, note=None)
+    storage.flag.set_mode("down")
+    storage.checker.claim("test", 60)
+    storage.checker.record_round("test", [], network_doubt=False, note=None)
     client = app.test_client()
     assert post(client, contact_fields(client, email="kept@example.org")).status_code == 303
     filler = tiny_disk / "filler"
@@ -299,7 +299,7 @@ def test_a_full_disk_gets_a_not_saved_page_and_keeps_what_was_stored(env, tiny_d
     assert client.get("/_fallback/healthz").status_code == 503
     filler.unlink()
     acknowledged = {"kept@example.org"} | {f"v{n}@example.org" for n, status in enumerate(statuses) if status == 303}
-    assert {lead["email"] for lead in storage.iter_leads()} == acknowledged
+    assert {lead["email"] for lead in storage.leads.iter()} == acknowledged
     assert client.get("/_fallback/healthz").status_code == 200
 
 
@@ -316,4 +316,4 @@ def test_a_read_only_database_gets_a_not_saved_page_and_a_failing_healthz(client
         assert client.get("/").status_code == 503  # the page itself is still served
     finally:
         refuse_writes(storage, False)
-    assert list(storage.iter_leads()) == []
+    assert list(storage.leads.iter()) == []

@@ -40,7 +40,7 @@ def test_errors_and_thanks_are_in_french_too(client, down):
 def test_consent_is_recorded_with_the_wording_and_version_of_the_language_shown(client, down, storage):
     client.post("/_fallback/contact", data=contact_fields(client, email="fr@example.org"), headers=FRENCH)
     client.post("/_fallback/contact", data=contact_fields(client, email="en@example.org"))
-    leads = {lead["email"]: lead for lead in storage.iter_leads()}
+    leads = {lead["email"]: lead for lead in storage.leads.iter()}
     assert leads["fr@example.org"]["consent_version"] == "fr-1"
     assert leads["fr@example.org"]["consent_text"].startswith("J’accepte")
     assert leads["fr@example.org"]["language"] == "fr"

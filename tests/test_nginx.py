@@ -24,7 +24,7 @@ from pathlib import Path
 import proxies
 import pytest
 import requests
-from helpers import form_token
+from helpers import admin_status, form_token
 from proxies import as_received, embedded_path, fresh, get, render
 from served import Served, free_port
 from standin import OK_BODY, StandIn
@@ -280,12 +280,12 @@ def test_a_form_from_a_cached_page_is_accepted(site, nginx, fallback, set_mode):
     get(nginx, path)
     cached = get(nginx, path)
     assert cached.headers["X-Cache-Status"] == "HIT"
-    leads = requests.get(fallback.url + "/_fallback/status.json", timeout=5).json()["leads"]
+    leads = admin_status(fallback.url, ADMIN_PASSWORD)["leads"]
     data = {"token": form_token(cached.text), "path": path, "email": f"{uuid.uuid4().hex[:8]}@example.org",
             "consent": "y"}
     response = requests.post(nginx.url + "/_fallback/contact", data=data, allow_redirects=False, timeout=10)
     assert response.status_code == 303 and response.headers["Location"].endswith("/_fallback/thanks")
-    assert requests.get(fallback.url + "/_fallback/status.json", timeout=5).json()["leads"] != leads
+    assert admin_status(fallback.url, ADMIN_PASSWORD)["leads"] != leads
 
 
 def test_an_empty_contact_post_passes_through_and_is_never_cached(site, nginx, fallback, set_mode):

@@ -41,8 +41,8 @@ def storage(database, clock):
 
 
 def test_each_flip_and_forced_mode_is_announced_once(storage):
-    storage.flip("unknown", "down", "HTTP 503")
-    storage.set_mode("down", reason="TV", by="cli")
+    storage.flag.flip("unknown", "down", "HTTP 503")
+    storage.flag.set_mode("down", reason="TV", by="cli")
     notifier = FakeNotifier([])
     assert deliver_pending(storage, notifier, "Acme") == 2
     assert deliver_pending(storage, notifier, "Acme") == 0
@@ -50,21 +50,21 @@ def test_each_flip_and_forced_mode_is_announced_once(storage):
 
 
 def test_a_failed_announcement_is_retried_later_then_given_up(storage, clock):
-    storage.flip("unknown", "down", "HTTP 503")
+    storage.flag.flip("unknown", "down", "HTTP 503")
     notifier = FakeNotifier([ConnectionError("refused")] * MAX_ATTEMPTS)
     for _ in range(MAX_ATTEMPTS):
         assert deliver_pending(storage, notifier) == 0
         assert deliver_pending(storage, notifier) == 0  # not due yet: no hammering
         clock.now += timedelta(seconds=301)
     assert len(notifier.sent) == MAX_ATTEMPTS
-    [event] = storage.events()
+    [event] = storage.events.recent()
     assert event["gave_up_at"] is not None and "refused" in event["last_error"]
 
 
 def test_a_claimed_event_is_not_sent_by_another_process(storage, database, clock):
-    storage.flip("unknown", "down", "HTTP 503")
-    assert len(storage.claim_events(60)) == 1
-    assert open_storage(database, clock).claim_events(60) == []
+    storage.flag.flip("unknown", "down", "HTTP 503")
+    assert len(storage.events.claim(60)) == 1
+    assert open_storage(database, clock).events.claim(60) == []
 
 
 def test_backoff_grows_and_stops():
@@ -98,7 +98,7 @@ def test_apprise_delivers_to_a_local_json_receiver(storage):
     thread.start()
     try:
         Receiver.received = []
-        storage.flip("unknown", "down", "connection refused")
+        storage.flag.flip("unknown", "down", "connection refused")
         notifier = Notifier([f"json://127.0.0.1:{server.server_port}/hook"])
         assert deliver_pending(storage, notifier, "Acme") == 1
         [message] = Receiver.received
@@ -112,6 +112,6 @@ def test_apprise_delivers_to_a_local_json_receiver(storage):
 def test_an_unreachable_receiver_is_a_failure_not_a_crash(storage):
     from served import free_port
 
-    storage.flip("unknown", "down", "HTTP 503")
+    storage.flag.flip("unknown", "down", "HTTP 503")
     assert deliver_pending(storage, Notifier([f"json://127.0.0.1:{free_port()}/hook"])) == 0
-    assert storage.events()[0]["attempts"] == 1
+    assert storage.events.recent()[0]["attempts"] == 1

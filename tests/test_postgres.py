@@ -11,7 +11,8 @@ import time
 import pytest
 import requests
 from click.testing import CliRunner
-from helpers import form_token
+from helpers import ADMIN_PASSWORD, admin_status, form_token
+from schema_shape import postgres_shape, sqlite_shape
 from served import Served, free_port, run_cli
 from standin import StandIn
 
@@ -29,7 +30,7 @@ def retry_until_saved(storage, email: str, seconds: float = 15) -> float:
     started = time.monotonic()
     while True:
         try:
-            storage.save_lead(NewLead(email))
+            storage.leads.save(NewLead(email))
             return time.monotonic() - started
         except StorageError:
             assert time.monotonic() - started < seconds, f"no write succeeded within {seconds} s"
@@ -43,17 +44,17 @@ def timed(call):
     return result, time.monotonic() - started
 
 
-def test_an_outage_fails_fast_serves_visitors_and_the_pool_reconnects_on_its_own(database, pg_cluster, env):
+def test_an_outage_fails_fast_serves_visitors_and_the_pool_reconnects_on_its_own(database, pg_cluster, env, caplog):
     app = create_app(Settings.from_env(env))
     storage = app.extensions["fallback"].storage
-    storage.set_mode("down", reason="TV")
+    storage.flag.set_mode("down", reason="TV")
     client = app.test_client()
     token = form_token(client.get("/").get_data(as_text=True))
-    storage.save_lead(NewLead("before@example.org"))
+    storage.leads.save(NewLead("before@example.org"))
     pg_cluster.stop()
     try:
         with pytest.raises(StorageError, match="unreachable|failed"):
-            storage.save_lead(NewLead("during@example.org"))
+            storage.leads.save(NewLead("during@example.org"))
         # The visitor is never thanked for a lead that was not stored: the 'not saved' page, quickly.
         response, seconds = timed(lambda: client.post("/_fallback/contact", data={
             "token": token, "email": "visitor@example.org", "consent": "y"}))
@@ -64,26 +65,28 @@ def test_an_outage_fails_fast_serves_visitors_and_the_pool_reconnects_on_its_own
         page, seconds = timed(lambda: client.get("/some/path"))
         assert page.status_code == 503 and 'name="email"' in page.get_data(as_text=True) and seconds < 5
         health, seconds = timed(lambda: client.get("/_fallback/healthz"))
-        assert health.status_code == 503 and "unreachable" in health.get_data(as_text=True) and seconds < 5
-        assert pg_cluster.password not in health.get_data(as_text=True)
+        # One word in public; the details, without the password, in the log.
+        assert health.status_code == 503 and health.get_data(as_text=True) == "database\n" and seconds < 5
+        assert "healthz failing (database): the database is unreachable" in caplog.text
+        assert pg_cluster.password not in caplog.text
     finally:
         pg_cluster.start()
     # The same app, not restarted: writes succeed again within seconds.
     assert retry_until_saved(storage, "after@example.org") < 10
     # No checker runs here, so healthz still fails, but no longer for the database.
-    assert "unreachable" not in client.get("/_fallback/healthz").get_data(as_text=True)
-    assert {lead["email"] for lead in storage.iter_leads()} == {"before@example.org", "after@example.org"}
+    assert client.get("/_fallback/healthz").get_data(as_text=True) == "checker\n"
+    assert {lead["email"] for lead in storage.leads.iter()} == {"before@example.org", "after@example.org"}
 
 
 def test_a_restart_between_requests_costs_no_failed_write(database, pg_cluster):
     storage = open_storage(database)
-    storage.save_lead(NewLead("before@example.org"))
-    assert storage.flag().mode == "auto"
+    storage.leads.save(NewLead("before@example.org"))
+    assert storage.flag.read().mode == "auto"
     pg_cluster.restart()
     # The pooled connections the server hung up on are found dead and replaced before use.
-    storage.save_lead(NewLead("after@example.org"))
-    assert storage.flag().mode == "auto"
-    assert storage.count_leads() == {"leads": 2, "spam": 0}
+    storage.leads.save(NewLead("after@example.org"))
+    assert storage.flag.read().mode == "auto"
+    assert storage.leads.count() == {"leads": 2, "spam": 0}
 
 
 def refuse_writes(cluster, url: str, refuse: bool = True) -> None:
@@ -100,29 +103,29 @@ def refuse_writes(cluster, url: str, refuse: bool = True) -> None:
 
 def test_a_refused_write_gives_a_storage_error_and_keeps_what_was_stored(database, pg_cluster):
     storage = open_storage(database)
-    storage.save_lead(NewLead("kept@example.org"))
+    storage.leads.save(NewLead("kept@example.org"))
     refuse_writes(pg_cluster, database)
     with pytest.raises(StorageError, match="read-only"):
-        storage.save_lead(NewLead("refused@example.org"))
+        storage.leads.save(NewLead("refused@example.org"))
     with pytest.raises(StorageError, match="read-only"):
         storage.check_writable()
-    assert [lead["email"] for lead in storage.iter_leads()] == ["kept@example.org"]
+    assert [lead["email"] for lead in storage.leads.iter()] == ["kept@example.org"]
     refuse_writes(pg_cluster, database, False)
-    storage.save_lead(NewLead("later@example.org"))
-    assert storage.count_leads()["leads"] == 2
+    storage.leads.save(NewLead("later@example.org"))
+    assert storage.leads.count()["leads"] == 2
 
 
 def test_a_lead_the_database_refuses_is_not_thanked(database, pg_cluster, env):
     app = create_app(Settings.from_env(env))
     storage = app.extensions["fallback"].storage
-    storage.set_mode("down")
+    storage.flag.set_mode("down")
     client = app.test_client()
     token = form_token(client.get("/").get_data(as_text=True))
     refuse_writes(pg_cluster, database)
     response = client.post("/_fallback/contact", data={"token": token, "email": "paul@example.org", "consent": "y"})
     assert response.status_code == 503 and "not saved" in response.get_data(as_text=True)
     assert client.get("/_fallback/healthz").status_code == 503
-    assert list(storage.iter_leads()) == []
+    assert list(storage.leads.iter()) == []
 
 
 def test_an_unreachable_server_at_start_up_is_named_without_its_password():
@@ -157,52 +160,46 @@ def test_serve_refuses_to_start_on_an_unreachable_database(tmp_path):
     assert "cannot connect to the database" in result.stderr and "hunter2" not in result.stderr
 
 
-def test_both_backends_have_the_same_schema(database, tmp_path):
+def test_both_backends_have_the_same_tables_columns_types_defaults_keys_and_indexes(database, tmp_path):
     sqlite_db = open_storage(str(tmp_path / "schema.db"))
     postgres = open_storage(database)
     assert len(PG_MIGRATIONS) == len(MIGRATIONS) == postgres.migrate() == sqlite_db.migrate()
-    tables = [row[0] for row in sqlite_db._read(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-    assert tables == [row[0] for row in postgres._read(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name")]
-    for table in tables:
-        sqlite_columns = [row["name"] for row in sqlite_db._read(f"PRAGMA table_info({table})")]
-        postgres_columns = [row[0] for row in postgres._read(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
-            (table,))]
-        assert sqlite_columns == postgres_columns, table
+    sqlite, pg = sqlite_shape(sqlite_db), postgres_shape(postgres)
+    assert sorted(sqlite) == sorted(pg)
+    for table in sqlite:
+        assert sqlite[table] == pg[table], table
 
 
 def test_forget_and_purge_leave_no_row_and_vacuum_the_table(database):
     storage = open_storage(database)
-    storage.save_lead(NewLead("Secret.Person@Example.org", message="a distinctive message"))
-    storage.save_lead(NewLead("secret.person@example.org", spam_reason="honeypot"))
-    storage.save_lead(NewLead("other@example.org"))
+    storage.leads.save(NewLead("Secret.Person@Example.org", message="a distinctive message"))
+    storage.leads.save(NewLead("secret.person@example.org", spam_reason="honeypot"))
+    storage.leads.save(NewLead("other@example.org"))
 
     def vacuums() -> int:
-        return storage._read("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'leads'")[0][0]
+        return storage.db.read("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'leads'")[0][0]
 
     before = vacuums()
-    assert storage.forget("SECRET.PERSON@example.org") == 2
-    assert storage._read("SELECT COUNT(*) FROM leads WHERE message LIKE '%distinctive%' "
+    assert storage.leads.forget("SECRET.PERSON@example.org") == 2
+    assert storage.db.read("SELECT COUNT(*) FROM leads WHERE message LIKE '%distinctive%' "
                          "OR email_key = 'secret.person@example.org'")[0][0] == 0
     assert vacuums() == before + 1
-    assert storage.purge(storage.clock()) == 1
-    assert storage._read("SELECT COUNT(*) FROM leads")[0][0] == 0
+    assert storage.leads.purge(storage.clock()) == 1
+    assert storage.db.read("SELECT COUNT(*) FROM leads")[0][0] == 0
     assert vacuums() == before + 2
 
 
 def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     sqlite_path = str(tmp_path / "old.db")
     old = open_storage(sqlite_path)
-    old.save_lead(NewLead("Paul@Example.org", name="Paul", consent=True, consent_version="en-1", consent_text="ok"))
-    old.save_lead(NewLead("paul@example.org"))
-    old.save_lead(NewLead("bot@example.org", spam_reason="honeypot"))
-    old.save_lead(NewLead("bot@example.org", spam_reason="too fast"))
-    old.flip("unknown", "down", "HTTP 503")
-    old.set_mode("down", reason="TV", by="cli")
+    old.leads.save(NewLead("Paul@Example.org", name="Paul", consent=True, consent_version="en-1", consent_text="ok"))
+    old.leads.save(NewLead("paul@example.org"))
+    old.leads.save(NewLead("bot@example.org", spam_reason="honeypot"))
+    old.leads.save(NewLead("bot@example.org", spam_reason="too fast"))
+    old.flag.flip("unknown", "down", "HTTP 503")
+    old.flag.set_mode("down", reason="TV", by="cli")
     secret, _ = old.secret_key()
-    old_events = [(e["at"], e["kind"], e["title"]) for e in old.events()]
+    old_events = [(e["at"], e["kind"], e["title"]) for e in old.events.recent()]
     monkeypatch.setenv("FALLBACK_DATABASE", sqlite_path)
     runner = CliRunner()
     first = runner.invoke(cli, ["migrate", "--to", database])
@@ -217,23 +214,23 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
                  "mode_changes: 0 copied, 1 already there", "events: 0 copied", "flag: kept", "secret key: kept"):
         assert line in second.output
     new = open_storage(database)
-    [lead] = list(new.iter_leads())
+    [lead] = list(new.leads.iter())
     assert (lead["email"], lead["name"], lead["submissions"], lead["consent"]) == ("paul@example.org", "Paul", 2, 1)
     assert lead["consent_text"] == "ok" and lead["created_at"] < lead["updated_at"]
-    assert new.count_leads() == {"leads": 1, "spam": 2}
-    assert new.flag().mode == "down" and new.flag().state == "down" and new.flag().mode_reason == "TV"
-    assert [(i["started_at"], i["reason"]) for i in new.incidents()] == \
-           [(i["started_at"], i["reason"]) for i in old.incidents()]
-    assert [(c["at"], c["mode"], c["by"]) for c in new.mode_changes()] == \
-           [(c["at"], c["mode"], c["by"]) for c in old.mode_changes()]
-    assert [(e["at"], e["kind"], e["title"]) for e in new.events()] == old_events
+    assert new.leads.count() == {"leads": 1, "spam": 2}
+    assert new.flag.read().mode == "down" and new.flag.read().state == "down" and new.flag.read().mode_reason == "TV"
+    assert [(i["started_at"], i["reason"]) for i in new.flag.incidents()] == \
+           [(i["started_at"], i["reason"]) for i in old.flag.incidents()]
+    assert [(c["at"], c["mode"], c["by"]) for c in new.flag.mode_changes()] == \
+           [(c["at"], c["mode"], c["by"]) for c in old.flag.mode_changes()]
+    assert [(e["at"], e["kind"], e["title"]) for e in new.events.recent()] == old_events
     assert new.secret_key() == (secret, False)
     # What PostgreSQL received since is kept: a new lead there, then one more SQLite lead copied.
-    new.save_lead(NewLead("paul@example.org", name="Paul again"))
-    old.save_lead(NewLead("late@example.org"))
+    new.leads.save(NewLead("paul@example.org", name="Paul again"))
+    old.leads.save(NewLead("late@example.org"))
     third = runner.invoke(cli, ["migrate", "--to", database])
     assert "leads: 1 copied, 3 already there" in third.output
-    assert {lead["email"]: lead["name"] for lead in new.iter_leads()} == {"paul@example.org": "Paul again",
+    assert {lead["email"]: lead["name"] for lead in new.leads.iter()} == {"paul@example.org": "Paul again",
                                                                         "late@example.org": ""}
 
 
@@ -257,14 +254,14 @@ def test_two_instances_share_one_checker_one_flag_and_the_leads(database, tmp_pa
     with StandIn() as site:
         env = {"FALLBACK_MAIN_URL": site.url, "FALLBACK_CHECK_URLS": site.url, "FALLBACK_DATABASE": database,
                "FALLBACK_RATE_LIMIT": "0", "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_CHECK_INTERVAL": "1",
-               "FALLBACK_FALL": "2", "FALLBACK_RISE": "2", "FALLBACK_EXPORT_TOKEN": export_token}
+               "FALLBACK_FALL": "2", "FALLBACK_RISE": "2", "FALLBACK_EXPORT_TOKEN": export_token,
+               "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD}
         first_dir, second_dir = tmp_path / "a", tmp_path / "b"
         first_dir.mkdir()
         second_dir.mkdir()
         with Served(env, first_dir) as first, Served(env, second_dir) as second:
             time.sleep(3)
-            owners = {requests.get(s.url + "/_fallback/status.json", timeout=3).json()["checker"]["owner"]
-                      for s in (first, second)}
+            owners = {admin_status(s.url)["checker"]["owner"] for s in (first, second)}
             assert len(owners) == 1 and None not in owners
             before = site.hits
             time.sleep(5)
@@ -296,9 +293,9 @@ def test_two_instances_share_one_checker_one_flag_and_the_leads(database, tmp_pa
         for export in exports:
             emails = [row["email"] for row in csv.DictReader(io.StringIO(export.text, newline=""))]
             assert sorted(emails) == [f"v{index}@example.org" for index in range(4)]
-    assert len(open_storage(database).incidents()) == 1
+    assert len(open_storage(database).flag.incidents()) == 1
 
 
 def test_each_workers_pool_has_room_for_its_request_threads_and_the_background_ones(env):
     app = create_app(Settings.from_env(env), threads=20)
-    assert app.extensions["fallback"].storage.pool.max_size == 20 + 4
+    assert app.extensions["fallback"].storage.db.pool.max_size == 20 + 4

@@ -37,11 +37,11 @@ FORM_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=
 @given(email=TEXT, name=TEXT, message=st.text(max_size=3000), consent=st.sampled_from([None, "y", "on", "", "no"]))
 def test_any_form_input_is_stored_or_refused_never_a_server_error(client, down, storage, email, name, message,
                                                                   consent):
-    before = storage.count_leads()
+    before = storage.leads.count()
     response = client.post("/_fallback/contact",
                            data=contact_fields(client, email=email, name=name, message=message, consent=consent))
     assert response.status_code in (303, 400), response.status_code
-    after = storage.count_leads()
+    after = storage.leads.count()
     if response.status_code == 400:
         assert after == before
     else:
@@ -54,5 +54,5 @@ def test_a_stored_name_is_what_the_visitor_typed(client, down, storage, name):
     email = f"n{abs(hash(name))}@example.org"
     response = client.post("/_fallback/contact", data=contact_fields(client, email=email, name=name))
     assert response.status_code == 303
-    [lead] = [lead for lead in storage.iter_leads() if lead["email"] == email]
+    [lead] = [lead for lead in storage.leads.iter() if lead["email"] == email]
     assert lead["name"] == name.strip()

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import psycopg
 import requests
-from helpers import form_token
+from helpers import ADMIN_PASSWORD, admin_status, form_token
 from served import Served, run_cli
 from standin import StandIn
 
 from fallback.storage import open_storage
-from fallback.storage.checker import CHECKER_LOCK
+from fallback.storage.postgres_checker import CHECKER_LOCK
 
 BACKENDS = ["postgres"]
 
@@ -28,7 +28,7 @@ def environment(database: str, site: StandIn) -> dict:
     """An instance checking the stand-in every second, without rate limit or time trap."""
     return {"FALLBACK_MAIN_URL": site.url, "FALLBACK_CHECK_URLS": site.url, "FALLBACK_DATABASE": database,
             "FALLBACK_RATE_LIMIT": "0", "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_CHECK_INTERVAL": "1",
-            "FALLBACK_CHECK_TIMEOUT": "3"}
+            "FALLBACK_CHECK_TIMEOUT": "3", "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD}
 
 
 def lock_holders(database: str) -> list[int]:
@@ -55,7 +55,7 @@ def wait_for(condition, seconds: float, what: str, poll: float = 0.1):
 
 def checker_of(server: Served) -> dict:
     """The checker part of an instance's status document."""
-    return requests.get(server.url + "/_fallback/status.json", timeout=3).json()["checker"]
+    return admin_status(server.url)["checker"]
 
 
 def submit_until(stop: threading.Event, url: str, token: str, name: str, outcomes: list) -> None:
@@ -114,7 +114,7 @@ def test_postgres_restarted_under_load_thanks_no_one_for_a_lost_lead_and_the_che
     assert any(status == 503 for _, _, status, _ in outcomes)
     assert any(status == 303 and at > back for at, _, status, _ in outcomes)
     thanked = {email for _, email, status, _ in outcomes if status == 303}
-    stored = {lead["email"] for lead in open_storage(database).iter_leads()}
+    stored = {lead["email"] for lead in open_storage(database).leads.iter()}
     assert thanked <= stored, f"{len(thanked - stored)} thanked leads were lost"
     assert "Exception on /" not in log  # no request ended in an unhandled error
     refused = sum(status == 503 for _, _, status, _ in outcomes)
@@ -172,7 +172,7 @@ def test_a_mode_change_reaches_every_worker_of_both_instances_within_a_second(da
         with Served(env, tmp_path / "a") as first, Served(env, tmp_path / "b") as second:
             served_statuses([first, second], 1)  # every worker warmed up
             for mode, expected in [("down", 503), ("up", 302), ("down", 503), ("up", 302)]:
-                storage.set_mode(mode, reason="propagation test", by="test")
+                storage.flag.set_mode(mode, reason="propagation test", by="test")
                 changed = time.monotonic()
                 seen = served_statuses([first, second], 1.5)
                 stale = [at for at, status in seen if status != expected]

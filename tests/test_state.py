@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fallback.state import CachedFlag, Flag, parse_duration
+from fallback.state import CachedFlag, Flag, parse_duration, parse_seconds
 
 NOON = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -38,14 +38,27 @@ def test_a_forced_mode_returns_to_auto_when_it_expires():
     assert flag.since(later) == NOON + timedelta(hours=2)
 
 
-@pytest.mark.parametrize(("text", "seconds"),
-                         [("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400), ("1h30m", 5400)])
-def test_it_reads_durations(text, seconds):
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("5", 5), ("2.5", 2.5), ("5s", 5), (" 5 s ", 5), ("90s", 90), ("2m", 120), ("1.5m", 90), ("30m", 1800),
+    ("1h", 3600), ("2H", 7200), ("1d", 86400), ("1h30m", 5400), ("0", 0), (".5", 0.5),
+])
+def test_one_parser_reads_every_form_of_duration(text, seconds):
+    assert parse_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "2x", "-1h", "-5", "1h30", "2h junk", "1e3", "nan", "inf", "1..5"])
+def test_the_duration_parser_refuses_what_is_not_a_duration(text):
+    with pytest.raises(ValueError, match="5, 5s, 2m, 1h"):
+        parse_seconds(text)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("2", 2), ("90s", 90), ("2h", 7200), ("1h30m", 5400)])
+def test_a_forced_mode_lasts_a_duration_of_any_form(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "2", "h", "2x", "-1h", "0m", "400d", "2h junk"])
-def test_it_refuses_what_is_not_a_duration(text):
+@pytest.mark.parametrize("text", ["0m", "0.5", "400d", "soon"])
+def test_a_forced_mode_lasts_between_one_second_and_366_days(text):
     with pytest.raises(ValueError):
         parse_duration(text)
 

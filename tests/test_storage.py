@@ -30,15 +30,15 @@ def db(database, clock):
 
 @pytest.mark.sqlite_only("PRAGMAs")
 def test_it_uses_wal_a_busy_timeout_and_full_sync(db):
-    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
-    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert db.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
+    assert db.db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 def test_migrating_twice_changes_nothing(db):
     assert db.migrate() == len(MIGRATIONS)
     assert db.migrate() == len(MIGRATIONS)
-    assert db._read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
+    assert db.db.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
 
 
 @pytest.mark.sqlite_only("builds an old schema with sqlite-utils")
@@ -52,18 +52,36 @@ def test_a_database_of_an_older_version_is_brought_up_to_date_when_opened(databa
                          "updated_at": "2026-01-01"})
     old.close()
     db = open_storage(database, clock)
-    assert db._read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
-    assert db._read("SELECT COUNT(*) FROM rate_limits")[0][0] == 0 and db.checker()["owner"] is None
-    assert [lead["email"] for lead in db.iter_leads()] == ["kept@example.org"]
+    assert db.db.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
+    assert db.db.read("SELECT COUNT(*) FROM rate_limits")[0][0] == 0 and db.checker.read()["owner"] is None
+    assert [lead["email"] for lead in db.leads.iter()] == ["kept@example.org"]
+
+
+@pytest.mark.sqlite_only("builds an old schema with sqlite-utils")
+def test_leads_of_a_version_3_database_keep_their_ids_and_get_empty_details_for_missing_ones(database, clock):
+    import sqlite_utils
+
+    old = sqlite_utils.Database(database)
+    for migration in MIGRATIONS[:3]:
+        migration(old)
+    old["meta"].insert({"key": "schema_version", "value": "3"}, pk="key")
+    old.execute("INSERT INTO leads (id, email, email_key, name, message, consent, created_at, updated_at) "
+                "VALUES (7, 'old@example.org', 'old@example.org', NULL, NULL, NULL, '2026-01-01', '2026-01-01')")
+    old.conn.commit()
+    old.close()
+    db = open_storage(database, clock)
+    [lead] = db.leads.recent()
+    assert (lead["id"], lead["name"], lead["message"], lead["consent"]) == (7, "", "", 0)
+    assert db.leads.save(NewLead("OLD@example.org", name="Old")) == 7  # still one lead per address
 
 
 def test_the_same_address_in_another_case_updates_one_lead(db, clock):
-    first = db.save_lead(NewLead("Paul@Example.org", name="Paul", message="call me", consent=True,
+    first = db.leads.save(NewLead("Paul@Example.org", name="Paul", message="call me", consent=True,
                                  consent_version="en-1", consent_text="I agree"))
     clock.moment += timedelta(minutes=5)
-    second = db.save_lead(NewLead("paul@example.org", message="", consent=False))
+    second = db.leads.save(NewLead("paul@example.org", message="", consent=False))
     assert first == second
-    [lead] = list(db.iter_leads())
+    [lead] = list(db.leads.iter())
     assert lead["email"] == "paul@example.org"
     assert lead["name"] == "Paul" and lead["message"] == "call me"
     assert lead["consent"] == 1 and lead["consent_version"] == "en-1"
@@ -73,47 +91,47 @@ def test_the_same_address_in_another_case_updates_one_lead(db, clock):
 
 
 def test_spam_is_kept_apart_and_out_of_the_export(db):
-    db.save_lead(NewLead("paul@example.org", consent=True))
-    db.save_lead(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
-    db.save_lead(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
-    assert [lead["name"] for lead in db.iter_leads()] == [""]
-    assert db.count_leads() == {"leads": 1, "spam": 2}
-    assert {row["spam_reason"] for row in db.recent_leads(spam=True)} == {"honeypot"}
+    db.leads.save(NewLead("paul@example.org", consent=True))
+    db.leads.save(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
+    db.leads.save(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
+    assert [lead["name"] for lead in db.leads.iter()] == [""]
+    assert db.leads.count() == {"leads": 1, "spam": 2}
+    assert {row["spam_reason"] for row in db.leads.recent(spam=True)} == {"honeypot"}
 
 
 def test_consent_is_recorded_only_when_given(db):
-    db.save_lead(NewLead("a@example.org", consent=False, consent_version="en-1", consent_text="I agree"))
-    [lead] = list(db.iter_leads())
+    db.leads.save(NewLead("a@example.org", consent=False, consent_version="en-1", consent_text="I agree"))
+    [lead] = list(db.leads.iter())
     assert (lead["consent"], lead["consent_version"], lead["consent_at"]) == (0, None, None)
 
 
 def test_leads_are_filtered_by_their_latest_submission(db, clock):
     for day in (1, 2, 3):
         clock.moment = datetime(2026, 11, day, 12, tzinfo=UTC)
-        db.save_lead(NewLead(f"day{day}@example.org"))
+        db.leads.save(NewLead(f"day{day}@example.org"))
     since, until = datetime(2026, 11, 2, 12, tzinfo=UTC), datetime(2026, 11, 3, 12, tzinfo=UTC)
-    assert [lead["email"] for lead in db.iter_leads(since, until)] == ["day2@example.org"]
+    assert [lead["email"] for lead in db.leads.iter(since, until)] == ["day2@example.org"]
 
 
 def test_mode_changes_are_recorded_with_who_when_why_and_until(db, clock):
     until = clock.moment + timedelta(hours=2)
-    flag = db.set_mode("down", until=until, reason="TV", by="cli (ops)")
+    flag = db.flag.set_mode("down", until=until, reason="TV", by="cli (ops)")
     assert (flag.mode, flag.mode_until, flag.mode_reason, flag.mode_by) == ("down", until, "TV", "cli (ops)")
-    db.set_mode("auto", by="admin (web)")
-    changes = db.mode_changes()
+    db.flag.set_mode("auto", by="admin (web)")
+    changes = db.flag.mode_changes()
     assert [(c["mode"], c["by"]) for c in changes] == [("auto", "admin (web)"), ("down", "cli (ops)")]
     assert changes[1]["until"] == "2026-11-28T22:00:00.000000+00:00"
-    assert db.flag().version == 2
+    assert db.flag.read().version == 2
 
 
 def test_the_flag_survives_a_reopen(db, database):
-    db.set_mode("down", reason="kept")
-    assert open_storage(database).flag().mode == "down"
+    db.flag.set_mode("down", reason="kept")
+    assert open_storage(database).flag.read().mode == "down"
 
 
 def test_an_unknown_mode_is_refused(db):
     with pytest.raises(ValueError):
-        db.set_mode("sideways")
+        db.flag.set_mode("sideways")
 
 
 def test_the_secret_key_is_generated_once(db):
@@ -124,11 +142,11 @@ def test_the_secret_key_is_generated_once(db):
 
 @pytest.mark.sqlite_only("reads the database file's bytes")
 def test_forget_erases_every_lead_of_an_address_from_the_file(db, tmp_path):
-    db.save_lead(NewLead("Secret.Person@Example.org", message="a distinctive message"))
-    db.save_lead(NewLead("secret.person@example.org", spam_reason="honeypot"))
-    db.save_lead(NewLead("other@example.org"))
-    assert db.forget("SECRET.PERSON@example.org") == 2
-    assert db.forget("nobody@example.org") == 0
+    db.leads.save(NewLead("Secret.Person@Example.org", message="a distinctive message"))
+    db.leads.save(NewLead("secret.person@example.org", spam_reason="honeypot"))
+    db.leads.save(NewLead("other@example.org"))
+    assert db.leads.forget("SECRET.PERSON@example.org") == 2
+    assert db.leads.forget("nobody@example.org") == 0
     db.close()
     for suffix in ("", "-wal"):
         path = tmp_path / f"fallback.db{suffix}"
@@ -139,22 +157,22 @@ def test_forget_erases_every_lead_of_an_address_from_the_file(db, tmp_path):
 
 def test_purge_erases_only_old_leads(db, clock):
     clock.moment = datetime(2026, 1, 1, tzinfo=UTC)
-    db.save_lead(NewLead("old@example.org"))
+    db.leads.save(NewLead("old@example.org"))
     clock.moment = datetime(2026, 11, 1, tzinfo=UTC)
-    db.save_lead(NewLead("new@example.org"))
-    assert db.purge(datetime(2026, 6, 1, tzinfo=UTC)) == 1
-    assert [lead["email"] for lead in db.iter_leads()] == ["new@example.org"]
+    db.leads.save(NewLead("new@example.org"))
+    assert db.leads.purge(datetime(2026, 6, 1, tzinfo=UTC)) == 1
+    assert [lead["email"] for lead in db.leads.iter()] == ["new@example.org"]
 
 
 @pytest.mark.sqlite_only("PRAGMA query_only")
 def test_a_refused_write_gives_a_storage_error_and_keeps_what_was_stored(db):
-    db.save_lead(NewLead("kept@example.org"))
+    db.leads.save(NewLead("kept@example.org"))
     refuse_writes(db)
     with pytest.raises(StorageError, match="not writable|write failed"):
-        db.save_lead(NewLead("refused@example.org"))
+        db.leads.save(NewLead("refused@example.org"))
     with pytest.raises(StorageError):
         db.check_writable()
-    assert [lead["email"] for lead in db.iter_leads()] == ["kept@example.org"]
+    assert [lead["email"] for lead in db.leads.iter()] == ["kept@example.org"]
 
 
 def test_rate_limit_counters_reset_each_window_and_are_pruned(db, clock):
@@ -162,31 +180,31 @@ def test_rate_limit_counters_reset_each_window_and_are_pruned(db, clock):
 
     rate = RateCheck("contact:abc", limit=2, seconds=60)
     clock.moment = datetime(2026, 11, 28, 20, 0, 10, tzinfo=UTC)
-    assert [db.hit_rate(rate) for _ in range(3)] == [None, None, 50.0]
+    assert [db.leads.hit_rate(rate) for _ in range(3)] == [None, None, 50.0]
     clock.moment += timedelta(seconds=50)
-    assert db.hit_rate(rate) is None  # a new window
+    assert db.leads.hit_rate(rate) is None  # a new window
     clock.moment += timedelta(hours=3)
-    assert db.prune_rate_limits(clock.moment - timedelta(hours=2)) == 1
+    assert db.limits.prune(clock.moment - timedelta(hours=2)) == 1
 
 
 def test_forget_leaves_no_row_of_the_address(db):
-    db.save_lead(NewLead("Gone@Example.org", message="bye"))
-    db.save_lead(NewLead("kept@example.org"))
-    assert db.forget("gone@example.org") == 1
-    assert db._read("SELECT COUNT(*) FROM leads WHERE email_key = 'gone@example.org'")[0][0] == 0
-    assert [lead["email"] for lead in db.iter_leads()] == ["kept@example.org"]
+    db.leads.save(NewLead("Gone@Example.org", message="bye"))
+    db.leads.save(NewLead("kept@example.org"))
+    assert db.leads.forget("gone@example.org") == 1
+    assert db.db.read("SELECT COUNT(*) FROM leads WHERE email_key = 'gone@example.org'")[0][0] == 0
+    assert [lead["email"] for lead in db.leads.iter()] == ["kept@example.org"]
 
 
 def test_leads_are_streamed_in_batches(db):
     for number in range(25):
-        db.save_lead(NewLead(f"s{number}@example.org"))
-    assert len(list(db.iter_leads(batch=7))) == 25
+        db.leads.save(NewLead(f"s{number}@example.org"))
+    assert len(list(db.leads.iter(batch=7))) == 25
 
 
 def test_the_search_escapes_like_wildcards(db):
-    db.save_lead(NewLead("a@example.org", name="100% real"))
-    db.save_lead(NewLead("b@example.org", name="1000 real"))
-    assert [lead["email"] for lead in db.search_leads("100%")[0]] == ["a@example.org"]
+    db.leads.save(NewLead("a@example.org", name="100% real"))
+    db.leads.save(NewLead("b@example.org", name="1000 real"))
+    assert [lead["email"] for lead in db.leads.search("100%")[0]] == ["a@example.org"]
 
 
 def test_concurrent_submissions_share_commits_and_each_gets_its_own_answer(db):
@@ -195,12 +213,12 @@ def test_concurrent_submissions_share_commits_and_each_gets_its_own_answer(db):
     from fallback.storage import RateCheck
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        ids = list(pool.map(lambda n: db.save_lead(NewLead(f"c{n}@example.org")), range(200)))
+        ids = list(pool.map(lambda n: db.leads.save(NewLead(f"c{n}@example.org")), range(200)))
     assert len(set(ids)) == 200
-    assert db.count_leads()["leads"] == 200
+    assert db.leads.count()["leads"] == 200
     rate = RateCheck("contact:same-client", limit=3, seconds=3600)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        waits = list(pool.map(lambda n: db.hit_rate(rate), range(8)))
+        waits = list(pool.map(lambda n: db.leads.hit_rate(rate), range(8)))
     assert waits.count(None) == 3 and all(wait for wait in waits if wait is not None)
 
 
@@ -240,30 +258,30 @@ def instances(database, clock):
 
 
 def test_a_flip_raced_by_two_instances_happens_once(instances):
-    results = race(instances, 6, lambda storage, n: storage.flip("unknown", "down", f"round {n}"))
+    results = race(instances, 6, lambda storage, n: storage.flag.flip("unknown", "down", f"round {n}"))
     assert results.count(True) == 1
-    assert len(instances[0].incidents()) == 1
-    assert [event["title"] for event in instances[1].events()] == ["main site down"]
+    assert len(instances[0].flag.incidents()) == 1
+    assert [event["title"] for event in instances[1].events.recent()] == ["main site down"]
 
 
 def test_the_checker_lease_raced_by_two_instances_has_one_holder(instances):
-    results = race(instances, 6, lambda storage, n: storage.claim_checker(f"owner-{n}", 30))
+    results = race(instances, 6, lambda storage, n: storage.checker.claim(f"owner-{n}", 30))
     assert results.count(True) == 1
-    assert instances[0].checker()["owner"] == f"owner-{results.index(True)}"
+    assert instances[0].checker.read()["owner"] == f"owner-{results.index(True)}"
 
 
 def test_events_raced_for_by_two_instances_are_each_claimed_once(instances):
     for number in range(12):
-        instances[0].set_mode("down" if number % 2 else "up", reason=f"change {number}")
-    claimed = race(instances, 4, lambda storage, n: [event["id"] for event in storage.claim_events(60, limit=5)])
+        instances[0].flag.set_mode("down" if number % 2 else "up", reason=f"change {number}")
+    claimed = race(instances, 4, lambda storage, n: [event["id"] for event in storage.events.claim(60, limit=5)])
     ids = [event_id for batch in claimed for event_id in batch]
-    assert sorted(ids) == sorted(event["id"] for event in instances[0].events(50))
+    assert sorted(ids) == sorted(event["id"] for event in instances[0].events.recent(50))
 
 
 def test_one_address_sent_to_two_instances_at_once_is_one_lead(instances):
     addresses = ["same@example.org", "SAME@Example.ORG"]
-    race(instances, 6, lambda storage, n: storage.save_lead(NewLead(addresses[n % 2])))
-    [lead] = list(instances[0].iter_leads())
+    race(instances, 6, lambda storage, n: storage.leads.save(NewLead(addresses[n % 2])))
+    [lead] = list(instances[0].leads.iter())
     assert lead["submissions"] == 12
 
 
@@ -271,5 +289,5 @@ def test_the_rate_limit_is_shared_by_two_instances(instances):
     from fallback.storage import RateCheck
 
     rate = RateCheck("contact:shared-client", limit=5, seconds=3600)
-    waits = race(instances, 5, lambda storage, n: storage.hit_rate(rate))
+    waits = race(instances, 5, lambda storage, n: storage.leads.hit_rate(rate))
     assert waits.count(None) == 5

@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from helpers import contact_fields, form_token, refuse_writes
+from helpers import contact_fields, form_token, log_in, refuse_writes
 
 from fallback.storage import StorageError
 
@@ -59,7 +59,7 @@ def test_retry_after_follows_a_forced_expiry(client, storage, app):
 
     from fallback.state import utcnow
 
-    storage.set_mode("down", until=utcnow() + timedelta(minutes=30))
+    storage.flag.set_mode("down", until=utcnow() + timedelta(minutes=30))
     app.extensions["fallback"].flag.invalidate()
     assert 1790 <= int(client.get("/").headers["Retry-After"]) <= 1800
 
@@ -91,7 +91,7 @@ def test_a_valid_submission_is_stored_then_thanked(client, down, storage):
     response = client.post("/_fallback/contact", data=contact_fields(client, name="Paul", message="Call me"))
     assert response.status_code == 303
     assert response.headers["Location"].endswith("/_fallback/thanks")
-    [lead] = list(storage.iter_leads())
+    [lead] = list(storage.leads.iter())
     assert (lead["email"], lead["name"], lead["message"], lead["consent"]) == ("paul@example.org", "Paul", "Call me", 1)
     assert lead["consent_version"] and lead["consent_text"]
     assert client.get("/_fallback/thanks").status_code == 200
@@ -100,7 +100,7 @@ def test_a_valid_submission_is_stored_then_thanked(client, down, storage):
 def test_two_cases_of_one_address_make_one_lead(client, down, storage):
     client.post("/_fallback/contact", data=contact_fields(client, email="Paul@Example.org"))
     client.post("/_fallback/contact", data=contact_fields(client, email="paul@example.org"))
-    [lead] = list(storage.iter_leads())
+    [lead] = list(storage.leads.iter())
     assert lead["submissions"] == 2
 
 
@@ -114,7 +114,7 @@ def test_invalid_input_is_a_400_with_errors_beside_fields_and_input_kept(client,
     assert 'value="not-an-address"' in html and 'value="Paul &amp; Co"' in html
     assert 'role="alert"' in html
     assert form_token(html)
-    assert list(storage.iter_leads()) == []
+    assert list(storage.leads.iter()) == []
 
 
 @pytest.mark.parametrize("token", [None, "", "garbage", "1a2b.c3d4"])
@@ -123,14 +123,14 @@ def test_a_missing_or_forged_token_is_a_400_with_a_fresh_token(client, down, sto
     response = client.post("/_fallback/contact", data=data)
     assert response.status_code == 400
     assert form_token(response.get_data(as_text=True)) != token
-    assert list(storage.iter_leads()) == []
+    assert list(storage.leads.iter()) == []
 
 
 def test_a_filled_honeypot_is_thanked_but_kept_apart(client, down, storage):
     response = client.post("/_fallback/contact", data=contact_fields(client, website="http://spam.example"))
     assert response.status_code == 303
-    assert list(storage.iter_leads()) == []
-    assert storage.recent_leads(spam=True)[0]["spam_reason"] == "honeypot"
+    assert list(storage.leads.iter()) == []
+    assert storage.leads.recent(spam=True)[0]["spam_reason"] == "honeypot"
 
 
 def test_a_form_sent_too_fast_is_thanked_but_kept_apart(env, tmp_path):
@@ -140,11 +140,11 @@ def test_a_form_sent_too_fast_is_thanked_but_kept_apart(env, tmp_path):
     env["FALLBACK_FORM_MIN_SECONDS"] = "3"
     app = create_app(Settings.from_env(env))
     storage = app.extensions["fallback"].storage
-    storage.set_mode("down")
+    storage.flag.set_mode("down")
     client = app.test_client()
     assert client.post("/_fallback/contact", data=contact_fields(client)).status_code == 303
-    assert list(storage.iter_leads()) == []
-    assert "after the page was shown" in storage.recent_leads(spam=True)[0]["spam_reason"]
+    assert list(storage.leads.iter()) == []
+    assert "after the page was shown" in storage.leads.recent(spam=True)[0]["spam_reason"]
 
 
 @pytest.mark.sqlite_only("PRAGMA query_only")
@@ -155,7 +155,7 @@ def test_a_lead_the_database_refuses_is_not_thanked(client, down, storage):
     assert response.status_code == 503
     assert "not saved" in response.get_data(as_text=True)
     refuse_writes(storage, False)
-    assert list(storage.iter_leads()) == []
+    assert list(storage.leads.iter()) == []
 
 
 def test_status_json_tells_state_mode_and_since(client, down):
@@ -169,8 +169,8 @@ def test_a_new_database_reports_unknown(client):
 
 
 def beat(storage):
-    storage.claim_checker("test-checker", 60)
-    storage.record_round("test-checker", [], network_doubt=False, note=None)
+    storage.checker.claim("test-checker", 60)
+    storage.checker.record_round("test-checker", [], network_doubt=False, note=None)
 
 
 def test_healthz_is_200_while_the_database_is_writable_and_the_checker_beats(client, storage, monkeypatch):
@@ -182,7 +182,7 @@ def test_healthz_is_200_while_the_database_is_writable_and_the_checker_beats(cli
 
     monkeypatch.setattr(storage, "check_writable", refuse)
     response = client.get("/_fallback/healthz")
-    assert response.status_code == 503 and b"not writable" in response.data
+    assert response.status_code == 503 and response.data == b"database\n"
 
 
 def test_the_stylesheet_is_served_from_the_templates(client):
@@ -202,28 +202,31 @@ def test_an_operator_template_folder_overrides_the_shipped_page(env, tmp_path):
     assert client.get("/_fallback/thanks").data == b"Merci from Acme"
 
 
-def test_healthz_is_503_until_the_checker_has_run_a_round(client, storage):
+def test_healthz_is_503_until_the_checker_has_run_a_round(client, storage, caplog):
     response = client.get("/_fallback/healthz")
-    assert response.status_code == 503 and b"checker has not completed a round" in response.data
+    assert response.status_code == 503 and response.data == b"checker\n"
+    assert "checker has not completed a round" in caplog.text
 
 
-def test_healthz_is_503_when_the_heartbeat_is_stale(client, storage, settings):
+def test_healthz_is_503_when_the_heartbeat_is_stale(client, storage, settings, caplog):
     from datetime import timedelta
 
     from fallback.state import utcnow
 
     beat(storage)
     stale = settings.check_interval * 3 + settings.check_timeout + 1
-    storage.clock = lambda: utcnow() - timedelta(seconds=stale)
+    storage.db.clock = lambda: utcnow() - timedelta(seconds=stale)
     beat(storage)
     response = client.get("/_fallback/healthz")
-    assert response.status_code == 503 and b"last round ended" in response.data
+    assert response.status_code == 503 and response.data == b"checker\n"
+    assert "last round ended" in caplog.text
 
 
-def test_status_json_reports_the_checker_and_its_doubts(client, storage):
-    storage.claim_checker("host:1", 60)
-    storage.record_round("host:1", [], network_doubt=True, note="network in doubt: control failed")
-    document = client.get("/_fallback/status.json").get_json()
+def test_the_admin_status_json_reports_the_checker_and_its_doubts(client, storage):
+    storage.checker.claim("host:1", 60)
+    storage.checker.record_round("host:1", [], network_doubt=True, note="network in doubt: control failed")
+    log_in(client)
+    document = client.get("/_fallback/admin/status.json").get_json()
     assert document["network_doubt"] is True
     assert document["checker"]["owner"] == "host:1" and document["checker"]["healthy"]
 
@@ -240,7 +243,7 @@ def test_the_page_is_rendered_once_per_flag_change_with_a_fresh_token_each_time(
     assert len(renders) == 1
     assert form_token(first) != form_token(second)
     assert 'name="path" value="/b?x=1"' in second
-    storage.set_mode("down", reason="changed")
+    storage.flag.set_mode("down", reason="changed")
     app.extensions["fallback"].flag.invalidate()
     client.get("/a")
     assert len(renders) == 2
@@ -251,10 +254,10 @@ def test_the_page_says_when_the_site_is_back_only_when_it_is_known(client, stora
 
     from fallback.state import utcnow
 
-    storage.set_mode("down")
+    storage.flag.set_mode("down")
     app.extensions["fallback"].flag.invalidate()
     assert "Back soon" in client.get("/").get_data(as_text=True)
-    storage.set_mode("down", until=utcnow() + timedelta(minutes=30))
+    storage.flag.set_mode("down", until=utcnow() + timedelta(minutes=30))
     app.extensions["fallback"].flag.invalidate()
     assert "Back in about 30 minutes" in client.get("/").get_data(as_text=True)
 
@@ -311,7 +314,7 @@ def test_a_valid_submission_is_thanked_without_entering_flask(client, down, app,
     response = client.post("/_fallback/contact", data=fields)
     assert (response.status_code, response.headers["Location"]) == (303, "/_fallback/thanks")
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
-    assert asked == [] and storage.recent_leads()[0]["name"] == "Lean"
+    assert asked == [] and storage.leads.recent()[0]["name"] == "Lean"
     invalid = client.post("/_fallback/contact", data={**contact_fields(client), "email": "nope"})
     assert invalid.status_code == 400 and asked == ["/_fallback/contact"]
 

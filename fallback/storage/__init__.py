@@ -1,39 +1,70 @@
-"""Storage: the only package that runs SQL. One `Storage` object over leads, the flag, the checker."""
+"""Storage: the only package that runs SQL. One `Storage` object: stores composed over one database."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from ..state import utcnow
-from .base import StorageError
-from .checker import CheckerStore, SessionLockedCheckerStore
+from .base import Database, StorageError
+from .checker import CheckerStore
+from .events import EventStore
 from .flag import FlagStore
 from .leads import LEAD_COLUMNS, LeadStore, NewLead, Submission, email_key
 from .limits import LimitStore, RateCheck
-from .postgres import PostgresDatabase
+from .postgres import PostgresStorage
 from .schema import MIGRATIONS
-from .sqlite import SQLiteDatabase
+from .sqlite import SQLiteStorage
 
 __all__ = [
-    "LEAD_COLUMNS", "MIGRATIONS", "NewLead", "PostgresStorage", "RateCheck", "Storage", "StorageError", "Submission",
-    "email_key", "open_storage",
+    "LEAD_COLUMNS", "MIGRATIONS", "NewLead", "PostgresStorage", "RateCheck", "SQLiteStorage", "Storage",
+    "StorageError", "Submission", "email_key", "open_storage",
 ]
 
 
-class Storage(LeadStore, FlagStore, CheckerStore, LimitStore, SQLiteDatabase):
-    """The SQLite backend: one file, one machine."""
+class Storage(Protocol):
+    """What the app uses of a database, whichever the backend (SQLiteStorage, PostgresStorage)."""
 
+    @property
+    def db(self) -> Database:
+        """The connection layer the stores run their SQL through: for copying between databases, and tests."""
+        ...
 
-class PostgresStorage(LeadStore, FlagStore, SessionLockedCheckerStore, LimitStore, PostgresDatabase):
-    """The PostgreSQL backend: several instances sharing one database."""
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The clock every store reads."""
+        ...
+
+    leads: LeadStore
+    flag: FlagStore
+    checker: CheckerStore  # the checker's lease, heartbeat and probes; the lease is the backend's own
+    events: EventStore
+    limits: LimitStore
+
+    def migrate(self) -> int:
+        """Create or bring the schema up to date; returns the schema version."""
+        ...
+
+    def check_writable(self) -> None:
+        """Raise StorageError unless a write transaction can be committed now."""
+        ...
+
+    def secret_key(self) -> tuple[str, bool]:
+        """The stored secret key, generating one on first use; returns (key, generated now)."""
+        ...
+
+    def close(self) -> None:
+        """Release every connection this object holds; it is unusable afterwards."""
+        ...
 
 
 def open_storage(database: str, clock: Callable[[], datetime] = utcnow, threads: int = 8) -> Storage:
     """Open the database named by FALLBACK_DATABASE for `threads` request threads; bring its schema up to date."""
+    storage: Storage
     if database.startswith(("postgresql://", "postgres://")):
         storage = PostgresStorage(database, clock, threads)
     else:
-        storage = Storage(database, clock)
+        storage = SQLiteStorage(database, clock)
     storage.migrate()
     return storage

@@ -53,20 +53,20 @@ def copy_database(source: Database, target: Database) -> dict[str, Copied]:
     """Copy leads (spam included), incidents, mode history, events, the flag and the secret key, in one
     transaction of the target; what was copied and what was there already, by table."""
     report: dict[str, Copied] = {}
-    with target._write() as conn:
+    with target.write() as conn:
         leads = report["leads"] = Copied()
-        for row in source._stream(f"SELECT {', '.join(LEAD_COPY_COLUMNS)} FROM leads ORDER BY id", (), BATCH):
+        for row in source.stream(f"SELECT {', '.join(LEAD_COPY_COLUMNS)} FROM leads ORDER BY id", (), BATCH):
             inserted = conn.execute(SPAM_LEAD if row["spam"] else GENUINE_LEAD, row).rowcount
             leads.copied += inserted
             leads.already_there += 1 - inserted
         for table, (columns, identity) in HISTORY_TABLES.items():
             counts = report[table] = Copied()
             sql = _insert(table, columns, identity)
-            for row in source._stream(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id", (), BATCH):
+            for row in source.stream(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id", (), BATCH):
                 inserted = conn.execute(sql, row).rowcount
                 counts.copied += inserted
                 counts.already_there += 1 - inserted
-        flag = dict(source._read(f"SELECT {', '.join(FLAG_COLUMNS)} FROM flag WHERE id = 1")[0])
+        flag = dict(source.read(f"SELECT {', '.join(FLAG_COLUMNS)} FROM flag WHERE id = 1")[0])
         # Only a target whose flag never changed takes the source's: a live one is never overwritten.
         changed = conn.execute(
             f"UPDATE flag SET {', '.join(f'{column} = :{column}' for column in FLAG_COLUMNS)}, version = 1 "
@@ -74,7 +74,7 @@ def copy_database(source: Database, target: Database) -> dict[str, Copied]:
             flag,
         ).rowcount
         report["flag"] = Copied(changed, 1 - changed)
-        secret = source._read("SELECT value FROM meta WHERE key = 'secret_key'")
+        secret = source.read("SELECT value FROM meta WHERE key = 'secret_key'")
         inserted = conn.execute(
             "INSERT INTO meta (key, value) VALUES ('secret_key', ?) ON CONFLICT (key) DO NOTHING", (secret[0][0],),
         ).rowcount if secret else 0

@@ -7,32 +7,38 @@ from datetime import datetime
 
 from ..state import Flag, iso, parse_iso
 from .base import Database, StorageError
+from .events import add_event
 
 log = logging.getLogger("fallback.storage")
 
 
-class FlagStore(Database):
+class FlagStore:
     """Mode (the admin's choice), state (the checker's verdict), and what changed them."""
 
-    def flag(self) -> Flag:
+    def __init__(self, db: Database):
+        self.db = db
+        self._last: Flag | None = None  # the last flag read, served while the database cannot be read
+        self._stale = False  # whether the database could not be read last time (logged once)
+
+    def read(self) -> Flag:
         """The persisted flag; while the database cannot be read, the last one this process read.
 
         Visitors keep getting what they got (the page or the redirect) through a database outage,
         instead of an error; a process that never read the flag gets the StorageError.
         """
         try:
-            row = self._read("SELECT * FROM flag WHERE id = 1")[0]
+            row = self.db.read("SELECT * FROM flag WHERE id = 1")[0]
         except StorageError as error:
-            last = self.__dict__.get("_last_flag")
-            if last is None:
+            if self._last is None:
                 raise
-            if not self.__dict__.get("_flag_stale"):
-                self.__dict__["_flag_stale"] = True
+            if not self._stale:
+                self._stale = True
                 log.error("the flag cannot be read, the last one read is used until it can: %s", error)
-            return last
-        if self.__dict__.pop("_flag_stale", False):
+            return self._last
+        if self._stale:
+            self._stale = False
             log.warning("the flag can be read again")
-        flag = self.__dict__["_last_flag"] = Flag(
+        flag = self._last = Flag(
             mode=row["mode"],
             mode_until=parse_iso(row["mode_until"]),
             mode_reason=row["mode_reason"],
@@ -50,9 +56,9 @@ class FlagStore(Database):
         """Force the page on (`down`), off (`up`), or hand back to the checker (`auto`); recorded."""
         if mode not in ("auto", "up", "down"):
             raise ValueError(f"unknown mode {mode!r}")
-        now = iso(self.clock())
+        now = iso(self.db.clock())
         until_text = iso(until) if until and mode != "auto" else None
-        with self._write() as conn:
+        with self.db.write() as conn:
             conn.execute(
                 "UPDATE flag SET mode = ?, mode_until = ?, mode_reason = ?, mode_by = ?, "
                 "mode_changed_at = ?, version = version + 1 WHERE id = 1",
@@ -64,12 +70,12 @@ class FlagStore(Database):
             )
             add_event(conn, now, "mode", f"mode set to {mode}" + (f" until {until_text[:16]}Z" if until_text else ""),
                        f"by {by or 'unknown'}" + (f": {reason}" if reason else ""))
-        return self.flag()
+        return self.read()
 
     def expire_mode(self) -> bool:
         """Hand an expired forced mode back to the checker, once, whoever calls it; True if this call did."""
-        now = iso(self.clock())
-        with self._write() as conn:
+        now = iso(self.db.clock())
+        with self.db.write() as conn:
             changed = conn.execute(
                 "UPDATE flag SET mode = 'auto', mode_until = NULL, mode_reason = NULL, mode_by = 'expiry', "
                 "mode_changed_at = mode_until, version = version + 1 "
@@ -83,8 +89,8 @@ class FlagStore(Database):
 
     def flip(self, expected: str, new: str, reason: str) -> bool:
         """Change the state from `expected` to `new`, once however many checkers try; opens or closes an incident."""
-        now = iso(self.clock())
-        with self._write() as conn:
+        now = iso(self.db.clock())
+        with self.db.write() as conn:
             changed = conn.execute(
                 "UPDATE flag SET state = ?, state_since = ?, state_reason = ?, version = version + 1 "
                 "WHERE id = 1 AND state = ?",
@@ -104,7 +110,7 @@ class FlagStore(Database):
 
     def incidents(self, limit: int = 20) -> list[dict]:
         """The latest incidents, newest first, with their duration and the leads captured during each."""
-        rows = self._read(
+        rows = self.db.read(
             "SELECT i.*, (SELECT COUNT(*) FROM leads WHERE spam = 0 AND created_at >= i.started_at "
             "AND (i.ended_at IS NULL OR created_at < i.ended_at)) AS leads "
             "FROM incidents i ORDER BY i.id DESC LIMIT ?",
@@ -113,16 +119,13 @@ class FlagStore(Database):
         incidents = []
         for row in rows:
             incident = dict(row)
-            end = parse_iso(incident["ended_at"]) or self.clock()
-            incident["duration_seconds"] = round((end - parse_iso(incident["started_at"])).total_seconds())
+            end = parse_iso(incident["ended_at"]) or self.db.clock()
+            started = datetime.fromisoformat(incident["started_at"])  # NOT NULL
+            incident["duration_seconds"] = round((end - started).total_seconds())
             incidents.append(incident)
         return incidents
 
     def mode_changes(self, limit: int = 20) -> list[dict]:
         """The latest mode changes, newest first."""
-        rows = self._read("SELECT * FROM mode_changes ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self.db.read("SELECT * FROM mode_changes ORDER BY id DESC LIMIT ?", (limit,))
         return [dict(row) for row in rows]
-
-
-def add_event(conn, at: str, kind: str, title: str, body: str) -> None:
-    conn.execute("INSERT INTO events (at, kind, title, body) VALUES (?, ?, ?, ?)", (at, kind, title, body))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any, cast
 
 from ..state import iso
-from .base import Database
+from .base import Connection, Database
 from .batch import GroupCommit
 from .limits import RateCheck, count_attempt
 
@@ -15,7 +16,6 @@ LEAD_COLUMNS = (
     "id", "email", "name", "message", "consent", "consent_version", "consent_text", "consent_at",
     "landing_path", "language", "created_at", "updated_at", "submissions",
 )
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,41 +46,41 @@ class Submission:
     retry_after: float | None
 
 
-class LeadStore(Database):
-    """The leads table."""
+class LeadStore:
+    """The leads table, and the rate limits counted in the same transaction as a submission."""
 
-    def save_lead(self, lead: NewLead) -> int:
+    def __init__(self, db: Database):
+        self.db = db
+        # Concurrent submissions of this process share one commit (see batch.GroupCommit).
+        self._group = GroupCommit(db.write, self._apply_submission)
+
+    def save(self, lead: NewLead) -> int:
         """Store one submission durably (committed on return); the same address updates one lead."""
-        return self.submit(lead).lead_id
+        return cast(int, self.submit(lead).lead_id)  # no rate to count, so never turned away
 
     def hit_rate(self, rate: RateCheck) -> float | None:
         """Count one attempt against a client's limit; seconds to wait if it is over, else None."""
         return self.submit(None, rate).retry_after
 
     def submit(self, lead: NewLead | None, rate: RateCheck | None = None) -> Submission:
-        """Count the attempt against `rate`, then, if allowed, store `lead`; committed durably on return.
+        """Count the attempt against `rate`, then, if allowed, store `lead`; committed durably on return."""
+        return self._group.run(lead, rate)
 
-        Concurrent submissions of this process share one commit (see batch.GroupCommit).
-        """
-        group = self.__dict__.get("_group_commit")
-        if group is None:
-            group = self.__dict__.setdefault("_group_commit", GroupCommit(self._write, self._apply_submission))
-        return group.run(lead, rate)
-
-    def _apply_submission(self, conn, lead: NewLead | None, rate: RateCheck | None) -> Submission:
+    def _apply_submission(self, conn: Connection, lead: NewLead | None, rate: RateCheck | None) -> Submission:
         if rate is not None:
-            retry_after = count_attempt(conn, rate, self.clock())
+            retry_after = count_attempt(conn, rate, self.db.clock())
             if retry_after is not None:
                 return Submission(None, retry_after)
         if lead is None:
             return Submission(None, None)
-        sql, values = _upsert(lead, iso(self.clock()))
+        sql, values = _upsert(lead, iso(self.db.clock()))
         return Submission(conn.execute(sql, values).fetchall()[0][0], None)
 
-    def iter_leads(self, since: datetime | None = None, until: datetime | None = None,
-                   batch: int = 1000) -> Iterator[dict]:
+    def iter(self, since: datetime | None = None, until: datetime | None = None,
+             batch: int = 1000) -> Iterator[dict[str, Any]]:
         """Genuine leads (spam left out) by latest submission, `since` inclusive, `until` exclusive."""
-        conditions, params = ["spam = 0"], []
+        conditions: list[str] = ["spam = 0"]
+        params: list[str] = []
         if since is not None:
             conditions.append("updated_at >= ?")
             params.append(iso(since))
@@ -91,37 +91,37 @@ class LeadStore(Database):
             f"SELECT {', '.join(LEAD_COLUMNS)} FROM leads WHERE {' AND '.join(conditions)} "
             "ORDER BY updated_at, id"
         )
-        yield from self._stream(sql, params, batch)
+        yield from self.db.stream(sql, params, batch)
 
-    def recent_leads(self, limit: int = 50, spam: bool = False) -> list[dict]:
+    def recent(self, limit: int = 50, spam: bool = False) -> list[dict]:
         """The latest leads (or suspected spam), newest first."""
-        rows = self._read(
+        rows = self.db.read(
             "SELECT * FROM leads WHERE spam = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
             (int(spam), limit),
         )
         return [dict(row) for row in rows]
 
-    def search_leads(self, query: str = "", limit: int = 25, offset: int = 0) -> tuple[list[dict], int]:
+    def search(self, query: str = "", limit: int = 25, offset: int = 0) -> tuple[list[dict], int]:
         """A page of genuine leads, newest first, whose address, name or message contains `query`; and the total."""
         pattern = "%" + query.strip().casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where = ("spam = 0 AND (email_key LIKE :q ESCAPE '\\' OR lower(name) LIKE :q ESCAPE '\\' "
                  "OR lower(message) LIKE :q ESCAPE '\\')")
-        total = self._read(f"SELECT COUNT(*) FROM leads WHERE {where}", {"q": pattern})[0][0]
-        rows = self._read(f"SELECT * FROM leads WHERE {where} ORDER BY updated_at DESC, id DESC LIMIT :limit "
+        total = self.db.read(f"SELECT COUNT(*) FROM leads WHERE {where}", {"q": pattern})[0][0]
+        rows = self.db.read(f"SELECT * FROM leads WHERE {where} ORDER BY updated_at DESC, id DESC LIMIT :limit "
                           "OFFSET :offset", {"q": pattern, "limit": limit, "offset": offset})
         return [dict(row) for row in rows], total
 
-    def delete_lead(self, lead_id: int) -> bool:
+    def delete(self, lead_id: int) -> bool:
         """Erase one lead (from the file too); False if there was none with that id."""
-        with self._write() as conn:
+        with self.db.write() as conn:
             erased = conn.execute("DELETE FROM leads WHERE id = ?", (lead_id,)).rowcount
         if erased:
-            self._compact()
+            self.db.compact()
         return bool(erased)
 
-    def count_leads(self) -> dict[str, int]:
+    def count(self) -> dict[str, int]:
         """How many genuine leads and how many suspected spam submissions are stored."""
-        row = self._read(
+        row = self.db.read(
             "SELECT COALESCE(SUM(CASE WHEN spam = 0 THEN 1 ELSE 0 END), 0) AS leads, "
             "COALESCE(SUM(CASE WHEN spam = 1 THEN 1 ELSE 0 END), 0) AS spam FROM leads"
         )[0]
@@ -129,21 +129,21 @@ class LeadStore(Database):
 
     def forget(self, email: str) -> int:
         """Erase every lead of one address (case-insensitive), spam included; returns how many."""
-        with self._write() as conn:
+        with self.db.write() as conn:
             erased = conn.execute("DELETE FROM leads WHERE email_key = ?", (email_key(email),)).rowcount
         if erased:
-            self._compact()
-        return erased
+            self.db.compact()
+        return int(erased)
 
     def purge(self, older_than: datetime) -> int:
         """Erase leads whose latest submission is older than `older_than`; returns how many."""
-        with self._write() as conn:
+        with self.db.write() as conn:
             erased = conn.execute(
                 "DELETE FROM leads WHERE updated_at < ?", (iso(older_than),)
             ).rowcount
         if erased:
-            self._compact()
-        return erased
+            self.db.compact()
+        return int(erased)
 
 
 _INSERT = (

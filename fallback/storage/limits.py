@@ -6,7 +6,7 @@ import dataclasses
 import math
 from datetime import datetime
 
-from .base import Database
+from .base import Connection, Database
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,7 +18,7 @@ class RateCheck:
     seconds: int
 
 
-def count_attempt(conn, rate: RateCheck, now: datetime) -> float | None:
+def count_attempt(conn: Connection, rate: RateCheck, now: datetime) -> float | None:
     """Count one attempt inside the caller's transaction; seconds to wait if over the limit, else None."""
     moment = now.timestamp()
     window = int(moment // rate.seconds * rate.seconds)
@@ -34,12 +34,15 @@ def count_attempt(conn, rate: RateCheck, now: datetime) -> float | None:
     return max(1.0, math.ceil(window + rate.seconds - moment))
 
 
-class LimitStore(Database):
-    """Housekeeping of the counters."""
+class LimitStore:
+    """Housekeeping of the counters (they are counted with each submission: see LeadStore.submit)."""
 
-    def prune_rate_limits(self, older_than: datetime) -> int:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def prune(self, older_than: datetime) -> int:
         """Drop counters whose window started before `older_than`; returns how many."""
-        with self._write() as conn:
-            return conn.execute(
+        with self.db.write() as conn:
+            return int(conn.execute(
                 "DELETE FROM rate_limits WHERE window_start < ?", (int(older_than.timestamp()),)
-            ).rowcount
+            ).rowcount)

@@ -21,10 +21,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..state import utcnow
-from .base import BUSY_TIMEOUT_SECONDS, Database, StorageError
+from .base import BUSY_TIMEOUT_SECONDS, Params, StorageError
+from .postgres_checker import SessionLockedCheckerStore
+from .stores import Stores
 
 log = logging.getLogger("fallback.storage")
 
@@ -78,6 +81,7 @@ PG_MIGRATIONS: list[list[str]] = [
         "CREATE TABLE IF NOT EXISTS rate_limits (key text PRIMARY KEY, window_start bigint, count integer)",
         "CREATE INDEX IF NOT EXISTS idx_rate_limits_window ON rate_limits (window_start)",
     ],
+    [],  # SQLite made NOT NULL what these tables had NOT NULL from the start (schema.not_null_as_on_postgres)
 ]
 
 
@@ -142,7 +146,7 @@ class _Connection:
 class _Reachability:
     """What the pool's latest attempt to connect said: None while the server answers, else why not."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.problem: str | None = None
         self._lock = threading.Lock()
 
@@ -195,13 +199,14 @@ def _alive(conn, check: Callable) -> bool:
         return False
 
 
-class PostgresDatabase(Database):
-    """The PostgreSQL connection layer the stores share."""
+class PostgresDatabase:
+    """The PostgreSQL connection layer the stores share: a pool, and sessions of their own for held locks."""
 
-    lock_rows = " FOR UPDATE SKIP LOCKED"
+    lock_rows = " FOR UPDATE SKIP LOCKED"  # a claimed row is locked, and skipped by other claimers
 
     def __init__(self, path: str, clock: Callable[[], datetime] = utcnow, threads: int = 8):
-        super().__init__(path, clock)
+        self.path = path
+        self.clock = clock
         try:
             import psycopg
             import psycopg.rows
@@ -211,15 +216,12 @@ class PostgresDatabase(Database):
                                "pip install 'psycopg[binary,pool]'") from None
 
         self._psycopg = psycopg
+        self.driver_error = psycopg.Error  # what a session() raises
         self._pool_timeout = PoolTimeout
         self._check = ConnectionPool.check_connection
         self._secret = _password(path)
         self.reachability = _Reachability()
-        # Sessions of their own (outside the pool) for advisory locks held across transactions.
-        self._sessions: dict[str, object] = {}
-        self._locked: set[str] = set()
-        self._sessions_lock = threading.Lock()
-        self._kwargs = kwargs = {
+        self._kwargs: dict[str, Any] = {
             "autocommit": True, "row_factory": _row_factory, "connect_timeout": CONNECT_TIMEOUT_SECONDS,
             "application_name": "fallback",
             # A connection a firewall or NAT dropped silently is noticed (keepalives) instead of
@@ -229,13 +231,13 @@ class PostgresDatabase(Database):
         }
         # One attempt first, so that a wrong URL, password or host is reported at once and precisely.
         try:
-            psycopg.connect(path, **kwargs).close()
+            psycopg.connect(path, **self._kwargs).close()
         except psycopg.Error as error:
             raise StorageError(f"cannot connect to the database {safe_url(path)}: {self._scrub(_short(error))}") \
                 from None
         self.pool = ConnectionPool(
             path, min_size=1, max_size=threads + SPARE_CONNECTIONS, timeout=BUSY_TIMEOUT_SECONDS, open=False,
-            kwargs=kwargs,
+            kwargs=self._kwargs,
             connection_class=_connection_class(psycopg, self.reachability, self._scrub),
             reconnect_timeout=RECONNECT_SECONDS, name="fallback",
         )
@@ -250,52 +252,20 @@ class PostgresDatabase(Database):
         """`text` without the database password, should a driver message ever repeat it."""
         return text.replace(self._secret, "***") if self._secret else text
 
-    def close(self) -> None:
-        """Close the pool and the lock sessions (before a fork, or at exit)."""
-        for holder in list(self._sessions):
-            self._end_session(holder)
-        self.pool.close()
+    def describe(self, error: BaseException) -> str:
+        """A driver error in one short line, without the database password."""
+        return self._scrub(_short(error))
 
-    # -- session locks -----------------------------------------------------
+    def session(self) -> Any:
+        """A psycopg connection of its own, outside the pool (autocommit), for a lock held across transactions.
 
-    def _hold_lock(self, key: int, holder: str) -> bool:
-        """Whether `holder` holds advisory lock `key`, taking it if free; held until its session ends.
-
-        The lock lives as long as the holder's own connection: if this process dies, or the server
-        restarts, the server lets go of it and another holder can take it at its next try.
+        The caller closes it; it raises `driver_error`, not StorageError.
         """
-        with self._sessions_lock:
-            session = self._sessions.get(holder)
-        if session is not None and holder in self._locked:
-            try:
-                session.execute("SELECT 1")
-                return True
-            except self._psycopg.Error as error:
-                log.warning("lost advisory lock %s with its session: %s", key, self._scrub(_short(error)))
-                self._end_session(holder)
-                session = None
-        try:
-            if session is None:
-                session = self._psycopg.connect(self.path, **self._kwargs)
-                with self._sessions_lock:
-                    self._sessions[holder] = session
-            got = session.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
-        except self._psycopg.Error as error:
-            self._end_session(holder)
-            raise StorageError(f"the database lock {key} could not be tried: {self._scrub(_short(error))}") \
-                from None
-        if got:
-            with self._sessions_lock:
-                self._locked.add(holder)
-        return bool(got)
+        return self._psycopg.connect(self.path, **self._kwargs)
 
-    def _end_session(self, holder: str) -> None:
-        """Close `holder`'s lock session: the server releases whatever lock it held."""
-        with self._sessions_lock:
-            session = self._sessions.pop(holder, None)
-            self._locked.discard(holder)
-        if session is not None:
-            session.close()
+    def close(self) -> None:
+        """Close the pool: every pooled connection; this object is unusable afterwards."""
+        self.pool.close()
 
     # -- connections -------------------------------------------------------
 
@@ -335,15 +305,18 @@ class PostgresDatabase(Database):
             self.pool.putconn(conn)
 
     @contextmanager
-    def _write(self) -> Iterator[_Connection]:
+    def write(self) -> Iterator[_Connection]:
+        """A transaction on a pooled connection, committed on exit."""
         with self._connection("write") as conn, conn.transaction():
             yield _Connection(conn)
 
-    def _read(self, sql: str, params: tuple | dict = ()) -> list:
+    def read(self, sql: str, params: Params = ()) -> list[Row]:
+        """The rows of one query, on a pooled connection."""
         with self._connection("read") as conn:
             return conn.execute(translate(sql), _params(params)).fetchall()
 
-    def _stream(self, sql: str, params, batch: int) -> Iterator[dict]:
+    def stream(self, sql: str, params: Params, batch: int) -> Iterator[dict[str, Any]]:
+        """The rows of a long query, `batch` at a time, through a server-side cursor."""
         with self._connection("read") as conn, conn.transaction():
             # A server-side cursor: the export's memory does not grow with the rows. Plain tuples
             # zipped into dicts, as on SQLite: cheaper than rows that answer by name and position.
@@ -353,7 +326,8 @@ class PostgresDatabase(Database):
                 while rows := cursor.fetchmany(batch):
                     yield from (dict(zip(names, row)) for row in rows)
 
-    def _compact(self) -> None:
+    def compact(self) -> None:
+        """Vacuum the leads table, so that erased leads' space is reclaimed."""
         # Outside a transaction (the pool's connections are autocommit): the erased rows' space is
         # reclaimed, so they are not kept around in the table's pages.
         try:
@@ -364,11 +338,10 @@ class PostgresDatabase(Database):
 
     def migrate(self) -> int:
         """Create or bring the schema up to date, one instance at a time; returns the schema version."""
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text)")
-            rows = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-            version = int(rows[0][0]) if rows else 0
+            version = _version(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall())
             for statements in PG_MIGRATIONS[version:]:
                 for statement in statements:
                     conn.execute(statement)
@@ -378,6 +351,27 @@ class PostgresDatabase(Database):
                 (str(len(PG_MIGRATIONS)),),
             )
         return len(PG_MIGRATIONS)
+
+
+    def schema_version(self) -> int:
+        """How many migrations the database has had (0 for a new one)."""
+        try:
+            return _version(self.read("SELECT value FROM meta WHERE key = 'schema_version'"))
+        except StorageError:
+            return 0  # no meta table yet
+
+
+def _version(rows: list) -> int:
+    return int(rows[0][0]) if rows else 0
+
+
+class PostgresStorage(Stores):
+    """The PostgreSQL backend: several instances sharing one database; the checker holds an advisory lock."""
+
+    def __init__(self, path: str, clock: Callable[[], datetime] = utcnow, threads: int = 8):
+        db = PostgresDatabase(path, clock, threads)
+        super().__init__(db, SessionLockedCheckerStore(db))
+        self.db: PostgresDatabase = db
 
 
 def _short(error: BaseException) -> str:

@@ -1,4 +1,8 @@
-"""The schema and its migrations, run in order on start; the version is how many have run."""
+"""The SQLite schema and its migrations (sqlite-utils), run in order on start; the version is how many have run.
+
+PostgreSQL's DDL (postgres.PG_MIGRATIONS) follows these step for step; tests/test_postgres.py checks that
+both end with the same tables, column types, NOT NULLs, defaults, primary keys and indexes.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,26 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite_utils
 
+LEAD_FIELDS: dict[str, type] = {
+    "id": int, "email": str, "email_key": str, "name": str, "message": str,
+    "consent": int, "consent_version": str, "consent_text": str, "consent_at": str,
+    "landing_path": str, "language": str, "created_at": str, "updated_at": str,
+    "submissions": int, "spam": int, "spam_reason": str,
+}
+LEAD_DEFAULTS = {"submissions": 1, "spam": 0, "consent": 0, "name": "", "message": ""}
+LEAD_NOT_NULL = {"email", "email_key", "name", "message", "consent", "created_at", "updated_at", "submissions", "spam"}
+CHECKER_FIELDS: dict[str, type] = {
+    "id": int, "owner": str, "lease_until": str, "heartbeat_at": str, "network_doubt": int, "note": str,
+}
+PROBE_FIELDS: dict[str, type] = {
+    "id": int, "at": str, "url": str, "ok": int, "latency_ms": int, "status": int, "reason": str, "control": int,
+}
+
 
 def create_base_schema(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
-    db["flag"].create(
+    """Version 1: the meta, flag, mode history and leads tables."""
+    db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    db.table("flag").create(
         {
             "id": int, "mode": str, "mode_until": str, "mode_reason": str, "mode_by": str,
             "mode_changed_at": str, "state": str, "state_since": str, "state_reason": str, "version": int,
@@ -21,59 +41,72 @@ def create_base_schema(db: sqlite_utils.Database) -> None:
     db.execute(
         "INSERT OR IGNORE INTO flag (id, mode, state, version) VALUES (1, 'auto', 'unknown', 0)"
     )
-    db["mode_changes"].create(
+    db.table("mode_changes").create(
         {"id": int, "at": str, "mode": str, "until": str, "reason": str, "by": str},
         pk="id", not_null={"at", "mode"}, if_not_exists=True,
     )
-    db["leads"].create(
-        {
-            "id": int, "email": str, "email_key": str, "name": str, "message": str,
-            "consent": int, "consent_version": str, "consent_text": str, "consent_at": str,
-            "landing_path": str, "language": str, "created_at": str, "updated_at": str,
-            "submissions": int, "spam": int, "spam_reason": str,
-        },
-        pk="id", not_null={"email", "email_key", "created_at", "updated_at", "submissions", "spam"},
-        defaults={"submissions": 1, "spam": 0, "consent": 0, "name": "", "message": ""},
-        if_not_exists=True,
-    )
+    # Name, message and consent could be NULL at first (until not_null_as_on_postgres).
+    db.table("leads").create(LEAD_FIELDS, pk="id", not_null=LEAD_NOT_NULL - {"name", "message", "consent"},
+                             defaults=LEAD_DEFAULTS, if_not_exists=True)
+    _index_leads(db)
+
+
+def _index_leads(db: sqlite_utils.Database) -> None:
     # Spam is kept apart: only genuine leads are unique per address.
-    db.execute(
-        "CREATE UNIQUE INDEX IF NOT EXISTS leads_email_key ON leads(email_key) WHERE spam = 0"
-    )
-    db["leads"].create_index(["updated_at"], if_not_exists=True)
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS leads_email_key ON leads(email_key) WHERE spam = 0")
+    db.table("leads").create_index(["updated_at"], if_not_exists=True)
 
 
 def add_checker_tables(db: sqlite_utils.Database) -> None:
+    """Version 2: the checker's row, probe results, incidents and the events queue."""
     # One row: who holds the checker lease, and what its last round found.
-    db["checker"].create(
-        {"id": int, "owner": str, "lease_until": str, "heartbeat_at": str, "network_doubt": int, "note": str},
-        pk="id", defaults={"network_doubt": 0}, if_not_exists=True,
-    )
+    db.table("checker").create(CHECKER_FIELDS, pk="id", defaults={"network_doubt": 0}, if_not_exists=True)
     db.execute("INSERT OR IGNORE INTO checker (id, network_doubt) VALUES (1, 0)")
-    db["probes"].create(
-        {"id": int, "at": str, "url": str, "ok": int, "latency_ms": int, "status": int, "reason": str,
-         "control": int},
-        pk="id", not_null={"at", "url", "ok"}, defaults={"control": 0}, if_not_exists=True,
-    )
-    db["probes"].create_index(["at"], if_not_exists=True)
-    db["incidents"].create(
+    db.table("probes").create(PROBE_FIELDS, pk="id", not_null={"at", "url", "ok"}, defaults={"control": 0},
+                              if_not_exists=True)
+    db.table("probes").create_index(["at"], if_not_exists=True)
+    db.table("incidents").create(
         {"id": int, "started_at": str, "ended_at": str, "reason": str, "end_reason": str},
         pk="id", not_null={"started_at"}, if_not_exists=True,
     )
     # Every flip and forced mode: the history, and the queue of notifications to send.
-    db["events"].create(
+    db.table("events").create(
         {"id": int, "at": str, "kind": str, "title": str, "body": str, "notified_at": str, "gave_up_at": str,
          "attempts": int, "next_attempt_at": str, "last_error": str},
         pk="id", not_null={"at", "kind", "title", "attempts"}, defaults={"attempts": 0}, if_not_exists=True,
     )
-    db["events"].create_index(["notified_at", "next_attempt_at"], if_not_exists=True)
+    db.table("events").create_index(["notified_at", "next_attempt_at"], if_not_exists=True)
 
 
 def add_rate_limits(db: sqlite_utils.Database) -> None:
+    """Version 3: the rate limit counters."""
     # One fixed-window counter per client; the key is a keyed hash, never a raw address.
-    db["rate_limits"].create({"key": str, "window_start": int, "count": int}, pk="key", if_not_exists=True)
-    db["rate_limits"].create_index(["window_start"], if_not_exists=True)
+    db.table("rate_limits").create({"key": str, "window_start": int, "count": int}, pk="key", if_not_exists=True)
+    db.table("rate_limits").create_index(["window_start"], if_not_exists=True)
+
+
+def not_null_as_on_postgres(db: sqlite_utils.Database) -> None:
+    """Version 4: the columns PostgreSQL had NOT NULL from the start are NOT NULL here too."""
+    _rebuild_not_null(db, "leads", LEAD_FIELDS, LEAD_DEFAULTS, LEAD_NOT_NULL)
+    _index_leads(db)
+    _rebuild_not_null(db, "checker", CHECKER_FIELDS, {"network_doubt": 0}, {"network_doubt"})
+    _rebuild_not_null(db, "probes", PROBE_FIELDS, {"control": 0}, {"at", "url", "ok", "control"})
+    db.table("probes").create_index(["at"], if_not_exists=True)
+
+
+def _rebuild_not_null(db: sqlite_utils.Database, table: str, fields: dict[str, type], defaults: dict[str, object],
+                      not_null: set[str]) -> None:
+    # SQLite cannot add NOT NULL to a column, and sqlite-utils' transform refuses a partial index:
+    # the table is copied (ids kept, a NULL becoming its column's default) and renamed; its
+    # indexes went with the old table, so the caller creates them again.
+    db.table(f"{table}_rebuilt").create(fields, pk="id", not_null=not_null, defaults=defaults)
+    values = ", ".join(f"COALESCE({name}, {defaults[name]!r})" if name in defaults else name for name in fields)
+    db.execute(f"INSERT INTO {table}_rebuilt ({', '.join(fields)}) SELECT {values} FROM {table}")
+    db.execute(f"DROP TABLE {table}")
+    db.execute(f"ALTER TABLE {table}_rebuilt RENAME TO {table}")
 
 
 # Each migration runs once, in order; the schema version is how many have run.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [create_base_schema, add_checker_tables, add_rate_limits]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    create_base_schema, add_checker_tables, add_rate_limits, not_null_as_on_postgres,
+]

@@ -7,22 +7,30 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 from ..state import utcnow
-from .base import BUSY_TIMEOUT_SECONDS, Database, StorageError
+from .base import BUSY_TIMEOUT_SECONDS, Params, StorageError
+from .checker import CheckerStore
 from .schema import MIGRATIONS
+from .stores import Stores
 from .writelock import WriterLock
 
 
-class SQLiteDatabase(Database):
-    """The SQLite connection layer the stores share."""
+class SQLiteDatabase:
+    """The SQLite connection layer the stores share: one connection per thread, opened on first use."""
+
+    lock_rows = ""  # writers are serialised already: nothing to lock
 
     def __init__(self, path: str, clock: Callable[[], datetime] = utcnow):
-        super().__init__(path, clock)
+        self.path = path
+        self.clock = clock
         self._local = threading.local()
         # Every thread's connection (request threads, the checker, the group-commit writer), for
-        # operations that concern them all.
+        # operations that concern them all, and for close().
         self.thread_connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
         self.writer_lock = WriterLock(path + "-writer.lock")
 
     # -- connections -------------------------------------------------------
@@ -44,22 +52,28 @@ class SQLiteDatabase(Database):
     @property
     def conn(self) -> sqlite3.Connection:
         """This thread's connection, opened on first use."""
+        if self._closed:
+            raise StorageError(f"the database {self.path} was closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = self._connect()
-            self.thread_connections.append(conn)
+            with self._connections_lock:
+                if self._closed:
+                    raise StorageError(f"the database {self.path} was closed")
+                conn = self._local.conn = self._connect()
+                self.thread_connections.append(conn)
         return conn
 
     def close(self) -> None:
-        """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close every thread's connection; this object is unusable afterwards."""
+        with self._connections_lock:
+            self._closed = True
+            connections, self.thread_connections = self.thread_connections, []
+        for conn in connections:
             conn.close()
-            self._local.conn = None
-            self.thread_connections.remove(conn)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A transaction that commits on exit, durably; writers of every process queue for it (writelock.py)."""
         conn = self.conn
         with self.writer_lock.held(BUSY_TIMEOUT_SECONDS):  # writers queue here, not in SQLite's busy naps
             try:
@@ -76,13 +90,15 @@ class SQLiteDatabase(Database):
                     raise StorageError(f"the database write failed: {error}") from error
                 raise
 
-    def _read(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+    def read(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        """The rows of one query, on this thread's connection."""
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as error:
             raise StorageError(f"the database read failed: {error}") from error
 
-    def _stream(self, sql: str, params, batch: int) -> Iterator[dict]:
+    def stream(self, sql: str, params: Params, batch: int) -> Iterator[dict[str, Any]]:
+        """The rows of a long query, `batch` at a time, as dicts."""
         # A connection of its own, so a long export never holds a request thread's connection.
         conn = self._connect()
         conn.row_factory = None  # plain tuples zipped into dicts: much cheaper than sqlite3.Row then dict()
@@ -94,7 +110,8 @@ class SQLiteDatabase(Database):
         finally:
             conn.close()
 
-    def _compact(self) -> None:
+    def compact(self) -> None:
+        """Reclaim erased rows' pages, in the file and in the write-ahead log."""
         # Erased means erased: no copy left in free pages or the write-ahead log.
         try:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -105,13 +122,13 @@ class SQLiteDatabase(Database):
 
     def migrate(self) -> int:
         """Create or bring the schema up to date; returns the schema version."""
-        if self._schema_version() == len(MIGRATIONS):
+        if self.schema_version() == len(MIGRATIONS):
             return len(MIGRATIONS)  # the usual case: no write, and no sqlite-utils to import (a CLI start-up)
         import sqlite_utils
 
-        with self._write() as conn:
+        with self.write() as conn:
             db = sqlite_utils.Database(conn)
-            db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row[0]) if row else 0
             for migration in MIGRATIONS[version:]:
@@ -123,10 +140,19 @@ class SQLiteDatabase(Database):
             )
         return len(MIGRATIONS)
 
-    def _schema_version(self) -> int:
+    def schema_version(self) -> int:
         """How many migrations the database has had (0 for a new file)."""
         try:
             rows = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
         except sqlite3.Error:
             return 0  # no meta table yet, or unreadable: the migration's write then says why
         return int(rows[0][0]) if rows else 0
+
+
+class SQLiteStorage(Stores):
+    """The SQLite backend: one file, one machine; the checker holds a lease in the checker row."""
+
+    def __init__(self, path: str, clock: Callable[[], datetime] = utcnow):
+        db = SQLiteDatabase(path, clock)
+        super().__init__(db, CheckerStore(db))
+        self.db: SQLiteDatabase = db

@@ -40,7 +40,7 @@ class WriterLock:
         try:
             yield locked
         finally:
-            if locked:
+            if locked and fd is not None:
                 self._close(fd)  # closing the file releases its lock
 
     def _open(self) -> int | None:
