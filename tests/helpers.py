@@ -59,7 +59,7 @@ class FixedClock:
 def refuse_writes(storage, refuse: bool = True) -> None:
     """Make every SQLite connection of `storage` refuse writes, as a read-only file or volume does."""
     if refuse:
-        storage.leads.leads.submit(None)  # the group-commit writer opens its connection, if it has not yet
+        storage.leads.submit(None)  # the group-commit writer opens its connection, if it has not yet
         storage.db.conn  # and so does this thread
     for conn in storage.db.thread_connections:
         conn.execute(f"PRAGMA query_only = {'ON' if refuse else 'OFF'}")
