@@ -85,6 +85,7 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         storage=storage,
         flag=flag,
         tokens=FormToken(app.config["SECRET_KEY"]),
+        secret_key=app.config["SECRET_KEY"],
         status=PublicStatus(flag.get),
         health_log=ThrottledLog(),
     )

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 import secrets
 import time
 from datetime import timedelta
 
-from flask_babel import lazy_gettext as _l
 from itsdangerous import BadSignature, Signer
 from wtforms import (
     BooleanField,
@@ -22,32 +20,18 @@ from wtforms import (
 from wtforms.csrf.session import SessionCSRF
 from wtforms.validators import (
     AnyOf,
-    Email,
     InputRequired,
     Length,
     Optional,
     ValidationError,
 )
 
+from .contact import CONSENT_TEXT
 from .state import parse_duration
 
 TOKEN_LIFETIME_SECONDS = 24 * 3600
 # A clock a little ahead on another instance must not make a fresh form look forged.
 TOKEN_CLOCK_SKEW_SECONDS = 60
-MAX_EMAIL = 254
-MAX_NAME = 200
-MAX_MESSAGE = 2000
-MAX_PATH = 2000
-# The consent wording, versioned per language: change the text, bump the version.
-CONSENT_TEXT = _l("I agree to be contacted about my request at this address.")
-CONSENT_REVISION = 1
-
-
-def consent_version(language: str) -> str:
-    """The version of the consent wording shown in `language`, such as `fr-1`."""
-    return f"{language}-{CONSENT_REVISION}"
-
-
 class _KeyOnceSigner(Signer):
     """itsdangerous' Signer, deriving its key once instead of on every signature (the page's hot path)."""
 
@@ -86,57 +70,24 @@ class FormToken:
         return max(age, 0.0)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_LINE_BREAKS = re.compile(r"[\t\r\n]")
-
-
-def plain_text(multiline: bool = False):
-    """A validator refusing control characters (line breaks and tabs too, unless `multiline`)."""
-
-    def check(form, field):
-        value = field.data or ""
-        if _CONTROL.search(value) or (not multiline and _LINE_BREAKS.search(value)):
-            raise ValidationError(_l("Please remove the invisible control characters from this field."))
-
-    return check
-
-
 class ContactForm(Form):
-    """The visitor's contact form; `website` is a honeypot that people never see."""
+    """The visitor's contact form, for rendering only: `contact.check_contact` validates it.
 
-    email = StringField(
-        "Email",
-        validators=[
-            InputRequired(_l("Please enter your e-mail address.")),
-            Length(max=MAX_EMAIL, message=_l("This address is too long.")),
-            plain_text(),
-            # check_deliverability=False: no DNS look-up on the request path.
-            Email(_l("Please enter a valid e-mail address, like name@example.com."), check_deliverability=False),
-        ],
-    )
-    name = StringField("Name", validators=[
-        Optional(), Length(max=MAX_NAME, message=_l("Please keep your name under 200 characters.")), plain_text()])
-    message = TextAreaField("Message", validators=[
-        Optional(), Length(max=MAX_MESSAGE, message=_l("Please keep your message under 2000 characters.")),
-        plain_text(multiline=True)])
+    `website` is a honeypot that people never see.
+    """
+
+    email = StringField("Email")
+    name = StringField("Name")
+    message = TextAreaField("Message")
     consent = BooleanField(CONSENT_TEXT)
-    website = StringField("Leave this field empty", validators=[Optional(), Length(max=MAX_NAME)])
+    website = StringField("Leave this field empty")
     token = HiddenField()
-    path = HiddenField(validators=[Optional(), Length(max=MAX_PATH), plain_text()])
+    path = HiddenField()
 
-    def __init__(self, *args, require_consent: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.require_consent = require_consent
-
-    def validate_consent(self, field):
-        """Consent must be given unless the operator turned the requirement off."""
-        if self.require_consent and not field.data:
-            raise ValidationError(_l("Please tick this box so that we may contact you."))
-
-    def landing_path(self) -> str:
-        """The visitor path the form was shown on, or `/`."""
-        path = (self.path.data or "/").strip()
-        return path if path.startswith("/") else "/"
+    def show_errors(self, errors: dict[str, object]) -> None:
+        """Put each field's error (from `check_contact`) beside that field."""
+        for name, message in errors.items():
+            self[name].errors = [message]
 
 
 class AdminForm(Form):

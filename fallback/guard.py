@@ -24,28 +24,41 @@ HSTS = "max-age=31536000"
 ADMIN_PATH = "/_fallback/admin"
 
 
+def client_key_for(secret_key: str, address: str | None) -> str:
+    """A keyed hash of a client's address: enough to count its attempts, useless to identify it."""
+    raw = (address or "unknown").encode("utf-8", "replace")
+    return hmac.new(secret_key.encode("utf-8"), raw, hashlib.sha256).hexdigest()[:32]
+
+
 def client_key() -> str:
-    """A keyed hash of the client's address: enough to count its attempts, useless to identify it."""
-    address = (request.remote_addr or "unknown").encode("utf-8", "replace")
-    return hmac.new(current_app.secret_key.encode("utf-8"), address, hashlib.sha256).hexdigest()[:32]
+    """The current request's client, as `client_key_for` hashes it."""
+    return client_key_for(current_app.secret_key, request.remote_addr)
+
+
+def rate_check_for(settings: Settings, scope: str, key: str) -> RateCheck | None:
+    """The rate limit `key` counts against in `scope`, or None when FALLBACK_RATE_LIMIT is 0."""
+    if settings.rate_limit is None:
+        return None
+    return RateCheck(f"{scope}:{key}", settings.rate_limit.count, settings.rate_limit.seconds)
 
 
 def rate_check(settings: Settings, scope: str) -> RateCheck | None:
-    """The rate limit this request counts against, or None when FALLBACK_RATE_LIMIT is 0."""
-    if settings.rate_limit is None:
-        return None
-    return RateCheck(f"{scope}:{client_key()}", settings.rate_limit.count, settings.rate_limit.seconds)
+    """The rate limit the current request counts against, or None when FALLBACK_RATE_LIMIT is 0."""
+    return rate_check_for(settings, scope, client_key())
+
+
+def cross_site(fetch_site: str | None, origin: str | None, host: str) -> bool:
+    """Whether a browser says a post comes from another site (Fetch metadata, else Origin)."""
+    if fetch_site is not None:
+        return fetch_site not in ("same-origin", "none")
+    if origin is None:
+        return False  # not a browser's cross-site form post: curl, scripts, old browsers
+    return origin == "null" or urlsplit(origin).netloc.lower() != host.lower()
 
 
 def is_cross_site() -> bool:
-    """Whether a browser says this post comes from another site (Fetch metadata, else Origin)."""
-    fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None:
-        return fetch_site not in ("same-origin", "none")
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return False  # not a browser's cross-site form post: curl, scripts, old browsers
-    return origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower()
+    """Whether the current request is a cross-site post, as `cross_site` judges it."""
+    return cross_site(request.headers.get("Sec-Fetch-Site"), request.headers.get("Origin"), request.host)
 
 
 def add_security_headers(response: Response) -> Response:

@@ -43,6 +43,14 @@ def current_language() -> str:
     return select_language()
 
 
+@functools.lru_cache(maxsize=64)
+def translate(message: str, language: str) -> str:
+    """`message` in `language` from our catalogs, outside any request (the lean contact path needs it)."""
+    from babel.support import Translations
+
+    return Translations.load(str(TRANSLATIONS), [language]).gettext(message)
+
+
 def init_i18n(app: Flask) -> None:
     """Attach Flask-Babel to the app, with our catalogs and our selector."""
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)

@@ -32,6 +32,8 @@ class Runtime:
     storage: Storage
     flag: CachedFlag
     tokens: FormToken
+    # The key that signs sessions and tokens, also keying the hash of client addresses.
+    secret_key: str
     status: PublicStatus
     health_log: ThrottledLog
     # The rendered contact page by what it depends on: see fallback.visitor.page_key.

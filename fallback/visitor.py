@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
+import logging
 import math
 from datetime import datetime
-from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlsplit, urlunsplit
 
 from markupsafe import escape
 from werkzeug.urls import iri_to_uri
 
-from .guard import HSTS, PUBLIC_HEADERS
-from .i18n import language_from
+from .contact import CONSENT_MESSAGE, FIELDS, ContactCheck, check_contact
+from .guard import HSTS, PUBLIC_HEADERS, client_key_for, cross_site, rate_check_for
+from .i18n import language_from, translate
 from .runtime import PageKey, Runtime
 from .state import Flag, utcnow
+from .storage import StorageError, Submission
+
+log = logging.getLogger("fallback.web")
 
 PREFIX = "/_fallback"
 DEFAULT_RETRY_AFTER = 120
@@ -37,7 +43,13 @@ REDIRECT_HEADERS = (("Cache-Control", "no-store"), *PUBLIC_HEADERS)
 # Characters kept as they are in a redirected path and query; everything else is percent-encoded.
 PATH_SAFE = "/!$&'()*+,;=:@-._~%"
 QUERY_SAFE = "=&;%+/?:@!$'()*,-._~"
-STATUS_LINES = {302: "302 Found", 307: "307 Temporary Redirect", 503: "503 Service Unavailable"}
+STATUS_LINES = {302: "302 Found", 303: "303 See Other", 307: "307 Temporary Redirect", 503: "503 Service Unavailable"}
+CONTACT_PATH = PREFIX + "/contact"
+THANKS_PATH = PREFIX + "/thanks"
+# Where the lean contact path leaves what it did for the Flask view, so that nothing is counted twice.
+SUBMITTED = "fallback.submitted"
+MAX_FORM_BYTES = 64 * 1024
+THANKS_ANSWER = ("303 See Other", [("Location", THANKS_PATH), ("Content-Length", "0"), *PUBLIC_HEADERS])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +125,39 @@ def landing_path(path: str, query: bytes) -> str:
     return path + "?" + query.decode("utf-8", "replace") if query else path
 
 
+def check_fields(rt: Runtime, fields: dict[str, str], language: str) -> ContactCheck:
+    """The contact form's fields checked against this app's settings and token signer."""
+    try:
+        age, problem = rt.tokens.age(fields.get("token")), None
+    except ValueError as refused:
+        age, problem = None, str(refused)
+    return check_contact(fields, token_age=age, token_problem=problem, require_consent=rt.settings.require_consent,
+                         min_seconds=rt.settings.form_min_seconds, language=language,
+                         consent_text=translate(CONSENT_MESSAGE, language))
+
+
+def submit_lead(rt: Runtime, checked: ContactCheck, client: str | None) -> Submission | StorageError:
+    """Count the attempt against the client's limit and store the lead if allowed: committed on return."""
+    rate = rate_check_for(rt.settings, "contact", client_key_for(rt.secret_key, client))
+    try:
+        # One transaction counts the attempt against the rate limit, then stores the lead if allowed.
+        return rt.storage.leads.submit(checked.lead, rate)
+    except StorageError as error:
+        log.error("a lead could not be saved: %s", error)
+        return error
+
+
+def form_fields(body: bytes) -> dict[str, str]:
+    """The contact form's fields from an urlencoded body, the first value of each (as Flask reads them)."""
+    fields: dict[str, str] = {}
+    for name, value in parse_qsl(body.decode(), keep_blank_values=True):
+        if name in FIELDS:
+            fields.setdefault(name, value)
+    return fields
+
+
 class HotPath:
-    """WSGI middleware answering GET and HEAD on visitor paths without entering Flask."""
+    """WSGI middleware answering GET and HEAD on visitor paths, and valid contact posts, without entering Flask."""
 
     def __init__(self, flask_wsgi, rt: Runtime):
         self.flask_wsgi = flask_wsgi
@@ -133,7 +176,43 @@ class HotPath:
                     headers = [*headers, ("Strict-Transport-Security", HSTS)]
                 start_response(STATUS_LINES[answer.status], headers)
                 return [] if method == "HEAD" else [answer.body]
+        elif method == "POST" and raw_path == CONTACT_PATH and self.contact(environ):
+            status, headers = THANKS_ANSWER
+            if environ.get("wsgi.url_scheme") == "https":
+                headers = [*headers, ("Strict-Transport-Security", HSTS)]
+            start_response(status, headers)
+            return []
         return self.flask_wsgi(environ, start_response)
+
+    def contact(self, environ: dict) -> bool:
+        """Store a valid contact post and say True; otherwise leave it to the Flask view, body intact.
+
+        Whatever is not the common case (a cross-site post, another encoding, an invalid field, the
+        rate limit, a database error) is rendered by `web.contact`, which calls the same functions.
+        """
+        if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded") or cross_site(
+                environ.get("HTTP_SEC_FETCH_SITE"), environ.get("HTTP_ORIGIN"), environ.get("HTTP_HOST", "")):
+            return False
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            return False
+        if not 0 <= length <= MAX_FORM_BYTES:
+            return False
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            fields = form_fields(body)
+        except UnicodeDecodeError:
+            return False
+        checked = check_fields(self.rt, fields, language_from(environ.get("HTTP_ACCEPT_LANGUAGE")))
+        if checked.lead is None:
+            return False
+        submitted = submit_lead(self.rt, checked, environ.get("REMOTE_ADDR"))
+        if isinstance(submitted, Submission) and submitted.retry_after is None:
+            return True
+        environ[SUBMITTED] = submitted
+        return False
 
     def answer(self, environ: dict, method: str, raw_path: str) -> Answer | None:
         """The redirect or the cached page, or None when Flask must render the page first."""

@@ -13,27 +13,33 @@ from werkzeug.datastructures import Headers
 
 from .brand import palette
 from .config import LOGO_TYPES
-from .forms import CONSENT_TEXT, ContactForm, consent_version
-from .guard import is_cross_site, rate_check
-from .i18n import current_language
+from .contact import CONSENT_MESSAGE, FIELDS
+from .forms import ContactForm
+from .guard import is_cross_site
+from .i18n import current_language, translate
 from .runtime import runtime
 from .state import utcnow
 from .status import UNREADABLE, health_problem
-from .storage import NewLead, StorageError
+from .storage import StorageError
 from .visitor import (
+    CONTACT_PATH,
     DEFAULT_RETRY_AFTER,
     DOWN_PAGE_HEADERS,
     PATH_MARK,
     PREFIX,
+    SUBMITTED,
+    THANKS_PATH,
     TOKEN_MARK,
     Answer,
     back_in,
+    check_fields,
     landing_path,
     minutes_until,
     page_answer,
     page_key,
     redirect_answer,
     redirect_location,
+    submit_lead,
 )
 
 log = logging.getLogger("fallback.web")
@@ -72,7 +78,7 @@ def visitor(path: str) -> Response:
     if page is None:
         if len(rt.pages) >= 32:
             rt.pages.clear()
-        form = ContactForm(require_consent=rt.settings.require_consent, data={"token": TOKEN_MARK, "path": PATH_MARK})
+        form = ContactForm(data={"token": TOKEN_MARK, "path": PATH_MARK})
         page = rt.pages[key] = render_page(form, minutes_until(back)).encode("utf-8")
     return prepared(page_answer(page, rt.tokens.issue(), landing_path(request.path, request.query_string), back))
 
@@ -113,57 +119,30 @@ def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = F
         headline=settings.headline,
         message=settings.message,
         back_in_minutes=back_in_minutes,
-        consent_text=str(CONSENT_TEXT),
+        consent_text=translate(CONSENT_MESSAGE, current_language()),
         require_consent=settings.require_consent,
     )
 
 
-@blueprint.post(PREFIX + "/contact")
+@blueprint.post(CONTACT_PATH)
 def contact() -> Response:
-    """Store a visitor's details, then send them to the thank-you page."""
+    """Store a visitor's details, then send them to the thank-you page; or say what is wrong."""
     rt = runtime()
     if is_cross_site():
         return Response("Forms may only be sent from this site's own pages.\n", 403, mimetype="text/plain")
-    form = ContactForm(request.form, require_consent=rt.settings.require_consent)
-    token_problem = None
-    try:
-        age = rt.tokens.age(form.token.data)
-    except ValueError as problem:
-        token_problem, age = str(problem), 0.0
-    valid = not token_problem and form.validate()
-    lead = new_lead(form, age) if valid else None
-    try:
-        # One transaction counts the attempt against the rate limit, then stores the lead if allowed.
-        submission = rt.storage.leads.submit(lead, rate_check(rt.settings, "contact"))
-    except StorageError as error:
-        log.error("a lead could not be saved: %s", error)
+    checked = check_fields(rt, {name: request.form.get(name, "") for name in FIELDS}, current_language())
+    # A valid post the lean path already submitted (and was limited or not saved) is not counted twice.
+    submitted = request.environ.get(SUBMITTED) or submit_lead(rt, checked, request.remote_addr)
+    if isinstance(submitted, StorageError):
         return not_saved()
-    if submission.retry_after is not None:
-        return form_again(form, 429, retry_after=submission.retry_after)
-    if not valid:
-        return form_again(form, 400, token_problem=token_problem)
+    form = ContactForm(request.form)
+    if submitted.retry_after is not None:
+        return form_again(form, 429, retry_after=submitted.retry_after)
+    if checked.lead is None:
+        form.show_errors(checked.errors)
+        return form_again(form, 400, token_problem=checked.token_problem)
     # Committed above: only now may the visitor be thanked.
-    return redirect(PREFIX + "/thanks", 303)
-
-
-def new_lead(form: ContactForm, age: float) -> NewLead:
-    """The lead a valid form describes; spam is recognised here and stored apart."""
-    spam_reason = None
-    if form.website.data:
-        spam_reason = "honeypot"
-    elif age < runtime().settings.form_min_seconds:
-        spam_reason = f"sent {age:.1f}s after the page was shown"
-    return NewLead(
-        email=form.email.data,
-        name=(form.name.data or "").strip(),
-        message=(form.message.data or "").strip(),
-        consent=bool(form.consent.data),
-        consent_version=consent_version(current_language()),
-        consent_text=str(CONSENT_TEXT),
-        landing_path=form.landing_path(),
-        language=current_language(),
-        spam_reason=spam_reason,
-    )
+    return redirect(THANKS_PATH, 303)
 
 
 def form_again(form: ContactForm, status: int, token_problem: str | None = None,
@@ -203,7 +182,7 @@ def not_saved() -> Response:
     return response
 
 
-@blueprint.get(PREFIX + "/thanks")
+@blueprint.get(THANKS_PATH)
 def thanks() -> Response:
     """The thank-you page."""
     response = make_response(render_template("thanks.html"))

@@ -301,6 +301,24 @@ def test_the_fast_path_answers_visitors_without_entering_flask(client, down, app
     assert "Strict-Transport-Security" in client.get("/x", base_url="https://standby.test").headers
 
 
+def test_a_valid_submission_is_thanked_without_entering_flask(client, down, app, storage):
+    fields = contact_fields(client, name="Lean")
+    asked = []
+    flask_wsgi = app.wsgi_app.flask_wsgi
+
+    def record(environ, start_response):
+        asked.append(environ["PATH_INFO"])
+        return flask_wsgi(environ, start_response)
+
+    app.wsgi_app.flask_wsgi = record
+    response = client.post("/_fallback/contact", data=fields)
+    assert (response.status_code, response.headers["Location"]) == (303, "/_fallback/thanks")
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert asked == [] and storage.leads.recent()[0]["name"] == "Lean"
+    invalid = client.post("/_fallback/contact", data={**contact_fields(client), "email": "nope"})
+    assert invalid.status_code == 400 and asked == ["/_fallback/contact"]
+
+
 def test_the_fast_path_redirects_with_the_same_headers_as_flask(client, app):
     fast = client.get("/a/b?q=1")
     slow = client.post("/a/b?q=1")  # other methods go through Flask
