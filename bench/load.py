@@ -312,6 +312,103 @@ def run_clients(base: str, clients: int, seconds: float, label: str) -> list[Cli
     return threads
 
 
+# The start of a request whose head never ends: what slow clients (slowloris) send.
+SLOW_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
+# partial: the start of a head, then silence. trickle: a head a byte at a time, never ending (a header line
+# of "a"s). kept-alive: one whole request answered, then a partial head on the same connection.
+# pipelined: one whole request and a partial head in a single send.
+SLOW_MODES = ("partial", "trickle", "kept-alive", "pipelined")
+WHOLE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+TRICKLE = SLOW_HEAD + b"X-Pad: "  # then "a" after "a"
+
+
+class SlowSockets(threading.Thread):
+    """`count` loopback connections that start a request and never finish its head, kept at `count` until stopped.
+
+    Every `interval` seconds a trickling socket sends one more byte. A socket the server closes
+    (or answers) is counted in `closed_by_server` and replaced by a new one, as an attacker would.
+    """
+
+    def __init__(self, host: str, port: int, count: int, mode: str = "partial", interval: float = 0.5,
+                 stop_by: float | None = None):
+        super().__init__(daemon=True, name="slow sockets")
+        if mode not in SLOW_MODES or not 1 <= count <= 1000:
+            raise ValueError(f"expected a mode in {SLOW_MODES} and 1 <= count <= 1000")
+        self.address, self.count, self.mode, self.interval = (host, port), count, mode, interval
+        self.stop_by = stop_by if stop_by is not None else time.monotonic() + 600
+        self.sent: dict[socket.socket, int] = {}  # each open socket: bytes of its head sent so far
+        self.answer_due: set[socket.socket] = set()
+        self.opened = self.closed_by_server = self.failed_opens = 0
+        self.halt = threading.Event()
+        self.ready = threading.Event()
+
+    def _open(self) -> None:
+        try:
+            sock = socket.create_connection(self.address, timeout=2)
+            if self.mode == "kept-alive":
+                sock.sendall(WHOLE_REQUEST)
+                sock.recv(65536)  # the answer (a redirect or the page), its head at least
+            first = {"partial": SLOW_HEAD, "trickle": SLOW_HEAD[:1], "kept-alive": SLOW_HEAD,
+                     "pipelined": WHOLE_REQUEST + SLOW_HEAD}[self.mode]
+            sock.sendall(first)
+        except OSError:
+            self.failed_opens += 1
+            return
+        sock.setblocking(False)
+        self.sent[sock] = len(first)
+        if self.mode == "pipelined":
+            self.answer_due.add(sock)
+        self.opened += 1
+
+    def _closed(self, sock: socket.socket) -> bool:
+        """Whether the server has closed or answered the slow request on `sock`."""
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        if data and sock in self.answer_due:
+            self.answer_due.discard(sock)  # the answer to the whole request sent before the slow one
+            return False
+        return True
+
+    def _trickle(self, sock: socket.socket) -> None:
+        offset = self.sent[sock]
+        try:
+            sock.send(TRICKLE[offset:offset + 1] or b"a")
+            self.sent[sock] = offset + 1
+        except OSError:
+            pass  # seen as closed on the next round
+
+    def run(self) -> None:
+        try:
+            while len(self.sent) < self.count and not self.halt.is_set() and time.monotonic() < self.stop_by:
+                self._open()
+            self.ready.set()
+            while not self.halt.wait(self.interval) and time.monotonic() < self.stop_by:
+                for sock in list(self.sent):
+                    if self._closed(sock):
+                        self.closed_by_server += 1
+                        del self.sent[sock]
+                        self.answer_due.discard(sock)
+                        sock.close()
+                    elif self.mode == "trickle":
+                        self._trickle(sock)
+                for _ in range(self.count - len(self.sent)):
+                    self._open()
+        finally:
+            self.ready.set()
+            for sock in self.sent:
+                sock.close()
+            self.sent.clear()
+
+    def stop(self) -> None:
+        """Close every socket and wait for the thread (bounded)."""
+        self.halt.set()
+        self.join(10)
+
+
 class MemorySampler(threading.Thread):
     """Every second until stopped: each worker's resident memory, keeping the peak."""
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 def form_token(html: str) -> str:
@@ -48,3 +53,13 @@ def refuse_writes(storage, refuse: bool = True) -> None:
         storage.conn  # and so does this thread
     for conn in storage.thread_connections:
         conn.execute(f"PRAGMA query_only = {'ON' if refuse else 'OFF'}")
+
+
+def bench_module(name: str):
+    """bench/<name>.py as a module, under a name of its own (bench/ is not a package); registered until the
+    caller pops `sys.modules[module.__name__]`."""
+    spec = importlib.util.spec_from_file_location(f"fallback_bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
