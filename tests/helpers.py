@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
 import sys
@@ -55,11 +56,15 @@ def refuse_writes(storage, refuse: bool = True) -> None:
         conn.execute(f"PRAGMA query_only = {'ON' if refuse else 'OFF'}")
 
 
+
+@contextlib.contextmanager
 def bench_module(name: str):
-    """bench/<name>.py as a module, under a name of its own (bench/ is not a package); registered until the
-    caller pops `sys.modules[module.__name__]`."""
+    """bench/<name>.py as a module, under a name of its own (bench/ is not a package), for the block's length."""
     spec = importlib.util.spec_from_file_location(f"fallback_bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)

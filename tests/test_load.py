@@ -21,11 +21,8 @@ from helpers import bench_module
 @pytest.fixture(scope="module")
 def load():
     """bench/load.py as a module, under a name of its own (bench/ is not a package)."""
-    module = bench_module("load")
-    try:
+    with bench_module("load") as module:
         yield module
-    finally:
-        sys.modules.pop(module.__name__, None)
 
 
 @pytest.fixture(scope="module")
