@@ -2,6 +2,7 @@
 
     python bench/load.py                          # 60 s, 8 clients, 2 workers
     python bench/load.py --duration 600 --clients 16 --json
+    python bench/load.py --slow-sockets 150 --duration 20   # the attack row (see run_attack)
 
 Starts `fallback serve` on a free 127.0.0.1 port, in a temporary folder with its own SQLite
 database, the page forced on (`fallback mode down`), the time trap and the rate limit off, an
@@ -24,6 +25,7 @@ itself could not be done. Everything it starts is stopped at the end, on error t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import html
 import io
@@ -267,6 +269,103 @@ def run_clients(base: str, clients: int, seconds: float, label: str) -> list[Cli
     return threads
 
 
+# The start of a request whose head never ends: what slow clients (slowloris) send.
+SLOW_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
+# partial: the start of a head, then silence. trickle: a head a byte at a time, never ending (a header line
+# of "a"s). kept-alive: one whole request answered, then a partial head on the same connection.
+# pipelined: one whole request and a partial head in a single send.
+SLOW_MODES = ("partial", "trickle", "kept-alive", "pipelined")
+WHOLE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+TRICKLE = SLOW_HEAD + b"X-Pad: "  # then "a" after "a"
+
+
+class SlowSockets(threading.Thread):
+    """`count` loopback connections that start a request and never finish its head, kept at `count` until stopped.
+
+    Every `interval` seconds a trickling socket sends one more byte. A socket the server closes
+    (or answers) is counted in `closed_by_server` and replaced by a new one, as an attacker would.
+    """
+
+    def __init__(self, host: str, port: int, count: int, mode: str = "partial", interval: float = 0.5,
+                 stop_by: float | None = None):
+        super().__init__(daemon=True, name="slow sockets")
+        if mode not in SLOW_MODES or not 1 <= count <= 1000:
+            raise ValueError(f"expected a mode in {SLOW_MODES} and 1 <= count <= 1000")
+        self.address, self.count, self.mode, self.interval = (host, port), count, mode, interval
+        self.stop_by = stop_by if stop_by is not None else time.monotonic() + 600
+        self.sent: dict[socket.socket, int] = {}  # each open socket: bytes of its head sent so far
+        self.answer_due: set[socket.socket] = set()
+        self.opened = self.closed_by_server = self.failed_opens = 0
+        self.halt = threading.Event()
+        self.ready = threading.Event()
+
+    def _open(self) -> None:
+        try:
+            sock = socket.create_connection(self.address, timeout=2)
+            if self.mode == "kept-alive":
+                sock.sendall(WHOLE_REQUEST)
+                sock.recv(65536)  # the answer (a redirect or the page), its head at least
+            first = {"partial": SLOW_HEAD, "trickle": SLOW_HEAD[:1], "kept-alive": SLOW_HEAD,
+                     "pipelined": WHOLE_REQUEST + SLOW_HEAD}[self.mode]
+            sock.sendall(first)
+        except OSError:
+            self.failed_opens += 1
+            return
+        sock.setblocking(False)
+        self.sent[sock] = len(first)
+        if self.mode == "pipelined":
+            self.answer_due.add(sock)
+        self.opened += 1
+
+    def _closed(self, sock: socket.socket) -> bool:
+        """Whether the server has closed or answered the slow request on `sock`."""
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        if data and sock in self.answer_due:
+            self.answer_due.discard(sock)  # the answer to the whole request sent before the slow one
+            return False
+        return True
+
+    def _trickle(self, sock: socket.socket) -> None:
+        offset = self.sent[sock]
+        try:
+            sock.send(TRICKLE[offset:offset + 1] or b"a")
+            self.sent[sock] = offset + 1
+        except OSError:
+            pass  # seen as closed on the next round
+
+    def run(self) -> None:
+        try:
+            while len(self.sent) < self.count and not self.halt.is_set() and time.monotonic() < self.stop_by:
+                self._open()
+            self.ready.set()
+            while not self.halt.wait(self.interval) and time.monotonic() < self.stop_by:
+                for sock in list(self.sent):
+                    if self._closed(sock):
+                        self.closed_by_server += 1
+                        del self.sent[sock]
+                        self.answer_due.discard(sock)
+                        sock.close()
+                    elif self.mode == "trickle":
+                        self._trickle(sock)
+                for _ in range(self.count - len(self.sent)):
+                    self._open()
+        finally:
+            self.ready.set()
+            for sock in self.sent:
+                sock.close()
+            self.sent.clear()
+
+    def stop(self) -> None:
+        """Close every socket and wait for the thread (bounded)."""
+        self.halt.set()
+        self.join(10)
+
+
 class MemorySampler(threading.Thread):
     """Every second until stopped: each worker's resident memory, keeping the peak."""
 
@@ -292,11 +391,12 @@ def exported_emails(base: str) -> list[str]:
     return [row["email"] for row in csv.DictReader(text)]
 
 
-def run_load(duration: float = 60.0, clients: int = 8, workers: int = 2, warm_up: float | None = None) -> dict:
-    """Serve, warm up, load for `duration` seconds, export; the figures (see the module's docstring)."""
-    if not 0 < duration <= 24 * 3600 or not 1 <= clients <= 256 or not 1 <= workers <= 64:
-        raise ValueError("expected 0 < duration <= 86400, 1 <= clients <= 256, 1 <= workers <= 64")
-    warm_up = min(5.0, max(2.0, duration / 10)) if warm_up is None else warm_up
+@contextlib.contextmanager
+def serving(workers: int):
+    """`fallback serve` in a temporary folder of its own, the page forced on, its checker probing a local site.
+
+    Stopped and removed on the way out, on error too; the server's log problems are kept in `problems`.
+    """
     folder = Path(tempfile.mkdtemp(prefix="fallback-load-"))
     main_site = MainSite()
     env = clean_env({
@@ -306,35 +406,48 @@ def run_load(duration: float = 60.0, clients: int = 8, workers: int = 2, warm_up
         "FALLBACK_SECRET_KEY": "load-test-secret-key", "FALLBACK_SITE_NAME": "Load test",
     })
     server = Fallback(folder, env, workers)
-    sampler = None
+    server.problems = []
     try:
         server.start()
         # Only `fallback serve` creates the database: the page is forced on once it exists, and every
         # worker re-reads the flag within 0.5 s.
         server.cli("mode", "down", "--reason", "load test")
         time.sleep(1.0)
-        # Warm-up: every worker renders its pages in both languages and opens its connections.
-        warm = run_clients(server.url, max(clients, workers * 2), warm_up, "warm")
-        pids = server.pids()
-        memory_start = {pid: rss_kib(pid) for pid in pids}
-        sampler = MemorySampler(pids, time.monotonic() + duration + POST_TIMEOUT + 10)
-        sampler.start()
-        started = time.monotonic()
-        threads = run_clients(server.url, clients, duration, "c")
-        elapsed = time.monotonic() - started
-        sampler.halt.set()
-        sampler.join(5)
-        memory_end = {pid: rss_kib(pid) for pid in pids}
-        pids_end = server.pids()
-        exported = exported_emails(server.url)
-        still_running = sum(thread.is_alive() for thread in threads + warm)
+        yield server
+    finally:
+        server.stop()
+        main_site.close()
+        server.problems = server.log_problems()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_load(duration: float = 60.0, clients: int = 8, workers: int = 2, warm_up: float | None = None) -> dict:
+    """Serve, warm up, load for `duration` seconds, export; the figures (see the module's docstring)."""
+    if not 0 < duration <= 24 * 3600 or not 1 <= clients <= 256 or not 1 <= workers <= 64:
+        raise ValueError("expected 0 < duration <= 86400, 1 <= clients <= 256, 1 <= workers <= 64")
+    warm_up = min(5.0, max(2.0, duration / 10)) if warm_up is None else warm_up
+    sampler = None
+    try:
+        with serving(workers) as server:
+            # Warm-up: every worker renders its pages in both languages and opens its connections.
+            warm = run_clients(server.url, max(clients, workers * 2), warm_up, "warm")
+            pids = server.pids()
+            memory_start = {pid: rss_kib(pid) for pid in pids}
+            sampler = MemorySampler(pids, time.monotonic() + duration + POST_TIMEOUT + 10)
+            sampler.start()
+            started = time.monotonic()
+            threads = run_clients(server.url, clients, duration, "c")
+            elapsed = time.monotonic() - started
+            sampler.halt.set()
+            sampler.join(5)
+            memory_end = {pid: rss_kib(pid) for pid in pids}
+            pids_end = server.pids()
+            exported = exported_emails(server.url)
+            still_running = sum(thread.is_alive() for thread in threads + warm)
     finally:
         if sampler is not None:
             sampler.halt.set()
-        server.stop()
-        main_site.close()
-        problems = server.log_problems()
-        shutil.rmtree(folder, ignore_errors=True)
+    problems = server.problems
 
     views = sum((thread.views for thread in threads), Counter())
     posts = sum((thread.posts for thread in threads), Counter())
@@ -447,6 +560,76 @@ def report(figures: dict) -> str:
     return "\n".join(lines)
 
 
+def phase_figures(threads: list[Client], elapsed: float) -> dict:
+    """Ordinary visitors' figures over one phase: requests, latency percentiles, timeouts and other errors."""
+    view_ms = [ms for thread in threads for ms in thread.view_ms]
+    post_ms = [ms for thread in threads for ms in thread.post_ms]
+    done = len(view_ms) + len(post_ms)
+    return {
+        "requests": done,
+        "requests_per_s": round(done / elapsed, 1),
+        "page_ms_p50": _rounded(percentile(view_ms, 0.50)),
+        "page_ms_p99": _rounded(percentile(view_ms, 0.99)),
+        "submission_ms_p99": _rounded(percentile(post_ms, 0.99)),
+        "client_errors": dict(sum((thread.errors for thread in threads), Counter())),
+    }
+
+
+def run_attack(slow_sockets: int = 150, mode: str = "trickle", duration: float = 20.0, clients: int = 4,
+               workers: int = 2) -> dict:
+    """Ordinary visitors for `duration` seconds, then as long again while `slow_sockets` never finish their heads.
+
+    The attack is kept up (a socket the server closes is replaced) for the whole second phase, so
+    it spans the worker's head deadline; the row is the second phase's p99 against the first's.
+    """
+    if not 0 < duration <= 3600 or not 1 <= clients <= 256 or not 1 <= workers <= 64 or mode not in SLOW_MODES:
+        raise ValueError(f"expected 0 < duration <= 3600, 1 <= clients <= 256, 1 <= workers <= 64, a mode in "
+                         f"{SLOW_MODES}")
+    attack = None
+    try:
+        with serving(workers) as server:
+            run_clients(server.url, max(clients, workers * 2), 2.0, "warm")
+            started = time.monotonic()
+            quiet = phase_figures(run_clients(server.url, clients, duration, "q"), time.monotonic() - started)
+            attack = SlowSockets(HOST, server.port, slow_sockets, mode, stop_by=time.monotonic() + duration + 90)
+            attack.start()
+            if not attack.ready.wait(60):
+                raise RuntimeError("the slow sockets could not all be opened within 60 s")
+            opened_before = attack.opened
+            started = time.monotonic()
+            under_attack = phase_figures(run_clients(server.url, clients, duration, "a"), time.monotonic() - started)
+            still_open = len(attack.sent)
+            attack.stop()  # before the server stops: its closing them is not the deadline's doing
+    finally:
+        if attack is not None:
+            attack.stop()
+    return {
+        "slow_sockets": slow_sockets, "mode": mode, "duration_s": duration, "clients": clients, "workers": workers,
+        "quiet": quiet, "under_attack": under_attack,
+        "slow_sockets_opened": opened_before, "slow_sockets_open_at_end": still_open,
+        "slow_sockets_closed_by_server": attack.closed_by_server, "slow_sockets_failed_to_open": attack.failed_opens,
+        "server_log_problems": server.problems[:10],
+    }
+
+
+def attack_report(figures: dict) -> str:
+    """The attack row for people: ordinary visitors' p99, quiet and while the slow sockets are open."""
+    quiet, attacked = figures["quiet"], figures["under_attack"]
+    return "\n".join([
+        f"fallback slow clients: {figures['slow_sockets']} slow sockets ({figures['mode']}), {figures['clients']} "
+        f"clients, {figures['workers']} workers, {figures['duration_s']:g} s per phase",
+        f"  quiet           {quiet['requests_per_s']} req/s, page p50 {quiet['page_ms_p50']} ms, "
+        f"p99 {quiet['page_ms_p99']} ms, submission p99 {quiet['submission_ms_p99']} ms, "
+        f"errors {quiet['client_errors'] or 0}",
+        f"  under attack    {attacked['requests_per_s']} req/s, page p50 {attacked['page_ms_p50']} ms, "
+        f"p99 {attacked['page_ms_p99']} ms, submission p99 {attacked['submission_ms_p99']} ms, "
+        f"errors {attacked['client_errors'] or 0}",
+        f"  slow sockets    {figures['slow_sockets_opened']} opened, {figures['slow_sockets_open_at_end']} open at "
+        f"the end, {figures['slow_sockets_closed_by_server']} closed by the server (and replaced), "
+        f"{figures['slow_sockets_failed_to_open']} failed to open",
+    ] + [f"  server log: {line}" for line in figures["server_log_problems"]])
+
+
 def main() -> int:
     """Command line: run, print the figures, exit 1 on any failure, 2 if the run could not be done."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -455,6 +638,11 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--slow-sockets", type=int, metavar="N",
+                        help="the attack row instead: ordinary visitors while N connections never finish their "
+                             "request heads (--duration seconds quiet, then as long under attack)")
+    parser.add_argument("--slow-mode", choices=SLOW_MODES, default="trickle",
+                        help="how the slow sockets send (default trickle: a byte at a time)")
     args = parser.parse_args()
 
     def terminate(signum, frame):
@@ -462,6 +650,10 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, terminate)  # stop the server and clients on `kill` too
     try:
+        if args.slow_sockets is not None:
+            figures = run_attack(args.slow_sockets, args.slow_mode, args.duration, args.clients, args.workers)
+            print(json.dumps(figures, indent=2) if args.json else attack_report(figures))
+            return 1 if figures["under_attack"]["client_errors"] else 0
         figures = run_load(args.duration, args.clients, args.workers)
     except (RuntimeError, ValueError, OSError, requests.RequestException, subprocess.SubprocessError) as error:
         print(f"load: could not run: {error}", file=sys.stderr)

@@ -8,30 +8,21 @@ grows by less than 20 MB over the run.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
-BENCH_LOAD = Path(__file__).resolve().parent.parent / "bench" / "load.py"
+from helpers import bench_module
 
 
 @pytest.fixture(scope="module")
 def load():
     """bench/load.py as a module, under a name of its own (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("fallback_bench_load", BENCH_LOAD)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with bench_module("load") as module:
         yield module
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 @pytest.fixture(scope="module")

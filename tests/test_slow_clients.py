@@ -1,0 +1,108 @@
+"""Slow clients (SPEC 6): 150 connections that never finish their headers do not stop other visitors being served.
+
+Against the real `fallback serve` on 127.0.0.1, with the slow sockets of bench/load.py: a partial
+head then silence, a head a byte at a time, a partial head after a request answered on the same
+connection, and a partial head pipelined behind a whole request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+
+import pytest
+import requests
+from helpers import bench_module
+from served import Served
+from standin import StandIn
+
+from fallback.worker import HEAD_TIMEOUT, MAX_HEAD
+
+SLOW_SOCKETS = 150
+ORDINARY_SECONDS = 5.0
+# Answered well within a visitor's patience on a loaded 2-core machine; before the fix, none were answered at all.
+ORDINARY_BOUND_SECONDS = 2.0
+
+
+@pytest.fixture(scope="module")
+def load():
+    with bench_module("load") as module:
+        yield module
+
+
+@pytest.fixture
+def served(tmp_path):
+    with StandIn() as site, Served({"FALLBACK_MAIN_URL": "https://www.example.com", "FALLBACK_CHECK_URLS": site.url},
+                                   tmp_path) as server:
+        yield server
+
+
+def ordinary_visits(url: str, seconds: float) -> tuple[list[float], int]:
+    """Fresh-connection GETs one after another for `seconds`: the latency of each answered one, and the failures."""
+    latencies, failures = [], 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and len(latencies) + failures < 500:
+        started = time.monotonic()
+        try:
+            response = requests.get(url, allow_redirects=False, timeout=ORDINARY_BOUND_SECONDS + 1)
+            assert response.status_code == 302
+            latencies.append(time.monotonic() - started)
+        except requests.RequestException:
+            failures += 1
+    return latencies, failures
+
+
+@pytest.mark.parametrize("mode", ["partial", "trickle", "kept-alive", "pipelined"])
+def test_visitors_are_answered_while_150_slow_sockets_stay_open(served, load, mode):
+    attack = load.SlowSockets("127.0.0.1", served.port, SLOW_SOCKETS, mode, stop_by=time.monotonic() + 60)
+    attack.start()
+    try:
+        assert attack.ready.wait(45)
+        latencies, failures = ordinary_visits(served.url + "/pricing", ORDINARY_SECONDS)
+        still_open = len(attack.sent)
+    finally:
+        attack.stop()
+    assert failures == 0 and latencies, (failures, latencies[:5])
+    assert max(latencies) < ORDINARY_BOUND_SECONDS, sorted(latencies)[-5:]
+    # The sockets were really open (and slow) while the visitors were served.
+    assert attack.opened >= SLOW_SOCKETS and still_open >= SLOW_SOCKETS * 0.9, (attack.opened, still_open)
+
+
+def read_all(sock: socket.socket, seconds: float) -> bytes:
+    """What the server sends until it closes the connection, waiting `seconds` at most."""
+    sock.settimeout(seconds)
+    received = b""
+    with contextlib.suppress(TimeoutError):
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_a_head_left_unfinished_is_closed_after_the_head_deadline(served):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        assert read_all(sock, HEAD_TIMEOUT + 5) == b""
+        # gthread's loop looks at deadlines every second.
+        assert HEAD_TIMEOUT - 0.5 < time.monotonic() - started < HEAD_TIMEOUT + 3
+
+
+def test_a_head_sent_in_pieces_within_the_deadline_is_answered(served):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        for piece in (b"GET /pricing HT", b"TP/1.1\r\nHost: x\r\n", b"Connection: close\r\n", b"\r\n"):
+            sock.sendall(piece)
+            time.sleep(0.3)
+        assert read_all(sock, 5).startswith(b"HTTP/1.1 302 ")
+
+
+def test_a_head_too_large_is_refused_with_431(served):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * (MAX_HEAD + 1))
+        assert read_all(sock, 5).startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_bare_line_feed_is_refused_at_once_as_before(served):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\nHost: x\n")
+        assert read_all(sock, 3).startswith(b"HTTP/1.1 400 ")

@@ -1,0 +1,86 @@
+"""The head-first worker's pure parts: when a request head is complete, and when a parked one is overdue."""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from fallback import worker
+from fallback.worker import MAX_HEAD, READY, STOP_LINGER, TOO_LARGE, WAIT, HeadConn, HeadersFirstWorker, head_state
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("head", [GET, b"\r\n" + GET, GET + b"GET /next HTTP/1.1\r\n", b"POST / HTTP/1.1\r\n\r\nbody"])
+def test_a_head_ending_in_a_blank_line_is_ready(head):
+    assert head_state(head) == READY
+
+
+@pytest.mark.parametrize("head", [b"", b"G", b"GET / HTTP/1.1\r\nHost: x\r\n", b"\r\n", b"GET / HTTP/1.1\r\n\r"])
+def test_a_head_without_its_blank_line_waits(head):
+    assert head_state(head) == WAIT
+
+
+def test_a_head_trickled_a_byte_at_a_time_is_ready_on_its_last_byte_exactly():
+    data = bytearray()
+    states = []
+    for byte in GET:
+        start = len(data)
+        data.append(byte)
+        states.append(head_state(data, start))
+    assert states == [WAIT] * (len(GET) - 1) + [READY]
+
+
+def test_a_bare_line_feed_goes_to_gunicorn_at_once_to_be_refused():
+    assert head_state(b"GET / HTTP/1.1\nHost: x") == READY
+    assert head_state(b"\nGET") == READY
+
+
+def test_a_head_over_the_limit_without_its_end_is_too_large():
+    assert head_state(b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEAD) == TOO_LARGE
+    assert head_state(b"GET / HTTP/1.1\r\nX: " + b"a" * 10, limit=8) == TOO_LARGE
+
+
+def parked_worker(alive: bool = True):
+    """A worker with only what murder_pending uses, and no gunicorn around it."""
+    self = HeadersFirstWorker.__new__(HeadersFirstWorker)
+    self.heads, self.pending_conns, self.alive, self.stopping_capped = {}, [], alive, False
+    self.poller, self.nr_conns = selectors.DefaultSelector(), 0
+    self.log = SimpleNamespace(debug=lambda *args: None)
+    return self
+
+
+def parked_conn(self, deadline: float) -> tuple[HeadConn, socket.socket]:
+    ours, theirs = socket.socketpair()
+    conn = HeadConn(SimpleNamespace(), ours, ("127.0.0.1", 1), ("127.0.0.1", 2))
+    self.nr_conns += 1
+    self.park(conn)
+    conn.deadline = deadline
+    return conn, theirs
+
+
+def test_a_parked_head_past_its_deadline_is_closed_and_a_later_one_kept():
+    self = parked_worker()
+    now = time.monotonic()
+    late, late_peer = parked_conn(self, now - 0.1)
+    early, early_peer = parked_conn(self, now + 5)
+    self.murder_pending()
+    assert list(self.heads) == [early] and self.nr_conns == 1
+    assert late.sock.fileno() == -1 and late_peer.recv(1) == b""  # closed, the client sees the end
+    assert self.poller.get_map() and early.sock in [key.fileobj for key in self.poller.get_map().values()]
+    for sock in (late_peer, early_peer, early.sock):
+        sock.close()
+
+
+def test_a_stopping_worker_waits_for_parked_heads_briefly_not_their_whole_deadline():
+    self = parked_worker(alive=False)
+    conn, peer = parked_conn(self, time.monotonic() + worker.HEAD_TIMEOUT)
+    self.murder_pending()
+    assert conn.deadline <= time.monotonic() + STOP_LINGER
+    assert self.head_deadline() <= time.monotonic() + STOP_LINGER
+    peer.close()
+    conn.sock.close()
