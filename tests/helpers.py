@@ -8,10 +8,9 @@ import re
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
 import requests
 
+BENCH = Path(__file__).resolve().parent.parent / "bench"
 ADMIN_PASSWORD = "correct horse"
 
 
