@@ -27,16 +27,21 @@ from flask import Flask, Response, request
 import fallback.server
 from fallback.config import Settings
 
-SCHEMA = ("CREATE TABLE IF NOT EXISTS leads (id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, message TEXT, "
-          "consent INTEGER, token TEXT, landing_path TEXT, website TEXT, created_at TEXT DEFAULT CURRENT_TIMESTAMP)")
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS leads (id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, message TEXT, "
+    "consent INTEGER, token TEXT, landing_path TEXT, website TEXT, created_at TEXT DEFAULT CURRENT_TIMESTAMP)"
+)
 
 
 def create_bare_app(body: bytes, status: int, headers: list[tuple[str, str]], database: str) -> Flask:
     """The baseline app: fixed bytes on every visitor path, one durable insert per submission."""
     app = Flask(__name__)
     local = threading.local()
-    fixed_headers = [(name, value) for name, value in headers if name.lower() not in ("content-length", "date",
-                                                                                      "server", "connection")]
+    fixed_headers = [
+        (name, value)
+        for name, value in headers
+        if name.lower() not in ("content-length", "date", "server", "connection")
+    ]
 
     def connection() -> sqlite3.Connection:
         conn = getattr(local, "conn", None)
@@ -55,13 +60,23 @@ def create_bare_app(body: bytes, status: int, headers: list[tuple[str, str]], da
     @app.post("/_fallback/contact")
     def contact() -> Response:
         form = request.form
-        values = (form.get("email", ""), form.get("name", ""), form.get("message", ""), int(form.get("consent") == "y"),
-                  form.get("token", ""), form.get("path", "/"), form.get("website", ""))
+        values = (
+            form.get("email", ""),
+            form.get("name", ""),
+            form.get("message", ""),
+            int(form.get("consent") == "y"),
+            form.get("token", ""),
+            form.get("path", "/"),
+            form.get("website", ""),
+        )
         conn = connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("INSERT INTO leads (email, name, message, consent, token, landing_path, website) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", values)
+            conn.execute(
+                "INSERT INTO leads (email, name, message, consent, token, landing_path, website) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -93,8 +108,9 @@ def main() -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(SCHEMA)
     answer = json.loads(Path(args.headers).read_text())
-    BareServer.bare_app = create_bare_app(Path(args.body).read_bytes(), int(answer["status"]),
-                                          [tuple(pair) for pair in answer["headers"]], args.database)
+    BareServer.bare_app = create_bare_app(
+        Path(args.body).read_bytes(), int(answer["status"]), [tuple(pair) for pair in answer["headers"]], args.database
+    )
     # `serve` builds its GunicornServer by name: swap the class, keep every option as fallback sets it.
     fallback.server.GunicornServer = BareServer
     fallback.server.serve(Settings(), "127.0.0.1", args.port, args.workers, args.threads, checker=False)

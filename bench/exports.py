@@ -29,23 +29,33 @@ def seed_leads(database: Path, rows: int) -> None:
         return
     storage = open_storage(str(database))
     try:
-        storage.leads.save(NewLead(
-            email="lead0@bench.example", name="Bench Visitor", message="Please call me back about my order.",
-            consent=True, consent_version="en-1",
-            consent_text="I agree to be contacted about my request at this address.",
-            landing_path="/campaign/tv?utm_source=tv", language="en"))
+        storage.leads.save(
+            NewLead(
+                email="lead0@bench.example",
+                name="Bench Visitor",
+                message="Please call me back about my order.",
+                consent=True,
+                consent_version="en-1",
+                consent_text="I agree to be contacted about my request at this address.",
+                landing_path="/campaign/tv?utm_source=tv",
+                language="en",
+            )
+        )
     finally:
         storage.close()
     with sqlite3.connect(database) as conn:
         conn.execute("PRAGMA synchronous=OFF")
         columns = [row[1] for row in conn.execute("PRAGMA table_info(leads)") if row[1] != "id"]
-        selected = ["'lead' || n.i || '@bench.example'" if column in ("email", "email_key") else f"l.{column}"
-                    for column in columns]
+        selected = [
+            "'lead' || n.i || '@bench.example'" if column in ("email", "email_key") else f"l.{column}"
+            for column in columns
+        ]
         conn.execute(
             f"INSERT INTO leads ({', '.join(columns)}) "
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
             f"SELECT {', '.join(selected)} FROM n, leads AS l WHERE l.email_key = 'lead0@bench.example'",
-            (rows - 1,))
+            (rows - 1,),
+        )
     conn.close()
 
 
@@ -67,8 +77,14 @@ def bench_export(folder: Path, rows: int, repeats: int) -> dict:
     runs, peaks = [], []
     for _ in range(repeats):
         # A measuring process whose only child is the export: RUSAGE_CHILDREN is the export's own peak.
-        done = subprocess.run([sys.executable, "-c", MEASURE, *fallback_command(), "export", "-o", str(output)],
-                              env=env, cwd=folder, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-c", MEASURE, *fallback_command(), "export", "-o", str(output)],
+            env=env,
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         code, elapsed, peak_kib = done.stdout.split()
         if code != "0":
             raise RuntimeError(f"fallback export failed ({code}): {done.stderr.strip()}")
@@ -79,30 +95,46 @@ def bench_export(folder: Path, rows: int, repeats: int) -> dict:
         output.unlink()
         runs.append(round(float(elapsed), 3))
         peaks.append(round(int(peak_kib) / 1024, 1))
-    return {"rows": rows, "seconds": sorted(runs)[len(runs) // 2], "runs_seconds": runs,
-            "peak_rss_mib": max(peaks)}
+    return {"rows": rows, "seconds": sorted(runs)[len(runs) // 2], "runs_seconds": runs, "peak_rss_mib": max(peaks)}
 
 
 def bench_http_export(folder: Path, rows: int) -> dict:
     """GET /_fallback/admin/export.csv of `rows` leads from one worker: rows/s and the worker's peak memory."""
     database = folder / f"export-{rows}.db"
-    env = clean_env({"FALLBACK_MAIN_URL": "http://localhost:9/", "FALLBACK_DATABASE": str(database),
-                     "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN, "FALLBACK_SECRET_KEY": "bench-secret-key"})
+    env = clean_env(
+        {
+            "FALLBACK_MAIN_URL": "http://localhost:9/",
+            "FALLBACK_DATABASE": str(database),
+            "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
+            "FALLBACK_SECRET_KEY": "bench-secret-key",
+        }
+    )
     with fallback_server(folder, env, workers=1, extra=["--no-checker"]) as server:
         worker = server.pids()[0]
         before = rss_kib(worker, "VmHWM")
         started = time.perf_counter()
         lines = 0
-        with loopback_session() as session, session.get(
-                server.url + "/_fallback/admin/export.csv", stream=True, timeout=600,
-                headers={"Authorization": f"Bearer {EXPORT_TOKEN}"}) as response:
+        with (
+            loopback_session() as session,
+            session.get(
+                server.url + "/_fallback/admin/export.csv",
+                stream=True,
+                timeout=600,
+                headers={"Authorization": f"Bearer {EXPORT_TOKEN}"},
+            ) as response,
+        ):
             response.raise_for_status()
             for chunk in response.iter_content(65536):
                 lines += chunk.count(b"\n")
         elapsed = time.perf_counter() - started
         after = rss_kib(worker, "VmHWM")
-    return {"rows": lines - 1, "seconds": round(elapsed, 3), "rows_per_s": round((lines - 1) / elapsed),
-            "worker_peak_before_mib": round(before / 1024, 1), "worker_peak_after_mib": round(after / 1024, 1)}
+    return {
+        "rows": lines - 1,
+        "seconds": round(elapsed, 3),
+        "rows_per_s": round((lines - 1) / elapsed),
+        "worker_peak_before_mib": round(before / 1024, 1),
+        "worker_peak_after_mib": round(after / 1024, 1),
+    }
 
 
 def bench_exports(folder: Path, repeats: int, results: dict, log) -> None:
@@ -113,10 +145,9 @@ def bench_exports(folder: Path, repeats: int, results: dict, log) -> None:
     large = bench_export(folder, 100_000, repeats)
     for figures in (small, large):
         figures["rows_per_s"] = round(figures["rows"] / figures["seconds"])
-        figures["rows_per_s_net_of_startup"] = round(figures["rows"] / max(0.001, figures["seconds"] -
-                                                                          empty["seconds"]))
+        figures["rows_per_s_net_of_startup"] = round(
+            figures["rows"] / max(0.001, figures["seconds"] - empty["seconds"])
+        )
     results["export_startup"], results["export_10k"], results["export_100k"] = empty, small, large
     log("export over HTTP: 100,000 leads")
     results["export_http_100k"] = bench_http_export(folder, 100_000)
-
-

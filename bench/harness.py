@@ -25,7 +25,7 @@ EXPORT_TOKEN = "bench-export-token"
 PAGE_PATH = "/campaign/tv"
 HTML = ("Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",)
 PAGE_CONNECTIONS = 50
-POST_CONNECTIONS = 16   # as many as the 2 workers x 8 threads of `fallback serve`
+POST_CONNECTIONS = 16  # as many as the 2 workers x 8 threads of `fallback serve`
 TOKEN = re.compile(r'name="token" value="([^"]+)"')
 
 # wrk's Lua: each request a new address (and, with `xff`, a new client address), 303s counted.
@@ -58,7 +58,6 @@ POST_SCRIPT = textwrap.dedent("""\
         io.write(string.format("BENCH accepted=%d other=%d\\n", a, o))
     end
 """)
-
 
 
 # -- processes -------------------------------------------------------------------------------------
@@ -121,8 +120,7 @@ def workers_rss_mib(master: int) -> list[float]:
 
 def wrk(url: str, seconds: float, connections: int, script: Path | None = None, headers=()) -> dict:
     """One wrk run: requests/s, p50/p99 latency (ms), non-2xx/3xx answers, socket errors, Lua's counts."""
-    command = [ensure_wrk(), "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-               "--timeout", "10s"]
+    command = [ensure_wrk(), "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s"]
     for header in headers:
         command += ["-H", header]
     if script:
@@ -138,11 +136,14 @@ def wrk(url: str, seconds: float, connections: int, script: Path | None = None, 
 
     non_ok = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-              "requests": int(re.search(r"(\d+) requests in", output).group(1)),
-              "p50_ms": millis("50"), "p99_ms": millis("99"),
-              "non_2xx_3xx": int(non_ok.group(1)) if non_ok else 0,
-              "socket_errors": sum(int(n) for n in sockets.groups()) if sockets else 0}
+    result = {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+        "p50_ms": millis("50"),
+        "p99_ms": millis("99"),
+        "non_2xx_3xx": int(non_ok.group(1)) if non_ok else 0,
+        "socket_errors": sum(int(n) for n in sockets.groups()) if sockets else 0,
+    }
     counted = re.search(r"BENCH accepted=(\d+) other=(\d+)", output)
     if counted:
         result["accepted"], result["other"] = int(counted.group(1)), int(counted.group(2))
@@ -160,8 +161,12 @@ def median_run(runs: list[dict], baseline: list[dict] | None = None) -> dict:
     if baseline is not None:
         ratios = sorted(run["rps"] / base["rps"] for run, base in zip(runs, baseline))
         middle["ratio_runs"] = [round(run["rps"] / base["rps"], 3) for run, base in zip(runs, baseline)]
-        middle["ratio"] = round(ratios[(len(ratios) - 1) // 2] if len(ratios) % 2 else
-                                (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2, 3)
+        middle["ratio"] = round(
+            ratios[(len(ratios) - 1) // 2]
+            if len(ratios) % 2
+            else (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2,
+            3,
+        )
     return middle
 
 
@@ -180,12 +185,13 @@ def wait_for_status(url: str, status: int, seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
     with loopback_session() as session:
         while time.monotonic() < deadline:
-            if session.get(url, headers={"Accept": "text/html"}, timeout=5, allow_redirects=False).status_code \
-                    == status:
+            if (
+                session.get(url, headers={"Accept": "text/html"}, timeout=5, allow_redirects=False).status_code
+                == status
+            ):
                 return
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer {status} within {seconds} s")
-
 
 
 def form_token(url: str) -> str:
@@ -193,12 +199,12 @@ def form_token(url: str) -> str:
     return TOKEN.search(answer_of(url, {"Accept": "text/html"})[2].decode()).group(1)
 
 
-
 def post_script(folder: Path, run: str, token: str, xff: bool) -> Path:
     """POST_SCRIPT for one run (its address prefix, the form token, X-Forwarded-For or not), written to a file."""
     script = folder / f"post-{run}.lua"
-    script.write_text(POST_SCRIPT.replace("@RUN@", run).replace("@TOKEN@", token)
-                      .replace("@XFF@", "true" if xff else "false"))
+    script.write_text(
+        POST_SCRIPT.replace("@RUN@", run).replace("@TOKEN@", token).replace("@XFF@", "true" if xff else "false")
+    )
     return script
 
 

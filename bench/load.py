@@ -152,8 +152,9 @@ class MainSite:
         self.server = ThreadingHTTPServer((HOST, 0), self._Handler)
         self.server.daemon_threads = True
         self.url = f"http://{HOST}:{self.server.server_port}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
-                                       name="main site")
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True, name="main site"
+        )
         self.thread.start()
 
     def close(self) -> None:
@@ -175,8 +176,14 @@ class Fallback:
 
     def cli(self, *args: str, timeout: float = 60) -> str:
         """One `fallback` command on the same database and settings; its output."""
-        done = subprocess.run(fallback_command() + list(args), env=self.env, cwd=self.folder, capture_output=True,
-                              text=True, timeout=timeout)
+        done = subprocess.run(
+            fallback_command() + list(args),
+            env=self.env,
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"fallback {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
         return done.stdout
@@ -184,11 +191,20 @@ class Fallback:
     def start(self) -> Fallback:
         """Start serving and wait until every worker is up (bounded), or raise with the log's tail."""
         self.process = spawn_group(
-            fallback_command() + ["serve", "--host", HOST, "--port", str(self.port), "--workers", str(self.workers),
-                                  *self.extra], self.env, self.folder, self.log)
+            fallback_command()
+            + ["serve", "--host", HOST, "--port", str(self.port), "--workers", str(self.workers), *self.extra],
+            self.env,
+            self.folder,
+            self.log,
+        )
         answering = answers(self.url + "/_fallback/status.json", ok=True)
-        wait_ready(self.process, lambda: answering() and len(self.pids()) >= self.workers, "fallback serve",
-                   self.log_tail, STARTUP_SECONDS)
+        wait_ready(
+            self.process,
+            lambda: answering() and len(self.pids()) >= self.workers,
+            "fallback serve",
+            self.log_tail,
+            STARTUP_SECONDS,
+        )
         return self
 
     def pids(self) -> list[int]:
@@ -221,12 +237,14 @@ class Client(threading.Thread):
         self.view_ms: list[float] = []
         self.post_ms: list[float] = []
         self.acknowledged: list[str] = []
-        self.bad_pages = 0            # a 503 without the form, or an answer that is not the page
+        self.bad_pages = 0  # a 503 without the form, or an answer that is not the page
         self.errors: Counter = Counter()  # connection errors and timeouts, by exception name
 
     def run(self) -> None:
-        headers = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",
-                   "Accept-Language": LANGUAGES[self.number % len(LANGUAGES)]}
+        headers = {
+            "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",
+            "Accept-Language": LANGUAGES[self.number % len(LANGUAGES)],
+        }
         sent = 0
         with loopback_session() as session:
             while time.monotonic() < self.deadline:
@@ -244,12 +262,23 @@ class Client(threading.Thread):
                         continue
                     email = f"{self.label}{self.number}-{sent}@load.example"
                     sent += 1
-                    data = {"token": token.group(1), "path": html.unescape(landing.group(1)), "email": email,
-                            "name": f"Client {self.number}", "message": "Please call me back.", "website": "",
-                            "consent": "y"}
+                    data = {
+                        "token": token.group(1),
+                        "path": html.unescape(landing.group(1)),
+                        "email": email,
+                        "name": f"Client {self.number}",
+                        "message": "Please call me back.",
+                        "website": "",
+                        "consent": "y",
+                    }
                     started = time.perf_counter()
-                    answer = session.post(self.base + "/_fallback/contact", data=data, headers=headers,
-                                          timeout=POST_TIMEOUT, allow_redirects=False)
+                    answer = session.post(
+                        self.base + "/_fallback/contact",
+                        data=data,
+                        headers=headers,
+                        timeout=POST_TIMEOUT,
+                        allow_redirects=False,
+                    )
                     self.post_ms.append((time.perf_counter() - started) * 1000)
                     self.posts[answer.status_code] += 1
                     if answer.status_code == 303 and answer.headers.get("Location", "").endswith("/_fallback/thanks"):
@@ -287,8 +316,15 @@ class SlowSockets(threading.Thread):
     (or answers) is counted in `closed_by_server` and replaced by a new one, as an attacker would.
     """
 
-    def __init__(self, host: str, port: int, count: int, mode: str = "partial", interval: float = 0.5,
-                 stop_by: float | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        count: int,
+        mode: str = "partial",
+        interval: float = 0.5,
+        stop_by: float | None = None,
+    ):
         super().__init__(daemon=True, name="slow sockets")
         if mode not in SLOW_MODES or not 1 <= count <= 1000:
             raise ValueError(f"expected a mode in {SLOW_MODES} and 1 <= count <= 1000")
@@ -306,8 +342,12 @@ class SlowSockets(threading.Thread):
             if self.mode == "kept-alive":
                 sock.sendall(WHOLE_REQUEST)
                 sock.recv(65536)  # the answer (a redirect or the page), its head at least
-            first = {"partial": SLOW_HEAD, "trickle": SLOW_HEAD[:1], "kept-alive": SLOW_HEAD,
-                     "pipelined": WHOLE_REQUEST + SLOW_HEAD}[self.mode]
+            first = {
+                "partial": SLOW_HEAD,
+                "trickle": SLOW_HEAD[:1],
+                "kept-alive": SLOW_HEAD,
+                "pipelined": WHOLE_REQUEST + SLOW_HEAD,
+            }[self.mode]
             sock.sendall(first)
         except OSError:
             self.failed_opens += 1
@@ -334,7 +374,7 @@ class SlowSockets(threading.Thread):
     def _trickle(self, sock: socket.socket) -> None:
         offset = self.sent[sock]
         try:
-            sock.send(TRICKLE[offset:offset + 1] or b"a")
+            sock.send(TRICKLE[offset : offset + 1] or b"a")
             self.sent[sock] = offset + 1
         except OSError:
             pass  # seen as closed on the next round
@@ -385,8 +425,9 @@ class MemorySampler(threading.Thread):
 def exported_emails(base: str) -> list[str]:
     """Every address in the CSV export, read as a stream."""
     with loopback_session() as session:
-        response = session.get(base + "/_fallback/admin/export.csv", timeout=300,
-                               headers={"Authorization": f"Bearer {EXPORT_TOKEN}"})
+        response = session.get(
+            base + "/_fallback/admin/export.csv", timeout=300, headers={"Authorization": f"Bearer {EXPORT_TOKEN}"}
+        )
         response.raise_for_status()
         text = io.StringIO(response.content.decode("utf-8"), newline="")
     return [row["email"] for row in csv.DictReader(text)]
@@ -400,12 +441,18 @@ def serving(workers: int):
     """
     folder = Path(tempfile.mkdtemp(prefix="fallback-load-"))
     main_site = MainSite()
-    env = clean_env({
-        "FALLBACK_MAIN_URL": main_site.url, "FALLBACK_CHECK_URLS": main_site.url,
-        "FALLBACK_DATABASE": str(folder / "fallback.db"), "FALLBACK_RATE_LIMIT": "0",
-        "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
-        "FALLBACK_SECRET_KEY": "load-test-secret-key", "FALLBACK_SITE_NAME": "Load test",
-    })
+    env = clean_env(
+        {
+            "FALLBACK_MAIN_URL": main_site.url,
+            "FALLBACK_CHECK_URLS": main_site.url,
+            "FALLBACK_DATABASE": str(folder / "fallback.db"),
+            "FALLBACK_RATE_LIMIT": "0",
+            "FALLBACK_FORM_MIN_SECONDS": "0",
+            "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
+            "FALLBACK_SECRET_KEY": "load-test-secret-key",
+            "FALLBACK_SITE_NAME": "Load test",
+        }
+    )
     server = Fallback(folder, env, workers)
     server.problems = []
     try:
@@ -460,8 +507,12 @@ def run_load(duration: float = 60.0, clients: int = 8, workers: int = 2, warm_up
     view_ms = [ms for thread in threads for ms in thread.view_ms]
     post_ms = [ms for thread in threads for ms in thread.post_ms]
     memory = {
-        str(pid): {"start_kib": memory_start[pid], "peak_kib": sampler.peak.get(pid), "end_kib": memory_end[pid],
-                   "growth_kib": (memory_end[pid] or 0) - (memory_start[pid] or 0)}
+        str(pid): {
+            "start_kib": memory_start[pid],
+            "peak_kib": sampler.peak.get(pid),
+            "end_kib": memory_end[pid],
+            "growth_kib": (memory_end[pid] or 0) - (memory_start[pid] or 0),
+        }
         for pid in pids
     }
     return {
@@ -510,13 +561,16 @@ def failures(figures: dict) -> list[str]:
     if figures["server_errors_5xx"]:
         found.append(f"{figures['server_errors_5xx']} answers were 5xx (besides the page's designed 503)")
     if figures["leads_lost"]:
-        found.append(f"{figures['leads_lost']} acknowledged leads are missing from the export, "
-                     f"such as {', '.join(figures['lost_examples'])}")
+        found.append(
+            f"{figures['leads_lost']} acknowledged leads are missing from the export, "
+            f"such as {', '.join(figures['lost_examples'])}"
+        )
     if figures["leads_acknowledged"] == 0:
         found.append("no submission was acknowledged")
     if figures["submissions_rejected"]:
-        found.append(f"{figures['submissions_rejected']} submissions were not answered 303: "
-                     f"{figures['submissions_by_status']}")
+        found.append(
+            f"{figures['submissions_rejected']} submissions were not answered 303: {figures['submissions_by_status']}"
+        )
     if figures["bad_pages"]:
         found.append(f"{figures['bad_pages']} page views did not get the contact page and its form")
     if figures["client_errors"]:
@@ -551,8 +605,9 @@ def report(figures: dict) -> str:
     ]
     for pid, entry in figures["worker_memory"].items():
         start, peak, end = ((entry[key] or 0) / kib for key in ("start_kib", "peak_kib", "end_kib"))
-        lines.append(f"    pid {pid:>7}  {start:6.1f} -> {peak:6.1f} -> {end:6.1f} MiB, "
-                     f"{entry['growth_kib'] / kib:+.1f} MiB")
+        lines.append(
+            f"    pid {pid:>7}  {start:6.1f} -> {peak:6.1f} -> {end:6.1f} MiB, {entry['growth_kib'] / kib:+.1f} MiB"
+        )
     if figures["server_log_problems"]:
         lines.append("  server log problems:")
         lines += [f"    {line}" for line in figures["server_log_problems"]]
@@ -576,16 +631,18 @@ def phase_figures(threads: list[Client], elapsed: float) -> dict:
     }
 
 
-def run_attack(slow_sockets: int = 150, mode: str = "trickle", duration: float = 20.0, clients: int = 4,
-               workers: int = 2) -> dict:
+def run_attack(
+    slow_sockets: int = 150, mode: str = "trickle", duration: float = 20.0, clients: int = 4, workers: int = 2
+) -> dict:
     """Ordinary visitors for `duration` seconds, then as long again while `slow_sockets` never finish their heads.
 
     The attack is kept up (a socket the server closes is replaced) for the whole second phase, so
     it spans the worker's head deadline; the row is the second phase's p99 against the first's.
     """
     if not 0 < duration <= 3600 or not 1 <= clients <= 256 or not 1 <= workers <= 64 or mode not in SLOW_MODES:
-        raise ValueError(f"expected 0 < duration <= 3600, 1 <= clients <= 256, 1 <= workers <= 64, a mode in "
-                         f"{SLOW_MODES}")
+        raise ValueError(
+            f"expected 0 < duration <= 3600, 1 <= clients <= 256, 1 <= workers <= 64, a mode in {SLOW_MODES}"
+        )
     attack = None
     try:
         with serving(workers) as server:
@@ -605,10 +662,17 @@ def run_attack(slow_sockets: int = 150, mode: str = "trickle", duration: float =
         if attack is not None:
             attack.stop()
     return {
-        "slow_sockets": slow_sockets, "mode": mode, "duration_s": duration, "clients": clients, "workers": workers,
-        "quiet": quiet, "under_attack": under_attack,
-        "slow_sockets_opened": opened_before, "slow_sockets_open_at_end": still_open,
-        "slow_sockets_closed_by_server": attack.closed_by_server, "slow_sockets_failed_to_open": attack.failed_opens,
+        "slow_sockets": slow_sockets,
+        "mode": mode,
+        "duration_s": duration,
+        "clients": clients,
+        "workers": workers,
+        "quiet": quiet,
+        "under_attack": under_attack,
+        "slow_sockets_opened": opened_before,
+        "slow_sockets_open_at_end": still_open,
+        "slow_sockets_closed_by_server": attack.closed_by_server,
+        "slow_sockets_failed_to_open": attack.failed_opens,
         "server_log_problems": server.problems[:10],
     }
 
@@ -616,34 +680,46 @@ def run_attack(slow_sockets: int = 150, mode: str = "trickle", duration: float =
 def attack_report(figures: dict) -> str:
     """The attack row for people: ordinary visitors' p99, quiet and while the slow sockets are open."""
     quiet, attacked = figures["quiet"], figures["under_attack"]
-    return "\n".join([
-        f"fallback slow clients: {figures['slow_sockets']} slow sockets ({figures['mode']}), {figures['clients']} "
-        f"clients, {figures['workers']} workers, {figures['duration_s']:g} s per phase",
-        f"  quiet           {quiet['requests_per_s']} req/s, page p50 {quiet['page_ms_p50']} ms, "
-        f"p99 {quiet['page_ms_p99']} ms, submission p99 {quiet['submission_ms_p99']} ms, "
-        f"errors {quiet['client_errors'] or 0}",
-        f"  under attack    {attacked['requests_per_s']} req/s, page p50 {attacked['page_ms_p50']} ms, "
-        f"p99 {attacked['page_ms_p99']} ms, submission p99 {attacked['submission_ms_p99']} ms, "
-        f"errors {attacked['client_errors'] or 0}",
-        f"  slow sockets    {figures['slow_sockets_opened']} opened, {figures['slow_sockets_open_at_end']} open at "
-        f"the end, {figures['slow_sockets_closed_by_server']} closed by the server (and replaced), "
-        f"{figures['slow_sockets_failed_to_open']} failed to open",
-    ] + [f"  server log: {line}" for line in figures["server_log_problems"]])
+    return "\n".join(
+        [
+            f"fallback slow clients: {figures['slow_sockets']} slow sockets ({figures['mode']}), {figures['clients']} "
+            f"clients, {figures['workers']} workers, {figures['duration_s']:g} s per phase",
+            f"  quiet           {quiet['requests_per_s']} req/s, page p50 {quiet['page_ms_p50']} ms, "
+            f"p99 {quiet['page_ms_p99']} ms, submission p99 {quiet['submission_ms_p99']} ms, "
+            f"errors {quiet['client_errors'] or 0}",
+            f"  under attack    {attacked['requests_per_s']} req/s, page p50 {attacked['page_ms_p50']} ms, "
+            f"p99 {attacked['page_ms_p99']} ms, submission p99 {attacked['submission_ms_p99']} ms, "
+            f"errors {attacked['client_errors'] or 0}",
+            f"  slow sockets    {figures['slow_sockets_opened']} opened, {figures['slow_sockets_open_at_end']} open at "
+            f"the end, {figures['slow_sockets_closed_by_server']} closed by the server (and replaced), "
+            f"{figures['slow_sockets_failed_to_open']} failed to open",
+        ]
+        + [f"  server log: {line}" for line in figures["server_log_problems"]]
+    )
 
 
 def main() -> int:
     """Command line: run, print the figures, exit 1 on any failure, 2 if the run could not be done."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load after the warm-up (default 60)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument("--slow-sockets", type=int, metavar="N",
-                        help="the attack row instead: ordinary visitors while N connections never finish their "
-                             "request heads (--duration seconds quiet, then as long under attack)")
-    parser.add_argument("--slow-mode", choices=SLOW_MODES, default="trickle",
-                        help="how the slow sockets send (default trickle: a byte at a time)")
+    parser.add_argument(
+        "--slow-sockets",
+        type=int,
+        metavar="N",
+        help="the attack row instead: ordinary visitors while N connections never finish their "
+        "request heads (--duration seconds quiet, then as long under attack)",
+    )
+    parser.add_argument(
+        "--slow-mode",
+        choices=SLOW_MODES,
+        default="trickle",
+        help="how the slow sockets send (default trickle: a byte at a time)",
+    )
     args = parser.parse_args()
 
     def terminate(signum, frame):

@@ -24,26 +24,39 @@ def verdicts(results: dict) -> dict:
         "c_redirect_vs_floor": (results["redirect"]["ratio"], TARGETS["redirect"]),
         "d_submissions_vs_bare": (subs["fallback"]["ratio"], TARGETS["submissions"]),
     }
-    out = {name: {"measured": round(value, 3), "target": f">= {target}", "pass": value >= target}
-           for name, (value, target) in checks.items()}
+    out = {
+        name: {"measured": round(value, 3), "target": f">= {target}", "pass": value >= target}
+        for name, (value, target) in checks.items()
+    }
     out["d_every_accepted_lead_exported"] = exported_verdict(subs)
     on_postgres = results.get("postgres", {}).get("submissions")
     if on_postgres:
         out["d_every_accepted_lead_exported_postgres"] = exported_verdict(on_postgres)
-    out["e_export_rows_per_s"] = {"measured": large["rows_per_s"], "target": f">= {TARGETS['export_rows_per_s']}",
-                                  "pass": large["rows_per_s"] >= TARGETS["export_rows_per_s"]}
+    out["e_export_rows_per_s"] = {
+        "measured": large["rows_per_s"],
+        "target": f">= {TARGETS['export_rows_per_s']}",
+        "pass": large["rows_per_s"] >= TARGETS["export_rows_per_s"],
+    }
     out["e_export_memory_flat"] = {
         "measured": f"{small['peak_rss_mib']} -> {large['peak_rss_mib']} MiB",
-        "target": "10x the rows, < 5 MiB more", "pass": growth < 5}
+        "target": "10x the rows, < 5 MiB more",
+        "pass": growth < 5,
+    }
     return out
 
 
 def exported_verdict(subs: dict) -> dict:
     """Every accepted (303) lead in the export, at most the requests in flight more, and no rejection."""
-    exported_ok = subs["accepted"] <= subs["exported"] <= subs["accepted"] + subs["in_flight_max"] \
-        and subs["rejected"] == 0 and subs["accepted"] > 0
-    return {"measured": f"{subs['accepted']} accepted, {subs['exported']} exported",
-            "target": "accepted <= exported, no rejection", "pass": exported_ok}
+    exported_ok = (
+        subs["accepted"] <= subs["exported"] <= subs["accepted"] + subs["in_flight_max"]
+        and subs["rejected"] == 0
+        and subs["accepted"] > 0
+    )
+    return {
+        "measured": f"{subs['accepted']} accepted, {subs['exported']} exported",
+        "target": "accepted <= exported, no rejection",
+        "pass": exported_ok,
+    }
 
 
 def machine() -> dict:
@@ -64,13 +77,21 @@ def machine() -> dict:
             return "not installed"
 
     wrk_version = subprocess.run([ensure_wrk(), "-v"], capture_output=True, text=True, timeout=10)
-    commit = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, timeout=10).stdout.strip()
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cores": os.cpu_count(),
-            "load_average_at_start": load_average(),
-            "cpu": model, "python": platform.python_version(), "gunicorn": version("gunicorn"),
-            "flask": version("flask"), "fallback": version("fallback"), "commit": commit or "unknown",
-            "wrk": (wrk_version.stdout + wrk_version.stderr).split("\n")[0].strip()}
+    commit = subprocess.run(
+        ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+    ).stdout.strip()
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": os.cpu_count(),
+        "load_average_at_start": load_average(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "gunicorn": version("gunicorn"),
+        "flask": version("flask"),
+        "fallback": version("fallback"),
+        "commit": commit or "unknown",
+        "wrk": (wrk_version.stdout + wrk_version.stderr).split("\n")[0].strip(),
+    }
 
 
 def load_average() -> str:
@@ -123,47 +144,82 @@ def table(results: dict) -> str:
 def page_rows(results: dict) -> list[tuple]:
     """Rows a, b, c; b on PostgreSQL (or why it was skipped) next to b."""
     floor, down, up, ver = results["floor"], results["down_page"], results["redirect"], results["verdicts"]
-    rows = [("a. bare Flask, same bytes (floor)", rps_cell(floor), "1.00", run_detail(floor), ""),
-            ("b. down page (503)", rps_cell(down), ratio_cell(down), run_detail(down),
-             mark_cell(ver["b_page_vs_floor"]))]
+    rows = [
+        ("a. bare Flask, same bytes (floor)", rps_cell(floor), "1.00", run_detail(floor), ""),
+        ("b. down page (503)", rps_cell(down), ratio_cell(down), run_detail(down), mark_cell(ver["b_page_vs_floor"])),
+    ]
     postgres = results.get("postgres", {})
     if "down_page" in postgres:
         on_postgres = postgres["down_page"]
-        rows.append(("b. down page (503), PostgreSQL (info; ratio to SQLite's b)", rps_cell(on_postgres),
-                     ratio_cell(on_postgres), run_detail(on_postgres), ""))
+        rows.append(
+            (
+                "b. down page (503), PostgreSQL (info; ratio to SQLite's b)",
+                rps_cell(on_postgres),
+                ratio_cell(on_postgres),
+                run_detail(on_postgres),
+                "",
+            )
+        )
     elif "skipped" in postgres:
         rows.append(("b, d on PostgreSQL (info)", "skipped", "", postgres["skipped"], ""))
-    rows.append(("c. up redirect (302)", rps_cell(up), ratio_cell(up), run_detail(up),
-                 mark_cell(ver["c_redirect_vs_floor"])))
+    rows.append(
+        ("c. up redirect (302)", rps_cell(up), ratio_cell(up), run_detail(up), mark_cell(ver["c_redirect_vs_floor"]))
+    )
     return rows
 
 
 def submission_rows(results: dict) -> list[tuple]:
     """Row d, then d on PostgreSQL (its ratio to SQLite's d), then d' when measured."""
     subs, ver = results["submissions"], results["verdicts"]
-    rows = [("d. bare insert handler (FULL sync)", rps_cell(subs["bare"]), "1.00", cpu_detail(subs["bare"]), ""),
-            ("d. submissions, 303", rps_cell(subs["fallback"]), ratio_cell(subs["fallback"]),
-             cpu_detail(subs["fallback"]), mark_cell(ver["d_submissions_vs_bare"])),
-            exported_row("d. accepted leads exported", subs, ver["d_every_accepted_lead_exported"])]
+    rows = [
+        ("d. bare insert handler (FULL sync)", rps_cell(subs["bare"]), "1.00", cpu_detail(subs["bare"]), ""),
+        (
+            "d. submissions, 303",
+            rps_cell(subs["fallback"]),
+            ratio_cell(subs["fallback"]),
+            cpu_detail(subs["fallback"]),
+            mark_cell(ver["d_submissions_vs_bare"]),
+        ),
+        exported_row("d. accepted leads exported", subs, ver["d_every_accepted_lead_exported"]),
+    ]
     on_postgres = results.get("postgres", {}).get("submissions")
     if on_postgres:
-        rows += [("d. submissions, 303, PostgreSQL (info; ratio to SQLite's d)", rps_cell(on_postgres["fallback"]),
-                  ratio_cell(on_postgres["fallback"]), cpu_detail(on_postgres["fallback"]), ""),
-                 exported_row("d. accepted leads exported, PostgreSQL", on_postgres,
-                              ver["d_every_accepted_lead_exported_postgres"])]
+        rows += [
+            (
+                "d. submissions, 303, PostgreSQL (info; ratio to SQLite's d)",
+                rps_cell(on_postgres["fallback"]),
+                ratio_cell(on_postgres["fallback"]),
+                cpu_detail(on_postgres["fallback"]),
+                "",
+            ),
+            exported_row(
+                "d. accepted leads exported, PostgreSQL", on_postgres, ver["d_every_accepted_lead_exported_postgres"]
+            ),
+        ]
     limited = results.get("submissions_rate_limited")
     if limited:
-        rows.append(("d'. submissions, rate limit on (info)", rps_cell(limited),
-                     f"{limited['rps'] / subs['bare']['rps']:.2f}",
-                     f"{latency_cell(limited)}; {limited['accepted']:,} accepted, {limited['other']} other", ""))
+        rows.append(
+            (
+                "d'. submissions, rate limit on (info)",
+                rps_cell(limited),
+                f"{limited['rps'] / subs['bare']['rps']:.2f}",
+                f"{latency_cell(limited)}; {limited['accepted']:,} accepted, {limited['other']} other",
+                "",
+            )
+        )
     return rows
 
 
 def exported_row(label: str, subs: dict, check: dict) -> tuple:
     """The row of the leads accepted against those exported."""
-    return (label, f"{subs['exported']:,} exported", "",
-            f"{subs['accepted']:,} answered 303, {subs['rejected']} otherwise; the export may hold up to "
-            f"{subs['in_flight_max']} more (in flight when wrk stops)", mark_cell(check))
+    return (
+        label,
+        f"{subs['exported']:,} exported",
+        "",
+        f"{subs['accepted']:,} answered 303, {subs['rejected']} otherwise; the export may hold up to "
+        f"{subs['in_flight_max']} more (in flight when wrk stops)",
+        mark_cell(check),
+    )
 
 
 def export_rows(results: dict) -> list[tuple]:
@@ -171,16 +227,35 @@ def export_rows(results: dict) -> list[tuple]:
     small, large, http = results["export_10k"], results["export_100k"], results["export_http_100k"]
     ver, rss = results["verdicts"], results["worker_rss_mib"]
     return [
-        ("e. `fallback export`, 100,000 leads", f"{large['rows_per_s']:,} rows/s", "",
-         f"{large['seconds']:.2f} s end to end ({results['export_startup']['seconds']:.2f} s of it start-up; "
-         f"{large['rows_per_s_net_of_startup']:,} rows/s net)", mark_cell(ver["e_export_rows_per_s"])),
-        ("e. export peak memory", f"{large['peak_rss_mib']} MiB", "",
-         f"{small['peak_rss_mib']} MiB for 10,000 leads, {results['export_startup']['peak_rss_mib']} MiB for none",
-         mark_cell(ver["e_export_memory_flat"])),
-        ("e. HTTP export, 100,000 leads (info)", f"{http['rows_per_s']:,} rows/s", "",
-         f"worker peak RSS {http['worker_peak_before_mib']} -> {http['worker_peak_after_mib']} MiB", ""),
-        ("f. resident memory per worker", " / ".join(f"{size} MiB" for size in rss["fallback"]), "",
-         "bare Flask: " + " / ".join(f"{size} MiB" for size in rss["bare"]), ""),
+        (
+            "e. `fallback export`, 100,000 leads",
+            f"{large['rows_per_s']:,} rows/s",
+            "",
+            f"{large['seconds']:.2f} s end to end ({results['export_startup']['seconds']:.2f} s of it start-up; "
+            f"{large['rows_per_s_net_of_startup']:,} rows/s net)",
+            mark_cell(ver["e_export_rows_per_s"]),
+        ),
+        (
+            "e. export peak memory",
+            f"{large['peak_rss_mib']} MiB",
+            "",
+            f"{small['peak_rss_mib']} MiB for 10,000 leads, {results['export_startup']['peak_rss_mib']} MiB for none",
+            mark_cell(ver["e_export_memory_flat"]),
+        ),
+        (
+            "e. HTTP export, 100,000 leads (info)",
+            f"{http['rows_per_s']:,} rows/s",
+            "",
+            f"worker peak RSS {http['worker_peak_before_mib']} -> {http['worker_peak_after_mib']} MiB",
+            "",
+        ),
+        (
+            "f. resident memory per worker",
+            " / ".join(f"{size} MiB" for size in rss["fallback"]),
+            "",
+            "bare Flask: " + " / ".join(f"{size} MiB" for size in rss["bare"]),
+            "",
+        ),
     ]
 
 
@@ -192,11 +267,14 @@ def nginx_rows(results: dict) -> list[tuple]:
     static, cached = nginx["static_file"], nginx["micro_cached_page"]
     return [
         ("nginx serving the page as a file (info)", rps_cell(static), "", latency_cell(static), ""),
-        ("page via deploy/nginx micro-cache (info)", rps_cell(cached),
-         f"{cached['rps'] / results['floor']['rps']:.1f}x floor", latency_cell(cached), ""),
+        (
+            "page via deploy/nginx micro-cache (info)",
+            rps_cell(cached),
+            f"{cached['rps'] / results['floor']['rps']:.1f}x floor",
+            latency_cell(cached),
+            "",
+        ),
     ]
-
-
 
 
 def text(results: dict) -> str:
@@ -211,10 +289,14 @@ def text(results: dict) -> str:
         f"({settings['submission_and_export_rounds']} for submissions and exports), ratios paired by round; "
         f"all on 127.0.0.1, one machine; "
         f"load average {m['load_average_at_start']} at start, {m['load_average_at_end']} at end\n",
-        table(results)]
+        table(results),
+    ]
     if results["server_log_problems"]:
         lines.append("\nserver log problems:\n" + "\n".join(results["server_log_problems"]))
     failed = [name for name, check in results["verdicts"].items() if not check["pass"]]
-    lines.append(f"\n{len(results['verdicts']) - len(failed)} of {len(results['verdicts'])} targets met"
-                 + (f"; FAIL: {', '.join(failed)}" if failed else "") + f" ({results['total_seconds']} s)")
+    lines.append(
+        f"\n{len(results['verdicts']) - len(failed)} of {len(results['verdicts'])} targets met"
+        + (f"; FAIL: {', '.join(failed)}" if failed else "")
+        + f" ({results['total_seconds']} s)"
+    )
     return "\n".join(lines)

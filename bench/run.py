@@ -61,22 +61,30 @@ from scenarios import bench_http, bench_nginx, bench_rate_limited  # noqa: E402
 
 def main() -> int:
     """Run the bench with the command line's options; the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="shorter and fewer runs: about 90 seconds")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--seconds", type=float, help="length of each wrk run (default 8, 3 with --quick)")
-    parser.add_argument("--rounds", type=int,
-                        help="rounds of alternating runs (default 3; 2 for submissions and exports with --quick)")
-    parser.add_argument("--no-nginx", action="store_true", help="skip the nginx rows (--quick skips them, and the "
-                        "rate-limited submissions)")
-    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL rows (b and d measured again "
-                        "against fallback on a throw-away PostgreSQL cluster)")
+    parser.add_argument(
+        "--rounds", type=int, help="rounds of alternating runs (default 3; 2 for submissions and exports with --quick)"
+    )
+    parser.add_argument(
+        "--no-nginx",
+        action="store_true",
+        help="skip the nginx rows (--quick skips them, and the rate-limited submissions)",
+    )
+    parser.add_argument(
+        "--no-postgres",
+        action="store_true",
+        help="skip the PostgreSQL rows (b and d measured again against fallback on a throw-away PostgreSQL cluster)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     args = parser.parse_args()
     seconds = args.seconds or (3 if args.quick else 8)
     rounds = args.rounds or 3
-    post_rounds = args.rounds or (2 if args.quick else 3)   # submissions and exports
+    post_rounds = args.rounds or (2 if args.quick else 3)  # submissions and exports
     if not 1 <= seconds <= 120 or not 1 <= rounds <= 10:
         parser.error("--seconds from 1 to 120, --rounds from 1 to 10")
 
@@ -89,10 +97,17 @@ def main() -> int:
     def log(message: str) -> None:
         print(f"[{time.monotonic() - started:5.0f} s] {message}", file=sys.stderr, flush=True)
 
-    results: dict = {"machine": machine(), "settings": {"seconds_per_run": seconds, "rounds": rounds,
-                                                         "submission_and_export_rounds": post_rounds,
-                                                         "page_connections": PAGE_CONNECTIONS,
-                                                         "post_connections": POST_CONNECTIONS, "wrk_threads": 2}}
+    results: dict = {
+        "machine": machine(),
+        "settings": {
+            "seconds_per_run": seconds,
+            "rounds": rounds,
+            "submission_and_export_rounds": post_rounds,
+            "page_connections": PAGE_CONNECTIONS,
+            "post_connections": POST_CONNECTIONS,
+            "wrk_threads": 2,
+        },
+    }
     try:
         with tempfile.TemporaryDirectory(prefix="fallback-bench-") as tmp:
             folder = Path(tmp)

@@ -45,12 +45,17 @@ from procs import free_port
 
 def bench_env(main_site: MainSite, database: str) -> dict:
     """The settings of the fallback servers of rows b-d: SQLite's and PostgreSQL's differ in the database alone."""
-    return clean_env({
-        "FALLBACK_MAIN_URL": main_site.url, "FALLBACK_CHECK_URLS": main_site.url,
-        "FALLBACK_DATABASE": database, "FALLBACK_RATE_LIMIT": "0",
-        "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
-        "FALLBACK_SECRET_KEY": "bench-secret-key",
-    })
+    return clean_env(
+        {
+            "FALLBACK_MAIN_URL": main_site.url,
+            "FALLBACK_CHECK_URLS": main_site.url,
+            "FALLBACK_DATABASE": database,
+            "FALLBACK_RATE_LIMIT": "0",
+            "FALLBACK_FORM_MIN_SECONDS": "0",
+            "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
+            "FALLBACK_SECRET_KEY": "bench-secret-key",
+        }
+    )
 
 
 def start_down(stack: ExitStack, folder: Path, env: dict) -> Fallback:
@@ -73,10 +78,21 @@ def start_bare(stack: ExitStack, folder: Path, page_url: str, results: dict) -> 
     (folder / "page.json").write_text(json.dumps({"status": status, "headers": headers}))
     bare_port = free_port()
     bare_url = f"http://{HOST}:{bare_port}"
-    bare_cmd = [sys.executable, str(HERE / "bare.py"), "--port", str(bare_port), "--body", str(folder / "page.bin"),
-                "--headers", str(folder / "page.json"), "--database", str(folder / "bare.db")]
-    bare = stack.enter_context(process_group(bare_cmd, clean_env({}), folder, bare_url + "/_ready",
-                                             folder / "bare.log"))
+    bare_cmd = [
+        sys.executable,
+        str(HERE / "bare.py"),
+        "--port",
+        str(bare_port),
+        "--body",
+        str(folder / "page.bin"),
+        "--headers",
+        str(folder / "page.json"),
+        "--database",
+        str(folder / "bare.db"),
+    ]
+    bare = stack.enter_context(
+        process_group(bare_cmd, clean_env({}), folder, bare_url + "/_ready", folder / "bare.log")
+    )
     bare_answer = answer_of(bare_url + PAGE_PATH, {"Accept": "text/html"})
     results["page_bytes"] = {"fallback": len(body), "bare": len(bare_answer[2])}
     if bare_answer[0] != 503 or len(bare_answer[2]) != len(body):
@@ -84,8 +100,7 @@ def start_bare(stack: ExitStack, folder: Path, page_url: str, results: dict) -> 
     return bare_url, bare
 
 
-def bench_http(folder: Path, seconds: float, rounds: int, post_rounds: int, postgres: bool, results: dict,
-               log) -> None:
+def bench_http(folder: Path, seconds: float, rounds: int, post_rounds: int, postgres: bool, results: dict, log) -> None:
     """Rows a-d and f against one fallback and one bare app, both alive all along; with `postgres`, rows b and d
     also against a second fallback, the same but for its database on a throw-away cluster, in the same rounds."""
     main_site = MainSite()
@@ -96,15 +111,18 @@ def bench_http(folder: Path, seconds: float, rounds: int, post_rounds: int, post
         database = postgres_database(stack, postgres, results, log)
         on_postgres = start_down(stack, folder, bench_env(main_site, database)) if database else None
         bench_pages(fallback, bare_url, on_postgres, seconds, rounds, results, log)
-        results["worker_rss_mib"] = {"fallback": workers_rss_mib(fallback.process.pid),
-                                     "bare": workers_rss_mib(bare.pid)}
+        results["worker_rss_mib"] = {
+            "fallback": workers_rss_mib(fallback.process.pid),
+            "bare": workers_rss_mib(bare.pid),
+        }
         bench_submissions(folder, fallback, (bare_url, bare.pid), on_postgres, seconds, post_rounds, results, log)
         results["bare_insert_rows"] = count_rows(folder / "bare.db")
         servers = [fallback] + ([on_postgres] if on_postgres else [])
         for server in servers:
             server.stop()
-        results["server_log_problems"] = [line for server in servers for line in log_problems(server.log)[:10]] \
-            + log_problems(folder / "bare.log")[:10]
+        results["server_log_problems"] = [
+            line for server in servers for line in log_problems(server.log)[:10]
+        ] + log_problems(folder / "bare.log")[:10]
 
 
 def page_run(url: str, seconds: float) -> dict:
@@ -112,8 +130,9 @@ def page_run(url: str, seconds: float) -> dict:
     return wrk(url, seconds, PAGE_CONNECTIONS, headers=HTML)
 
 
-def bench_pages(fallback: Fallback, bare_url: str, on_postgres: Fallback | None, seconds: float, rounds: int,
-                results: dict, log) -> None:
+def bench_pages(
+    fallback: Fallback, bare_url: str, on_postgres: Fallback | None, seconds: float, rounds: int, results: dict, log
+) -> None:
     """Rows a, b, c (and b on PostgreSQL): every server warmed up, then the runs alternate round after round."""
     page_url = fallback.url + PAGE_PATH
     pages = {"floor": bare_url + PAGE_PATH, "down page": page_url}
@@ -140,26 +159,41 @@ def bench_pages(fallback: Fallback, bare_url: str, on_postgres: Fallback | None,
         results["postgres"]["down_page"] = median_run(runs["down page on PostgreSQL"], runs["down page"])
 
 
-def bench_submissions(folder: Path, fallback: Fallback, bare: tuple[str, int], on_postgres: Fallback | None,
-                      seconds: float, post_rounds: int, results: dict, log) -> None:
+def bench_submissions(
+    folder: Path,
+    fallback: Fallback,
+    bare: tuple[str, int],
+    on_postgres: Fallback | None,
+    seconds: float,
+    post_rounds: int,
+    results: dict,
+    log,
+) -> None:
     """Row d (and d on PostgreSQL, its ratio to SQLite's): one valid token for every request (stateless, 24 h,
     no time trap here), the bare handler and each fallback in turn, round after round."""
     token = form_token(fallback.url + PAGE_PATH)
     targets = {"bare insert": (*bare, token), "fallback": (fallback.url, fallback.process.pid, token)}
     if on_postgres:
-        targets["fallback on PostgreSQL"] = (on_postgres.url, on_postgres.process.pid,
-                                             form_token(on_postgres.url + PAGE_PATH))
+        targets["fallback on PostgreSQL"] = (
+            on_postgres.url,
+            on_postgres.process.pid,
+            form_token(on_postgres.url + PAGE_PATH),
+        )
     runs = submission_rounds(folder, targets, seconds, post_rounds, log)
     bare_runs = runs["bare insert"]
-    results["submissions"] = {"bare": median_run(bare_runs[1:]),
-                              **submission_figures(runs["fallback"], bare_runs, fallback.url)}
+    results["submissions"] = {
+        "bare": median_run(bare_runs[1:]),
+        **submission_figures(runs["fallback"], bare_runs, fallback.url),
+    }
     if on_postgres:
-        results["postgres"]["submissions"] = submission_figures(runs["fallback on PostgreSQL"], runs["fallback"],
-                                                                on_postgres.url)
+        results["postgres"]["submissions"] = submission_figures(
+            runs["fallback on PostgreSQL"], runs["fallback"], on_postgres.url
+        )
 
 
-def submission_rounds(folder: Path, targets: dict[str, tuple[str, int, str]], seconds: float, post_rounds: int,
-                      log) -> dict[str, list[dict]]:
+def submission_rounds(
+    folder: Path, targets: dict[str, tuple[str, int, str]], seconds: float, post_rounds: int, log
+) -> dict[str, list[dict]]:
     """wrk's POST script against each target (base URL, server's master pid, form token) in turn, round after
     round: every run, round 0 being a 2 s warm-up, with the server's CPU time per accepted request."""
     runs: dict[str, list[dict]] = {name: [] for name in targets}
@@ -168,8 +202,12 @@ def submission_rounds(folder: Path, targets: dict[str, tuple[str, int, str]], se
         log(f"submissions, {label}: {', '.join(targets)}")
         for index, (name, (base, master, token)) in enumerate(targets.items()):
             before = cpu_seconds(master)
-            run = wrk(base + "/_fallback/contact", 2 if number == 0 else seconds, POST_CONNECTIONS,
-                      post_script(folder, f"s{index}r{number}", token, xff=False))
+            run = wrk(
+                base + "/_fallback/contact",
+                2 if number == 0 else seconds,
+                POST_CONNECTIONS,
+                post_script(folder, f"s{index}r{number}", token, xff=False),
+            )
             run["cpu_ms"] = round(1000 * (cpu_seconds(master) - before) / max(run["accepted"], 1), 2)
             runs[name].append(run)
     return runs
@@ -178,18 +216,23 @@ def submission_rounds(folder: Path, targets: dict[str, tuple[str, int, str]], se
 def submission_figures(runs: list[dict], baseline: list[dict], base: str) -> dict:
     """The median run (warm-up left out) with its ratio to `baseline`'s, and the leads accepted over all
     runs against those in the CSV export of the server at `base`."""
-    return {"fallback": median_run(runs[1:], baseline[1:]), "accepted": sum(run["accepted"] for run in runs),
-            "rejected": sum(run["other"] for run in runs), "exported": exported_bench_rows(base),
-            # wrk stops with up to one request per connection in flight: those may be stored unanswered.
-            "in_flight_max": POST_CONNECTIONS * len(runs),
-            "socket_errors": sum(run["socket_errors"] for run in runs)}
+    return {
+        "fallback": median_run(runs[1:], baseline[1:]),
+        "accepted": sum(run["accepted"] for run in runs),
+        "rejected": sum(run["other"] for run in runs),
+        "exported": exported_bench_rows(base),
+        # wrk stops with up to one request per connection in flight: those may be stored unanswered.
+        "in_flight_max": POST_CONNECTIONS * len(runs),
+        "socket_errors": sum(run["socket_errors"] for run in runs),
+    }
 
 
 def exported_bench_rows(base: str) -> int:
     """How many leads of the wrk runs the CSV export holds."""
     with loopback_session() as session:
-        response = session.get(base + "/_fallback/admin/export.csv", timeout=300,
-                               headers={"Authorization": f"Bearer {EXPORT_TOKEN}"})
+        response = session.get(
+            base + "/_fallback/admin/export.csv", timeout=300, headers={"Authorization": f"Bearer {EXPORT_TOKEN}"}
+        )
     response.raise_for_status()
     rows = csv.DictReader(io.StringIO(response.content.decode("utf-8"), newline=""))
     return sum(1 for row in rows if row["email"].endswith("@bench.example"))
@@ -206,11 +249,16 @@ def bench_rate_limited(folder: Path, seconds: float, results: dict, log) -> None
     main_site = MainSite()
     sub = folder / "limited"
     sub.mkdir()
-    env = clean_env({
-        "FALLBACK_MAIN_URL": main_site.url, "FALLBACK_CHECK_URLS": main_site.url,
-        "FALLBACK_DATABASE": str(sub / "fallback.db"), "FALLBACK_FORM_MIN_SECONDS": "0",
-        "FALLBACK_TRUSTED_PROXIES": "1", "FALLBACK_SECRET_KEY": "bench-secret-key",
-    })
+    env = clean_env(
+        {
+            "FALLBACK_MAIN_URL": main_site.url,
+            "FALLBACK_CHECK_URLS": main_site.url,
+            "FALLBACK_DATABASE": str(sub / "fallback.db"),
+            "FALLBACK_FORM_MIN_SECONDS": "0",
+            "FALLBACK_TRUSTED_PROXIES": "1",
+            "FALLBACK_SECRET_KEY": "bench-secret-key",
+        }
+    )
     try:
         with fallback_server(sub, env) as fallback:
             fallback.cli("mode", "down")
@@ -218,8 +266,9 @@ def bench_rate_limited(folder: Path, seconds: float, results: dict, log) -> None
             token = form_token(fallback.url + "/")
             log("submissions with the rate limit on")
             wrk(fallback.url + "/_fallback/contact", 2, POST_CONNECTIONS, post_script(sub, "rw", token, xff=True))
-            results["submissions_rate_limited"] = wrk(fallback.url + "/_fallback/contact", seconds, POST_CONNECTIONS,
-                                                      post_script(sub, "rl", token, xff=True))
+            results["submissions_rate_limited"] = wrk(
+                fallback.url + "/_fallback/contact", seconds, POST_CONNECTIONS, post_script(sub, "rl", token, xff=True)
+            )
     finally:
         main_site.close()
 
@@ -236,9 +285,15 @@ def bench_nginx(folder: Path, seconds: float, results: dict, log) -> None:
     main_site = MainSite()
     sub = folder / "nginx"
     (sub / "static").mkdir(parents=True)
-    env = clean_env({"FALLBACK_MAIN_URL": f"http://localhost:{free_port()}/", "FALLBACK_CHECK_URLS": main_site.url,
-                     "FALLBACK_DATABASE": str(sub / "fallback.db"), "FALLBACK_TRUSTED_PROXIES": "1",
-                     "FALLBACK_SECRET_KEY": "bench-secret-key"})
+    env = clean_env(
+        {
+            "FALLBACK_MAIN_URL": f"http://localhost:{free_port()}/",
+            "FALLBACK_CHECK_URLS": main_site.url,
+            "FALLBACK_DATABASE": str(sub / "fallback.db"),
+            "FALLBACK_TRUSTED_PROXIES": "1",
+            "FALLBACK_SECRET_KEY": "bench-secret-key",
+        }
+    )
     try:
         with fallback_server(sub, env) as fallback:
             fallback.cli("mode", "down")
@@ -246,18 +301,24 @@ def bench_nginx(folder: Path, seconds: float, results: dict, log) -> None:
             (sub / "static" / "page.html").write_bytes(answer_of(fallback.url + "/bench", {"Accept": "text/html"})[2])
             port, static_port = free_port(), free_port()
             conf = (HERE.parent / "deploy" / "nginx" / "fallback.conf").read_text()
-            placeholders = {"LISTEN": f"{HOST}:{port}", "SERVER_NAME": "localhost",
-                            "MAIN_UPSTREAM": f"{HOST}:{free_port()}", "FALLBACK_UPSTREAM": f"{HOST}:{fallback.port}",
-                            "CACHE_PATH": str(sub / "cache")}
+            placeholders = {
+                "LISTEN": f"{HOST}:{port}",
+                "SERVER_NAME": "localhost",
+                "MAIN_UPSTREAM": f"{HOST}:{free_port()}",
+                "FALLBACK_UPSTREAM": f"{HOST}:{fallback.port}",
+                "CACHE_PATH": str(sub / "cache"),
+            }
             for name, value in placeholders.items():
                 conf = conf.replace(f"@{name}@", value)
             if re.search(r"@[A-Z_]+@", conf):
                 raise RuntimeError("deploy/nginx/fallback.conf has placeholders this bench does not know")
             (sub / "fallback.conf").write_text(conf)
             user = f"user {getpass.getuser()} {grp.getgrgid(os.getegid()).gr_name};" if os.geteuid() == 0 else ""
-            temp = " ".join(f"{kind}_temp_path {sub}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
-                                                                           "scgi"))
-            (sub / "nginx.conf").write_text(textwrap.dedent(f"""\
+            temp = " ".join(
+                f"{kind}_temp_path {sub}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            )
+            (sub / "nginx.conf").write_text(
+                textwrap.dedent(f"""\
                 {user}
                 worker_processes 2;
                 error_log {sub}/error.log;
@@ -269,9 +330,19 @@ def bench_nginx(folder: Path, seconds: float, results: dict, log) -> None:
                     server {{ listen {HOST}:{static_port}; root {sub}/static;
                              location / {{ default_type text/html; try_files /page.html =404; }} }}
                 }}
-            """))
-            command = [nginx, "-p", str(sub), "-c", str(sub / "nginx.conf"), "-e", str(sub / "error.log"),
-                       "-g", f"daemon off; master_process on; pid {sub}/nginx.pid;"]
+            """)
+            )
+            command = [
+                nginx,
+                "-p",
+                str(sub),
+                "-c",
+                str(sub / "nginx.conf"),
+                "-e",
+                str(sub / "error.log"),
+                "-g",
+                f"daemon off; master_process on; pid {sub}/nginx.pid;",
+            ]
             with process_group(command, {}, sub, f"http://{HOST}:{static_port}/", sub / "nginx.log"):
                 log("nginx: static file, micro-cached page")
                 headers = (*HTML, "Host: localhost")
@@ -282,5 +353,3 @@ def bench_nginx(folder: Path, seconds: float, results: dict, log) -> None:
         results["nginx"] = {"skipped": f"failed: {str(error).splitlines()[0]}"}
     finally:
         main_site.close()
-
-

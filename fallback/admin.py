@@ -198,7 +198,8 @@ def export_csv() -> Response:
         if not rt.settings.admin_password and not rt.settings.export_token:
             abort(404)
         response = make_response(
-            "export needs an admin session or Authorization: Bearer <FALLBACK_EXPORT_TOKEN>\n", 401)
+            "export needs an admin session or Authorization: Bearer <FALLBACK_EXPORT_TOKEN>\n", 401
+        )
         response.headers["WWW-Authenticate"] = 'Bearer realm="fallback export"'
         return response
     try:

@@ -59,14 +59,16 @@ def round_verdict(main: Sequence[ProbeResult]) -> tuple[bool, str]:
     return False, "; ".join(f"{result.url}: {result.reason}" for result in failed)
 
 
-def decide(tally: Tally, main: Sequence[ProbeResult], control: ProbeResult | None, fall: int, rise: int,
-           interval: float) -> Decision:
+def decide(
+    tally: Tally, main: Sequence[ProbeResult], control: ProbeResult | None, fall: int, rise: int, interval: float
+) -> Decision:
     """Fold one round of probe results into the tally: down after `fall` failures, up after `rise` successes."""
     ok, reason = round_verdict(main)
     if not ok and control is not None and not control.ok:
         # The main site and a site that should always answer both fail: our own network is the suspect.
-        return Decision(tally, None, f"network in doubt: {reason}; control {control.url}: {control.reason}",
-                        True, interval)
+        return Decision(
+            tally, None, f"network in doubt: {reason}; control {control.url}: {control.reason}", True, interval
+        )
     if ok:
         streak = Tally(tally.state, 0, tally.successes + 1)
         flip = "up" if tally.state != "up" and streak.successes >= rise else None
@@ -82,8 +84,14 @@ def decide(tally: Tally, main: Sequence[ProbeResult], control: ProbeResult | Non
 class Checker:
     """One checker loop; many may run against one database, only the lease holder probes."""
 
-    def __init__(self, settings: Settings, storage: Storage, runner: ProbeRunner | None = None,
-                 owner: str | None = None, sleep: Callable[[float], object] = time.sleep):
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        runner: ProbeRunner | None = None,
+        owner: str | None = None,
+        sleep: Callable[[float], object] = time.sleep,
+    ):
         self.settings = settings
         self.storage = storage
         self.runner = runner or ProbeRunner(settings.check_timeout, settings.max_latency, settings.expect_text)
@@ -114,15 +122,18 @@ class Checker:
         self.storage.flag.expire_mode()
         urls = list(self.settings.check_urls)
         control_url = self.settings.control_url
-        results = self.runner.run(urls + ([control_url] if control_url else []),
-                                  expect_text_for=lambda url: None if url == control_url else self.settings.expect_text)
+        results = self.runner.run(
+            urls + ([control_url] if control_url else []),
+            expect_text_for=lambda url: None if url == control_url else self.settings.expect_text,
+        )
         if self.storage.clock() - claimed_at > timedelta(seconds=self.lease_seconds):
             # Stalled past the lease: another process may hold it by now, with fresher probes.
             log.warning("a checker round outlasted the lease (%g s): its results are dropped", self.lease_seconds)
             return self.settings.check_interval
         main, control = results[: len(urls)], (results[len(urls)] if control_url else None)
-        decision = decide(self.tally, main, control, self.settings.fall, self.settings.rise,
-                          self.settings.check_interval)
+        decision = decide(
+            self.tally, main, control, self.settings.fall, self.settings.rise, self.settings.check_interval
+        )
         self.tally = decision.tally
         if decision.flip_to:
             expected = self.storage.flag.read().state
@@ -163,5 +174,11 @@ class Checker:
 
 
 def _probe_row(result: ProbeResult, control: bool) -> dict:
-    return {"url": result.url, "ok": int(result.ok), "latency_ms": round(result.latency * 1000),
-            "status": result.status, "reason": result.reason, "control": int(control)}
+    return {
+        "url": result.url,
+        "ok": int(result.ok),
+        "latency_ms": round(result.latency * 1000),
+        "status": result.status,
+        "reason": result.reason,
+        "control": int(control),
+    }

@@ -77,8 +77,10 @@ def load_storage(settings: Settings, create: bool = False) -> Storage:
     or on a PaaS one-off container with its own empty disk, would otherwise act on a new, empty database.
     """
     if not create and not settings.is_postgres and not Path(settings.database).exists():
-        raise Failure(f"no database at {settings.database}: run this where `fallback serve` runs, or set "
-                      "FALLBACK_DATABASE to its database (only `fallback serve` creates one)")
+        raise Failure(
+            f"no database at {settings.database}: run this where `fallback serve` runs, or set "
+            "FALLBACK_DATABASE to its database (only `fallback serve` creates one)"
+        )
     storage = open_storage(settings.database)
     atexit.register(storage.close)
     return storage
@@ -94,13 +96,19 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--host", help="Address to listen on [default: 127.0.0.1, or every interface (0.0.0.0) when the "
-              "platform set $PORT].")
+@click.option(
+    "--host",
+    help="Address to listen on [default: 127.0.0.1, or every interface (0.0.0.0) when the platform set $PORT].",
+)
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on [default: $PORT or 8000].")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Web worker processes.")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True, help="Threads per worker.")
-@click.option("--checker/--no-checker", default=True, show_default=True,
-              help="Run the health checker too (one per database, whatever the number of processes).")
+@click.option(
+    "--checker/--no-checker",
+    default=True,
+    show_default=True,
+    help="Run the health checker too (one per database, whatever the number of processes).",
+)
 def serve(host: str | None, port: int | None, workers: int, threads: int, checker: bool) -> None:
     """Run the web app and the health checker under gunicorn.
 
@@ -184,8 +192,9 @@ def status(as_json: bool) -> None:
 
 @cli.command()
 @click.argument("mode", type=click.Choice(["auto", "up", "down"]))
-@click.option("--for", "duration", type=Duration(), metavar="DURATION",
-              help="Return to auto after this long: 90s, 30m, 2h, 1d.")
+@click.option(
+    "--for", "duration", type=Duration(), metavar="DURATION", help="Return to auto after this long: 90s, 30m, 2h, 1d."
+)
 @click.option("--reason", metavar="TEXT", help="Why, for the history and the team.")
 def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
     """Force the page on (down), off (up), or let the checker decide (auto).
@@ -206,11 +215,15 @@ def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
 
 
 @cli.command()
-@click.option("--since", metavar="T",
-              help="Only leads last sent at or after T (ISO date or date-time, UTC unless an offset is given).")
+@click.option(
+    "--since",
+    metavar="T",
+    help="Only leads last sent at or after T (ISO date or date-time, UTC unless an offset is given).",
+)
 @click.option("--until", metavar="T", help="Only leads last sent before T.")
-@click.option("-o", "--output", type=click.File("wb"), default="-",
-              help="Write to this file [default: standard output].")
+@click.option(
+    "-o", "--output", type=click.File("wb"), default="-", help="Write to this file [default: standard output]."
+)
 def export(since: str | None, until: str | None, output) -> None:
     """Export the leads as CSV (suspected spam left out).
 
@@ -240,8 +253,14 @@ def forget(email: str) -> None:
 
 
 @cli.command()
-@click.option("--older-than", "days", type=click.IntRange(min=0), required=True, metavar="DAYS",
-              help="Erase leads last sent more than this many days ago.")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(min=0),
+    required=True,
+    metavar="DAYS",
+    help="Erase leads last sent more than this many days ago.",
+)
 def purge(days: int) -> None:
     """Erase leads older than a number of days.
 
@@ -251,8 +270,14 @@ def purge(days: int) -> None:
     """
     settings = Settings.from_env()
     erased = load_storage(settings).leads.purge(utcnow() - timedelta(days=days))
-    click.echo(ngettext("erased %(num)d lead older than %(days)d days", "erased %(num)d leads older than %(days)d days",
-                        erased, days=days))
+    click.echo(
+        ngettext(
+            "erased %(num)d lead older than %(days)d days",
+            "erased %(num)d leads older than %(days)d days",
+            erased,
+            days=days,
+        )
+    )
     click.echo(f"database: {database_label(settings)}")
 
 

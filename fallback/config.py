@@ -71,8 +71,16 @@ class Variable:
         return self.shown_default or (f"`{self.default}`" if self.default else "none")
 
 
-def setting(name: str, default: str | None, parse: Callable[[str], Any], help: str, *, shown_default: str | None = None,
-            secret: bool = False, as_given: bool = False) -> Any:
+def setting(
+    name: str,
+    default: str | None,
+    parse: Callable[[str], Any],
+    help: str,
+    *,
+    shown_default: str | None = None,
+    secret: bool = False,
+    as_given: bool = False,
+) -> Any:
     """A Settings field declared by its variable; its Python default is the parsed default (or the text, `as_given`)."""
     variable = Variable(name if name == "PORT" else PREFIX + name, default, parse, help, shown_default, secret)
     # `as_given` keeps a default whose parsing looks at the file system from being parsed at import time.
@@ -85,105 +93,179 @@ class Settings:
     """Every setting of SPEC section 2, parsed and checked; built by `from_env`, never at import time."""
 
     main_url: str | None = setting(
-        "MAIN_URL", None, p.url, "base URL of the main site; redirect target while it is up",
-        shown_default="none (required to serve)")
+        "MAIN_URL",
+        None,
+        p.url,
+        "base URL of the main site; redirect target while it is up",
+        shown_default="none (required to serve)",
+    )
     check_urls: tuple[str, ...] = setting(
-        "CHECK_URLS", "", p.url_list, "comma-separated URLs probed on the main site", shown_default="the main URL")
+        "CHECK_URLS", "", p.url_list, "comma-separated URLs probed on the main site", shown_default="the main URL"
+    )
     control_url: str | None = setting(
-        "CONTROL_URL", None, p.url,
-        "a URL that should always answer; if it fails too, the checker doubts its own network and does not flip")
-    check_interval: float = setting(
-        "CHECK_INTERVAL", "5", p.duration(0.1), "seconds between probes while healthy")
-    check_timeout: float = setting(
-        "CHECK_TIMEOUT", "3", p.duration(0.1), "seconds before a probe counts as failed")
+        "CONTROL_URL",
+        None,
+        p.url,
+        "a URL that should always answer; if it fails too, the checker doubts its own network and does not flip",
+    )
+    check_interval: float = setting("CHECK_INTERVAL", "5", p.duration(0.1), "seconds between probes while healthy")
+    check_timeout: float = setting("CHECK_TIMEOUT", "3", p.duration(0.1), "seconds before a probe counts as failed")
     fall: int = setting("FALL", "3", p.whole(1), "consecutive failed probes that declare the site down")
     rise: int = setting("RISE", "2", p.whole(1), "consecutive good probes that declare it up again")
     max_latency: float = setting(
-        "MAX_LATENCY", "2.0", p.duration(0.01),
-        'a slower answer counts as a failed probe ("slow is down")')
+        "MAX_LATENCY", "2.0", p.duration(0.01), 'a slower answer counts as a failed probe ("slow is down")'
+    )
     expect_text: str | None = setting("EXPECT_TEXT", None, p.text, "text the probed page must contain")
     database: str = setting(
-        "DATABASE", "fallback.db", p.database,
+        "DATABASE",
+        "fallback.db",
+        p.database,
         "a SQLite file path (one machine), or a `postgresql://` URL for several instances sharing one database",
-        shown_default="`fallback.db` in the working directory", as_given=True)
+        shown_default="`fallback.db` in the working directory",
+        as_given=True,
+    )
     secret_key: str | None = setting(
-        "SECRET_KEY", None, p.text,
+        "SECRET_KEY",
+        None,
+        p.text,
         "signs form tokens and admin sessions; without it, one is generated, stored in the database, and the log"
-        " says so", secret=True)
+        " says so",
+        secret=True,
+    )
     admin_password: str | None = setting(
-        "ADMIN_PASSWORD", None, p.text, "admin password; without it the admin area answers 404 and the log says why",
-        secret=True)
+        "ADMIN_PASSWORD",
+        None,
+        p.text,
+        "admin password; without it the admin area answers 404 and the log says why",
+        secret=True,
+    )
     export_token: str | None = setting(
-        "EXPORT_TOKEN", None, p.text,
-        "bearer token for scripted CSV export; without it only a logged-in admin can export", secret=True)
+        "EXPORT_TOKEN",
+        None,
+        p.text,
+        "bearer token for scripted CSV export; without it only a logged-in admin can export",
+        secret=True,
+    )
     form_min_seconds: float = setting(
-        "FORM_MIN_SECONDS", "3", p.duration(0),
+        "FORM_MIN_SECONDS",
+        "3",
+        p.duration(0),
         "a form sent sooner after the page was rendered is treated as a bot; `0` turns the time trap off. A rendered"
-        " form stays valid for 24 hours")
+        " form stays valid for 24 hours",
+    )
     trusted_proxies: int = setting(
-        "TRUSTED_PROXIES", "0", p.whole(0), "how many proxy hops' `X-Forwarded-*` headers to trust")
+        "TRUSTED_PROXIES", "0", p.whole(0), "how many proxy hops' `X-Forwarded-*` headers to trust"
+    )
     rate_limit: RateLimit | None = setting(
-        "RATE_LIMIT", "60/minute", p.rate,
-        "`N/second`, `N/minute` or `N/hour` per client address; `0` turns it off")
+        "RATE_LIMIT", "60/minute", p.rate, "`N/second`, `N/minute` or `N/hour` per client address; `0` turns it off"
+    )
     require_consent: bool = setting("REQUIRE_CONSENT", "true", p.boolean, "whether the consent box must be ticked")
     contact_email: str | None = setting(
-        "CONTACT_EMAIL", None, p.email_address, "an address shown on the page for people who would rather write")
+        "CONTACT_EMAIL", None, p.email_address, "an address shown on the page for people who would rather write"
+    )
     notify_urls: tuple[str, ...] = setting(
-        "NOTIFY_URLS", "", p.apprise_urls,
+        "NOTIFY_URLS",
+        "",
+        p.apprise_urls,
         "comma-separated Apprise URLs (`slack://...`, `mailto://...`, `json://host/path`, ...) where each flip and"
-        " forced mode is announced once; an invalid URL stops start-up", secret=True)
+        " forced mode is announced once; an invalid URL stops start-up",
+        secret=True,
+    )
     site_name: str = setting(
-        "SITE_NAME", None, p.text, "the name shown on the page", shown_default="the main URL's host")
+        "SITE_NAME", None, p.text, "the name shown on the page", shown_default="the main URL's host"
+    )
     brand_color: str = setting(
-        "BRAND_COLOR", "#0b57d0", p.color,
-        "the brand colour (`#rrggbb`) of buttons and links; text on it is chosen to keep WCAG AA contrast")
+        "BRAND_COLOR",
+        "#0b57d0",
+        p.color,
+        "the brand colour (`#rrggbb`) of buttons and links; text on it is chosen to keep WCAG AA contrast",
+    )
     logo: str | None = setting(
-        "LOGO", None, p.logo,
+        "LOGO",
+        None,
+        p.logo,
         "an `.svg`, `.png`, `.jpg` or `.webp` file (64 KB at most) shown instead of the site name, served by"
-        " fallback itself")
+        " fallback itself",
+    )
     headline: str | None = setting(
-        "HEADLINE", None, p.text, "the page's headline", shown_default="\"We'll be right back\" (translated)")
+        "HEADLINE", None, p.text, "the page's headline", shown_default='"We\'ll be right back" (translated)'
+    )
     message: str | None = setting(
-        "MESSAGE", None, p.text, "the sentence under the headline", shown_default="a short apology (translated)")
+        "MESSAGE", None, p.text, "the sentence under the headline", shown_default="a short apology (translated)"
+    )
     templates: str | None = setting(
-        "TEMPLATES", None, p.folder,
-        "a folder whose templates override the shipped ones (rebranding without forking)")
+        "TEMPLATES", None, p.folder, "a folder whose templates override the shipped ones (rebranding without forking)"
+    )
     public_url: str | None = setting(
-        "PUBLIC_URL", None, p.url,
+        "PUBLIC_URL",
+        None,
+        p.url,
         "the URL where visitors reach fallback (`https://sorry.example.com`); used for links in mails, the `Secure`"
-        " flag of cookies and HSTS when it is `https`, and by `fallback drill`")
+        " flag of cookies and HSTS when it is `https`, and by `fallback drill`",
+    )
     smtp_url: str | None = setting(
-        "SMTP_URL", None, p.smtp_url,
+        "SMTP_URL",
+        None,
+        p.smtp_url,
         "where follow-up mail is sent: `smtp://user:password@host:587` (STARTTLS when the server offers it;"
         " credentials are never sent unencrypted) or `smtps://...:465`; without it, no follow-up is offered",
-        secret=True)
+        secret=True,
+    )
     mail_from: str | None = setting(
-        "MAIL_FROM", None, p.mailbox, "the sender of follow-up mail, `Name <address>` or an address",
-        shown_default="none (required with SMTP)")
+        "MAIL_FROM",
+        None,
+        p.mailbox,
+        "the sender of follow-up mail, `Name <address>` or an address",
+        shown_default="none (required with SMTP)",
+    )
     followup_delay: float = setting(
-        "FOLLOWUP_DELAY", "120", p.duration(0),
-        "seconds the site must stay up after an incident before the \"we're back\" mail goes out (`0`: at once)"
-       )
+        "FOLLOWUP_DELAY",
+        "120",
+        p.duration(0),
+        'seconds the site must stay up after an incident before the "we\'re back" mail goes out (`0`: at once)',
+    )
     mail_rate: RateLimit = setting(
-        "MAIL_RATE", "5/second", p.sending_rate,
-        "the most follow-up messages sent per second, per minute or per hour, across all instances")
+        "MAIL_RATE",
+        "5/second",
+        p.sending_rate,
+        "the most follow-up messages sent per second, per minute or per hour, across all instances",
+    )
     api_token: str | None = setting(
-        "API_TOKEN", None, p.text,
-        "bearer token for the control API (`/_fallback/api/v1/`); without it the API answers 404", secret=True)
+        "API_TOKEN",
+        None,
+        p.text,
+        "bearer token for the control API (`/_fallback/api/v1/`); without it the API answers 404",
+        secret=True,
+    )
     webhook_urls: tuple[str, ...] = setting(
-        "WEBHOOK_URLS", "", p.url_list,
-        "comma-separated URLs that receive signed JSON events (Standard Webhooks)", secret=True)
+        "WEBHOOK_URLS",
+        "",
+        p.url_list,
+        "comma-separated URLs that receive signed JSON events (Standard Webhooks)",
+        secret=True,
+    )
     webhook_secret: str | None = setting(
-        "WEBHOOK_SECRET", None, p.webhook_secret,
+        "WEBHOOK_SECRET",
+        None,
+        p.webhook_secret,
         "the Standard Webhooks signing secret, `whsec_` followed by base64",
-        shown_default="none (required with webhook URLs)", secret=True)
+        shown_default="none (required with webhook URLs)",
+        secret=True,
+    )
     metrics_token: str | None = setting(
-        "METRICS_TOKEN", None, p.text,
+        "METRICS_TOKEN",
+        None,
+        p.text,
         "bearer token for `/_fallback/metrics` (Prometheus); the API token works too; with neither, the route"
-        " answers 404", secret=True)
+        " answers 404",
+        secret=True,
+    )
     quorum: int = setting(
-        "QUORUM", "1", p.whole(1),
-        "how many vantage points (instances on one database, and probe agents) must agree before the state flips")
+        "QUORUM",
+        "1",
+        p.whole(1),
+        "how many vantage points (instances on one database, and probe agents) must agree before the state flips",
+    )
     port: int = setting("PORT", "8000", p.whole(1, 65535), "where `fallback serve` listens")
 
     def __post_init__(self) -> None:
@@ -239,7 +321,7 @@ def with_table(readme: str) -> str:
     """`readme` with its configuration table (from the header to the first blank line) replaced by a fresh one."""
     start = readme.index(TABLE_HEADER)
     end = readme.index("\n\n", start)
-    return readme[:start] + markdown_table() + readme[end + 1:]
+    return readme[:start] + markdown_table() + readme[end + 1 :]
 
 
 if __name__ == "__main__":

@@ -106,8 +106,16 @@ def landing_path(fields: Mapping[str, str]) -> str:
     return path if path.startswith("/") else "/"
 
 
-def check_contact(fields: Mapping[str, str], *, token_age: float | None, token_problem: str | None,
-                  require_consent: bool, min_seconds: float, language: str, consent_text: str) -> ContactCheck:
+def check_contact(
+    fields: Mapping[str, str],
+    *,
+    token_age: float | None,
+    token_problem: str | None,
+    require_consent: bool,
+    min_seconds: float,
+    language: str,
+    consent_text: str,
+) -> ContactCheck:
     """The lead a submission describes (spam recognised and marked), or why it cannot be stored.
 
     `token_age` is the form token's age in seconds, or None with `token_problem` saying why it

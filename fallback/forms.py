@@ -32,6 +32,8 @@ from .state import parse_duration
 TOKEN_LIFETIME_SECONDS = 24 * 3600
 # A clock a little ahead on another instance must not make a fresh form look forged.
 TOKEN_CLOCK_SKEW_SECONDS = 60
+
+
 class _KeyOnceSigner(Signer):
     """itsdangerous' Signer, deriving its key once instead of on every signature (the page's hot path)."""
 

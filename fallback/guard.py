@@ -14,12 +14,22 @@ from .storage import RateCheck
 
 _COMMON = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"), ("X-Frame-Options", "DENY"))
 # Public pages run no script at all: they work without JavaScript, and nothing inline may run.
-PUBLIC_HEADERS = (("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; "
-                   "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),) + _COMMON
+PUBLIC_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+) + _COMMON
 # The dashboard runs its own small script, which reads the admin status.json.
-ADMIN_HEADERS = (("Content-Security-Policy", "default-src 'none'; script-src 'self'; connect-src 'self'; "
-                  "style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
-                  "base-uri 'none'"),) + _COMMON
+ADMIN_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; connect-src 'self'; "
+        "style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'",
+    ),
+) + _COMMON
 HSTS = "max-age=31536000"
 ADMIN_PATH = "/_fallback/admin"
 

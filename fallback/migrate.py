@@ -41,8 +41,16 @@ def migrate(source: str, target: str) -> list[str]:
         lines.append(f"{table}: {report[table].copied} copied, {report[table].already_there} already there")
     lines.append("flag: " + ("copied" if report["flag"].copied else "kept (PostgreSQL's had changed already)"))
     secret = report["secret_key"]
-    lines.append("secret key: " + ("copied" if secret.copied else
-                                   "kept (PostgreSQL has one already)" if secret.already_there else "none to copy"))
+    lines.append(
+        "secret key: "
+        + (
+            "copied"
+            if secret.copied
+            else "kept (PostgreSQL has one already)"
+            if secret.already_there
+            else "none to copy"
+        )
+    )
     return lines
 
 

@@ -55,8 +55,12 @@ def deliver_pending(storage: Storage, notifier: Notifier, site_name: str = "") -
             sent += 1
         else:
             delay = retry_delay(event["attempts"] + 1)
-            log.warning("notification %r failed (%s); %s", event["title"], error,
-                        f"retrying in {delay:g}s" if delay else "giving up")
+            log.warning(
+                "notification %r failed (%s); %s",
+                event["title"],
+                error,
+                f"retrying in {delay:g}s" if delay else "giving up",
+            )
             storage.events.failed(event["id"], error, delay)
     return sent
 

@@ -18,8 +18,13 @@ from urllib.parse import urlsplit
 from .state import DURATION_FORMS, parse_seconds
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-LOGO_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-              ".webp": "image/webp"}
+LOGO_TYPES = {
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+}
 # The page must stay light on a phone: the logo is fetched once and cached, but still.
 MAX_LOGO_BYTES = 64 * 1024
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")

@@ -42,8 +42,13 @@ class ProbeResult:
         object.__setattr__(self, "url", redact_url(self.url))
 
 
-def probe(url: str, timeout: float = 3.0, max_latency: float | None = None, expect_text: str | None = None,
-          clock=time.monotonic) -> ProbeResult:
+def probe(
+    url: str,
+    timeout: float = 3.0,
+    max_latency: float | None = None,
+    expect_text: str | None = None,
+    clock=time.monotonic,
+) -> ProbeResult:
     """Fetch `url` within `timeout` seconds in all (connect, redirects, headers, a bounded body).
 
     An answer slower than `max_latency` fails anyway, so the probe gives up at whichever comes first.
@@ -96,6 +101,7 @@ class _DeadlineAdapter(HTTPAdapter):
                 def connect(self):
                     super().connect()
                     sockets.append(self.sock)
+
             return Recording
 
         self.poolmanager.pool_classes_by_scheme = {
@@ -136,8 +142,9 @@ def _exchange_on(url, deadline, expect_text, clock, adapter) -> tuple[int | None
             remaining = deadline - clock()
             if remaining <= 0:
                 raise requests.exceptions.Timeout()
-            response = session.get(current, headers=headers, stream=True, allow_redirects=False,
-                                   timeout=(remaining, remaining))
+            response = session.get(
+                current, headers=headers, stream=True, allow_redirects=False, timeout=(remaining, remaining)
+            )
             with response:
                 if response.is_redirect:
                     current = urljoin(current, response.headers["Location"])
@@ -219,8 +226,9 @@ class ProbeRunner:
                 self._busy.add(url)
             expect = self.expect_text if expect_text_for is None else expect_text_for(url)
             future = concurrent.futures.Future()
-            threading.Thread(target=self._probe_into, args=(future, url, expect), daemon=True,
-                             name=f"probe {redact_url(url)}").start()
+            threading.Thread(
+                target=self._probe_into, args=(future, url, expect), daemon=True, name=f"probe {redact_url(url)}"
+            ).start()
             futures[url] = future
         started = time.monotonic()
         budget = probe_budget(self.timeout, self.max_latency)

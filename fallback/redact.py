@@ -48,6 +48,12 @@ def _secrets_of(url: str) -> list[str]:
     # A query value is struck out alone too, when it is long enough to be a secret: shorter ones would
     # strike digits out of unrelated text ("HTTP 503").
     values = [value for _, value in parse_qsl(parts.query, keep_blank_values=True) if len(value) >= 4]
-    secrets = [userinfo + "@" if userinfo else "", "?" + parts.query if parts.query else "", parts.query,
-               password or "", unquote(password or ""), *values]
+    secrets = [
+        userinfo + "@" if userinfo else "",
+        "?" + parts.query if parts.query else "",
+        parts.query,
+        password or "",
+        unquote(password or ""),
+        *values,
+    ]
     return sorted({secret for secret in secrets if secret}, key=len, reverse=True)

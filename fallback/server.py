@@ -44,8 +44,12 @@ def start_in_background(settings: Settings, storage: Storage) -> threading.Event
     threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
     if settings.notify_urls:
         notifier = Notifier(settings.notify_urls)
-        threading.Thread(target=deliver_forever, args=(storage, notifier, checker, stop, settings.site_name),
-                         name="fallback-notifier", daemon=True).start()
+        threading.Thread(
+            target=deliver_forever,
+            args=(storage, notifier, checker, stop, settings.site_name),
+            name="fallback-notifier",
+            daemon=True,
+        ).start()
     return stop
 
 

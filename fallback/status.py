@@ -48,8 +48,12 @@ def public_status(flag: Flag, now: datetime) -> dict:
     """What anyone may know: the state, the mode, since when, and the page's Retry-After while it is shown."""
     document = flag.as_status(now)
     retry_after = (back_in(flag, now) or DEFAULT_RETRY_AFTER) if document["served"] == "down" else None
-    return {"state": document["state"], "mode": document["mode"], "since": document["since"],
-            "retry_after": retry_after}
+    return {
+        "state": document["state"],
+        "mode": document["mode"],
+        "since": document["since"],
+        "retry_after": retry_after,
+    }
 
 
 def status_document(storage: Storage, settings: Settings, now: datetime) -> dict:
@@ -58,17 +62,19 @@ def status_document(storage: Storage, settings: Settings, now: datetime) -> dict
     checker = storage.checker.read()
     beat = checker["heartbeat_at"]
     incidents = storage.flag.incidents(1)
-    document.update({
-        "network_doubt": checker["network_doubt"],
-        "checker": {
-            "owner": checker["owner"],
-            "heartbeat_age": round((now - beat).total_seconds(), 1) if beat else None,
-            "healthy": checker_problem(checker, settings, now) is None,
-            "note": checker["note"],
-        },
-        "incident": incidents[0] if incidents and incidents[0]["ended_at"] is None else None,
-        **storage.leads.count(),
-    })
+    document.update(
+        {
+            "network_doubt": checker["network_doubt"],
+            "checker": {
+                "owner": checker["owner"],
+                "heartbeat_age": round((now - beat).total_seconds(), 1) if beat else None,
+                "healthy": checker_problem(checker, settings, now) is None,
+                "note": checker["note"],
+            },
+            "incident": incidents[0] if incidents and incidents[0]["ended_at"] is None else None,
+            **storage.leads.count(),
+        }
+    )
     return document
 
 
@@ -79,8 +85,9 @@ class PublicStatus:
     contradicts what its visitors get, and a polling storm costs no database read of its own.
     """
 
-    def __init__(self, load: Callable[[], Flag], ttl: float = PUBLIC_TTL_SECONDS,
-                 monotonic: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, load: Callable[[], Flag], ttl: float = PUBLIC_TTL_SECONDS, monotonic: Callable[[], float] = time.monotonic
+    ):
         self._load = load
         self._ttl = ttl
         self._monotonic = monotonic

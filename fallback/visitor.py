@@ -69,6 +69,7 @@ def main_url_parts(main_url: str) -> SplitResult:
 
 def same_host(first: str, second: str) -> bool:
     """Whether two Host values name one site: same name, and same port where both differ from 80/443."""
+
     def split(netloc: str) -> tuple[str, str | None]:
         name, _, port = netloc.lower().rpartition(":") if netloc.count(":") == 1 else (netloc.lower(), "", "")
         return name, (None if port in ("", "80", "443") else port)
@@ -115,8 +116,12 @@ def page_key(flag: Flag, back: int | None, language: str) -> PageKey:
 def page_answer(page: bytes, token: str, landing: str, back: int | None) -> Answer:
     """The 503 contact page: the cached bytes with this visitor's token and landing path spliced in."""
     body = page.replace(_TOKEN_BYTES, token.encode("ascii")).replace(_PATH_BYTES, str(escape(landing)).encode())
-    headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
-               ("Retry-After", str(back or DEFAULT_RETRY_AFTER)), *DOWN_PAGE_HEADERS]
+    headers = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Retry-After", str(back or DEFAULT_RETRY_AFTER)),
+        *DOWN_PAGE_HEADERS,
+    ]
     return Answer(503, headers, body)
 
 
@@ -131,9 +136,15 @@ def check_fields(rt: Runtime, fields: dict[str, str], language: str) -> ContactC
         age, problem = rt.tokens.age(fields.get("token")), None
     except ValueError as refused:
         age, problem = None, str(refused)
-    return check_contact(fields, token_age=age, token_problem=problem, require_consent=rt.settings.require_consent,
-                         min_seconds=rt.settings.form_min_seconds, language=language,
-                         consent_text=translate(CONSENT_MESSAGE, language))
+    return check_contact(
+        fields,
+        token_age=age,
+        token_problem=problem,
+        require_consent=rt.settings.require_consent,
+        min_seconds=rt.settings.form_min_seconds,
+        language=language,
+        consent_text=translate(CONSENT_MESSAGE, language),
+    )
 
 
 def submit_lead(rt: Runtime, checked: ContactCheck, client: str | None) -> Submission | StorageError:
@@ -167,8 +178,12 @@ class HotPath:
         """Answer a visitor's GET or HEAD from memory; hand every other request to Flask."""
         method = environ.get("REQUEST_METHOD")
         raw_path = environ.get("PATH_INFO") or "/"
-        if method in ("GET", "HEAD") and not raw_path.startswith(PREFIX) and raw_path != "/robots.txt" \
-                and "json" not in environ.get("HTTP_ACCEPT", ""):
+        if (
+            method in ("GET", "HEAD")
+            and not raw_path.startswith(PREFIX)
+            and raw_path != "/robots.txt"
+            and "json" not in environ.get("HTTP_ACCEPT", "")
+        ):
             answer = self.answer(environ, method, raw_path)
             if answer is not None:
                 headers = answer.headers
@@ -191,7 +206,8 @@ class HotPath:
         rate limit, a database error) is rendered by `web.contact`, which calls the same functions.
         """
         if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded") or cross_site(
-                environ.get("HTTP_SEC_FETCH_SITE"), environ.get("HTTP_ORIGIN"), environ.get("HTTP_HOST", "")):
+            environ.get("HTTP_SEC_FETCH_SITE"), environ.get("HTTP_ORIGIN"), environ.get("HTTP_HOST", "")
+        ):
             return False
         try:
             length = int(environ.get("CONTENT_LENGTH") or -1)

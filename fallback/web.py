@@ -70,8 +70,12 @@ def visitor(path: str) -> Response:
     if wants_json():
         seconds = back or DEFAULT_RETRY_AFTER
         body = json.dumps({"state": "down", "retry_after": seconds, "contact": PREFIX + "/contact"}).encode()
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                   ("Retry-After", str(seconds)), *DOWN_PAGE_HEADERS]
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Retry-After", str(seconds)),
+            *DOWN_PAGE_HEADERS,
+        ]
         return prepared(Answer(503, headers, body))
     key = page_key(flag, back, current_language())
     page = rt.pages.get(key)
@@ -145,18 +149,24 @@ def contact() -> Response:
     return redirect(THANKS_PATH, 303)
 
 
-def form_again(form: ContactForm, status: int, token_problem: str | None = None,
-               retry_after: float | None = None) -> Response:
+def form_again(
+    form: ContactForm, status: int, token_problem: str | None = None, retry_after: float | None = None
+) -> Response:
     """The page again with the visitor's input kept: errors beside the fields, or when to send again; a fresh token."""
     rt = runtime()
     if token_problem:
         form.token.errors = [
             gettext("This form has expired. Please check your details and send it again.")
-            if token_problem != "missing" or form.email.data else gettext("Please fill in the form below.")
+            if token_problem != "missing" or form.email.data
+            else gettext("Please fill in the form below.")
         ]
     if retry_after is not None:
-        form.token.errors = [gettext("You have sent this form many times in a short while. Please wait %(wait)s "
-                                     "and send it again.", wait=wait_text(retry_after))]
+        form.token.errors = [
+            gettext(
+                "You have sent this form many times in a short while. Please wait %(wait)s and send it again.",
+                wait=wait_text(retry_after),
+            )
+        ]
     form.token.data = rt.tokens.issue()
     html = render_page(form, minutes_until(back_in(rt.flag.get(), utcnow())), errors=True)
     response = make_response(html, status)

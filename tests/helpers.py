@@ -42,8 +42,9 @@ def admin_status(url: str, password: str = ADMIN_PASSWORD) -> dict:
     """The full status document of a running instance at `url`, read through a new admin session."""
     with requests.Session() as session:
         page = session.get(url + "/_fallback/admin", timeout=5).text
-        session.post(url + "/_fallback/admin/login", data={"password": password, "csrf_token": csrf_token(page)},
-                     timeout=5)
+        session.post(
+            url + "/_fallback/admin/login", data={"password": password, "csrf_token": csrf_token(page)}, timeout=5
+        )
         response = session.get(url + "/_fallback/admin/status.json", allow_redirects=False, timeout=5)
         response.raise_for_status()
         return response.json()
@@ -68,7 +69,6 @@ def refuse_writes(storage, refuse: bool = True) -> None:
         storage.db.conn  # and so does this thread
     for conn in storage.db.thread_connections:
         conn.execute(f"PRAGMA query_only = {'ON' if refuse else 'OFF'}")
-
 
 
 @contextlib.contextmanager

@@ -46,8 +46,10 @@ class Cluster:
         result = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             log = self.folder / "server.log"
-            raise RuntimeError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
-                               + (f"\nserver log:\n{log.read_text()[-3000:]}" if log.exists() else ""))
+            raise RuntimeError(
+                f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}{result.stderr}"
+                + (f"\nserver log:\n{log.read_text()[-3000:]}" if log.exists() else "")
+            )
         return result
 
     def start(self) -> Cluster:
@@ -59,18 +61,38 @@ class Cluster:
             password_file.write_text(self.password)
             if os.geteuid() == 0:
                 shutil.chown(password_file, "postgres")
-            self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "fallback", "--auth=scram-sha-256",
-                      f"--pwfile={password_file}", "-E", "UTF8", "--locale=C.UTF-8")
+            self._run(
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "fallback",
+                "--auth=scram-sha-256",
+                f"--pwfile={password_file}",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            )
             password_file.unlink()
         # TCP on 127.0.0.1 only; the Unix socket in our own folder, not the system's.
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-t", "30", "-l",
-                  str(self.folder / "server.log"), "-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder}", "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(self.folder / "server.log"),
+            "-o",
+            f"-h 127.0.0.1 -p {self.port} -k {self.folder}",
+            "start",
+        )
         return self
 
     def stop(self) -> None:
         """Stop fast: open sessions are cut, as in a restart or a fail-over."""
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop",
-                  check=False)
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop", check=False)
 
     def restart(self) -> None:
         """Stop, then start again on the same port."""

@@ -89,8 +89,13 @@ def listening(port: int) -> Callable[[], bool]:
     return check
 
 
-def wait_ready(process: subprocess.Popen, ready: Callable[[], bool], name: str, describe: Callable[[], str],
-               seconds: float = STARTUP_SECONDS) -> None:
+def wait_ready(
+    process: subprocess.Popen,
+    ready: Callable[[], bool],
+    name: str,
+    describe: Callable[[], str],
+    seconds: float = STARTUP_SECONDS,
+) -> None:
     """Return once `ready()` holds; if `process` exits first or `seconds` pass, stop its group and raise
     RuntimeError with `describe()` (its log)."""
     deadline = time.monotonic() + seconds
@@ -109,12 +114,18 @@ def wait_ready(process: subprocess.Popen, ready: Callable[[], bool], name: str, 
 def spawn_group(command: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen:
     """Start `command` in a session (so a process group) of its own, its output appended to `log`."""
     with open(log, "ab") as out:
-        return subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def start_group(command: list[str], env: dict, cwd: Path, log: Path, ready: Callable[[], bool],
-                name: str | None = None, seconds: float = STARTUP_SECONDS) -> subprocess.Popen:
+def start_group(
+    command: list[str],
+    env: dict,
+    cwd: Path,
+    log: Path,
+    ready: Callable[[], bool],
+    name: str | None = None,
+    seconds: float = STARTUP_SECONDS,
+) -> subprocess.Popen:
     """spawn_group, then wait until `ready()` (bounded): the process, or RuntimeError with the log's tail."""
     process = spawn_group(command, env, cwd, log)
     wait_ready(process, ready, name or Path(command[0]).name, lambda: log_tail(log), seconds)

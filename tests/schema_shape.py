@@ -33,8 +33,10 @@ def _names(rows: list) -> list[str]:
 
 def _shape(columns: list[tuple], primary_key: tuple, indexes: set[tuple]) -> dict:
     return {
-        "columns": [(name, TYPES.get(kind, kind), bool(not_null) or name in primary_key, _default(default))
-                    for name, kind, not_null, default in columns],
+        "columns": [
+            (name, TYPES.get(kind, kind), bool(not_null) or name in primary_key, _default(default))
+            for name, kind, not_null, default in columns
+        ],
         "primary key": primary_key,
         "indexes": indexes,
     }
@@ -65,18 +67,30 @@ def postgres_shape(storage) -> dict[str, dict]:
     read = storage.db.read
     shape = {}
     for table in _names(read("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")):
-        columns = [(row[0], row[1], row[2], row[3]) for row in read(
-            "SELECT column_name, data_type, is_nullable = 'NO', column_default FROM information_schema.columns "
-            "WHERE table_schema = 'public' AND table_name = ? ORDER BY ordinal_position", (table,))]
-        primary_key = tuple(row[0] for row in read(
-            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = ?::regclass AND i.indisprimary ORDER BY a.attnum",
-            (table,)))
+        columns = [
+            (row[0], row[1], row[2], row[3])
+            for row in read(
+                "SELECT column_name, data_type, is_nullable = 'NO', column_default FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND table_name = ? ORDER BY ordinal_position",
+                (table,),
+            )
+        ]
+        primary_key = tuple(
+            row[0]
+            for row in read(
+                "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = ?::regclass AND i.indisprimary ORDER BY a.attnum",
+                (table,),
+            )
+        )
         indexes = set()
-        for row in read("SELECT i.indisunique, pg_get_expr(i.indpred, i.indrelid), "
-                        "ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(attnum, n) "
-                        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n) "
-                        "FROM pg_index i WHERE i.indrelid = ?::regclass AND NOT i.indisprimary", (table,)):
+        for row in read(
+            "SELECT i.indisunique, pg_get_expr(i.indpred, i.indrelid), "
+            "ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(attnum, n) "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n) "
+            "FROM pg_index i WHERE i.indrelid = ?::regclass AND NOT i.indisprimary",
+            (table,),
+        ):
             indexes.add((tuple(row[2]), row[0], _where(row[1])))
         shape[table] = _shape(columns, primary_key, indexes)
     return shape

@@ -14,8 +14,7 @@ STARTUP_SECONDS = 20
 
 def run_cli(args: list[str], env: dict, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess:
     """Run one `fallback` command to completion."""
-    return subprocess.run(fallback_command() + args, env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(fallback_command() + args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 class Served:
@@ -33,10 +32,15 @@ class Served:
     def start(self) -> Served:
         """Start and wait until the app answers, or fail with its log."""
         self.process = start_group(
-            fallback_command() + ["serve", "--host", "127.0.0.1", "--port", str(self.port),
-                                  "--workers", str(self.workers)],
-            self.env, self.cwd, self.log, answers(self.url + "/_fallback/status.json", ok=True),
-            name="fallback serve", seconds=STARTUP_SECONDS)
+            fallback_command()
+            + ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)],
+            self.env,
+            self.cwd,
+            self.log,
+            answers(self.url + "/_fallback/status.json", ok=True),
+            name="fallback serve",
+            seconds=STARTUP_SECONDS,
+        )
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

@@ -27,27 +27,27 @@ KEYWORD = "Welcome"
 OK_BODY = f"<!doctype html><title>Main site</title><h1>{KEYWORD} to the main site</h1>\n".encode()
 
 BEHAVIOURS = (
-    "ok",             # 200 with a body containing "Welcome"
-    "error",          # 503
-    "hang",           # read the request, never answer (up to HANG_SECONDS)
-    "trickle",        # 200 and headers, then one body byte every `trickle_interval` s (up to TRICKLE_SECONDS)
-    "slow",           # "ok" after `delay` seconds
-    "nokeyword",      # 200 without "Welcome"
-    "redirect",       # 302 to /as/ok
+    "ok",  # 200 with a body containing "Welcome"
+    "error",  # 503
+    "hang",  # read the request, never answer (up to HANG_SECONDS)
+    "trickle",  # 200 and headers, then one body byte every `trickle_interval` s (up to TRICKLE_SECONDS)
+    "slow",  # "ok" after `delay` seconds
+    "nokeyword",  # 200 without "Welcome"
+    "redirect",  # 302 to /as/ok
     "redirect_loop",  # 302 to itself, forever
-    "huge_headers",   # 200 then a very large header block, one 1 KB header line every `header_interval` s
-    "long_header",    # 200 then a single header line over 100 KB
-    "endless",        # 200 with an endless, fast body and no Content-Length
-    "truncated",      # 200 promising 1000 body bytes, sending 10, then closing the connection
+    "huge_headers",  # 200 then a very large header block, one 1 KB header line every `header_interval` s
+    "long_header",  # 200 then a single header line over 100 KB
+    "endless",  # 200 with an endless, fast body and no Content-Length
+    "truncated",  # 200 promising 1000 body bytes, sending 10, then closing the connection
 )
 
 HANG_SECONDS = 30.0
 TRICKLE_SECONDS = 60.0
 ENDLESS_SECONDS = 30.0
 HUGE_HEADER_SECONDS = 30.0
-IO_TIMEOUT = 5.0            # every socket read or write of the stand-in gives up after this
-JOIN_SECONDS = 3.0          # how long close() waits, in all, for the handler threads to finish
-BIND_SECONDS = 3.0          # how long start() retries binding a port that is briefly still in use
+IO_TIMEOUT = 5.0  # every socket read or write of the stand-in gives up after this
+JOIN_SECONDS = 3.0  # how long close() waits, in all, for the handler threads to finish
+BIND_SECONDS = 3.0  # how long start() retries binding a port that is briefly still in use
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -66,8 +66,12 @@ class _Server(http.server.ThreadingHTTPServer):
         super().__init__((HOST, port), _Handler)
 
     def process_request(self, request, client_address):
-        thread = threading.Thread(target=self._handle, args=(request, client_address), daemon=True,
-                                  name=f"standin {self.server_address[1]} handler")
+        thread = threading.Thread(
+            target=self._handle,
+            args=(request, client_address),
+            daemon=True,
+            name=f"standin {self.server_address[1]} handler",
+        )
         with self.track:
             self.connections.add(request)
             self.threads.add(thread)
@@ -108,7 +112,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if site.fail_one_in and site.hits % site.fail_one_in == 0:
             behaviour = "error"  # every n-th request fails: a flaky, not a broken, site
         if self.path.startswith("/as/"):
-            behaviour = self.path[len("/as/"):].split("?")[0].strip("/")
+            behaviour = self.path[len("/as/") :].split("?")[0].strip("/")
         try:
             getattr(self, f"_{behaviour}")()
         except (OSError, ValueError):
@@ -236,8 +240,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class StandIn:
     """A switchable stand-in main site on 127.0.0.1, on a free port that stays the same across stop/start."""
 
-    def __init__(self, behaviour: str = "ok", delay: float = 1.5, trickle_interval: float = 0.5,
-                 header_interval: float = 0.2):
+    def __init__(
+        self, behaviour: str = "ok", delay: float = 1.5, trickle_interval: float = 0.5, header_interval: float = 0.2
+    ):
         self.behaviour = behaviour
         self.fail_one_in = 0
         self.delay = delay
@@ -309,8 +314,9 @@ class StandIn:
         server = self._bind()
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True, name=f"standin {self.port}")
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name=f"standin {self.port}"
+        )
         self._thread.start()
         return self
 

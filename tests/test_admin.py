@@ -99,7 +99,7 @@ def exported(response) -> list[dict]:
 
 
 def test_an_admin_exports_the_leads_as_csv(client, down):
-    client.post("/_fallback/contact", data=contact_fields(client, name="=HYPERLINK(\"http://x\")"))
+    client.post("/_fallback/contact", data=contact_fields(client, name='=HYPERLINK("http://x")'))
     log_in(client)
     response = client.get("/_fallback/admin/export.csv")
     assert response.status_code == 200
@@ -107,7 +107,7 @@ def test_an_admin_exports_the_leads_as_csv(client, down):
     assert "attachment" in response.headers["Content-Disposition"]
     [row] = exported(response)
     assert row["email"] == "paul@example.org"
-    assert row["name"] == "'=HYPERLINK(\"http://x\")"
+    assert row["name"] == '\'=HYPERLINK("http://x")'
 
 
 def test_the_export_needs_a_session_or_the_bearer_token(env, down):
@@ -148,8 +148,21 @@ def test_admin_pages_are_never_cached(client):
 
 def test_the_dashboard_shows_probes_incidents_and_checker_health(client, storage):
     storage.checker.claim("host:1", 60)
-    storage.checker.record_round("host:1", [{"url": "http://127.0.0.1:9/", "ok": 0, "latency_ms": 1234, "status": 503,
-                                     "reason": "HTTP 503", "control": 0}], network_doubt=False, note=None)
+    storage.checker.record_round(
+        "host:1",
+        [
+            {
+                "url": "http://127.0.0.1:9/",
+                "ok": 0,
+                "latency_ms": 1234,
+                "status": 503,
+                "reason": "HTTP 503",
+                "control": 0,
+            }
+        ],
+        network_doubt=False,
+        note=None,
+    )
     storage.flag.flip("unknown", "down", "http://127.0.0.1:9/: HTTP 503")
     log_in(client)
     html = client.get("/_fallback/admin").get_data(as_text=True)
@@ -166,8 +179,16 @@ def test_the_dashboard_warns_when_the_checker_is_not_running(client):
 def test_the_latency_chart_marks_failures_and_the_limit():
     from fallback.charts import latency_chart
 
-    probes = [{"at": "2026-11-28T20:00:0%d.000000+00:00" % n, "latency_ms": 100 * n, "ok": int(n != 2),
-               "reason": "HTTP 503" if n == 2 else "ok", "control": 0} for n in range(1, 4)]
+    probes = [
+        {
+            "at": "2026-11-28T20:00:0%d.000000+00:00" % n,
+            "latency_ms": 100 * n,
+            "ok": int(n != 2),
+            "reason": "HTTP 503" if n == 2 else "ok",
+            "control": 0,
+        }
+        for n in range(1, 4)
+    ]
     svg = str(latency_chart(probes, 2000))
     assert svg.count('class="ok"') == 2 and svg.count('class="fail"') == 1
     assert 'class="limit"' in svg and "1 failed" in svg and "<script" not in svg
@@ -214,6 +235,8 @@ def test_an_admin_deletes_one_lead(client, storage):
     response = client.post(f"/_fallback/admin/leads/{lead_id}/delete", data={"csrf_token": csrf_token(html)})
     assert response.status_code == 303
     assert [lead["email"] for lead in storage.leads.iter()] == ["lead0@example.org"]
-    assert client.post(f"/_fallback/admin/leads/{lead_id}/delete",
-                       data={"csrf_token": csrf_token(html)}).status_code == 404
+    assert (
+        client.post(f"/_fallback/admin/leads/{lead_id}/delete", data={"csrf_token": csrf_token(html)}).status_code
+        == 404
+    )
     assert client.post("/_fallback/admin/leads/1/delete", data={}).status_code == 400

@@ -19,8 +19,10 @@ def test_any_brand_colour_keeps_aa_contrast_for_buttons_and_links(color):
     assert max(contrast(color, "#ffffff"), contrast(color, "#1b1f24")) == contrast(color, colors.on_accent)
 
 
-@pytest.mark.parametrize(("variable", "value"), [("FALLBACK_BRAND_COLOR", "blue"), ("FALLBACK_BRAND_COLOR", "#12345"),
-                                                 ("FALLBACK_LOGO", "/no/such/logo.svg")])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("FALLBACK_BRAND_COLOR", "blue"), ("FALLBACK_BRAND_COLOR", "#12345"), ("FALLBACK_LOGO", "/no/such/logo.svg")],
+)
 def test_bad_branding_values_stop_start_up(variable, value):
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: value})
@@ -37,8 +39,13 @@ def test_a_logo_that_is_too_large_is_refused(tmp_path):
 def branded(env, tmp_path):
     logo = tmp_path / "acme.svg"
     logo.write_bytes(SVG)
-    env.update(FALLBACK_SITE_NAME="Acme", FALLBACK_BRAND_COLOR="#c2410c", FALLBACK_LOGO=str(logo),
-               FALLBACK_HEADLINE="Our shop is taking a breather", FALLBACK_MESSAGE="Back after the show.")
+    env.update(
+        FALLBACK_SITE_NAME="Acme",
+        FALLBACK_BRAND_COLOR="#c2410c",
+        FALLBACK_LOGO=str(logo),
+        FALLBACK_HEADLINE="Our shop is taking a breather",
+        FALLBACK_MESSAGE="Back after the show.",
+    )
     app = create_app(Settings.from_env(env))
     app.extensions["fallback"].storage.flag.set_mode("down")
     return app.test_client()

@@ -18,8 +18,11 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PHONE = {"width": 390, "height": 844}
 
-playwright_api = pytest.importorskip("playwright.sync_api") if not os.environ.get("CI") else __import__(
-    "playwright.sync_api", fromlist=["sync_playwright"])
+playwright_api = (
+    pytest.importorskip("playwright.sync_api")
+    if not os.environ.get("CI")
+    else __import__("playwright.sync_api", fromlist=["sync_playwright"])
+)
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
@@ -29,8 +32,15 @@ def browser():
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
         )
         yield browser
         browser.close()
@@ -41,9 +51,15 @@ def site(tmp_path_factory):
     """fallback serve, watching a healthy stand-in; tests force the page with the dashboard or the CLI."""
     folder = tmp_path_factory.mktemp("browser")
     with StandIn() as standin:
-        env = {"FALLBACK_MAIN_URL": standin.url, "FALLBACK_ADMIN_PASSWORD": "correct horse",
-               "FALLBACK_RATE_LIMIT": "0", "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_SITE_NAME": "Acme Shoes",
-               "FALLBACK_CONTACT_EMAIL": "hello@acme.example", "FALLBACK_CHECK_INTERVAL": "1"}
+        env = {
+            "FALLBACK_MAIN_URL": standin.url,
+            "FALLBACK_ADMIN_PASSWORD": "correct horse",
+            "FALLBACK_RATE_LIMIT": "0",
+            "FALLBACK_FORM_MIN_SECONDS": "0",
+            "FALLBACK_SITE_NAME": "Acme Shoes",
+            "FALLBACK_CONTACT_EMAIL": "hello@acme.example",
+            "FALLBACK_CHECK_INTERVAL": "1",
+        }
         with Served(env, folder) as server:
             yield server
 

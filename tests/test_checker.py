@@ -134,8 +134,9 @@ def clock():
 
 @pytest.fixture
 def settings(database):
-    return Settings(main_url=MAIN, check_urls=(MAIN,), database=database, check_interval=5.0,
-                    check_timeout=3.0, fall=3, rise=2)
+    return Settings(
+        main_url=MAIN, check_urls=(MAIN,), database=database, check_interval=5.0, check_timeout=3.0, fall=3, rise=2
+    )
 
 
 def checker(settings, clock, script, owner="a"):
@@ -287,8 +288,10 @@ def terminate_lock_holders(database: str) -> int:
 
     from fallback.storage.postgres_checker import CHECKER_LOCK
 
-    holders = ("FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s "
-               "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    holders = (
+        "FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
     key = (CHECKER_LOCK >> 32, CHECKER_LOCK & 0xFFFFFFFF)
     with psycopg.connect(database, autocommit=True) as conn:
         ended = len(conn.execute("SELECT pg_terminate_backend(pid) " + holders, key).fetchall())
@@ -303,8 +306,12 @@ def test_a_flip_is_written_once_however_many_processes_try(settings, clock):
     storage = open_storage(settings.database, clock)
     storage.flag.flip("unknown", "up", "first round")
     results = []
-    threads = [threading.Thread(target=lambda: results.append(
-        open_storage(settings.database, clock).flag.flip("up", "down", "HTTP 503"))) for _ in range(8)]
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(open_storage(settings.database, clock).flag.flip("up", "down", "HTTP 503"))
+        )
+        for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

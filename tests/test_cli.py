@@ -15,6 +15,7 @@ from fallback.storage import NewLead, open_storage
 
 BACKENDS = ["sqlite", "postgres"]
 
+
 @pytest.fixture
 def db(runner, env):
     return open_storage(env["FALLBACK_DATABASE"])
@@ -95,10 +96,20 @@ def test_check_needs_a_url(runner, monkeypatch):
     assert runner.invoke(cli, ["check"]).exit_code == 2
 
 
-@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["mode", "down"], ["export"],
-                                     ["forget", "a@example.org"], ["purge", "--older-than", "1"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["status", "--json"],
+        ["mode", "down"],
+        ["export"],
+        ["forget", "a@example.org"],
+        ["purge", "--older-than", "1"],
+    ],
+)
 def test_a_command_run_from_another_folder_refuses_the_missing_database_and_creates_nothing(
-        runner, monkeypatch, tmp_path, command):
+    runner, monkeypatch, tmp_path, command
+):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -166,13 +177,16 @@ def test_for_only_applies_to_a_forced_mode(runner, db):
     assert result.exit_code == 2 and "--for only applies to up or down" in result.output
 
 
-@pytest.mark.parametrize(("option", "environ", "expected"), [
-    (None, {}, "127.0.0.1"),
-    (None, {"PORT": "8080"}, "0.0.0.0"),
-    (None, {"PORT": " "}, "127.0.0.1"),
-    ("::1", {"PORT": "8080"}, "::1"),
-    ("0.0.0.0", {}, "0.0.0.0"),
-])
+@pytest.mark.parametrize(
+    ("option", "environ", "expected"),
+    [
+        (None, {}, "127.0.0.1"),
+        (None, {"PORT": "8080"}, "0.0.0.0"),
+        (None, {"PORT": " "}, "127.0.0.1"),
+        ("::1", {"PORT": "8080"}, "::1"),
+        ("0.0.0.0", {}, "0.0.0.0"),
+    ],
+)
 def test_serve_listens_on_loopback_unless_the_platform_set_port_or_host_says_otherwise(option, environ, expected):
     assert bind_host(option, environ) == expected
 

@@ -20,18 +20,20 @@ def test_it_has_the_documented_defaults(tmp_path, monkeypatch):
 
 
 def test_it_reads_every_kind_of_value(tmp_path):
-    settings = Settings.from_env({
-        "FALLBACK_MAIN_URL": "http://127.0.0.1:9000",
-        "FALLBACK_CHECK_URLS": "http://127.0.0.1:9000/a, http://127.0.0.1:9000/b",
-        "FALLBACK_CHECK_INTERVAL": "1.5",
-        "FALLBACK_FALL": "2",
-        "FALLBACK_RATE_LIMIT": "5/second",
-        "FALLBACK_REQUIRE_CONSENT": "false",
-        "FALLBACK_CONTACT_EMAIL": "Hello@Example.com",
-        "FALLBACK_SITE_NAME": "Acme",
-        "FALLBACK_TEMPLATES": str(tmp_path),
-        "PORT": "5000",
-    })
+    settings = Settings.from_env(
+        {
+            "FALLBACK_MAIN_URL": "http://127.0.0.1:9000",
+            "FALLBACK_CHECK_URLS": "http://127.0.0.1:9000/a, http://127.0.0.1:9000/b",
+            "FALLBACK_CHECK_INTERVAL": "1.5",
+            "FALLBACK_FALL": "2",
+            "FALLBACK_RATE_LIMIT": "5/second",
+            "FALLBACK_REQUIRE_CONSENT": "false",
+            "FALLBACK_CONTACT_EMAIL": "Hello@Example.com",
+            "FALLBACK_SITE_NAME": "Acme",
+            "FALLBACK_TEMPLATES": str(tmp_path),
+            "PORT": "5000",
+        }
+    )
     assert settings.check_urls == ("http://127.0.0.1:9000/a", "http://127.0.0.1:9000/b")
     assert settings.check_interval == 1.5 and settings.fall == 2
     assert settings.rate_limit == RateLimit(5, 1)
@@ -97,16 +99,18 @@ def test_the_new_settings_have_the_specs_defaults():
 
 
 def test_it_reads_the_mail_webhook_and_quorum_settings():
-    settings = Settings.from_env({
-        "FALLBACK_PUBLIC_URL": "https://sorry.example.com",
-        "FALLBACK_SMTP_URL": "smtps://shop:pw@mail.example.com:465",
-        "FALLBACK_MAIL_FROM": "Shop <news@example.com>",
-        "FALLBACK_FOLLOWUP_DELAY": "2m",
-        "FALLBACK_MAIL_RATE": "100/minute",
-        "FALLBACK_WEBHOOK_URLS": "https://a.example/hook, https://b.example/hook",
-        "FALLBACK_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        "FALLBACK_QUORUM": "2",
-    })
+    settings = Settings.from_env(
+        {
+            "FALLBACK_PUBLIC_URL": "https://sorry.example.com",
+            "FALLBACK_SMTP_URL": "smtps://shop:pw@mail.example.com:465",
+            "FALLBACK_MAIL_FROM": "Shop <news@example.com>",
+            "FALLBACK_FOLLOWUP_DELAY": "2m",
+            "FALLBACK_MAIL_RATE": "100/minute",
+            "FALLBACK_WEBHOOK_URLS": "https://a.example/hook, https://b.example/hook",
+            "FALLBACK_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "FALLBACK_QUORUM": "2",
+        }
+    )
     assert settings.mail_from == "Shop <news@example.com>" and settings.followup_delay == 120.0
     assert settings.mail_rate == RateLimit(100, 60) and settings.quorum == 2
     assert settings.webhook_urls == ("https://a.example/hook", "https://b.example/hook")
@@ -114,11 +118,24 @@ def test_it_reads_the_mail_webhook_and_quorum_settings():
 
 @pytest.mark.parametrize(("value", "seconds"), [("5", 5.0), ("5s", 5.0), ("0.5m", 30.0), ("2.5", 2.5)])
 def test_every_duration_setting_takes_the_same_forms(value, seconds):
-    env = {name: value for name in ("FALLBACK_CHECK_INTERVAL", "FALLBACK_CHECK_TIMEOUT", "FALLBACK_MAX_LATENCY",
-                                     "FALLBACK_FORM_MIN_SECONDS", "FALLBACK_FOLLOWUP_DELAY")}
+    env = {
+        name: value
+        for name in (
+            "FALLBACK_CHECK_INTERVAL",
+            "FALLBACK_CHECK_TIMEOUT",
+            "FALLBACK_MAX_LATENCY",
+            "FALLBACK_FORM_MIN_SECONDS",
+            "FALLBACK_FOLLOWUP_DELAY",
+        )
+    }
     settings = Settings.from_env(env)
-    assert {settings.check_interval, settings.check_timeout, settings.max_latency, settings.form_min_seconds,
-            settings.followup_delay} == {seconds}
+    assert {
+        settings.check_interval,
+        settings.check_timeout,
+        settings.max_latency,
+        settings.form_min_seconds,
+        settings.followup_delay,
+    } == {seconds}
 
 
 def test_minutes_and_hours_are_read_as_seconds():
@@ -126,21 +143,27 @@ def test_minutes_and_hours_are_read_as_seconds():
     assert (settings.check_interval, settings.followup_delay) == (120.0, 3600.0)
 
 
-@pytest.mark.parametrize(("env", "variable"), [
-    ({"FALLBACK_SMTP_URL": "smtp://mail.example.com"}, "FALLBACK_MAIL_FROM"),
-    ({"FALLBACK_WEBHOOK_URLS": "https://hooks.example.com"}, "FALLBACK_WEBHOOK_SECRET"),
-])
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"FALLBACK_SMTP_URL": "smtp://mail.example.com"}, "FALLBACK_MAIL_FROM"),
+        ({"FALLBACK_WEBHOOK_URLS": "https://hooks.example.com"}, "FALLBACK_WEBHOOK_SECRET"),
+    ],
+)
 def test_a_setting_that_needs_another_names_the_missing_one(env, variable):
     with pytest.raises(ConfigError, match=f"^{variable}: expected "):
         Settings.from_env(env)
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("FALLBACK_SMTP_URL", "ftp://user:hunter2@mail.example.com"),
-    ("FALLBACK_WEBHOOK_SECRET", "whsec_hunter2!"),
-    ("FALLBACK_WEBHOOK_SECRET", "hunter2"),
-    ("FALLBACK_MAIN_URL", "ftp://user:hunter2@www.example.com"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FALLBACK_SMTP_URL", "ftp://user:hunter2@mail.example.com"),
+        ("FALLBACK_WEBHOOK_SECRET", "whsec_hunter2!"),
+        ("FALLBACK_WEBHOOK_SECRET", "hunter2"),
+        ("FALLBACK_MAIN_URL", "ftp://user:hunter2@www.example.com"),
+    ],
+)
 def test_an_error_never_echoes_a_password_or_a_secret(variable, value):
     with pytest.raises(ConfigError, match=f"^{variable}: expected ") as raised:
         Settings.from_env({variable: value})
@@ -149,8 +172,17 @@ def test_an_error_never_echoes_a_password_or_a_secret(variable, value):
 
 def test_the_defaults_of_settings_built_in_python_are_the_declared_ones():
     built, declared = Settings(), Settings.from_env({})
-    for field in ("check_interval", "fall", "rate_limit", "require_consent", "brand_color", "mail_rate", "port",
-                  "site_name", "check_urls"):
+    for field in (
+        "check_interval",
+        "fall",
+        "rate_limit",
+        "require_consent",
+        "brand_color",
+        "mail_rate",
+        "port",
+        "site_name",
+        "check_urls",
+    ):
         assert getattr(built, field) == getattr(declared, field), field
     assert built.database == "fallback.db" and declared.database.endswith("/fallback.db")
 
@@ -170,6 +202,11 @@ def test_nothing_is_read_from_the_environment_at_import_time():
     import sys
 
     modules = "fallback.app, fallback.cli, fallback.checker, fallback.web, fallback.admin, fallback.server"
-    result = subprocess.run([sys.executable, "-c", f"import {modules}"], capture_output=True, text=True, timeout=60,
-                            env={"FALLBACK_FALL": "not a number", "FALLBACK_MAIN_URL": "nope", "PATH": ""})
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {modules}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"FALLBACK_FALL": "not a number", "FALLBACK_MAIN_URL": "nope", "PATH": ""},
+    )
     assert result.returncode == 0, result.stderr

@@ -93,8 +93,10 @@ def test_an_outage_is_detected_within_5s_and_recovery_within_5s(site, watching, 
     assert recovered < DETECT_SECONDS, f"{behaviour}: up after {recovered:.1f}s"
     redirected = seconds_until_every_visitor_gets(watching, "up")
     assert redirected < 1.0, f"visitors were redirected {redirected:.2f}s after the flip"
-    print(f"{behaviour}: down in {detected:.2f}s (visitors {shown:.2f}s later), "
-          f"up in {recovered:.2f}s (visitors {redirected:.2f}s later)")
+    print(
+        f"{behaviour}: down in {detected:.2f}s (visitors {shown:.2f}s later), "
+        f"up in {recovered:.2f}s (visitors {redirected:.2f}s later)"
+    )
 
 
 def test_a_site_failing_one_probe_in_three_never_flips(site, watching):
@@ -191,8 +193,9 @@ def test_each_flip_is_announced_once_to_a_local_receiver(site, tmp_path):
 
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    env = settings_for(site, FALLBACK_NOTIFY_URLS=f"json://127.0.0.1:{receiver.server_port}/hook",
-                       FALLBACK_SITE_NAME="Acme")
+    env = settings_for(
+        site, FALLBACK_NOTIFY_URLS=f"json://127.0.0.1:{receiver.server_port}/hook", FALLBACK_SITE_NAME="Acme"
+    )
     try:
         with Served(env, tmp_path) as server:
             assert seconds_until(server, "up", 10) < 10

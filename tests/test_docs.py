@@ -73,8 +73,12 @@ def test_a_wheel_built_from_the_repo_carries_the_templates(tmp_path):
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     [wheel] = tmp_path.glob("fallback-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for template in ("page.html", "thanks.html", "page.css", "admin/dashboard.html"):

@@ -24,9 +24,15 @@ def test_it_keeps_harmless_cells_as_they_are(cell):
 
 
 def test_it_writes_a_header_and_one_row_per_lead_with_quoting():
-    lead = {"email": "a@example.org", "name": 'Ann "the boss", Jr', "message": "line 1\nline 2", "consent": 1,
-            "created_at": "2026-11-28T12:00:00.000000+00:00", "updated_at": "2026-11-28T12:00:00.000000+00:00",
-            "submissions": 2}
+    lead = {
+        "email": "a@example.org",
+        "name": 'Ann "the boss", Jr',
+        "message": "line 1\nline 2",
+        "consent": 1,
+        "created_at": "2026-11-28T12:00:00.000000+00:00",
+        "updated_at": "2026-11-28T12:00:00.000000+00:00",
+        "submissions": 2,
+    }
     rows = read(csv_chunks([lead]))
     assert rows[0] == [header for header, _ in COLUMNS]
     row = dict(zip(rows[0], rows[1]))
@@ -50,7 +56,8 @@ def test_an_empty_export_still_has_its_header():
 def test_bounds_are_utc_unless_an_offset_is_given():
     assert parse_bound("2026-11-28", "since") == datetime(2026, 11, 28, tzinfo=UTC)
     assert parse_bound("2026-11-28T18:30:00+01:00", "since") == datetime(
-        2026, 11, 28, 18, 30, tzinfo=timezone(timedelta(hours=1)))
+        2026, 11, 28, 18, 30, tzinfo=timezone(timedelta(hours=1))
+    )
     assert parse_bound(None, "since") is None
 
 

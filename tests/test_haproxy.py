@@ -31,9 +31,6 @@ if not HAPROXY.exists() and "CI" not in os.environ:
     pytest.skip(f"{HAPROXY} is not installed (Debian package haproxy)", allow_module_level=True)
 
 
-
-
-
 class HAProxy:
     """A foreground HAProxy serving the rendered template on a free loopback port; its log goes to a file."""
 
@@ -44,16 +41,27 @@ class HAProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = folder / "haproxy.cfg"
         self.log = folder / "haproxy.log"
-        self.config.write_text(render(TEMPLATE.read_text(), LISTEN=f"127.0.0.1:{self.port}", MAIN_UPSTREAM=main,
-                                      MAIN_HOST="localhost", FALLBACK_UPSTREAM=standby))
+        self.config.write_text(
+            render(
+                TEMPLATE.read_text(),
+                LISTEN=f"127.0.0.1:{self.port}",
+                MAIN_UPSTREAM=main,
+                MAIN_HOST="localhost",
+                FALLBACK_UPSTREAM=standby,
+            )
+        )
         self.process: subprocess.Popen | None = None
 
     def start(self) -> HAProxy:
         if not HAPROXY.exists():
             pytest.fail(f"{HAPROXY} is missing and CI is set: install the Debian package haproxy")
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([str(HAPROXY), "-db", "-f", str(self.config)], stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                [str(HAPROXY), "-db", "-f", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proxies.wait_until_listening(self.process, self.port, "haproxy", self.log.read_text)
         return self
 
@@ -122,8 +130,9 @@ def haproxy(tmp_path, site, fallback):
 def test_the_template_names_its_placeholders(haproxy):
     placeholders = set(re.findall(r"@[A-Z_]+@", TEMPLATE.read_text()))
     assert placeholders == {"@LISTEN@", "@MAIN_UPSTREAM@", "@MAIN_HOST@", "@FALLBACK_UPSTREAM@"}
-    checked = subprocess.run([str(HAPROXY), "-c", "-f", str(haproxy.config)], capture_output=True, text=True,
-                             timeout=10)
+    checked = subprocess.run(
+        [str(HAPROXY), "-c", "-f", str(haproxy.config)], capture_output=True, text=True, timeout=10
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -193,8 +202,7 @@ def test_fallbacks_own_routes_never_reach_the_main_site(site, haproxy, set_mode)
     set_mode("down")
     marker = uuid.uuid4().hex[:10]
     assert get(haproxy, f"/_fallback/status.json?m={marker}").json()["mode"] == "down"
-    response = requests.post(f"{haproxy.url}/_fallback/contact?m={marker}", data={}, allow_redirects=False,
-                             timeout=10)
+    response = requests.post(f"{haproxy.url}/_fallback/contact?m={marker}", data={}, allow_redirects=False, timeout=10)
     assert response.status_code == 400
     assert haproxy.servers(marker, 2) == ["fallback/fallback", "fallback/fallback"]
     assert not any(marker in path for path in site.paths)
@@ -206,6 +214,7 @@ def test_fallback_sees_the_visitors_host_and_not_forged_forwarded_headers(site, 
     site.stop()
     assert get(haproxy, fresh("/promo")).status_code == 302  # another host: fallback redirects
     main_host = f"127.0.0.1:{site.port}"
-    forged = get(haproxy, fresh("/loop"), Host=main_host,
-                 **{"X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "4444"})
+    forged = get(
+        haproxy, fresh("/loop"), Host=main_host, **{"X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "4444"}
+    )
     assert forged.status_code == 503

@@ -145,13 +145,22 @@ def test_forwarded_addresses_count_with_one_trusted_proxy(env):
     app = create_app(Settings.from_env(env))
     app.extensions["fallback"].storage.flag.set_mode("down")
     client = app.test_client()
-    statuses = [post(client, contact_fields(client), headers={"X-Forwarded-For": f"127.0.0.{n + 10}"}).status_code
-                for n in range(5)]
+    statuses = [
+        post(client, contact_fields(client), headers={"X-Forwarded-For": f"127.0.0.{n + 10}"}).status_code
+        for n in range(5)
+    ]
     assert statuses == [303] * 5
 
 
-@pytest.mark.parametrize("headers", [{"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
-                                     {"Origin": "https://evil.example"}, {"Origin": "null"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+    ],
+)
 def test_cross_site_posts_are_refused(client, down, storage, headers):
     assert post(client, contact_fields(client), headers=headers).status_code == 403
     assert list(storage.leads.iter()) == []
@@ -164,14 +173,21 @@ def test_same_origin_posts_are_accepted(client, down):
 
 def test_cross_site_admin_posts_are_refused(client):
     page = client.get("/_fallback/admin").get_data(as_text=True)
-    response = client.post("/_fallback/admin/login", data={"password": "correct horse", "csrf_token": csrf_token(page)},
-                           headers={"Origin": "https://evil.example"})
+    response = client.post(
+        "/_fallback/admin/login",
+        data={"password": "correct horse", "csrf_token": csrf_token(page)},
+        headers={"Origin": "https://evil.example"},
+    )
     assert response.status_code == 403
 
 
 def test_public_pages_and_the_thank_you_never_set_cookies(client, down):
-    for response in (client.get("/"), post(client, contact_fields(client)), client.get("/_fallback/thanks"),
-                     post(client, {})):
+    for response in (
+        client.get("/"),
+        post(client, contact_fields(client)),
+        client.get("/_fallback/thanks"),
+        post(client, {}),
+    ):
         assert "Set-Cookie" not in response.headers
 
 
@@ -182,8 +198,11 @@ def test_hsts_and_a_secure_admin_cookie_over_https(app):
     client = app.test_client()
     page = client.get("/_fallback/admin", base_url="https://fallback.test")
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")
-    response = client.post("/_fallback/admin/login", base_url="https://fallback.test",
-                           data={"password": "correct horse", "csrf_token": csrf_token(page.get_data(as_text=True))})
+    response = client.post(
+        "/_fallback/admin/login",
+        base_url="https://fallback.test",
+        data={"password": "correct horse", "csrf_token": csrf_token(page.get_data(as_text=True))},
+    )
     assert "Secure" in response.headers["Set-Cookie"]
 
 
@@ -239,8 +258,10 @@ def test_raw_client_addresses_are_never_stored_on_postgres(env):
     visit_and_submit_from(create_app(Settings.from_env(env)), "127.42.43.44")
     # A connection of our own, not the app's storage: the rows as they are on the server.
     with psycopg.connect(env["FALLBACK_DATABASE"], connect_timeout=10) as conn:
-        tables = [row[0] for row in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+        tables = [
+            row[0]
+            for row in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        ]
         assert "rate_limits" in tables and conn.execute("SELECT COUNT(*) FROM rate_limits").fetchone()[0] == 2
         for table in tables:
             # Every row of every table as text: the address is in none of them.
@@ -323,8 +344,10 @@ def test_a_full_disk_gets_a_not_saved_page_and_keeps_what_was_stored(env, tiny_d
         pass  # the disk is full
     finally:
         os.close(fd)
-    statuses = [post(client, contact_fields(client, email=f"v{n}@example.org", message="m" * 1500)).status_code
-                for n in range(40)]
+    statuses = [
+        post(client, contact_fields(client, email=f"v{n}@example.org", message="m" * 1500)).status_code
+        for n in range(40)
+    ]
     assert 503 in statuses and all(status in (303, 503) for status in statuses)
     refused = post(client, contact_fields(client, email="late@example.org", message="m" * 1500))
     assert refused.status_code == 503
@@ -335,7 +358,6 @@ def test_a_full_disk_gets_a_not_saved_page_and_keeps_what_was_stored(env, tiny_d
     acknowledged = {"kept@example.org"} | {f"v{n}@example.org" for n, status in enumerate(statuses) if status == 303}
     assert {lead["email"] for lead in storage.leads.iter()} == acknowledged
     assert client.get("/_fallback/healthz").status_code == 200
-
 
 
 @pytest.mark.sqlite_only("PRAGMA query_only")

@@ -62,12 +62,16 @@ def test_every_catalog_is_complete_and_compiled():
         for message in catalog:
             if not message.id:
                 continue
-            assert message.string and all(message.string if isinstance(message.string, tuple) else [message.string]), \
+            assert message.string and all(message.string if isinstance(message.string, tuple) else [message.string]), (
                 f"{po_path}: {message.id!r} is not translated"
+            )
             singular = message.id[0] if isinstance(message.id, tuple) else message.id
             expected = message.string[0] if isinstance(message.string, tuple) else message.string
-            translated = compiled.ngettext(singular, message.id[1], 1) if isinstance(message.id, tuple) \
+            translated = (
+                compiled.ngettext(singular, message.id[1], 1)
+                if isinstance(message.id, tuple)
                 else compiled.gettext(singular)
+            )
             assert translated == expected, f"{po_path}: the .mo is stale; run pybabel compile"
 
 
@@ -77,11 +81,29 @@ def test_every_catalog_has_every_message_of_the_code_and_templates(tmp_path):
 
     root = TRANSLATIONS.parent.parent
     pot = tmp_path / "messages.pot"
-    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", "babel.cfg", "-k", "_l",
-                    "-o", str(pot), "."], cwd=root, check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            "extract",
+            "-F",
+            "babel.cfg",
+            "-k",
+            "_l",
+            "-o",
+            str(pot),
+            ".",
+        ],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     with open(pot, "rb") as handle:
-        wanted = {message.id if isinstance(message.id, str) else message.id[0]
-                  for message in read_po(handle) if message.id}
+        wanted = {
+            message.id if isinstance(message.id, str) else message.id[0] for message in read_po(handle) if message.id
+        }
     for po_path in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po"):
         with open(po_path, "rb") as handle:
             have = {message.id if isinstance(message.id, str) else message.id[0] for message in read_po(handle)}

@@ -61,9 +61,19 @@ def test_the_server_logged_no_error(figures):
 
 
 def test_failures_are_reported_in_words(load):
-    clean = {"server_errors_5xx": 0, "leads_lost": 0, "lost_examples": [], "leads_acknowledged": 3,
-             "submissions_rejected": 0, "submissions_by_status": {"303": 3}, "bad_pages": 0, "client_errors": {},
-             "clients_still_running": 0, "workers_restarted": 0, "export_duplicates": 0}
+    clean = {
+        "server_errors_5xx": 0,
+        "leads_lost": 0,
+        "lost_examples": [],
+        "leads_acknowledged": 3,
+        "submissions_rejected": 0,
+        "submissions_by_status": {"303": 3},
+        "bad_pages": 0,
+        "client_errors": {},
+        "clients_still_running": 0,
+        "workers_restarted": 0,
+        "export_duplicates": 0,
+    }
     assert load.failures(clean) == []
     lost = {**clean, "leads_lost": 1, "lost_examples": ["c0-1@load.example"]}
     assert "c0-1@load.example" in load.failures(lost)[0]
@@ -73,9 +83,13 @@ def test_failures_are_reported_in_words(load):
 def test_cpu_seconds_counts_the_workers_of_a_server(load):
     # A stand-in "master" whose one child spins for about 0.5 s of CPU, then sleeps so it can be read.
     spin = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\ntime.sleep(30)"
-    master = subprocess.Popen([sys.executable, "-c",
-                               f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {spin!r}])\n"
-                               "time.sleep(30)"])
+    master = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {spin!r}])\ntime.sleep(30)",
+        ]
+    )
     try:
         deadline = time.monotonic() + 10
         while load.cpu_seconds(master.pid) < 0.5 and time.monotonic() < deadline:

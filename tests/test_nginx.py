@@ -41,8 +41,6 @@ if not NGINX.exists() and "CI" not in os.environ:
 # nginx.
 
 
-
-
 class Nginx:
     """A foreground nginx (master and workers) serving the rendered template on a free loopback port."""
 
@@ -54,10 +52,16 @@ class Nginx:
         self.url = f"http://127.0.0.1:{self.port}"
         self.error_log = folder / "error.log"
         self.access_log = folder / "access.log"
-        (folder / "fallback.conf").write_text(render(
-            TEMPLATE.read_text(), LISTEN=f"127.0.0.1:{self.port}", SERVER_NAME="localhost",
-            MAIN_UPSTREAM=main, FALLBACK_UPSTREAM=standby, CACHE_PATH=str(folder / "cache"),
-        ))
+        (folder / "fallback.conf").write_text(
+            render(
+                TEMPLATE.read_text(),
+                LISTEN=f"127.0.0.1:{self.port}",
+                SERVER_NAME="localhost",
+                MAIN_UPSTREAM=main,
+                FALLBACK_UPSTREAM=standby,
+                CACHE_PATH=str(folder / "cache"),
+            )
+        )
         # Run as root (a container, CI), the master would hand its workers to `nobody`, who cannot
         # enter pytest's private temporary folders.
         user = ""
@@ -86,9 +90,20 @@ http {{
             pytest.fail(f"{NGINX} is missing and CI is set: install the Debian package nginx-light")
         globals_ = f"daemon off; master_process on; pid {self.folder}/nginx.pid; error_log {self.error_log} info;"
         self.process = subprocess.Popen(
-            [str(NGINX), "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"),
-             "-e", str(self.error_log), "-g", globals_],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            [
+                str(NGINX),
+                "-p",
+                str(self.folder),
+                "-c",
+                str(self.folder / "nginx.conf"),
+                "-e",
+                str(self.error_log),
+                "-g",
+                globals_,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
         proxies.wait_until_listening(self.process, self.port, "nginx", self.startup_problem)
         return self
@@ -129,6 +144,7 @@ def reached(lines: list[str], port: int) -> int:
 
 
 # The three processes, shared by the module: starting fallback costs a second or two.
+
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
@@ -282,8 +298,12 @@ def test_a_form_from_a_cached_page_is_accepted(site, nginx, fallback, set_mode):
     cached = get(nginx, path)
     assert cached.headers["X-Cache-Status"] == "HIT"
     leads = admin_status(fallback.url, ADMIN_PASSWORD)["leads"]
-    data = {"token": form_token(cached.text), "path": path, "email": f"{uuid.uuid4().hex[:8]}@example.org",
-            "consent": "y"}
+    data = {
+        "token": form_token(cached.text),
+        "path": path,
+        "email": f"{uuid.uuid4().hex[:8]}@example.org",
+        "consent": "y",
+    }
     response = requests.post(nginx.url + "/_fallback/contact", data=data, allow_redirects=False, timeout=10)
     assert response.status_code == 303 and response.headers["Location"].endswith("/_fallback/thanks")
     assert admin_status(fallback.url, ADMIN_PASSWORD)["leads"] != leads
@@ -293,8 +313,9 @@ def test_an_empty_contact_post_passes_through_and_is_never_cached(site, nginx, f
     set_mode("down")
     marker = uuid.uuid4().hex[:10]
     for _ in range(2):
-        response = requests.post(f"{nginx.url}/_fallback/contact?m={marker}", data={}, allow_redirects=False,
-                                 timeout=10)
+        response = requests.post(
+            f"{nginx.url}/_fallback/contact?m={marker}", data={}, allow_redirects=False, timeout=10
+        )
         assert response.status_code == 400
         assert response.headers.get("X-Cache-Status") != "HIT"
     assert reached(nginx.log_lines(marker, 2), fallback.port) == 2
@@ -314,8 +335,13 @@ def test_a_post_to_a_visitor_path_reaches_fallback_every_time(site, nginx, fallb
 def test_fallbacks_own_routes_are_never_cached(site, nginx, fallback, set_mode):
     set_mode("down")
     marker = uuid.uuid4().hex[:10]
-    routes = {"/_fallback/status.json": 200, "/_fallback/healthz": None, "/_fallback/admin": 200,
-              "/_fallback/admin/export.csv": 401, "/_fallback/thanks": 200}
+    routes = {
+        "/_fallback/status.json": 200,
+        "/_fallback/healthz": None,
+        "/_fallback/admin": 200,
+        "/_fallback/admin/export.csv": 401,
+        "/_fallback/thanks": 200,
+    }
     for route, status in routes.items():
         for _ in range(3):
             response = get(nginx, f"{route}?m={marker}")
@@ -347,12 +373,14 @@ def test_fallback_sees_the_visitors_host_and_not_forged_forwarded_headers(site, 
     site.stop()
     main_host = f"127.0.0.1:{site.port}"
     assert get(nginx, fresh("/loop"), Host=main_host).status_code == 503
-    forged = get(nginx, fresh("/loop"), Host=main_host,
-                 **{"X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "4444"})
+    forged = get(
+        nginx, fresh("/loop"), Host=main_host, **{"X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "4444"}
+    )
     assert forged.status_code == 503
 
 
 # The template's own rules, checked against a fake fallback that answers whatever a test needs.
+
 
 class _FakeHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -391,8 +419,7 @@ class FakeFallback:
         self.server.daemon_threads = True
         self.server.hits = []
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         # The main upstream is a free port nothing listens on: every request falls back.
         self.nginx = Nginx(folder, f"127.0.0.1:{free_port()}", f"127.0.0.1:{self.port}")
 
@@ -425,13 +452,16 @@ def fake(tmp_path):
         yield fake
 
 
-@pytest.mark.parametrize("answer, cached", [
-    ("cookie", False),    # sets a cookie
-    ("redirect", False),  # a redirect, even one that says it may be cached
-    ("ok", False),        # only the 503 page is stored
-    ("private", False),   # no-store is honoured
-    ("bare503", True),    # a 503 without Cache-Control still gets its 5 seconds
-])
+@pytest.mark.parametrize(
+    "answer, cached",
+    [
+        ("cookie", False),  # sets a cookie
+        ("redirect", False),  # a redirect, even one that says it may be cached
+        ("ok", False),  # only the 503 page is stored
+        ("private", False),  # no-store is honoured
+        ("bare503", True),  # a 503 without Cache-Control still gets its 5 seconds
+    ],
+)
 def test_only_a_cookieless_503_from_fallback_is_stored(fake, answer, cached):
     path = f"/{answer}-{uuid.uuid4().hex[:8]}"
     statuses = [get(fake.nginx, path).headers.get("X-Cache-Status") for _ in range(3)]

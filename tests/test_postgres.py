@@ -57,8 +57,11 @@ def test_an_outage_fails_fast_serves_visitors_and_the_pool_reconnects_on_its_own
         with pytest.raises(StorageError, match="unreachable|failed"):
             storage.leads.save(NewLead("during@example.org"))
         # The visitor is never thanked for a lead that was not stored: the 'not saved' page, quickly.
-        response, seconds = timed(lambda: client.post("/_fallback/contact", data={
-            "token": token, "email": "visitor@example.org", "consent": "y"}))
+        response, seconds = timed(
+            lambda: client.post(
+                "/_fallback/contact", data={"token": token, "email": "visitor@example.org", "consent": "y"}
+            )
+        )
         assert response.status_code == 503 and "not saved" in response.get_data(as_text=True)
         assert seconds < 5
         # Visitors keep getting the page: the flag last read is used while it cannot be read.
@@ -154,8 +157,10 @@ def test_passwords_are_hidden_in_urls():
 
 
 def test_serve_refuses_to_start_on_an_unreachable_database(tmp_path):
-    env = {"FALLBACK_MAIN_URL": "http://127.0.0.1:9/",
-           "FALLBACK_DATABASE": f"postgresql://fallback:hunter2@127.0.0.1:{free_port()}/fallback"}
+    env = {
+        "FALLBACK_MAIN_URL": "http://127.0.0.1:9/",
+        "FALLBACK_DATABASE": f"postgresql://fallback:hunter2@127.0.0.1:{free_port()}/fallback",
+    }
     result = run_cli(["serve", "--port", str(free_port())], env, tmp_path, timeout=60)
     assert result.returncode == 2
     assert "cannot connect to the database" in result.stderr and "hunter2" not in result.stderr
@@ -182,8 +187,12 @@ def test_forget_and_purge_leave_no_row_and_vacuum_the_table(database):
 
     before = vacuums()
     assert storage.leads.forget("SECRET.PERSON@example.org") == 2
-    assert storage.db.read("SELECT COUNT(*) FROM leads WHERE message LIKE '%distinctive%' "
-                         "OR email_key = 'secret.person@example.org'")[0][0] == 0
+    assert (
+        storage.db.read(
+            "SELECT COUNT(*) FROM leads WHERE message LIKE '%distinctive%' OR email_key = 'secret.person@example.org'"
+        )[0][0]
+        == 0
+    )
     assert vacuums() == before + 1
     assert storage.leads.purge(storage.clock()) == 1
     assert storage.db.read("SELECT COUNT(*) FROM leads")[0][0] == 0
@@ -205,14 +214,26 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     runner = CliRunner()
     first = runner.invoke(cli, ["migrate", "--to", database])
     assert first.exit_code == 0, first.output
-    for line in ("leads: 3 copied, 0 already there", "incidents: 1 copied", "mode_changes: 1 copied",
-                 f"events: {len(old_events)} copied", "flag: copied", "secret key: copied"):
+    for line in (
+        "leads: 3 copied, 0 already there",
+        "incidents: 1 copied",
+        "mode_changes: 1 copied",
+        f"events: {len(old_events)} copied",
+        "flag: copied",
+        "secret key: copied",
+    ):
         assert line in first.output
     assert database.split("@")[0].split(":")[-1] not in first.output  # the password
     second = runner.invoke(cli, ["migrate", "--to", database])
     assert second.exit_code == 0, second.output
-    for line in ("leads: 0 copied, 3 already there", "incidents: 0 copied, 1 already there",
-                 "mode_changes: 0 copied, 1 already there", "events: 0 copied", "flag: kept", "secret key: kept"):
+    for line in (
+        "leads: 0 copied, 3 already there",
+        "incidents: 0 copied, 1 already there",
+        "mode_changes: 0 copied, 1 already there",
+        "events: 0 copied",
+        "flag: kept",
+        "secret key: kept",
+    ):
         assert line in second.output
     new = open_storage(database)
     [lead] = list(new.leads.iter())
@@ -220,10 +241,12 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     assert lead["consent_text"] == "ok" and lead["created_at"] < lead["updated_at"]
     assert new.leads.count() == {"leads": 1, "spam": 2}
     assert new.flag.read().mode == "down" and new.flag.read().state == "down" and new.flag.read().mode_reason == "TV"
-    assert [(i["started_at"], i["reason"]) for i in new.flag.incidents()] == \
-           [(i["started_at"], i["reason"]) for i in old.flag.incidents()]
-    assert [(c["at"], c["mode"], c["by"]) for c in new.flag.mode_changes()] == \
-           [(c["at"], c["mode"], c["by"]) for c in old.flag.mode_changes()]
+    assert [(i["started_at"], i["reason"]) for i in new.flag.incidents()] == [
+        (i["started_at"], i["reason"]) for i in old.flag.incidents()
+    ]
+    assert [(c["at"], c["mode"], c["by"]) for c in new.flag.mode_changes()] == [
+        (c["at"], c["mode"], c["by"]) for c in old.flag.mode_changes()
+    ]
     assert [(e["at"], e["kind"], e["title"]) for e in new.events.recent()] == old_events
     assert new.secret_key() == (secret, False)
     # What PostgreSQL received since is kept: a new lead there, then one more SQLite lead copied.
@@ -231,8 +254,10 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     old.leads.save(NewLead("late@example.org"))
     third = runner.invoke(cli, ["migrate", "--to", database])
     assert "leads: 1 copied, 3 already there" in third.output
-    assert {lead["email"]: lead["name"] for lead in new.leads.iter()} == {"paul@example.org": "Paul again",
-                                                                        "late@example.org": ""}
+    assert {lead["email"]: lead["name"] for lead in new.leads.iter()} == {
+        "paul@example.org": "Paul again",
+        "late@example.org": "",
+    }
 
 
 def test_migrate_refuses_what_cannot_work(database, tmp_path, monkeypatch):
@@ -253,10 +278,18 @@ def test_migrate_refuses_what_cannot_work(database, tmp_path, monkeypatch):
 def test_two_instances_share_one_checker_one_flag_and_the_leads(database, tmp_path):
     export_token = "two-instances"
     with StandIn() as site:
-        env = {"FALLBACK_MAIN_URL": site.url, "FALLBACK_CHECK_URLS": site.url, "FALLBACK_DATABASE": database,
-               "FALLBACK_RATE_LIMIT": "0", "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_CHECK_INTERVAL": "1",
-               "FALLBACK_FALL": "2", "FALLBACK_RISE": "2", "FALLBACK_EXPORT_TOKEN": export_token,
-               "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD}
+        env = {
+            "FALLBACK_MAIN_URL": site.url,
+            "FALLBACK_CHECK_URLS": site.url,
+            "FALLBACK_DATABASE": database,
+            "FALLBACK_RATE_LIMIT": "0",
+            "FALLBACK_FORM_MIN_SECONDS": "0",
+            "FALLBACK_CHECK_INTERVAL": "1",
+            "FALLBACK_FALL": "2",
+            "FALLBACK_RISE": "2",
+            "FALLBACK_EXPORT_TOKEN": export_token,
+            "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        }
         first_dir, second_dir = tmp_path / "a", tmp_path / "b"
         first_dir.mkdir()
         second_dir.mkdir()
@@ -272,8 +305,9 @@ def test_two_instances_share_one_checker_one_flag_and_the_leads(database, tmp_pa
             deadline = time.monotonic() + 10
             states = set()
             while time.monotonic() < deadline:
-                states = {requests.get(s.url + "/x", allow_redirects=False, timeout=3).status_code
-                          for s in (first, second)}
+                states = {
+                    requests.get(s.url + "/x", allow_redirects=False, timeout=3).status_code for s in (first, second)
+                }
                 if states == {503}:
                     break
                 time.sleep(0.1)
@@ -285,12 +319,21 @@ def test_two_instances_share_one_checker_one_flag_and_the_leads(database, tmp_pa
             for index, server in enumerate((first, second, first, second)):
                 page = requests.get(server.url + "/", allow_redirects=False, timeout=3)
                 assert page.status_code == 503
-                response = requests.post(server.url + "/_fallback/contact", allow_redirects=False, timeout=10,
-                                         data={"token": form_token(page.text), "email": f"v{index}@example.org",
-                                               "consent": "y"})
+                response = requests.post(
+                    server.url + "/_fallback/contact",
+                    allow_redirects=False,
+                    timeout=10,
+                    data={"token": form_token(page.text), "email": f"v{index}@example.org", "consent": "y"},
+                )
                 assert response.status_code == 303
-            exports = [requests.get(s.url + "/_fallback/admin/export.csv", timeout=10,
-                                    headers={"Authorization": f"Bearer {export_token}"}) for s in (first, second)]
+            exports = [
+                requests.get(
+                    s.url + "/_fallback/admin/export.csv",
+                    timeout=10,
+                    headers={"Authorization": f"Bearer {export_token}"},
+                )
+                for s in (first, second)
+            ]
         for export in exports:
             emails = [row["email"] for row in csv.DictReader(io.StringIO(export.text, newline=""))]
             assert sorted(emails) == [f"v{index}@example.org" for index in range(4)]

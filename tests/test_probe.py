@@ -11,9 +11,9 @@ from standin import KEYWORD, StandIn
 import fallback.probe as probe_module
 from fallback.probe import MAX_REDIRECTS, ProbeRunner, probe
 
-TIMEOUT = 1.0   # seconds: short, so the whole file stays fast
-SLACK = 0.5     # how far past its deadline a probe may return
-JOIN = 5.0      # the most a test waits for a thread it started
+TIMEOUT = 1.0  # seconds: short, so the whole file stays fast
+SLACK = 0.5  # how far past its deadline a probe may return
+JOIN = 5.0  # the most a test waits for a thread it started
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -37,8 +37,9 @@ def site():
     for thread in started + _runner_threads(stand_in):
         thread.join(JOIN)
     assert not stand_in.leftover_threads, "the stand-in left threads running"
-    assert not [thread for thread in started + _runner_threads(stand_in) if thread.is_alive()], \
+    assert not [thread for thread in started + _runner_threads(stand_in) if thread.is_alive()], (
         "a probe thread outlived the stand-in"
+    )
 
 
 def _runner_threads(site: StandIn) -> list[threading.Thread]:
@@ -318,8 +319,7 @@ def test_a_second_run_while_the_first_probe_hangs_reports_still_hanging_instead_
     assert len(first) == 1 and not first[0].ok
 
 
-def test_after_an_abandoned_probe_the_next_run_says_still_hanging_and_the_one_after_it_probes_again(
-        site, monkeypatch):
+def test_after_an_abandoned_probe_the_next_run_says_still_hanging_and_the_one_after_it_probes_again(site, monkeypatch):
     # A probe that outlives the runner's wait, the way a stuck DNS look-up would, until `release` is set.
     release = threading.Event()
     real_probe = probe_module.probe
@@ -361,8 +361,27 @@ def tls_site(tmp_path):
     import subprocess
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):

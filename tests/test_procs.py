@@ -80,6 +80,13 @@ def test_a_process_without_a_group_of_its_own_is_signalled_alone(monkeypatch):
 def test_a_server_that_never_listens_is_stopped_and_reported(tmp_path):
     port = free_port()
     with pytest.raises(RuntimeError, match="did not answer within 0.5 s"):
-        start_group(["sh", "-c", "echo starting; sleep 60"], dict(os.environ), tmp_path, tmp_path / "log",
-                    listening(port), name="mute", seconds=0.5)
+        start_group(
+            ["sh", "-c", "echo starting; sleep 60"],
+            dict(os.environ),
+            tmp_path,
+            tmp_path / "log",
+            listening(port),
+            name="mute",
+            seconds=0.5,
+        )
     assert "starting" in (tmp_path / "log").read_text()

@@ -35,11 +35,11 @@ FORM_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=
 
 @FORM_SETTINGS
 @given(email=TEXT, name=TEXT, message=st.text(max_size=3000), consent=st.sampled_from([None, "y", "on", "", "no"]))
-def test_any_form_input_is_stored_or_refused_never_a_server_error(client, down, storage, email, name, message,
-                                                                  consent):
+def test_any_form_input_is_stored_or_refused_never_a_server_error(client, down, storage, email, name, message, consent):
     before = storage.leads.count()
-    response = client.post("/_fallback/contact",
-                           data=contact_fields(client, email=email, name=name, message=message, consent=consent))
+    response = client.post(
+        "/_fallback/contact", data=contact_fields(client, email=email, name=name, message=message, consent=consent)
+    )
     assert response.status_code in (303, 400), response.status_code
     after = storage.leads.count()
     if response.status_code == 400:

@@ -18,16 +18,19 @@ BACKENDS = ["sqlite", "postgres"]
 SECRETS = ("ops", "hunter2", "key=", "s3cr3t")
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("http://ops:hunter2@10.0.3.7:8080/health?key=s3cr3t", "http://10.0.3.7:8080/health"),
-    ("https://ops@example.com/?token=1#top", "https://example.com/"),
-    ("https://www.example.com", "https://www.example.com"),
-    ("https://www.example.com/a/b", "https://www.example.com/a/b"),
-    ("http://u:p@[2001:db8::1]:8443/x?y", "http://[2001:db8::1]:8443/x"),
-    ("http://user:p%40ss@host/", "http://host/"),
-    ("http://ops:hunter2@host:notaport/?key=s3cr3t", UNPARSABLE),
-    ("http://[::1/?key=s3cr3t", UNPARSABLE),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://ops:hunter2@10.0.3.7:8080/health?key=s3cr3t", "http://10.0.3.7:8080/health"),
+        ("https://ops@example.com/?token=1#top", "https://example.com/"),
+        ("https://www.example.com", "https://www.example.com"),
+        ("https://www.example.com/a/b", "https://www.example.com/a/b"),
+        ("http://u:p@[2001:db8::1]:8443/x?y", "http://[2001:db8::1]:8443/x"),
+        ("http://user:p%40ss@host/", "http://host/"),
+        ("http://ops:hunter2@host:notaport/?key=s3cr3t", UNPARSABLE),
+        ("http://[::1/?key=s3cr3t", UNPARSABLE),
+    ],
+)
 def test_a_redacted_url_keeps_scheme_host_port_and_path_only(url, shown):
     assert redact_url(url) == shown
     assert redact_url(shown) == shown
@@ -35,8 +38,10 @@ def test_a_redacted_url_keeps_scheme_host_port_and_path_only(url, shown):
 
 def test_a_library_message_quoting_the_url_in_pieces_loses_every_secret():
     url = "http://ops:hunter2@10.0.3.7:8080/health?key=s3cr3t"
-    message = ("HTTPConnectionPool(host='10.0.3.7', port=8080): Max retries exceeded with url: /health?key=s3cr3t "
-               f"(Caused by auth ops:hunter2@ for {url})")
+    message = (
+        "HTTPConnectionPool(host='10.0.3.7', port=8080): Max retries exceeded with url: /health?key=s3cr3t "
+        f"(Caused by auth ops:hunter2@ for {url})"
+    )
     text = redact_text(message, url)
     assert not any(secret in text for secret in ("hunter2", "s3cr3t"))
     assert "/health" in text and "http://10.0.3.7:8080/health" in text
@@ -65,13 +70,19 @@ class Capture:
 
 
 @pytest.mark.parametrize("behaviour", ["error", "refused"])
-def test_an_outage_probed_through_a_url_with_credentials_never_shows_them(env, storage, app, client, caplog,
-                                                                         behaviour):
+def test_an_outage_probed_through_a_url_with_credentials_never_shows_them(env, storage, app, client, caplog, behaviour):
     caplog.set_level(logging.INFO)
     with StandIn() as site:
         leaky = site.url.rstrip("/").replace("http://", "http://ops:hunter2@") + "/health?key=s3cr3t"
-        settings = Settings.from_env({**env, "FALLBACK_CHECK_URLS": leaky, "FALLBACK_FALL": "1",
-                                      "FALLBACK_CHECK_TIMEOUT": "2", "FALLBACK_MAX_LATENCY": "2"})
+        settings = Settings.from_env(
+            {
+                **env,
+                "FALLBACK_CHECK_URLS": leaky,
+                "FALLBACK_FALL": "1",
+                "FALLBACK_CHECK_TIMEOUT": "2",
+                "FALLBACK_MAX_LATENCY": "2",
+            }
+        )
         if behaviour == "refused":
             site.stop()
         else:

@@ -26,17 +26,28 @@ BACKENDS = ["postgres"]
 
 def environment(database: str, site: StandIn) -> dict:
     """An instance checking the stand-in every second, without rate limit or time trap."""
-    return {"FALLBACK_MAIN_URL": site.url, "FALLBACK_CHECK_URLS": site.url, "FALLBACK_DATABASE": database,
-            "FALLBACK_RATE_LIMIT": "0", "FALLBACK_FORM_MIN_SECONDS": "0", "FALLBACK_CHECK_INTERVAL": "1",
-            "FALLBACK_CHECK_TIMEOUT": "3", "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    return {
+        "FALLBACK_MAIN_URL": site.url,
+        "FALLBACK_CHECK_URLS": site.url,
+        "FALLBACK_DATABASE": database,
+        "FALLBACK_RATE_LIMIT": "0",
+        "FALLBACK_FORM_MIN_SECONDS": "0",
+        "FALLBACK_CHECK_INTERVAL": "1",
+        "FALLBACK_CHECK_TIMEOUT": "3",
+        "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
 
 
 def lock_holders(database: str) -> list[int]:
     """The server process ids of the sessions holding the checker's advisory lock."""
     with psycopg.connect(database, autocommit=True, connect_timeout=5) as conn:
-        return [row[0] for row in conn.execute(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s",
-            (CHECKER_LOCK >> 32, CHECKER_LOCK & 0xFFFFFFFF)).fetchall()]
+        return [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s",
+                (CHECKER_LOCK >> 32, CHECKER_LOCK & 0xFFFFFFFF),
+            ).fetchall()
+        ]
 
 
 def wait_for(condition, seconds: float, what: str, poll: float = 0.1):
@@ -66,8 +77,12 @@ def submit_until(stop: threading.Event, url: str, token: str, name: str, outcome
                 return
             email = f"{name}-{number}@example.org"
             try:
-                response = session.post(url + "/_fallback/contact", allow_redirects=False, timeout=20,
-                                        data={"token": token, "email": email, "consent": "y"})
+                response = session.post(
+                    url + "/_fallback/contact",
+                    allow_redirects=False,
+                    timeout=20,
+                    data={"token": token, "email": email, "consent": "y"},
+                )
             except requests.RequestException as error:
                 outcomes.append((time.monotonic(), email, f"no answer: {error}", False))
                 continue
@@ -75,7 +90,8 @@ def submit_until(stop: threading.Event, url: str, token: str, name: str, outcome
 
 
 def test_postgres_restarted_under_load_thanks_no_one_for_a_lost_lead_and_the_checker_comes_back(
-        database, pg_cluster, tmp_path):
+    database, pg_cluster, tmp_path
+):
     with StandIn() as site:
         env = environment(database, site)
         with Served(env, tmp_path) as server:
@@ -83,13 +99,21 @@ def test_postgres_restarted_under_load_thanks_no_one_for_a_lost_lead_and_the_che
             wait_for(lambda: requests.get(server.url + "/", timeout=3).status_code == 503, 5, "the page")
             wait_for(lambda: len(lock_holders(database)) == 1, 10, "a checker holding the lock")
             # Every worker must show the page: one still redirecting would hand over the main site instead.
-            page = wait_for(lambda: (answer := requests.get(server.url + "/", allow_redirects=False, timeout=3))
-                            .status_code == 503 and answer.text, 5, "the page from every worker")
+            page = wait_for(
+                lambda: (
+                    (answer := requests.get(server.url + "/", allow_redirects=False, timeout=3)).status_code == 503
+                    and answer.text
+                ),
+                5,
+                "the page from every worker",
+            )
             token = form_token(page)
             outcomes: list = []
             stop = threading.Event()
-            clients = [threading.Thread(target=submit_until, args=(stop, server.url, token, f"c{n}", outcomes))
-                       for n in range(6)]
+            clients = [
+                threading.Thread(target=submit_until, args=(stop, server.url, token, f"c{n}", outcomes))
+                for n in range(6)
+            ]
             for client in clients:
                 client.start()
             try:
@@ -121,15 +145,20 @@ def test_postgres_restarted_under_load_thanks_no_one_for_a_lost_lead_and_the_che
     assert thanked <= stored, f"{len(thanked - stored)} thanked leads were lost"
     assert "Exception on /" not in log  # no request ended in an unhandled error
     refused = sum(status == 503 for _, _, status, _ in outcomes)
-    print(f"\nrestart under load: {len(outcomes)} submissions, {len(thanked)} thanked (all stored), "
-          f"{refused} 'not saved', {len(stored) - len(thanked)} stored without thanks")
+    print(
+        f"\nrestart under load: {len(outcomes)} submissions, {len(thanked)} thanked (all stored), "
+        f"{refused} 'not saved', {len(stored) - len(thanked)} stored without thanks"
+    )
 
 
 def worker_instance(owner: str, servers: list[Served]) -> Served:
     """The instance whose master process is the parent of the worker named in `owner` (host:pid:thread)."""
     pid = int(owner.split(":")[1])
-    parent = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                      if line.startswith("PPid:")))
+    parent = int(
+        next(
+            line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("PPid:")
+        )
+    )
     return next(server for server in servers if server.process.pid == parent)
 
 
@@ -144,8 +173,15 @@ def test_the_other_instance_takes_the_checker_over_at_once_when_the_holder_is_ki
             survivor = second if holder is first else first
             holder.stop(signal.SIGKILL)
             killed = time.monotonic()
-            new_owner = wait_for(lambda: (checker_of(survivor)["owner"] != owner and checker_of(survivor)["healthy"]
-                                          and checker_of(survivor)["owner"]), 10, "a take-over")
+            new_owner = wait_for(
+                lambda: (
+                    checker_of(survivor)["owner"] != owner
+                    and checker_of(survivor)["healthy"]
+                    and checker_of(survivor)["owner"]
+                ),
+                10,
+                "a take-over",
+            )
             took = time.monotonic() - killed
             assert len(lock_holders(database)) == 1
             assert worker_instance(new_owner, [survivor]) is survivor
@@ -184,6 +220,7 @@ def test_a_mode_change_reaches_every_worker_of_both_instances_within_a_second(da
                 lags.append(max(stale) - changed if stale else 0.0)
                 assert len(seen) > 40  # enough requests for each of the four workers to have answered
     assert max(lags) < 1.0, lags
-    print(f"\nmode change seen by every worker of 2 instances x 2 workers after at most: "
-          f"{', '.join(f'{lag:.2f}' for lag in lags)} s")
-
+    print(
+        f"\nmode change seen by every worker of 2 instances x 2 workers after at most: "
+        f"{', '.join(f'{lag:.2f}' for lag in lags)} s"
+    )

@@ -73,8 +73,12 @@ def submit(base: str, email: str, **fields) -> requests.Response:
 
 
 def export_rows(base: str, **params) -> list[dict]:
-    response = requests.get(base + "/_fallback/admin/export.csv", params=params, timeout=10,
-                            headers={"Authorization": f"Bearer {EXPORT_TOKEN}"})
+    response = requests.get(
+        base + "/_fallback/admin/export.csv",
+        params=params,
+        timeout=10,
+        headers={"Authorization": f"Bearer {EXPORT_TOKEN}"},
+    )
     assert response.status_code == 200
     return list(csv.DictReader(io.StringIO(response.text, newline="")))
 
@@ -109,12 +113,20 @@ def test_it_merges_cases_and_keeps_spam_out_over_http(served, site_env, tmp_path
 def test_an_admin_logs_in_and_toggles_the_page_over_http(served):
     admin = requests.Session()
     login_page = admin.get(served.url + "/_fallback/admin", timeout=5)
-    response = admin.post(served.url + "/_fallback/admin/login", allow_redirects=False, timeout=5,
-                          data={"password": "correct horse", "csrf_token": csrf_token(login_page.text)})
+    response = admin.post(
+        served.url + "/_fallback/admin/login",
+        allow_redirects=False,
+        timeout=5,
+        data={"password": "correct horse", "csrf_token": csrf_token(login_page.text)},
+    )
     assert response.status_code == 303
     dashboard = admin.get(served.url + "/_fallback/admin", timeout=5)
-    response = admin.post(served.url + "/_fallback/admin/mode", allow_redirects=False, timeout=5,
-                          data={"mode": "down", "duration": "30m", "csrf_token": csrf_token(dashboard.text)})
+    response = admin.post(
+        served.url + "/_fallback/admin/mode",
+        allow_redirects=False,
+        timeout=5,
+        data={"mode": "down", "duration": "30m", "csrf_token": csrf_token(dashboard.text)},
+    )
     assert response.status_code == 303
     # Another worker may hold the old flag for up to its cache's lifetime: a second at most.
     assert wait_for_status(served.url + "/anything", 503, seconds=1.5).status_code == 503
@@ -176,8 +188,12 @@ def test_a_worker_killed_mid_load_loses_no_acknowledged_lead(served, site_env, t
 
     run_cli(["mode", "down"], site_env, tmp_path)
     wait_for_status(served.url + "/", 503)
-    workers = [int(pid) for pid in subprocess.run(["pgrep", "-P", str(served.process.pid)], capture_output=True,
-                                                  text=True).stdout.split()]
+    workers = [
+        int(pid)
+        for pid in subprocess.run(
+            ["pgrep", "-P", str(served.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+    ]
     assert workers, "no gunicorn worker found"
     acknowledged = []
 
@@ -209,8 +225,15 @@ def test_the_procfile_line_runs_and_honours_port(site_env, tmp_path):
     port = free_port()
     bin_dir = str(Path(__import__("sys").executable).parent)
     env = {**os.environ, **site_env, "PORT": str(port), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    process = start_group(["bash", "-c", f"exec {command}"], env, tmp_path, tmp_path / "procfile.log",
-                          answers(f"http://127.0.0.1:{port}/pricing"), name="the Procfile's web line", seconds=20)
+    process = start_group(
+        ["bash", "-c", f"exec {command}"],
+        env,
+        tmp_path,
+        tmp_path / "procfile.log",
+        answers(f"http://127.0.0.1:{port}/pricing"),
+        name="the Procfile's web line",
+        seconds=20,
+    )
     try:
         response = requests.get(f"http://127.0.0.1:{port}/pricing", allow_redirects=False, timeout=5)
         assert response.status_code == 302

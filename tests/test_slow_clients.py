@@ -33,8 +33,10 @@ def load():
 
 @pytest.fixture
 def served(tmp_path):
-    with StandIn() as site, Served({"FALLBACK_MAIN_URL": "https://www.example.com", "FALLBACK_CHECK_URLS": site.url},
-                                   tmp_path) as server:
+    with (
+        StandIn() as site,
+        Served({"FALLBACK_MAIN_URL": "https://www.example.com", "FALLBACK_CHECK_URLS": site.url}, tmp_path) as server,
+    ):
         yield server
 
 

@@ -24,8 +24,12 @@ def test_a_forced_mode_wins_over_the_checker():
     flag = Flag(mode="down", state="up", mode_changed_at=NOON)
     assert flag.served_state(NOON) == "down"
     assert flag.as_status(NOON) | {} == {
-        "state": "down", "served": "down", "mode": "down", "since": "2026-11-28T12:00:00.000000+00:00",
-        "mode_until": None, "reason": None,
+        "state": "down",
+        "served": "down",
+        "mode": "down",
+        "since": "2026-11-28T12:00:00.000000+00:00",
+        "mode_until": None,
+        "reason": None,
     }
 
 
@@ -38,10 +42,25 @@ def test_a_forced_mode_returns_to_auto_when_it_expires():
     assert flag.since(later) == NOON + timedelta(hours=2)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("5", 5), ("2.5", 2.5), ("5s", 5), (" 5 s ", 5), ("90s", 90), ("2m", 120), ("1.5m", 90), ("30m", 1800),
-    ("1h", 3600), ("2H", 7200), ("1d", 86400), ("1h30m", 5400), ("0", 0), (".5", 0.5),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("5", 5),
+        ("2.5", 2.5),
+        ("5s", 5),
+        (" 5 s ", 5),
+        ("90s", 90),
+        ("2m", 120),
+        ("1.5m", 90),
+        ("30m", 1800),
+        ("1h", 3600),
+        ("2H", 7200),
+        ("1d", 86400),
+        ("1h30m", 5400),
+        ("0", 0),
+        (".5", 0.5),
+    ],
+)
 def test_one_parser_reads_every_form_of_duration(text, seconds):
     assert parse_seconds(text) == seconds
 

@@ -40,8 +40,18 @@ def test_the_public_status_holds_state_mode_since_and_retry_after_and_nothing_el
     document = response.get_json()
     assert set(document) == {"state", "mode", "since", "retry_after"}
     assert (document["state"], document["mode"], document["retry_after"]) == ("down", "auto", 120)
-    for secret in ("hunter2", "s3cr3t", "10.0.3.7", "HTTP 503", "call Bob", "private reason", "checker-host",
-                   "4242", "leads", "spam"):
+    for secret in (
+        "hunter2",
+        "s3cr3t",
+        "10.0.3.7",
+        "HTTP 503",
+        "call Bob",
+        "private reason",
+        "checker-host",
+        "4242",
+        "leads",
+        "spam",
+    ):
         assert secret not in response.get_data(as_text=True)
 
 
@@ -56,12 +66,14 @@ def test_since_is_when_the_current_state_began_and_retry_after_when_a_forced_pag
 def test_a_site_that_is_up_has_no_retry_after(client, storage):
     storage.flag.flip("unknown", "up", "all good")
     assert client.get("/_fallback/status.json").get_json() == {
-        "state": "up", "mode": "auto", "since": storage.flag.read().state_since.isoformat(timespec="microseconds"),
-        "retry_after": None}
+        "state": "up",
+        "mode": "auto",
+        "since": storage.flag.read().state_since.isoformat(timespec="microseconds"),
+        "retry_after": None,
+    }
 
 
-def test_a_storm_of_status_requests_reads_the_flag_once_a_second_and_never_counts_leads(settings, storage,
-                                                                                         monkeypatch):
+def test_a_storm_of_status_requests_reads_the_flag_once_a_second_and_never_counts_leads(settings, storage, monkeypatch):
     reads = []
     read = storage.flag.read
     monkeypatch.setattr(storage.flag, "read", lambda: reads.append(1) or read())
@@ -136,9 +148,11 @@ def test_the_health_log_speaks_again_after_its_interval_and_for_each_reason():
 
 
 def test_importing_the_app_imports_neither_requests_nor_the_probe():
-    code = ("import sys, fallback.app, fallback.web, fallback.admin, fallback.status; "
-            "print(sorted(name for name in ('requests', 'fallback.probe', 'fallback.checker', 'apprise') "
-            "if name in sys.modules))")
+    code = (
+        "import sys, fallback.app, fallback.web, fallback.admin, fallback.status; "
+        "print(sorted(name for name in ('requests', 'fallback.probe', 'fallback.checker', 'apprise') "
+        "if name in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
 

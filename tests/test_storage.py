@@ -48,8 +48,14 @@ def test_a_database_of_an_older_version_is_brought_up_to_date_when_opened(databa
     old = sqlite_utils.Database(database)
     MIGRATIONS[0](old)
     old["meta"].insert({"key": "schema_version", "value": "1"}, pk="key")
-    old["leads"].insert({"email": "kept@example.org", "email_key": "kept@example.org", "created_at": "2026-01-01",
-                         "updated_at": "2026-01-01"})
+    old["leads"].insert(
+        {
+            "email": "kept@example.org",
+            "email_key": "kept@example.org",
+            "created_at": "2026-01-01",
+            "updated_at": "2026-01-01",
+        }
+    )
     old.close()
     db = open_storage(database, clock)
     assert db.db.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
@@ -65,8 +71,10 @@ def test_leads_of_a_version_3_database_keep_their_ids_and_get_empty_details_for_
     for migration in MIGRATIONS[:3]:
         migration(old)
     old["meta"].insert({"key": "schema_version", "value": "3"}, pk="key")
-    old.execute("INSERT INTO leads (id, email, email_key, name, message, consent, created_at, updated_at) "
-                "VALUES (7, 'old@example.org', 'old@example.org', NULL, NULL, NULL, '2026-01-01', '2026-01-01')")
+    old.execute(
+        "INSERT INTO leads (id, email, email_key, name, message, consent, created_at, updated_at) "
+        "VALUES (7, 'old@example.org', 'old@example.org', NULL, NULL, NULL, '2026-01-01', '2026-01-01')"
+    )
     old.conn.commit()
     old.close()
     db = open_storage(database, clock)
@@ -76,8 +84,16 @@ def test_leads_of_a_version_3_database_keep_their_ids_and_get_empty_details_for_
 
 
 def test_the_same_address_in_another_case_updates_one_lead(db, clock):
-    first = db.leads.save(NewLead("Paul@Example.org", name="Paul", message="call me", consent=True,
-                                 consent_version="en-1", consent_text="I agree"))
+    first = db.leads.save(
+        NewLead(
+            "Paul@Example.org",
+            name="Paul",
+            message="call me",
+            consent=True,
+            consent_version="en-1",
+            consent_text="I agree",
+        )
+    )
     clock.moment += timedelta(minutes=5)
     second = db.leads.save(NewLead("paul@example.org", message="", consent=False))
     assert first == second
@@ -235,6 +251,7 @@ def test_a_failed_commit_fails_every_submission_of_its_batch(db, monkeypatch):
 
 # Races between processes: two Storage objects on one database stand for two instances, each with
 # several threads. The guarded updates must let exactly one of them win, on either backend.
+
 
 def race(storages, calls_each: int, call) -> list:
     """`call(storage, n)` from `calls_each` threads per storage, all at once; the results."""

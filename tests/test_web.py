@@ -22,8 +22,18 @@ def test_head_is_redirected_too(client):
     assert client.head("/a").status_code == 302
 
 
-@pytest.mark.parametrize("path", ["//evil.example/x", "/\\evil.example", "/%2F%2Fevil.example", "/@evil.example",
-                                  "/%09/evil.example", "/\t/evil.example", "/..//evil.example"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "//evil.example/x",
+        "/\\evil.example",
+        "/%2F%2Fevil.example",
+        "/@evil.example",
+        "/%09/evil.example",
+        "/\t/evil.example",
+        "/..//evil.example",
+    ],
+)
 def test_a_redirect_never_leaves_the_main_origin(client, path):
     # PATH_INFO as a server hands it over: the test client would read "//host" as a host.
     location = client.get("/", environ_overrides={"PATH_INFO": path}).headers["Location"]
@@ -105,8 +115,9 @@ def test_two_cases_of_one_address_make_one_lead(client, down, storage):
 
 
 def test_invalid_input_is_a_400_with_errors_beside_fields_and_input_kept(client, down, storage):
-    response = client.post("/_fallback/contact", data=contact_fields(client, email="not-an-address", name="Paul & Co",
-                                                                     consent=None))
+    response = client.post(
+        "/_fallback/contact", data=contact_fields(client, email="not-an-address", name="Paul & Co", consent=None)
+    )
     assert response.status_code == 400
     html = response.get_data(as_text=True)
     assert 'id="email-error"' in html and 'aria-describedby="email-error"' in html
@@ -231,8 +242,9 @@ def test_the_admin_status_json_reports_the_checker_and_its_doubts(client, storag
     assert document["checker"]["owner"] == "host:1" and document["checker"]["healthy"]
 
 
-def test_the_page_is_rendered_once_per_flag_change_with_a_fresh_token_each_time(client, down, storage, app,
-                                                                                 monkeypatch):
+def test_the_page_is_rendered_once_per_flag_change_with_a_fresh_token_each_time(
+    client, down, storage, app, monkeypatch
+):
     import fallback.web
 
     renders = []
@@ -262,11 +274,17 @@ def test_the_page_says_when_the_site_is_back_only_when_it_is_known(client, stora
     assert "Back in about 30 minutes" in client.get("/").get_data(as_text=True)
 
 
-@pytest.mark.parametrize(("main", "host", "loops"), [
-    ("www.example.com", "www.example.com", True), ("www.example.com", "WWW.example.com:443", True),
-    ("www.example.com:8443", "www.example.com:8443", True), ("www.example.com", "www.example.com:8000", False),
-    ("www.example.com", "standby.example.com", False), ("[::1]:8000", "[::1]:8000", True),
-])
+@pytest.mark.parametrize(
+    ("main", "host", "loops"),
+    [
+        ("www.example.com", "www.example.com", True),
+        ("www.example.com", "WWW.example.com:443", True),
+        ("www.example.com:8443", "www.example.com:8443", True),
+        ("www.example.com", "www.example.com:8000", False),
+        ("www.example.com", "standby.example.com", False),
+        ("[::1]:8000", "[::1]:8000", True),
+    ],
+)
 def test_the_loop_guard_compares_host_names_and_non_default_ports(main, host, loops):
     from fallback.visitor import same_host
 

@@ -87,12 +87,15 @@ def test_a_writer_that_waited_too_long_goes_on_without_the_lock_and_leaks_nothin
 
 
 def test_the_lock_excludes_another_process(lock):
-    script = ("import fcntl, os, sys\n"
-              f"fd = os.open({lock.path!r}, os.O_RDWR | os.O_CREAT)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
-              "print('held', flush=True)\nsys.stdin.readline()")
+    script = (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({lock.path!r}, os.O_RDWR | os.O_CREAT)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\nsys.stdin.readline()"
+    )
     # As a context manager, so that its pipes are closed here rather than whenever it is collected.
-    with subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          text=True) as holder:
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as holder:
         try:
             assert holder.stdout.readline().strip() == "held"
             with lock.held(0.2) as locked:

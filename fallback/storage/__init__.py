@@ -18,8 +18,17 @@ from .schema import MIGRATIONS
 from .sqlite import SQLiteStorage
 
 __all__ = [
-    "LEAD_COLUMNS", "MIGRATIONS", "NewLead", "PostgresStorage", "RateCheck", "SQLiteStorage", "Storage",
-    "StorageError", "Submission", "email_key", "open_storage",
+    "LEAD_COLUMNS",
+    "MIGRATIONS",
+    "NewLead",
+    "PostgresStorage",
+    "RateCheck",
+    "SQLiteStorage",
+    "Storage",
+    "StorageError",
+    "Submission",
+    "email_key",
+    "open_storage",
 ]
 
 

@@ -22,11 +22,13 @@ class CheckerStore:
         """Take or renew the checker lease; True while `owner` holds it (one checker per database)."""
         now = self.db.clock()
         with self.db.write() as conn:
-            return bool(conn.execute(
-                "UPDATE checker SET owner = ?, lease_until = ? "
-                "WHERE id = 1 AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
-                (owner, iso(now + timedelta(seconds=lease_seconds)), owner, iso(now)),
-            ).rowcount)
+            return bool(
+                conn.execute(
+                    "UPDATE checker SET owner = ?, lease_until = ? "
+                    "WHERE id = 1 AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
+                    (owner, iso(now + timedelta(seconds=lease_seconds)), owner, iso(now)),
+                ).rowcount
+            )
 
     def release(self, owner: str) -> None:
         """Give the lease up, so another process takes over at once."""
@@ -57,8 +59,9 @@ class CheckerStore:
 
     def read(self) -> dict:
         """Who holds the checker lease, its last heartbeat, and whether it doubts its own network."""
-        row = dict(self.db.read(
-            "SELECT owner, lease_until, heartbeat_at, network_doubt, note FROM checker WHERE id = 1")[0])
+        row = dict(
+            self.db.read("SELECT owner, lease_until, heartbeat_at, network_doubt, note FROM checker WHERE id = 1")[0]
+        )
         row["heartbeat_at"] = parse_iso(row["heartbeat_at"])
         row["lease_until"] = parse_iso(row["lease_until"])
         row["network_doubt"] = bool(row["network_doubt"])

@@ -12,18 +12,42 @@ import dataclasses
 
 from .base import Database
 
-LEAD_COPY_COLUMNS = ("email", "email_key", "name", "message", "consent", "consent_version", "consent_text",
-                     "consent_at", "landing_path", "language", "created_at", "updated_at", "submissions", "spam",
-                     "spam_reason")
+LEAD_COPY_COLUMNS = (
+    "email",
+    "email_key",
+    "name",
+    "message",
+    "consent",
+    "consent_version",
+    "consent_text",
+    "consent_at",
+    "landing_path",
+    "language",
+    "created_at",
+    "updated_at",
+    "submissions",
+    "spam",
+    "spam_reason",
+)
 # table -> (columns copied, the natural key: columns that identify a row already copied)
 HISTORY_TABLES = {
     "incidents": (("started_at", "ended_at", "reason", "end_reason"), ("started_at",)),
     "mode_changes": (("at", "mode", "until", "reason", "by"), ("at", "mode")),
-    "events": (("at", "kind", "title", "body", "notified_at", "gave_up_at", "attempts", "next_attempt_at",
-                "last_error"), ("at", "kind", "title")),
+    "events": (
+        ("at", "kind", "title", "body", "notified_at", "gave_up_at", "attempts", "next_attempt_at", "last_error"),
+        ("at", "kind", "title"),
+    ),
 }
-FLAG_COLUMNS = ("mode", "mode_until", "mode_reason", "mode_by", "mode_changed_at", "state", "state_since",
-                "state_reason")
+FLAG_COLUMNS = (
+    "mode",
+    "mode_until",
+    "mode_reason",
+    "mode_by",
+    "mode_changed_at",
+    "state",
+    "state_since",
+    "state_reason",
+)
 BATCH = 1000
 
 
@@ -39,13 +63,17 @@ def _insert(table: str, columns: tuple[str, ...], identity: tuple[str, ...]) -> 
     """INSERT one row unless a row with the same natural key is there (identity columns are NOT NULL)."""
     placeholders = ", ".join(f":{column}" for column in columns)
     exists = " AND ".join(f"{column} = :{column}" for column in identity)
-    return (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {placeholders} "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {exists})")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {placeholders} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {exists})"
+    )
 
 
-GENUINE_LEAD = (f"INSERT INTO leads ({', '.join(LEAD_COPY_COLUMNS)}) "
-                f"VALUES ({', '.join(':' + column for column in LEAD_COPY_COLUMNS)}) "
-                "ON CONFLICT (email_key) WHERE spam = 0 DO NOTHING")
+GENUINE_LEAD = (
+    f"INSERT INTO leads ({', '.join(LEAD_COPY_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + column for column in LEAD_COPY_COLUMNS)}) "
+    "ON CONFLICT (email_key) WHERE spam = 0 DO NOTHING"
+)
 SPAM_LEAD = _insert("leads", LEAD_COPY_COLUMNS, ("spam", "email_key", "created_at"))
 
 
@@ -75,8 +103,13 @@ def copy_database(source: Database, target: Database) -> dict[str, Copied]:
         ).rowcount
         report["flag"] = Copied(changed, 1 - changed)
         secret = source.read("SELECT value FROM meta WHERE key = 'secret_key'")
-        inserted = conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('secret_key', ?) ON CONFLICT (key) DO NOTHING", (secret[0][0],),
-        ).rowcount if secret else 0
+        inserted = (
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('secret_key', ?) ON CONFLICT (key) DO NOTHING",
+                (secret[0][0],),
+            ).rowcount
+            if secret
+            else 0
+        )
         report["secret_key"] = Copied(inserted, int(bool(secret)) - inserted)
     return report

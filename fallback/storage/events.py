@@ -30,16 +30,20 @@ class EventStore:
                 (iso(now), limit),
             ).fetchall()
             for row in rows:
-                conn.execute("UPDATE events SET next_attempt_at = ? WHERE id = ?",
-                             (iso(now + timedelta(seconds=hold_seconds)), row["id"]))
+                conn.execute(
+                    "UPDATE events SET next_attempt_at = ? WHERE id = ?",
+                    (iso(now + timedelta(seconds=hold_seconds)), row["id"]),
+                )
                 claimed.append(dict(row))
         return claimed
 
     def sent(self, event_id: int) -> None:
         """Mark an event announced."""
         with self.db.write() as conn:
-            conn.execute("UPDATE events SET notified_at = ?, attempts = attempts + 1, last_error = NULL "
-                         "WHERE id = ?", (iso(self.db.clock()), event_id))
+            conn.execute(
+                "UPDATE events SET notified_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
+                (iso(self.db.clock()), event_id),
+            )
 
     def failed(self, event_id: int, error: str, retry_in: float | None) -> None:
         """Record a failed announcement; without `retry_in` it is given up (kept in the history)."""
@@ -48,8 +52,12 @@ class EventStore:
             conn.execute(
                 "UPDATE events SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, gave_up_at = ? "
                 "WHERE id = ?",
-                (error[:500], iso(now + timedelta(seconds=retry_in or 0)),
-                 None if retry_in is not None else iso(now), event_id),
+                (
+                    error[:500],
+                    iso(now + timedelta(seconds=retry_in or 0)),
+                    None if retry_in is not None else iso(now),
+                    event_id,
+                ),
             )
 
     def recent(self, limit: int = 20) -> list[dict]:

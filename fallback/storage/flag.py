@@ -51,8 +51,9 @@ class FlagStore:
         )
         return flag
 
-    def set_mode(self, mode: str, until: datetime | None = None, reason: str | None = None,
-                 by: str | None = None) -> Flag:
+    def set_mode(
+        self, mode: str, until: datetime | None = None, reason: str | None = None, by: str | None = None
+    ) -> Flag:
         """Force the page on (`down`), off (`up`), or hand back to the checker (`auto`); recorded."""
         if mode not in ("auto", "up", "down"):
             raise ValueError(f"unknown mode {mode!r}")
@@ -68,8 +69,13 @@ class FlagStore:
                 "INSERT INTO mode_changes (at, mode, until, reason, by) VALUES (?, ?, ?, ?, ?)",
                 (now, mode, until_text, reason, by),
             )
-            add_event(conn, now, "mode", f"mode set to {mode}" + (f" until {until_text[:16]}Z" if until_text else ""),
-                       f"by {by or 'unknown'}" + (f": {reason}" if reason else ""))
+            add_event(
+                conn,
+                now,
+                "mode",
+                f"mode set to {mode}" + (f" until {until_text[:16]}Z" if until_text else ""),
+                f"by {by or 'unknown'}" + (f": {reason}" if reason else ""),
+            )
         return self.read()
 
     def expire_mode(self) -> bool:
@@ -101,9 +107,7 @@ class FlagStore:
             if new == "down":
                 conn.execute("INSERT INTO incidents (started_at, reason) VALUES (?, ?)", (now, reason))
             else:
-                conn.execute(
-                    "UPDATE incidents SET ended_at = ?, end_reason = ? WHERE ended_at IS NULL", (now, reason)
-                )
+                conn.execute("UPDATE incidents SET ended_at = ?, end_reason = ? WHERE ended_at IS NULL", (now, reason))
             if expected != "unknown" or new == "down":
                 add_event(conn, now, "flip", f"main site {new}", reason)
         return True

@@ -13,8 +13,19 @@ from .batch import GroupCommit
 from .limits import RateCheck, count_attempt
 
 LEAD_COLUMNS = (
-    "id", "email", "name", "message", "consent", "consent_version", "consent_text", "consent_at",
-    "landing_path", "language", "created_at", "updated_at", "submissions",
+    "id",
+    "email",
+    "name",
+    "message",
+    "consent",
+    "consent_version",
+    "consent_text",
+    "consent_at",
+    "landing_path",
+    "language",
+    "created_at",
+    "updated_at",
+    "submissions",
 )
 
 
@@ -76,8 +87,9 @@ class LeadStore:
         sql, values = _upsert(lead, iso(self.db.clock()))
         return Submission(conn.execute(sql, values).fetchall()[0][0], None)
 
-    def iter(self, since: datetime | None = None, until: datetime | None = None,
-             batch: int = 1000) -> Iterator[dict[str, Any]]:
+    def iter(
+        self, since: datetime | None = None, until: datetime | None = None, batch: int = 1000
+    ) -> Iterator[dict[str, Any]]:
         """Genuine leads (spam left out) by latest submission, `since` inclusive, `until` exclusive."""
         conditions: list[str] = ["spam = 0"]
         params: list[str] = []
@@ -87,10 +99,7 @@ class LeadStore:
         if until is not None:
             conditions.append("updated_at < ?")
             params.append(iso(until))
-        sql = (
-            f"SELECT {', '.join(LEAD_COLUMNS)} FROM leads WHERE {' AND '.join(conditions)} "
-            "ORDER BY updated_at, id"
-        )
+        sql = f"SELECT {', '.join(LEAD_COLUMNS)} FROM leads WHERE {' AND '.join(conditions)} ORDER BY updated_at, id"
         yield from self.db.stream(sql, params, batch)
 
     def recent(self, limit: int = 50, spam: bool = False) -> list[dict]:
@@ -104,11 +113,15 @@ class LeadStore:
     def search(self, query: str = "", limit: int = 25, offset: int = 0) -> tuple[list[dict], int]:
         """A page of genuine leads, newest first, whose address, name or message contains `query`; and the total."""
         pattern = "%" + query.strip().casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where = ("spam = 0 AND (email_key LIKE :q ESCAPE '\\' OR lower(name) LIKE :q ESCAPE '\\' "
-                 "OR lower(message) LIKE :q ESCAPE '\\')")
+        where = (
+            "spam = 0 AND (email_key LIKE :q ESCAPE '\\' OR lower(name) LIKE :q ESCAPE '\\' "
+            "OR lower(message) LIKE :q ESCAPE '\\')"
+        )
         total = self.db.read(f"SELECT COUNT(*) FROM leads WHERE {where}", {"q": pattern})[0][0]
-        rows = self.db.read(f"SELECT * FROM leads WHERE {where} ORDER BY updated_at DESC, id DESC LIMIT :limit "
-                          "OFFSET :offset", {"q": pattern, "limit": limit, "offset": offset})
+        rows = self.db.read(
+            f"SELECT * FROM leads WHERE {where} ORDER BY updated_at DESC, id DESC LIMIT :limit OFFSET :offset",
+            {"q": pattern, "limit": limit, "offset": offset},
+        )
         return [dict(row) for row in rows], total
 
     def delete(self, lead_id: int) -> bool:
@@ -138,9 +151,7 @@ class LeadStore:
     def purge(self, older_than: datetime) -> int:
         """Erase leads whose latest submission is older than `older_than`; returns how many."""
         with self.db.write() as conn:
-            erased = conn.execute(
-                "DELETE FROM leads WHERE updated_at < ?", (iso(older_than),)
-            ).rowcount
+            erased = conn.execute("DELETE FROM leads WHERE updated_at < ?", (iso(older_than),)).rowcount
         if erased:
             self.db.compact()
         return int(erased)
@@ -168,12 +179,18 @@ _MERGE = (
 def _upsert(lead: NewLead, now: str) -> tuple[str, dict]:
     """The statement storing `lead`: genuine leads merge by address, spam is always a row of its own."""
     values = {
-        "email": lead.email.strip(), "email_key": email_key(lead.email), "name": lead.name,
-        "message": lead.message, "consent": int(lead.consent),
+        "email": lead.email.strip(),
+        "email_key": email_key(lead.email),
+        "name": lead.name,
+        "message": lead.message,
+        "consent": int(lead.consent),
         "consent_version": lead.consent_version if lead.consent else None,
         "consent_text": lead.consent_text if lead.consent else None,
-        "consent_at": now if lead.consent else None, "landing_path": lead.landing_path,
-        "language": lead.language, "now": now, "spam": int(lead.spam_reason is not None),
+        "consent_at": now if lead.consent else None,
+        "landing_path": lead.landing_path,
+        "language": lead.language,
+        "now": now,
+        "spam": int(lead.spam_reason is not None),
         "spam_reason": lead.spam_reason,
     }
     sql = _INSERT + ("" if lead.spam_reason else _MERGE) + " RETURNING id"

@@ -43,6 +43,6 @@ class LimitStore:
     def prune(self, older_than: datetime) -> int:
         """Drop counters whose window started before `older_than`; returns how many."""
         with self.db.write() as conn:
-            return int(conn.execute(
-                "DELETE FROM rate_limits WHERE window_start < ?", (int(older_than.timestamp()),)
-            ).rowcount)
+            return int(
+                conn.execute("DELETE FROM rate_limits WHERE window_start < ?", (int(older_than.timestamp()),)).rowcount
+            )

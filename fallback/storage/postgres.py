@@ -212,8 +212,10 @@ class PostgresDatabase:
             import psycopg.rows
             from psycopg_pool import ConnectionPool, PoolTimeout
         except ImportError as error:
-            raise StorageError(f"a postgresql:// database needs psycopg 3 and psycopg_pool ({error}): "
-                               "pip install 'psycopg[binary,pool]'") from None
+            raise StorageError(
+                f"a postgresql:// database needs psycopg 3 and psycopg_pool ({error}): "
+                "pip install 'psycopg[binary,pool]'"
+            ) from None
 
         self._psycopg = psycopg
         self.driver_error = psycopg.Error  # what a session() raises
@@ -222,31 +224,43 @@ class PostgresDatabase:
         self._secret = _password(path)
         self.reachability = _Reachability()
         self._kwargs: dict[str, Any] = {
-            "autocommit": True, "row_factory": _row_factory, "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "autocommit": True,
+            "row_factory": _row_factory,
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
             "application_name": "fallback",
             # A connection a firewall or NAT dropped silently is noticed (keepalives) instead of
             # hanging a request until TCP gives up, minutes later.
-            "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
             "tcp_user_timeout": 15_000,
         }
         # One attempt first, so that a wrong URL, password or host is reported at once and precisely.
         try:
             psycopg.connect(path, **self._kwargs).close()
         except psycopg.Error as error:
-            raise StorageError(f"cannot connect to the database {safe_url(path)}: {self._scrub(_short(error))}") \
-                from None
+            raise StorageError(
+                f"cannot connect to the database {safe_url(path)}: {self._scrub(_short(error))}"
+            ) from None
         self.pool = ConnectionPool(
-            path, min_size=1, max_size=threads + SPARE_CONNECTIONS, timeout=BUSY_TIMEOUT_SECONDS, open=False,
+            path,
+            min_size=1,
+            max_size=threads + SPARE_CONNECTIONS,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            open=False,
             kwargs=self._kwargs,
             connection_class=_connection_class(psycopg, self.reachability, self._scrub),
-            reconnect_timeout=RECONNECT_SECONDS, name="fallback",
+            reconnect_timeout=RECONNECT_SECONDS,
+            name="fallback",
         )
         try:
             self.pool.open(wait=True, timeout=BUSY_TIMEOUT_SECONDS)
         except Exception as error:  # noqa: BLE001 - reported as a StorageError naming the URL
             self.pool.close()
-            raise StorageError(f"cannot connect to the database {safe_url(path)}: {self._scrub(_short(error))}") \
-                from None
+            raise StorageError(
+                f"cannot connect to the database {safe_url(path)}: {self._scrub(_short(error))}"
+            ) from None
 
     def _scrub(self, text: str) -> str:
         """`text` without the database password, should a driver message ever repeat it."""
@@ -351,7 +365,6 @@ class PostgresDatabase:
                 (str(len(PG_MIGRATIONS)),),
             )
         return len(PG_MIGRATIONS)
-
 
     def schema_version(self) -> int:
         """How many migrations the database has had (0 for a new one)."""

@@ -46,8 +46,10 @@ class SessionLockedCheckerStore(CheckerStore):
             return False
         self._silent = None
         with self.db.write() as conn:
-            conn.execute("UPDATE checker SET owner = ?, lease_until = ? WHERE id = 1",
-                         (owner, iso(self.db.clock() + timedelta(seconds=lease_seconds))))
+            conn.execute(
+                "UPDATE checker SET owner = ?, lease_until = ? WHERE id = 1",
+                (owner, iso(self.db.clock() + timedelta(seconds=lease_seconds))),
+            )
         return True
 
     def release(self, owner: str) -> None:
@@ -118,5 +120,8 @@ class SessionLockedCheckerStore(CheckerStore):
                 (CHECKER_LOCK >> 32, CHECKER_LOCK & 0xFFFFFFFF, *seen),
             ).fetchall()
         if any(row[0] for row in ended):
-            log.warning("the checker (%s) renewed nothing for %g s while keeping its lock: its lock session "
-                        "was ended", seen[0], lease_seconds)
+            log.warning(
+                "the checker (%s) renewed nothing for %g s while keeping its lock: its lock session was ended",
+                seen[0],
+                lease_seconds,
+            )

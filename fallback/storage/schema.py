@@ -13,18 +13,42 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 LEAD_FIELDS: dict[str, type] = {
-    "id": int, "email": str, "email_key": str, "name": str, "message": str,
-    "consent": int, "consent_version": str, "consent_text": str, "consent_at": str,
-    "landing_path": str, "language": str, "created_at": str, "updated_at": str,
-    "submissions": int, "spam": int, "spam_reason": str,
+    "id": int,
+    "email": str,
+    "email_key": str,
+    "name": str,
+    "message": str,
+    "consent": int,
+    "consent_version": str,
+    "consent_text": str,
+    "consent_at": str,
+    "landing_path": str,
+    "language": str,
+    "created_at": str,
+    "updated_at": str,
+    "submissions": int,
+    "spam": int,
+    "spam_reason": str,
 }
 LEAD_DEFAULTS = {"submissions": 1, "spam": 0, "consent": 0, "name": "", "message": ""}
 LEAD_NOT_NULL = {"email", "email_key", "name", "message", "consent", "created_at", "updated_at", "submissions", "spam"}
 CHECKER_FIELDS: dict[str, type] = {
-    "id": int, "owner": str, "lease_until": str, "heartbeat_at": str, "network_doubt": int, "note": str,
+    "id": int,
+    "owner": str,
+    "lease_until": str,
+    "heartbeat_at": str,
+    "network_doubt": int,
+    "note": str,
 }
 PROBE_FIELDS: dict[str, type] = {
-    "id": int, "at": str, "url": str, "ok": int, "latency_ms": int, "status": int, "reason": str, "control": int,
+    "id": int,
+    "at": str,
+    "url": str,
+    "ok": int,
+    "latency_ms": int,
+    "status": int,
+    "reason": str,
+    "control": int,
 }
 
 
@@ -33,21 +57,36 @@ def create_base_schema(db: sqlite_utils.Database) -> None:
     db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
     db.table("flag").create(
         {
-            "id": int, "mode": str, "mode_until": str, "mode_reason": str, "mode_by": str,
-            "mode_changed_at": str, "state": str, "state_since": str, "state_reason": str, "version": int,
+            "id": int,
+            "mode": str,
+            "mode_until": str,
+            "mode_reason": str,
+            "mode_by": str,
+            "mode_changed_at": str,
+            "state": str,
+            "state_since": str,
+            "state_reason": str,
+            "version": int,
         },
-        pk="id", not_null={"mode", "state", "version"}, if_not_exists=True,
+        pk="id",
+        not_null={"mode", "state", "version"},
+        if_not_exists=True,
     )
-    db.execute(
-        "INSERT OR IGNORE INTO flag (id, mode, state, version) VALUES (1, 'auto', 'unknown', 0)"
-    )
+    db.execute("INSERT OR IGNORE INTO flag (id, mode, state, version) VALUES (1, 'auto', 'unknown', 0)")
     db.table("mode_changes").create(
         {"id": int, "at": str, "mode": str, "until": str, "reason": str, "by": str},
-        pk="id", not_null={"at", "mode"}, if_not_exists=True,
+        pk="id",
+        not_null={"at", "mode"},
+        if_not_exists=True,
     )
     # Name, message and consent could be NULL at first (until not_null_as_on_postgres).
-    db.table("leads").create(LEAD_FIELDS, pk="id", not_null=LEAD_NOT_NULL - {"name", "message", "consent"},
-                             defaults=LEAD_DEFAULTS, if_not_exists=True)
+    db.table("leads").create(
+        LEAD_FIELDS,
+        pk="id",
+        not_null=LEAD_NOT_NULL - {"name", "message", "consent"},
+        defaults=LEAD_DEFAULTS,
+        if_not_exists=True,
+    )
     _index_leads(db)
 
 
@@ -62,18 +101,34 @@ def add_checker_tables(db: sqlite_utils.Database) -> None:
     # One row: who holds the checker lease, and what its last round found.
     db.table("checker").create(CHECKER_FIELDS, pk="id", defaults={"network_doubt": 0}, if_not_exists=True)
     db.execute("INSERT OR IGNORE INTO checker (id, network_doubt) VALUES (1, 0)")
-    db.table("probes").create(PROBE_FIELDS, pk="id", not_null={"at", "url", "ok"}, defaults={"control": 0},
-                              if_not_exists=True)
+    db.table("probes").create(
+        PROBE_FIELDS, pk="id", not_null={"at", "url", "ok"}, defaults={"control": 0}, if_not_exists=True
+    )
     db.table("probes").create_index(["at"], if_not_exists=True)
     db.table("incidents").create(
         {"id": int, "started_at": str, "ended_at": str, "reason": str, "end_reason": str},
-        pk="id", not_null={"started_at"}, if_not_exists=True,
+        pk="id",
+        not_null={"started_at"},
+        if_not_exists=True,
     )
     # Every flip and forced mode: the history, and the queue of notifications to send.
     db.table("events").create(
-        {"id": int, "at": str, "kind": str, "title": str, "body": str, "notified_at": str, "gave_up_at": str,
-         "attempts": int, "next_attempt_at": str, "last_error": str},
-        pk="id", not_null={"at", "kind", "title", "attempts"}, defaults={"attempts": 0}, if_not_exists=True,
+        {
+            "id": int,
+            "at": str,
+            "kind": str,
+            "title": str,
+            "body": str,
+            "notified_at": str,
+            "gave_up_at": str,
+            "attempts": int,
+            "next_attempt_at": str,
+            "last_error": str,
+        },
+        pk="id",
+        not_null={"at", "kind", "title", "attempts"},
+        defaults={"attempts": 0},
+        if_not_exists=True,
     )
     db.table("events").create_index(["notified_at", "next_attempt_at"], if_not_exists=True)
 
@@ -94,8 +149,9 @@ def not_null_as_on_postgres(db: sqlite_utils.Database) -> None:
     db.table("probes").create_index(["at"], if_not_exists=True)
 
 
-def _rebuild_not_null(db: sqlite_utils.Database, table: str, fields: dict[str, type], defaults: dict[str, object],
-                      not_null: set[str]) -> None:
+def _rebuild_not_null(
+    db: sqlite_utils.Database, table: str, fields: dict[str, type], defaults: dict[str, object], not_null: set[str]
+) -> None:
     # SQLite cannot add NOT NULL to a column, and sqlite-utils' transform refuses a partial index:
     # the table is copied (ids kept, a NULL becoming its column's default) and renamed; its
     # indexes went with the old table, so the caller creates them again.
@@ -108,5 +164,8 @@ def _rebuild_not_null(db: sqlite_utils.Database, table: str, fields: dict[str, t
 
 # Each migration runs once, in order; the schema version is how many have run.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    create_base_schema, add_checker_tables, add_rate_limits, not_null_as_on_postgres,
+    create_base_schema,
+    add_checker_tables,
+    add_rate_limits,
+    not_null_as_on_postgres,
 ]
