@@ -176,6 +176,7 @@ def median(runs: list[dict], key: str = "p99_ms") -> dict:
 def measure(folder: Path, seconds: float = 8, rounds: int = 3, log=print, template: Path = TEMPLATE) -> dict:
     """fallback alone, then the recipe from an empty cache (a fresh nginx), then the recipe again once the page is
     cached, for `rounds` rounds; the median round of each."""
+    folder.mkdir(parents=True, exist_ok=True)  # the bench may hand over a subfolder of its own
     main_site = MainSite()
     env = clean_env({"FALLBACK_MAIN_URL": f"http://localhost:{free_port()}/", "FALLBACK_CHECK_URLS": main_site.url,
                      "FALLBACK_DATABASE": str(folder / "fallback.db"), "FALLBACK_TRUSTED_PROXIES": "1",
