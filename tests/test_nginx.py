@@ -487,3 +487,26 @@ def test_the_last_down_page_is_served_while_fallback_itself_is_unreachable(fake)
     assert (response.status_code, response.headers["X-Cache-Status"]) == (503, "STALE")
     assert response.text == "fake fallback\n"
     assert get(fake.nginx, "/bare503-never-cached").status_code == 502  # nothing to fall back on
+
+
+def test_an_expired_page_is_served_stale_while_one_request_refreshes_it(fake):
+    """The recipe's tail under load rests on this: at each 5 s expiry nobody waits for fallback but the one request
+    that refreshes the page (proxy_cache_use_stale updating); a slow fallback shows who waited."""
+    path = f"/slow503-{uuid.uuid4().hex[:8]}"
+    assert get(fake.nginx, path).headers["X-Cache-Status"] == "MISS"
+    time.sleep(6.1)  # past the 5 seconds (whole seconds to nginx)
+
+    def timed(_):
+        started = time.monotonic()
+        response = get(fake.nginx, path)
+        return response.status_code, response.headers["X-Cache-Status"], time.monotonic() - started
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(timed, range(10)))
+    assert {status for status, _, _ in answers} == {503}
+    caches = [cache for _, cache, _ in answers]
+    # One refresh; the others got the stale copy (or, arriving after the refresh, the new one).
+    assert caches.count("EXPIRED") == 1 and "UPDATING" in caches and set(caches) <= {"EXPIRED", "UPDATING", "HIT"}
+    # fallback sleeps 0.5 s before answering, so no answer that waited for it can be faster than that.
+    assert all(seconds < 0.45 for _, cache, seconds in answers if cache == "UPDATING"), answers
+    assert fake.server.hits.count(path) == 2
