@@ -81,18 +81,26 @@ class Nginx:
         self.url = f"http://{HOST}:{self.port}"
         # A free port nothing listens on: the main site is down and refuses connections.
         self.main_port = free_port()
-        (folder / "fallback.conf").write_text(render(
-            template.read_text(), LISTEN=f"{HOST}:{self.port}", SERVER_NAME="localhost",
-            MAIN_UPSTREAM=f"{HOST}:{self.main_port}", FALLBACK_UPSTREAM=f"{HOST}:{fallback_port}",
-            CACHE_PATH=str(folder / "cache")))
+        (folder / "fallback.conf").write_text(
+            render(
+                template.read_text(),
+                LISTEN=f"{HOST}:{self.port}",
+                SERVER_NAME="localhost",
+                MAIN_UPSTREAM=f"{HOST}:{self.main_port}",
+                FALLBACK_UPSTREAM=f"{HOST}:{fallback_port}",
+                CACHE_PATH=str(folder / "cache"),
+            )
+        )
         # As root, workers would otherwise run as `nobody`, who cannot enter a private temporary folder.
         user = f"user {getpass.getuser()} {grp.getgrgid(os.getegid()).gr_name};" if os.geteuid() == 0 else ""
-        temp = " ".join(f"{kind}_temp_path {folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
-                                                                          "scgi"))
+        temp = " ".join(
+            f"{kind}_temp_path {folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         # The bench's own nginx.conf (bench/run.py's bench_nginx): the recipe is what is measured, not this file.
         (folder / "nginx.conf").write_text(
             f"{user}\nworker_processes 2;\nerror_log {folder}/error.log;\nevents {{ worker_connections 1024; }}\n"
-            f"http {{\n    {temp}\n    access_log off;\n    include {folder}/fallback.conf;\n}}\n")
+            f"http {{\n    {temp}\n    access_log off;\n    include {folder}/fallback.conf;\n}}\n"
+        )
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Nginx:
@@ -101,9 +109,21 @@ class Nginx:
             raise RuntimeError("nginx is not installed (Debian package nginx-light)")
         with open(self.folder / "nginx.log", "ab") as out:
             self.process = subprocess.Popen(
-                [nginx, "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"), "-e",
-                 str(self.folder / "error.log"), "-g", f"daemon off; master_process on; pid {self.folder}/nginx.pid;"],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    nginx,
+                    "-p",
+                    str(self.folder),
+                    "-c",
+                    str(self.folder / "nginx.conf"),
+                    "-e",
+                    str(self.folder / "error.log"),
+                    "-g",
+                    f"daemon off; master_process on; pid {self.folder}/nginx.pid;",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -148,13 +168,17 @@ def wrk(url: str, seconds: float, connections: int = CONNECTIONS, headers=HEADER
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     non_ok = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)), "requests": requests,
-            "p50_ms": millis(r"^\s*50%"), "p99_ms": millis(r"^\s*99%"),
-            "max_ms": millis(r"^\s*Latency\s+[\d.]+\w+\s+[\d.]+\w+"),
-            # Every answer should be the down page, a 503: wrk counts those as "non-2xx or 3xx".
-            "not_503": requests - (int(non_ok.group(1)) if non_ok else 0),
-            "socket_errors": sum(int(n) for n in sockets.groups()) if sockets else 0,
-            "client_cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2)}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "requests": requests,
+        "p50_ms": millis(r"^\s*50%"),
+        "p99_ms": millis(r"^\s*99%"),
+        "max_ms": millis(r"^\s*Latency\s+[\d.]+\w+\s+[\d.]+\w+"),
+        # Every answer should be the down page, a 503: wrk counts those as "non-2xx or 3xx".
+        "not_503": requests - (int(non_ok.group(1)) if non_ok else 0),
+        "socket_errors": sum(int(n) for n in sockets.groups()) if sockets else 0,
+        "client_cpu_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2),
+    }
 
 
 def loaded(url: str, seconds: float, server_cpu) -> dict:
@@ -169,8 +193,11 @@ def loaded(url: str, seconds: float, server_cpu) -> dict:
 def median(runs: list[dict], key: str = "p99_ms") -> dict:
     """The run with the median `key` (the lower middle one for an even count), with every run's value beside it."""
     ordered = sorted(runs, key=lambda run: run[key])
-    return {**ordered[(len(ordered) - 1) // 2], "runs_p99_ms": [run["p99_ms"] for run in runs],
-            "runs_rps": [run["rps"] for run in runs]}
+    return {
+        **ordered[(len(ordered) - 1) // 2],
+        "runs_p99_ms": [run["p99_ms"] for run in runs],
+        "runs_rps": [run["rps"] for run in runs],
+    }
 
 
 def measure(folder: Path, seconds: float = 8, rounds: int = 3, log=print, template: Path = TEMPLATE) -> dict:
@@ -178,9 +205,15 @@ def measure(folder: Path, seconds: float = 8, rounds: int = 3, log=print, templa
     cached, for `rounds` rounds; the median round of each."""
     folder.mkdir(parents=True, exist_ok=True)  # the bench may hand over a subfolder of its own
     main_site = MainSite()
-    env = clean_env({"FALLBACK_MAIN_URL": f"http://localhost:{free_port()}/", "FALLBACK_CHECK_URLS": main_site.url,
-                     "FALLBACK_DATABASE": str(folder / "fallback.db"), "FALLBACK_TRUSTED_PROXIES": "1",
-                     "FALLBACK_SECRET_KEY": "bench-secret-key"})
+    env = clean_env(
+        {
+            "FALLBACK_MAIN_URL": f"http://localhost:{free_port()}/",
+            "FALLBACK_CHECK_URLS": main_site.url,
+            "FALLBACK_DATABASE": str(folder / "fallback.db"),
+            "FALLBACK_TRUSTED_PROXIES": "1",
+            "FALLBACK_SECRET_KEY": "bench-secret-key",
+        }
+    )
     fallback = Fallback(folder, env, 2)
     nginx = None
     runs: dict[str, list[dict]] = {"direct": [], "cold": [], "cached": []}
@@ -215,21 +248,33 @@ def measure(folder: Path, seconds: float = 8, rounds: int = 3, log=print, templa
             nginx.stop()
         fallback.stop()
         main_site.close()
-    return {**{name: median(values) for name, values in runs.items()}, "runs": runs, "rounds": rounds,
-            "seconds": seconds, "connections": CONNECTIONS, "nginx_error_log_lines": error_lines,
-            "fallback_log_problems": fallback.log_problems()[:10]}
+    return {
+        **{name: median(values) for name, values in runs.items()},
+        "runs": runs,
+        "rounds": rounds,
+        "seconds": seconds,
+        "connections": CONNECTIONS,
+        "nginx_error_log_lines": error_lines,
+        "fallback_log_problems": fallback.log_problems()[:10],
+    }
 
 
 def verdicts(figures: dict) -> dict:
     run = figures["cached"]
-    return {"nginx_p99": {"target": f"p99 < {P99_TARGET_MS:g} ms, every answer the 503 page",
-                          "pass": run["p99_ms"] < P99_TARGET_MS and not run["not_503"] and not run["socket_errors"]}}
+    return {
+        "nginx_p99": {
+            "target": f"p99 < {P99_TARGET_MS:g} ms, every answer the 503 page",
+            "pass": run["p99_ms"] < P99_TARGET_MS and not run["not_503"] and not run["socket_errors"],
+        }
+    }
 
 
 def detail(run: dict) -> str:
-    return (f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, max {run['max_ms']:.0f} ms; p99 by round "
-            + " / ".join(f"{value:.1f}" for value in run["runs_p99_ms"])
-            + f"; CPU s server {run['server_cpu_s']:.1f}, wrk {run['client_cpu_s']:.1f}; load {run['load_1m']:.1f}")
+    return (
+        f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms, max {run['max_ms']:.0f} ms; p99 by round "
+        + " / ".join(f"{value:.1f}" for value in run["runs_p99_ms"])
+        + f"; CPU s server {run['server_cpu_s']:.1f}, wrk {run['client_cpu_s']:.1f}; load {run['load_1m']:.1f}"
+    )
 
 
 def rows(figures: dict) -> list[tuple]:
@@ -238,17 +283,27 @@ def rows(figures: dict) -> list[tuple]:
     check = verdicts(figures)["nginx_p99"]
     return [
         ("page from fallback alone, 50 conn. (info)", f"{direct['rps']:,.0f} req/s", "1.00", detail(direct), ""),
-        ("page via deploy/nginx, main refused, empty cache at start (info)", f"{cold['rps']:,.0f} req/s",
-         f"{cold['rps'] / direct['rps']:.1f}x", detail(cold), ""),
-        ("page via deploy/nginx, main refused, page cached", f"{cached['rps']:,.0f} req/s",
-         f"{cached['rps'] / direct['rps']:.1f}x", detail(cached),
-         f"{check['target']}: **{'PASS' if check['pass'] else 'FAIL'}**"),
+        (
+            "page via deploy/nginx, main refused, empty cache at start (info)",
+            f"{cold['rps']:,.0f} req/s",
+            f"{cold['rps'] / direct['rps']:.1f}x",
+            detail(cold),
+            "",
+        ),
+        (
+            "page via deploy/nginx, main refused, page cached",
+            f"{cached['rps']:,.0f} req/s",
+            f"{cached['rps'] / direct['rps']:.1f}x",
+            detail(cached),
+            f"{check['target']}: **{'PASS' if check['pass'] else 'FAIL'}**",
+        ),
     ]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=8, help="length of each wrk run (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="the recipe to render (default: the repo's)")
@@ -274,8 +329,10 @@ def main() -> int:
     if args.json:
         print(json.dumps({**figures, "verdicts": verdicts(figures)}, indent=2))
         return 0
-    print(f"wrk -t2 -c{CONNECTIONS}, {args.seconds:g} s a run, median p99 of {args.rounds} alternating rounds; "
-          f"{os.cpu_count()} cores, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(
+        f"wrk -t2 -c{CONNECTIONS}, {args.seconds:g} s a run, median p99 of {args.rounds} alternating rounds; "
+        f"{os.cpu_count()} cores, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
     print("| row | figure | ratio | detail | target |\n|---|---:|---:|---|---|")
     for row in rows(figures):
         print("| " + " | ".join(row) + " |")

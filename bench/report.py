@@ -9,6 +9,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+import nginx_tail
 from harness import HERE, PAGE_CONNECTIONS, POST_CONNECTIONS, ensure_wrk
 
 TARGETS = {"page": 0.9, "redirect": 0.9, "submissions": 0.8, "export_rows_per_s": 50_000}
@@ -32,6 +33,9 @@ def verdicts(results: dict) -> dict:
     on_postgres = results.get("postgres", {}).get("submissions")
     if on_postgres:
         out["d_every_accepted_lead_exported_postgres"] = exported_verdict(on_postgres)
+    tail = results.get("nginx_tail")
+    if tail and "skipped" not in tail:
+        out.update(nginx_tail.verdicts(tail))
     out["e_export_rows_per_s"] = {
         "measured": large["rows_per_s"],
         "target": f">= {TARGETS['export_rows_per_s']}",
@@ -265,10 +269,12 @@ def nginx_rows(results: dict) -> list[tuple]:
     if not nginx or "skipped" in nginx:
         return []
     static, cached = nginx["static_file"], nginx["micro_cached_page"]
-    return [
+    tail = results.get("nginx_tail")
+    tail_rows = nginx_tail.rows(tail) if tail and "skipped" not in tail else []
+    return tail_rows + [
         ("nginx serving the page as a file (info)", rps_cell(static), "", latency_cell(static), ""),
         (
-            "page via deploy/nginx micro-cache (info)",
+            "page via deploy/nginx micro-cache, main refused, empty cache at start (info)",
             rps_cell(cached),
             f"{cached['rps'] / results['floor']['rps']:.1f}x floor",
             latency_cell(cached),

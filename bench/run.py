@@ -53,6 +53,7 @@ sys.path.insert(0, str(HERE))
 # can shadow one the bench imports.
 sys.path.append(str(HERE.parent / "tests"))
 
+import nginx_tail  # noqa: E402 - bench/ is not a package either: its folder goes first
 from exports import bench_exports  # noqa: E402 - bench/ is not a package either: its folder goes first
 from harness import PAGE_CONNECTIONS, POST_CONNECTIONS  # noqa: E402
 from report import load_average, machine, text, verdicts  # noqa: E402
@@ -116,6 +117,10 @@ def main() -> int:
                 bench_rate_limited(folder, seconds, results, log)
             if not (args.quick or args.no_nginx):
                 bench_nginx(folder, seconds, results, log)
+                try:
+                    results["nginx_tail"] = nginx_tail.measure(folder / "nginx-tail", seconds, rounds, log)
+                except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+                    results["nginx_tail"] = {"skipped": f"failed: {str(error).splitlines()[0]}"}
             bench_exports(folder, post_rounds, results, log)
     except (RuntimeError, OSError, subprocess.SubprocessError, requests.RequestException) as error:
         print(f"bench: could not run: {error}", file=sys.stderr)

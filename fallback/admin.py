@@ -18,6 +18,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 
 from .charts import latency_chart
 from .export import csv_chunks, parse_bound
@@ -49,7 +50,7 @@ def is_admin() -> bool:
 
 def csrf_meta() -> dict:
     """WTForms meta options that tie CSRF tokens to the admin session."""
-    return {"csrf_secret": current_app.secret_key.encode("utf-8"), "csrf_context": session}
+    return {"csrf_secret": str(current_app.config["SECRET_KEY"]).encode("utf-8"), "csrf_context": session}
 
 
 @blueprint.before_request
@@ -78,7 +79,7 @@ def script() -> Response:
 
 
 @blueprint.get("/status.json")
-def full_status() -> Response:
+def full_status() -> ResponseReturnValue:
     """The full status document, for a logged-in admin: reasons, checker, incident, counts."""
     if not is_admin():
         return redirect(url_for("admin.dashboard"))
@@ -122,11 +123,12 @@ def dashboard() -> Response | str:
 
 
 @blueprint.post("/login")
-def login() -> Response:
+def login() -> ResponseReturnValue:
     """Check the password in constant time and open an admin session."""
     rt = runtime()
     try:
-        wait = rt.storage.leads.hit_rate(rate_check(rt.settings, "login")) if rt.settings.rate_limit else None
+        rate = rate_check(rt.settings, "login")
+        wait = rt.storage.leads.hit_rate(rate) if rate is not None else None
     except StorageError as error:
         log.error("log-in refused, the database is unavailable: %s", error)
         return make_response("The database is unavailable; try again shortly.\n", 503)
@@ -151,7 +153,7 @@ def login() -> Response:
 
 
 @blueprint.post("/logout")
-def logout() -> Response:
+def logout() -> ResponseReturnValue:
     """Close the admin session."""
     form = LogoutForm(request.form, meta=csrf_meta())
     if form.validate():
@@ -160,7 +162,7 @@ def logout() -> Response:
 
 
 @blueprint.post("/leads/<int:lead_id>/delete")
-def delete_lead(lead_id: int) -> Response:
+def delete_lead(lead_id: int) -> ResponseReturnValue:
     """Erase one lead, for a visitor who asked, or an obvious mistake."""
     if not is_admin():
         abort(403)
@@ -173,7 +175,7 @@ def delete_lead(lead_id: int) -> Response:
 
 
 @blueprint.post("/mode")
-def set_mode() -> Response:
+def set_mode() -> ResponseReturnValue:
     """Force the page on or off, or hand back to the checker."""
     if not is_admin():
         abort(403)

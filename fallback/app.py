@@ -89,7 +89,8 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         status=PublicStatus(flag.get),
         health_log=ThrottledLog(),
     )
-    app.wsgi_app = HotPath(app.wsgi_app, rt)
+    # Flask documents wrapping wsgi_app in middleware; mypy sees a method being replaced.
+    app.wsgi_app = HotPath(app.wsgi_app, rt)  # type: ignore[method-assign]
     init_i18n(app)
     app.session_interface = SessionInterface()
     if settings.trusted_proxies:
@@ -97,7 +98,7 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         # forged. Host is not taken from X-Forwarded-Host: proxies pass Host itself through, and a
         # forged one would defeat the redirect-loop guard.
         hops = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     install_app_wide(app)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(admin.blueprint)

@@ -42,7 +42,7 @@ def client_key_for(secret_key: str, address: str | None) -> str:
 
 def client_key() -> str:
     """The current request's client, as `client_key_for` hashes it."""
-    return client_key_for(current_app.secret_key, request.remote_addr)
+    return client_key_for(str(current_app.config["SECRET_KEY"]), request.remote_addr)
 
 
 def rate_check_for(settings: Settings, scope: str, key: str) -> RateCheck | None:

@@ -225,7 +225,7 @@ class ProbeRunner:
                     continue
                 self._busy.add(url)
             expect = self.expect_text if expect_text_for is None else expect_text_for(url)
-            future = concurrent.futures.Future()
+            future: concurrent.futures.Future[ProbeResult] = concurrent.futures.Future()
             threading.Thread(
                 target=self._probe_into, args=(future, url, expect), daemon=True, name=f"probe {redact_url(url)}"
             ).start()

@@ -238,7 +238,7 @@ class HotPath:
         path = raw_path.encode("latin-1").decode("utf-8", "replace")
         query = environ.get("QUERY_STRING", "").encode("latin-1")
         if flag.served_state(now) == "up":
-            location = redirect_location(self.rt.settings.main_url, path, query, environ.get("HTTP_HOST", ""))
+            location = redirect_location(self.rt.settings.require_main_url(), path, query, environ.get("HTTP_HOST", ""))
             if location is not None:
                 return redirect_answer(location, method)
         back = back_in(flag, now)

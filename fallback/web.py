@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, send_file
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext, ngettext
 from werkzeug.datastructures import Headers
 
@@ -129,7 +130,7 @@ def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = F
 
 
 @blueprint.post(CONTACT_PATH)
-def contact() -> Response:
+def contact() -> ResponseReturnValue:
     """Store a visitor's details, then send them to the thank-you page; or say what is wrong."""
     rt = runtime()
     if is_cross_site():
