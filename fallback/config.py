@@ -88,6 +88,11 @@ def setting(
     return dataclasses.field(default=default if as_given else initial, metadata={"variable": variable})
 
 
+def secret(name: str, help: str, parse: Callable[[str], Any] = p.text, shown_default: str | None = None) -> Any:
+    """A setting whose value is never shown (tokens, passwords, keys), unset by default."""
+    return setting(name, None, parse, help, shown_default=shown_default, secret=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Every setting of SPEC section 2, parsed and checked; built by `from_env`, never at import time."""
@@ -124,27 +129,18 @@ class Settings:
         shown_default="`fallback.db` in the working directory",
         as_given=True,
     )
-    secret_key: str | None = setting(
+    secret_key: str | None = secret(
         "SECRET_KEY",
-        None,
-        p.text,
         "signs form tokens and admin sessions; without it, one is generated, stored in the database, and the log"
         " says so",
-        secret=True,
     )
-    admin_password: str | None = setting(
+    admin_password: str | None = secret(
         "ADMIN_PASSWORD",
-        None,
-        p.text,
         "admin password; without it the admin area answers 404 and the log says why",
-        secret=True,
     )
-    export_token: str | None = setting(
+    export_token: str | None = secret(
         "EXPORT_TOKEN",
-        None,
-        p.text,
         "bearer token for scripted CSV export; without it only a logged-in admin can export",
-        secret=True,
     )
     form_min_seconds: float = setting(
         "FORM_MIN_SECONDS",
@@ -230,12 +226,9 @@ class Settings:
         p.sending_rate,
         "the most follow-up messages sent per second, per minute or per hour, across all instances",
     )
-    api_token: str | None = setting(
+    api_token: str | None = secret(
         "API_TOKEN",
-        None,
-        p.text,
         "bearer token for the control API (`/_fallback/api/v1/`); without it the API answers 404",
-        secret=True,
     )
     webhook_urls: tuple[str, ...] = setting(
         "WEBHOOK_URLS",
@@ -244,21 +237,16 @@ class Settings:
         "comma-separated URLs that receive signed JSON events (Standard Webhooks)",
         secret=True,
     )
-    webhook_secret: str | None = setting(
+    webhook_secret: str | None = secret(
         "WEBHOOK_SECRET",
-        None,
-        p.webhook_secret,
         "the Standard Webhooks signing secret, `whsec_` followed by base64",
+        p.webhook_secret,
         shown_default="none (required with webhook URLs)",
-        secret=True,
     )
-    metrics_token: str | None = setting(
+    metrics_token: str | None = secret(
         "METRICS_TOKEN",
-        None,
-        p.text,
         "bearer token for `/_fallback/metrics` (Prometheus); the API token works too; with neither, the route"
         " answers 404",
-        secret=True,
     )
     quorum: int = setting(
         "QUORUM",

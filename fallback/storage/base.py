@@ -12,6 +12,13 @@ BUSY_TIMEOUT_SECONDS = 10.0
 Params = Sequence[Any] | Mapping[str, Any]
 
 
+# Both backends keep their schema's version in `meta`, written with the same statement.
+READ_SCHEMA_VERSION = "SELECT value FROM meta WHERE key = 'schema_version'"
+WRITE_SCHEMA_VERSION = (
+    "INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+)
+
+
 class StorageError(RuntimeError):
     """The database cannot be reached or written."""
 

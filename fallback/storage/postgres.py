@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..state import utcnow
-from .base import BUSY_TIMEOUT_SECONDS, Params, StorageError
+from .base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
 from .postgres_checker import SessionLockedCheckerStore
 from .stores import Stores
 
@@ -355,21 +355,17 @@ class PostgresDatabase:
         with self.write() as conn:
             conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text)")
-            version = _version(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall())
+            version = _version(conn.execute(READ_SCHEMA_VERSION).fetchall())
             for statements in PG_MIGRATIONS[version:]:
                 for statement in statements:
                     conn.execute(statement)
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (str(len(PG_MIGRATIONS)),),
-            )
+            conn.execute(WRITE_SCHEMA_VERSION, (str(len(PG_MIGRATIONS)),))
         return len(PG_MIGRATIONS)
 
     def schema_version(self) -> int:
         """How many migrations the database has had (0 for a new one)."""
         try:
-            return _version(self.read("SELECT value FROM meta WHERE key = 'schema_version'"))
+            return _version(self.read(READ_SCHEMA_VERSION))
         except StorageError:
             return 0  # no meta table yet
 

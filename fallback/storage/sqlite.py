@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from ..state import utcnow
-from .base import BUSY_TIMEOUT_SECONDS, Params, StorageError
+from .base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
 from .checker import CheckerStore
 from .schema import MIGRATIONS
 from .stores import Stores
@@ -129,21 +129,17 @@ class SQLiteDatabase:
         with self.write() as conn:
             db = sqlite_utils.Database(conn)
             db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            row = conn.execute(READ_SCHEMA_VERSION).fetchone()
             version = int(row[0]) if row else 0
             for migration in MIGRATIONS[version:]:
                 migration(db)
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (str(len(MIGRATIONS)),),
-            )
+            conn.execute(WRITE_SCHEMA_VERSION, (str(len(MIGRATIONS)),))
         return len(MIGRATIONS)
 
     def schema_version(self) -> int:
         """How many migrations the database has had (0 for a new file)."""
         try:
-            rows = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+            rows = self.conn.execute(READ_SCHEMA_VERSION).fetchall()
         except sqlite3.Error:
             return 0  # no meta table yet, or unreadable: the migration's write then says why
         return int(rows[0][0]) if rows else 0
