@@ -352,7 +352,16 @@ def test_fallbacks_own_routes_are_never_cached(site, nginx, fallback, set_mode):
 
 def test_the_stylesheet_is_cached(site, nginx):
     path = f"/_fallback/page.css?m={uuid.uuid4().hex[:10]}"
-    assert [get(nginx, path).headers["X-Cache-Status"] for _ in range(2)] == ["MISS", "HIT"]
+    assert get(nginx, path).headers["X-Cache-Status"] == "MISS"
+    # nginx moves the cache file into place just after answering: on a busy machine the next request may
+    # still miss, so a few are allowed, within a bound.
+    statuses = []
+    for _ in range(10):
+        statuses.append(get(nginx, path).headers["X-Cache-Status"])
+        if statuses[-1] == "HIT":
+            break
+        time.sleep(0.05)
+    assert statuses[-1] == "HIT", statuses
 
 
 def test_a_redirect_from_fallback_is_never_cached(site, nginx, fallback, set_mode):
