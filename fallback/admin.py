@@ -24,6 +24,7 @@ from .export import csv_chunks, parse_bound
 from .forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
 from .guard import is_cross_site, rate_check
 from .runtime import runtime
+from .sessions import end_every_session, has_admin_session, open_admin_session
 from .state import parse_duration, utcnow
 from .status import status_document
 from .storage import StorageError
@@ -43,8 +44,8 @@ def same_secret(given: str | None, expected: str | None) -> bool:
 
 
 def is_admin() -> bool:
-    """Whether this request carries a logged-in admin session."""
-    return bool(session.get("admin"))
+    """Whether this request carries a valid admin session (see fallback.sessions)."""
+    return has_admin_session(runtime())
 
 
 def csrf_meta() -> dict:
@@ -59,6 +60,8 @@ def require_password_setting() -> Response | None:
         abort(404)
     if request.method == "POST" and is_cross_site():
         return make_response("Admin forms may only be sent from the admin pages.\n", 403)
+    if session.get("admin") and not is_admin():
+        session.clear()  # ended (log-out, new password, 8 hours): the browser drops the cookie
     return None
 
 
@@ -138,9 +141,7 @@ def login() -> Response:
         return response
     form = LoginForm(request.form, meta=csrf_meta())
     if form.validate() and same_secret(form.password.data, rt.settings.admin_password):
-        session.clear()
-        session.permanent = True
-        session["admin"] = True
+        open_admin_session(rt)
         return redirect(url_for("admin.dashboard"), 303)
     log.warning("failed admin log-in")
     if not form.errors:
@@ -152,10 +153,11 @@ def login() -> Response:
 
 @blueprint.post("/logout")
 def logout() -> Response:
-    """Close the admin session."""
+    """End every admin session: a copy of this one's cookie, elsewhere, must not outlive the log-out."""
     form = LogoutForm(request.form, meta=csrf_meta())
-    if form.validate():
-        session.clear()
+    # Only an admin may end everyone's sessions: the log-in page's CSRF token is anyone's.
+    if form.validate() and is_admin():
+        end_every_session(runtime())
     return redirect(url_for("admin.dashboard"), 303)
 
 

@@ -6,8 +6,7 @@ import hashlib
 import hmac
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, request
-from flask.sessions import SecureCookieSessionInterface
+from flask import Response, current_app, request
 
 from .config import Settings
 from .storage import RateCheck
@@ -80,17 +79,3 @@ def add_security_headers(response: Response) -> Response:
     if request.is_secure:
         response.headers["Strict-Transport-Security"] = HSTS
     return response
-
-
-class SessionInterface(SecureCookieSessionInterface):
-    """The admin session: only the admin area opens it, and its cookie is Secure over HTTPS."""
-
-    def open_session(self, app: Flask, request):
-        """Public pages never have a session: skip reading a cookie that cannot be there."""
-        if not request.path.startswith(ADMIN_PATH):
-            return self.make_null_session(app)
-        return super().open_session(app, request)
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        """Secure over HTTPS (directly or through a trusted proxy), or when configured so."""
-        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +18,18 @@ from .checker import CheckerStore
 from .schema import MIGRATIONS
 from .stores import Stores
 from .writelock import WriterLock
+
+# The database holds the leads and, without FALLBACK_SECRET_KEY, the key that signs admin sessions.
+OWNER_ONLY = 0o600
+
+
+def owner_only(path: str, create: bool = False) -> None:
+    """Make the file at `path` readable by its owner only: created so first (whatever the umask), or tightened."""
+    with contextlib.suppress(OSError):  # not there (yet), or not ours: SQLite says so when it matters
+        if create:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, OWNER_ONLY))
+        if stat.S_IMODE(os.stat(path).st_mode) & ~OWNER_ONLY:
+            os.chmod(path, OWNER_ONLY)
 
 
 class SQLiteDatabase:
@@ -36,6 +51,9 @@ class SQLiteDatabase:
     # -- connections -------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        # Before SQLite creates the file with the umask's mode (0644 as a rule); its -wal and -shm
+        # files then take the main file's mode, and are tightened below if an older one left them open.
+        owner_only(self.path, create=True)
         try:
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
@@ -46,6 +64,8 @@ class SQLiteDatabase:
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
         except sqlite3.Error as error:
             raise StorageError(f"cannot open the database {self.path}: {error}") from error
+        for suffix in ("-wal", "-shm"):
+            owner_only(self.path + suffix)
         conn.row_factory = sqlite3.Row
         return conn
 
