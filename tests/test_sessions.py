@@ -122,3 +122,22 @@ def test_a_database_file_readable_by_others_is_tightened_when_opened(tmp_path):
     for name in (path, path + "-wal", path + "-shm"):
         assert stat.S_IMODE(os.stat(name).st_mode) == 0o600, name
     storage.close()
+
+
+@pytest.mark.sqlite_only("POSIX locks on the file")
+def test_opening_another_connection_keeps_the_locks_of_those_open(tmp_path):
+    import subprocess
+    import sys
+
+    from fallback.storage import NewLead
+
+    path = str(tmp_path / "fallback.db")
+    storage = open_storage(path)
+    storage.leads.save(NewLead("paul@example.org"))
+    assert len(list(storage.leads.iter())) == 1  # on a connection of its own, opened then closed
+    # Another process (a CLI command) that believes its connection is the last one deletes -wal and -shm.
+    reader = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM meta'); c.close()"
+    subprocess.run([sys.executable, "-c", reader, path], check=True, timeout=30)
+    storage.leads.save(NewLead("anna@example.org"))
+    assert len(list(storage.leads.iter())) == 2
+    storage.close()

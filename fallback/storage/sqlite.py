@@ -25,9 +25,12 @@ OWNER_ONLY = 0o600
 
 def owner_only(path: str, create: bool = False) -> None:
     """Make the file at `path` readable by its owner only: created so first (whatever the umask), or tightened."""
-    with contextlib.suppress(OSError):  # not there (yet), or not ours: SQLite says so when it matters
-        if create:
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, OWNER_ONLY))
+    if create:
+        # O_EXCL: never open an existing database file. Closing any descriptor of a file drops every
+        # POSIX lock this process holds on it, SQLite's included ("disk I/O error" follows).
+        with contextlib.suppress(OSError):  # there already, or a folder SQLite will say it cannot use
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, OWNER_ONLY))
+    with contextlib.suppress(OSError):  # not there (yet), or not ours
         if stat.S_IMODE(os.stat(path).st_mode) & ~OWNER_ONLY:
             os.chmod(path, OWNER_ONLY)
 
