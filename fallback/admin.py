@@ -22,7 +22,8 @@ from flask import (
 from .charts import latency_chart
 from .export import csv_chunks, parse_bound
 from .forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
-from .guard import is_cross_site, rate_check
+from .guard import is_cross_site
+from .logins import login_limits
 from .runtime import runtime
 from .sessions import end_every_session, has_admin_session, open_admin_session
 from .state import parse_duration, utcnow
@@ -128,12 +129,15 @@ def dashboard() -> Response | str:
 def login() -> Response:
     """Check the password in constant time and open an admin session."""
     rt = runtime()
+    # Counted before the password is checked, so that parallel guesses cannot slip past the count.
+    limits, now = login_limits(rt.settings, rt.secret_key, request.remote_addr), rt.storage.clock()
     try:
-        wait = rt.storage.leads.hit_rate(rate_check(rt.settings, "login")) if rt.settings.rate_limit else None
+        wait = rt.storage.limits.take(limits, now)
     except StorageError as error:
         log.error("log-in refused, the database is unavailable: %s", error)
         return make_response("The database is unavailable; try again shortly.\n", 503)
     if wait is not None:
+        log.warning("admin log-in from %s refused: too many failed log-ins", request.remote_addr)
         fresh = LoginForm(meta=csrf_meta())
         fresh.password.errors = [f"Too many attempts: wait {math.ceil(wait)} seconds and try again."]
         response = make_response(render_template("admin/login.html", form=fresh), 429)
@@ -141,9 +145,10 @@ def login() -> Response:
         return response
     form = LoginForm(request.form, meta=csrf_meta())
     if form.validate() and same_secret(form.password.data, rt.settings.admin_password):
+        rt.storage.limits.give_back(limits, now)  # only failures spend the budgets
         open_admin_session(rt)
         return redirect(url_for("admin.dashboard"), 303)
-    log.warning("failed admin log-in")
+    log.warning("failed admin log-in from %s", request.remote_addr)
     if not form.errors:
         form.password.errors = ["Wrong password."]
     fresh = LoginForm(meta=csrf_meta())

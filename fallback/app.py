@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import admin, web
 from .config import Settings
 from .forms import FormToken
-from .guard import add_security_headers
+from .guard import ForwardedWarning, add_security_headers
 from .i18n import init_i18n
 from .runtime import Runtime, runtime
 from .sessions import LIFETIME, SessionInterface
@@ -101,6 +101,8 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         # forged one would defeat the redirect-loop guard.
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+    else:
+        app.wsgi_app = ForwardedWarning(app.wsgi_app)
     install_app_wide(app)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(admin.blueprint)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from urllib.parse import urlsplit
 
-from flask import Response, current_app, request
+from flask import Response, request
 
 from .config import Settings
 from .storage import RateCheck
@@ -29,6 +30,8 @@ ADMIN_HEADERS = (
         "base-uri 'none'",
     ),
 ) + _COMMON
+log = logging.getLogger("fallback")
+
 HSTS = "max-age=31536000"
 ADMIN_PATH = "/_fallback/admin"
 
@@ -39,21 +42,11 @@ def client_key_for(secret_key: str, address: str | None) -> str:
     return hmac.new(secret_key.encode("utf-8"), raw, hashlib.sha256).hexdigest()[:32]
 
 
-def client_key() -> str:
-    """The current request's client, as `client_key_for` hashes it."""
-    return client_key_for(current_app.secret_key, request.remote_addr)
-
-
 def rate_check_for(settings: Settings, scope: str, key: str) -> RateCheck | None:
     """The rate limit `key` counts against in `scope`, or None when FALLBACK_RATE_LIMIT is 0."""
     if settings.rate_limit is None:
         return None
     return RateCheck(f"{scope}:{key}", settings.rate_limit.count, settings.rate_limit.seconds)
-
-
-def rate_check(settings: Settings, scope: str) -> RateCheck | None:
-    """The rate limit the current request counts against, or None when FALLBACK_RATE_LIMIT is 0."""
-    return rate_check_for(settings, scope, client_key())
 
 
 def cross_site(fetch_site: str | None, origin: str | None, host: str) -> bool:
@@ -79,3 +72,23 @@ def add_security_headers(response: Response) -> Response:
     if request.is_secure:
         response.headers["Strict-Transport-Security"] = HSTS
     return response
+
+
+class ForwardedWarning:
+    """WSGI middleware, without trusted proxies: warn once per process that an X-Forwarded-For went unheard."""
+
+    warned = False  # once per process, however many apps it builds
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict, start_response):
+        """Pass the request on, warning first if it is the first to come through a proxy nobody trusts."""
+        if not ForwardedWarning.warned and "HTTP_X_FORWARDED_FOR" in environ:
+            ForwardedWarning.warned = True
+            log.warning(
+                "a request came with X-Forwarded-For, but FALLBACK_TRUSTED_PROXIES is 0: every client behind that"
+                " proxy shares its address, and so its rate limits and log-in budget. Set FALLBACK_TRUSTED_PROXIES"
+                " to the number of proxies in front of fallback"
+            )
+        return self.wsgi_app(environ, start_response)
