@@ -75,6 +75,8 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         SESSION_COOKIE_PATH="/_fallback/admin",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # Behind a proxy that is not trusted, the request looks like HTTP: the public URL says what visitors use.
+        SESSION_COOKIE_SECURE=settings.https_public_url,
         PERMANENT_SESSION_LIFETIME=LIFETIME,
         # A session ends 8 hours after log-in however busy the admin (fallback.sessions): no sliding.
         SESSION_REFRESH_EACH_REQUEST=False,

@@ -307,6 +307,11 @@ class Settings:
         return self.main_url
 
     @property
+    def https_public_url(self) -> bool:
+        """Whether FALLBACK_PUBLIC_URL is https: Secure cookies and HSTS then, whatever the hops."""
+        return bool(self.public_url) and urlsplit(self.public_url).scheme == "https"
+
+    @property
     def is_postgres(self) -> bool:
         """Whether the database setting names a PostgreSQL server."""
         return is_postgres_url(self.database)

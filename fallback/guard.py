@@ -7,7 +7,7 @@ import hmac
 import logging
 from urllib.parse import urlsplit
 
-from flask import Response, request
+from flask import Response, current_app, request
 
 from .config import Settings
 from .storage import RateCheck
@@ -64,12 +64,12 @@ def is_cross_site() -> bool:
 
 
 def add_security_headers(response: Response) -> Response:
-    """Every answer carries the security headers; HSTS only over HTTPS, where it means something."""
+    """Every answer carries the security headers; HSTS over HTTPS, as seen here or as FALLBACK_PUBLIC_URL says."""
     # Appended, not looked up first: a miss in werkzeug's Headers costs an exception. A response
     # marked `secured` was built with them already.
     if not getattr(response, "secured", False):
         response.headers.extend(ADMIN_HEADERS if request.path.startswith(ADMIN_PATH) else PUBLIC_HEADERS)
-    if request.is_secure:
+    if request.is_secure or current_app.extensions["fallback"].settings.https_public_url:
         response.headers["Strict-Transport-Security"] = HSTS
     return response
 

@@ -375,3 +375,28 @@ def test_a_read_only_database_gets_a_not_saved_page_and_a_failing_healthz(client
         refuse_writes(storage, False)
     assert list(storage.leads.iter()) == []
 
+
+def test_an_https_public_url_means_hsts_and_secure_cookies_whatever_the_hops(env):
+    env["FALLBACK_PUBLIC_URL"] = "https://sorry.example.com"
+    app = create_app(Settings.from_env(env))
+    client = app.test_client()  # plain HTTP: a proxy that terminates TLS and is not trusted
+    redirect = client.get("/pricing")
+    assert redirect.status_code == 302
+    app.extensions["fallback"].storage.flag.set_mode("down")
+    app.extensions["fallback"].flag.invalidate()
+    client.get("/")  # renders the page once; from then on the fast path serves it
+    page = client.get("/")
+    thanks = post(client, contact_fields(client))
+    assert thanks.status_code == 303
+    admin = client.get("/_fallback/admin")
+    for response in (redirect, page, thanks, admin, client.get("/_fallback/status.json")):
+        assert response.headers.get("Strict-Transport-Security", "").startswith("max-age="), response.request.path
+    logged_in = log_in(client)
+    assert "Secure" in logged_in.headers["Set-Cookie"]
+    assert "Strict-Transport-Security" in logged_in.headers
+
+
+def test_an_http_public_url_sends_no_hsts(env):
+    env["FALLBACK_PUBLIC_URL"] = "http://sorry.example.com"
+    client = create_app(Settings.from_env(env)).test_client()
+    assert "Strict-Transport-Security" not in client.get("/").headers
