@@ -145,7 +145,10 @@ def login() -> Response:
         return response
     form = LoginForm(request.form, meta=csrf_meta())
     if form.validate() and same_secret(form.password.data, rt.settings.admin_password):
-        rt.storage.limits.give_back(limits, now)  # only failures spend the budgets
+        try:
+            rt.storage.limits.give_back(limits, now)  # only failures spend the budgets
+        except StorageError as error:  # the admin is let in all the same; one attempt stays counted
+            log.error("a successful log-in could not be given back to the limits: %s", error)
         open_admin_session(rt)
         return redirect(url_for("admin.dashboard"), 303)
     log.warning("failed admin log-in from %s", request.remote_addr)
