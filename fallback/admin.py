@@ -23,8 +23,10 @@ from flask.typing import ResponseReturnValue
 from .charts import latency_chart
 from .export import csv_chunks, parse_bound
 from .forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
-from .guard import is_cross_site, rate_check
+from .guard import is_cross_site
+from .logins import login_limits
 from .runtime import runtime
+from .sessions import end_every_session, has_admin_session, open_admin_session
 from .state import parse_duration, utcnow
 from .status import status_document
 from .storage import StorageError
@@ -44,8 +46,8 @@ def same_secret(given: str | None, expected: str | None) -> bool:
 
 
 def is_admin() -> bool:
-    """Whether this request carries a logged-in admin session."""
-    return bool(session.get("admin"))
+    """Whether this request carries a valid admin session (see fallback.sessions)."""
+    return has_admin_session(runtime())
 
 
 def csrf_meta() -> dict:
@@ -60,6 +62,8 @@ def require_password_setting() -> Response | None:
         abort(404)
     if request.method == "POST" and is_cross_site():
         return make_response("Admin forms may only be sent from the admin pages.\n", 403)
+    if session.get("admin") and not is_admin():
+        session.clear()  # ended (log-out, new password, 8 hours): the browser drops the cookie
     return None
 
 
@@ -126,13 +130,15 @@ def dashboard() -> Response | str:
 def login() -> ResponseReturnValue:
     """Check the password in constant time and open an admin session."""
     rt = runtime()
+    # Counted before the password is checked, so that parallel guesses cannot slip past the count.
+    limits, now = login_limits(rt.settings, rt.secret_key, request.remote_addr), rt.storage.clock()
     try:
-        rate = rate_check(rt.settings, "login")
-        wait = rt.storage.leads.hit_rate(rate) if rate is not None else None
+        wait = rt.storage.limits.take(limits, now)
     except StorageError as error:
         log.error("log-in refused, the database is unavailable: %s", error)
         return make_response("The database is unavailable; try again shortly.\n", 503)
     if wait is not None:
+        log.warning("admin log-in from %s refused: too many failed log-ins", request.remote_addr)
         fresh = LoginForm(meta=csrf_meta())
         fresh.password.errors = [f"Too many attempts: wait {math.ceil(wait)} seconds and try again."]
         response = make_response(render_template("admin/login.html", form=fresh), 429)
@@ -140,11 +146,13 @@ def login() -> ResponseReturnValue:
         return response
     form = LoginForm(request.form, meta=csrf_meta())
     if form.validate() and same_secret(form.password.data, rt.settings.admin_password):
-        session.clear()
-        session.permanent = True
-        session["admin"] = True
+        try:
+            rt.storage.limits.give_back(limits, now)  # only failures spend the budgets
+        except StorageError as error:  # the admin is let in all the same; one attempt stays counted
+            log.error("a successful log-in could not be given back to the limits: %s", error)
+        open_admin_session(rt)
         return redirect(url_for("admin.dashboard"), 303)
-    log.warning("failed admin log-in")
+    log.warning("failed admin log-in from %s", request.remote_addr)
     if not form.errors:
         form.password.errors = ["Wrong password."]
     fresh = LoginForm(meta=csrf_meta())
@@ -154,10 +162,11 @@ def login() -> ResponseReturnValue:
 
 @blueprint.post("/logout")
 def logout() -> ResponseReturnValue:
-    """Close the admin session."""
+    """End every admin session: a copy of this one's cookie, elsewhere, must not outlive the log-out."""
     form = LogoutForm(request.form, meta=csrf_meta())
-    if form.validate():
-        session.clear()
+    # Only an admin may end everyone's sessions: the log-in page's CSRF token is anyone's.
+    if form.validate() and is_admin():
+        end_every_session(runtime())
     return redirect(url_for("admin.dashboard"), 303)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from pathlib import Path
 
 import jinja2
@@ -13,10 +12,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import admin, web
 from .config import Settings
 from .forms import FormToken
-from .guard import SessionInterface, add_security_headers
+from .guard import ForwardedWarning, add_security_headers
 from .i18n import init_i18n
 from .runtime import Runtime, runtime
-from .state import CachedFlag
+from .sessions import LIFETIME, SessionInterface
+from .state import Cached, CachedFlag
 from .status import PublicStatus, ThrottledLog
 from .storage import Storage, open_storage
 from .visitor import HotPath
@@ -75,7 +75,11 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         SESSION_COOKIE_PATH="/_fallback/admin",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        # Behind a proxy that is not trusted, the request looks like HTTP: the public URL says what visitors use.
+        SESSION_COOKIE_SECURE=settings.https_public_url,
+        PERMANENT_SESSION_LIFETIME=LIFETIME,
+        # A session ends 8 hours after log-in however busy the admin (fallback.sessions): no sliding.
+        SESSION_REFRESH_EACH_REQUEST=False,
         MAX_CONTENT_LENGTH=64 * 1024,
         MAX_FORM_MEMORY_SIZE=64 * 1024,
     )
@@ -88,6 +92,7 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         secret_key=app.config["SECRET_KEY"],
         status=PublicStatus(flag.get),
         health_log=ThrottledLog(),
+        generation=Cached(storage.session_generation, ttl=1.0),
     )
     # Flask documents wrapping wsgi_app in middleware; mypy sees a method being replaced.
     app.wsgi_app = HotPath(app.wsgi_app, rt)  # type: ignore[method-assign]
@@ -99,6 +104,8 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         # forged one would defeat the redirect-loop guard.
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    else:
+        app.wsgi_app = ForwardedWarning(app.wsgi_app)  # type: ignore[method-assign]
     install_app_wide(app)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(admin.blueprint)

@@ -21,6 +21,8 @@ __all__ = ["LOGO_TYPES", "MAX_LOGO_BYTES", "ConfigError", "RateLimit", "Settings
 PREFIX = "FALLBACK_"
 # The page's name for the site when neither FALLBACK_SITE_NAME nor the main URL gives one.
 UNNAMED_SITE = "our site"
+# Log-in failures are limited (fallback.logins); the password's length is what makes that limit enough.
+MIN_PASSWORD_LENGTH = 12
 
 
 class ConfigError(ValueError):
@@ -136,7 +138,7 @@ class Settings:
     )
     admin_password: str | None = secret(
         "ADMIN_PASSWORD",
-        "admin password; without it the admin area answers 404 and the log says why",
+        "admin password, 12 characters at least; without it the admin area answers 404 and the log says why",
     )
     export_token: str | None = secret(
         "EXPORT_TOKEN",
@@ -265,6 +267,8 @@ class Settings:
             object.__setattr__(self, "site_name", host or UNNAMED_SITE)
         if self.smtp_url and not self.mail_from:
             raise ConfigError(PREFIX + "MAIL_FROM", "a sender for follow-up mail, since FALLBACK_SMTP_URL is set")
+        if self.admin_password is not None and len(self.admin_password.strip()) < MIN_PASSWORD_LENGTH:
+            raise ConfigError(PREFIX + "ADMIN_PASSWORD", f"{MIN_PASSWORD_LENGTH} characters at least", secret=True)
         if self.webhook_urls and not self.webhook_secret:
             raise ConfigError(PREFIX + "WEBHOOK_SECRET", "a signing secret, since FALLBACK_WEBHOOK_URLS is set")
 
@@ -289,6 +293,11 @@ class Settings:
         if not self.main_url:
             raise ConfigError(PREFIX + "MAIN_URL", "the main site's base URL, such as https://www.example.com")
         return self.main_url
+
+    @property
+    def https_public_url(self) -> bool:
+        """Whether FALLBACK_PUBLIC_URL is https: Secure cookies and HSTS then, whatever the hops."""
+        return bool(self.public_url) and urlsplit(self.public_url).scheme == "https"
 
     @property
     def is_postgres(self) -> bool:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, request
-from flask.sessions import SecureCookieSessionInterface
+from flask import Response, current_app, request
 
 from .config import Settings
 from .storage import RateCheck
@@ -30,6 +30,8 @@ ADMIN_HEADERS = (
         "base-uri 'none'",
     ),
 ) + _COMMON
+log = logging.getLogger("fallback")
+
 HSTS = "max-age=31536000"
 ADMIN_PATH = "/_fallback/admin"
 
@@ -40,21 +42,11 @@ def client_key_for(secret_key: str, address: str | None) -> str:
     return hmac.new(secret_key.encode("utf-8"), raw, hashlib.sha256).hexdigest()[:32]
 
 
-def client_key() -> str:
-    """The current request's client, as `client_key_for` hashes it."""
-    return client_key_for(str(current_app.config["SECRET_KEY"]), request.remote_addr)
-
-
 def rate_check_for(settings: Settings, scope: str, key: str) -> RateCheck | None:
     """The rate limit `key` counts against in `scope`, or None when FALLBACK_RATE_LIMIT is 0."""
     if settings.rate_limit is None:
         return None
     return RateCheck(f"{scope}:{key}", settings.rate_limit.count, settings.rate_limit.seconds)
-
-
-def rate_check(settings: Settings, scope: str) -> RateCheck | None:
-    """The rate limit the current request counts against, or None when FALLBACK_RATE_LIMIT is 0."""
-    return rate_check_for(settings, scope, client_key())
 
 
 def cross_site(fetch_site: str | None, origin: str | None, host: str) -> bool:
@@ -72,25 +64,31 @@ def is_cross_site() -> bool:
 
 
 def add_security_headers(response: Response) -> Response:
-    """Every answer carries the security headers; HSTS only over HTTPS, where it means something."""
+    """Every answer carries the security headers; HSTS over HTTPS, as seen here or as FALLBACK_PUBLIC_URL says."""
     # Appended, not looked up first: a miss in werkzeug's Headers costs an exception. A response
     # marked `secured` was built with them already.
     if not getattr(response, "secured", False):
         response.headers.extend(ADMIN_HEADERS if request.path.startswith(ADMIN_PATH) else PUBLIC_HEADERS)
-    if request.is_secure:
+    if request.is_secure or current_app.extensions["fallback"].settings.https_public_url:
         response.headers["Strict-Transport-Security"] = HSTS
     return response
 
 
-class SessionInterface(SecureCookieSessionInterface):
-    """The admin session: only the admin area opens it, and its cookie is Secure over HTTPS."""
+class ForwardedWarning:
+    """WSGI middleware, without trusted proxies: warn once per process that an X-Forwarded-For went unheard."""
 
-    def open_session(self, app: Flask, request):
-        """Public pages never have a session: skip reading a cookie that cannot be there."""
-        if not request.path.startswith(ADMIN_PATH):
-            return self.make_null_session(app)
-        return super().open_session(app, request)
+    warned = False  # once per process, however many apps it builds
 
-    def get_cookie_secure(self, app: Flask) -> bool:
-        """Secure over HTTPS (directly or through a trusted proxy), or when configured so."""
-        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict, start_response):
+        """Pass the request on, warning first if it is the first to come through a proxy nobody trusts."""
+        if not ForwardedWarning.warned and "HTTP_X_FORWARDED_FOR" in environ:
+            ForwardedWarning.warned = True
+            log.warning(
+                "a request came with X-Forwarded-For, but FALLBACK_TRUSTED_PROXIES is 0: every client behind that"
+                " proxy shares its address, and so its rate limits and log-in budget. Set FALLBACK_TRUSTED_PROXIES"
+                " to the number of proxies in front of fallback"
+            )
+        return self.wsgi_app(environ, start_response)

@@ -9,7 +9,7 @@ from flask import current_app
 
 from .config import Settings
 from .forms import FormToken
-from .state import CachedFlag
+from .state import Cached, CachedFlag
 from .storage import Storage
 
 if TYPE_CHECKING:  # fallback.status imports fallback.visitor, which imports this module
@@ -36,6 +36,8 @@ class Runtime:
     secret_key: str
     status: PublicStatus
     health_log: ThrottledLog
+    # The admin sessions' generation (fallback.sessions), read at most once a second.
+    generation: Cached[int]
     # The rendered contact page by what it depends on: see fallback.visitor.page_key.
     pages: dict[PageKey, bytes] = dataclasses.field(default_factory=dict)
     # The rendered stylesheet, once the first request asked for it.

@@ -7,9 +7,11 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 MODES = ("auto", "up", "down")
 STATES = ("unknown", "up", "down")
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -105,28 +107,32 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-class CachedFlag:
-    """The flag as this process last read it, re-read at most every `ttl` seconds.
+class Cached(Generic[T]):
+    """A value as this process last read it, re-read at most every `ttl` seconds.
 
-    Visitors see a change within `ttl` in every worker, at the cost of one read per
-    worker per `ttl` instead of one per request.
+    Every worker sees a change within `ttl`, at the cost of one read per worker per `ttl`
+    instead of one per request.
     """
 
-    def __init__(self, load: Callable[[], Flag], ttl: float = 0.5, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, load: Callable[[], T], ttl: float = 0.5, monotonic: Callable[[], float] = time.monotonic):
         self._load = load
         self._ttl = ttl
         self._monotonic = monotonic
-        self._flag: Flag | None = None
+        self._value: T | None = None
         self._read_at = float("-inf")
 
-    def get(self) -> Flag:
-        """The flag, from memory while fresh."""
+    def get(self) -> T:
+        """The value, from memory while fresh."""
         now = self._monotonic()
-        if self._flag is None or now - self._read_at >= self._ttl:
-            self._flag = self._load()
+        if self._value is None or now - self._read_at >= self._ttl:
+            self._value = self._load()
             self._read_at = now
-        return self._flag
+        return self._value
 
     def invalidate(self) -> None:
-        """Forget the cached reading, after this process changed the flag itself."""
-        self._flag = None
+        """Forget the cached reading, after this process changed the value itself."""
+        self._value = None
+
+
+# The flag, as visitors' answers read it.
+CachedFlag = Cached[Flag]

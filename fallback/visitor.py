@@ -173,6 +173,7 @@ class HotPath:
     def __init__(self, flask_wsgi, rt: Runtime):
         self.flask_wsgi = flask_wsgi
         self.rt = rt
+        self.always_https = rt.settings.https_public_url
 
     def __call__(self, environ: dict, start_response):
         """Answer a visitor's GET or HEAD from memory; hand every other request to Flask."""
@@ -186,18 +187,19 @@ class HotPath:
         ):
             answer = self.answer(environ, method, raw_path)
             if answer is not None:
-                headers = answer.headers
-                if environ.get("wsgi.url_scheme") == "https":
-                    headers = [*headers, ("Strict-Transport-Security", HSTS)]
-                start_response(STATUS_LINES[answer.status], headers)
+                start_response(STATUS_LINES[answer.status], self.secured(environ, answer.headers))
                 return [] if method == "HEAD" else [answer.body]
         elif method == "POST" and raw_path == CONTACT_PATH and self.contact(environ):
             status, headers = THANKS_ANSWER
-            if environ.get("wsgi.url_scheme") == "https":
-                headers = [*headers, ("Strict-Transport-Security", HSTS)]
-            start_response(status, headers)
+            start_response(status, self.secured(environ, headers))
             return []
         return self.flask_wsgi(environ, start_response)
+
+    def secured(self, environ: dict, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """`headers`, with HSTS over HTTPS: as this request came, or as FALLBACK_PUBLIC_URL says visitors come."""
+        if self.always_https or environ.get("wsgi.url_scheme") == "https":
+            return [*headers, ("Strict-Transport-Security", HSTS)]
+        return headers
 
     def contact(self, environ: dict) -> bool:
         """Store a valid contact post and say True; otherwise leave it to the Flask view, body intact.

@@ -12,6 +12,7 @@ import socket
 
 import pytest
 from click.testing import CliRunner
+from helpers import ADMIN_PASSWORD
 from pg import Cluster, binaries
 
 import fallback.storage
@@ -115,7 +116,7 @@ def env(database):
         "FALLBACK_MAIN_URL": MAIN_URL,
         "FALLBACK_DATABASE": database,
         "FALLBACK_SECRET_KEY": "test-secret",
-        "FALLBACK_ADMIN_PASSWORD": "correct horse",
+        "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "FALLBACK_FORM_MIN_SECONDS": "0",
         "FALLBACK_RATE_LIMIT": "0",
     }

@@ -11,7 +11,8 @@ from pathlib import Path
 import requests
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-ADMIN_PASSWORD = "correct horse"
+# 12 characters at least, or the settings refuse it (fallback.config.MIN_PASSWORD_LENGTH).
+ADMIN_PASSWORD = "correct horse battery staple"
 
 
 def form_token(html: str) -> str:

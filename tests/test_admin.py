@@ -4,7 +4,7 @@ import csv
 import io
 
 import pytest
-from helpers import contact_fields, csrf_token, log_in
+from helpers import ADMIN_PASSWORD, contact_fields, csrf_token, log_in
 
 from fallback.app import create_app
 from fallback.config import Settings
@@ -36,7 +36,7 @@ def test_a_wrong_password_is_refused(client):
 
 
 def test_a_log_in_without_its_csrf_token_is_refused(client):
-    assert client.post("/_fallback/admin/login", data={"password": "correct horse"}).status_code == 401
+    assert client.post("/_fallback/admin/login", data={"password": ADMIN_PASSWORD}).status_code == 401
 
 
 def test_the_right_password_opens_an_httponly_samesite_session(client):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ADMIN_PASSWORD
 from served import Served
 from standin import StandIn
 
@@ -53,7 +54,7 @@ def site(tmp_path_factory):
     with StandIn() as standin:
         env = {
             "FALLBACK_MAIN_URL": standin.url,
-            "FALLBACK_ADMIN_PASSWORD": "correct horse",
+            "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "FALLBACK_RATE_LIMIT": "0",
             "FALLBACK_FORM_MIN_SECONDS": "0",
             "FALLBACK_SITE_NAME": "Acme Shoes",
@@ -66,7 +67,7 @@ def site(tmp_path_factory):
 
 def log_in(page, base: str) -> None:
     page.goto(base + "/_fallback/admin")
-    page.fill("#password", "correct horse")
+    page.fill("#password", ADMIN_PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_selector("text=Set mode")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import proxies
 import pytest
 import requests
-from helpers import admin_status, form_token
+from helpers import ADMIN_PASSWORD, admin_status, form_token
 from procs import free_port, stop_group
 from proxies import as_received, embedded_path, fresh, get, render
 from served import Served
@@ -32,7 +32,6 @@ from standin import OK_BODY, StandIn
 
 NGINX = Path("/usr/sbin/nginx")
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "fallback.conf"
-ADMIN_PASSWORD = "correct horse"
 
 if not NGINX.exists() and "CI" not in os.environ:
     pytest.skip(f"{NGINX} is not installed (Debian package nginx-light)", allow_module_level=True)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import requests
-from helpers import csrf_token, form_token
+from helpers import ADMIN_PASSWORD, csrf_token, form_token
 from procs import answers, free_port, start_group, stop_group
 from served import Served, run_cli
 from standin import StandIn
@@ -37,7 +37,7 @@ def site_env(tmp_path, main_site):
     return {
         "FALLBACK_MAIN_URL": "https://www.example.com",
         "FALLBACK_CHECK_URLS": main_site.url,
-        "FALLBACK_ADMIN_PASSWORD": "correct horse",
+        "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
         "FALLBACK_FORM_MIN_SECONDS": "0",
         "FALLBACK_RATE_LIMIT": "0",
@@ -117,7 +117,7 @@ def test_an_admin_logs_in_and_toggles_the_page_over_http(served):
         served.url + "/_fallback/admin/login",
         allow_redirects=False,
         timeout=5,
-        data={"password": "correct horse", "csrf_token": csrf_token(login_page.text)},
+        data={"password": ADMIN_PASSWORD, "csrf_token": csrf_token(login_page.text)},
     )
     assert response.status_code == 303
     dashboard = admin.get(served.url + "/_fallback/admin", timeout=5)

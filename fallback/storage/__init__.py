@@ -63,6 +63,14 @@ class Storage(Protocol):
         """The stored secret key, generating one on first use; returns (key, generated now)."""
         ...
 
+    def session_generation(self) -> int:
+        """The admin sessions' generation: a session opened under an earlier one has ended."""
+        ...
+
+    def end_sessions(self) -> int:
+        """Bump the admin sessions' generation, ending every session of every instance; returns the new one."""
+        ...
+
     def close(self) -> None:
         """Release every connection this object holds; it is unusable afterwards."""
         ...

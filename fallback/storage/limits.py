@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from datetime import datetime
 
 from .base import Connection, Database
@@ -18,10 +19,23 @@ class RateCheck:
     seconds: int
 
 
+def window_start(rate: RateCheck, moment: float) -> int:
+    """The start of the fixed window `moment` falls in (aligned, so longer windows end with shorter ones)."""
+    return int(moment // rate.seconds * rate.seconds)
+
+
+def give_back_attempt(conn: Connection, rate: RateCheck, now: datetime) -> None:
+    """Take back one attempt counted at `now` by `count_attempt`, inside the caller's transaction."""
+    conn.execute(
+        "UPDATE rate_limits SET count = count - 1 WHERE key = ? AND window_start = ? AND count > 0",
+        (rate.key, window_start(rate, now.timestamp())),
+    )
+
+
 def count_attempt(conn: Connection, rate: RateCheck, now: datetime) -> float | None:
     """Count one attempt inside the caller's transaction; seconds to wait if over the limit, else None."""
     moment = now.timestamp()
-    window = int(moment // rate.seconds * rate.seconds)
+    window = window_start(rate, moment)
     count = conn.execute(
         "INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1) "
         "ON CONFLICT(key) DO UPDATE SET "
@@ -35,10 +49,27 @@ def count_attempt(conn: Connection, rate: RateCheck, now: datetime) -> float | N
 
 
 class LimitStore:
-    """Housekeeping of the counters (they are counted with each submission: see LeadStore.submit)."""
+    """Counters outside a submission (log-ins), and their housekeeping; a submission counts its own (LeadStore)."""
 
     def __init__(self, db: Database):
         self.db = db
+
+    def take(self, rates: Sequence[RateCheck], now: datetime) -> float | None:
+        """Count one attempt against each of `rates`; the wait if one is over, and the others then keep nothing."""
+        with self.db.write() as conn:
+            for index, rate in enumerate(rates):
+                wait = count_attempt(conn, rate, now)
+                if wait is not None:
+                    for earlier in rates[:index]:
+                        give_back_attempt(conn, earlier, now)
+                    return wait
+        return None
+
+    def give_back(self, rates: Sequence[RateCheck], now: datetime) -> None:
+        """Take back the attempt `take` counted at `now` against each of `rates`."""
+        with self.db.write() as conn:
+            for rate in rates:
+                give_back_attempt(conn, rate, now)
 
     def prune(self, older_than: datetime) -> int:
         """Drop counters whose window started before `older_than`; returns how many."""

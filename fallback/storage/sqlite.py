@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +18,21 @@ from .checker import CheckerStore
 from .schema import MIGRATIONS
 from .stores import Stores
 from .writelock import WriterLock
+
+# The database holds the leads and, without FALLBACK_SECRET_KEY, the key that signs admin sessions.
+OWNER_ONLY = 0o600
+
+
+def owner_only(path: str, create: bool = False) -> None:
+    """Make the file at `path` readable by its owner only: created so first (whatever the umask), or tightened."""
+    if create:
+        # O_EXCL: never open an existing database file. Closing any descriptor of a file drops every
+        # POSIX lock this process holds on it, SQLite's included ("disk I/O error" follows).
+        with contextlib.suppress(OSError):  # there already, or a folder SQLite will say it cannot use
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, OWNER_ONLY))
+    with contextlib.suppress(OSError):  # not there (yet), or not ours
+        if stat.S_IMODE(os.stat(path).st_mode) & ~OWNER_ONLY:
+            os.chmod(path, OWNER_ONLY)
 
 
 class SQLiteDatabase:
@@ -36,6 +54,9 @@ class SQLiteDatabase:
     # -- connections -------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        # Before SQLite creates the file with the umask's mode (0644 as a rule); its -wal and -shm
+        # files then take the main file's mode, and are tightened below if an older one left them open.
+        owner_only(self.path, create=True)
         try:
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
@@ -46,6 +67,8 @@ class SQLiteDatabase:
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
         except sqlite3.Error as error:
             raise StorageError(f"cannot open the database {self.path}: {error}") from error
+        for suffix in ("-wal", "-shm"):
+            owner_only(self.path + suffix)
         conn.row_factory = sqlite3.Row
         return conn
 

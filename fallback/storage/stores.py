@@ -54,6 +54,21 @@ class Stores:
             key = conn.execute("SELECT value FROM meta WHERE key = 'secret_key'").fetchall()[0][0]
         return key, bool(inserted)
 
+    def session_generation(self) -> int:
+        """The admin sessions' generation: a session opened under an earlier one has ended."""
+        rows = self.db.read("SELECT value FROM meta WHERE key = 'session_generation'")
+        return int(rows[0][0]) if rows else 0
+
+    def end_sessions(self) -> int:
+        """Bump the admin sessions' generation, ending every session of every instance; returns the new one."""
+        with self.db.write() as conn:
+            return int(
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('session_generation', '1') ON CONFLICT (key) DO UPDATE "
+                    "SET value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT) RETURNING value"
+                ).fetchall()[0][0]
+            )
+
     def close(self) -> None:
         """Release every connection this object holds (the checker's lock session too); it is unusable afterwards."""
         self.checker.close()
