@@ -18,7 +18,7 @@ from .runtime import Runtime, runtime
 from .sessions import LIFETIME, SessionInterface
 from .state import Cached, CachedFlag
 from .status import PublicStatus, ThrottledLog
-from .storage import Storage, open_storage
+from .storage import Storage, StorageError, open_storage
 from .visitor import HotPath
 
 log = logging.getLogger("fallback")
@@ -53,11 +53,21 @@ def too_large(error) -> Response:
     return Response("This request is too large.\n", 413, mimetype="text/plain")
 
 
+def database_unavailable(error: StorageError) -> Response:
+    """A database that cannot be read or written: 503 and a short word, the details in the log, never a 500."""
+    log.error("request refused, the database is unavailable: %s", error)
+    response = Response("The database is unavailable; try again shortly.\n", 503, mimetype="text/plain")
+    response.headers["Retry-After"] = "30"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def install_app_wide(app: Flask) -> None:
     """What holds for every blueprint: the security headers, the brand in templates, the error pages."""
     app.after_request(add_security_headers)
     app.context_processor(brand_context)
     app.register_error_handler(413, too_large)
+    app.register_error_handler(StorageError, database_unavailable)
 
 
 def create_app(settings: Settings, storage: Storage | None = None, threads: int = 8) -> Flask:

@@ -141,3 +141,24 @@ def test_opening_another_connection_keeps_the_locks_of_those_open(tmp_path):
     storage.leads.save(NewLead("anna@example.org"))
     assert len(list(storage.leads.iter())) == 2
     storage.close()
+
+
+def test_an_admin_page_answers_503_not_500_while_the_database_is_unreachable(env, storage, monkeypatch):
+    from fallback.storage import StorageError
+
+    reachable = [True]
+    read = storage.session_generation
+
+    def generation():
+        if not reachable[0]:
+            raise StorageError("the database is unreachable")
+        return read()
+
+    monkeypatch.setattr(storage, "session_generation", generation)
+    app = create_app(Settings.from_env(env), storage)
+    client = app.test_client()
+    log_in(client)
+    reachable[0] = False
+    app.extensions["fallback"].generation.invalidate()
+    response = client.get("/_fallback/admin")
+    assert response.status_code == 503 and "unavailable" in response.get_data(as_text=True)
