@@ -56,6 +56,13 @@ def seed_leads(database: Path, rows: int) -> None:
             f"SELECT {', '.join(selected)} FROM n, leads AS l WHERE l.email_key = 'lead0@bench.example'",
             (rows - 1,),
         )
+        # Each copy sent the first one's message too (the export's `message` cell reads them from here).
+        conn.execute(
+            "INSERT INTO submissions (lead_id, at, name, message, landing_path, language) "
+            "SELECT l.id, l.updated_at, s.name, s.message, s.landing_path, s.language "
+            "FROM leads AS l, submissions AS s "
+            "WHERE s.lead_id = (SELECT id FROM leads WHERE email_key = 'lead0@bench.example') AND l.id != s.lead_id"
+        )
     conn.close()
 
 

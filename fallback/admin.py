@@ -177,7 +177,17 @@ def delete_lead(lead_id: int) -> ResponseReturnValue:
         abort(403)
     if not LogoutForm(request.form, meta=csrf_meta()).validate():
         return make_response("The form expired: reload the dashboard and try again.\n", 400)
-    if not runtime().storage.leads.delete(lead_id):
+    try:
+        found = runtime().storage.leads.delete(lead_id)
+    except StorageError as error:  # not erased for real: say so, never a "deleted"
+        log.error("lead %d not fully erased: %s", lead_id, error)
+        return Response(
+            f"Not fully erased: {error}.\nSend this delete again once that is done: it will finish the erasure "
+            "(and answer that the lead is gone).\n",
+            503,
+            mimetype="text/plain",
+        )
+    if not found:
         abort(404)
     log.info("lead %d erased by an admin", lead_id)
     return redirect(url_for("admin.dashboard", q=request.args.get("q") or None), 303)

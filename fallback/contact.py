@@ -140,5 +140,6 @@ def check_contact(
         landing_path=landing_path(fields),
         language=language,
         spam_reason=spam_reason,
+        token=fields.get("token") or None,
     )
     return ContactCheck(lead, {})

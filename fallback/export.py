@@ -1,4 +1,4 @@
-"""Export: leads as streamed RFC 4180 CSV, with formula cells neutralised."""
+"""Export: leads as streamed RFC 4180 CSV, one row per lead with every message it sent, formula cells neutralised."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
-# (CSV header, lead column); stable: scripts read these names.
+# (CSV header, lead column); stable: scripts read these names. `message` holds every message (messages_cell).
 COLUMNS = (
     ("email", "email"),
     ("name", "name"),
@@ -22,6 +22,10 @@ COLUMNS = (
     ("last_submitted_at", "updated_at"),
     ("submissions", "submissions"),
 )
+
+# Between two messages in the `message` cell: a line of its own.
+MESSAGE_SEPARATOR = "\n---\n"
+_AS = ", as "
 
 # OWASP CSV injection: a spreadsheet may run a cell starting with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -40,6 +44,18 @@ _FORMULA_FIRST = frozenset(FORMULA_STARTS)
 _COLUMN_NAMES = tuple(column for _, column in COLUMNS)
 
 
+def messages_cell(lead: dict) -> str:
+    """Every non-empty message of a lead, oldest first, each as `[2026-11-28T20:00:00Z] text`; `, as NAME` after
+    the time when it was sent under another name than the lead's."""
+    name = lead.get("name")
+    entries = [  # stored times are UTC
+        f"[{sent['at'][:19]}Z{_AS + sent['name'] if sent['name'] and sent['name'] != name else ''}] {sent['message']}"
+        for sent in lead.get("messages") or ()
+        if sent["message"]
+    ]
+    return MESSAGE_SEPARATOR.join(entries)
+
+
 def lead_cells(lead: dict) -> list[str]:
     """One lead as a CSV row in COLUMNS order.
 
@@ -47,12 +63,14 @@ def lead_cells(lead: dict) -> list[str]:
     """
     get = lead.get
     texts = ["" if value is None else str(value) for value in map(get, _COLUMN_NAMES)]
+    texts[_MESSAGES] = messages_cell(lead)  # a lead read from storage has no `message`: its `messages`
     cells = ["'" + text if text[:1] in _FORMULA_FIRST else text for text in texts]
     cells[_CONSENT] = "yes" if get("consent") else "no"
     return cells
 
 
 _CONSENT = _COLUMN_NAMES.index("consent")
+_MESSAGES = _COLUMN_NAMES.index("message")
 
 
 def csv_chunks(leads: Iterable[dict], rows_per_chunk: int = 1000) -> Iterator[bytes]:

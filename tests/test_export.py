@@ -27,7 +27,10 @@ def test_it_writes_a_header_and_one_row_per_lead_with_quoting():
     lead = {
         "email": "a@example.org",
         "name": 'Ann "the boss", Jr',
-        "message": "line 1\nline 2",
+        "messages": [
+            {"at": "2026-11-28T11:00:00.000000+00:00", "name": "Ann", "message": "line 1\nline 2"},
+            {"at": "2026-11-28T12:00:00.000000+00:00", "name": 'Ann "the boss", Jr', "message": ""},
+        ],
         "consent": 1,
         "created_at": "2026-11-28T12:00:00.000000+00:00",
         "updated_at": "2026-11-28T12:00:00.000000+00:00",
@@ -37,7 +40,7 @@ def test_it_writes_a_header_and_one_row_per_lead_with_quoting():
     assert rows[0] == [header for header, _ in COLUMNS]
     row = dict(zip(rows[0], rows[1]))
     assert row["name"] == 'Ann "the boss", Jr'
-    assert row["message"] == "line 1\nline 2"
+    assert row["message"] == "[2026-11-28T11:00:00Z, as Ann] line 1\nline 2"  # an empty message left out
     assert row["consent"] == "yes"
     assert row["submissions"] == "2"
 

@@ -64,7 +64,7 @@ def test_control_characters_are_refused(client, down, storage, field):
 
 def test_a_message_keeps_its_line_breaks(client, down, storage):
     assert post(client, contact_fields(client, message="line one\r\nline two\ttabbed")).status_code == 303
-    assert next(storage.leads.iter())["message"] == "line one\r\nline two\ttabbed"
+    assert next(storage.leads.iter())["messages"][0]["message"] == "line one\r\nline two\ttabbed"
 
 
 @pytest.fixture

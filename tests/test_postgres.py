@@ -176,6 +176,22 @@ def test_both_backends_have_the_same_tables_columns_types_defaults_keys_and_inde
         assert sqlite[table] == pg[table], table
 
 
+def test_the_message_each_lead_of_a_version_4_database_holds_becomes_its_first_submission(database):
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE meta (key text PRIMARY KEY, value text)")
+        for statement in [statement for step in PG_MIGRATIONS[:4] for statement in step]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '4')")
+        conn.execute(
+            "INSERT INTO leads (email, email_key, name, message, created_at, updated_at, submissions) "
+            "VALUES ('old@example.org', 'old@example.org', 'Old', 'call me', '2026-01-01', '2026-01-02', 2)"
+        )
+    [lead] = open_storage(database).leads.iter()
+    assert lead["messages"] == [{"at": "2026-01-02", "name": "Old", "message": "call me"}]
+
+
 def test_forget_and_purge_leave_no_row_and_vacuum_the_table(database):
     storage = open_storage(database)
     storage.leads.save(NewLead("Secret.Person@Example.org", message="a distinctive message"))
@@ -189,7 +205,8 @@ def test_forget_and_purge_leave_no_row_and_vacuum_the_table(database):
     assert storage.leads.forget("SECRET.PERSON@example.org") == 2
     assert (
         storage.db.read(
-            "SELECT COUNT(*) FROM leads WHERE message LIKE '%distinctive%' OR email_key = 'secret.person@example.org'"
+            "SELECT (SELECT COUNT(*) FROM submissions WHERE message LIKE '%distinctive%') "
+            "+ (SELECT COUNT(*) FROM leads WHERE email_key = 'secret.person@example.org')"
         )[0][0]
         == 0
     )
@@ -202,8 +219,12 @@ def test_forget_and_purge_leave_no_row_and_vacuum_the_table(database):
 def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     sqlite_path = str(tmp_path / "old.db")
     old = open_storage(sqlite_path)
-    old.leads.save(NewLead("Paul@Example.org", name="Paul", consent=True, consent_version="en-1", consent_text="ok"))
-    old.leads.save(NewLead("paul@example.org"))
+    old.leads.save(
+        NewLead(
+            "Paul@Example.org", name="Paul", message="first", consent=True, consent_version="en-1", consent_text="ok"
+        )
+    )
+    old.leads.save(NewLead("paul@example.org", message="second"))
     old.leads.save(NewLead("bot@example.org", spam_reason="honeypot"))
     old.leads.save(NewLead("bot@example.org", spam_reason="too fast"))
     old.flag.flip("unknown", "down", "HTTP 503")
@@ -216,6 +237,7 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     assert first.exit_code == 0, first.output
     for line in (
         "leads: 3 copied, 0 already there",
+        "submissions: 4 copied, 0 already there",
         "incidents: 1 copied",
         "mode_changes: 1 copied",
         f"events: {len(old_events)} copied",
@@ -228,6 +250,7 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     assert second.exit_code == 0, second.output
     for line in (
         "leads: 0 copied, 3 already there",
+        "submissions: 0 copied, 4 already there",
         "incidents: 0 copied, 1 already there",
         "mode_changes: 0 copied, 1 already there",
         "events: 0 copied",
@@ -239,6 +262,7 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     [lead] = list(new.leads.iter())
     assert (lead["email"], lead["name"], lead["submissions"], lead["consent"]) == ("paul@example.org", "Paul", 2, 1)
     assert lead["consent_text"] == "ok" and lead["created_at"] < lead["updated_at"]
+    assert [sent["message"] for sent in lead["messages"]] == ["first", "second"]
     assert new.leads.count() == {"leads": 1, "spam": 2}
     assert new.flag.read().mode == "down" and new.flag.read().state == "down" and new.flag.read().mode_reason == "TV"
     assert [(i["started_at"], i["reason"]) for i in new.flag.incidents()] == [
@@ -253,10 +277,10 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     new.leads.save(NewLead("paul@example.org", name="Paul again"))
     old.leads.save(NewLead("late@example.org"))
     third = runner.invoke(cli, ["migrate", "--to", database])
-    assert "leads: 1 copied, 3 already there" in third.output
-    assert {lead["email"]: lead["name"] for lead in new.leads.iter()} == {
-        "paul@example.org": "Paul again",
-        "late@example.org": "",
+    assert "leads: 1 copied, 3 already there" in third.output and "submissions: 1 copied, 4 already" in third.output
+    assert {lead["email"]: [sent["name"] for sent in lead["messages"]] for lead in new.leads.iter()} == {
+        "paul@example.org": ["Paul", "", "Paul again"],
+        "late@example.org": [""],
     }
 
 

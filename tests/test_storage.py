@@ -41,6 +41,20 @@ def test_migrating_twice_changes_nothing(db):
     assert db.db.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
 
 
+def opened_from_version(version: int, lead_sql: str, database: str, clock):
+    """A SQLite database left at schema `version` holding the lead `lead_sql` inserts, opened (so migrated)."""
+    import sqlite_utils
+
+    old = sqlite_utils.Database(database)
+    for migration in MIGRATIONS[:version]:
+        migration(old)
+    old["meta"].insert({"key": "schema_version", "value": str(version)}, pk="key")
+    old.execute(lead_sql)
+    old.conn.commit()
+    old.close()
+    return open_storage(database, clock)
+
+
 @pytest.mark.sqlite_only("builds an old schema with sqlite-utils")
 def test_a_database_of_an_older_version_is_brought_up_to_date_when_opened(database, clock):
     import sqlite_utils
@@ -65,22 +79,28 @@ def test_a_database_of_an_older_version_is_brought_up_to_date_when_opened(databa
 
 @pytest.mark.sqlite_only("builds an old schema with sqlite-utils")
 def test_leads_of_a_version_3_database_keep_their_ids_and_get_empty_details_for_missing_ones(database, clock):
-    import sqlite_utils
-
-    old = sqlite_utils.Database(database)
-    for migration in MIGRATIONS[:3]:
-        migration(old)
-    old["meta"].insert({"key": "schema_version", "value": "3"}, pk="key")
-    old.execute(
+    sql = (
         "INSERT INTO leads (id, email, email_key, name, message, consent, created_at, updated_at) "
         "VALUES (7, 'old@example.org', 'old@example.org', NULL, NULL, NULL, '2026-01-01', '2026-01-01')"
     )
-    old.conn.commit()
-    old.close()
-    db = open_storage(database, clock)
+    db = opened_from_version(3, sql, database, clock)
     [lead] = db.leads.recent()
     assert (lead["id"], lead["name"], lead["message"], lead["consent"]) == (7, "", "", 0)
     assert db.leads.save(NewLead("OLD@example.org", name="Old")) == 7  # still one lead per address
+
+
+@pytest.mark.sqlite_only("builds an old schema with sqlite-utils")
+def test_the_message_each_lead_of_a_version_4_database_holds_becomes_its_first_submission(database, clock):
+    db = opened_from_version(
+        4,
+        "INSERT INTO leads (email, email_key, name, message, created_at, updated_at, submissions, landing_path) "
+        "VALUES ('old@example.org', 'old@example.org', 'Old', 'call me', '2026-01-01', '2026-01-02', 2, '/tv')",
+        database,
+        clock,
+    )
+    [lead] = db.leads.iter()
+    assert lead["messages"] == [{"at": "2026-01-02", "name": "Old", "message": "call me"}]
+    assert "message" not in db.db.read("SELECT * FROM leads")[0].keys()
 
 
 def test_the_same_address_in_another_case_updates_one_lead(db, clock):
@@ -99,7 +119,7 @@ def test_the_same_address_in_another_case_updates_one_lead(db, clock):
     assert first == second
     [lead] = list(db.leads.iter())
     assert lead["email"] == "paul@example.org"
-    assert lead["name"] == "Paul" and lead["message"] == "call me"
+    assert lead["name"] == "Paul" and [sent["message"] for sent in lead["messages"]] == ["call me", ""]
     assert lead["consent"] == 1 and lead["consent_version"] == "en-1"
     assert lead["consent_at"] == "2026-11-28T20:00:00.000000+00:00"
     assert lead["submissions"] == 2

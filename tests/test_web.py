@@ -103,7 +103,8 @@ def test_a_valid_submission_is_stored_then_thanked(client, down, storage):
     assert response.status_code == 303
     assert response.headers["Location"].endswith("/_fallback/thanks")
     [lead] = list(storage.leads.iter())
-    assert (lead["email"], lead["name"], lead["message"], lead["consent"]) == ("paul@example.org", "Paul", "Call me", 1)
+    assert (lead["email"], lead["name"], lead["consent"]) == ("paul@example.org", "Paul", 1)
+    assert [sent["message"] for sent in lead["messages"]] == ["Call me"]
     assert lead["consent_version"] and lead["consent_text"]
     assert client.get("/_fallback/thanks").status_code == 200
 

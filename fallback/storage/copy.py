@@ -3,7 +3,8 @@
 Rows are matched by natural keys, never by id (the target numbers its own rows): a genuine lead
 by its address (the unique key, ON CONFLICT), suspected spam by address and time, an incident by
 its start, a mode change and an event by their time and content. A genuine lead the target has
-already (sent there since, or copied before) is kept as the target has it.
+already (sent there since, or copied before) is kept as the target has it. A submission is matched
+by its lead (found again by that lead's natural key), time and message, so every message is copied once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ LEAD_COPY_COLUMNS = (
     "email",
     "email_key",
     "name",
-    "message",
     "consent",
     "consent_version",
     "consent_text",
@@ -29,6 +29,7 @@ LEAD_COPY_COLUMNS = (
     "spam",
     "spam_reason",
 )
+SUBMISSION_COPY_COLUMNS = ("lead_id", "at", "name", "message", "landing_path", "language", "form_key")
 # table -> (columns copied, the natural key: columns that identify a row already copied)
 HISTORY_TABLES = {
     "incidents": (("started_at", "ended_at", "reason", "end_reason"), ("started_at",)),
@@ -75,18 +76,35 @@ GENUINE_LEAD = (
     "ON CONFLICT (email_key) WHERE spam = 0 DO NOTHING"
 )
 SPAM_LEAD = _insert("leads", LEAD_COPY_COLUMNS, ("spam", "email_key", "created_at"))
+SUBMISSION = _insert("submissions", SUBMISSION_COPY_COLUMNS, ("lead_id", "at", "message")) + " ON CONFLICT DO NOTHING"
+# The target's id of a lead just copied or there already, found by the natural key it was matched by.
+GENUINE_LEAD_ID = "SELECT id FROM leads WHERE email_key = :email_key AND spam = 0"
+SPAM_LEAD_ID = "SELECT MIN(id) FROM leads WHERE spam = 1 AND email_key = :email_key AND created_at = :created_at"
 
 
 def copy_database(source: Database, target: Database) -> dict[str, Copied]:
-    """Copy leads (spam included), incidents, mode history, events, the flag and the secret key, in one
-    transaction of the target; what was copied and what was there already, by table."""
+    """Copy leads (spam included) and their submissions, incidents, mode history, events, the flag and the
+    secret key, in one transaction of the target; what was copied and what was there already, by table."""
     report: dict[str, Copied] = {}
     with target.write() as conn:
         leads = report["leads"] = Copied()
-        for row in source.stream(f"SELECT {', '.join(LEAD_COPY_COLUMNS)} FROM leads ORDER BY id", (), BATCH):
+        target_ids: dict[int, int] = {}  # the source's lead id -> the target's
+        for row in source.stream(f"SELECT id, {', '.join(LEAD_COPY_COLUMNS)} FROM leads ORDER BY id", (), BATCH):
+            source_id = row.pop("id")
             inserted = conn.execute(SPAM_LEAD if row["spam"] else GENUINE_LEAD, row).rowcount
             leads.copied += inserted
             leads.already_there += 1 - inserted
+            found = conn.execute(SPAM_LEAD_ID if row["spam"] else GENUINE_LEAD_ID, row).fetchall()
+            target_ids[source_id] = found[0][0]
+        submissions = report["submissions"] = Copied()
+        selected = ", ".join(SUBMISSION_COPY_COLUMNS)
+        for row in source.stream(f"SELECT {selected} FROM submissions ORDER BY id", (), BATCH):
+            if row["lead_id"] not in target_ids:
+                continue  # a lead erased while the copy ran
+            row["lead_id"] = target_ids[row["lead_id"]]
+            inserted = conn.execute(SUBMISSION, row).rowcount
+            submissions.copied += inserted
+            submissions.already_there += 1 - inserted
         for table, (columns, identity) in HISTORY_TABLES.items():
             counts = report[table] = Copied()
             sql = _insert(table, columns, identity)

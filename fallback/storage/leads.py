@@ -1,4 +1,4 @@
-"""Leads: stored durably, de-duplicated by case-folded address, spam kept apart, erasable."""
+"""Leads: stored durably, one per case-folded address with every submission kept, spam kept apart, erasable."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from datetime import datetime
 from typing import Any, cast
 
 from ..state import iso
-from .base import Connection, Database
+from .base import Connection, Database, StorageError
 from .batch import GroupCommit
 from .limits import RateCheck, count_attempt
+from .submissions import LATEST_MESSAGE, SAID, erase, form_key, kept_by, pages, record
 
 LEAD_COLUMNS = (
     "id",
     "email",
     "name",
-    "message",
     "consent",
     "consent_version",
     "consent_text",
@@ -42,6 +42,7 @@ class NewLead:
     landing_path: str = "/"
     language: str = "en"
     spam_reason: str | None = None
+    token: str | None = None  # the form's token: with the fields, it tells a double click from a new post
 
 
 def email_key(email: str) -> str:
@@ -51,7 +52,7 @@ def email_key(email: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Submission:
-    """What `submit` did: the lead's id if stored, or how long the client must wait."""
+    """What `submit` did: the lead's id if stored (or stored already: a double click), or how long to wait."""
 
     lead_id: int | None
     retry_after: float | None
@@ -84,13 +85,21 @@ class LeadStore:
                 return Submission(None, retry_after)
         if lead is None:
             return Submission(None, None)
-        sql, values = _upsert(lead, iso(self.db.clock()))
-        return Submission(conn.execute(sql, values).fetchall()[0][0], None)
+        now, key = iso(self.db.clock()), form_key(lead)
+        stored = conn.execute(*_upsert(lead, now, key)).fetchall()
+        if not stored:  # this very form was kept already: a double click, thanked again and stored once
+            return Submission(kept_by(conn, key) if key else None, None)
+        lead_id = stored[0][0]
+        if not record(conn, lead_id, lead, now, key):
+            # The same form committed meanwhile by another instance (PostgreSQL): not one more submission.
+            conn.execute("UPDATE leads SET submissions = submissions - 1 WHERE id = ?", (lead_id,))
+        return Submission(lead_id, None)
 
     def iter(
         self, since: datetime | None = None, until: datetime | None = None, batch: int = 1000
     ) -> Iterator[dict[str, Any]]:
-        """Genuine leads (spam left out) by latest submission, `since` inclusive, `until` exclusive."""
+        """Genuine leads (spam left out), oldest first, whose latest submission is from `since` (inclusive) until
+        `until` (exclusive), each with its `messages` (at, name, message) oldest first; read a page at a time."""
         conditions: list[str] = ["spam = 0"]
         params: list[str] = []
         if since is not None:
@@ -99,38 +108,31 @@ class LeadStore:
         if until is not None:
             conditions.append("updated_at < ?")
             params.append(iso(until))
-        sql = f"SELECT {', '.join(LEAD_COLUMNS)} FROM leads WHERE {' AND '.join(conditions)} ORDER BY updated_at, id"
-        yield from self.db.stream(sql, params, batch)
+        yield from pages(self.db, LEAD_COLUMNS, conditions, params, batch)
 
     def recent(self, limit: int = 50, spam: bool = False) -> list[dict]:
         """The latest leads (or suspected spam), newest first."""
         rows = self.db.read(
-            "SELECT * FROM leads WHERE spam = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
+            f"SELECT *, {LATEST_MESSAGE} FROM leads WHERE spam = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
             (int(spam), limit),
         )
         return [dict(row) for row in rows]
 
     def search(self, query: str = "", limit: int = 25, offset: int = 0) -> tuple[list[dict], int]:
-        """A page of genuine leads, newest first, whose address, name or message contains `query`; and the total."""
+        """A page of genuine leads, newest first, whose address, name or a message contains `query`; and the total."""
         pattern = "%" + query.strip().casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where = (
-            "spam = 0 AND (email_key LIKE :q ESCAPE '\\' OR lower(name) LIKE :q ESCAPE '\\' "
-            "OR lower(message) LIKE :q ESCAPE '\\')"
-        )
+        where = f"spam = 0 AND (email_key LIKE :q ESCAPE '\\' OR lower(name) LIKE :q ESCAPE '\\' OR {SAID})"
         total = self.db.read(f"SELECT COUNT(*) FROM leads WHERE {where}", {"q": pattern})[0][0]
         rows = self.db.read(
-            f"SELECT * FROM leads WHERE {where} ORDER BY updated_at DESC, id DESC LIMIT :limit OFFSET :offset",
+            f"SELECT *, {LATEST_MESSAGE} FROM leads WHERE {where} ORDER BY updated_at DESC, id DESC "
+            "LIMIT :limit OFFSET :offset",
             {"q": pattern, "limit": limit, "offset": offset},
         )
         return [dict(row) for row in rows], total
 
     def delete(self, lead_id: int) -> bool:
-        """Erase one lead (from the file too); False if there was none with that id."""
-        with self.db.write() as conn:
-            erased = conn.execute("DELETE FROM leads WHERE id = ?", (lead_id,)).rowcount
-        if erased:
-            self.db.compact()
-        return bool(erased)
+        """Erase one lead and its submissions (from the files too); False if there was none with that id."""
+        return bool(self._erase("id = ?", (lead_id,)))
 
     def count(self) -> dict[str, int]:
         """How many genuine leads and how many suspected spam submissions are stored."""
@@ -141,48 +143,52 @@ class LeadStore:
         return {"leads": row["leads"], "spam": row["spam"]}
 
     def forget(self, email: str) -> int:
-        """Erase every lead of one address (case-insensitive), spam included; returns how many."""
-        with self.db.write() as conn:
-            erased = conn.execute("DELETE FROM leads WHERE email_key = ?", (email_key(email),)).rowcount
-        if erased:
-            self.db.compact()
-        return int(erased)
+        """Erase every lead of one address (case-insensitive), spam included, and their submissions; how many."""
+        return self._erase("email_key = ?", (email_key(email),))
 
     def purge(self, older_than: datetime) -> int:
-        """Erase leads whose latest submission is older than `older_than`; returns how many."""
+        """Erase leads whose latest submission is older than `older_than`, and their submissions; how many."""
+        return self._erase("updated_at < ?", (iso(older_than),))
+
+    def _erase(self, where: str, params: tuple) -> int:
         with self.db.write() as conn:
-            erased = conn.execute("DELETE FROM leads WHERE updated_at < ?", (iso(older_than),)).rowcount
-        if erased:
+            erased = erase(conn, where, params)
+        try:
+            # Even when nothing matched: an erasure an open reader kept in the WAL is finished by trying again.
             self.db.compact()
-        return int(erased)
+        except StorageError as error:
+            raise StorageError(f"erased {erased} lead(s) from the tables, but {error}") from error
+        return erased
 
 
+# Nothing is stored when this very form (its key) was kept already: a double click. SQLite needs the WHERE
+# anyway, to read ON CONFLICT after INSERT ... SELECT as the upsert clause.
 _INSERT = (
-    "INSERT INTO leads (email, email_key, name, message, consent, consent_version, consent_text, consent_at, "
-    "landing_path, language, created_at, updated_at, submissions, spam, spam_reason) VALUES (:email, :email_key, "
-    ":name, :message, :consent, :consent_version, :consent_text, :consent_at, :landing_path, :language, :now, :now, "
-    "1, :spam, :spam_reason)"
+    "INSERT INTO leads (email, email_key, name, consent, consent_version, consent_text, consent_at, "
+    "landing_path, language, created_at, updated_at, submissions, spam, spam_reason) SELECT :email, :email_key, "
+    ":name, :consent, :consent_version, :consent_text, :consent_at, :landing_path, :language, :now, :now, "
+    "1, :spam, :spam_reason WHERE NOT EXISTS (SELECT 1 FROM submissions WHERE form_key = :form_key)"
 )
-# A later submission keeps earlier details it does not replace, and consent once given.
+# A later submission never replaces what an earlier one said (its own words go to `submissions`): the
+# first name given stays, and so does the first consent, with its wording, version and time.
 _MERGE = (
     " ON CONFLICT(email_key) WHERE spam = 0 DO UPDATE SET email = excluded.email, "
-    "name = CASE WHEN excluded.name != '' THEN excluded.name ELSE leads.name END, "
-    "message = CASE WHEN excluded.message != '' THEN excluded.message ELSE leads.message END, "
-    "consent = CASE WHEN excluded.consent > leads.consent THEN excluded.consent ELSE leads.consent END, "
-    "consent_version = COALESCE(excluded.consent_version, leads.consent_version), "
-    "consent_text = COALESCE(excluded.consent_text, leads.consent_text), "
-    "consent_at = COALESCE(excluded.consent_at, leads.consent_at), "
+    "name = CASE WHEN leads.name = '' THEN excluded.name ELSE leads.name END, "
+    "consent = CASE WHEN leads.consent = 1 THEN 1 ELSE excluded.consent END, "
+    "consent_version = CASE WHEN leads.consent = 1 THEN leads.consent_version ELSE excluded.consent_version END, "
+    "consent_text = CASE WHEN leads.consent = 1 THEN leads.consent_text ELSE excluded.consent_text END, "
+    "consent_at = CASE WHEN leads.consent = 1 THEN leads.consent_at ELSE excluded.consent_at END, "
     "language = excluded.language, updated_at = excluded.updated_at, submissions = leads.submissions + 1"
 )
 
 
-def _upsert(lead: NewLead, now: str) -> tuple[str, dict]:
-    """The statement storing `lead`: genuine leads merge by address, spam is always a row of its own."""
+def _upsert(lead: NewLead, now: str, key: str | None) -> tuple[str, dict]:
+    """The statement storing `lead` unless its form was kept already: genuine leads merge by address, spam is
+    always a row of its own."""
     values = {
         "email": lead.email.strip(),
         "email_key": email_key(lead.email),
         "name": lead.name,
-        "message": lead.message,
         "consent": int(lead.consent),
         "consent_version": lead.consent_version if lead.consent else None,
         "consent_text": lead.consent_text if lead.consent else None,
@@ -192,6 +198,7 @@ def _upsert(lead: NewLead, now: str) -> tuple[str, dict]:
         "now": now,
         "spam": int(lead.spam_reason is not None),
         "spam_reason": lead.spam_reason,
+        "form_key": key,
     }
     sql = _INSERT + ("" if lead.spam_reason else _MERGE) + " RETURNING id"
     return sql, values

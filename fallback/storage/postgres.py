@@ -82,6 +82,16 @@ PG_MIGRATIONS: list[list[str]] = [
         "CREATE INDEX IF NOT EXISTS idx_rate_limits_window ON rate_limits (window_start)",
     ],
     [],  # SQLite made NOT NULL what these tables had NOT NULL from the start (schema.not_null_as_on_postgres)
+    [
+        f"""CREATE TABLE IF NOT EXISTS submissions (id bigserial PRIMARY KEY, lead_id bigint NOT NULL,
+            at {_TIME} NOT NULL, name text NOT NULL DEFAULT '', message text NOT NULL DEFAULT '',
+            landing_path text, language text, form_key text)""",
+        "CREATE INDEX IF NOT EXISTS idx_submissions_lead_id ON submissions (lead_id)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS idx_submissions_form_key ON submissions (form_key)",
+        """INSERT INTO submissions (lead_id, at, name, message, landing_path, language)
+            SELECT id, updated_at, name, message, landing_path, language FROM leads""",
+        "ALTER TABLE leads DROP COLUMN message",
+    ],
 ]
 
 
@@ -341,14 +351,15 @@ class PostgresDatabase:
                     yield from (dict(zip(names, row)) for row in rows)
 
     def compact(self) -> None:
-        """Vacuum the leads table, so that erased leads' space is reclaimed."""
+        """Vacuum the leads and their submissions, so that erased rows' space is reclaimed."""
         # Outside a transaction (the pool's connections are autocommit): the erased rows' space is
-        # reclaimed, so they are not kept around in the table's pages.
+        # reclaimed, so they are not kept around in the tables' pages. What VACUUM cannot reach (WAL
+        # segments, backups, replicas) is said in the README.
         try:
             with self._connection("vacuum") as conn:
-                conn.execute("VACUUM leads")
+                conn.execute("VACUUM leads, submissions")
         except StorageError as error:
-            raise StorageError(f"erased, but the table could not be vacuumed: {error}") from error
+            raise StorageError(f"the tables could not be vacuumed: {error}") from error
 
     def migrate(self) -> int:
         """Create or bring the schema up to date, one instance at a time; returns the schema version."""

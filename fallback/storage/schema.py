@@ -40,6 +40,17 @@ CHECKER_FIELDS: dict[str, type] = {
     "network_doubt": int,
     "note": str,
 }
+# Every submission of a lead, kept: nothing a later one says replaces what an earlier one said.
+SUBMISSION_FIELDS: dict[str, type] = {
+    "id": int,
+    "lead_id": int,
+    "at": str,
+    "name": str,
+    "message": str,
+    "landing_path": str,
+    "language": str,
+    "form_key": str,
+}
 PROBE_FIELDS: dict[str, type] = {
     "id": int,
     "at": str,
@@ -162,10 +173,31 @@ def _rebuild_not_null(
     db.execute(f"ALTER TABLE {table}_rebuilt RENAME TO {table}")
 
 
+def keep_every_submission(db: sqlite_utils.Database) -> None:
+    """Version 5: every submission kept in `submissions`; each lead's stored message moves there."""
+    db.table("submissions").create(
+        SUBMISSION_FIELDS,
+        pk="id",
+        not_null={"lead_id", "at", "name", "message"},
+        defaults={"name": "", "message": ""},
+        if_not_exists=True,
+    )
+    db.table("submissions").create_index(["lead_id"], if_not_exists=True)
+    # A double click sends one form twice: its key (token and fields hashed) is stored once; NULL never clashes.
+    db.table("submissions").create_index(["form_key"], unique=True, if_not_exists=True)
+    # The message a lead holds is its latest non-empty one: dated at the lead's latest submission.
+    db.execute(
+        "INSERT INTO submissions (lead_id, at, name, message, landing_path, language) "
+        "SELECT id, updated_at, name, message, landing_path, language FROM leads"
+    )
+    db.execute("ALTER TABLE leads DROP COLUMN message")
+
+
 # Each migration runs once, in order; the schema version is how many have run.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     create_base_schema,
     add_checker_tables,
     add_rate_limits,
     not_null_as_on_postgres,
+    keep_every_submission,
 ]

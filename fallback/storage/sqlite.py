@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,6 +20,8 @@ from .schema import MIGRATIONS
 from .stores import Stores
 from .writelock import WriterLock
 
+# How long an erasure waits for readers of an older snapshot (an export, a backup) to let the WAL go.
+ERASE_WAIT_SECONDS = 5.0
 # The database holds the leads and, without FALLBACK_SECRET_KEY, the key that signs admin sessions.
 OWNER_ONLY = 0o600
 
@@ -65,6 +68,8 @@ class SQLiteDatabase:
             # FULL: a lead a visitor was thanked for survives a power cut, not only a crash.
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            # Deleted content is overwritten with zeros, in the pages and so in the WAL frames that carry them.
+            conn.execute("PRAGMA secure_delete=ON")
         except sqlite3.Error as error:
             raise StorageError(f"cannot open the database {self.path}: {error}") from error
         for suffix in ("-wal", "-shm"):
@@ -134,14 +139,37 @@ class SQLiteDatabase:
             conn.close()
 
     def compact(self) -> None:
-        """Reclaim erased rows' pages, in the file and in the write-ahead log."""
-        # Erased means erased: no copy left in free pages or the write-ahead log.
+        """Leave no copy of erased rows in the file or the write-ahead log; StorageError saying what blocks it."""
         try:
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # Rewrites every page: also clears what was freed before secure_delete was on.
             self.conn.execute("VACUUM")
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as error:
-            raise StorageError(f"erased, but the database could not be compacted: {error}") from error
+            raise StorageError(f"the database could not be compacted: {error}") from error
+        self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        # The WAL still holds the erased rows' earlier frames until a checkpoint copies every frame into the
+        # file and truncates the log. A reader of an older snapshot stops that, and SQLite only says so in
+        # the checkpoint's result: (busy, frames in the log, frames checkpointed).
+        deadline = time.monotonic() + ERASE_WAIT_SECONDS
+        while True:
+            try:
+                # Short naps in SQLite's busy handler, so that the wait is ours to bound.
+                self.conn.execute("PRAGMA busy_timeout=100")
+                busy, frames, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as error:
+                raise StorageError(f"the write-ahead log could not be checkpointed: {error}") from error
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            if not busy and frames == 0:
+                return
+            if time.monotonic() >= deadline:
+                raise StorageError(
+                    f"copies are still in the write-ahead log {self.path}-wal: another "
+                    f"reader (an export being downloaded, a backup, another program) kept a read transaction open "
+                    f"for over {ERASE_WAIT_SECONDS:g} s; run the erasure again once it has finished"
+                )
+            time.sleep(0.05)
 
     def migrate(self) -> int:
         """Create or bring the schema up to date; returns the schema version."""
