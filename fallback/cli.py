@@ -180,7 +180,7 @@ def status(as_json: bool) -> None:
     beat = f"last round {checker['heartbeat_age']:g}s ago" if checker["heartbeat_age"] is not None else "no round yet"
     holder = f", held by {checker['owner']}" if checker["owner"] else ""
     click.echo(f"checker: {'ok' if checker['healthy'] else 'NOT RUNNING'} ({beat}{holder})")
-    if document["network_doubt"]:
+    if document["network_doubt"] or document["self_probe"]:
         click.echo(f"warning: {checker['note']}")
     if document["incident"]:
         incident = document["incident"]

@@ -33,14 +33,17 @@ class GunicornServer(BaseApplication):
         return create_app(self.settings, threads=self.options["threads"])
 
 
-def start_in_background(settings: Settings, storage: Storage) -> threading.Event:
-    """Run a checker (and the notifier) in daemon threads of this process; set the event to stop them."""
+def start_in_background(settings: Settings, storage: Storage, self_key: bytes | None = None) -> threading.Event:
+    """Run a checker (and the notifier) in daemon threads of this process; set the event to stop them.
+
+    With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such.
+    """
     # Imported here, not at the top: only a process that runs the checker needs `requests` and Apprise.
     from .checker import Checker
     from .notify import Notifier, deliver_forever
 
     stop = threading.Event()
-    checker = Checker(settings, storage)
+    checker = Checker(settings, storage, self_key=self_key)
     threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
     if settings.notify_urls:
         notifier = Notifier(settings.notify_urls)
@@ -55,8 +58,10 @@ def start_in_background(settings: Settings, storage: Storage) -> threading.Event
 
 def start_checker(worker) -> None:
     """gunicorn hook: every worker runs a checker thread; the database lease lets only one probe."""
+    from .selfprobe import probe_key
+
     runtime = worker.wsgi.extensions["fallback"]
-    worker.fallback_checker_stop = start_in_background(runtime.settings, runtime.storage)
+    worker.fallback_checker_stop = start_in_background(runtime.settings, runtime.storage, probe_key(runtime.secret_key))
 
 
 def stop_checker(server, worker) -> None:
