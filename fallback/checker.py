@@ -144,7 +144,9 @@ class Checker:
         if decision.flip_to:
             expected = self.storage.flag.read().state
             if expected != decision.flip_to and self.storage.flag.flip(expected, decision.flip_to, decision.reason):
-                log.warning("main site %s: %s", decision.flip_to, decision.reason)
+                # An outage is what the team must hear about; a recovery is good news, for the record.
+                level = logging.WARNING if decision.flip_to == "down" else logging.INFO
+                log.log(level, "main site %s: %s", decision.flip_to, decision.reason)
         reached_itself = self.warn_of_self_probes(main, decision.flip_to)
         note = decision.reason if decision.network_doubt else (SELF_PROBE_WARNING if reached_itself else None)
         self.storage.checker.record_round(

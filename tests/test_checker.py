@@ -405,3 +405,14 @@ def test_a_probe_reaching_fallback_itself_fails_and_is_warned_of_once_per_incide
     c.step()
     c.step()
     assert not status_document(c.storage, settings, clock.now)["self_probe"]
+
+
+def test_an_outage_is_logged_as_a_warning_and_the_recovery_as_information(settings, clock, caplog):
+    caplog.set_level(logging.INFO, "fallback.checker")
+    c = checker(settings, clock, [False] * 3 + [True] * 2)
+    for _ in range(5):
+        c.step()
+    flips = [
+        (r.levelno, r.getMessage().split(":")[0]) for r in caplog.records if r.getMessage().startswith("main site")
+    ]
+    assert flips == [(logging.WARNING, "main site down"), (logging.INFO, "main site up")]
