@@ -17,6 +17,7 @@ import click
 from . import __version__
 from .config import ConfigError, Settings
 from .export import csv_chunks, parse_bound
+from .modes import change_mode
 from .state import parse_duration, utcnow
 from .storage import Storage, StorageError, open_storage
 from .storage.postgres import safe_url
@@ -208,7 +209,8 @@ def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
     settings = Settings.from_env()
     storage = load_storage(settings)
     until = utcnow() + duration if duration else None
-    flag = storage.flag.set_mode(mode, until=until, reason=reason, by=f"cli ({os.environ.get('USER', 'unknown')})")
+    by = f"cli ({os.environ.get('USER', 'unknown')})"
+    flag = change_mode(storage, mode, until=until, reason=reason, by=by)
     suffix = f" until {flag.mode_until.isoformat(timespec='seconds')}" if flag.mode_until else ""
     click.echo(f"mode set to {flag.mode}{suffix}")
     click.echo(f"database: {database_label(settings)}")
