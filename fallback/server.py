@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from .config import Settings
+from .logs import COMBINED, use_json
 from .storage import Storage
 
 
@@ -31,6 +33,15 @@ class GunicornServer(BaseApplication):
         from .app import create_app
 
         return create_app(self.settings, threads=self.options["threads"])
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's logger writing JSON lines, and fallback's own loggers with it (FALLBACK_LOG_FORMAT=json)."""
+
+    def setup(self, cfg) -> None:
+        """gunicorn's set-up (run again on a reload), then every handler writes JSON."""
+        super().setup(cfg)
+        use_json([self.error_log, self.access_log])
 
 
 def start_in_background(settings: Settings, storage: Storage, self_key: bytes | None = None) -> threading.Event:
@@ -99,7 +110,10 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int, 
             # Headers and request line bounded well below gunicorn's defaults: nothing here needs more.
             "limit_request_line": 8190,
             "limit_request_fields": 100,
-            "accesslog": None,
+            # Off by default: writing a line per request costs the hot path (README, Logs).
+            "accesslog": settings.access_log,
+            "access_log_format": COMBINED,
+            "logger_class": JsonLogger if settings.log_format == "json" else glogging.Logger,
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "fallback",
