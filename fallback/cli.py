@@ -87,6 +87,24 @@ def load_storage(settings: Settings, create: bool = False) -> Storage:
     return storage
 
 
+def installation_probe_key(settings: Settings) -> bytes | None:
+    """The key of fallback's marks when its secret key is at hand (set, or in an existing SQLite database), else None.
+
+    With it, `fallback check` recognises an answer from this fallback itself; without it, `check` still needs
+    no database, and PostgreSQL is not asked (a probe must not wait on a database).
+    """
+    from .selfprobe import probe_key
+
+    if settings.secret_key:
+        return probe_key(settings.secret_key)
+    if settings.is_postgres or not Path(settings.database).exists():
+        return None
+    try:
+        return probe_key(load_storage(settings).secret_key()[0])
+    except StorageError:
+        return None
+
+
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fallback")
 def cli() -> None:
@@ -141,9 +159,10 @@ def check(url: str | None) -> None:
         raise Failure("give a URL, or set FALLBACK_MAIN_URL or FALLBACK_CHECK_URLS")
     from .probe import probe  # requests, imported only by the commands that need it
 
+    self_key = installation_probe_key(settings)
     all_ok = True
     for target in urls:
-        result = probe(target, settings.check_timeout, settings.max_latency, settings.expect_text)
+        result = probe(target, settings.check_timeout, settings.max_latency, settings.expect_text, self_key=self_key)
         verdict = "up" if result.ok else "down"
         status = f"HTTP {result.status}, " if result.status else ""
         click.echo(f"{verdict}: {result.url} ({status}{result.latency * 1000:.0f} ms) {result.reason}")

@@ -232,6 +232,8 @@ def test_a_main_url_that_leads_to_fallback_itself_is_reported_as_such(tmp_path):
         assert "origin hostname of its own" in admin_get(server.url, "").text
         text = run_cli(["status"], env, tmp_path).stdout
         assert "warning: the checker's probe reached fallback itself" in text
+        checked = run_cli(["check"], env, tmp_path)
+        assert checked.returncode == 1 and "reached fallback itself" in checked.stdout
     log = server.log.read_text()
     advice = [line for line in log.splitlines() if "FALLBACK_CHECK_URLS to it" in line]
     assert len(advice) == 1 and "WARNING" in advice[0], log
