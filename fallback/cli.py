@@ -17,6 +17,7 @@ import click
 from . import __version__
 from .config import ConfigError, Settings
 from .export import csv_chunks, parse_bound
+from .modes import change_mode
 from .state import parse_duration, utcnow
 from .storage import Storage, StorageError, open_storage
 from .storage.postgres import safe_url
@@ -86,6 +87,24 @@ def load_storage(settings: Settings, create: bool = False) -> Storage:
     return storage
 
 
+def installation_probe_key(settings: Settings) -> bytes | None:
+    """The key of fallback's marks when its secret key is at hand (set, or in an existing SQLite database), else None.
+
+    With it, `fallback check` recognises an answer from this fallback itself; without it, `check` still needs
+    no database, and PostgreSQL is not asked (a probe must not wait on a database).
+    """
+    from .selfprobe import probe_key
+
+    if settings.secret_key:
+        return probe_key(settings.secret_key)
+    if settings.is_postgres or not Path(settings.database).exists():
+        return None
+    try:
+        return probe_key(load_storage(settings).secret_key()[0])
+    except StorageError:
+        return None
+
+
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fallback")
 def cli() -> None:
@@ -140,9 +159,10 @@ def check(url: str | None) -> None:
         raise Failure("give a URL, or set FALLBACK_MAIN_URL or FALLBACK_CHECK_URLS")
     from .probe import probe  # requests, imported only by the commands that need it
 
+    self_key = installation_probe_key(settings)
     all_ok = True
     for target in urls:
-        result = probe(target, settings.check_timeout, settings.max_latency, settings.expect_text)
+        result = probe(target, settings.check_timeout, settings.max_latency, settings.expect_text, self_key=self_key)
         verdict = "up" if result.ok else "down"
         status = f"HTTP {result.status}, " if result.status else ""
         click.echo(f"{verdict}: {result.url} ({status}{result.latency * 1000:.0f} ms) {result.reason}")
@@ -180,7 +200,7 @@ def status(as_json: bool) -> None:
     beat = f"last round {checker['heartbeat_age']:g}s ago" if checker["heartbeat_age"] is not None else "no round yet"
     holder = f", held by {checker['owner']}" if checker["owner"] else ""
     click.echo(f"checker: {'ok' if checker['healthy'] else 'NOT RUNNING'} ({beat}{holder})")
-    if document["network_doubt"]:
+    if document["network_doubt"] or document["self_probe"]:
         click.echo(f"warning: {checker['note']}")
     if document["incident"]:
         incident = document["incident"]
@@ -208,7 +228,8 @@ def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
     settings = Settings.from_env()
     storage = load_storage(settings)
     until = utcnow() + duration if duration else None
-    flag = storage.flag.set_mode(mode, until=until, reason=reason, by=f"cli ({os.environ.get('USER', 'unknown')})")
+    by = f"cli ({os.environ.get('USER', 'unknown')})"
+    flag = change_mode(storage, mode, until=until, reason=reason, by=by)
     suffix = f" until {flag.mode_until.isoformat(timespec='seconds')}" if flag.mode_until else ""
     click.echo(f"mode set to {flag.mode}{suffix}")
     click.echo(f"database: {database_label(settings)}")
