@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, cast
@@ -109,6 +110,24 @@ class LeadStore:
             conditions.append("updated_at < ?")
             params.append(iso(until))
         yield from pages(self.db, LEAD_COLUMNS, conditions, params, batch)
+
+    def after(self, last_id: int, limit: int, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Up to `limit` genuine leads with an id above `last_id`, oldest first, as `iter` gives them; paging by id
+        with these meets every lead once, however many arrive meanwhile."""
+        conditions = ["spam = 0", "id <= ?"]
+        params: list[Any] = [self.settled_id()]
+        if since is not None:
+            conditions.append("updated_at >= ?")
+            params.append(iso(since))
+        return list(itertools.islice(pages(self.db, LEAD_COLUMNS, conditions, params, limit, after=last_id), limit))
+
+    def settled_id(self) -> int:
+        """The highest lead id with no lower one still being written: a page that ends there skips nothing."""
+        if not self.db.wait_for_writers:
+            return int(self.db.read("SELECT COALESCE(MAX(id), 0) FROM leads")[0][0])
+        with self.db.write() as conn:
+            conn.execute(self.db.wait_for_writers.format(table="leads"))
+            return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM leads").fetchall()[0][0])
 
     def recent(self, limit: int = 50, spam: bool = False) -> list[dict]:
         """The latest leads (or suspected spam), newest first."""

@@ -213,6 +213,8 @@ class PostgresDatabase:
     """The PostgreSQL connection layer the stores share: a pool, and sessions of their own for held locks."""
 
     lock_rows = " FOR UPDATE SKIP LOCKED"  # a claimed row is locked, and skipped by other claimers
+    # SHARE conflicts with the ROW EXCLUSIVE lock every INSERT, UPDATE and DELETE holds until it commits.
+    wait_for_writers = "LOCK TABLE {table} IN SHARE MODE"
 
     def __init__(self, path: str, clock: Callable[[], datetime] = utcnow, threads: int = 8):
         self.path = path

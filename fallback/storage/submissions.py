@@ -59,9 +59,14 @@ def erase(conn: Connection, where: str, params: Sequence[Any]) -> int:
 
 
 def pages(
-    db: Database, columns: Sequence[str], conditions: Sequence[str], params: Sequence[Any], rows: int = PAGE_ROWS
+    db: Database,
+    columns: Sequence[str],
+    conditions: Sequence[str],
+    params: Sequence[Any],
+    rows: int = PAGE_ROWS,
+    after: int = 0,
 ) -> Iterator[dict[str, Any]]:
-    """The leads matching `conditions`, oldest first (by id), each with its `messages` oldest first.
+    """The leads matching `conditions` with an id above `after`, oldest first (by id), each with its `messages`.
 
     Read by key, `rows` leads per short read: no read transaction stays open while the caller waits
     (an export streaming to a slow client), so erasure's checkpoint can always go ahead between pages.
@@ -75,7 +80,6 @@ def pages(
         f"ORDER BY id LIMIT {int(rows)}) AS l "
         "LEFT JOIN submissions s ON s.lead_id = l.id ORDER BY l.id, s.at, s.id"
     )
-    after = 0
     while True:
         page = list(db.stream(sql, [*params, after], rows))  # read whole: the read ends before anything is yielded
         if not page:
