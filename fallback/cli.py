@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -17,6 +17,7 @@ import click
 from . import __version__
 from .config import ConfigError, Settings
 from .export import csv_chunks, parse_bound
+from .remote import Remote, RemoteError
 from .state import parse_duration, utcnow
 from .storage import Storage, StorageError, open_storage
 from .storage.postgres import safe_url
@@ -35,7 +36,7 @@ class Commands(click.Group):
         """Run the command; map the errors a user can fix to one line and exit status 2, never a traceback."""
         try:
             return super().invoke(ctx)
-        except (ConfigError, StorageError, ValueError) as error:
+        except (ConfigError, StorageError, ValueError, RemoteError) as error:
             raise Failure(str(error)) from None
 
 
@@ -84,6 +85,17 @@ def load_storage(settings: Settings, create: bool = False) -> Storage:
     storage = open_storage(settings.database)
     atexit.register(storage.close)
     return storage
+
+
+def through_api(command):
+    """The `--url` option (or FALLBACK_URL) of a command that can act on a running instance through its API."""
+    return click.option(
+        "--url",
+        envvar="FALLBACK_URL",
+        metavar="URL",
+        help="Act on the instance running at URL through its control API (with FALLBACK_API_TOKEN), "
+        "not on a local database.",
+    )(command)
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -152,18 +164,23 @@ def check(url: str | None) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def status(as_json: bool) -> None:
+@through_api
+def status(as_json: bool, url: str | None) -> None:
     """Show the state, the mode, since when, and how many leads are stored.
 
     Example:
 
         fallback status --json
+        FALLBACK_API_TOKEN=... fallback status --url https://sorry.example.com
     """
     from .status import status_document
 
     settings = Settings.from_env()
-    storage = load_storage(settings)
-    document = {**status_document(storage, settings, utcnow()), "database": database_label(settings)}
+    if url:
+        document = {**Remote(url, settings.api_token).status(), "instance": url}
+    else:
+        storage = load_storage(settings)
+        document = {**status_document(storage, settings, utcnow()), "database": database_label(settings)}
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -187,7 +204,7 @@ def status(as_json: bool) -> None:
         leads = ngettext("%(num)d lead so far", "%(num)d leads so far", incident["leads"])
         click.echo(f"incident: since {incident['started_at'][:19]}Z, {incident['reason']}, {leads}")
     click.echo(f"leads:  {document['leads']} (and {document['spam']} suspected spam)")
-    click.echo(f"database: {document['database']}")
+    click.echo(f"instance: {url}" if url else f"database: {document['database']}")
 
 
 @cli.command()
@@ -196,7 +213,8 @@ def status(as_json: bool) -> None:
     "--for", "duration", type=Duration(), metavar="DURATION", help="Return to auto after this long: 90s, 30m, 2h, 1d."
 )
 @click.option("--reason", metavar="TEXT", help="Why, for the history and the team.")
-def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
+@through_api
+def mode(mode: str, duration: timedelta | None, reason: str | None, url: str | None) -> None:
     """Force the page on (down), off (up), or let the checker decide (auto).
 
     Example:
@@ -206,12 +224,21 @@ def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
     if duration and mode == "auto":
         raise Failure("--for only applies to up or down")
     settings = Settings.from_env()
-    storage = load_storage(settings)
-    until = utcnow() + duration if duration else None
-    flag = storage.flag.set_mode(mode, until=until, reason=reason, by=f"cli ({os.environ.get('USER', 'unknown')})")
-    suffix = f" until {flag.mode_until.isoformat(timespec='seconds')}" if flag.mode_until else ""
-    click.echo(f"mode set to {flag.mode}{suffix}")
-    click.echo(f"database: {database_label(settings)}")
+    if url:
+        flag = Remote(url, settings.api_token).set_mode(mode, duration, reason)
+        until = datetime.fromisoformat(flag["mode_until"]) if flag["mode_until"] else None
+        chosen, where = flag["mode"], f"instance: {url}"
+    else:
+        stored = load_storage(settings).flag.set_mode(
+            mode,
+            until=utcnow() + duration if duration else None,
+            reason=reason,
+            by=f"cli ({os.environ.get('USER', 'unknown')})",
+        )
+        chosen, until, where = stored.mode, stored.mode_until, f"database: {database_label(settings)}"
+    suffix = f" until {until.isoformat(timespec='seconds')}" if until else ""
+    click.echo(f"mode set to {chosen}{suffix}")
+    click.echo(where)
 
 
 @cli.command()
@@ -224,7 +251,8 @@ def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
 @click.option(
     "-o", "--output", type=click.File("wb"), default="-", help="Write to this file [default: standard output]."
 )
-def export(since: str | None, until: str | None, output) -> None:
+@through_api
+def export(since: str | None, until: str | None, output, url: str | None) -> None:
     """Export the leads as CSV (suspected spam left out).
 
     Example:
@@ -232,8 +260,12 @@ def export(since: str | None, until: str | None, output) -> None:
         fallback export --since 2026-11-28 -o leads.csv
     """
     lower, upper = parse_bound(since, "--since"), parse_bound(until, "--until")
-    storage = load_storage(Settings.from_env())
-    for chunk in csv_chunks(storage.leads.iter(lower, upper)):
+    settings = Settings.from_env()
+    if url:  # the export token may read leads too
+        leads = Remote(url, settings.api_token or settings.export_token).leads(lower, upper)
+    else:
+        leads = load_storage(settings).leads.iter(lower, upper)
+    for chunk in csv_chunks(leads):
         output.write(chunk)
 
 
