@@ -180,18 +180,19 @@ def answer_of(url: str, headers: dict) -> tuple[int, list[tuple[str, str]], byte
     return response.status_code, list(response.raw.headers.items()), response.content
 
 
-def wait_for_status(url: str, status: int, seconds: float = 10) -> None:
-    """Until a visitor path answers `status` (the flag is re-read within 0.5 s), bounded."""
+def wait_for_status(url: str, status: int, seconds: float = 10, in_a_row: int = 10) -> None:
+    """Until a visitor path answers `status` `in_a_row` times over new connections, so every worker has re-read
+    the flag (each does within 0.5 s); bounded."""
     deadline = time.monotonic() + seconds
-    with loopback_session() as session:
-        while time.monotonic() < deadline:
-            if (
-                session.get(url, headers={"Accept": "text/html"}, timeout=5, allow_redirects=False).status_code
-                == status
-            ):
-                return
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer {status} within {seconds} s")
+    streak = 0
+    while time.monotonic() < deadline and streak < in_a_row:
+        with loopback_session() as session:  # a new connection each time: gunicorn spreads them over its workers
+            answer = session.get(url, headers={"Accept": "text/html"}, timeout=5, allow_redirects=False)
+        streak = streak + 1 if answer.status_code == status else 0
+        if streak < in_a_row:
+            time.sleep(0.05)
+    if streak < in_a_row:
+        raise RuntimeError(f"{url} did not answer {status} {in_a_row} times in a row within {seconds} s")
 
 
 def form_token(url: str) -> str:

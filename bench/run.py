@@ -82,12 +82,22 @@ def main() -> int:
         help="skip the PostgreSQL rows (b and d measured again against fallback on a throw-away PostgreSQL cluster)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a FALLBACK_ setting for the fallback servers of rows b-d, e.g. FALLBACK_ACCESS_LOG=- (repeatable)",
+    )
     args = parser.parse_args()
     seconds = args.seconds or (3 if args.quick else 8)
     rounds = args.rounds or 3
     post_rounds = args.rounds or (2 if args.quick else 3)  # submissions and exports
     if not 1 <= seconds <= 120 or not 1 <= rounds <= 10:
         parser.error("--seconds from 1 to 120, --rounds from 1 to 10")
+    extra = dict(setting.split("=", 1) for setting in args.setting if "=" in setting)
+    if len(extra) != len(args.setting) or not all(name.startswith("FALLBACK_") for name in extra):
+        parser.error("--setting takes FALLBACK_NAME=VALUE")
 
     def terminate(signum, frame):
         raise SystemExit(2)
@@ -107,12 +117,13 @@ def main() -> int:
             "page_connections": PAGE_CONNECTIONS,
             "post_connections": POST_CONNECTIONS,
             "wrk_threads": 2,
+            "fallback_settings": extra,
         },
     }
     try:
         with tempfile.TemporaryDirectory(prefix="fallback-bench-") as tmp:
             folder = Path(tmp)
-            bench_http(folder, seconds, rounds, post_rounds, not args.no_postgres, results, log)
+            bench_http(folder, seconds, rounds, post_rounds, not args.no_postgres, results, log, extra)
             if not args.quick:
                 bench_rate_limited(folder, seconds, results, log)
             if not (args.quick or args.no_nginx):

@@ -43,8 +43,9 @@ from load import HOST, Fallback, MainSite, clean_env, cpu_seconds, loopback_sess
 from procs import free_port
 
 
-def bench_env(main_site: MainSite, database: str) -> dict:
-    """The settings of the fallback servers of rows b-d: SQLite's and PostgreSQL's differ in the database alone."""
+def bench_env(main_site: MainSite, database: str, extra: dict[str, str]) -> dict:
+    """The settings of the fallback servers of rows b-d (and `extra`, from --setting): SQLite's and PostgreSQL's
+    differ in the database alone."""
     return clean_env(
         {
             "FALLBACK_MAIN_URL": main_site.url,
@@ -54,6 +55,7 @@ def bench_env(main_site: MainSite, database: str) -> dict:
             "FALLBACK_FORM_MIN_SECONDS": "0",
             "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
             "FALLBACK_SECRET_KEY": "bench-secret-key",
+            **extra,
         }
     )
 
@@ -100,16 +102,27 @@ def start_bare(stack: ExitStack, folder: Path, page_url: str, results: dict) -> 
     return bare_url, bare
 
 
-def bench_http(folder: Path, seconds: float, rounds: int, post_rounds: int, postgres: bool, results: dict, log) -> None:
+def bench_http(
+    folder: Path,
+    seconds: float,
+    rounds: int,
+    post_rounds: int,
+    postgres: bool,
+    results: dict,
+    log,
+    extra: dict[str, str] | None = None,
+) -> None:
     """Rows a-d and f against one fallback and one bare app, both alive all along; with `postgres`, rows b and d
-    also against a second fallback, the same but for its database on a throw-away cluster, in the same rounds."""
+    also against a second fallback, the same but for its database on a throw-away cluster, in the same rounds.
+    `extra` settings go to both fallbacks (FALLBACK_ACCESS_LOG=-, to measure what the access log costs)."""
+    extra = extra or {}
     main_site = MainSite()
     with ExitStack() as stack:
         stack.callback(main_site.close)
-        fallback = start_down(stack, folder, bench_env(main_site, str(folder / "fallback.db")))
+        fallback = start_down(stack, folder, bench_env(main_site, str(folder / "fallback.db"), extra))
         bare_url, bare = start_bare(stack, folder, fallback.url + PAGE_PATH, results)
         database = postgres_database(stack, postgres, results, log)
-        on_postgres = start_down(stack, folder, bench_env(main_site, database)) if database else None
+        on_postgres = start_down(stack, folder, bench_env(main_site, database, extra)) if database else None
         bench_pages(fallback, bare_url, on_postgres, seconds, rounds, results, log)
         results["worker_rss_mib"] = {
             "fallback": workers_rss_mib(fallback.process.pid),

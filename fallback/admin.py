@@ -196,6 +196,8 @@ def delete_lead(lead_id: int) -> ResponseReturnValue:
 @blueprint.post("/mode")
 def set_mode() -> ResponseReturnValue:
     """Force the page on or off, or hand back to the checker."""
+    from .modes import change_mode
+
     if not is_admin():
         abort(403)
     form = ModeForm(request.form, meta=csrf_meta())
@@ -203,7 +205,7 @@ def set_mode() -> ResponseReturnValue:
         return make_response(" ".join(f"{name}: {'; '.join(errors)}" for name, errors in form.errors.items()), 400)
     rt = runtime()
     until = utcnow() + parse_duration(form.duration.data) if form.duration.data and form.mode.data != "auto" else None
-    rt.storage.flag.set_mode(form.mode.data, until=until, reason=form.reason.data or None, by="admin (web)")
+    change_mode(rt.storage, form.mode.data, until=until, reason=form.reason.data or None, by="admin (web)")
     rt.flag.invalidate()
     rt.status.invalidate()
     return redirect(url_for("admin.dashboard"), 303)

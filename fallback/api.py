@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from .admin import same_secret
 from .export import parse_bound
 from .logins import login_limits
+from .modes import change_mode
 from .openapi import document as openapi_document
 from .runtime import runtime
 from .state import MODES, parse_duration, utcnow
@@ -176,11 +177,10 @@ def mode() -> ResponseReturnValue:
     except ValueError as error:
         raise Problem(400, "bad-duration", "Bad duration", f"for: {error}") from None
     rt = runtime()
-    flag = rt.storage.flag.set_mode(chosen, until=until, reason=reason or None, by="api")
+    flag = change_mode(rt.storage, chosen, until=until, reason=reason or None, by="api")
     # This worker at once; the others re-read the flag within their cache's TTL (under a second).
     rt.flag.invalidate()
     rt.status.invalidate()
-    log.info("mode set to %s by the API from %s", chosen, request.remote_addr)
     now = utcnow()
     changed = flag.mode_changed_at
     return {**flag.as_status(now), "by": flag.mode_by, "changed_at": changed.isoformat() if changed else None}

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from .config import Settings
 from .probe import ProbeResult, ProbeRunner
+from .selfprobe import WARNING as SELF_PROBE_WARNING
 from .storage import Storage, StorageError
 
 log = logging.getLogger("fallback.checker")
@@ -91,15 +92,20 @@ class Checker:
         runner: ProbeRunner | None = None,
         owner: str | None = None,
         sleep: Callable[[float], object] = time.sleep,
+        self_key: bytes | None = None,
     ):
         self.settings = settings
         self.storage = storage
-        self.runner = runner or ProbeRunner(settings.check_timeout, settings.max_latency, settings.expect_text)
+        self.runner = runner or ProbeRunner(
+            settings.check_timeout, settings.max_latency, settings.expect_text, self_key=self_key
+        )
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.sleep = sleep
         self.tally = Tally(storage.flag.read().state)
         self.holding = False
         self.rounds = 0
+        # The self-probe warning is logged once until the site is seen up again, not every round.
+        self.self_probe_warned = False
 
     @property
     def lease_seconds(self) -> float:
@@ -138,12 +144,16 @@ class Checker:
         if decision.flip_to:
             expected = self.storage.flag.read().state
             if expected != decision.flip_to and self.storage.flag.flip(expected, decision.flip_to, decision.reason):
-                log.warning("main site %s: %s", decision.flip_to, decision.reason)
+                # An outage is what the team must hear about; a recovery is good news, for the record.
+                level = logging.WARNING if decision.flip_to == "down" else logging.INFO
+                log.log(level, "main site %s: %s", decision.flip_to, decision.reason)
+        reached_itself = self.warn_of_self_probes(main, decision.flip_to)
+        note = decision.reason if decision.network_doubt else (SELF_PROBE_WARNING if reached_itself else None)
         self.storage.checker.record_round(
             self.owner,
             [_probe_row(result, control=False) for result in main] + ([_probe_row(control, True)] if control else []),
             decision.network_doubt,
-            decision.reason if decision.network_doubt else None,
+            note,
         )
         self.rounds += 1
         if self.rounds % 100 == 1:
@@ -151,6 +161,16 @@ class Checker:
             self.storage.checker.prune_probes(now - PROBE_HISTORY)
             self.storage.limits.prune(now - RATE_WINDOW_HISTORY)
         return decision.next_check_in
+
+    def warn_of_self_probes(self, main: Sequence[ProbeResult], flip_to: str | None) -> bool:
+        """Log once per incident that a probe reached fallback itself; whether one did this round."""
+        reached = [result.url for result in main if result.self_probe]
+        if reached and not self.self_probe_warned:
+            log.warning("%s: %s", ", ".join(reached), SELF_PROBE_WARNING)
+            self.self_probe_warned = True
+        if flip_to == "up":
+            self.self_probe_warned = False
+        return bool(reached)
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; an error in one round is logged and the loop goes on."""

@@ -17,6 +17,7 @@ import click
 from . import __version__
 from .config import ConfigError, Settings
 from .export import csv_chunks, parse_bound
+from .modes import change_mode
 from .remote import Remote, RemoteError
 from .state import parse_duration, utcnow
 from .storage import Storage, StorageError, open_storage
@@ -98,6 +99,24 @@ def through_api(command):
     )(command)
 
 
+def installation_probe_key(settings: Settings) -> bytes | None:
+    """The key of fallback's marks when its secret key is at hand (set, or in an existing SQLite database), else None.
+
+    With it, `fallback check` recognises an answer from this fallback itself; without it, `check` still needs
+    no database, and PostgreSQL is not asked (a probe must not wait on a database).
+    """
+    from .selfprobe import probe_key
+
+    if settings.secret_key:
+        return probe_key(settings.secret_key)
+    if settings.is_postgres or not Path(settings.database).exists():
+        return None
+    try:
+        return probe_key(load_storage(settings).secret_key()[0])
+    except StorageError:
+        return None
+
+
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fallback")
 def cli() -> None:
@@ -152,9 +171,10 @@ def check(url: str | None) -> None:
         raise Failure("give a URL, or set FALLBACK_MAIN_URL or FALLBACK_CHECK_URLS")
     from .probe import probe  # requests, imported only by the commands that need it
 
+    self_key = installation_probe_key(settings)
     all_ok = True
     for target in urls:
-        result = probe(target, settings.check_timeout, settings.max_latency, settings.expect_text)
+        result = probe(target, settings.check_timeout, settings.max_latency, settings.expect_text, self_key=self_key)
         verdict = "up" if result.ok else "down"
         status = f"HTTP {result.status}, " if result.status else ""
         click.echo(f"{verdict}: {result.url} ({status}{result.latency * 1000:.0f} ms) {result.reason}")
@@ -197,7 +217,7 @@ def status(as_json: bool, url: str | None) -> None:
     beat = f"last round {checker['heartbeat_age']:g}s ago" if checker["heartbeat_age"] is not None else "no round yet"
     holder = f", held by {checker['owner']}" if checker["owner"] else ""
     click.echo(f"checker: {'ok' if checker['healthy'] else 'NOT RUNNING'} ({beat}{holder})")
-    if document["network_doubt"]:
+    if document["network_doubt"] or document["self_probe"]:
         click.echo(f"warning: {checker['note']}")
     if document["incident"]:
         incident = document["incident"]
@@ -229,7 +249,8 @@ def mode(mode: str, duration: timedelta | None, reason: str | None, url: str | N
         until = datetime.fromisoformat(flag["mode_until"]) if flag["mode_until"] else None
         chosen, where = flag["mode"], f"instance: {url}"
     else:
-        stored = load_storage(settings).flag.set_mode(
+        stored = change_mode(
+            load_storage(settings),
             mode,
             until=utcnow() + duration if duration else None,
             reason=reason,

@@ -256,6 +256,20 @@ class Settings:
         p.whole(1),
         "how many vantage points (instances on one database, and probe agents) must agree before the state flips",
     )
+    access_log: str | None = setting(
+        "ACCESS_LOG",
+        None,
+        p.log_file,
+        "an access log in Apache's combined format: `-` for standard output, or a file path; none by default (it"
+        " costs the hot path some speed: see Logs)",
+    )
+    log_format: str = setting(
+        "LOG_FORMAT",
+        "text",
+        p.choice("text", "json"),
+        "`json` writes every log line (errors, fallback's own, the access log) as one JSON object, for platforms"
+        " that index logs",
+    )
     port: int = setting("PORT", "8000", p.whole(1, 65535), "where `fallback serve` listens")
 
     def __post_init__(self) -> None:

@@ -92,6 +92,31 @@ def boolean(value: str) -> bool:
     raise ValueError("true or false")
 
 
+def choice(*options: str) -> Callable[[str], str]:
+    """A parser of one word among `options`, case-insensitive."""
+
+    def parse(value: str) -> str:
+        word = value.strip().lower()
+        if word not in options:
+            raise ValueError(" or ".join(options))
+        return word
+
+    return parse
+
+
+def log_file(value: str) -> str | None:
+    """Where a log goes: `-` (or `true`) for standard output, `false` for nowhere, or a file in an existing folder."""
+    value = value.strip()
+    if value == "-" or value.lower() in _TRUE:
+        return "-"
+    if value.lower() in _FALSE:
+        return None
+    path = Path(value).expanduser()
+    if path.is_dir() or not path.parent.resolve().is_dir():
+        raise ValueError("`-` (standard output), `false`, or a file path in an existing folder")
+    return str(path.resolve())
+
+
 def url(value: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
     """An http:// or https:// URL with a host (and a valid port, if any)."""
     value = value.strip()

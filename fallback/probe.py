@@ -17,6 +17,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import __version__
 from .redact import redact_text, redact_url
+from .selfprobe import MARK_HEADER, REQUEST_HEADER, is_marked, new_challenge
+from .selfprobe import REASON as SELF_PROBE_REASON
 
 MAX_REDIRECTS = 5
 MAX_BODY_BYTES = 1024 * 1024
@@ -41,6 +43,11 @@ class ProbeResult:
         object.__setattr__(self, "reason", redact_text(self.reason, self.url))
         object.__setattr__(self, "url", redact_url(self.url))
 
+    @property
+    def self_probe(self) -> bool:
+        """Whether the probe reached fallback itself instead of the main site."""
+        return self.reason == SELF_PROBE_REASON
+
 
 def probe(
     url: str,
@@ -48,16 +55,18 @@ def probe(
     max_latency: float | None = None,
     expect_text: str | None = None,
     clock=time.monotonic,
+    self_key: bytes | None = None,
 ) -> ProbeResult:
     """Fetch `url` within `timeout` seconds in all (connect, redirects, headers, a bounded body).
 
     An answer slower than `max_latency` fails anyway, so the probe gives up at whichever comes first.
+    With `self_key` (fallback.selfprobe.probe_key), an answer from this fallback itself fails as such.
     """
     budget = probe_budget(timeout, max_latency)
     started = clock()
     deadline = started + budget
     try:
-        status, reason = _exchange(url, deadline, expect_text, clock)
+        status, reason = _exchange(url, deadline, expect_text, clock, self_key)
     except requests.exceptions.SSLError as error:
         status, reason = None, f"TLS error: {_short(error)}"
     except requests.exceptions.Timeout:
@@ -117,13 +126,15 @@ class _DeadlineAdapter(HTTPAdapter):
                 pass
 
 
-def _exchange(url: str, deadline: float, expect_text: str | None, clock) -> tuple[int | None, str]:
+def _exchange(
+    url: str, deadline: float, expect_text: str | None, clock, self_key: bytes | None
+) -> tuple[int | None, str]:
     adapter = _DeadlineAdapter()
     watchdog = threading.Timer(max(0.0, deadline - clock()), adapter.cut)
     watchdog.daemon = True
     watchdog.start()
     try:
-        return _exchange_on(url, deadline, expect_text, clock, adapter)
+        return _exchange_on(url, deadline, expect_text, clock, adapter, self_key)
     except requests.exceptions.RequestException:
         if clock() >= deadline:
             raise requests.exceptions.Timeout()
@@ -132,8 +143,11 @@ def _exchange(url: str, deadline: float, expect_text: str | None, clock) -> tupl
         watchdog.cancel()
 
 
-def _exchange_on(url, deadline, expect_text, clock, adapter) -> tuple[int | None, str]:
+def _exchange_on(url, deadline, expect_text, clock, adapter, self_key) -> tuple[int | None, str]:
     headers = {"User-Agent": USER_AGENT, "Cache-Control": "no-cache", "Accept": "text/html,*/*;q=0.5"}
+    challenge = new_challenge()
+    if self_key:
+        headers[REQUEST_HEADER] = challenge
     with requests.Session() as session:
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -146,6 +160,9 @@ def _exchange_on(url, deadline, expect_text, clock, adapter) -> tuple[int | None
                 current, headers=headers, stream=True, allow_redirects=False, timeout=(remaining, remaining)
             )
             with response:
+                # Any hop answered by fallback counts: while it shows its page, that hop would fail.
+                if self_key and is_marked(self_key, challenge, response.headers.get(MARK_HEADER)):
+                    return response.status_code, SELF_PROBE_REASON
                 if response.is_redirect:
                     current = urljoin(current, response.headers["Location"])
                     continue
@@ -207,10 +224,13 @@ def _short(error: Exception) -> str:
 class ProbeRunner:
     """Runs probes in threads so a hung exchange is abandoned at its deadline, one at a time per URL."""
 
-    def __init__(self, timeout: float, max_latency: float | None, expect_text: str | None):
+    def __init__(
+        self, timeout: float, max_latency: float | None, expect_text: str | None, self_key: bytes | None = None
+    ):
         self.timeout = timeout
         self.max_latency = max_latency
         self.expect_text = expect_text
+        self.self_key = self_key
         self._busy: set[str] = set()
         self._lock = threading.Lock()
 
@@ -243,7 +263,7 @@ class ProbeRunner:
     def _probe_into(self, future: concurrent.futures.Future, url: str, expect: str | None) -> None:
         started = time.monotonic()
         try:
-            result = probe(url, self.timeout, self.max_latency, expect)
+            result = probe(url, self.timeout, self.max_latency, expect, self_key=self.self_key)
         except Exception as error:  # a probe must never kill the checker
             result = ProbeResult(url, False, time.monotonic() - started, None, f"probe error: {_short(error)}")
         # Free the URL before publishing, so the next round never sees a finished probe as hanging.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from .config import Settings
+from .logs import COMBINED, use_json
 from .storage import Storage
 
 
@@ -33,14 +35,26 @@ class GunicornServer(BaseApplication):
         return create_app(self.settings, threads=self.options["threads"])
 
 
-def start_in_background(settings: Settings, storage: Storage) -> threading.Event:
-    """Run a checker (and the notifier) in daemon threads of this process; set the event to stop them."""
+class JsonLogger(glogging.Logger):
+    """gunicorn's logger writing JSON lines, and fallback's own loggers with it (FALLBACK_LOG_FORMAT=json)."""
+
+    def setup(self, cfg) -> None:
+        """gunicorn's set-up (run again on a reload), then every handler writes JSON."""
+        super().setup(cfg)
+        use_json([self.error_log, self.access_log])
+
+
+def start_in_background(settings: Settings, storage: Storage, self_key: bytes | None = None) -> threading.Event:
+    """Run a checker (and the notifier) in daemon threads of this process; set the event to stop them.
+
+    With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such.
+    """
     # Imported here, not at the top: only a process that runs the checker needs `requests` and Apprise.
     from .checker import Checker
     from .notify import Notifier, deliver_forever
 
     stop = threading.Event()
-    checker = Checker(settings, storage)
+    checker = Checker(settings, storage, self_key=self_key)
     threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
     if settings.notify_urls:
         notifier = Notifier(settings.notify_urls)
@@ -55,8 +69,10 @@ def start_in_background(settings: Settings, storage: Storage) -> threading.Event
 
 def start_checker(worker) -> None:
     """gunicorn hook: every worker runs a checker thread; the database lease lets only one probe."""
+    from .selfprobe import probe_key
+
     runtime = worker.wsgi.extensions["fallback"]
-    worker.fallback_checker_stop = start_in_background(runtime.settings, runtime.storage)
+    worker.fallback_checker_stop = start_in_background(runtime.settings, runtime.storage, probe_key(runtime.secret_key))
 
 
 def stop_checker(server, worker) -> None:
@@ -94,7 +110,10 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int, 
             # Headers and request line bounded well below gunicorn's defaults: nothing here needs more.
             "limit_request_line": 8190,
             "limit_request_fields": 100,
-            "accesslog": None,
+            # Off by default: writing a line per request costs the hot path (README, Logs).
+            "accesslog": settings.access_log,
+            "access_log_format": COMBINED,
+            "logger_class": JsonLogger if settings.log_format == "json" else glogging.Logger,
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "fallback",

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from .config import Settings
 from .redact import redact_text
+from .selfprobe import WARNING as SELF_PROBE_WARNING
 from .state import Flag, utcnow
 from .storage import Storage, StorageError
 from .visitor import DEFAULT_RETRY_AFTER, back_in
@@ -65,6 +66,8 @@ def status_document(storage: Storage, settings: Settings, now: datetime) -> dict
     document.update(
         {
             "network_doubt": checker["network_doubt"],
+            # The last round's probe reached fallback itself: the checker's note then says what to fix.
+            "self_probe": checker["note"] == SELF_PROBE_WARNING,
             "checker": {
                 "owner": checker["owner"],
                 "heartbeat_age": round((now - beat).total_seconds(), 1) if beat else None,

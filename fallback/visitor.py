@@ -25,6 +25,8 @@ from .contact import CONSENT_MESSAGE, FIELDS, ContactCheck, check_contact
 from .guard import HSTS, PUBLIC_HEADERS, client_key_for, cross_site, rate_check_for
 from .i18n import language_from, translate
 from .runtime import PageKey, Runtime
+from .selfprobe import ENVIRON_KEY as PROBE_CHALLENGE
+from .selfprobe import marking, probe_key
 from .state import Flag, utcnow
 from .storage import StorageError, Submission
 
@@ -174,9 +176,14 @@ class HotPath:
         self.flask_wsgi = flask_wsgi
         self.rt = rt
         self.always_https = rt.settings.https_public_url
+        self.probe_key = probe_key(rt.secret_key)
 
     def __call__(self, environ: dict, start_response):
         """Answer a visitor's GET or HEAD from memory; hand every other request to Flask."""
+        challenge = environ.get(PROBE_CHALLENGE)
+        if challenge is not None:
+            # A checker's probe: whatever answers it (here or in Flask) says it was fallback (fallback.selfprobe).
+            start_response = marking(start_response, self.probe_key, challenge)
         method = environ.get("REQUEST_METHOD")
         raw_path = environ.get("PATH_INFO") or "/"
         if (

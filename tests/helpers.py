@@ -39,16 +39,21 @@ def log_in(client, password: str = ADMIN_PASSWORD):
     return client.post("/_fallback/admin/login", data={"password": password, "csrf_token": csrf_token(page)})
 
 
-def admin_status(url: str, password: str = ADMIN_PASSWORD) -> dict:
-    """The full status document of a running instance at `url`, read through a new admin session."""
+def admin_get(url: str, path: str, password: str = ADMIN_PASSWORD) -> requests.Response:
+    """GET `path` of the admin area of a running instance at `url`, through a new admin session."""
     with requests.Session() as session:
         page = session.get(url + "/_fallback/admin", timeout=5).text
         session.post(
             url + "/_fallback/admin/login", data={"password": password, "csrf_token": csrf_token(page)}, timeout=5
         )
-        response = session.get(url + "/_fallback/admin/status.json", allow_redirects=False, timeout=5)
+        response = session.get(url + "/_fallback/admin" + path, allow_redirects=False, timeout=5)
         response.raise_for_status()
-        return response.json()
+        return response
+
+
+def admin_status(url: str, password: str = ADMIN_PASSWORD) -> dict:
+    """The full status document of a running instance at `url`, read through a new admin session."""
+    return admin_get(url, "/status.json", password).json()
 
 
 class FixedClock:

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import logging
 
 import pytest
 from helpers import ADMIN_PASSWORD, contact_fields, csrf_token, log_in
@@ -240,3 +241,12 @@ def test_an_admin_deletes_one_lead(client, storage):
         == 404
     )
     assert client.post("/_fallback/admin/leads/1/delete", data={}).status_code == 400
+
+
+def test_a_mode_set_from_the_admin_page_is_logged_with_who_what_until_and_why(client, storage, caplog):
+    caplog.set_level(logging.INFO, "fallback.mode")
+    log_in(client)
+    set_mode(client, mode="down", duration="2h", reason="TV at 8")
+    [record] = caplog.records
+    until = storage.flag.read().mode_until.isoformat(timespec="microseconds")
+    assert record.getMessage() == f"mode set to down by admin (web), until {until}, reason: 'TV at 8'"

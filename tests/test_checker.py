@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -18,6 +19,7 @@ from fallback.checker import (
 )
 from fallback.config import Settings
 from fallback.probe import ProbeResult
+from fallback.selfprobe import REASON as SELF_PROBE_REASON
 from fallback.status import heartbeat_is_fresh
 from fallback.storage import open_storage
 
@@ -375,3 +377,42 @@ def test_a_database_outage_during_a_round_is_one_log_line_and_the_loop_goes_on(s
     assert c.runner.rounds >= 1
     assert "checker round failed; retrying: the database is unreachable" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+class SelfProbeRunner(FakeRunner):
+    """Every round reaches fallback itself (True in the script: the main site answers instead)."""
+
+    def run(self, urls, expect_text_for=None):
+        self.rounds += 1
+        reached_main = self.script.pop(0) if self.script else False
+        return [ok(url) if reached_main else bad(url, SELF_PROBE_REASON) for url in urls]
+
+
+def test_a_probe_reaching_fallback_itself_fails_and_is_warned_of_once_per_incident(settings, clock, caplog):
+    from fallback.status import status_document
+
+    caplog.set_level(logging.INFO, "fallback.checker")
+    c = Checker(settings, open_storage(settings.database, clock), SelfProbeRunner([False] * 5 + [True] * 2))
+    for _ in range(5):
+        c.step()
+    assert c.storage.flag.read().state == "down"
+    assert SELF_PROBE_REASON in c.storage.flag.incidents()[0]["reason"]
+    document = status_document(c.storage, settings, clock.now)
+    assert document["self_probe"] and "origin hostname of its own" in document["checker"]["note"]
+    warnings = [r for r in caplog.records if "reached fallback itself" in r.getMessage() and "origin" in r.message]
+    assert [r.levelno for r in warnings] == [logging.WARNING, logging.WARNING]  # the flip's line and the advice
+    assert len([r for r in warnings if "FALLBACK_CHECK_URLS" in r.message]) == 1
+    c.step()
+    c.step()
+    assert not status_document(c.storage, settings, clock.now)["self_probe"]
+
+
+def test_an_outage_is_logged_as_a_warning_and_the_recovery_as_information(settings, clock, caplog):
+    caplog.set_level(logging.INFO, "fallback.checker")
+    c = checker(settings, clock, [False] * 3 + [True] * 2)
+    for _ in range(5):
+        c.step()
+    flips = [
+        (r.levelno, r.getMessage().split(":")[0]) for r in caplog.records if r.getMessage().startswith("main site")
+    ]
+    assert flips == [(logging.WARNING, "main site down"), (logging.INFO, "main site up")]

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import logging
 from importlib.metadata import version
 from urllib.parse import urlsplit
 
@@ -194,3 +195,14 @@ def test_serve_listens_on_loopback_unless_the_platform_set_port_or_host_says_oth
 def test_the_version_is_the_packages(runner):
     result = runner.invoke(cli, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"fallback, version {version('fallback')}"
+
+
+def test_a_mode_set_from_the_command_line_is_logged_with_who_what_until_and_why(runner, db, caplog, monkeypatch):
+    monkeypatch.setenv("USER", "alice")
+    caplog.set_level(logging.INFO, "fallback.mode")
+    runner.invoke(cli, ["mode", "up", "--reason", "false alarm\nmode set to auto"])
+    runner.invoke(cli, ["mode", "auto"])
+    assert [record.getMessage() for record in caplog.records] == [
+        "mode set to up by cli (alice), until changed, reason: 'false alarm\\nmode set to auto'",
+        "mode set to auto by cli (alice), until changed, reason: none given",
+    ]

@@ -210,3 +210,19 @@ def test_nothing_is_read_from_the_environment_at_import_time():
         env={"FALLBACK_FALL": "not a number", "FALLBACK_MAIN_URL": "nope", "PATH": ""},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_access_log_is_off_by_default_and_on_with_a_dash_or_a_file(tmp_path):
+    assert Settings.from_env({}).access_log is None
+    assert Settings.from_env({"FALLBACK_ACCESS_LOG": "-"}).access_log == "-"
+    assert Settings.from_env({"FALLBACK_ACCESS_LOG": "true"}).access_log == "-"
+    assert Settings.from_env({"FALLBACK_ACCESS_LOG": str(tmp_path / "a.log")}).access_log == str(tmp_path / "a.log")
+    with pytest.raises(ConfigError, match="FALLBACK_ACCESS_LOG"):
+        Settings.from_env({"FALLBACK_ACCESS_LOG": str(tmp_path / "missing" / "a.log")})
+
+
+def test_the_log_format_is_text_or_json():
+    assert Settings.from_env({}).log_format == "text"
+    assert Settings.from_env({"FALLBACK_LOG_FORMAT": "JSON"}).log_format == "json"
+    with pytest.raises(ConfigError, match="FALLBACK_LOG_FORMAT: expected text or json"):
+        Settings.from_env({"FALLBACK_LOG_FORMAT": "xml"})

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import requests
-from helpers import ADMIN_PASSWORD, admin_status
+from helpers import ADMIN_PASSWORD, admin_get, admin_status
 from served import Served, run_cli
 from standin import StandIn
 
@@ -211,3 +211,29 @@ def test_each_flip_is_announced_once_to_a_local_receiver(site, tmp_path):
         receiver.shutdown()
         receiver.server_close()
     assert [message["title"] for message in received] == ["[Acme] main site down", "[Acme] main site up"]
+
+
+def test_a_main_url_that_leads_to_fallback_itself_is_reported_as_such(tmp_path):
+    from procs import free_port
+
+    port = free_port()
+    env = {
+        "FALLBACK_MAIN_URL": f"http://127.0.0.1:{port}/",
+        "FALLBACK_CHECK_INTERVAL": "1",
+        "FALLBACK_FALL": "2",
+        "FALLBACK_CHECK_TIMEOUT": "1",
+        "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
+    with Served(env, tmp_path, port=port) as server:
+        assert seconds_until(server, "down", 10) < 10
+        status = admin_status(server.url)
+        assert status["self_probe"]
+        assert "reached fallback itself: the main site needs an origin hostname" in status["incident"]["reason"]
+        assert "origin hostname of its own" in admin_get(server.url, "").text
+        text = run_cli(["status"], env, tmp_path).stdout
+        assert "warning: the checker's probe reached fallback itself" in text
+        checked = run_cli(["check"], env, tmp_path)
+        assert checked.returncode == 1 and "reached fallback itself" in checked.stdout
+    log = server.log.read_text()
+    advice = [line for line in log.splitlines() if "FALLBACK_CHECK_URLS to it" in line]
+    assert len(advice) == 1 and "WARNING" in advice[0], log

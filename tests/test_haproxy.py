@@ -218,3 +218,17 @@ def test_fallback_sees_the_visitors_host_and_not_forged_forwarded_headers(site, 
         haproxy, fresh("/loop"), Host=main_host, **{"X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "4444"}
     )
     assert forged.status_code == 503
+
+
+def test_a_probe_through_haproxy_that_lands_on_fallback_during_an_outage_is_reported_as_reaching_fallback_itself(
+    site, haproxy, fallback_env, set_mode
+):
+    from fallback.probe import probe
+    from fallback.selfprobe import probe_key
+
+    key = probe_key(fallback_env["FALLBACK_SECRET_KEY"])
+    assert probe(haproxy.url + fresh("/probed"), 5, self_key=key).ok
+    set_mode("down")
+    site.stop()
+    result = probe(haproxy.url + fresh("/probed"), 5, self_key=key)
+    assert result.self_probe and result.status == 503

@@ -518,3 +518,22 @@ def test_an_expired_page_is_served_stale_while_one_request_refreshes_it(fake):
     # fallback sleeps 0.5 s before answering, so no answer that waited for it can be faster than that.
     assert all(seconds < 0.45 for _, cache, seconds in answers if cache == "UPDATING"), answers
     assert fake.server.hits.count(path) == 2
+
+
+def test_a_probe_through_nginx_that_lands_on_fallback_during_an_outage_is_reported_as_reaching_fallback_itself(
+    site, nginx, fallback_env, set_mode
+):
+    from fallback.probe import probe
+    from fallback.selfprobe import probe_key
+
+    key = probe_key(fallback_env["FALLBACK_SECRET_KEY"])
+    path = fresh("/probed")
+    assert probe(nginx.url + path, 5, self_key=key).ok  # the main site answers: an ordinary good probe
+    set_mode("down")
+    site.stop()
+    assert get(nginx, path).status_code == 503  # a visitor's page, now in the micro-cache
+    for _ in range(2):  # the second, too: no probe's answer was cached for the next
+        result = probe(nginx.url + path, 5, self_key=key)
+        assert result.self_probe and result.status == 503
+    assert get(nginx, path).headers["X-Cache-Status"] == "HIT"  # the probe neither read nor replaced the cache
+    assert "Fallback-Probe-Mark" not in get(nginx, path).headers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import threading
 import time
 
@@ -10,6 +11,7 @@ from standin import KEYWORD, StandIn
 
 import fallback.probe as probe_module
 from fallback.probe import MAX_REDIRECTS, ProbeRunner, probe
+from fallback.selfprobe import MARK_HEADER, REQUEST_HEADER, mark, probe_key
 
 TIMEOUT = 1.0  # seconds: short, so the whole file stays fast
 SLACK = 0.5  # how far past its deadline a probe may return
@@ -410,3 +412,62 @@ def test_it_fails_a_site_with_an_untrusted_certificate(tls_site):
     assert time.monotonic() - started < TIMEOUT + 0.5
     assert not result.ok
     assert result.reason.startswith("TLS error")
+
+
+# A probe that reaches fallback itself (fallback.selfprobe).
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    """Answers 503 like fallback's page, marking the answer to a probe's challenge with the server's key."""
+
+    key = b""
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+    def do_GET(self):  # noqa: N802 - the base class's name
+        self.send_response(503)
+        challenge = self.headers.get(REQUEST_HEADER)
+        if challenge is not None:
+            self.send_header(MARK_HEADER, mark(self.server.key, challenge))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def echoing():
+    """A stand-in for fallback itself on 127.0.0.1, marking its answers with probe_key("installation key")."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    server.key = probe_key("installation key")
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join(JOIN)
+
+
+def test_a_probe_answered_with_its_installations_mark_fails_as_reaching_fallback_itself(echoing):
+    result = probe(echoing, TIMEOUT, self_key=probe_key("installation key"))
+
+    assert not result.ok and result.self_probe
+    assert result.reason == "reached fallback itself: the main site needs an origin hostname of its own"
+    assert result.status == 503
+
+
+def test_another_installations_mark_is_an_ordinary_failure(echoing):
+    result = probe(echoing, TIMEOUT, self_key=probe_key("another installation"))
+
+    assert not result.self_probe and result.reason == "HTTP 503"
+
+
+def test_a_probe_sends_a_fresh_challenge_each_time_and_none_without_a_key(site):
+    key = probe_key("installation key")
+    challenges = []
+    for _ in range(2):
+        assert probe(site.url, TIMEOUT, self_key=key).ok
+        challenges.append(site.last_headers[REQUEST_HEADER])
+    assert len(set(challenges)) == 2 and all(challenges)
+    probe(site.url, TIMEOUT)
+    assert REQUEST_HEADER not in site.last_headers

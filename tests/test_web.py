@@ -360,3 +360,22 @@ def test_the_fast_path_redirects_with_the_same_headers_as_flask(client, app):
 def test_non_ascii_paths_and_queries_are_percent_encoded_once(client):
     location = client.get("/caf%C3%A9?q=%C3%A9t%C3%A9&x=a+b").headers["Location"]
     assert location == "https://www.example.com/caf%C3%A9?q=%C3%A9t%C3%A9&x=a+b"
+
+
+@pytest.mark.parametrize("path", ["/any/visitor/path", "/_fallback/status.json", "/_fallback/healthz"])
+def test_every_answer_to_a_probe_carries_the_installations_mark_of_its_challenge(client, app, path):
+    from fallback.selfprobe import MARK_HEADER, mark, probe_key
+
+    key = probe_key(app.config["SECRET_KEY"])
+    marked = client.get(path, headers={"Fallback-Probe": "a-challenge"})
+    assert marked.headers[MARK_HEADER] == mark(key, "a-challenge")
+    assert MARK_HEADER not in client.get(path).headers
+
+
+def test_the_fast_paths_page_is_marked_too(client, app, down):
+    from fallback.selfprobe import MARK_HEADER, mark, probe_key
+
+    client.get("/warm")  # Flask renders the page once; the fast path serves it from then on
+    response = client.get("/x", headers={"Fallback-Probe": "c2"})
+    assert response.status_code == 503
+    assert response.headers[MARK_HEADER] == mark(probe_key(app.config["SECRET_KEY"]), "c2")

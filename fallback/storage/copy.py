@@ -12,23 +12,10 @@ from __future__ import annotations
 import dataclasses
 
 from .base import Database
+from .leads import LEAD_COLUMNS
 
-LEAD_COPY_COLUMNS = (
-    "email",
-    "email_key",
-    "name",
-    "consent",
-    "consent_version",
-    "consent_text",
-    "consent_at",
-    "landing_path",
-    "language",
-    "created_at",
-    "updated_at",
-    "submissions",
-    "spam",
-    "spam_reason",
-)
+# Every column a lead is exported with (its id aside), and what keeps spam apart.
+LEAD_COPY_COLUMNS = ("email_key", *LEAD_COLUMNS[1:], "spam", "spam_reason")
 SUBMISSION_COPY_COLUMNS = ("lead_id", "at", "name", "message", "landing_path", "language", "form_key")
 # table -> (columns copied, the natural key: columns that identify a row already copied)
 HISTORY_TABLES = {

@@ -1,0 +1,84 @@
+"""The logs: the access log (off by default, Apache's combined format) and JSON lines, from a served instance."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+
+import pytest
+import requests
+from served import Served
+from standin import StandIn
+
+from fallback.logs import JsonFormatter
+
+COMBINED_LINE = re.compile(
+    r'^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /pricing\?utm=tv HTTP/1\.1" 302 0 '
+    r'"https://ref\.example/" "log-test-agent/1"$'
+)
+VISITOR = {"User-Agent": "log-test-agent/1", "Referer": "https://ref.example/"}
+
+
+@pytest.fixture
+def main_site():
+    with StandIn() as site:
+        yield site
+
+
+def serve(main_site, tmp_path, **settings) -> Served:
+    """`fallback serve` redirecting to www.example.com, probing the stand-in, with these settings."""
+    env = {"FALLBACK_MAIN_URL": "https://www.example.com", "FALLBACK_CHECK_URLS": main_site.url, **settings}
+    return Served(env, tmp_path, workers=1)
+
+
+def lines_once(server: Served, wanted, seconds: float = 3.0) -> list[str]:
+    """The server's log lines, once one of them satisfies `wanted` (or `seconds` passed)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        lines = server.log.read_text().splitlines()
+        if any(wanted(line) for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def test_with_the_access_log_on_each_request_is_one_line_in_apaches_combined_format(main_site, tmp_path):
+    with serve(main_site, tmp_path, FALLBACK_ACCESS_LOG="-") as server:
+        requests.get(server.url + "/pricing?utm=tv", headers=VISITOR, allow_redirects=False, timeout=3)
+        lines = lines_once(server, COMBINED_LINE.match)
+    assert [line for line in lines if COMBINED_LINE.match(line)], "\n".join(lines)
+
+
+def test_the_access_log_is_off_by_default(main_site, tmp_path):
+    with serve(main_site, tmp_path) as server:
+        requests.get(server.url + "/pricing?utm=tv", headers=VISITOR, allow_redirects=False, timeout=3)
+        time.sleep(0.5)
+        log = server.log.read_text()
+    assert "log-test-agent" not in log and "/pricing" not in log
+
+
+def test_with_json_logs_every_line_is_a_json_object_and_access_lines_carry_the_request(main_site, tmp_path):
+    with serve(main_site, tmp_path, FALLBACK_LOG_FORMAT="json", FALLBACK_ACCESS_LOG="-") as server:
+        requests.get(server.url + "/pricing?utm=tv", headers=VISITOR, allow_redirects=False, timeout=3)
+        lines = lines_once(server, lambda line: "log-test-agent" in line)
+    entries = [json.loads(line) for line in lines if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
+    [access] = [entry for entry in entries if entry["logger"] == "gunicorn.access" and entry["path"] == "/pricing"]
+    assert access["method"] == "GET" and access["path"] == "/pricing" and access["query"] == "utm=tv"
+    assert (access["status"], access["user_agent"], access["referer"]) == (302, "log-test-agent/1", VISITOR["Referer"])
+    assert COMBINED_LINE.match(access["message"])
+    loggers = {entry["logger"] for entry in entries}
+    assert "gunicorn.error" in loggers and any(name.startswith("fallback") for name in loggers), loggers
+
+
+def test_a_json_line_carries_the_exception_of_a_record_that_has_one():
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.LogRecord("fallback.checker", logging.ERROR, __file__, 1, "round %s failed", ("7",), True)
+        record.exc_info = sys.exc_info()
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "round 7 failed" and entry["level"] == "ERROR" and entry["logger"] == "fallback.checker"
+    assert "RuntimeError: boom" in entry["exception"]
