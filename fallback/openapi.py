@@ -46,6 +46,10 @@ SCHEMAS: dict[str, Any] = {
         {
             **FLAG,
             "network_doubt": {"type": ["integer", "boolean"]},
+            "self_probe": {
+                "type": "boolean",
+                "description": "the checker's probe reached fallback itself: the main site needs an origin of its own",
+            },
             "checker": strict(
                 {
                     "owner": TEXT_OR_NULL,
