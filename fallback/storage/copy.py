@@ -28,6 +28,11 @@ LEAD_COPY_COLUMNS = (
     "submissions",
     "spam",
     "spam_reason",
+    "notify",
+    "notify_text",
+    "notify_at",
+    "notified_at",
+    "unsubscribed_at",
 )
 SUBMISSION_COPY_COLUMNS = ("lead_id", "at", "name", "message", "landing_path", "language", "form_key")
 # table -> (columns copied, the natural key: columns that identify a row already copied)
