@@ -34,7 +34,7 @@ class GunicornServer(BaseApplication):
 
 
 def start_in_background(settings: Settings, storage: Storage) -> threading.Event:
-    """Run a checker (and the notifier) in daemon threads of this process; set the event to stop them."""
+    """Run a checker (the notifier and the follow-up sender too) in daemon threads; set the event to stop them."""
     # Imported here, not at the top: only a process that runs the checker needs `requests` and Apprise.
     from .checker import Checker
     from .notify import Notifier, deliver_forever
@@ -50,6 +50,12 @@ def start_in_background(settings: Settings, storage: Storage) -> threading.Event
             name="fallback-notifier",
             daemon=True,
         ).start()
+    if settings.smtp_url:
+        from .app import secret_key_for
+        from .followup import FollowupSender
+
+        sender = FollowupSender(settings, storage, secret_key_for(settings, storage))
+        threading.Thread(target=sender.run, args=(checker, stop), name="fallback-followup", daemon=True).start()
     return stop
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from .base import Database
+from .leads import FOLLOW_UP_COLUMNS
 
 LEAD_COPY_COLUMNS = (
     "email",
@@ -28,11 +29,7 @@ LEAD_COPY_COLUMNS = (
     "submissions",
     "spam",
     "spam_reason",
-    "notify",
-    "notify_text",
-    "notify_at",
-    "notified_at",
-    "unsubscribed_at",
+    *FOLLOW_UP_COLUMNS,
 )
 SUBMISSION_COPY_COLUMNS = ("lead_id", "at", "name", "message", "landing_path", "language", "form_key")
 # table -> (columns copied, the natural key: columns that identify a row already copied)

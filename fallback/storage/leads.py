@@ -13,6 +13,8 @@ from .batch import GroupCommit
 from .limits import RateCheck, count_attempt
 from .submissions import LATEST_MESSAGE, SAID, erase, form_key, kept_by, pages, record
 
+# A lead's follow-up record: the wish (with its wording and time), when it was last mailed, when it unsubscribed.
+FOLLOW_UP_COLUMNS = ("notify", "notify_text", "notify_at", "notified_at", "unsubscribed_at")
 LEAD_COLUMNS = (
     "id",
     "email",
@@ -26,11 +28,7 @@ LEAD_COLUMNS = (
     "created_at",
     "updated_at",
     "submissions",
-    "notify",
-    "notify_text",
-    "notify_at",
-    "notified_at",
-    "unsubscribed_at",
+    *FOLLOW_UP_COLUMNS,
 )
 
 
