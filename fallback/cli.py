@@ -224,6 +224,10 @@ def status(as_json: bool, url: str | None) -> None:
         leads = ngettext("%(num)d lead so far", "%(num)d leads so far", incident["leads"])
         click.echo(f"incident: since {incident['started_at'][:19]}Z, {incident['reason']}, {leads}")
     click.echo(f"leads:  {document['leads']} (and {document['spam']} suspected spam)")
+    if settings.smtp_url and not url:  # the queue is read from a local database only, for now
+        queue = storage.followups.counts()
+        last = f", last error: {queue['last_error']}" if queue["last_error"] else ""
+        click.echo(f"follow-up mail: {queue['pending']} pending, {queue['sent']} sent, {queue['failed']} failed{last}")
     click.echo(f"instance: {url}" if url else f"database: {document['database']}")
 
 
@@ -288,6 +292,42 @@ def export(since: str | None, until: str | None, output, url: str | None) -> Non
         leads = load_storage(settings).leads.iter(lower, upper)
     for chunk in csv_chunks(leads):
         output.write(chunk)
+
+
+@cli.command("mail-test")
+@click.argument("address")
+def mail_test(address: str) -> None:
+    """Send one test follow-up message to ADDRESS through FALLBACK_SMTP_URL; exit 0 if accepted, else 1.
+
+    Example:
+
+        fallback mail-test me@example.org
+    """
+    from . import smtp
+    from .app import shipped_templates
+    from .mail import MailTemplates, followup_message, main_site_link
+    from .unsubscribe import UNSUBSCRIBE_PATH
+
+    settings = Settings.from_env()
+    if not (settings.smtp_url and settings.mail_from and settings.public_url):
+        raise Failure("FALLBACK_SMTP_URL is not set: there is no follow-up mail to test")
+    message = followup_message(
+        MailTemplates(str(shipped_templates()), settings.templates),
+        to=address,
+        name="",
+        language="en",
+        site_name=settings.site_name or "",
+        link=main_site_link(settings.main_url or settings.public_url, "/"),
+        mail_from=settings.mail_from,
+        unsubscribe_url=f"{settings.public_url.rstrip('/')}{UNSUBSCRIBE_PATH}?t=test",
+        test=True,
+    )
+    try:
+        smtp.send(settings.smtp_url, message)
+    except smtp.MailRefused as refused:
+        click.echo(f"not sent: {refused.answer}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"sent to {address}: the server accepted it")
 
 
 @cli.command()

@@ -36,7 +36,15 @@ def form_key(lead: NewLead) -> str | None:
     """The key of one sent form, its token and fields hashed: the same form sent twice has the same key."""
     if lead.token is None:
         return None
-    sent = (lead.token, lead.email, lead.name, lead.message, str(int(lead.consent)), lead.landing_path)
+    sent = (
+        lead.token,
+        lead.email,
+        lead.name,
+        lead.message,
+        str(int(lead.consent)),
+        lead.landing_path,
+        str(int(lead.notify)),
+    )
     return hashlib.sha256("\0".join(sent).encode()).hexdigest()
 
 
@@ -55,6 +63,8 @@ def kept_by(conn: Connection, key: str) -> int | None:
 def erase(conn: Connection, where: str, params: Sequence[Any]) -> int:
     """Delete the leads matching `where`, and every submission of theirs, in the caller's transaction; how many."""
     conn.execute(f"DELETE FROM submissions WHERE lead_id IN (SELECT id FROM leads WHERE {where})", params)
+    # A follow-up's error may quote the address (a 550 naming the mailbox): it goes with the lead.
+    conn.execute(f"DELETE FROM followups WHERE lead_id IN (SELECT id FROM leads WHERE {where})", params)
     return int(conn.execute(f"DELETE FROM leads WHERE {where}", params).rowcount)
 
 
