@@ -9,7 +9,7 @@ import jinja2
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, web
+from . import admin, api, unsubscribe, web
 from .config import Settings
 from .forms import FormToken
 from .guard import ForwardedWarning, add_security_headers
@@ -119,6 +119,8 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
     install_app_wide(app)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(admin.blueprint)
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(unsubscribe.blueprint)
     if not settings.admin_password:
         log.warning("FALLBACK_ADMIN_PASSWORD is not set: the admin area answers 404")
     return app

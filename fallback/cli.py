@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -18,6 +18,7 @@ from . import __version__
 from .config import ConfigError, Settings
 from .export import csv_chunks, parse_bound
 from .modes import change_mode
+from .remote import Remote, RemoteError
 from .state import parse_duration, utcnow
 from .storage import Storage, StorageError, open_storage
 from .storage.postgres import safe_url
@@ -36,7 +37,7 @@ class Commands(click.Group):
         """Run the command; map the errors a user can fix to one line and exit status 2, never a traceback."""
         try:
             return super().invoke(ctx)
-        except (ConfigError, StorageError, ValueError) as error:
+        except (ConfigError, StorageError, ValueError, RemoteError) as error:
             raise Failure(str(error)) from None
 
 
@@ -85,6 +86,17 @@ def load_storage(settings: Settings, create: bool = False) -> Storage:
     storage = open_storage(settings.database)
     atexit.register(storage.close)
     return storage
+
+
+def through_api(command):
+    """The `--url` option (or FALLBACK_URL) of a command that can act on a running instance through its API."""
+    return click.option(
+        "--url",
+        envvar="FALLBACK_URL",
+        metavar="URL",
+        help="Act on the instance running at URL through its control API (with FALLBACK_API_TOKEN), "
+        "not on a local database.",
+    )(command)
 
 
 def installation_probe_key(settings: Settings) -> bytes | None:
@@ -172,18 +184,23 @@ def check(url: str | None) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def status(as_json: bool) -> None:
+@through_api
+def status(as_json: bool, url: str | None) -> None:
     """Show the state, the mode, since when, and how many leads are stored.
 
     Example:
 
         fallback status --json
+        FALLBACK_API_TOKEN=... fallback status --url https://sorry.example.com
     """
     from .status import status_document
 
     settings = Settings.from_env()
-    storage = load_storage(settings)
-    document = {**status_document(storage, settings, utcnow()), "database": database_label(settings)}
+    if url:
+        document = {**Remote(url, settings.api_token).status(), "instance": url}
+    else:
+        storage = load_storage(settings)
+        document = {**status_document(storage, settings, utcnow()), "database": database_label(settings)}
     if as_json:
         click.echo(json.dumps(document, indent=2))
         return
@@ -207,7 +224,11 @@ def status(as_json: bool) -> None:
         leads = ngettext("%(num)d lead so far", "%(num)d leads so far", incident["leads"])
         click.echo(f"incident: since {incident['started_at'][:19]}Z, {incident['reason']}, {leads}")
     click.echo(f"leads:  {document['leads']} (and {document['spam']} suspected spam)")
-    click.echo(f"database: {document['database']}")
+    if settings.smtp_url and not url:  # the queue is read from a local database only, for now
+        queue = storage.followups.counts()
+        last = f", last error: {queue['last_error']}" if queue["last_error"] else ""
+        click.echo(f"follow-up mail: {queue['pending']} pending, {queue['sent']} sent, {queue['failed']} failed{last}")
+    click.echo(f"instance: {url}" if url else f"database: {document['database']}")
 
 
 @cli.command()
@@ -216,7 +237,8 @@ def status(as_json: bool) -> None:
     "--for", "duration", type=Duration(), metavar="DURATION", help="Return to auto after this long: 90s, 30m, 2h, 1d."
 )
 @click.option("--reason", metavar="TEXT", help="Why, for the history and the team.")
-def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
+@through_api
+def mode(mode: str, duration: timedelta | None, reason: str | None, url: str | None) -> None:
     """Force the page on (down), off (up), or let the checker decide (auto).
 
     Example:
@@ -226,13 +248,22 @@ def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
     if duration and mode == "auto":
         raise Failure("--for only applies to up or down")
     settings = Settings.from_env()
-    storage = load_storage(settings)
-    until = utcnow() + duration if duration else None
-    by = f"cli ({os.environ.get('USER', 'unknown')})"
-    flag = change_mode(storage, mode, until=until, reason=reason, by=by)
-    suffix = f" until {flag.mode_until.isoformat(timespec='seconds')}" if flag.mode_until else ""
-    click.echo(f"mode set to {flag.mode}{suffix}")
-    click.echo(f"database: {database_label(settings)}")
+    if url:
+        flag = Remote(url, settings.api_token).set_mode(mode, duration, reason)
+        until = datetime.fromisoformat(flag["mode_until"]) if flag["mode_until"] else None
+        chosen, where = flag["mode"], f"instance: {url}"
+    else:
+        stored = change_mode(
+            load_storage(settings),
+            mode,
+            until=utcnow() + duration if duration else None,
+            reason=reason,
+            by=f"cli ({os.environ.get('USER', 'unknown')})",
+        )
+        chosen, until, where = stored.mode, stored.mode_until, f"database: {database_label(settings)}"
+    suffix = f" until {until.isoformat(timespec='seconds')}" if until else ""
+    click.echo(f"mode set to {chosen}{suffix}")
+    click.echo(where)
 
 
 @cli.command()
@@ -245,7 +276,8 @@ def mode(mode: str, duration: timedelta | None, reason: str | None) -> None:
 @click.option(
     "-o", "--output", type=click.File("wb"), default="-", help="Write to this file [default: standard output]."
 )
-def export(since: str | None, until: str | None, output) -> None:
+@through_api
+def export(since: str | None, until: str | None, output, url: str | None) -> None:
     """Export the leads as CSV (suspected spam left out).
 
     Example:
@@ -253,9 +285,49 @@ def export(since: str | None, until: str | None, output) -> None:
         fallback export --since 2026-11-28 -o leads.csv
     """
     lower, upper = parse_bound(since, "--since"), parse_bound(until, "--until")
-    storage = load_storage(Settings.from_env())
-    for chunk in csv_chunks(storage.leads.iter(lower, upper)):
+    settings = Settings.from_env()
+    if url:  # the export token may read leads too
+        leads = Remote(url, settings.api_token or settings.export_token).leads(lower, upper)
+    else:
+        leads = load_storage(settings).leads.iter(lower, upper)
+    for chunk in csv_chunks(leads):
         output.write(chunk)
+
+
+@cli.command("mail-test")
+@click.argument("address")
+def mail_test(address: str) -> None:
+    """Send one test follow-up message to ADDRESS through FALLBACK_SMTP_URL; exit 0 if accepted, else 1.
+
+    Example:
+
+        fallback mail-test me@example.org
+    """
+    from . import smtp
+    from .app import shipped_templates
+    from .mail import MailTemplates, followup_message, main_site_link
+    from .unsubscribe import UNSUBSCRIBE_PATH
+
+    settings = Settings.from_env()
+    if not (settings.smtp_url and settings.mail_from and settings.public_url):
+        raise Failure("FALLBACK_SMTP_URL is not set: there is no follow-up mail to test")
+    message = followup_message(
+        MailTemplates(str(shipped_templates()), settings.templates),
+        to=address,
+        name="",
+        language="en",
+        site_name=settings.site_name or "",
+        link=main_site_link(settings.main_url or settings.public_url, "/"),
+        mail_from=settings.mail_from,
+        unsubscribe_url=f"{settings.public_url.rstrip('/')}{UNSUBSCRIBE_PATH}?t=test",
+        test=True,
+    )
+    try:
+        smtp.send(settings.smtp_url, message)
+    except smtp.MailRefused as refused:
+        click.echo(f"not sent: {refused.answer}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"sent to {address}: the server accepted it")
 
 
 @cli.command()

@@ -281,6 +281,9 @@ class Settings:
             object.__setattr__(self, "site_name", host or UNNAMED_SITE)
         if self.smtp_url and not self.mail_from:
             raise ConfigError(PREFIX + "MAIL_FROM", "a sender for follow-up mail, since FALLBACK_SMTP_URL is set")
+        if self.smtp_url and not self.public_url:
+            # The unsubscribe link of every follow-up message points there.
+            raise ConfigError(PREFIX + "PUBLIC_URL", "where visitors reach fallback, since FALLBACK_SMTP_URL is set")
         if self.admin_password is not None and len(self.admin_password.strip()) < MIN_PASSWORD_LENGTH:
             raise ConfigError(PREFIX + "ADMIN_PASSWORD", f"{MIN_PASSWORD_LENGTH} characters at least", secret=True)
         if self.webhook_urls and not self.webhook_secret:

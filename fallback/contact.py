@@ -31,9 +31,11 @@ def _(message: str) -> str:
 CONSENT_MESSAGE = _("I agree to be contacted about my request at this address.")
 CONSENT_TEXT = _l(CONSENT_MESSAGE)
 CONSENT_REVISION = 1
+# The follow-up box, offered only with FALLBACK_SMTP_URL set; stored with its wording, like consent.
+NOTIFY_MESSAGE = _("E-mail me when the site is back.")
 # What an unticked HTML checkbox, or a script saying no, sends (WTForms' BooleanField reads it alike).
 FALSE_VALUES = ("", "false")
-FIELDS = ("email", "name", "message", "consent", "website", "token", "path")
+FIELDS = ("email", "name", "message", "consent", "notify", "website", "token", "path")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LINE_BREAKS = re.compile(r"[\t\r\n]")
@@ -115,11 +117,13 @@ def check_contact(
     min_seconds: float,
     language: str,
     consent_text: str,
+    notify_text: str | None = None,
 ) -> ContactCheck:
     """The lead a submission describes (spam recognised and marked), or why it cannot be stored.
 
     `token_age` is the form token's age in seconds, or None with `token_problem` saying why it
-    was refused (missing, forged, expired).
+    was refused (missing, forged, expired). `notify_text` is the follow-up box's wording, None when it is
+    not offered (no SMTP): a `notify` sent anyway is then ignored.
     """
     errors = field_errors(fields, require_consent)
     if token_problem is not None or errors:
@@ -141,5 +145,7 @@ def check_contact(
         language=language,
         spam_reason=spam_reason,
         token=fields.get("token") or None,
+        notify=notify_text is not None and fields.get("notify", "") not in FALSE_VALUES,
+        notify_text=notify_text,
     )
     return ContactCheck(lead, {})

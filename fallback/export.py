@@ -21,6 +21,8 @@ COLUMNS = (
     ("first_submitted_at", "created_at"),
     ("last_submitted_at", "updated_at"),
     ("submissions", "submissions"),
+    ("notify", "notify"),
+    ("notified_at", "notified_at"),
 )
 
 # Between two messages in the `message` cell: a line of its own.
@@ -66,11 +68,13 @@ def lead_cells(lead: dict) -> list[str]:
     texts[_MESSAGES] = messages_cell(lead)  # a lead read from storage has no `message`: its `messages`
     cells = ["'" + text if text[:1] in _FORMULA_FIRST else text for text in texts]
     cells[_CONSENT] = "yes" if get("consent") else "no"
+    cells[_NOTIFY] = "yes" if get("notify") else "no"
     return cells
 
 
 _CONSENT = _COLUMN_NAMES.index("consent")
 _MESSAGES = _COLUMN_NAMES.index("message")
+_NOTIFY = _COLUMN_NAMES.index("notify")
 
 
 def csv_chunks(leads: Iterable[dict], rows_per_chunk: int = 1000) -> Iterator[bytes]:

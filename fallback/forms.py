@@ -82,6 +82,7 @@ class ContactForm(Form):
     name = StringField("Name")
     message = TextAreaField("Message")
     consent = BooleanField(CONSENT_TEXT)
+    notify = BooleanField()
     website = StringField("Leave this field empty")
     token = HiddenField()
     path = HiddenField()

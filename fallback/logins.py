@@ -37,10 +37,11 @@ def address_group(address: str | None) -> str:
     return str(ip)
 
 
-def login_limits(settings: Settings, secret_key: str, address: str | None) -> list[RateCheck]:
-    """Every limit a log-in attempt from `address` counts against: FALLBACK_RATE_LIMIT's, its group's, the global."""
+def login_limits(settings: Settings, secret_key: str, address: str | None, scope: str = "login") -> list[RateCheck]:
+    """Every limit an attempt from `address` counts against: FALLBACK_RATE_LIMIT's, its group's, the global; the
+    admin log-in's (`scope` login), or the API token's (`api`), each with budgets of its own."""
     group = client_key_for(secret_key, address_group(address))
-    general = rate_check_for(settings, "login", client_key_for(secret_key, address))
-    own = [RateCheck(f"login-failures:{group}", *PER_ADDRESS)]
-    shared = [RateCheck(f"login-failures:all:{seconds}", limit, seconds) for limit, seconds in GLOBAL_BUDGET]
+    general = rate_check_for(settings, scope, client_key_for(secret_key, address))
+    own = [RateCheck(f"{scope}-failures:{group}", *PER_ADDRESS)]
+    shared = [RateCheck(f"{scope}-failures:all:{seconds}", limit, seconds) for limit, seconds in GLOBAL_BUDGET]
     return ([general] if general else []) + own + shared

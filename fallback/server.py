@@ -45,7 +45,7 @@ class JsonLogger(glogging.Logger):
 
 
 def start_in_background(settings: Settings, storage: Storage, self_key: bytes | None = None) -> threading.Event:
-    """Run a checker (and the notifier) in daemon threads of this process; set the event to stop them.
+    """Run a checker (the notifier and the follow-up sender too) in daemon threads; set the event to stop them.
 
     With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such.
     """
@@ -64,6 +64,12 @@ def start_in_background(settings: Settings, storage: Storage, self_key: bytes | 
             name="fallback-notifier",
             daemon=True,
         ).start()
+    if settings.smtp_url:
+        from .app import secret_key_for
+        from .followup import FollowupSender
+
+        sender = FollowupSender(settings, storage, secret_key_for(settings, storage))
+        threading.Thread(target=sender.run, args=(checker, stop), name="fallback-followup", daemon=True).start()
     return stop
 
 

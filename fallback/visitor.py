@@ -21,7 +21,7 @@ from urllib.parse import SplitResult, parse_qsl, quote, urlsplit, urlunsplit
 from markupsafe import escape
 from werkzeug.urls import iri_to_uri
 
-from .contact import CONSENT_MESSAGE, FIELDS, ContactCheck, check_contact
+from .contact import CONSENT_MESSAGE, FIELDS, NOTIFY_MESSAGE, ContactCheck, check_contact
 from .guard import HSTS, PUBLIC_HEADERS, client_key_for, cross_site, rate_check_for
 from .i18n import language_from, translate
 from .runtime import PageKey, Runtime
@@ -146,6 +146,7 @@ def check_fields(rt: Runtime, fields: dict[str, str], language: str) -> ContactC
         min_seconds=rt.settings.form_min_seconds,
         language=language,
         consent_text=translate(CONSENT_MESSAGE, language),
+        notify_text=translate(NOTIFY_MESSAGE, language) if rt.settings.smtp_url else None,
     )
 
 

@@ -14,7 +14,7 @@ from werkzeug.datastructures import Headers
 
 from .brand import palette
 from .config import LOGO_TYPES
-from .contact import CONSENT_MESSAGE, FIELDS
+from .contact import CONSENT_MESSAGE, FIELDS, NOTIFY_MESSAGE
 from .forms import ContactForm
 from .guard import is_cross_site
 from .i18n import current_language, translate
@@ -126,6 +126,7 @@ def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = F
         back_in_minutes=back_in_minutes,
         consent_text=translate(CONSENT_MESSAGE, current_language()),
         require_consent=settings.require_consent,
+        notify_text=translate(NOTIFY_MESSAGE, current_language()) if settings.smtp_url else None,
     )
 
 

@@ -147,6 +147,7 @@ def test_minutes_and_hours_are_read_as_seconds():
     ("env", "variable"),
     [
         ({"FALLBACK_SMTP_URL": "smtp://mail.example.com"}, "FALLBACK_MAIL_FROM"),
+        ({"FALLBACK_SMTP_URL": "smtp://mail.example", "FALLBACK_MAIL_FROM": "a@example.com"}, "FALLBACK_PUBLIC_URL"),
         ({"FALLBACK_WEBHOOK_URLS": "https://hooks.example.com"}, "FALLBACK_WEBHOOK_SECRET"),
     ],
 )

@@ -11,6 +11,7 @@ from .base import Database, StorageError
 from .checker import CheckerStore
 from .events import EventStore
 from .flag import FlagStore
+from .followups import FollowupStore
 from .leads import LEAD_COLUMNS, LeadStore, NewLead, Submission, email_key
 from .limits import LimitStore, RateCheck
 from .postgres import PostgresStorage
@@ -50,6 +51,7 @@ class Storage(Protocol):
     checker: CheckerStore  # the checker's lease, heartbeat and probes; the lease is the backend's own
     events: EventStore
     limits: LimitStore
+    followups: FollowupStore  # the "we're back" mail queue, sent by fallback/followup.py
 
     def migrate(self) -> int:
         """Create or bring the schema up to date; returns the schema version."""

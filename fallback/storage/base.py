@@ -46,6 +46,9 @@ class Database(Protocol):
     # Appended to a SELECT whose rows a transaction is about to claim: SQLite's writers are
     # serialised already, PostgreSQL needs the rows locked (and skipped by other claimers).
     lock_rows: str
+    # Run first in a transaction, it waits until no other transaction is writing {table}: on PostgreSQL,
+    # ids are drawn before commit, so a lower id may still be in flight; SQLite's writers are serialised.
+    wait_for_writers: str
 
     def write(self) -> AbstractContextManager[Connection]:
         """A transaction that commits on exit, durably."""

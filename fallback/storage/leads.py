@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, cast
@@ -13,6 +14,8 @@ from .batch import GroupCommit
 from .limits import RateCheck, count_attempt
 from .submissions import LATEST_MESSAGE, SAID, erase, form_key, kept_by, pages, record
 
+# A lead's follow-up record: the wish (with its wording and time), when it was last mailed, when it unsubscribed.
+FOLLOW_UP_COLUMNS = ("notify", "notify_text", "notify_at", "notified_at", "unsubscribed_at")
 LEAD_COLUMNS = (
     "id",
     "email",
@@ -26,6 +29,7 @@ LEAD_COLUMNS = (
     "created_at",
     "updated_at",
     "submissions",
+    *FOLLOW_UP_COLUMNS,
 )
 
 
@@ -43,6 +47,8 @@ class NewLead:
     language: str = "en"
     spam_reason: str | None = None
     token: str | None = None  # the form's token: with the fields, it tells a double click from a new post
+    notify: bool = False  # asked to be mailed when the site is back
+    notify_text: str | None = None  # the wording of that box as shown
 
 
 def email_key(email: str) -> str:
@@ -110,6 +116,24 @@ class LeadStore:
             params.append(iso(until))
         yield from pages(self.db, LEAD_COLUMNS, conditions, params, batch)
 
+    def after(self, last_id: int, limit: int, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Up to `limit` genuine leads with an id above `last_id`, oldest first, as `iter` gives them; paging by id
+        with these meets every lead once, however many arrive meanwhile."""
+        conditions = ["spam = 0", "id <= ?"]
+        params: list[Any] = [self.settled_id()]
+        if since is not None:
+            conditions.append("updated_at >= ?")
+            params.append(iso(since))
+        return list(itertools.islice(pages(self.db, LEAD_COLUMNS, conditions, params, limit, after=last_id), limit))
+
+    def settled_id(self) -> int:
+        """The highest lead id with no lower one still being written: a page that ends there skips nothing."""
+        if not self.db.wait_for_writers:
+            return int(self.db.read("SELECT COALESCE(MAX(id), 0) FROM leads")[0][0])
+        with self.db.write() as conn:
+            conn.execute(self.db.wait_for_writers.format(table="leads"))
+            return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM leads").fetchall()[0][0])
+
     def recent(self, limit: int = 50, spam: bool = False) -> list[dict]:
         """The latest leads (or suspected spam), newest first."""
         rows = self.db.read(
@@ -165,9 +189,10 @@ class LeadStore:
 # anyway, to read ON CONFLICT after INSERT ... SELECT as the upsert clause.
 _INSERT = (
     "INSERT INTO leads (email, email_key, name, consent, consent_version, consent_text, consent_at, "
-    "landing_path, language, created_at, updated_at, submissions, spam, spam_reason) SELECT :email, :email_key, "
-    ":name, :consent, :consent_version, :consent_text, :consent_at, :landing_path, :language, :now, :now, "
-    "1, :spam, :spam_reason WHERE NOT EXISTS (SELECT 1 FROM submissions WHERE form_key = :form_key)"
+    "landing_path, language, created_at, updated_at, submissions, spam, spam_reason, notify, notify_text, notify_at) "
+    "SELECT :email, :email_key, :name, :consent, :consent_version, :consent_text, :consent_at, :landing_path, "
+    ":language, :now, :now, 1, :spam, :spam_reason, :notify, :notify_text, :notify_at "
+    "WHERE NOT EXISTS (SELECT 1 FROM submissions WHERE form_key = :form_key)"
 )
 # A later submission never replaces what an earlier one said (its own words go to `submissions`): the
 # first name given stays, and so does the first consent, with its wording, version and time.
@@ -178,6 +203,11 @@ _MERGE = (
     "consent_version = CASE WHEN leads.consent = 1 THEN leads.consent_version ELSE excluded.consent_version END, "
     "consent_text = CASE WHEN leads.consent = 1 THEN leads.consent_text ELSE excluded.consent_text END, "
     "consent_at = CASE WHEN leads.consent = 1 THEN leads.consent_at ELSE excluded.consent_at END, "
+    # A tick (again) asks for the mail, also after an unsubscription; no tick leaves the earlier wish as it was.
+    "notify = CASE WHEN excluded.notify = 1 THEN 1 ELSE leads.notify END, "
+    "notify_text = CASE WHEN excluded.notify = 1 THEN excluded.notify_text ELSE leads.notify_text END, "
+    "notify_at = CASE WHEN excluded.notify = 1 THEN excluded.notify_at ELSE leads.notify_at END, "
+    "unsubscribed_at = CASE WHEN excluded.notify = 1 THEN NULL ELSE leads.unsubscribed_at END, "
     "language = excluded.language, updated_at = excluded.updated_at, submissions = leads.submissions + 1"
 )
 
@@ -199,6 +229,9 @@ def _upsert(lead: NewLead, now: str, key: str | None) -> tuple[str, dict]:
         "spam": int(lead.spam_reason is not None),
         "spam_reason": lead.spam_reason,
         "form_key": key,
+        "notify": int(lead.notify),
+        "notify_text": lead.notify_text if lead.notify else None,
+        "notify_at": now if lead.notify else None,
     }
     sql = _INSERT + ("" if lead.spam_reason else _MERGE) + " RETURNING id"
     return sql, values

@@ -92,6 +92,19 @@ PG_MIGRATIONS: list[list[str]] = [
             SELECT id, updated_at, name, message, landing_path, language FROM leads""",
         "ALTER TABLE leads DROP COLUMN message",
     ],
+    [
+        "ALTER TABLE leads ADD COLUMN IF NOT EXISTS notify integer NOT NULL DEFAULT 0",
+        "ALTER TABLE leads ADD COLUMN IF NOT EXISTS notify_text text",
+        f"ALTER TABLE leads ADD COLUMN IF NOT EXISTS notify_at {_TIME}",
+        f"ALTER TABLE leads ADD COLUMN IF NOT EXISTS notified_at {_TIME}",
+        f"ALTER TABLE leads ADD COLUMN IF NOT EXISTS unsubscribed_at {_TIME}",
+        f"""CREATE TABLE IF NOT EXISTS followups (id bigserial PRIMARY KEY, lead_id bigint NOT NULL,
+            created_at {_TIME} NOT NULL, attempts integer NOT NULL DEFAULT 0, next_attempt_at {_TIME},
+            sent_at {_TIME}, failed_at {_TIME}, last_error text)""",
+        """CREATE UNIQUE INDEX IF NOT EXISTS idx_followups_waiting ON followups (lead_id)
+            WHERE sent_at IS NULL AND failed_at IS NULL""",
+        "CREATE INDEX IF NOT EXISTS idx_followups_next_attempt_at ON followups (next_attempt_at)",
+    ],
 ]
 
 
@@ -213,6 +226,8 @@ class PostgresDatabase:
     """The PostgreSQL connection layer the stores share: a pool, and sessions of their own for held locks."""
 
     lock_rows = " FOR UPDATE SKIP LOCKED"  # a claimed row is locked, and skipped by other claimers
+    # SHARE conflicts with the ROW EXCLUSIVE lock every INSERT, UPDATE and DELETE holds until it commits.
+    wait_for_writers = "LOCK TABLE {table} IN SHARE MODE"
 
     def __init__(self, path: str, clock: Callable[[], datetime] = utcnow, threads: int = 8):
         self.path = path

@@ -51,6 +51,17 @@ SUBMISSION_FIELDS: dict[str, type] = {
     "language": str,
     "form_key": str,
 }
+# The "we're back" mail: one row per message, pending until sent or given up.
+FOLLOWUP_FIELDS: dict[str, type] = {
+    "id": int,
+    "lead_id": int,
+    "created_at": str,
+    "attempts": int,
+    "next_attempt_at": str,
+    "sent_at": str,
+    "failed_at": str,
+    "last_error": str,
+}
 PROBE_FIELDS: dict[str, type] = {
     "id": int,
     "at": str,
@@ -193,6 +204,32 @@ def keep_every_submission(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE leads DROP COLUMN message")
 
 
+def add_follow_up(db: sqlite_utils.Database) -> None:
+    """Version 6: each lead's wish to be mailed when the site is back, and the queue of those mails."""
+    leads = db.table("leads")
+    leads.add_column("notify", int, not_null_default=0)
+    # The wording shown with the box and when it was ticked, as for consent; when the lead was last mailed.
+    for column in ("notify_text", "notify_at", "notified_at", "unsubscribed_at"):
+        leads.add_column(column, str)
+    db.table("followups").create(
+        FOLLOWUP_FIELDS,
+        pk="id",
+        not_null={"lead_id", "created_at", "attempts"},
+        defaults={"attempts": 0},
+        if_not_exists=True,
+    )
+    _index_followups(db)
+
+
+def _index_followups(db: sqlite_utils.Database) -> None:
+    # One message waiting per lead, however many instances queue at once.
+    db.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS followups_waiting ON followups(lead_id) "
+        "WHERE (sent_at IS NULL) AND (failed_at IS NULL)"
+    )
+    db.table("followups").create_index(["next_attempt_at"], if_not_exists=True)
+
+
 # Each migration runs once, in order; the schema version is how many have run.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     create_base_schema,
@@ -200,4 +237,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     add_rate_limits,
     not_null_as_on_postgres,
     keep_every_submission,
+    add_follow_up,
 ]

@@ -42,6 +42,7 @@ class SQLiteDatabase:
     """The SQLite connection layer the stores share: one connection per thread, opened on first use."""
 
     lock_rows = ""  # writers are serialised already: nothing to lock
+    wait_for_writers = ""  # one writer at a time: ids are committed in the order they are drawn
 
     def __init__(self, path: str, clock: Callable[[], datetime] = utcnow):
         self.path = path

@@ -11,6 +11,7 @@ from .base import Database
 from .checker import CheckerStore
 from .events import EventStore
 from .flag import FlagStore
+from .followups import FollowupStore
 from .leads import LeadStore
 from .limits import LimitStore
 
@@ -25,6 +26,7 @@ class Stores:
         self.checker = checker
         self.events = EventStore(db)
         self.limits = LimitStore(db)
+        self.followups = FollowupStore(db)
 
     @property
     def clock(self) -> Callable[[], datetime]:

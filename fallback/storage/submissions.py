@@ -36,7 +36,15 @@ def form_key(lead: NewLead) -> str | None:
     """The key of one sent form, its token and fields hashed: the same form sent twice has the same key."""
     if lead.token is None:
         return None
-    sent = (lead.token, lead.email, lead.name, lead.message, str(int(lead.consent)), lead.landing_path)
+    sent = (
+        lead.token,
+        lead.email,
+        lead.name,
+        lead.message,
+        str(int(lead.consent)),
+        lead.landing_path,
+        str(int(lead.notify)),
+    )
     return hashlib.sha256("\0".join(sent).encode()).hexdigest()
 
 
@@ -55,13 +63,20 @@ def kept_by(conn: Connection, key: str) -> int | None:
 def erase(conn: Connection, where: str, params: Sequence[Any]) -> int:
     """Delete the leads matching `where`, and every submission of theirs, in the caller's transaction; how many."""
     conn.execute(f"DELETE FROM submissions WHERE lead_id IN (SELECT id FROM leads WHERE {where})", params)
+    # A follow-up's error may quote the address (a 550 naming the mailbox): it goes with the lead.
+    conn.execute(f"DELETE FROM followups WHERE lead_id IN (SELECT id FROM leads WHERE {where})", params)
     return int(conn.execute(f"DELETE FROM leads WHERE {where}", params).rowcount)
 
 
 def pages(
-    db: Database, columns: Sequence[str], conditions: Sequence[str], params: Sequence[Any], rows: int = PAGE_ROWS
+    db: Database,
+    columns: Sequence[str],
+    conditions: Sequence[str],
+    params: Sequence[Any],
+    rows: int = PAGE_ROWS,
+    after: int = 0,
 ) -> Iterator[dict[str, Any]]:
-    """The leads matching `conditions`, oldest first (by id), each with its `messages` oldest first.
+    """The leads matching `conditions` with an id above `after`, oldest first (by id), each with its `messages`.
 
     Read by key, `rows` leads per short read: no read transaction stays open while the caller waits
     (an export streaming to a slow client), so erasure's checkpoint can always go ahead between pages.
@@ -75,7 +90,6 @@ def pages(
         f"ORDER BY id LIMIT {int(rows)}) AS l "
         "LEFT JOIN submissions s ON s.lead_id = l.id ORDER BY l.id, s.at, s.id"
     )
-    after = 0
     while True:
         page = list(db.stream(sql, [*params, after], rows))  # read whole: the read ends before anything is yielded
         if not page:

@@ -1,0 +1,91 @@
+"""The CLI's way to a running instance: its control API over HTTP(S), for `status`, `mode` and `export --url`.
+
+An operator switches a PaaS instance from a laptop this way: a one-off container's disk is not the app's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # requests is imported only when a command talks to an instance: the others start faster
+    import requests
+
+API_PATH = "/_fallback/api/v1/"
+# Connecting should be quick; reading a page of leads may take a while on a busy database.
+TIMEOUT = (5.0, 30.0)
+PAGE = 1000
+
+
+class RemoteError(Exception):
+    """The instance could not be reached, refused the token, or refused the request: one line saying which."""
+
+
+def seconds_text(duration: timedelta) -> str:
+    """A duration as the API's parser reads it, in seconds: `5400s`."""
+    seconds = duration.total_seconds()
+    return f"{int(seconds) if seconds.is_integer() else seconds}s"
+
+
+class Remote:
+    """One running instance's control API, at `url` with `token`."""
+
+    def __init__(self, url: str, token: str | None, session: requests.Session | None = None):
+        if not token:
+            raise RemoteError("--url needs FALLBACK_API_TOKEN: the control API's bearer token")
+        import requests
+
+        self.url = url.rstrip("/")
+        self.session = session or requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def call(self, method: str, route: str, **kwargs: Any) -> Any:
+        """The JSON answer of one API request, or RemoteError with the instance's own words."""
+        import requests
+
+        target = self.url + API_PATH + route
+        try:
+            response = self.session.request(method, target, timeout=TIMEOUT, allow_redirects=False, **kwargs)
+        except requests.RequestException as error:
+            raise RemoteError(f"could not reach {self.url}: {type(error).__name__}") from None
+        if response.status_code == 401:
+            raise RemoteError(f"{self.url} refused the token (401): check FALLBACK_API_TOKEN")
+        if response.status_code == 404 and "problem" not in response.headers.get("Content-Type", ""):
+            raise RemoteError(f"no control API at {self.url} (404): is FALLBACK_API_TOKEN set on that instance?")
+        try:
+            body = response.json()
+        except ValueError:
+            raise RemoteError(f"{self.url} answered {response.status_code} and no JSON: is it fallback?") from None
+        if not response.ok:
+            detail = body.get("detail") if isinstance(body, dict) else None
+            raise RemoteError(f"{self.url} answered {response.status_code}: {detail or response.reason}")
+        return body
+
+    def status(self) -> dict[str, Any]:
+        """The full status document."""
+        return self.call("GET", "status")
+
+    def set_mode(self, mode: str, duration: timedelta | None, reason: str | None) -> dict[str, Any]:
+        """Set the mode, as `PUT mode`; the new flag."""
+        body: dict[str, Any] = {"mode": mode}
+        if duration:
+            body["for"] = seconds_text(duration)
+        if reason:
+            body["reason"] = reason
+        return self.call("PUT", "mode", json=body)
+
+    def leads(self, since: datetime | None, until: datetime | None) -> Iterator[dict[str, Any]]:
+        """Every genuine lead last sent from `since` until `until` (exclusive), oldest first, a page at a time."""
+        params: dict[str, Any] = {"limit": PAGE}
+        if since:
+            params["since"] = since.isoformat()
+        while True:
+            page = self.call("GET", "leads", params=params)
+            for lead in page["leads"]:
+                # The API has no upper bound: the export's `until` is applied here, as the export compares it.
+                if until is None or datetime.fromisoformat(lead["updated_at"]) < until:
+                    yield lead
+            if not page["next"]:
+                return
+            params["cursor"] = page["next"]

@@ -1,0 +1,52 @@
+"""A real SMTP server in the test process: aiosmtpd on 127.0.0.1, keeping what it accepts, refusing on demand."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+from procs import free_port
+
+
+class Mailbox:
+    """What the server accepted; `answers` are the replies to the next DATA commands (then 250)."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.answers: list[str] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        with self.lock:
+            if self.answers:
+                return self.answers.pop(0)
+            self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        """The messages accepted for `address`."""
+        return [message for message in self.messages if message["To"] == address]
+
+
+class SMTPServer:
+    """aiosmtpd on a free port of 127.0.0.1, for a `with` block."""
+
+    def __init__(self) -> None:
+        self.mailbox = Mailbox()
+        self.port = free_port()
+        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def url(self) -> str:
+        """FALLBACK_SMTP_URL for this server."""
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> SMTPServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.controller.stop()
