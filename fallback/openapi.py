@@ -102,6 +102,12 @@ SCHEMAS: dict[str, Any] = {
             "updated_at": {"type": "string", "format": "date-time"},
             "submissions": {"type": "integer"},
             "messages": {"type": "array", "items": ref("Message")},
+            # Follow-up mail: whether the visitor asked for the "we're back" mail, with the wording shown.
+            "notify": {"type": "integer", "enum": [0, 1]},
+            "notify_text": TEXT_OR_NULL,
+            "notify_at": TIME_OR_NULL,
+            "notified_at": TIME_OR_NULL,
+            "unsubscribed_at": TIME_OR_NULL,
         }
     ),
     "LeadsPage": strict({"leads": {"type": "array", "items": ref("Lead")}, "next": TEXT_OR_NULL}),
