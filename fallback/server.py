@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gunicorn import glogging
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 # prometheus_client's variable (fallback.metrics reads it; not imported here, so that the master never loads it early).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The workers' counts folder, named after the master's pid: fallback-metrics-<pid>-<random>.
+COUNTS_PREFIX = "fallback-metrics-"
 
 
 class GunicornServer(BaseApplication):
@@ -127,9 +130,10 @@ def share_counts() -> str:
     One for this run only: a folder kept from an earlier run could hold a recycled pid's file, and a restart
     of the server is a counter reset, which Prometheus expects.
     """
-    folder = tempfile.mkdtemp(prefix="fallback-metrics-")
-    os.environ[MULTIPROC_ENV] = folder  # before the workers fork, and before they import prometheus_client
     master = os.getpid()
+    remove_stale_counts(Path(tempfile.gettempdir()))
+    folder = tempfile.mkdtemp(prefix=f"{COUNTS_PREFIX}{master}-")
+    os.environ[MULTIPROC_ENV] = folder  # before the workers fork, and before they import prometheus_client
 
     def remove() -> None:
         if os.getpid() == master:  # forked workers run the exit handlers too
@@ -137,6 +141,20 @@ def share_counts() -> str:
 
     atexit.register(remove)
     return folder
+
+
+def remove_stale_counts(temporary: Path) -> None:
+    """Remove our folders of counts whose server is gone: one killed with SIGKILL had no exit to remove its own."""
+    for folder in temporary.glob(COUNTS_PREFIX + "*-*"):
+        try:
+            pid = int(folder.name[len(COUNTS_PREFIX) :].split("-")[0])
+            if folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)  # no signal sent: only whether that process still exists
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, OSError):  # not one of ours, or a process of another user's: left alone
+            continue
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int, checker: bool = True) -> None:

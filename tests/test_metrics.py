@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -24,6 +25,7 @@ from fallback.config import Settings
 from fallback.forms import FormToken
 from fallback.metrics import Metrics
 from fallback.probe import ProbeResult
+from fallback.server import remove_stale_counts
 from fallback.storage import NewLead, open_storage
 
 BACKENDS = ["sqlite", "postgres"]
@@ -264,3 +266,18 @@ def test_served_totals_sum_both_workers_and_do_not_drop_when_a_worker_is_killed(
         assert found[accepted] == sent + 8
         assert found['fallback_probes_total{result="failed"}'] >= 1  # the main URL refuses: the checker counts
     assert not list(tmp_path.glob("fallback-metrics-*"))  # the master removed its folder on the way out
+
+
+def test_a_folder_of_counts_left_by_a_killed_server_is_removed_when_the_next_one_starts(tmp_path):
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # reaped: its pid names no process now
+    stale, live, other = (
+        tmp_path / f"fallback-metrics-{ended.pid}-x",
+        tmp_path / f"fallback-metrics-{os.getpid()}-y",
+        tmp_path / "fallback-metrics-cost-z",
+    )
+    for folder in (stale, live, other):
+        folder.mkdir()
+        (folder / "counter_1.db").write_bytes(b"")
+    remove_stale_counts(tmp_path)
+    assert (stale.exists(), live.exists(), other.exists()) == (False, True, True)
