@@ -9,7 +9,7 @@ import jinja2
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import admin, api, unsubscribe, web
+from . import admin, api, metrics, unsubscribe, web
 from .config import Settings
 from .forms import FormToken
 from .guard import ForwardedWarning, add_security_headers
@@ -103,6 +103,7 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         status=PublicStatus(flag.get),
         health_log=ThrottledLog(),
         generation=Cached(storage.session_generation, ttl=1.0),
+        metrics=metrics.Metrics(storage, settings, metrics.multiprocess_folder()),
     )
     # Flask documents wrapping wsgi_app in middleware; mypy sees a method being replaced.
     app.wsgi_app = HotPath(app.wsgi_app, rt)  # type: ignore[method-assign]
@@ -120,6 +121,7 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
     app.register_blueprint(web.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(metrics.blueprint)
     app.register_blueprint(unsubscribe.blueprint)
     if not settings.admin_password:
         log.warning("FALLBACK_ADMIN_PASSWORD is not set: the admin area answers 404")

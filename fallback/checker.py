@@ -15,11 +15,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from .config import Settings
 from .probe import ProbeResult, ProbeRunner
 from .selfprobe import WARNING as SELF_PROBE_WARNING
 from .storage import Storage, StorageError
+
+if TYPE_CHECKING:  # only a served checker counts; `fallback check` needs neither Flask nor prometheus_client
+    from .metrics import Metrics
 
 log = logging.getLogger("fallback.checker")
 
@@ -93,8 +97,10 @@ class Checker:
         owner: str | None = None,
         sleep: Callable[[float], object] = time.sleep,
         self_key: bytes | None = None,
+        metrics: Metrics | None = None,
     ):
         self.settings = settings
+        self.metrics = metrics
         self.storage = storage
         self.runner = runner or ProbeRunner(
             settings.check_timeout, settings.max_latency, settings.expect_text, self_key=self_key
@@ -132,6 +138,8 @@ class Checker:
             urls + ([control_url] if control_url else []),
             expect_text_for=lambda url: None if url == control_url else self.settings.expect_text,
         )
+        if self.metrics is not None:  # probes made are counted, even those of a round dropped below
+            self.metrics.probed(results[: len(urls)])
         if self.storage.clock() - claimed_at > timedelta(seconds=self.lease_seconds):
             # Stalled past the lease: another process may hold it by now, with fresher probes.
             log.warning("a checker round outlasted the lease (%g s): its results are dropped", self.lease_seconds)
@@ -144,6 +152,8 @@ class Checker:
         if decision.flip_to:
             expected = self.storage.flag.read().state
             if expected != decision.flip_to and self.storage.flag.flip(expected, decision.flip_to, decision.reason):
+                if self.metrics is not None:
+                    self.metrics.flipped()
                 # An outage is what the team must hear about; a recovery is good news, for the record.
                 level = logging.WARNING if decision.flip_to == "down" else logging.INFO
                 log.log(level, "main site %s: %s", decision.flip_to, decision.reason)

@@ -13,6 +13,7 @@ from .state import Cached, CachedFlag
 from .storage import Storage
 
 if TYPE_CHECKING:  # fallback.status imports fallback.visitor, which imports this module
+    from .metrics import Metrics
     from .status import PublicStatus, ThrottledLog
 
 
@@ -38,6 +39,8 @@ class Runtime:
     health_log: ThrottledLog
     # The admin sessions' generation (fallback.sessions), read at most once a second.
     generation: Cached[int]
+    # The counters and the registry `/_fallback/metrics` reads (fallback.metrics).
+    metrics: Metrics
     # The rendered contact page by what it depends on: see fallback.visitor.page_key.
     pages: dict[PageKey, bytes] = dataclasses.field(default_factory=dict)
     # The rendered stylesheet, once the first request asked for it.

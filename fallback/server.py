@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
@@ -11,6 +17,14 @@ from gunicorn.app.base import BaseApplication
 from .config import Settings
 from .logs import COMBINED, use_json
 from .storage import Storage
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+# prometheus_client's variable (fallback.metrics reads it; not imported here, so that the master never loads it early).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The workers' counts folder, named after the master's pid: fallback-metrics-<pid>-<random>.
+COUNTS_PREFIX = "fallback-metrics-"
 
 
 class GunicornServer(BaseApplication):
@@ -44,17 +58,20 @@ class JsonLogger(glogging.Logger):
         use_json([self.error_log, self.access_log])
 
 
-def start_in_background(settings: Settings, storage: Storage, self_key: bytes | None = None) -> threading.Event:
+def start_in_background(
+    settings: Settings, storage: Storage, self_key: bytes | None = None, metrics: Metrics | None = None
+) -> threading.Event:
     """Run a checker (the notifier and the follow-up sender too) in daemon threads; set the event to stop them.
 
-    With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such.
+    With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such; with
+    `metrics`, the checker counts its probes and flips there.
     """
     # Imported here, not at the top: only a process that runs the checker needs `requests` and Apprise.
     from .checker import Checker
     from .notify import Notifier, deliver_forever
 
     stop = threading.Event()
-    checker = Checker(settings, storage, self_key=self_key)
+    checker = Checker(settings, storage, self_key=self_key, metrics=metrics)
     threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
     if settings.notify_urls:
         notifier = Notifier(settings.notify_urls)
@@ -78,7 +95,9 @@ def start_checker(worker) -> None:
     from .selfprobe import probe_key
 
     runtime = worker.wsgi.extensions["fallback"]
-    worker.fallback_checker_stop = start_in_background(runtime.settings, runtime.storage, probe_key(runtime.secret_key))
+    worker.fallback_checker_stop = start_in_background(
+        runtime.settings, runtime.storage, probe_key(runtime.secret_key), runtime.metrics
+    )
 
 
 def stop_checker(server, worker) -> None:
@@ -86,6 +105,13 @@ def stop_checker(server, worker) -> None:
     stop = getattr(worker, "fallback_checker_stop", None)
     if stop is not None:
         stop.set()
+
+
+def forget_worker(server, worker) -> None:
+    """gunicorn hook, in the master: a worker has gone; its counts stay in the folder, its live gauges go."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(worker.pid, os.environ[MULTIPROC_ENV])
 
 
 def bind_host(host: str | None, environ: Mapping[str, str]) -> str:
@@ -98,13 +124,48 @@ def bind_host(host: str | None, environ: Mapping[str, str]) -> str:
     return "0.0.0.0" if environ.get("PORT", "").strip() else "127.0.0.1"
 
 
+def share_counts() -> str:
+    """Give the workers to come a private folder (mode 0700) for their counts (fallback.metrics); removed at exit.
+
+    One for this run only: a folder kept from an earlier run could hold a recycled pid's file, and a restart
+    of the server is a counter reset, which Prometheus expects.
+    """
+    master = os.getpid()
+    remove_stale_counts(Path(tempfile.gettempdir()))
+    folder = tempfile.mkdtemp(prefix=f"{COUNTS_PREFIX}{master}-")
+    os.environ[MULTIPROC_ENV] = folder  # before the workers fork, and before they import prometheus_client
+
+    def remove() -> None:
+        if os.getpid() == master:  # forked workers run the exit handlers too
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
+    return folder
+
+
+def remove_stale_counts(temporary: Path) -> None:
+    """Remove our folders of counts whose server is gone: one killed with SIGKILL had no exit to remove its own."""
+    for folder in temporary.glob(COUNTS_PREFIX + "*-*"):
+        try:
+            pid = int(folder.name[len(COUNTS_PREFIX) :].split("-")[0])
+            if folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)  # no signal sent: only whether that process still exists
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, OSError):  # not one of ours, or a process of another user's: left alone
+            continue
+
+
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int, checker: bool = True) -> None:
     """Run the web app, and the health checker unless told not to, until stopped."""
     hooks = {"post_worker_init": start_checker, "worker_exit": stop_checker} if checker else {}
+    share_counts()
     GunicornServer(
         settings,
         {
             **hooks,
+            "child_exit": forget_worker,
             "bind": f"{host}:{port}",
             "workers": workers,
             # gthread, but a thread takes a connection only once its request head is here (slow clients).

@@ -236,6 +236,7 @@ class HotPath:
             return False
         submitted = submit_lead(self.rt, checked, environ.get("REMOTE_ADDR"))
         if isinstance(submitted, Submission) and submitted.retry_after is None:
+            self.rt.metrics.lead(checked.lead)
             return True
         environ[SUBMITTED] = submitted
         return False

@@ -135,6 +135,7 @@ def contact() -> ResponseReturnValue:
     """Store a visitor's details, then send them to the thank-you page; or say what is wrong."""
     rt = runtime()
     if is_cross_site():
+        rt.metrics.lead(None)
         return Response("Forms may only be sent from this site's own pages.\n", 403, mimetype="text/plain")
     checked = check_fields(rt, {name: request.form.get(name, "") for name in FIELDS}, current_language())
     # A valid post the lean path already submitted (and was limited or not saved) is not counted twice.
@@ -143,7 +144,10 @@ def contact() -> ResponseReturnValue:
         return not_saved()
     form = ContactForm(request.form)
     if submitted.retry_after is not None:
+        rt.metrics.limited()
         return form_again(form, 429, retry_after=submitted.retry_after)
+    # Counted here, not by the lean path, which only counts the posts it answers itself.
+    rt.metrics.lead(checked.lead)
     if checked.lead is None:
         form.show_errors(checked.errors)
         return form_again(form, 400, token_problem=checked.token_problem)

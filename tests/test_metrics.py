@@ -1,0 +1,283 @@
+"""`/_fallback/metrics`: its tokens, every series read back with prometheus_client's own parser, and the totals of
+a real `fallback serve` over two workers, one of them killed."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from helpers import FixedClock, contact_fields
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.parser import text_string_to_metric_families
+from served import Served
+
+from fallback.app import create_app
+from fallback.checker import Checker
+from fallback.config import Settings
+from fallback.forms import FormToken
+from fallback.metrics import Metrics
+from fallback.probe import ProbeResult
+from fallback.server import remove_stale_counts
+from fallback.storage import NewLead, open_storage
+
+BACKENDS = ["sqlite", "postgres"]
+TOKEN = "metrics-token-for-tests"
+API_TOKEN = "api-token-for-tests"
+PATH = "/_fallback/metrics"
+MAIN = "http://127.0.0.1:9/"
+
+
+@pytest.fixture
+def env(env):
+    """The shared test environment, with the metrics and API tokens set."""
+    return {**env, "FALLBACK_METRICS_TOKEN": TOKEN, "FALLBACK_API_TOKEN": API_TOKEN}
+
+
+def scrape(client, token: str = TOKEN) -> dict[str, float]:
+    """Every sample of one scrape, by name and labels (`name{label="value"}`), parsed by prometheus_client."""
+    response = client.get(PATH, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return samples(response.get_data(as_text=True))
+
+
+def samples(text: str) -> dict[str, float]:
+    """The samples of a text exposition, keyed `name{label="value",...}` (labels sorted)."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
+            found[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return found
+
+
+def test_the_route_answers_404_when_neither_the_metrics_nor_the_api_token_is_set(env, storage):
+    env = {**env, "FALLBACK_METRICS_TOKEN": "", "FALLBACK_API_TOKEN": ""}
+    client = create_app(Settings.from_env(env), storage).test_client()
+    assert client.get(PATH, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer "])
+def test_a_missing_or_wrong_token_is_a_401_asking_for_a_bearer(client, authorization):
+    headers = {"Authorization": authorization} if authorization else {}
+    response = client.get(PATH, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "fallback_" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("token", [TOKEN, API_TOKEN])
+def test_the_metrics_token_and_the_api_token_both_open_it_in_prometheus_text_format(client, token):
+    response = client.get(PATH, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"  # the text format's type, as prometheus_client names it
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_the_api_token_alone_opens_it(env, storage):
+    client = create_app(Settings.from_env({**env, "FALLBACK_METRICS_TOKEN": ""}), storage).test_client()
+    assert "fallback_up" in scrape(client, API_TOKEN)
+
+
+def test_wrong_tokens_spend_the_api_tokens_budget_then_wait(client):
+    # The API token opens this route: guessing here must cost what guessing at the API costs.
+    answers = [client.get(PATH, headers={"Authorization": "Bearer guess"}).status_code for _ in range(11)]
+    assert answers == [401] * 10 + [429]
+    assert client.get("/_fallback/api/v1/status", headers={"Authorization": "Bearer guess"}).status_code == 429
+
+
+def test_every_series_the_spec_names_is_there_with_its_type(client):
+    response = client.get(PATH, headers={"Authorization": f"Bearer {TOKEN}"})
+    families = {family.name: family for family in text_string_to_metric_families(response.get_data(as_text=True))}
+    expected = {
+        "fallback_up": "gauge",
+        "fallback_probes": "counter",
+        "fallback_probe_duration_seconds": "histogram",
+        "fallback_flips": "counter",
+        "fallback_leads": "counter",
+        "fallback_followup_mails": "counter",
+        "fallback_webhook_deliveries": "counter",
+        "fallback_checker_heartbeat_age_seconds": "gauge",
+        "fallback_checker_heartbeat_max_age_seconds": "gauge",
+    }
+    assert {name: families[name].type for name in expected} == expected
+    found = scrape(client)
+    for result in ("accepted", "spam", "invalid", "limited"):
+        assert found[f'fallback_leads_total{{result="{result}"}}'] == 0
+    assert found["fallback_flips_total"] == 0 and found["fallback_probe_duration_seconds_count"] == 0
+
+
+def test_fallback_up_is_1_while_visitors_are_redirected_and_0_while_they_get_the_page(client, storage):
+    assert scrape(client)["fallback_up"] == 1  # no verdict yet: served like up
+    storage.flag.set_mode("down", reason="test")
+    assert scrape(client)["fallback_up"] == 0
+    storage.flag.set_mode("auto")
+    storage.flag.flip("unknown", "down", "HTTP 503")
+    assert scrape(client)["fallback_up"] == 0
+
+
+def test_each_contact_post_is_counted_once_by_its_outcome(client, down):
+    client.post("/_fallback/contact", data=contact_fields(client))  # the lean path stores it
+    multipart = contact_fields(client, email="multi@example.org")
+    assert client.post("/_fallback/contact", data=multipart, content_type="multipart/form-data").status_code == 303
+    client.post("/_fallback/contact", data=contact_fields(client, email="bot@example.org", website="x"))
+    assert client.post("/_fallback/contact", data=contact_fields(client, email="nope")).status_code == 400
+    cross_site = {"Sec-Fetch-Site": "cross-site"}
+    assert client.post("/_fallback/contact", data=contact_fields(client), headers=cross_site).status_code == 403
+    found = scrape(client)
+    counted = {result: found[f'fallback_leads_total{{result="{result}"}}'] for result in ("accepted", "spam")}
+    assert counted == {"accepted": 2, "spam": 1}
+    assert found['fallback_leads_total{result="invalid"}'] == 2
+
+
+def test_a_post_turned_away_by_the_rate_limit_is_counted_as_limited(env, storage):
+    app = create_app(Settings.from_env({**env, "FALLBACK_RATE_LIMIT": "2/minute"}), storage)
+    client = app.test_client()
+    storage.flag.set_mode("down", reason="test")
+    statuses = [client.post("/_fallback/contact", data=contact_fields(client)).status_code for _ in range(3)]
+    assert statuses == [303, 303, 429]
+    found = scrape(client)
+    assert (found['fallback_leads_total{result="accepted"}'], found['fallback_leads_total{result="limited"}']) == (2, 1)
+
+
+def test_the_checker_counts_its_probes_their_durations_and_its_flips(database):
+    settings = Settings(main_url=MAIN, check_urls=(MAIN,), database=database, check_interval=5.0, fall=1, rise=1)
+    storage = open_storage(settings.database, FixedClock())
+    metrics = Metrics(storage, settings)
+    answers = iter([[ProbeResult(MAIN, False, 0.2, 503, "HTTP 503")], [ProbeResult(MAIN, True, 0.04, 200)]] * 2)
+
+    class Runner:
+        def run(self, urls, expect_text_for=None):
+            return next(answers)
+
+    checker = Checker(settings, storage, Runner(), owner="a", metrics=metrics)
+    for _ in range(4):
+        checker.step()
+    found = samples(metrics.exposition().decode())
+    assert (found['fallback_probes_total{result="ok"}'], found['fallback_probes_total{result="failed"}']) == (2, 2)
+    assert found["fallback_flips_total"] == 4
+    assert found["fallback_probe_duration_seconds_count"] == 4
+    assert found['fallback_probe_duration_seconds_bucket{le="0.05"}'] == 2
+    assert found["fallback_probe_duration_seconds_sum"] == pytest.approx(0.48)
+
+
+def test_the_heartbeat_age_is_infinite_until_the_checker_beats_then_its_age(client, storage):
+    found = scrape(client)
+    assert math.isinf(found["fallback_checker_heartbeat_age_seconds"])
+    assert found["fallback_checker_heartbeat_max_age_seconds"] == 3 * 5 + 3  # three intervals plus a timeout
+    storage.checker.claim("a", 30)
+    storage.checker.record_round("a", [], False, None)
+    assert 0 <= scrape(client)["fallback_checker_heartbeat_age_seconds"] < 5
+
+
+def test_follow_up_mails_are_counted_from_the_queue_in_the_database(client, storage):
+    for email in ("a@example.org", "b@example.org", "c@example.org"):
+        storage.leads.save(NewLead(email, notify=True, notify_text="tell me"))
+    storage.followups.queue(storage.clock() + timedelta(seconds=1))
+    first, _ = storage.followups.claim(100, 1, 60)
+    storage.followups.sent(first["id"], first["lead_id"])
+    second, _ = storage.followups.claim(100, 1, 60)
+    storage.followups.failed(second["id"], "550 no such mailbox", None)
+    found = scrape(client)
+    assert found['fallback_followup_mails_total{result="sent"}'] == 1
+    assert found['fallback_followup_mails_total{result="failed"}'] == 1
+    assert found["fallback_followup_mails_pending"] == 1
+
+
+def test_webhook_deliveries_are_zero_until_webhooks_are_delivered(client):
+    found = scrape(client)
+    assert found['fallback_webhook_deliveries_total{result="delivered"}'] == 0
+    assert found['fallback_webhook_deliveries_total{result="failed"}'] == 0
+
+
+def worker_counts(folder: Path) -> dict[int, float]:
+    """Accepted posts by worker pid, read from the workers' own files in the metrics folder."""
+    counts = {}
+    for path in folder.glob("counter_*.db"):
+        values = MmapedDict.read_all_values_from_file(str(path))
+        counts[int(path.stem.split("_")[1])] = sum(
+            value for key, value, _, _ in values if '"fallback_leads_total"' in key and '"accepted"' in key
+        )
+    return counts
+
+
+def post_leads(url: str, secret: str, emails: list[str]) -> None:
+    """Post one valid contact form per address, each on a new connection, four at a time."""
+
+    def post(email: str) -> None:
+        fields = {"email": email, "consent": "y", "path": "/", "token": FormToken(secret).issue()}
+        with requests.Session() as session:
+            session.trust_env = False
+            response = session.post(url + "/_fallback/contact", data=fields, allow_redirects=False, timeout=10)
+        assert response.status_code == 303, response.text
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(post, emails))
+
+
+def served_scrape(url: str) -> dict[str, float]:
+    """One scrape of a running instance, parsed."""
+    response = requests.get(url + PATH, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    response.raise_for_status()
+    return samples(response.text)
+
+
+def wait_until(condition, seconds: float, what: str):
+    """`condition()`'s first truthy result within `seconds`, or fail naming `what`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not happen within {seconds} s")
+
+
+@pytest.mark.sqlite_only("the workers' counts are summed the same way on either backend")
+def test_served_totals_sum_both_workers_and_do_not_drop_when_a_worker_is_killed(env, tmp_path):
+    # TMPDIR puts the server's private metrics folder where the test can see which worker counted what.
+    env = {**env, "FALLBACK_MAIN_URL": MAIN, "FALLBACK_CHECK_INTERVAL": "1", "TMPDIR": str(tmp_path)}
+    accepted = 'fallback_leads_total{result="accepted"}'
+    with Served(env, tmp_path, workers=2) as server:
+        [folder] = tmp_path.glob("fallback-metrics-*")
+        assert folder.stat().st_mode & 0o077 == 0  # private to the server's user
+        sent = 0
+        # The kernel hands each new connection to either worker: post until both have counted some.
+        while len([pid for pid, count in worker_counts(folder).items() if count]) < 2:
+            assert sent < 400, f"the posts all landed on one worker: {worker_counts(folder)}"
+            post_leads(server.url, env["FALLBACK_SECRET_KEY"], [f"lead-{sent + n}@example.org" for n in range(8)])
+            sent += 8
+        assert {served_scrape(server.url)[accepted] for _ in range(6)} == {sent}  # whichever worker answers
+        before = worker_counts(folder)
+        victim = max(before, key=before.get)
+        assert Path(f"/proc/{victim}/stat").read_text().split()[3] == str(server.process.pid)  # a worker of ours
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: set(worker_counts(folder)) - set(before), 20, "a replacement worker")
+        assert {served_scrape(server.url)[accepted] for _ in range(6)} == {sent}
+        post_leads(server.url, env["FALLBACK_SECRET_KEY"], [f"later-{n}@example.org" for n in range(8)])
+        found = served_scrape(server.url)
+        assert found[accepted] == sent + 8
+        assert found['fallback_probes_total{result="failed"}'] >= 1  # the main URL refuses: the checker counts
+    assert not list(tmp_path.glob("fallback-metrics-*"))  # the master removed its folder on the way out
+
+
+def test_a_folder_of_counts_left_by_a_killed_server_is_removed_when_the_next_one_starts(tmp_path):
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # reaped: its pid names no process now
+    stale, live, other = (
+        tmp_path / f"fallback-metrics-{ended.pid}-x",
+        tmp_path / f"fallback-metrics-{os.getpid()}-y",
+        tmp_path / "fallback-metrics-cost-z",
+    )
+    for folder in (stale, live, other):
+        folder.mkdir()
+        (folder / "counter_1.db").write_bytes(b"")
+    remove_stale_counts(tmp_path)
+    assert (stale.exists(), live.exists(), other.exists()) == (False, True, True)
