@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 import test_followup
-from helpers import csrf_token, log_in
+from helpers import bench_module, csrf_token, log_in
 from openapi_check import check_answer
 from test_followup import DELAY, outage, run, sender_for
 
@@ -114,3 +114,12 @@ def test_a_message_claimed_by_a_sender_that_died_goes_out_once_its_hold_lapses(m
     restarted.storage.db.clock = clock
     assert run(restarted, clock, CLAIM_SECONDS - 1) == 0
     assert run(restarted, clock, 1) == 1 and [m["To"] for m in server.mailbox.messages] == ["anne@example.org"]
+
+
+@pytest.mark.sqlite_only("the bench runs on SQLite")
+def test_the_bench_row_counts_every_message_the_local_server_accepted(tmp_path):
+    with bench_module("followup") as bench:
+        figures = bench.run(tmp_path, "1000/second", 5)
+        (row,) = bench.rows({"default": figures, "unlimited": figures})[:1]
+    assert figures["messages"] == 5 and figures["per_second"] > 0
+    assert row[0].startswith("follow-up mail to a local SMTP server") and row[1].endswith(" msg/s")
