@@ -9,6 +9,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+import followup
 import nginx_tail
 from harness import HERE, PAGE_CONNECTIONS, POST_CONNECTIONS, ensure_wrk
 
@@ -139,7 +140,9 @@ def mark_cell(check: dict) -> str:
 
 def table(results: dict) -> str:
     """The figures as a Markdown table, with the targets and verdicts."""
-    rows = page_rows(results) + submission_rows(results) + export_rows(results) + nginx_rows(results)
+    rows = (
+        page_rows(results) + submission_rows(results) + export_rows(results) + nginx_rows(results) + mail_rows(results)
+    )
     lines = ["| row | figure | ratio | detail | target |", "|---|---:|---:|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -281,6 +284,16 @@ def nginx_rows(results: dict) -> list[tuple]:
             "",
         ),
     ]
+
+
+def mail_rows(results: dict) -> list[tuple]:
+    """The follow-up mail rows (info), when they were measured; why not, when they failed."""
+    figures = results.get("followup")
+    if not figures:
+        return []
+    if "skipped" in figures:
+        return [("follow-up mail to a local SMTP server (info)", "", "", figures["skipped"], "")]
+    return followup.rows(figures)
 
 
 def text(results: dict) -> str:

@@ -17,6 +17,8 @@ Rows (targets from SPEC.md section 6 and the bench's brief):
   e. `fallback export -o FILE` of 100,000 leads: rows per second (target >= 50,000) and peak
      memory, against 10,000 leads (target: it does not grow with the rows); the HTTP export too;
   f. p50/p99 latency at 50 connections for a, b and c, and resident memory per worker;
+  g. the follow-up mail (info): messages per second accepted by a local SMTP server (aiosmtpd) at the default
+     FALLBACK_MAIL_RATE and with no real limit, a few seconds (bench/followup.py);
   PostgreSQL (info): b and d again against a second `fallback serve`, the same in all but
      FALLBACK_DATABASE, a database on a throw-away cluster (tests/pg.py), in the same rounds, with
      the ratio to SQLite's figure; every accepted lead exported is checked there too. Left out,
@@ -53,6 +55,7 @@ sys.path.insert(0, str(HERE))
 # can shadow one the bench imports.
 sys.path.append(str(HERE.parent / "tests"))
 
+import followup  # noqa: E402 - bench/ is not a package either: its folder goes first
 import nginx_tail  # noqa: E402 - bench/ is not a package either: its folder goes first
 from exports import bench_exports  # noqa: E402 - bench/ is not a package either: its folder goes first
 from harness import PAGE_CONNECTIONS, POST_CONNECTIONS  # noqa: E402
@@ -133,6 +136,10 @@ def main() -> int:
                 except (RuntimeError, OSError, subprocess.SubprocessError) as error:
                     results["nginx_tail"] = {"skipped": f"failed: {str(error).splitlines()[0]}"}
             bench_exports(folder, post_rounds, results, log)
+            try:
+                results["followup"] = followup.measure(folder / "followup", log)
+            except (RuntimeError, OSError, ImportError) as error:
+                results["followup"] = {"skipped": f"failed: {str(error).splitlines()[0]}"}
     except (RuntimeError, OSError, subprocess.SubprocessError, requests.RequestException) as error:
         print(f"bench: could not run: {error}", file=sys.stderr)
         return 2

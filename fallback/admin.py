@@ -211,6 +211,19 @@ def set_mode() -> ResponseReturnValue:
     return redirect(url_for("admin.dashboard"), 303)
 
 
+@blueprint.post("/followup/send")
+def send_followups_now() -> ResponseReturnValue:
+    """Make every pending follow-up message due at once: the sender thread takes them within a second."""
+    if not is_admin():
+        abort(403)
+    if not LogoutForm(request.form, meta=csrf_meta()).validate():
+        return make_response("The form expired: reload the dashboard and try again.\n", 400)
+    # Only the flag in the queue changes here: the sending stays in the checker's process, off any request.
+    due = runtime().storage.followups.send_now()
+    log.info("an admin asked to send the %d pending follow-up message(s) now", due)
+    return redirect(url_for("admin.dashboard", _anchor="followup"), 303)
+
+
 @blueprint.get("/export.csv")
 def export_csv() -> Response:
     """The leads as CSV, for a logged-in admin or a caller with the export bearer token."""

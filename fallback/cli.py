@@ -224,8 +224,8 @@ def status(as_json: bool, url: str | None) -> None:
         leads = ngettext("%(num)d lead so far", "%(num)d leads so far", incident["leads"])
         click.echo(f"incident: since {incident['started_at'][:19]}Z, {incident['reason']}, {leads}")
     click.echo(f"leads:  {document['leads']} (and {document['spam']} suspected spam)")
-    if settings.smtp_url and not url:  # the queue is read from a local database only, for now
-        queue = storage.followups.counts()
+    if "followup" in document:  # the instance has SMTP set: its queue, read where the document was made
+        queue = document["followup"]
         last = f", last error: {queue['last_error']}" if queue["last_error"] else ""
         click.echo(f"follow-up mail: {queue['pending']} pending, {queue['sent']} sent, {queue['failed']} failed{last}")
     click.echo(f"instance: {url}" if url else f"database: {document['database']}")

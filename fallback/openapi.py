@@ -61,7 +61,19 @@ SCHEMAS: dict[str, Any] = {
             "incident": {"oneOf": [{"type": "null"}, ref("Incident")]},
             "leads": {"type": "integer"},
             "spam": {"type": "integer"},
-        }
+            "followup": {
+                **strict(
+                    {
+                        "pending": {"type": "integer"},
+                        "sent": {"type": "integer"},
+                        "failed": {"type": "integer"},
+                        "last_error": TEXT_OR_NULL,
+                    }
+                ),
+                "description": 'the "we\'re back" mail queue; only with FALLBACK_SMTP_URL set',
+            },
+        },
+        optional=("followup",),
     ),
     "Incident": {
         "type": "object",
@@ -102,8 +114,7 @@ SCHEMAS: dict[str, Any] = {
             "updated_at": {"type": "string", "format": "date-time"},
             "submissions": {"type": "integer"},
             "messages": {"type": "array", "items": ref("Message")},
-            # Follow-up mail: whether the visitor asked for the "we're back" mail, with the wording shown.
-            "notify": {"type": "integer", "enum": [0, 1]},
+            "notify": {"type": "integer", "enum": [0, 1], "description": "asked to be mailed when the site is back"},
             "notify_text": TEXT_OR_NULL,
             "notify_at": TIME_OR_NULL,
             "notified_at": TIME_OR_NULL,

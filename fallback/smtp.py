@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import smtplib
 import ssl
 from collections.abc import Callable
@@ -20,6 +21,12 @@ class MailRefused(Exception):
         self.permanent = permanent
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The system's CA store and defaults, loaded once: loading them costs more than sending a message."""
+    return ssl.create_default_context()
+
+
 def _answer(code: int, text: bytes | str) -> MailRefused:
     said = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
     return MailRefused(f"{code} {' '.join(said.split())}", permanent=500 <= code < 600)
@@ -33,18 +40,17 @@ def send(
 ) -> None:
     """Hand `message` to the server of `smtp_url`; `accepted` runs the instant the server took it; MailRefused."""
     parts = urlsplit(smtp_url)
-    context = ssl.create_default_context()
     try:
         client: smtplib.SMTP
         if parts.scheme == "smtps":
-            client = smtplib.SMTP_SSL(parts.hostname or "", parts.port or 465, timeout=timeout, context=context)
+            client = smtplib.SMTP_SSL(parts.hostname or "", parts.port or 465, timeout=timeout, context=tls_context())
         else:
             client = smtplib.SMTP(parts.hostname or "", parts.port or 25, timeout=timeout)
         try:
             client.ehlo()
             encrypted = parts.scheme == "smtps"
             if not encrypted and client.has_extn("starttls"):
-                client.starttls(context=context)
+                client.starttls(context=tls_context())
                 client.ehlo()
                 encrypted = True
             if parts.username:

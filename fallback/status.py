@@ -58,7 +58,7 @@ def public_status(flag: Flag, now: datetime) -> dict:
 
 
 def status_document(storage: Storage, settings: Settings, now: datetime) -> dict:
-    """The admin's document: state, mode, since when, the checker's health and doubts, the open incident, counts."""
+    """The admin's document: state, mode, since, the checker's health and doubts, the open incident, counts, mail."""
     document = storage.flag.read().as_status(now)
     checker = storage.checker.read()
     beat = checker["heartbeat_at"]
@@ -78,6 +78,8 @@ def status_document(storage: Storage, settings: Settings, now: datetime) -> dict
             **storage.leads.count(),
         }
     )
+    if settings.smtp_url:  # without SMTP there is no follow-up mail, so nothing to report
+        document["followup"] = storage.followups.counts()
     return document
 
 

@@ -17,6 +17,11 @@
         set("mode", status.mode);
         set("leads", String(status.leads));
         set("since", status.since ? status.since.slice(11, 16) : "—");
+        if (status.followup) {
+          set("followup-pending", String(status.followup.pending));
+          set("followup-sent", String(status.followup.sent));
+          set("followup-failed", String(status.followup.failed));
+        }
       })
       .catch(function () { /* offline for a moment: the next tick tries again */ });
   }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import threading
@@ -12,11 +13,15 @@ from procs import free_port
 
 
 class Mailbox:
-    """What the server accepted; `answers` are the replies to the next DATA commands (then 250)."""
+    """What the server accepted; `answers` are the replies to the next DATA commands (then 250).
+
+    With `delay`, a slow server: a message is kept the moment its DATA ends, and answered `delay` seconds later.
+    """
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.answers: list[str] = []
+        self.delay = 0.0
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope) -> str:
@@ -24,6 +29,8 @@ class Mailbox:
             if self.answers:
                 return self.answers.pop(0)
             self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        if self.delay:
+            await asyncio.sleep(self.delay)  # the sender waits for the 250 the server already means to give
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:
