@@ -25,17 +25,19 @@ from .export import csv_chunks, parse_bound
 from .forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
 from .guard import is_cross_site
 from .logins import login_limits
+from .redact import redact_url
 from .runtime import runtime
 from .sessions import end_every_session, has_admin_session, open_admin_session
 from .state import parse_duration, utcnow
 from .status import status_document
-from .storage import StorageError
+from .storage import Storage, StorageError
 
 log = logging.getLogger("fallback.admin")
 
 blueprint = Blueprint("admin", __name__, url_prefix="/_fallback/admin")
 
 LEADS_PER_PAGE = 25
+WEBHOOKS_SHOWN = 20
 
 
 def same_secret(given: str | None, expected: str | None) -> bool:
@@ -119,11 +121,17 @@ def dashboard() -> Response | str:
         pages=max(1, math.ceil(total / LEADS_PER_PAGE)),
         spam=rt.storage.leads.recent(20, spam=True),
         changes=rt.storage.flag.mode_changes(10),
+        deliveries=recent_deliveries(rt.storage) if rt.settings.webhook_urls else None,
         mode_form=ModeForm(meta=csrf_meta()),
         logout_form=LogoutForm(meta=csrf_meta()),
         durations=DURATION_CHOICES,
         modes=MODE_CHOICES,
     )
+
+
+def recent_deliveries(storage: Storage) -> list[dict]:
+    """The latest webhook deliveries, their receivers' URLs without credentials or query (a token may be there)."""
+    return [{**row, "url": redact_url(row["url"])} for row in storage.webhooks.recent(WEBHOOKS_SHOWN)]
 
 
 @blueprint.post("/login")
@@ -170,13 +178,21 @@ def logout() -> ResponseReturnValue:
     return redirect(url_for("admin.dashboard"), 303)
 
 
-@blueprint.post("/leads/<int:lead_id>/delete")
-def delete_lead(lead_id: int) -> ResponseReturnValue:
-    """Erase one lead, for a visitor who asked, or an obvious mistake."""
+def refuse_action() -> Response | None:
+    """The answer refusing a dashboard button's POST (403 without a session, 400 without its CSRF token), or None."""
     if not is_admin():
         abort(403)
     if not LogoutForm(request.form, meta=csrf_meta()).validate():
         return make_response("The form expired: reload the dashboard and try again.\n", 400)
+    return None
+
+
+@blueprint.post("/leads/<int:lead_id>/delete")
+def delete_lead(lead_id: int) -> ResponseReturnValue:
+    """Erase one lead, for a visitor who asked, or an obvious mistake."""
+    refused = refuse_action()
+    if refused is not None:
+        return refused
     try:
         found = runtime().storage.leads.delete(lead_id)
     except StorageError as error:  # not erased for real: say so, never a "deleted"
@@ -191,6 +207,18 @@ def delete_lead(lead_id: int) -> ResponseReturnValue:
         abort(404)
     log.info("lead %d erased by an admin", lead_id)
     return redirect(url_for("admin.dashboard", q=request.args.get("q") or None), 303)
+
+
+@blueprint.post("/webhooks/<int:delivery_id>/retry")
+def retry_webhook(delivery_id: int) -> ResponseReturnValue:
+    """Post one webhook delivery again now (a receiver that was fixed, or that lost it)."""
+    refused = refuse_action()
+    if refused is not None:
+        return refused
+    if not runtime().storage.webhooks.retry(delivery_id):
+        abort(404)
+    log.info("webhook delivery %d queued again by an admin", delivery_id)
+    return redirect(url_for("admin.dashboard", _anchor="webhooks"), 303)
 
 
 @blueprint.post("/mode")

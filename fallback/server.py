@@ -61,7 +61,7 @@ class JsonLogger(glogging.Logger):
 def start_in_background(
     settings: Settings, storage: Storage, self_key: bytes | None = None, metrics: Metrics | None = None
 ) -> threading.Event:
-    """Run a checker (the notifier and the follow-up sender too) in daemon threads; set the event to stop them.
+    """Run a checker (with the notifier, the follow-up and webhook senders) in daemon threads; set `stop` to end them.
 
     With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such; with
     `metrics`, the checker counts its probes and flips there.
@@ -87,6 +87,11 @@ def start_in_background(
 
         sender = FollowupSender(settings, storage, secret_key_for(settings, storage))
         threading.Thread(target=sender.run, args=(checker, stop), name="fallback-followup", daemon=True).start()
+    if settings.webhook_urls:
+        from .webhooks import WebhookSender
+
+        hooks = WebhookSender(settings, storage)
+        threading.Thread(target=hooks.run, args=(checker, stop), name="fallback-webhooks", daemon=True).start()
     return stop
 
 

@@ -17,6 +17,7 @@ from .limits import LimitStore, RateCheck
 from .postgres import PostgresStorage
 from .schema import MIGRATIONS
 from .sqlite import SQLiteStorage
+from .webhooks import WebhookStore
 
 __all__ = [
     "LEAD_COLUMNS",
@@ -52,6 +53,7 @@ class Storage(Protocol):
     events: EventStore
     limits: LimitStore
     followups: FollowupStore  # the "we're back" mail queue, sent by fallback/followup.py
+    webhooks: WebhookStore  # the webhook deliveries, posted by fallback/webhooks.py
 
     def migrate(self) -> int:
         """Create or bring the schema up to date; returns the schema version."""

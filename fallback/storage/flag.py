@@ -8,6 +8,7 @@ from datetime import datetime
 from ..state import Flag, iso, parse_iso
 from .base import Database, StorageError
 from .events import add_event
+from .webhooks import WebhookStore, rfc3339
 
 log = logging.getLogger("fallback.storage")
 
@@ -15,8 +16,9 @@ log = logging.getLogger("fallback.storage")
 class FlagStore:
     """Mode (the admin's choice), state (the checker's verdict), and what changed them."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, webhooks: WebhookStore):
         self.db = db
+        self.webhooks = webhooks  # flips and mode changes queue their webhooks in their own transaction
         self._last: Flag | None = None  # the last flag read, served while the database cannot be read
         self._stale = False  # whether the database could not be read last time (logged once)
 
@@ -76,6 +78,9 @@ class FlagStore:
                 f"mode set to {mode}" + (f" until {until_text[:16]}Z" if until_text else ""),
                 f"by {by or 'unknown'}" + (f": {reason}" if reason else ""),
             )
+            self.webhooks.queue(
+                conn, "mode.changed", {"mode": mode, "until": rfc3339(until_text), "reason": reason, "by": by}
+            )
         return self.read()
 
     def expire_mode(self) -> bool:
@@ -91,6 +96,9 @@ class FlagStore:
             if changed:
                 conn.execute("INSERT INTO mode_changes (at, mode, by) VALUES (?, 'auto', 'expiry')", (now,))
                 add_event(conn, now, "mode", "forced mode expired: back to auto", "the checker decides again")
+                self.webhooks.queue(
+                    conn, "mode.changed", {"mode": "auto", "until": None, "reason": None, "by": "expiry"}
+                )
         return bool(changed)
 
     def flip(self, expected: str, new: str, reason: str) -> bool:
@@ -105,9 +113,26 @@ class FlagStore:
             if not changed:
                 return False
             if new == "down":
-                conn.execute("INSERT INTO incidents (started_at, reason) VALUES (?, ?)", (now, reason))
+                opened = conn.execute(
+                    "INSERT INTO incidents (started_at, reason) VALUES (?, ?) RETURNING id", (now, reason)
+                ).fetchall()
+                incident = {"incident_id": opened[0][0], "started_at": rfc3339(now), "reason": reason}
+                self.webhooks.queue(conn, "incident.opened", incident)
             else:
-                conn.execute("UPDATE incidents SET ended_at = ?, end_reason = ? WHERE ended_at IS NULL", (now, reason))
+                closed = conn.execute(
+                    "UPDATE incidents SET ended_at = ?, end_reason = ? WHERE ended_at IS NULL "
+                    "RETURNING id, started_at, reason",
+                    (now, reason),
+                ).fetchall()
+                for row in closed:
+                    incident = {
+                        "incident_id": row["id"],
+                        "started_at": rfc3339(row["started_at"]),
+                        "reason": row["reason"],
+                    }
+                    self.webhooks.queue(
+                        conn, "incident.closed", {**incident, "ended_at": rfc3339(now), "end_reason": reason}
+                    )
             if expected != "unknown" or new == "down":
                 add_event(conn, now, "flip", f"main site {new}", reason)
         return True

@@ -13,6 +13,7 @@ from .base import Connection, Database, StorageError
 from .batch import GroupCommit
 from .limits import RateCheck, count_attempt
 from .submissions import LATEST_MESSAGE, SAID, erase, form_key, kept_by, pages, record
+from .webhooks import WebhookStore, rfc3339
 
 # A lead's follow-up record: the wish (with its wording and time), when it was last mailed, when it unsubscribed.
 FOLLOW_UP_COLUMNS = ("notify", "notify_text", "notify_at", "notified_at", "unsubscribed_at")
@@ -67,8 +68,9 @@ class Submission:
 class LeadStore:
     """The leads table, and the rate limits counted in the same transaction as a submission."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, webhooks: WebhookStore):
         self.db = db
+        self.webhooks = webhooks  # a new genuine lead queues its `lead.created` in its own transaction
         # Concurrent submissions of this process share one commit (see batch.GroupCommit).
         self._group = GroupCommit(db.write, self._apply_submission)
 
@@ -95,10 +97,12 @@ class LeadStore:
         stored = conn.execute(*_upsert(lead, now, key)).fetchall()
         if not stored:  # this very form was kept already: a double click, thanked again and stored once
             return Submission(kept_by(conn, key) if key else None, None)
-        lead_id = stored[0][0]
+        lead_id, submissions = stored[0][0], stored[0][1]
         if not record(conn, lead_id, lead, now, key):
             # The same form committed meanwhile by another instance (PostgreSQL): not one more submission.
             conn.execute("UPDATE leads SET submissions = submissions - 1 WHERE id = ?", (lead_id,))
+        elif submissions == 1 and lead.spam_reason is None:  # spam never goes out as a lead
+            self.webhooks.queue(conn, "lead.created", _created(lead_id, lead, now))
         return Submission(lead_id, None)
 
     def iter(
@@ -233,5 +237,20 @@ def _upsert(lead: NewLead, now: str, key: str | None) -> tuple[str, dict]:
         "notify_text": lead.notify_text if lead.notify else None,
         "notify_at": now if lead.notify else None,
     }
-    sql = _INSERT + ("" if lead.spam_reason else _MERGE) + " RETURNING id"
+    sql = _INSERT + ("" if lead.spam_reason else _MERGE) + " RETURNING id, submissions"
     return sql, values
+
+
+def _created(lead_id: int, lead: NewLead, now: str) -> dict[str, Any]:
+    """The `lead.created` webhook's data: what the visitor sent, as stored."""
+    return {
+        "id": lead_id,
+        "email": lead.email.strip(),
+        "name": lead.name,
+        "message": lead.message,
+        "consent": lead.consent,
+        "notify": lead.notify,
+        "language": lead.language,
+        "landing_path": lead.landing_path,
+        "created_at": rfc3339(now),
+    }

@@ -105,6 +105,16 @@ PG_MIGRATIONS: list[list[str]] = [
             WHERE sent_at IS NULL AND failed_at IS NULL""",
         "CREATE INDEX IF NOT EXISTS idx_followups_next_attempt_at ON followups (next_attempt_at)",
     ],
+    [
+        f"""CREATE TABLE IF NOT EXISTS webhook_deliveries (id bigserial PRIMARY KEY, event_id text NOT NULL,
+            type text NOT NULL, payload text NOT NULL, url text NOT NULL, created_at {_TIME} NOT NULL,
+            status text NOT NULL DEFAULT 'pending', attempts integer NOT NULL DEFAULT 0, next_attempt_at {_TIME},
+            retry_until {_TIME} NOT NULL, last_attempt_at {_TIME}, last_status integer, last_error text)""",
+        """CREATE INDEX IF NOT EXISTS idx_webhook_deliveries_status_next_attempt_at
+            ON webhook_deliveries (status, next_attempt_at)""",
+        "CREATE INDEX IF NOT EXISTS idx_webhook_deliveries_url_status ON webhook_deliveries (url, status)",
+        f"CREATE TABLE IF NOT EXISTS webhook_destinations (url text PRIMARY KEY, gone_at {_TIME}, gone_error text)",
+    ],
 ]
 
 

@@ -62,6 +62,22 @@ FOLLOWUP_FIELDS: dict[str, type] = {
     "failed_at": str,
     "last_error": str,
 }
+# The webhooks: one row per (event, destination URL), pending until delivered, given up, gone or skipped.
+WEBHOOK_DELIVERY_FIELDS: dict[str, type] = {
+    "id": int,
+    "event_id": str,
+    "type": str,
+    "payload": str,
+    "url": str,
+    "created_at": str,
+    "status": str,
+    "attempts": int,
+    "next_attempt_at": str,
+    "retry_until": str,
+    "last_attempt_at": str,
+    "last_status": int,
+    "last_error": str,
+}
 PROBE_FIELDS: dict[str, type] = {
     "id": int,
     "at": str,
@@ -230,6 +246,25 @@ def _index_followups(db: sqlite_utils.Database) -> None:
     db.table("followups").create_index(["next_attempt_at"], if_not_exists=True)
 
 
+def add_webhooks(db: sqlite_utils.Database) -> None:
+    """Version 7: the webhook deliveries, and the destinations the sender last synchronised (with 410 Gone marks)."""
+    db.table("webhook_deliveries").create(
+        WEBHOOK_DELIVERY_FIELDS,
+        pk="id",
+        not_null={"event_id", "type", "payload", "url", "created_at", "status", "attempts", "retry_until"},
+        defaults={"attempts": 0, "status": "pending"},
+        if_not_exists=True,
+    )
+    # The sender's claim reads the pending rows by next try; a destination's rows are postponed together.
+    db.table("webhook_deliveries").create_index(["status", "next_attempt_at"], if_not_exists=True)
+    db.table("webhook_deliveries").create_index(["url", "status"], if_not_exists=True)
+    # FALLBACK_WEBHOOK_URLS as the sender last saw it: a destination that answered 410 Gone is marked here,
+    # and the marks go with the rows when the setting changes.
+    db.table("webhook_destinations").create(
+        {"url": str, "gone_at": str, "gone_error": str}, pk="url", if_not_exists=True
+    )
+
+
 # Each migration runs once, in order; the schema version is how many have run.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     create_base_schema,
@@ -238,4 +273,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     not_null_as_on_postgres,
     keep_every_submission,
     add_follow_up,
+    add_webhooks,
 ]

@@ -14,6 +14,7 @@ from .flag import FlagStore
 from .followups import FollowupStore
 from .leads import LeadStore
 from .limits import LimitStore
+from .webhooks import WebhookStore
 
 
 class Stores:
@@ -21,8 +22,10 @@ class Stores:
 
     def __init__(self, db: Database, checker: CheckerStore):
         self.db = db
-        self.leads = LeadStore(db)
-        self.flag = FlagStore(db)
+        # Before the stores whose changes are events: they queue them in their own transactions.
+        self.webhooks = WebhookStore(db)
+        self.leads = LeadStore(db, self.webhooks)
+        self.flag = FlagStore(db, self.webhooks)
         self.checker = checker
         self.events = EventStore(db)
         self.limits = LimitStore(db)
