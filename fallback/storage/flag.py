@@ -79,7 +79,7 @@ class FlagStore:
                 f"by {by or 'unknown'}" + (f": {reason}" if reason else ""),
             )
             self.webhooks.queue(
-                conn, "mode.changed", {"mode": mode, "until": rfc3339(until_text), "reason": reason, "by": by}
+                conn, "mode.changed", {"mode": mode, "until": rfc3339(until_text), "reason": reason, "by": by}, now
             )
         return self.read()
 
@@ -97,7 +97,7 @@ class FlagStore:
                 conn.execute("INSERT INTO mode_changes (at, mode, by) VALUES (?, 'auto', 'expiry')", (now,))
                 add_event(conn, now, "mode", "forced mode expired: back to auto", "the checker decides again")
                 self.webhooks.queue(
-                    conn, "mode.changed", {"mode": "auto", "until": None, "reason": None, "by": "expiry"}
+                    conn, "mode.changed", {"mode": "auto", "until": None, "reason": None, "by": "expiry"}, now
                 )
         return bool(changed)
 
@@ -117,7 +117,7 @@ class FlagStore:
                     "INSERT INTO incidents (started_at, reason) VALUES (?, ?) RETURNING id", (now, reason)
                 ).fetchall()
                 incident = {"incident_id": opened[0][0], "started_at": rfc3339(now), "reason": reason}
-                self.webhooks.queue(conn, "incident.opened", incident)
+                self.webhooks.queue(conn, "incident.opened", incident, now)
             else:
                 closed = conn.execute(
                     "UPDATE incidents SET ended_at = ?, end_reason = ? WHERE ended_at IS NULL "
@@ -125,14 +125,7 @@ class FlagStore:
                     (now, reason),
                 ).fetchall()
                 for row in closed:
-                    incident = {
-                        "incident_id": row["id"],
-                        "started_at": rfc3339(row["started_at"]),
-                        "reason": row["reason"],
-                    }
-                    self.webhooks.queue(
-                        conn, "incident.closed", {**incident, "ended_at": rfc3339(now), "end_reason": reason}
-                    )
+                    self.webhooks.queue(conn, "incident.closed", _closed(row, now, reason), now)
             if expected != "unknown" or new == "down":
                 add_event(conn, now, "flip", f"main site {new}", reason)
         return True
@@ -158,3 +151,14 @@ class FlagStore:
         """The latest mode changes, newest first."""
         rows = self.db.read("SELECT * FROM mode_changes ORDER BY id DESC LIMIT ?", (limit,))
         return [dict(row) for row in rows]
+
+
+def _closed(incident, ended_at: str, end_reason: str) -> dict:
+    """The `incident.closed` webhook's data: the incident as opened, and how it ended."""
+    return {
+        "incident_id": incident["id"],
+        "started_at": rfc3339(incident["started_at"]),
+        "reason": incident["reason"],
+        "ended_at": rfc3339(ended_at),
+        "end_reason": end_reason,
+    }

@@ -48,12 +48,13 @@ class WebhookStore:
         """Queue the events this process causes for each of `urls` from now on."""
         self.destinations = tuple(dict.fromkeys(urls))
 
-    def queue(self, conn: Connection, kind: str, data: dict[str, Any]) -> str | None:
-        """Queue one event for every destination inside the caller's transaction; its id, None without destinations."""
+    def queue(self, conn: Connection, kind: str, data: dict[str, Any], at: str) -> str | None:
+        """Queue one event of time `at` (stored ISO text) for every destination inside the caller's transaction;
+        its id, None without destinations."""
         if not self.destinations:
             return None
         assert kind in EVENT_TYPES, kind
-        now = self.db.clock()
+        now = datetime.fromisoformat(at)
         # The id is the Standard Webhooks `webhook-id`: the same on every retry, so receivers can de-duplicate.
         event_id = f"msg_{uuid.uuid4().hex}"
         body = json.dumps({"type": kind, "timestamp": rfc3339(now), "data": data}, separators=(",", ":"))
