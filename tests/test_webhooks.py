@@ -115,6 +115,24 @@ def test_nothing_is_queued_without_webhook_urls_or_by_a_flip_that_did_not_happen
     assert hook_storage.webhooks.recent() == []
 
 
+def test_an_event_is_queued_in_the_transaction_of_its_cause_and_rolled_back_with_it(hook_storage):
+    with pytest.raises(RuntimeError), hook_storage.db.write() as conn:
+        hook_storage.webhooks.queue(conn, "mode.changed", {"mode": "down"}, "2026-11-28T20:00:00.000000+00:00")
+        raise RuntimeError("the mode change failed after queueing its event")
+    assert hook_storage.webhooks.recent() == []
+
+
+def test_forgetting_a_person_erases_their_lead_created_webhooks_sent_or_not(hook_env, hook_storage, receiver):
+    hook_storage.leads.save(NewLead("anne@example.org", message="my phone is 555-0100"))
+    sender_for(hook_env, hook_storage).deliver_pending()
+    hook_storage.leads.save(NewLead("paul@example.org", message="hello"))
+    hook_storage.flag.set_mode("down", by="cli")
+    assert hook_storage.leads.forget("ANNE@example.org") == 1
+    remaining = hook_storage.webhooks.recent()
+    assert [row["type"] for row in remaining] == ["mode.changed", "lead.created"]
+    assert not any("555-0100" in row[0] for row in hook_storage.db.read("SELECT payload FROM webhook_deliveries"))
+
+
 def test_a_receiver_that_fails_three_times_gets_the_same_webhook_id_until_it_accepts(
     hook_env, hook_storage, receiver, clock
 ):

@@ -102,7 +102,7 @@ class LeadStore:
             # The same form committed meanwhile by another instance (PostgreSQL): not one more submission.
             conn.execute("UPDATE leads SET submissions = submissions - 1 WHERE id = ?", (lead_id,))
         elif submissions == 1 and lead.spam_reason is None:  # spam never goes out as a lead
-            self.webhooks.queue(conn, "lead.created", _created(lead_id, lead, now), now)
+            self.webhooks.queue(conn, "lead.created", _created(lead_id, lead, now), now, lead_id)
         return Submission(lead_id, None)
 
     def iter(

@@ -107,12 +107,13 @@ PG_MIGRATIONS: list[list[str]] = [
     ],
     [
         f"""CREATE TABLE IF NOT EXISTS webhook_deliveries (id bigserial PRIMARY KEY, event_id text NOT NULL,
-            type text NOT NULL, payload text NOT NULL, url text NOT NULL, created_at {_TIME} NOT NULL,
+            type text NOT NULL, payload text NOT NULL, url text NOT NULL, lead_id bigint, created_at {_TIME} NOT NULL,
             status text NOT NULL DEFAULT 'pending', attempts integer NOT NULL DEFAULT 0, next_attempt_at {_TIME},
             retry_until {_TIME} NOT NULL, last_attempt_at {_TIME}, last_status integer, last_error text)""",
         """CREATE INDEX IF NOT EXISTS idx_webhook_deliveries_status_next_attempt_at
             ON webhook_deliveries (status, next_attempt_at)""",
         "CREATE INDEX IF NOT EXISTS idx_webhook_deliveries_url_status ON webhook_deliveries (url, status)",
+        "CREATE INDEX IF NOT EXISTS idx_webhook_deliveries_lead_id ON webhook_deliveries (lead_id)",
         f"CREATE TABLE IF NOT EXISTS webhook_destinations (url text PRIMARY KEY, gone_at {_TIME}, gone_error text)",
     ],
 ]
@@ -376,13 +377,13 @@ class PostgresDatabase:
                     yield from (dict(zip(names, row)) for row in rows)
 
     def compact(self) -> None:
-        """Vacuum the leads and their submissions, so that erased rows' space is reclaimed."""
+        """Vacuum the leads, their submissions and webhooks, so that erased rows' space is reclaimed."""
         # Outside a transaction (the pool's connections are autocommit): the erased rows' space is
         # reclaimed, so they are not kept around in the tables' pages. What VACUUM cannot reach (WAL
         # segments, backups, replicas) is said in the README.
         try:
             with self._connection("vacuum") as conn:
-                conn.execute("VACUUM leads, submissions")
+                conn.execute("VACUUM leads, submissions, webhook_deliveries")
         except StorageError as error:
             raise StorageError(f"the tables could not be vacuumed: {error}") from error
 

@@ -69,6 +69,7 @@ WEBHOOK_DELIVERY_FIELDS: dict[str, type] = {
     "type": str,
     "payload": str,
     "url": str,
+    "lead_id": int,
     "created_at": str,
     "status": str,
     "attempts": int,
@@ -258,6 +259,8 @@ def add_webhooks(db: sqlite_utils.Database) -> None:
     # The sender's claim reads the pending rows by next try; a destination's rows are postponed together.
     db.table("webhook_deliveries").create_index(["status", "next_attempt_at"], if_not_exists=True)
     db.table("webhook_deliveries").create_index(["url", "status"], if_not_exists=True)
+    # A lead.created payload holds the lead's words: erasing the lead erases it too.
+    db.table("webhook_deliveries").create_index(["lead_id"], if_not_exists=True)
     # FALLBACK_WEBHOOK_URLS as the sender last saw it: a destination that answered 410 Gone is marked here,
     # and the marks go with the rows when the setting changes.
     db.table("webhook_destinations").create(

@@ -65,6 +65,8 @@ def erase(conn: Connection, where: str, params: Sequence[Any]) -> int:
     conn.execute(f"DELETE FROM submissions WHERE lead_id IN (SELECT id FROM leads WHERE {where})", params)
     # A follow-up's error may quote the address (a 550 naming the mailbox): it goes with the lead.
     conn.execute(f"DELETE FROM followups WHERE lead_id IN (SELECT id FROM leads WHERE {where})", params)
+    # So does a lead.created webhook, delivered or not: its payload holds the address and the message.
+    conn.execute(f"DELETE FROM webhook_deliveries WHERE lead_id IN (SELECT id FROM leads WHERE {where})", params)
     return int(conn.execute(f"DELETE FROM leads WHERE {where}", params).rowcount)
 
 

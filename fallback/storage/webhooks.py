@@ -23,8 +23,8 @@ _DUE = "status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
 # A row is posted only while its URL is a destination of the current setting, and not gone.
 _UNDELIVERABLE = "url NOT IN (SELECT url FROM webhook_destinations WHERE gone_at IS NULL)"
 _INSERT = (
-    "INSERT INTO webhook_deliveries (event_id, type, payload, url, created_at, retry_until, status, attempts) "
-    "VALUES (?, ?, ?, ?, ?, ?, 'pending', 0)"
+    "INSERT INTO webhook_deliveries (event_id, type, payload, url, lead_id, created_at, retry_until, status, "
+    "attempts) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0)"
 )
 
 
@@ -48,9 +48,11 @@ class WebhookStore:
         """Queue the events this process causes for each of `urls` from now on."""
         self.destinations = tuple(dict.fromkeys(urls))
 
-    def queue(self, conn: Connection, kind: str, data: dict[str, Any], at: str) -> str | None:
+    def queue(
+        self, conn: Connection, kind: str, data: dict[str, Any], at: str, lead_id: int | None = None
+    ) -> str | None:
         """Queue one event of time `at` (stored ISO text) for every destination inside the caller's transaction;
-        its id, None without destinations."""
+        its id, None without destinations. With `lead_id`, erasing that lead erases the event too."""
         if not self.destinations:
             return None
         assert kind in EVENT_TYPES, kind
@@ -59,7 +61,7 @@ class WebhookStore:
         event_id = f"msg_{uuid.uuid4().hex}"
         body = json.dumps({"type": kind, "timestamp": rfc3339(now), "data": data}, separators=(",", ":"))
         until = iso(now + timedelta(hours=RETRY_HOURS))
-        conn.executemany(_INSERT, [(event_id, kind, body, url, iso(now), until) for url in self.destinations])
+        conn.executemany(_INSERT, [(event_id, kind, body, url, lead_id, iso(now), until) for url in self.destinations])
         return event_id
 
     def synchronise(self, urls: Sequence[str]) -> bool:
