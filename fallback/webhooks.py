@@ -96,7 +96,7 @@ class WebhookSender:
                 return Answer(response.status_code, redact_text(error, url), _seconds(response.headers))
         except requests.exceptions.Timeout:
             return Answer(None, f"no answer within {self.timeout[1]:g} s")
-        except requests.exceptions.RequestException as failure:
+        except Exception as failure:  # any failure is this try's: recorded and retried, never a stuck claim
             # A library's message may quote the URL, token in its query and all.
             return Answer(None, redact_text(f"{type(failure).__name__}: {failure}", url))
 

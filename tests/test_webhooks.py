@@ -153,6 +153,19 @@ def test_a_receiver_that_fails_three_times_gets_the_same_webhook_id_until_it_acc
     assert (delivered["status"], delivered["attempts"], delivered["last_error"]) == ("delivered", 4, None)
 
 
+def test_a_receiver_that_refuses_connections_is_retried_with_its_credentials_kept_out_of_the_error(
+    hook_env, hook_storage, clock
+):
+    url = "http://hook:s3cr3t@127.0.0.1:1/hooks?token=t0k3n"
+    hook_storage.webhooks.configure([url])
+    hook_storage.flag.set_mode("down", by="cli")
+    assert sender_for(hook_env, hook_storage, FALLBACK_WEBHOOK_URLS=url).deliver_pending() == 0
+    [pending] = hook_storage.webhooks.recent()
+    assert pending["status"] == "pending" and pending["last_status"] is None
+    assert "ConnectionError" in pending["last_error"] and "s3cr3t" not in pending["last_error"]
+    assert "t0k3n" not in pending["last_error"]
+
+
 def test_retries_start_seconds_apart_grow_to_an_hour_and_give_up_after_24_hours(
     hook_env, hook_storage, receiver, clock
 ):
