@@ -242,10 +242,9 @@ def set_mode() -> ResponseReturnValue:
 @blueprint.post("/followup/send")
 def send_followups_now() -> ResponseReturnValue:
     """Make every pending follow-up message due at once: the sender thread takes them within a second."""
-    if not is_admin():
-        abort(403)
-    if not LogoutForm(request.form, meta=csrf_meta()).validate():
-        return make_response("The form expired: reload the dashboard and try again.\n", 400)
+    refused = refuse_action()
+    if refused is not None:
+        return refused
     # Only the flag in the queue changes here: the sending stays in the checker's process, off any request.
     due = runtime().storage.followups.send_now()
     log.info("an admin asked to send the %d pending follow-up message(s) now", due)

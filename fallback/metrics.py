@@ -9,7 +9,7 @@ Two sources, each for what only it can tell:
   included, so that totals hold over all workers and survive a worker's restart. The database
   could not give these: it keeps no invalid or limited post, and prunes probes after a day.
 - The state and the queues are read from the database at each scrape: whether visitors are
-  redirected, the checker's heartbeat, the follow-up mail (the `followups` table). These are the
+  redirected, the checker's heartbeat, the follow-up mail and the webhooks (their tables). These are the
   database's, so every instance on one database shows the same values.
 
 A visitor's page or redirect is not counted at all: SPEC does not ask for it, and the hot path stays
@@ -45,9 +45,9 @@ LEAD_RESULTS = ("accepted", "spam", "invalid", "limited")
 PROBE_RESULTS = ("ok", "failed")
 # Probe durations: the default slow limit is 2 s and the default timeout 3 s; the bounds go past both.
 PROBE_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
-# Until the webhooks queue lands (being built on its own branch), its series is there, at zero, so that
-# dashboards and the alert rule need no change when it does.
-WEBHOOK_RESULTS = ("delivered", "failed")
+# How webhook deliveries ended (storage.webhooks): accepted, given up after 24 hours, refused by a 410 Gone,
+# or not sent (their receiver gone, or no longer configured).
+WEBHOOK_RESULTS = ("delivered", "failed", "gone", "skipped")
 
 blueprint = Blueprint("metrics", __name__)
 
@@ -148,12 +148,16 @@ class DatabaseCollector:
         yield GaugeMetricFamily(
             "fallback_followup_mails_pending", "Follow-up mails waiting to be sent.", followups["pending"]
         )
+        webhooks = self.storage.webhooks.counts()
         deliveries = CounterMetricFamily(
-            "fallback_webhook_deliveries", "Webhook deliveries (0 until webhooks are delivered).", labels=["result"]
+            "fallback_webhook_deliveries", "Webhook deliveries by how they ended, from the database.", labels=["result"]
         )
         for result in WEBHOOK_RESULTS:
-            deliveries.add_metric([result], 0)
+            deliveries.add_metric([result], webhooks[result])
         yield deliveries
+        yield GaugeMetricFamily(
+            "fallback_webhook_deliveries_pending", "Webhook deliveries waiting to be posted.", webhooks["pending"]
+        )
 
 
 def authorised() -> bool:

@@ -23,7 +23,7 @@ from fallback.app import create_app
 from fallback.checker import Checker
 from fallback.config import Settings
 from fallback.forms import FormToken
-from fallback.metrics import Metrics
+from fallback.metrics import WEBHOOK_RESULTS, Metrics
 from fallback.probe import ProbeResult
 from fallback.server import remove_stale_counts
 from fallback.storage import NewLead, open_storage
@@ -191,10 +191,23 @@ def test_follow_up_mails_are_counted_from_the_queue_in_the_database(client, stor
     assert found["fallback_followup_mails_pending"] == 1
 
 
-def test_webhook_deliveries_are_zero_until_webhooks_are_delivered(client):
+def test_webhook_deliveries_are_counted_from_the_queue_by_how_they_ended(client, storage):
     found = scrape(client)
-    assert found['fallback_webhook_deliveries_total{result="delivered"}'] == 0
-    assert found['fallback_webhook_deliveries_total{result="failed"}'] == 0
+    assert [found[f'fallback_webhook_deliveries_total{{result="{result}"}}'] for result in WEBHOOK_RESULTS] == [0] * 4
+    receivers = ["http://127.0.0.1:9/crm", "http://127.0.0.1:9/chat"]
+    storage.webhooks.configure(receivers)
+    storage.webhooks.synchronise(receivers)
+    for mode in ("down", "up", "auto"):
+        storage.flag.set_mode(mode)  # one delivery per receiver each
+    crm, chat = storage.webhooks.claim(60)
+    storage.webhooks.delivered(crm["id"], 204)
+    storage.webhooks.gone(chat, "HTTP 410 Gone")
+    crm, *_ = storage.webhooks.claim(60)  # the chat's later ones are skipped: it is gone
+    storage.webhooks.failed(crm, "HTTP 400 Bad Request", 400, None, False)
+    found = scrape(client)
+    counted = {result: found[f'fallback_webhook_deliveries_total{{result="{result}"}}'] for result in WEBHOOK_RESULTS}
+    assert counted == {"delivered": 1, "failed": 1, "gone": 1, "skipped": 2}
+    assert found["fallback_webhook_deliveries_pending"] == 1
 
 
 def worker_counts(folder: Path) -> dict[int, float]:
