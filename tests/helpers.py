@@ -6,6 +6,7 @@ import contextlib
 import importlib.util
 import re
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -88,3 +89,14 @@ def bench_module(name: str):
         yield module
     finally:
         sys.modules.pop(spec.name, None)
+
+
+def wait_for(condition, seconds: float, what: str):
+    """`condition()`'s first truthy result within `seconds`, or fail naming `what`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {seconds} s")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import requests
-from helpers import ADMIN_PASSWORD, csrf_token, form_token
+from helpers import ADMIN_PASSWORD, csrf_token, form_token, wait_for
 from mailserver import SMTPServer
 from served import Served, run_cli
 from standin import StandIn
@@ -38,17 +38,6 @@ def environment(database: str, site: StandIn, smtp: SMTPServer) -> dict:
         "FALLBACK_PUBLIC_URL": "https://sorry.example.com",
         "FALLBACK_FOLLOWUP_DELAY": "0",
     }
-
-
-def wait_for(condition, seconds: float, what: str):
-    """`condition()`'s first truthy result within `seconds`, or fail naming `what`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"{what} did not happen within {seconds} s")
 
 
 def recipients(smtp: SMTPServer) -> collections.Counter:

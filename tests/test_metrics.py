@@ -7,14 +7,13 @@ import math
 import os
 import signal
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
-from helpers import FixedClock, contact_fields
+from helpers import FixedClock, contact_fields, wait_for
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 from served import Served
@@ -242,17 +241,6 @@ def served_scrape(url: str) -> dict[str, float]:
     return samples(response.text)
 
 
-def wait_until(condition, seconds: float, what: str):
-    """`condition()`'s first truthy result within `seconds`, or fail naming `what`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {seconds} s")
-
-
 @pytest.mark.sqlite_only("the workers' counts are summed the same way on either backend")
 def test_served_totals_sum_both_workers_and_do_not_drop_when_a_worker_is_killed(env, tmp_path):
     # TMPDIR puts the server's private metrics folder where the test can see which worker counted what.
@@ -272,7 +260,7 @@ def test_served_totals_sum_both_workers_and_do_not_drop_when_a_worker_is_killed(
         victim = max(before, key=before.get)
         assert Path(f"/proc/{victim}/stat").read_text().split()[3] == str(server.process.pid)  # a worker of ours
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: set(worker_counts(folder)) - set(before), 20, "a replacement worker")
+        wait_for(lambda: set(worker_counts(folder)) - set(before), 20, "a replacement worker")
         assert {served_scrape(server.url)[accepted] for _ in range(6)} == {sent}
         post_leads(server.url, env["FALLBACK_SECRET_KEY"], [f"later-{n}@example.org" for n in range(8)])
         found = served_scrape(server.url)
