@@ -323,6 +323,8 @@ def test_axe_finds_no_accessibility_violation_on_any_screen(browser, audited, la
     seen, failures = [], {}
     for screen in screens(page, audited.url, language):
         seen.append(screen)
+        if screen not in ("the dashboard", "the log-in"):  # the admin's screens are in English only
+            assert page.locator("html").get_attribute("lang") == language, screen
         found = violations(page)
         if found:
             failures[screen] = described(found)
