@@ -1,6 +1,7 @@
-"""In a real browser (Debian's headless Chromium, driven by Playwright): keyboard use, errors, the toggle, French.
+"""In a real browser (Debian's headless Chromium, driven by Playwright): keyboard use, errors, the toggle, French,
+the dashboard on a phone, and an axe-core audit (WCAG 2.2 A/AA and best practices) of every screen in both languages.
 
-Screenshots of the page and the dashboard at phone size are saved in test-artifacts/.
+Screenshots of the page and the dashboard at phone size are saved in test-artifacts/ (the README's are copies).
 """
 
 from __future__ import annotations
@@ -8,16 +9,27 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import ADMIN_PASSWORD
+from mailserver import SMTPServer
+from procs import free_port
 from served import Served
 from standin import StandIn
+from test_webhooks import SECRET as WEBHOOK_SECRET
+
+from fallback.storage.leads import email_key
+from fallback.unsubscribe import UnsubscribeToken
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+SECRET_KEY = "a browser test's secret key, known to mint unsubscribe tokens"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]
+LANGUAGES = {"en": "en-GB,en", "fr": "fr-FR,fr"}
 
 playwright_api = (
     pytest.importorskip("playwright.sync_api")
@@ -72,8 +84,9 @@ def log_in(page, base: str) -> None:
     page.wait_for_selector("text=Set mode")
 
 
-def set_mode(page, mode: str) -> None:
+def set_mode(page, mode: str, reason: str = "") -> None:
     page.select_option("#mode", mode)
+    page.fill("#reason", reason)
     page.click("text=Set mode")
     page.wait_for_selector("text=Set mode")
 
@@ -167,12 +180,19 @@ def test_a_french_browser_gets_the_french_page(browser, site, down):
     context.close()
 
 
-def test_the_dashboard_at_phone_size(browser, site):
+def test_the_dashboard_fits_a_phone_without_scrolling_sideways(browser, audited):
     page = browser.new_page(viewport=PHONE)
-    log_in(page, site.url)
+    log_in(page, audited.url)
     assert page.locator(".tile").count() >= 4
+    assert page.locator("table tbody tr").count() >= 4  # leads, webhooks and mode changes have rows
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    cell = page.locator("#leads ~ table tbody td").first  # a stacked row's cell says which column it is
+    assert cell.evaluate("cell => getComputedStyle(cell, '::before').content") == '"E-mail"'
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    for width in (700, DESKTOP["width"]):  # above the breakpoint, a real table whose cells wrap
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.close()
 
 
@@ -209,3 +229,105 @@ def test_the_follow_up_mail_renders_in_a_browser(browser):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "mail-back.png"), full_page=True)
     page.close()
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory, browser):
+    """fallback serve with follow-up mail and webhooks, forced down, with a lead and a failing webhook delivery."""
+    folder = tmp_path_factory.mktemp("audited")
+    port = free_port()
+    with StandIn() as standin, SMTPServer() as smtp:
+        env = {
+            "FALLBACK_MAIN_URL": standin.url,
+            "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "FALLBACK_SECRET_KEY": SECRET_KEY,
+            "FALLBACK_RATE_LIMIT": "0",
+            "FALLBACK_FORM_MIN_SECONDS": "0",
+            "FALLBACK_SITE_NAME": "Acme Shoes",
+            "FALLBACK_CONTACT_EMAIL": "hello@acme.example",
+            "FALLBACK_CHECK_INTERVAL": "1",
+            "FALLBACK_SMTP_URL": smtp.url,
+            "FALLBACK_MAIL_FROM": "Acme Shoes <hello@acme.example>",
+            "FALLBACK_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "FALLBACK_WEBHOOK_URLS": f"http://127.0.0.1:{free_port()}/a-receiver-that-is-not-listening",
+            "FALLBACK_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        }
+        with Served(env, folder, port=port) as server:
+            admin = browser.new_page(viewport=DESKTOP)
+            log_in(admin, server.url)
+            set_mode(admin, "down", reason="Planned maintenance of the payment provider")
+            wait_for_status(admin, server.url + "/", 503)
+            send_form(admin, "a.rather.long.address.for.a.narrow.screen@example.org")
+            admin.close()
+            yield server
+
+
+def send_form(page, email: str) -> None:
+    """Fill in and send the page's form (the page is showing), landing on the thank-you page."""
+    page.fill("#email", email)
+    page.fill("#name", "Kim Keys")
+    page.fill("#message", "Please call me back about the order of the red trail shoes, size 42, after six.")
+    page.check("#consent")
+    page.check("#notify")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/_fallback/thanks")
+
+
+def lead_id(page, base: str, email: str) -> int:
+    """A lead's id, read from its delete button on the dashboard (the page is logged in)."""
+    page.goto(base + "/_fallback/admin?q=" + email)
+    action = page.locator("form[action*='/leads/']").first.get_attribute("action")
+    return int(action.split("/leads/")[1].split("/")[0])
+
+
+def violations(page) -> list[dict]:
+    """What axe-core finds on the page as it is, with the WCAG 2.2 A/AA rules and best practices."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]})
+    return results.response["violations"]
+
+
+def described(found: list[dict]) -> str:
+    return "\n".join(f"{rule['id']} ({rule['impact']}): {[node['target'] for node in rule['nodes']]}" for rule in found)
+
+
+def screens(page, base: str, language: str) -> Iterator[str]:
+    """Go to each screen in turn, yielding its name once the page shows it."""
+    email = f"audit-{language}-{time.monotonic_ns()}@example.org"
+    wait_for_status(page, base + "/", 503)
+    yield "the page"
+    page.fill("#email", "not an address")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#error-summary")
+    yield "the page with errors"
+    send_form(page, email)
+    yield "the thank-you page"
+    log_in(page, base)
+    yield "the dashboard"
+    token = UnsubscribeToken(SECRET_KEY).issue(lead_id(page, base, email), email_key(email))
+    page.goto(base + "/_fallback/unsubscribe?t=" + token)
+    page.wait_for_selector("form[method=post]")
+    yield "the unsubscribe page"
+    page.goto(base + "/_fallback/admin")
+    page.click("text=Log out")
+    page.wait_for_selector("#password")
+    yield "the log-in"
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_axe_finds_no_accessibility_violation_on_any_screen(browser, audited, language, viewport):
+    context = browser.new_context(viewport=viewport, extra_http_headers={"Accept-Language": LANGUAGES[language]})
+    page = context.new_page()
+    seen, failures = [], {}
+    for screen in screens(page, audited.url, language):
+        seen.append(screen)
+        if screen not in ("the dashboard", "the log-in"):  # the admin's screens are in English only
+            assert page.locator("html").get_attribute("lang") == language, screen
+        found = violations(page)
+        if found:
+            failures[screen] = described(found)
+    context.close()
+    assert len(seen) == 6
+    assert not failures, "\n".join(f"{screen}:\n{text}" for screen, text in failures.items())
