@@ -1,4 +1,4 @@
-"""The `fallback` command: serve, check, status, mode, export, forget, purge."""
+"""The `fallback` command: serve, check, status, mode, export, drill, forget, purge."""
 
 from __future__ import annotations
 
@@ -329,6 +329,39 @@ def mail_test(address: str) -> None:
         click.echo(f"not sent: {refused.answer}", err=True)
         raise SystemExit(1) from None
     click.echo(f"sent to {address}: the server accepted it")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the items as JSON (name, status, detail, advice).")
+@click.option(
+    "--resolver",
+    metavar="HOST[:PORT]",
+    help="Ask this DNS server for the main host's records [default: the system's resolver].",
+)
+def drill(as_json: bool, resolver: str | None) -> None:
+    """Run the pre-show checklist: each item pass, warn or fail with why; exit 0 when nothing fails, else 1.
+
+    Checks the main site (answers, Cache-Control), its DNS TTL, the standby (secrets, public URL, durable
+    database) and the main site's TLS certificate. Needs no database.
+
+    Example:
+
+        fallback drill --resolver 1.1.1.1
+    """
+    from .drill import failed, parse_resolver, run_drill, table
+
+    server = None
+    if resolver:
+        try:
+            server = parse_resolver(resolver)
+        except ValueError:
+            raise Failure(f"--resolver: expected HOST[:PORT], got {resolver!r}") from None
+    items = run_drill(Settings.from_env(), server)
+    if as_json:
+        click.echo(json.dumps([item.as_dict() for item in items], indent=2))
+    else:
+        click.echo(table(items))
+    sys.exit(1 if failed(items) else 0)
 
 
 @cli.command()
