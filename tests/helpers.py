@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -100,3 +101,14 @@ def wait_for(condition, seconds: float, what: str):
             return result
         time.sleep(0.05)
     raise AssertionError(f"{what} did not happen within {seconds} s")
+
+
+def self_signed_certificate(folder: Path, days: int = 2) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, valid `days`, made by openssl: (certificate, key)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", str(days), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key

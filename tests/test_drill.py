@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from dnslib import CNAME, QTYPE, RR, A
 from dnslib.server import DNSLogger, DNSServer
+from helpers import self_signed_certificate
 
 from fallback import drill
 from fallback.cli import cli
@@ -268,26 +269,7 @@ def make_certificate(folder: Path, start: str | None = None, end: str | None = N
     key, pem = folder / "key.pem", folder / "cert.pem"
     subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
     if start is None:
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                key,
-                "-out",
-                pem,
-                "-days",
-                str(days),
-            ]
-            + subject,
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
+        pem, key = self_signed_certificate(folder, days)
     else:  # openssl 3.0's req has no -not_before: `openssl ca -selfsign` takes any dates
         (folder / "index.txt").write_text("")
         (folder / "serial").write_text("01\n")

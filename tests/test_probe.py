@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from helpers import self_signed_certificate
 from standin import KEYWORD, StandIn
 
 import fallback.probe as probe_module
@@ -360,30 +361,8 @@ def tls_site(tmp_path):
     """An HTTPS stand-in on 127.0.0.1 with a self-signed certificate: TLS that must not be trusted."""
     import http.server
     import ssl
-    import subprocess
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    cert, key = self_signed_certificate(tmp_path, days=1)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):

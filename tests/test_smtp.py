@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ssl
-import subprocess
 from email.message import EmailMessage
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from helpers import self_signed_certificate
 from mailserver import Mailbox
 from procs import free_port
 
@@ -25,13 +25,7 @@ def message() -> EmailMessage:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1, made by openssl for this module."""
-    folder = tmp_path_factory.mktemp("tls")
-    key, cert = folder / "key.pem", folder / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
     return key, cert
 
 
