@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -178,21 +177,6 @@ def answer_of(url: str, headers: dict) -> tuple[int, list[tuple[str, str]], byte
     with loopback_session() as session:
         response = session.get(url, headers=headers, timeout=10, allow_redirects=False)
     return response.status_code, list(response.raw.headers.items()), response.content
-
-
-def wait_for_status(url: str, status: int, seconds: float = 10, in_a_row: int = 10) -> None:
-    """Until a visitor path answers `status` `in_a_row` times over new connections, so every worker has re-read
-    the flag (each does within 0.5 s); bounded."""
-    deadline = time.monotonic() + seconds
-    streak = 0
-    while time.monotonic() < deadline and streak < in_a_row:
-        with loopback_session() as session:  # a new connection each time: gunicorn spreads them over its workers
-            answer = session.get(url, headers={"Accept": "text/html"}, timeout=5, allow_redirects=False)
-        streak = streak + 1 if answer.status_code == status else 0
-        if streak < in_a_row:
-            time.sleep(0.05)
-    if streak < in_a_row:
-        raise RuntimeError(f"{url} did not answer {status} {in_a_row} times in a row within {seconds} s")
 
 
 def form_token(url: str) -> str:

@@ -163,6 +163,21 @@ class MainSite:
         self.thread.join(5)
 
 
+def wait_for_status(url: str, status: int, seconds: float = 10, in_a_row: int = 10) -> None:
+    """Until a visitor path answers `status` `in_a_row` times over new connections, so every worker has re-read
+    the flag (each does within 0.5 s); bounded."""
+    deadline = time.monotonic() + seconds
+    streak = 0
+    while time.monotonic() < deadline and streak < in_a_row:
+        with loopback_session() as session:  # a new connection each time: gunicorn spreads them over its workers
+            answer = session.get(url, headers={"Accept": "text/html"}, timeout=5, allow_redirects=False)
+        streak = streak + 1 if answer.status_code == status else 0
+        if streak < in_a_row:
+            time.sleep(0.05)
+    if streak < in_a_row:
+        raise RuntimeError(f"{url} did not answer {status} {in_a_row} times in a row within {seconds} s")
+
+
 class Fallback:
     """`fallback serve` as a process group on a free loopback port; stopped (group-wide) by `stop`."""
 
@@ -187,6 +202,11 @@ class Fallback:
         if done.returncode != 0:
             raise RuntimeError(f"fallback {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
         return done.stdout
+
+    def force(self, mode: str, reason: str) -> None:
+        """`fallback mode MODE`, then wait until every worker answers it: the page (503) or the redirect (302)."""
+        self.cli("mode", mode, "--reason", reason)
+        wait_for_status(self.url + "/", {"down": 503, "up": 302}[mode])
 
     def start(self) -> Fallback:
         """Start serving and wait until every worker is up (bounded), or raise with the log's tail."""
@@ -457,10 +477,8 @@ def serving(workers: int):
     server.problems = []
     try:
         server.start()
-        # Only `fallback serve` creates the database: the page is forced on once it exists, and every
-        # worker re-reads the flag within 0.5 s.
-        server.cli("mode", "down", "--reason", "load test")
-        time.sleep(1.0)
+        # Only `fallback serve` creates the database: the page is forced on once it exists.
+        server.force("down", "load test")
         yield server
     finally:
         server.stop()

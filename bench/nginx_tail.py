@@ -220,8 +220,7 @@ def measure(folder: Path, seconds: float = 8, rounds: int = 3, log=print, templa
     error_lines = 0
     try:
         fallback.start()
-        fallback.cli("mode", "down", "--reason", "nginx tail bench")
-        time.sleep(1)  # every worker re-reads the flag within half a second
+        fallback.force("down", "nginx tail bench")
         log("nginx tail: warm-up (fallback renders its page once per worker before any cold run)")
         wrk(fallback.url + PATH, 2)
 

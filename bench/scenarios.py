@@ -35,7 +35,6 @@ from harness import (
     post_script,
     postgres_database,
     process_group,
-    wait_for_status,
     workers_rss_mib,
     wrk,
 )
@@ -66,8 +65,7 @@ def start_down(stack: ExitStack, folder: Path, env: dict) -> Fallback:
     stack.callback(fallback.stop)
     fallback.start()
     # Only `fallback serve` creates the database: the page is forced on once it exists.
-    fallback.cli("mode", "down", "--reason", "bench")
-    wait_for_status(fallback.url + PAGE_PATH, 503)
+    fallback.force("down", "bench")
     return fallback
 
 
@@ -159,11 +157,9 @@ def bench_pages(
         log(f"pages, round {number + 1}/{rounds}: {', '.join(runs)}")
         for name, url in pages.items():
             runs[name].append(page_run(url, seconds))
-        fallback.cli("mode", "up", "--reason", "bench")
-        wait_for_status(page_url, 302)
+        fallback.force("up", "bench")
         runs["redirect"].append(page_run(page_url, seconds))
-        fallback.cli("mode", "down", "--reason", "bench")
-        wait_for_status(page_url, 503)
+        fallback.force("down", "bench")
     floor = runs["floor"]
     results["floor"], results["down_page"] = median_run(floor), median_run(runs["down page"], floor)
     results["redirect"] = median_run(runs["redirect"], floor)
@@ -274,8 +270,7 @@ def bench_rate_limited(folder: Path, seconds: float, results: dict, log) -> None
     )
     try:
         with fallback_server(sub, env) as fallback:
-            fallback.cli("mode", "down")
-            wait_for_status(fallback.url + "/", 503)
+            fallback.force("down", "bench")
             token = form_token(fallback.url + "/")
             log("submissions with the rate limit on")
             wrk(fallback.url + "/_fallback/contact", 2, POST_CONNECTIONS, post_script(sub, "rw", token, xff=True))
@@ -309,8 +304,7 @@ def bench_nginx(folder: Path, seconds: float, results: dict, log) -> None:
     )
     try:
         with fallback_server(sub, env) as fallback:
-            fallback.cli("mode", "down")
-            wait_for_status(fallback.url + "/", 503)
+            fallback.force("down", "bench")
             (sub / "static" / "page.html").write_bytes(answer_of(fallback.url + "/bench", {"Accept": "text/html"})[2])
             port, static_port = free_port(), free_port()
             conf = (HERE.parent / "deploy" / "nginx" / "fallback.conf").read_text()
