@@ -15,17 +15,17 @@ from datetime import datetime
 
 from . import smtp
 from .app import shipped_templates
+from .background import while_holding
 from .config import Settings
 from .mail import MailTemplates, followup_message, main_site_link
 from .notify import retry_delay
 from .redact import redact_text
 from .state import Flag
-from .storage import Storage, StorageError
+from .storage import Storage
 from .unsubscribe import UnsubscribeToken
 
 log = logging.getLogger("fallback.followup")
 
-POLL_SECONDS = 1.0
 # Longer than one SMTP exchange can take (smtp.TIMEOUT_SECONDS per step): then another sender may retry it.
 CLAIM_SECONDS = 120.0
 
@@ -115,13 +115,9 @@ class FollowupSender:
 
     def run(self, checker, stop: threading.Event) -> None:
         """Queue and send while this process holds the checker lease, until `stop` is set."""
-        while not stop.wait(POLL_SECONDS):
-            if not checker.holding:
-                continue
-            try:
-                self.queue_after_recovery()
-                self.deliver_pending(stop)
-            except StorageError as error:
-                log.warning("follow-up mail paused: %s", error)
-            except Exception:  # a bad template must not end the thread: logged, tried again next round
-                log.exception("follow-up mail failed")
+
+        def one_round() -> None:
+            self.queue_after_recovery()
+            self.deliver_pending(stop)
+
+        while_holding(checker, stop, one_round, "follow-up mail", log)

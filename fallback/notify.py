@@ -6,15 +6,15 @@ import logging
 import threading
 from collections.abc import Sequence
 
+from .background import while_holding
 from .redact import redact_text
-from .storage import Storage, StorageError
+from .storage import Storage
 
 log = logging.getLogger("fallback.notify")
 
 MAX_ATTEMPTS = 6
 # While one process sends an event, others leave it alone this long.
 CLAIM_SECONDS = 60.0
-POLL_SECONDS = 1.0
 
 
 class Notifier:
@@ -67,10 +67,4 @@ def deliver_pending(storage: Storage, notifier: Notifier, site_name: str = "") -
 
 def deliver_forever(storage: Storage, notifier: Notifier, checker, stop: threading.Event, site_name: str = "") -> None:
     """Send due notifications while this process holds the checker lease, until `stop` is set."""
-    while not stop.wait(POLL_SECONDS):
-        if not checker.holding:
-            continue
-        try:
-            deliver_pending(storage, notifier, site_name)
-        except StorageError as error:
-            log.warning("notifications paused: %s", error)
+    while_holding(checker, stop, lambda: deliver_pending(storage, notifier, site_name), "notifications", log)

@@ -18,13 +18,13 @@ import requests
 from standardwebhooks import Webhook
 
 from . import __version__
+from .background import while_holding
 from .config import Settings
 from .redact import redact_text, redact_url
-from .storage import Storage, StorageError
+from .storage import Storage
 
 log = logging.getLogger("fallback.webhooks")
 
-POLL_SECONDS = 1.0
 # Seconds to connect, and to wait for each read of the answer: a hung receiver is given up on this soon.
 TIMEOUT = (5.0, 10.0)
 # Longer than one post can take (TIMEOUT): then another sender may post the delivery again.
@@ -140,15 +140,7 @@ class WebhookSender:
 
     def run(self, checker, stop: threading.Event) -> None:
         """Post due deliveries while this process holds the checker lease, until `stop` is set."""
-        while not stop.wait(POLL_SECONDS):
-            if not checker.holding:
-                continue
-            try:
-                self.deliver_pending(stop)
-            except StorageError as error:
-                log.warning("webhooks paused: %s", error)
-            except Exception:  # a bug must not end the thread: logged, tried again next round
-                log.exception("webhooks failed")
+        while_holding(checker, stop, lambda: self.deliver_pending(stop), "webhooks", log)
 
 
 def _seconds(headers) -> float | None:
