@@ -159,30 +159,18 @@ def dns_item(host: str, resolver: tuple[str, int] | None = None, lifetime: float
 
 def secrets_items(settings: Settings) -> list[Item]:
     """Whether the admin password and the secret key are set rather than missing or generated."""
-    items = []
-    if settings.admin_password:
-        items.append(Item("admin password", PASS, "FALLBACK_ADMIN_PASSWORD is set"))
-    else:
-        items.append(
-            Item(
-                "admin password",
-                WARN,
-                "FALLBACK_ADMIN_PASSWORD is not set: the admin area answers 404",
-                "set FALLBACK_ADMIN_PASSWORD (12 characters at least) to switch the page and read leads in the show",
-            )
-        )
-    if settings.secret_key:
-        items.append(Item("secret key", PASS, "FALLBACK_SECRET_KEY is set"))
-    else:
-        items.append(
-            Item(
-                "secret key",
-                WARN,
-                "FALLBACK_SECRET_KEY is not set: one is generated and kept in the database",
-                "set FALLBACK_SECRET_KEY, so a new database does not void every form and session",
-            )
-        )
-    return items
+    checks = (
+        ("admin password", "ADMIN_PASSWORD", settings.admin_password, "the admin area answers 404",
+         "set FALLBACK_ADMIN_PASSWORD (12 characters at least) to switch the page and read leads in the show"),
+        ("secret key", "SECRET_KEY", settings.secret_key, "one is generated and kept in the database",
+         "set FALLBACK_SECRET_KEY, so a new database does not void every form and session"),
+    )  # fmt: skip
+    return [
+        Item(name, PASS, f"FALLBACK_{variable} is set")
+        if value
+        else Item(name, WARN, f"FALLBACK_{variable} is not set: {without}", advice)
+        for name, variable, value, without, advice in checks
+    ]
 
 
 def public_url_item(public_url: str | None, timeout: float) -> Item:
