@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import jinja2
 from flask import Flask, Response
@@ -14,6 +13,7 @@ from .config import Settings
 from .forms import FormToken
 from .guard import ForwardedWarning, add_security_headers
 from .i18n import init_i18n
+from .paths import shipped_templates
 from .runtime import Runtime, runtime
 from .sessions import LIFETIME, SessionInterface
 from .state import Cached, CachedFlag
@@ -22,14 +22,6 @@ from .storage import Storage, StorageError, open_storage
 from .visitor import HotPath
 
 log = logging.getLogger("fallback")
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def shipped_templates() -> Path:
-    """The shipped templates: inside the package once installed, at the repository's top in a checkout."""
-    installed = PACKAGE_DIR / "templates"
-    return installed if installed.is_dir() else PACKAGE_DIR.parent / "templates"
 
 
 def secret_key_for(settings: Settings, storage: Storage) -> str:

@@ -305,8 +305,8 @@ def mail_test(address: str) -> None:
         fallback mail-test me@example.org
     """
     from . import smtp
-    from .app import shipped_templates
     from .mail import MailTemplates, followup_message, main_site_link
+    from .paths import shipped_templates
     from .unsubscribe import UNSUBSCRIBE_PATH
 
     settings = Settings.from_env()

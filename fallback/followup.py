@@ -14,11 +14,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 from . import smtp
-from .app import shipped_templates
 from .background import while_holding
 from .config import Settings
 from .mail import MailTemplates, followup_message, main_site_link
 from .notify import retry_delay
+from .paths import shipped_templates
 from .redact import redact_text
 from .state import Flag
 from .storage import Storage

@@ -209,8 +209,8 @@ def test_the_page_makes_no_request_to_another_origin_and_stays_small(browser, si
 
 
 def test_the_follow_up_mail_renders_in_a_browser(browser):
-    from fallback.app import shipped_templates
     from fallback.mail import MailTemplates, followup_message
+    from fallback.paths import shipped_templates
 
     message = followup_message(
         MailTemplates(str(shipped_templates())),
