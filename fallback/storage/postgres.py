@@ -116,6 +116,12 @@ PG_MIGRATIONS: list[list[str]] = [
         "CREATE INDEX IF NOT EXISTS idx_webhook_deliveries_lead_id ON webhook_deliveries (lead_id)",
         f"CREATE TABLE IF NOT EXISTS webhook_destinations (url text PRIMARY KEY, gone_at {_TIME}, gone_error text)",
     ],
+    [
+        f"""CREATE TABLE IF NOT EXISTS verdicts (name text PRIMARY KEY, kind text NOT NULL, state text NOT NULL,
+            ok integer NOT NULL, reason text, observed_at {_TIME} NOT NULL, received_at {_TIME} NOT NULL,
+            first_seen_at {_TIME} NOT NULL)""",
+        "ALTER TABLE leads ADD COLUMN IF NOT EXISTS drill integer NOT NULL DEFAULT 0",
+    ],
 ]
 
 

@@ -79,6 +79,17 @@ WEBHOOK_DELIVERY_FIELDS: dict[str, type] = {
     "last_status": int,
     "last_error": str,
 }
+# With FALLBACK_QUORUM above 1: each vantage point's latest verdict, one row per name (the latest wins).
+VERDICT_FIELDS: dict[str, type] = {
+    "name": str,
+    "kind": str,
+    "state": str,
+    "ok": int,
+    "reason": str,
+    "observed_at": str,
+    "received_at": str,
+    "first_seen_at": str,
+}
 PROBE_FIELDS: dict[str, type] = {
     "id": int,
     "at": str,
@@ -268,6 +279,18 @@ def add_webhooks(db: sqlite_utils.Database) -> None:
     )
 
 
+def add_verdicts_and_drill_leads(db: sqlite_utils.Database) -> None:
+    """Version 8: the vantage points' verdicts (quorum), and a mark on the leads `fallback drill --rehearse` sends."""
+    db.table("verdicts").create(
+        VERDICT_FIELDS,
+        pk="name",
+        not_null={"kind", "state", "ok", "observed_at", "received_at", "first_seen_at"},
+        if_not_exists=True,
+    )
+    # A drill lead is kept apart like spam: never exported, mailed or sent as a webhook's lead.created.
+    db.table("leads").add_column("drill", int, not_null_default=0)
+
+
 # Each migration runs once, in order; the schema version is how many have run.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     create_base_schema,
@@ -277,4 +300,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     keep_every_submission,
     add_follow_up,
     add_webhooks,
+    add_verdicts_and_drill_leads,
 ]
