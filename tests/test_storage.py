@@ -328,3 +328,17 @@ def test_the_rate_limit_is_shared_by_two_instances(instances):
     rate = RateCheck("contact:shared-client", limit=5, seconds=3600)
     waits = race(instances, 5, lambda storage, n: storage.leads.hit_rate(rate))
     assert waits.count(None) == 5
+
+
+def test_a_vantage_point_s_latest_verdict_replaces_its_previous_one(db, clock):
+    observed = clock.moment - timedelta(seconds=1)
+    db.verdicts.record("web-1:8000", "instance", "up", True, "all 1 check URL answered", observed)
+    clock.moment += timedelta(seconds=5)
+    db.verdicts.record("agent-eu probe", "agent", "unknown", False, "refused", observed)
+    db.verdicts.record("web-1:8000", "instance", "down", False, "refused", clock.moment)
+    verdicts = {verdict.name: verdict for verdict in db.verdicts.latest()}
+    assert sorted(verdicts) == ["agent-eu probe", "web-1:8000"]
+    assert verdicts["web-1:8000"].state == "down" and verdicts["web-1:8000"].ok is False
+    assert verdicts["web-1:8000"].received_at == clock.moment
+    assert verdicts["web-1:8000"].first_seen_at == clock.moment - timedelta(seconds=5)
+    assert db.verdicts.forget("agent-eu probe") and not db.verdicts.forget("agent-eu probe")

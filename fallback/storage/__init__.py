@@ -17,6 +17,7 @@ from .limits import LimitStore, RateCheck
 from .postgres import PostgresStorage
 from .schema import MIGRATIONS
 from .sqlite import SQLiteStorage
+from .verdicts import Verdict, VerdictStore
 from .webhooks import WebhookStore
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "Submission",
+    "Verdict",
     "email_key",
     "open_storage",
 ]
@@ -54,6 +56,7 @@ class Storage(Protocol):
     limits: LimitStore
     followups: FollowupStore  # the "we're back" mail queue, sent by fallback/followup.py
     webhooks: WebhookStore  # the webhook deliveries, posted by fallback/webhooks.py
+    verdicts: VerdictStore  # the vantage points' latest verdicts, counted by the checker under FALLBACK_QUORUM
 
     def migrate(self) -> int:
         """Create or bring the schema up to date; returns the schema version."""

@@ -14,6 +14,7 @@ from .flag import FlagStore
 from .followups import FollowupStore
 from .leads import LeadStore
 from .limits import LimitStore
+from .verdicts import VerdictStore
 from .webhooks import WebhookStore
 
 
@@ -30,6 +31,7 @@ class Stores:
         self.events = EventStore(db)
         self.limits = LimitStore(db)
         self.followups = FollowupStore(db)
+        self.verdicts = VerdictStore(db)
 
     @property
     def clock(self) -> Callable[[], datetime]:

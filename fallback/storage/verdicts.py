@@ -1,0 +1,80 @@
+"""The vantage points' latest verdicts (FALLBACK_QUORUM): one row per name, the latest report wins."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+from ..state import iso, parse_iso
+from .base import Database
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What one vantage point (an instance or a probe agent) last said of the main site."""
+
+    name: str
+    kind: str  # "instance" or "agent"
+    state: str  # "up", "down", or "unknown" (not enough rounds yet, or its own network in doubt)
+    ok: bool  # whether its latest round passed, before its fall/rise hysteresis
+    reason: str | None
+    observed_at: datetime  # when its round ended, by its clock
+    received_at: datetime  # when it reached the database, by ours: freshness is judged by this
+    first_seen_at: datetime
+
+
+class VerdictStore:
+    """Records and reads the vantage points' verdicts; counted per name, so a restarted agent replaces its own."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def record(self, name: str, kind: str, state: str, ok: bool, reason: str | None, observed_at: datetime) -> None:
+        """Store `name`'s latest verdict in place of its previous one."""
+        now = iso(self.db.clock())
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO verdicts (name, kind, state, ok, reason, observed_at, received_at, first_seen_at) "
+                "VALUES (:name, :kind, :state, :ok, :reason, :observed_at, :now, :now) "
+                "ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, state = excluded.state, ok = excluded.ok, "
+                "reason = excluded.reason, observed_at = excluded.observed_at, received_at = excluded.received_at",
+                {
+                    "name": name,
+                    "kind": kind,
+                    "state": state,
+                    "ok": int(ok),
+                    "reason": reason,
+                    "observed_at": iso(observed_at),
+                    "now": now,
+                },
+            )
+
+    def latest(self) -> list[Verdict]:
+        """Every vantage point that ever reported, with its latest verdict, by name."""
+        rows = self.db.read(
+            "SELECT name, kind, state, ok, reason, observed_at, received_at, first_seen_at FROM verdicts ORDER BY name"
+        )
+        return [
+            Verdict(
+                name=row["name"],
+                kind=row["kind"],
+                state=row["state"],
+                ok=bool(row["ok"]),
+                reason=row["reason"],
+                observed_at=_time(row["observed_at"]),
+                received_at=_time(row["received_at"]),
+                first_seen_at=_time(row["first_seen_at"]),
+            )
+            for row in rows
+        ]
+
+    def forget(self, name: str) -> bool:
+        """Drop a vantage point that will not report again; True if it was known."""
+        with self.db.write() as conn:
+            return bool(conn.execute("DELETE FROM verdicts WHERE name = ?", (name,)).rowcount)
+
+
+def _time(text: str) -> datetime:
+    moment = parse_iso(text)
+    assert moment is not None  # NOT NULL columns
+    return moment
