@@ -192,6 +192,23 @@ def test_two_instances_that_both_see_the_site_down_flip_it_once_naming_both(data
     assert opened["data"]["vantage_points"] == ["web-1:8000", "web-2:8001"]
 
 
+def test_the_site_comes_back_up_once_n_vantage_points_see_it_again_and_the_incident_names_them(database, clock):
+    settings = quorum_settings(database)
+    first, second = (instance(settings, clock, name, Network(site_up=False)) for name in "ab")
+    rounds([first, second], 4, clock)
+    first.storage.webhooks.claim(60)  # the incident.opened delivery, out of the way
+    first.runner.site_up = True
+    rounds([first, second], 2, clock)
+    assert first.storage.flag.read().state == "down"  # a is up again, b not yet when a counted
+    second.runner.site_up = True
+    rounds([first, second], 3, clock)
+    assert first.storage.flag.read().state == "up"
+    [incident] = first.storage.flag.incidents()
+    assert incident["end_reason"].startswith("quorum of 2: 2 of 2 fresh vantage points say up (a, b)")
+    [closed] = [json.loads(d["payload"]) for d in first.storage.webhooks.claim(60)]
+    assert closed["type"] == "incident.closed" and closed["data"]["vantage_points"] == ["a", "b"]
+
+
 def test_one_instance_whose_path_to_the_site_is_broken_flips_nothing(database, clock):
     settings = quorum_settings(database)
     broken, fine = instance(settings, clock, "a", Network()), instance(settings, clock, "b", Network())
