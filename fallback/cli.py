@@ -338,25 +338,74 @@ def mail_test(address: str) -> None:
     metavar="HOST[:PORT]",
     help="Ask this DNS server for the main host's records [default: the system's resolver].",
 )
-def drill(as_json: bool, resolver: str | None) -> None:
+@click.option(
+    "--rehearse",
+    is_flag=True,
+    help="Force the page on (a minute at most), time it and send one drill lead through FALLBACK_PUBLIC_URL, "
+    "read it back and erase it, then restore the mode exactly (needs the database).",
+)
+@click.option(
+    "--expiry",
+    type=Duration(),
+    default="60s",
+    metavar="DURATION",
+    help="How long the rehearsal's forced mode lasts if drill is killed: 1 to 60 seconds [default: 60s].",
+)
+@click.option(
+    "--load",
+    "load_seconds",
+    type=click.FloatRange(0.1, 300),
+    metavar="SECONDS",
+    help="Send a burst of visitor requests to FALLBACK_PUBLIC_URL for SECONDS (300 at most): requests/s and p99.",
+)
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Connections the --load burst keeps open at once.",
+)
+@click.option("--notify-test", is_flag=True, help="Send a test notification to each FALLBACK_NOTIFY_URLS.")
+def drill(
+    as_json: bool,
+    resolver: str | None,
+    rehearse: bool,
+    expiry: timedelta,
+    load_seconds: float | None,
+    connections: int,
+    notify_test: bool,
+) -> None:
     """Run the pre-show checklist: each item pass, warn or fail with why; exit 0 when nothing fails, else 1.
 
-    Checks the main site (answers, Cache-Control), its DNS TTL, the standby (secrets, public URL, durable
-    database) and the main site's TLS certificate. Needs no database.
+    Checks the main site (answers, Cache-Control), its DNS TTL and TLS certificate, the standby (secrets,
+    public URL, redirect, page size, durable database) and the channels (notifications, SMTP). Needs no
+    database, unless --rehearse.
 
     Example:
 
-        fallback drill --resolver 1.1.1.1
+        fallback drill --rehearse --load 10 --notify-test --resolver 1.1.1.1
     """
-    from .drill import failed, parse_resolver, run_drill, table
+    from .drill import failed, interruptible, parse_resolver, run_all, table
 
+    if not timedelta(seconds=1) <= expiry <= timedelta(seconds=60):
+        raise Failure("--expiry: between 1 and 60 seconds, so that a killed drill leaves nothing forced for long")
     server = None
     if resolver:
         try:
             server = parse_resolver(resolver)
         except ValueError:
             raise Failure(f"--resolver: expected HOST[:PORT], got {resolver!r}") from None
-    items = run_drill(Settings.from_env(), server)
+    settings = Settings.from_env()
+    load = (load_seconds, connections) if load_seconds else None
+    rehearse_with = (lambda: load_storage(settings)) if rehearse else None
+    if rehearse:
+        load_storage(settings)  # a missing database is refused before anything else is checked
+    try:
+        with interruptible():
+            items = run_all(settings, server, notify_test, rehearse_with, expiry, load)
+    except KeyboardInterrupt:
+        click.echo("drill interrupted: the mode was restored as it was before the rehearsal", err=True)
+        raise SystemExit(130) from None
     if as_json:
         click.echo(json.dumps([item.as_dict() for item in items], indent=2))
     else:
