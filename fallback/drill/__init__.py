@@ -83,14 +83,13 @@ def run_all(
     rehearse_with: Callable[[], Storage] | None,
     expiry: timedelta,
     load: tuple[float, int] | None,
-    progress: Callable[[str], None] = lambda line: None,
 ) -> list[Item]:
     """The checklist, then the rehearsal (with a database from `rehearse_with`), then the load burst."""
     items = run_drill(settings, resolver, notify_test, page_from_rehearsal=rehearse_with is not None)
     if rehearse_with is not None:
         from .rehearsal import rehearse
 
-        items.extend(rehearse(settings, rehearse_with(), expiry, progress=progress))
+        items.extend(rehearse(settings, rehearse_with(), expiry))
     if load is not None:
         from .load import load_item
 

@@ -46,7 +46,6 @@ def rehearse(
     storage: Storage,
     expiry: timedelta = MAX_EXPIRY,
     page_wait: float = PAGE_WAIT_SECONDS,
-    progress: Callable[[str], None] = lambda line: None,
 ) -> list[Item]:
     """Force the page on, time it and send a drill lead through the public URL, then restore the mode."""
     import requests
@@ -67,24 +66,51 @@ def rehearse(
     reason = f"fallback drill rehearsal; before it: {describe(previous)}"  # what to set again after a kill -9
     started = time.monotonic()
     ours = change_mode(storage, "down", until=utcnow() + expiry, reason=reason, by=by)
-    progress(f"page forced on until {iso(ours.mode_until)[:19]}Z (was {describe(previous)})" if ours.mode_until else "")
+    visitor = public_url.rstrip("/") + "/"
     items: list[Item] = []
     try:
         with requests.Session() as session:
-            page = wait_for_page(session, public_url, started, min(page_wait, expiry.total_seconds()), items)
-            if page is not None:
+            wait = min(page_wait, expiry.total_seconds())
+            page, took, last = wait_until(session, visitor, started, wait, is_page)
+            if page is None:
+                items.append(
+                    Item(
+                        "rehearsal: page shown",
+                        FAIL,
+                        f"{redact_url(visitor)} did not answer the page within {wait:g} s (last: {last})",
+                        "FALLBACK_PUBLIC_URL must reach an instance on this database, with no cache keeping the"
+                        " redirect",
+                    )
+                )
+            else:
+                shown = f"visitors got the page {took:.2f} s after the mode changed"
+                items.append(Item("rehearsal: page shown", PASS, shown))
                 items.append(page_size_item(page))
                 items.extend(send_drill_lead(session, settings, storage, page, public_url))
     finally:
         items.append(restored_item(storage, previous, ours))
+    if items[-1].status == PASS and previous.served_state(utcnow()) == "up":
+        items.append(redirect_again_item(visitor, page_wait))
     return items
 
 
-def wait_for_page(session, public_url: str, started: float, wait: float, items: list[Item]) -> Fetched | None:
-    """Poll a visitor path until it answers the page; the page, with an item saying how long visitors waited."""
+def is_page(answer: Fetched) -> bool:
+    """Whether an answer is the contact page (a 503 with the form)."""
+    return answer.status == 503 and _TOKEN.search(answer.text) is not None
+
+
+def is_redirect(answer: Fetched) -> bool:
+    """Whether an answer sends the visitor to the main site."""
+    return answer.status in (302, 307)
+
+
+def wait_until(
+    session, url: str, started: float, wait: float, wanted: Callable[[Fetched], bool]
+) -> tuple[Fetched | None, float, str]:
+    """Poll `url` until an answer is `wanted`, for `wait` seconds from `started` at most: that answer (or None),
+    the seconds since `started`, and what the last answer was."""
     import requests
 
-    url = public_url.rstrip("/") + "/"
     last = "no answer"
     deadline = started + wait
     while True:
@@ -93,24 +119,29 @@ def wait_for_page(session, public_url: str, started: float, wait: float, items: 
         except requests.RequestException as error:
             answer, last = None, type(error).__name__
         if answer is not None:
-            if answer.status == 503 and _TOKEN.search(answer.text):
-                took = time.monotonic() - started
-                items.append(
-                    Item("rehearsal: page shown", PASS, f"visitors got the page {took:.2f} s after the mode changed")
-                )
-                return answer
+            if wanted(answer):
+                return answer, time.monotonic() - started, f"HTTP {answer.status}"
             last = f"HTTP {answer.status}"
         if time.monotonic() >= deadline:
-            items.append(
-                Item(
-                    "rehearsal: page shown",
-                    FAIL,
-                    f"{redact_url(url)} did not answer the page within {wait:g} s (last: {last})",
-                    "FALLBACK_PUBLIC_URL must reach an instance on this database, with no cache keeping the redirect",
-                )
-            )
-            return None
+            return None, time.monotonic() - started, last
         time.sleep(POLL_SECONDS)
+
+
+def redirect_again_item(visitor: str, wait: float) -> Item:
+    """How long after the mode was restored visitors were redirected to the main site again."""
+    import requests
+
+    name = "rehearsal: redirect again"
+    with requests.Session() as session:
+        answer, took, last = wait_until(session, visitor, time.monotonic(), wait, is_redirect)
+    if answer is None:
+        return Item(
+            name,
+            FAIL,
+            f"visitors still did not get the redirect {wait:g} s after (last: {last})",
+            "see `fallback status` and the standby's log",
+        )
+    return Item(name, PASS, f"visitors were redirected again {took:.2f} s after the mode was restored")
 
 
 def send_drill_lead(session, settings: Settings, storage: Storage, page: Fetched, public_url: str) -> list[Item]:
