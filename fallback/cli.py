@@ -279,7 +279,7 @@ def mode(mode: str, duration: timedelta | None, reason: str | None, url: str | N
 )
 @through_api
 def export(since: str | None, until: str | None, output, url: str | None) -> None:
-    """Export the leads as CSV (suspected spam left out).
+    """Export the leads as CSV (suspected spam and drill leads left out).
 
     Example:
 
@@ -386,6 +386,7 @@ def drill(
         fallback drill --rehearse --load 10 --notify-test --resolver 1.1.1.1
     """
     from .drill import failed, interruptible, parse_resolver, run_all, table
+    from .drill.rehearsal import Interrupted
 
     if not timedelta(seconds=1) <= expiry <= timedelta(seconds=60):
         raise Failure("--expiry: between 1 and 60 seconds, so that a killed drill leaves nothing forced for long")
@@ -397,14 +398,15 @@ def drill(
             raise Failure(f"--resolver: expected HOST[:PORT], got {resolver!r}") from None
     settings = Settings.from_env()
     load = (load_seconds, connections) if load_seconds else None
-    rehearse_with = (lambda: load_storage(settings)) if rehearse else None
-    if rehearse:
-        load_storage(settings)  # a missing database is refused before anything else is checked
+    storage = load_storage(settings) if rehearse else None  # a missing database is refused before any check
     try:
         with interruptible():
-            items = run_all(settings, server, notify_test, rehearse_with, expiry, load)
+            items = run_all(settings, server, notify_test, storage, expiry, load)
+    except Interrupted as stopped:
+        click.echo(f"drill interrupted during the rehearsal; mode: {stopped.restored.detail}", err=True)
+        raise SystemExit(130) from None
     except KeyboardInterrupt:
-        click.echo("drill interrupted: the mode was restored as it was before the rehearsal", err=True)
+        click.echo("drill interrupted", err=True)
         raise SystemExit(130) from None
     if as_json:
         click.echo(json.dumps([item.as_dict() for item in items], indent=2))

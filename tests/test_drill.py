@@ -393,3 +393,20 @@ def test_drill_json_lists_items_with_four_keys_and_exits_1_when_one_fails(tmp_pa
 def test_drill_without_a_main_url_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(cli, ["drill"], env={"FALLBACK_MAIN_URL": "", "FALLBACK_DATABASE": str(tmp_path / "x")})
     assert result.exit_code == 2 and "FALLBACK_MAIN_URL" in result.output
+
+
+@pytest.mark.parametrize("expiry", ["2m", "61s"])
+def test_a_rehearsal_expiry_over_a_minute_is_refused_in_one_line(tmp_path, expiry):
+    env = drill_env("http://127.0.0.1:1/", "http://127.0.0.1:1", tmp_path)
+    result = CliRunner().invoke(cli, ["drill", "--rehearse", "--expiry", expiry], env=env)
+    assert result.exit_code == 2 and "between 1 and 60 seconds" in result.output
+    assert not (tmp_path / "fallback.db").exists()
+
+
+def test_the_burst_reports_its_rate_and_the_nearest_rank_p99():
+    from fallback.drill.load import Burst
+
+    measured = Burst(latencies=[i / 1000 for i in range(1, 201)], seconds=2.0)
+    assert measured.rate == 100.0
+    assert measured.percentile(0.99) == 0.198  # the 198th of 200 answers
+    assert Burst().percentile(0.99) == 0.0 and Burst().rate == 0.0

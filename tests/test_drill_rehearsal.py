@@ -133,7 +133,7 @@ def test_an_interrupted_rehearsal_restores_the_mode_before_it_exits(database, tm
         finally:
             drill.kill()
     assert drill.returncode == 130, out + err
-    assert "mode was restored" in err
+    assert "drill interrupted during the rehearsal; mode: back to up until" in err
     assert flag_fields(database) == before
 
 
@@ -179,3 +179,26 @@ def test_load_reports_rps_and_p99_and_stops_in_time(database, tmp_path):
     rate = float(load["detail"].split(" requests/s")[0].replace(",", ""))
     assert rate > 10
     assert took < 2 + 10  # the burst, and the checklist's own requests and the command's start
+
+
+def test_no_rehearsal_when_the_public_url_does_not_answer_and_the_mode_is_left_alone(database, tmp_path):
+    with StandIn() as site:
+        open_storage(database).close()
+        env = base_env(database, site.url, f"http://127.0.0.1:{free_port()}")
+        drill = run_cli(["drill", "--rehearse", "--json"], env, tmp_path, timeout=60)
+    assert drill.returncode == 1
+    [rehearsal] = [item for item in json.loads(drill.stdout) if item["name"].startswith("rehearsal")]
+    assert rehearsal["status"] == "fail" and "not run" in rehearsal["detail"]
+    storage = open_storage(database)
+    try:
+        assert storage.flag.mode_changes() == []
+    finally:
+        storage.close()
+
+
+def test_rehearse_refuses_a_missing_database_in_one_line(tmp_path):
+    with StandIn() as site:
+        env = base_env(str(tmp_path / "nowhere.db"), site.url, site.url)
+        drill = run_cli(["drill", "--rehearse"], env, tmp_path)
+    assert drill.returncode == 2 and "no database at" in drill.stderr and "Traceback" not in drill.stderr
+    assert not (tmp_path / "nowhere.db").exists()

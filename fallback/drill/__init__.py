@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -80,16 +80,26 @@ def run_all(
     settings: Settings,
     resolver: tuple[str, int] | None,
     notify_test: bool,
-    rehearse_with: Callable[[], Storage] | None,
+    storage: Storage | None,
     expiry: timedelta,
     load: tuple[float, int] | None,
 ) -> list[Item]:
-    """The checklist, then the rehearsal (with a database from `rehearse_with`), then the load burst."""
-    items = run_drill(settings, resolver, notify_test, page_from_rehearsal=rehearse_with is not None)
-    if rehearse_with is not None:
+    """The checklist, then the rehearsal on `storage` (when given), then the load burst."""
+    items = run_drill(settings, resolver, notify_test, page_from_rehearsal=storage is not None)
+    unreachable = any(item.name == "standby public URL" and item.status == FAIL for item in items)
+    if storage is not None and unreachable:  # forcing the page on would show nothing to anyone here
+        items.append(
+            Item(
+                "rehearsal",
+                FAIL,
+                "not run: FALLBACK_PUBLIC_URL does not answer from here",
+                "make the standby reachable at FALLBACK_PUBLIC_URL, then rehearse",
+            )
+        )
+    elif storage is not None:
         from .rehearsal import rehearse
 
-        items.extend(rehearse(settings, rehearse_with(), expiry))
+        items.extend(rehearse(settings, storage, expiry))
     if load is not None:
         from .load import load_item
 

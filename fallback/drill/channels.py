@@ -47,7 +47,7 @@ def notify_item(url: str, send_test: bool) -> Item:
             name,
             FAIL,
             f"the test notification was not delivered: {why}",
-            "renew the token or fix the URL in FALLBACK_NOTIFY_URLS; fallback's log says more",
+            "renew the token or fix the URL in FALLBACK_NOTIFY_URLS (Apprise's log line above says what it got)",
         )
     return Item(name, PASS, "the service accepted a test notification")
 

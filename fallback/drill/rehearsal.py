@@ -3,7 +3,7 @@ URL, one drill lead sent, read back and erased, and the mode put back exactly as
 
 The forced mode carries its own expiry (a minute by default), so even a `kill -9` of drill leaves nothing
 forced for longer than that; Ctrl-C, SIGTERM (which the command turns into the same interruption) and any
-error run the `finally` that restores the mode the flag had: mode, expiry, reason, who and since when.
+error restore the mode the flag had (mode, expiry, reason, who and since when) before drill stops.
 """
 
 from __future__ import annotations
@@ -30,6 +30,14 @@ PAGE_WAIT_SECONDS = 15.0  # how long visitors may take to get the page before th
 POLL_SECONDS = 0.05
 CONTACT_PATH = "/_fallback/contact"
 _TOKEN = re.compile(r'name="token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="token"')
+
+
+class Interrupted(KeyboardInterrupt):
+    """A rehearsal stopped by Ctrl-C or SIGTERM once the mode was restored: `restored` says how that went."""
+
+    def __init__(self, restored: Item):
+        super().__init__(restored.detail)
+        self.restored = restored
 
 
 def describe(flag: Flag) -> str:
@@ -87,8 +95,12 @@ def rehearse(
                 items.append(Item("rehearsal: page shown", PASS, shown))
                 items.append(page_size_item(page))
                 items.extend(send_drill_lead(session, settings, storage, page, public_url))
-    finally:
-        items.append(restored_item(storage, previous, ours))
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see drill.interruptible)
+        raise Interrupted(restored_item(storage, previous, ours)) from None
+    except BaseException:
+        restored_item(storage, previous, ours)
+        raise
+    items.append(restored_item(storage, previous, ours))
     if items[-1].status == PASS and previous.served_state(utcnow()) == "up":
         items.append(redirect_again_item(visitor, page_wait))
     return items
