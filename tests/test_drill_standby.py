@@ -128,3 +128,16 @@ def test_a_sqlite_file_on_storage_mounted_into_the_app_directory_passes():
 def test_an_app_folder_elsewhere_is_not_taken_for_the_paas_one():
     assert database_item("/srv/app/fallback.db", CONTAINER).status == "pass"
     assert database_item("/application/fallback.db", CONTAINER).status == "pass"
+
+
+def test_an_endless_answer_is_read_one_megabyte_at_most():
+    import time
+
+    from standin import StandIn
+
+    with StandIn("endless") as site:
+        started = time.monotonic()
+        items = visitor_items(site.url.rstrip("/"), MAIN, 2)
+        took = time.monotonic() - started
+    assert [(item.name, item.status) for item in items] == [("visitor path", "fail")]
+    assert "HTTP 200" in items[0].detail and took < 10

@@ -16,7 +16,7 @@ import time
 
 from ..redact import redact_url
 from .items import FAIL, PASS, WARN, Item
-from .public import BROWSER_HEADERS
+from .public import BROWSER_HEADERS, MAX_READ
 
 MAX_SECONDS = 300
 MAX_CONNECTIONS = 64
@@ -59,13 +59,18 @@ def burst(url: str, seconds: float, connections: int, timeout: float = REQUEST_T
                 sent = time.monotonic()
                 try:
                     # Not followed: a redirect is what a visitor gets from fallback; the main site is not loaded.
-                    response = session.get(
+                    with session.get(
                         url,
                         timeout=min(timeout, max(0.1, deadline - sent) + 1.0),
                         allow_redirects=False,
                         headers=BROWSER_HEADERS,
-                    )
-                    response.content  # noqa: B018 - read the whole body, as a browser does
+                        stream=True,
+                    ) as response:
+                        read = 0  # the body, as a browser reads it, but never an endless one
+                        for chunk in response.iter_content(16384):
+                            read += len(chunk)
+                            if read > MAX_READ:
+                                break
                 except requests.RequestException:
                     with lock:
                         result.errors += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 HEALTHZ_PATH = "/_fallback/healthz"
 STATUS_PATH = "/_fallback/status.json"
 MAX_PAGE_BYTES = 20 * 1024  # SPEC's quality floor: the page under 20 KB over the wire
+MAX_READ = 1024 * 1024  # a body is read this far at most: an endless one must not hold drill
 # What a browser sends: the page is measured as a browser would receive it, compressed if the server compresses.
 BROWSER_HEADERS = {
     "Accept": "text/html,application/xhtml+xml",
@@ -39,19 +41,34 @@ def fetch(session: requests.Session, url: str, timeout: float) -> Fetched:
     """GET `url` as a browser would, without following redirects; the body counted as it came over the wire."""
     started = time.monotonic()
     with session.get(url, timeout=timeout, allow_redirects=False, stream=True, headers=BROWSER_HEADERS) as response:
-        raw = response.raw.read(decode_content=False) or b""
+        raw = _wire_body(response)
         encoding = response.headers.get("Content-Encoding", "")
         body = raw if not encoding else _decoded(raw, encoding)
         text = body.decode(response.encoding or "utf-8", "replace")
         return Fetched(response.status_code, dict(response.headers), len(raw), text, time.monotonic() - started)
 
 
+def _wire_body(response: requests.Response) -> bytes:
+    """The body as it came over the wire (1 MB and a byte at most); a broken read as requests' own error."""
+    import requests
+    import urllib3
+
+    try:
+        return response.raw.read(MAX_READ + 1, decode_content=False) or b""
+    except urllib3.exceptions.HTTPError as error:  # raw reads are urllib3's: requests wraps only its iterators
+        raise requests.ConnectionError(str(error)) from None
+
+
 def _decoded(raw: bytes, encoding: str) -> bytes:
-    """A compressed body decoded, to read the form in it; the raw bytes when the encoding is not one we know."""
+    """A compressed body decoded (1 MB at most), to read the form in it; the raw bytes when it cannot be."""
     import zlib
 
     if encoding in ("gzip", "deflate"):
-        return zlib.decompress(raw, 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+        try:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+            return inflater.decompress(raw, MAX_READ)
+        except zlib.error:
+            return raw
     return raw
 
 
@@ -70,7 +87,8 @@ def public_url_item(public_url: str | None, timeout: float) -> Item:
     url = public_url.rstrip("/") + HEALTHZ_PATH
     shown = redact_url(url)
     try:
-        response = requests.get(url, timeout=timeout, allow_redirects=False)
+        with requests.Session() as session:
+            response = fetch(session, url, timeout)
     except requests.RequestException as error:
         return Item(
             name,
@@ -78,12 +96,12 @@ def public_url_item(public_url: str | None, timeout: float) -> Item:
             f"{shown} is unreachable ({type(error).__name__})",
             "make the standby reachable at FALLBACK_PUBLIC_URL (DNS, TLS, firewall), or fix the setting",
         )
-    if response.status_code != 200:
+    if response.status != 200:
         reason = response.text.strip()[:40]
         return Item(
             name,
             FAIL,
-            f"{shown} answered HTTP {response.status_code} {reason}".rstrip(),
+            f"{shown} answered HTTP {response.status} {reason}".rstrip(),
             "see the standby's log: its database must be writable and its checker running",
         )
     return Item(name, PASS, f"{shown} answered 200")
@@ -94,7 +112,7 @@ def served_now(session: requests.Session, public_url: str, timeout: float) -> st
     import requests
 
     try:
-        status = session.get(public_url.rstrip("/") + STATUS_PATH, timeout=timeout).json()
+        status = json.loads(fetch(session, public_url.rstrip("/") + STATUS_PATH, timeout).text)
     except (requests.RequestException, ValueError):
         return None
     if not isinstance(status, dict):
@@ -165,7 +183,8 @@ def redirect_item(location: str, main_url: str) -> Item:
 def page_size_item(answer: Fetched) -> Item:
     """Whether the page came under 20 KB over the wire (as sent: compressed when the server compresses)."""
     encoding = answer.headers.get("Content-Encoding") or "not compressed"
-    detail = f"{answer.wire_bytes:,} bytes over the wire ({encoding})"
+    more = " or more" if answer.wire_bytes > MAX_READ else ""
+    detail = f"{answer.wire_bytes:,} bytes{more} over the wire ({encoding})"
     if answer.wire_bytes >= MAX_PAGE_BYTES:
         return Item(
             "page size",
