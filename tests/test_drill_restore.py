@@ -49,6 +49,16 @@ def test_auto_comes_back_after_the_rehearsals_own_mode_expired(clocked):
     assert exact(storage.flag.read()) == exact(before)
 
 
+def test_the_checkers_flips_during_the_rehearsal_do_not_stop_the_restoration(clocked):
+    storage, clock = clocked
+    before = storage.flag.set_mode("up", until=clock() + timedelta(hours=2), reason="TV slot", by="cli (alice)")
+    ours = storage.flag.set_mode("down", until=clock() + timedelta(seconds=60), reason="drill", by="drill (bob)")
+    clock.now += timedelta(seconds=1)
+    assert storage.flag.flip("unknown", "up", "HTTP 200")
+    assert restored_item(storage, before, ours).status == "pass"
+    assert exact(storage.flag.read()) == exact(before) and storage.flag.read().state == "up"
+
+
 def test_a_mode_someone_set_during_the_rehearsal_is_kept(clocked):
     storage, clock = clocked
     before = storage.flag.read()

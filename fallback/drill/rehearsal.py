@@ -8,7 +8,6 @@ error restore the mode the flag had (mode, expiry, reason, who and since when) b
 
 from __future__ import annotations
 
-import getpass
 import os
 import re
 import secrets
@@ -70,7 +69,7 @@ def rehearse(
         ]
     expiry = min(expiry, MAX_EXPIRY)
     previous = storage.flag.read()
-    by = f"drill ({getpass.getuser()}, pid {os.getpid()})"
+    by = f"drill ({os.environ.get('USER', 'unknown')}, pid {os.getpid()})"  # as `fallback mode` names its user
     reason = f"fallback drill rehearsal; before it: {describe(previous)}"  # what to set again after a kill -9
     started = time.monotonic()
     ours = change_mode(storage, "down", until=utcnow() + expiry, reason=reason, by=by)

@@ -67,16 +67,22 @@ class FlagStore:
     def restore_mode(self, previous: Flag, ours: Flag) -> Flag | None:
         """Put back the mode `previous` had (mode, expiry, reason, who, since when) over the mode `ours` set.
 
-        Only while the flag still holds `ours`, or the expiry that ended it: a mode someone else set meanwhile
-        is theirs to keep. Returns the flag restored, or None when it was left alone.
+        Only while the flag still holds `ours` (whatever the checker flipped meanwhile), or the expiry that ended
+        it: a mode someone else set meanwhile is theirs to keep. Returns the flag restored, or None when left alone.
         """
         now = iso(self.db.clock())
         until = previous.mode_until if previous.mode != "auto" else None
         with self.db.write() as conn:
+            # Matched by the mode's own fields, not the version: the checker's flips bump that too.
             current = conn.execute(
-                "SELECT version FROM flag WHERE id = 1 AND (version = ? OR (mode = 'auto' AND mode_by = 'expiry' "
-                "AND mode_changed_at = ?))",
-                (ours.version, iso(ours.mode_until) if ours.mode_until else None),
+                "SELECT version FROM flag WHERE id = 1 AND ((mode = ? AND mode_by = ? AND mode_changed_at = ?) "
+                "OR (mode = 'auto' AND mode_by = 'expiry' AND mode_changed_at = ?))",
+                (
+                    ours.mode,
+                    ours.mode_by,
+                    iso(ours.mode_changed_at) if ours.mode_changed_at else None,
+                    iso(ours.mode_until) if ours.mode_until else None,
+                ),
             ).fetchall()
             if not current:
                 return None
