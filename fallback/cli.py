@@ -297,7 +297,7 @@ def mode(mode: str, duration: timedelta | None, reason: str | None, url: str | N
 )
 @through_api
 def export(since: str | None, until: str | None, output, url: str | None) -> None:
-    """Export the leads as CSV (suspected spam left out).
+    """Export the leads as CSV (suspected spam and drill leads left out).
 
     Example:
 
@@ -356,25 +356,76 @@ def mail_test(address: str) -> None:
     metavar="HOST[:PORT]",
     help="Ask this DNS server for the main host's records [default: the system's resolver].",
 )
-def drill(as_json: bool, resolver: str | None) -> None:
+@click.option(
+    "--rehearse",
+    is_flag=True,
+    help="Force the page on (a minute at most), time it and send one drill lead through FALLBACK_PUBLIC_URL, "
+    "read it back and erase it, then restore the mode exactly (needs the database).",
+)
+@click.option(
+    "--expiry",
+    type=Duration(),
+    default="60s",
+    metavar="DURATION",
+    help="How long the rehearsal's forced mode lasts if drill is killed: 1 to 60 seconds [default: 60s].",
+)
+@click.option(
+    "--load",
+    "load_seconds",
+    type=click.FloatRange(0.1, 300),
+    metavar="SECONDS",
+    help="Send a burst of visitor requests to FALLBACK_PUBLIC_URL for SECONDS (300 at most): requests/s and p99.",
+)
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Connections the --load burst keeps open at once.",
+)
+@click.option("--notify-test", is_flag=True, help="Send a test notification to each FALLBACK_NOTIFY_URLS.")
+def drill(
+    as_json: bool,
+    resolver: str | None,
+    rehearse: bool,
+    expiry: timedelta,
+    load_seconds: float | None,
+    connections: int,
+    notify_test: bool,
+) -> None:
     """Run the pre-show checklist: each item pass, warn or fail with why; exit 0 when nothing fails, else 1.
 
-    Checks the main site (answers, Cache-Control), its DNS TTL, the standby (secrets, public URL, durable
-    database) and the main site's TLS certificate. Needs no database.
+    Checks the main site (answers, Cache-Control), its DNS TTL and TLS certificate, the standby (secrets,
+    public URL, redirect, page size, durable database) and the channels (notifications, SMTP). Needs no
+    database, unless --rehearse.
 
     Example:
 
-        fallback drill --resolver 1.1.1.1
+        fallback drill --rehearse --load 10 --notify-test --resolver 1.1.1.1
     """
-    from .drill import failed, parse_resolver, run_drill, table
+    from .drill import failed, interruptible, parse_resolver, run_all, table
+    from .drill.rehearsal import Interrupted
 
+    if not timedelta(seconds=1) <= expiry <= timedelta(seconds=60):
+        raise Failure("--expiry: between 1 and 60 seconds, so that a killed drill leaves nothing forced for long")
     server = None
     if resolver:
         try:
             server = parse_resolver(resolver)
         except ValueError:
             raise Failure(f"--resolver: expected HOST[:PORT], got {resolver!r}") from None
-    items = run_drill(Settings.from_env(), server)
+    settings = Settings.from_env()
+    load = (load_seconds, connections) if load_seconds else None
+    storage = load_storage(settings) if rehearse else None  # a missing database is refused before any check
+    try:
+        with interruptible():
+            items = run_all(settings, server, notify_test, storage, expiry, load)
+    except Interrupted as stopped:
+        click.echo(f"drill interrupted during the rehearsal; mode: {stopped.restored.detail}", err=True)
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        click.echo("drill interrupted", err=True)
+        raise SystemExit(130) from None
     if as_json:
         click.echo(json.dumps([item.as_dict() for item in items], indent=2))
     else:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 from flask_babel import lazy_gettext as _l
 
+from .drillmark import FIELD as DRILL_FIELD
+from .drillmark import is_drill
 from .storage import NewLead
 
 MAX_EMAIL = 254
@@ -35,7 +37,7 @@ CONSENT_REVISION = 1
 NOTIFY_MESSAGE = _("E-mail me when the site is back.")
 # What an unticked HTML checkbox, or a script saying no, sends (WTForms' BooleanField reads it alike).
 FALSE_VALUES = ("", "false")
-FIELDS = ("email", "name", "message", "consent", "notify", "website", "token", "path")
+FIELDS = ("email", "name", "message", "consent", "notify", "website", "token", "path", DRILL_FIELD)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LINE_BREAKS = re.compile(r"[\t\r\n]")
@@ -108,6 +110,15 @@ def landing_path(fields: Mapping[str, str]) -> str:
     return path if path.startswith("/") else "/"
 
 
+def spam_reason_of(fields: Mapping[str, str], token_age: float | None, min_seconds: float) -> str | None:
+    """Why a valid submission looks like a bot's (honeypot filled, form sent too fast), or None."""
+    if fields.get("website"):
+        return "honeypot"
+    if (token_age or 0.0) < min_seconds:
+        return f"sent {token_age or 0.0:.1f}s after the page was shown"
+    return None
+
+
 def check_contact(
     fields: Mapping[str, str],
     *,
@@ -118,21 +129,20 @@ def check_contact(
     language: str,
     consent_text: str,
     notify_text: str | None = None,
+    drill_key: bytes | None = None,
 ) -> ContactCheck:
     """The lead a submission describes (spam recognised and marked), or why it cannot be stored.
 
     `token_age` is the form token's age in seconds, or None with `token_problem` saying why it
     was refused (missing, forged, expired). `notify_text` is the follow-up box's wording, None when it is
-    not offered (no SMTP): a `notify` sent anyway is then ignored.
+    not offered (no SMTP): a `notify` sent anyway is then ignored. `drill_key` recognises the test lead of
+    `fallback drill --rehearse` (fallback.drillmark): kept apart, and sent at once without being taken for a bot.
     """
     errors = field_errors(fields, require_consent)
     if token_problem is not None or errors:
         return ContactCheck(None, errors, token_problem)
-    spam_reason = None
-    if fields.get("website"):
-        spam_reason = "honeypot"
-    elif (token_age or 0.0) < min_seconds:
-        spam_reason = f"sent {token_age or 0.0:.1f}s after the page was shown"
+    drill = is_drill(drill_key, fields)
+    spam_reason = None if drill else spam_reason_of(fields, token_age, min_seconds)
     consent = fields.get("consent", "") not in FALSE_VALUES
     lead = NewLead(
         email=fields["email"],
@@ -147,5 +157,6 @@ def check_contact(
         token=fields.get("token") or None,
         notify=notify_text is not None and fields.get("notify", "") not in FALSE_VALUES,
         notify_text=notify_text,
+        drill=drill,
     )
     return ContactCheck(lead, {})

@@ -86,7 +86,9 @@ class Metrics:
         self.registry.register(DatabaseCollector(storage, settings))
 
     def lead(self, lead: NewLead | None) -> None:
-        """Count one contact post that stored `lead` (accepted, or spam), or was invalid (None)."""
+        """Count one contact post that stored `lead` (accepted, or spam), or was invalid (None); not a drill's."""
+        if lead is not None and lead.drill:
+            return  # `fallback drill --rehearse`'s test lead is no visitor's: the counts stay the visitors'
         self.leads.labels("invalid" if lead is None else "spam" if lead.spam_reason else "accepted").inc()
 
     def limited(self) -> None:

@@ -28,3 +28,18 @@ def change_mode(
         repr(reason) if reason else "none given",
     )
     return flag
+
+
+def restore_mode(storage: Storage, previous: Flag, ours: Flag) -> Flag | None:
+    """Put back the mode `previous` had over `ours` (see FlagStore.restore_mode), and log it; None if left alone."""
+    restored = storage.flag.restore_mode(previous, ours)
+    if restored is None:
+        log.warning("mode left as it is: someone changed it after %s set it", ours.mode_by)
+    else:
+        log.info(
+            "mode restored to %s (set by %s), %s",
+            restored.mode,
+            restored.mode_by or "someone unnamed",
+            f"until {iso(restored.mode_until)}" if restored.mode_until else "until changed",
+        )
+    return restored

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import smtplib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
@@ -32,13 +33,10 @@ def _answer(code: int, text: bytes | str) -> MailRefused:
     return MailRefused(f"{code} {' '.join(said.split())}", permanent=500 <= code < 600)
 
 
-def send(
-    smtp_url: str,
-    message: EmailMessage,
-    accepted: Callable[[], None] = lambda: None,
-    timeout: float = TIMEOUT_SECONDS,
-) -> None:
-    """Hand `message` to the server of `smtp_url`; `accepted` runs the instant the server took it; MailRefused."""
+@contextlib.contextmanager
+def _session(smtp_url: str, timeout: float) -> Iterator[tuple[smtplib.SMTP, list[str]]]:
+    """A connection greeted (EHLO), upgraded (STARTTLS when offered) and logged in, with the steps it took;
+    the server's or the network's refusal as MailRefused, never the URL (it holds the password)."""
     parts = urlsplit(smtp_url)
     try:
         client: smtplib.SMTP
@@ -49,16 +47,18 @@ def send(
         try:
             client.ehlo()
             encrypted = parts.scheme == "smtps"
+            steps = ["EHLO", "implicit TLS"] if encrypted else ["EHLO"]
             if not encrypted and client.has_extn("starttls"):
                 client.starttls(context=tls_context())
                 client.ehlo()
                 encrypted = True
+                steps.append("STARTTLS")
             if parts.username:
                 if not encrypted:
                     raise MailRefused("the server offers no STARTTLS: the credentials are never sent in clear", True)
                 client.login(unquote(parts.username), unquote(parts.password or ""))
-            client.send_message(message)
-            accepted()  # before QUIT: a kill -9 from here on may repeat this one message, never lose it
+                steps.append("log-in")
+            yield client, steps
         finally:
             try:
                 client.quit()
@@ -72,3 +72,23 @@ def send(
     except (OSError, smtplib.SMTPException) as error:
         # No connection, a timeout, a hang-up, TLS: temporary, and said without the URL (it holds the password).
         raise MailRefused(f"{type(error).__name__}: {error}", permanent=False) from None
+
+
+def send(
+    smtp_url: str,
+    message: EmailMessage,
+    accepted: Callable[[], None] = lambda: None,
+    timeout: float = TIMEOUT_SECONDS,
+) -> None:
+    """Hand `message` to the server of `smtp_url`; `accepted` runs the instant the server took it; MailRefused."""
+    with _session(smtp_url, timeout) as (client, _):
+        client.send_message(message)
+        accepted()  # before QUIT: a kill -9 from here on may repeat this one message, never lose it
+
+
+def greet(smtp_url: str, timeout: float = TIMEOUT_SECONDS) -> list[str]:
+    """Connect, EHLO, STARTTLS when offered, log in when the URL has credentials, and QUIT, sending nothing;
+    the steps done (`fallback drill`), or MailRefused."""
+    with _session(smtp_url, timeout) as (client, steps):
+        client.noop()
+        return steps

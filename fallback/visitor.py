@@ -22,6 +22,7 @@ from markupsafe import escape
 from werkzeug.urls import iri_to_uri
 
 from .contact import CONSENT_MESSAGE, FIELDS, NOTIFY_MESSAGE, ContactCheck, check_contact
+from .drillmark import drill_key
 from .guard import HSTS, PUBLIC_HEADERS, client_key_for, cross_site, rate_check_for
 from .i18n import language_from, translate
 from .runtime import PageKey, Runtime
@@ -147,6 +148,7 @@ def check_fields(rt: Runtime, fields: dict[str, str], language: str) -> ContactC
         language=language,
         consent_text=translate(CONSENT_MESSAGE, language),
         notify_text=translate(NOTIFY_MESSAGE, language) if rt.settings.smtp_url else None,
+        drill_key=drill_key(rt.secret_key),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import ssl
 import threading
 from email.message import EmailMessage
 
@@ -41,10 +42,13 @@ class Mailbox:
 class SMTPServer:
     """aiosmtpd on a free port of 127.0.0.1, for a `with` block."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.mailbox = Mailbox()
         self.port = free_port()
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        # With `tls`, the server offers STARTTLS and requires it before a message.
+        self.controller = Controller(
+            self.mailbox, hostname="127.0.0.1", port=self.port, tls_context=tls, require_starttls=tls is not None
+        )
 
     @property
     def url(self) -> str:

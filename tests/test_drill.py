@@ -30,9 +30,16 @@ class _Site(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, cache_control: str | None = None, healthz: int = 200, context: ssl.SSLContext | None = None):
+    def __init__(
+        self,
+        cache_control: str | None = None,
+        healthz: int = 200,
+        context: ssl.SSLContext | None = None,
+        redirect_to: str | None = None,
+    ):
         self.cache_control = cache_control
         self.healthz = healthz
+        self.redirect_to = redirect_to
         super().__init__((HOST, 0), _Handler)
         if context:
             self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
@@ -57,6 +64,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):  # noqa: N802 - the base class's name
+        if self.server.redirect_to and not self.path.startswith("/_fallback/"):
+            self.send_response(302)
+            self.send_header("Location", self.server.redirect_to.rstrip("/") + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         status = self.server.healthz if self.path == drill.HEALTHZ_PATH else 200
         body = b"<h1>Welcome</h1>" if status == 200 else b"checker"
         self.send_response(status)
@@ -257,8 +270,19 @@ def test_a_sqlite_file_on_a_disk_passes_and_the_longest_mount_point_wins():
         assert drill.database_item(path, MOUNTS).status == "pass", path
 
 
-def test_a_postgresql_database_passes_as_durable():
-    assert drill.database_item("postgresql://u:p@db.example.test/fallback", "").status == "pass"
+def test_a_postgresql_database_that_answers_passes_with_its_version(pg_cluster):
+    url = pg_cluster.create_database()
+    try:
+        item = drill.database_item(url, "")
+    finally:
+        pg_cluster.drop_database(url)
+    assert item.status == "pass" and "PostgreSQL" in item.detail and "answers" in item.detail
+
+
+def test_a_postgresql_database_that_does_not_answer_fails_without_its_password():
+    item = drill.database_item(f"postgresql://shop:s3cret@127.0.0.1:{free_port()}/fallback", "", timeout=2)
+    assert item.status == "fail" and "does not answer" in item.detail and "s3cret" not in item.detail
+    assert "FALLBACK_DATABASE" in item.advice
 
 
 # TLS, with certificates made by openssl in the test.
@@ -346,11 +370,12 @@ def drill_env(site_url: str, public_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 def test_drill_prints_a_table_and_exits_0_when_nothing_fails_without_a_database(tmp_path):
-    with _Site("public, max-age=60") as site, _Site(healthz=200) as standby:
+    with _Site("public, max-age=60") as site, _Site(healthz=200, redirect_to=site.url) as standby:
         result = CliRunner().invoke(cli, ["drill"], env=drill_env(site.url, standby.url, tmp_path))
     assert result.exit_code == 0, result.output
     assert "PASS  main site caching" in result.output and "fail" in result.output.splitlines()[-1]
     assert "WARN  DNS 127.0.0.1" in result.output  # an IP address: no DNS switch possible
+    assert "PASS  visitor path" in result.output and "redirected to the main site" in result.output
     assert not (tmp_path / "fallback.db").exists()
 
 
@@ -368,3 +393,20 @@ def test_drill_json_lists_items_with_four_keys_and_exits_1_when_one_fails(tmp_pa
 def test_drill_without_a_main_url_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(cli, ["drill"], env={"FALLBACK_MAIN_URL": "", "FALLBACK_DATABASE": str(tmp_path / "x")})
     assert result.exit_code == 2 and "FALLBACK_MAIN_URL" in result.output
+
+
+@pytest.mark.parametrize("expiry", ["2m", "61s"])
+def test_a_rehearsal_expiry_over_a_minute_is_refused_in_one_line(tmp_path, expiry):
+    env = drill_env("http://127.0.0.1:1/", "http://127.0.0.1:1", tmp_path)
+    result = CliRunner().invoke(cli, ["drill", "--rehearse", "--expiry", expiry], env=env)
+    assert result.exit_code == 2 and "between 1 and 60 seconds" in result.output
+    assert not (tmp_path / "fallback.db").exists()
+
+
+def test_the_burst_reports_its_rate_and_the_nearest_rank_p99():
+    from fallback.drill.load import Burst
+
+    measured = Burst(latencies=[i / 1000 for i in range(1, 201)], seconds=2.0)
+    assert measured.rate == 100.0
+    assert measured.percentile(0.99) == 0.198  # the 198th of 200 answers
+    assert Burst().percentile(0.99) == 0.0 and Burst().rate == 0.0

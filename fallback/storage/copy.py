@@ -15,7 +15,7 @@ from .base import Database
 from .leads import LEAD_COLUMNS
 
 # Every column a lead is exported with (its id aside), and what keeps spam apart.
-LEAD_COPY_COLUMNS = ("email_key", *LEAD_COLUMNS[1:], "spam", "spam_reason")
+LEAD_COPY_COLUMNS = ("email_key", *LEAD_COLUMNS[1:], "spam", "spam_reason", "drill")
 SUBMISSION_COPY_COLUMNS = ("lead_id", "at", "name", "message", "landing_path", "language", "form_key")
 # table -> (columns copied, the natural key: columns that identify a row already copied)
 HISTORY_TABLES = {

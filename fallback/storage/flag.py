@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ..state import Flag, iso, parse_iso
-from .base import Database, StorageError
+from .base import Connection, Database, StorageError
 from .events import add_event
 from .webhooks import WebhookStore, rfc3339
 
@@ -61,28 +61,72 @@ class FlagStore:
         if mode not in ("auto", "up", "down"):
             raise ValueError(f"unknown mode {mode!r}")
         now = iso(self.db.clock())
-        until_text = iso(until) if until and mode != "auto" else None
         with self.db.write() as conn:
-            conn.execute(
-                "UPDATE flag SET mode = ?, mode_until = ?, mode_reason = ?, mode_by = ?, "
-                "mode_changed_at = ?, version = version + 1 WHERE id = 1",
-                (mode, until_text, reason, by, now),
-            )
-            conn.execute(
-                "INSERT INTO mode_changes (at, mode, until, reason, by) VALUES (?, ?, ?, ?, ?)",
-                (now, mode, until_text, reason, by),
-            )
-            add_event(
-                conn,
-                now,
-                "mode",
-                f"mode set to {mode}" + (f" until {until_text[:16]}Z" if until_text else ""),
-                f"by {by or 'unknown'}" + (f": {reason}" if reason else ""),
-            )
-            self.webhooks.queue(
-                conn, "mode.changed", {"mode": mode, "until": rfc3339(until_text), "reason": reason, "by": by}, now
+            self._record_mode(conn, now, mode, until, reason, by, changed_at=now, history_by=by)
+        return self.read()
+
+    def restore_mode(self, previous: Flag, ours: Flag) -> Flag | None:
+        """Put back the mode `previous` had (mode, expiry, reason, who, since when) over the mode `ours` set.
+
+        Only while the flag still holds `ours` (whatever the checker flipped meanwhile), or the expiry that ended
+        it: a mode someone else set meanwhile is theirs to keep. Returns the flag restored, or None when left alone.
+        """
+        now = iso(self.db.clock())
+        until = previous.mode_until if previous.mode != "auto" else None
+        with self.db.write() as conn:
+            # Matched by the mode's own fields, not the version: the checker's flips bump that too.
+            current = conn.execute(
+                "SELECT version FROM flag WHERE id = 1 AND ((mode = ? AND mode_by = ? AND mode_changed_at = ?) "
+                "OR (mode = 'auto' AND mode_by = 'expiry' AND mode_changed_at = ?))",
+                (
+                    ours.mode,
+                    ours.mode_by,
+                    iso(ours.mode_changed_at) if ours.mode_changed_at else None,
+                    iso(ours.mode_until) if ours.mode_until else None,
+                ),
+            ).fetchall()
+            if not current:
+                return None
+            changed_at = iso(previous.mode_changed_at) if previous.mode_changed_at else None
+            # The history says who put it back; the flag says who set it, as it did.
+            restorer = f"{ours.mode_by or 'unknown'}, restoring the mode set by {previous.mode_by or 'nobody'}"
+            self._record_mode(
+                conn, now, previous.mode, until, previous.mode_reason, previous.mode_by, changed_at, restorer
             )
         return self.read()
+
+    def _record_mode(
+        self,
+        conn: Connection,
+        now: str,
+        mode: str,
+        until: datetime | None,
+        reason: str | None,
+        by: str | None,
+        changed_at: str | None,
+        history_by: str | None,
+    ) -> None:
+        """Write a mode to the flag, its history, the events and the webhooks, in the caller's transaction."""
+        until_text = iso(until) if until and mode != "auto" else None
+        conn.execute(
+            "UPDATE flag SET mode = ?, mode_until = ?, mode_reason = ?, mode_by = ?, "
+            "mode_changed_at = ?, version = version + 1 WHERE id = 1",
+            (mode, until_text, reason, by, changed_at),
+        )
+        conn.execute(
+            "INSERT INTO mode_changes (at, mode, until, reason, by) VALUES (?, ?, ?, ?, ?)",
+            (now, mode, until_text, reason, history_by),
+        )
+        add_event(
+            conn,
+            now,
+            "mode",
+            f"mode set to {mode}" + (f" until {until_text[:16]}Z" if until_text else ""),
+            f"by {history_by or 'unknown'}" + (f": {reason}" if reason else ""),
+        )
+        self.webhooks.queue(
+            conn, "mode.changed", {"mode": mode, "until": rfc3339(until_text), "reason": reason, "by": history_by}, now
+        )
 
     def expire_mode(self) -> bool:
         """Hand an expired forced mode back to the checker, once, whoever calls it; True if this call did."""
@@ -138,7 +182,7 @@ class FlagStore:
     def incidents(self, limit: int = 20) -> list[dict]:
         """The latest incidents, newest first, with their duration and the leads captured during each."""
         rows = self.db.read(
-            "SELECT i.*, (SELECT COUNT(*) FROM leads WHERE spam = 0 AND created_at >= i.started_at "
+            "SELECT i.*, (SELECT COUNT(*) FROM leads WHERE spam = 0 AND drill = 0 AND created_at >= i.started_at "
             "AND (i.ended_at IS NULL OR created_at < i.ended_at)) AS leads "
             "FROM incidents i ORDER BY i.id DESC LIMIT ?",
             (limit,),

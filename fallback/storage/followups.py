@@ -20,7 +20,7 @@ _LANDING = (
 # was before the recovery; one waiting message per lead however many instances queue at once (the index).
 _QUEUE = (
     "INSERT INTO followups (lead_id, created_at) SELECT l.id, :now FROM leads l "
-    "WHERE l.spam = 0 AND l.notify = 1 AND l.updated_at <= :recovered "
+    "WHERE l.spam = 0 AND l.drill = 0 AND l.notify = 1 AND l.updated_at <= :recovered "
     "AND (l.notified_at IS NULL OR l.notified_at < l.updated_at) "
     "AND NOT EXISTS (SELECT 1 FROM followups f WHERE f.lead_id = l.id AND f.created_at >= l.updated_at) "
     "ON CONFLICT (lead_id) WHERE (sent_at IS NULL) AND (failed_at IS NULL) DO NOTHING"

@@ -15,6 +15,8 @@ from .limits import RateCheck, count_attempt
 from .submissions import LATEST_MESSAGE, SAID, erase, form_key, kept_by, pages, record
 from .webhooks import WebhookStore, rfc3339
 
+# A genuine lead: neither suspected spam nor a drill's test lead (both kept apart from exports, mail and webhooks).
+GENUINE = "spam = 0 AND drill = 0"
 # A lead's follow-up record: the wish (with its wording and time), when it was last mailed, when it unsubscribed.
 FOLLOW_UP_COLUMNS = ("notify", "notify_text", "notify_at", "notified_at", "unsubscribed_at")
 LEAD_COLUMNS = (
@@ -50,6 +52,7 @@ class NewLead:
     token: str | None = None  # the form's token: with the fields, it tells a double click from a new post
     notify: bool = False  # asked to be mailed when the site is back
     notify_text: str | None = None  # the wording of that box as shown
+    drill: bool = False  # sent by `fallback drill --rehearse` under the installation's key: kept apart, then erased
 
 
 def email_key(email: str) -> str:
@@ -101,7 +104,7 @@ class LeadStore:
         if not record(conn, lead_id, lead, now, key):
             # The same form committed meanwhile by another instance (PostgreSQL): not one more submission.
             conn.execute("UPDATE leads SET submissions = submissions - 1 WHERE id = ?", (lead_id,))
-        elif submissions == 1 and lead.spam_reason is None:  # spam never goes out as a lead
+        elif submissions == 1 and lead.spam_reason is None and not lead.drill:  # spam and drills never go out
             self.webhooks.queue(conn, "lead.created", _created(lead_id, lead, now), now, lead_id)
         return Submission(lead_id, None)
 
@@ -110,7 +113,7 @@ class LeadStore:
     ) -> Iterator[dict[str, Any]]:
         """Genuine leads (spam left out), oldest first, whose latest submission is from `since` (inclusive) until
         `until` (exclusive), each with its `messages` (at, name, message) oldest first; read a page at a time."""
-        conditions: list[str] = ["spam = 0"]
+        conditions: list[str] = [GENUINE]
         params: list[str] = []
         if since is not None:
             conditions.append("updated_at >= ?")
@@ -123,7 +126,7 @@ class LeadStore:
     def after(self, last_id: int, limit: int, since: datetime | None = None) -> list[dict[str, Any]]:
         """Up to `limit` genuine leads with an id above `last_id`, oldest first, as `iter` gives them; paging by id
         with these meets every lead once, however many arrive meanwhile."""
-        conditions = ["spam = 0", "id <= ?"]
+        conditions = [GENUINE, "id <= ?"]
         params: list[Any] = [self.settled_id()]
         if since is not None:
             conditions.append("updated_at >= ?")
@@ -141,7 +144,8 @@ class LeadStore:
     def recent(self, limit: int = 50, spam: bool = False) -> list[dict]:
         """The latest leads (or suspected spam), newest first."""
         rows = self.db.read(
-            f"SELECT *, {LATEST_MESSAGE} FROM leads WHERE spam = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
+            f"SELECT *, {LATEST_MESSAGE} FROM leads WHERE spam = ? AND drill = 0 "
+            "ORDER BY updated_at DESC, id DESC LIMIT ?",
             (int(spam), limit),
         )
         return [dict(row) for row in rows]
@@ -149,7 +153,7 @@ class LeadStore:
     def search(self, query: str = "", limit: int = 25, offset: int = 0) -> tuple[list[dict], int]:
         """A page of genuine leads, newest first, whose address, name or a message contains `query`; and the total."""
         pattern = "%" + query.strip().casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where = f"spam = 0 AND (email_key LIKE :q ESCAPE '\\' OR lower(name) LIKE :q ESCAPE '\\' OR {SAID})"
+        where = f"{GENUINE} AND (email_key LIKE :q ESCAPE '\\' OR lower(name) LIKE :q ESCAPE '\\' OR {SAID})"
         total = self.db.read(f"SELECT COUNT(*) FROM leads WHERE {where}", {"q": pattern})[0][0]
         rows = self.db.read(
             f"SELECT *, {LATEST_MESSAGE} FROM leads WHERE {where} ORDER BY updated_at DESC, id DESC "
@@ -166,9 +170,16 @@ class LeadStore:
         """How many genuine leads and how many suspected spam submissions are stored."""
         row = self.db.read(
             "SELECT COALESCE(SUM(CASE WHEN spam = 0 THEN 1 ELSE 0 END), 0) AS leads, "
-            "COALESCE(SUM(CASE WHEN spam = 1 THEN 1 ELSE 0 END), 0) AS spam FROM leads"
+            "COALESCE(SUM(CASE WHEN spam = 1 THEN 1 ELSE 0 END), 0) AS spam FROM leads WHERE drill = 0"
         )[0]
         return {"leads": row["leads"], "spam": row["spam"]}
+
+    def drill_lead(self, email: str) -> dict[str, Any] | None:
+        """The drill lead of this address (`fallback drill --rehearse` reads back what it sent), or None."""
+        rows = self.db.read(
+            f"SELECT *, {LATEST_MESSAGE} FROM leads WHERE email_key = ? AND drill = 1", (email_key(email),)
+        )
+        return dict(rows[0]) if rows else None
 
     def forget(self, email: str) -> int:
         """Erase every lead of one address (case-insensitive), spam included, and their submissions; how many."""
@@ -193,9 +204,10 @@ class LeadStore:
 # anyway, to read ON CONFLICT after INSERT ... SELECT as the upsert clause.
 _INSERT = (
     "INSERT INTO leads (email, email_key, name, consent, consent_version, consent_text, consent_at, "
-    "landing_path, language, created_at, updated_at, submissions, spam, spam_reason, notify, notify_text, notify_at) "
+    "landing_path, language, created_at, updated_at, submissions, spam, spam_reason, notify, notify_text, notify_at, "
+    "drill) "
     "SELECT :email, :email_key, :name, :consent, :consent_version, :consent_text, :consent_at, :landing_path, "
-    ":language, :now, :now, 1, :spam, :spam_reason, :notify, :notify_text, :notify_at "
+    ":language, :now, :now, 1, :spam, :spam_reason, :notify, :notify_text, :notify_at, :drill "
     "WHERE NOT EXISTS (SELECT 1 FROM submissions WHERE form_key = :form_key)"
 )
 # A later submission never replaces what an earlier one said (its own words go to `submissions`): the
@@ -236,6 +248,7 @@ def _upsert(lead: NewLead, now: str, key: str | None) -> tuple[str, dict]:
         "notify": int(lead.notify),
         "notify_text": lead.notify_text if lead.notify else None,
         "notify_at": now if lead.notify else None,
+        "drill": int(lead.drill),
     }
     sql = _INSERT + ("" if lead.spam_reason else _MERGE) + " RETURNING id, submissions"
     return sql, values

@@ -429,3 +429,21 @@ class PostgresStorage(Stores):
 def _short(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def ping(url: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> str:
+    """Connect once, outside any pool, and return the server's version; StorageError saying why not.
+
+    `fallback drill` asks this of a PostgreSQL FALLBACK_DATABASE: reachable from here, with these credentials.
+    """
+    try:
+        import psycopg
+    except ImportError as error:
+        raise StorageError(f"a postgresql:// database needs psycopg 3 ({error})") from None
+    secret = _password(url)
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, round(timeout)), application_name="fallback drill") as conn:
+            return str(conn.execute("SHOW server_version").fetchall()[0][0])
+    except psycopg.Error as error:
+        said = _short(error)
+        raise StorageError(said.replace(secret, "***") if secret else said) from None

@@ -1,0 +1,107 @@
+"""The standby's items: its secrets, its public URL seen from here, its page, a durable database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import Settings
+from ..parsers import is_postgres_url
+from .items import FAIL, PASS, WARN, Item
+
+EPHEMERAL_FILESYSTEMS = {"tmpfs", "ramfs"}
+PAAS_APP_DIR = "/app"
+
+
+def secrets_items(settings: Settings) -> list[Item]:
+    """Whether the admin password and the secret key are set rather than missing or generated."""
+    checks = (
+        ("admin password", "ADMIN_PASSWORD", settings.admin_password, "the admin area answers 404",
+         "set FALLBACK_ADMIN_PASSWORD (12 characters at least) to switch the page and read leads in the show"),
+        ("secret key", "SECRET_KEY", settings.secret_key, "one is generated and kept in the database",
+         "set FALLBACK_SECRET_KEY, so a new database does not void every form and session"),
+    )  # fmt: skip
+    return [
+        Item(name, PASS, f"FALLBACK_{variable} is set")
+        if value
+        else Item(name, WARN, f"FALLBACK_{variable} is not set: {without}", advice)
+        for name, variable, value, without, advice in checks
+    ]
+
+
+def mount_of(path: Path, mounts: str) -> tuple[str, str | None]:
+    """The mount point holding `path` and its filesystem type, from /proc/mounts' text (the longest point wins)."""
+    best, fstype = "", None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = str(path) == point or str(path).startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, fields[2]
+    return best, fstype
+
+
+def filesystem_of(path: Path, mounts: str) -> str | None:
+    """The filesystem type of the mount holding `path`, from /proc/mounts' text (the longest mount point wins)."""
+    return mount_of(path, mounts)[1]
+
+
+def ephemeral_app_path(folder: Path, mount_point: str) -> bool:
+    """Whether `folder` is in a buildpack platform's app directory, /app, with no storage mounted there.
+
+    Heroku and Scalingo run the app from /app on a filesystem each restart or deploy replaces, and Dokku's
+    herokuish containers too, unless a storage directory is mounted into /app (deploy/paas/README.md).
+    """
+    inside = folder == Path(PAAS_APP_DIR) or PAAS_APP_DIR in map(str, folder.parents)
+    return inside and not (mount_point == PAAS_APP_DIR or mount_point.startswith(PAAS_APP_DIR + "/"))
+
+
+def database_item(database: str, mounts: str | None = None, timeout: float = 5.0) -> Item:
+    """Whether the database (FALLBACK_DATABASE) outlives a restart: a SQLite file on tmpfs or in a PaaS's /app
+    does not; a PostgreSQL database must answer from here."""
+    name = "durable database"
+    if is_postgres_url(database):
+        return postgres_item(database, timeout)
+    folder = Path(database).expanduser().resolve().parent
+    if mounts is None:
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return Item(name, PASS, f"SQLite in {folder} (no /proc/mounts to check the filesystem)")
+    point, fstype = mount_of(folder, mounts)
+    if fstype in EPHEMERAL_FILESYSTEMS:
+        return Item(
+            name,
+            WARN,
+            f"SQLite in {folder}, on {fstype}: leads are lost on reboot",
+            "put FALLBACK_DATABASE on a persistent disk, or use PostgreSQL",
+        )
+    if ephemeral_app_path(folder, point):
+        return Item(
+            name,
+            WARN,
+            f"SQLite in {folder}: a buildpack platform's app directory (Heroku, Scalingo; Dokku without mounted"
+            " storage) is wiped on each restart or deploy",
+            "use PostgreSQL (FALLBACK_DATABASE=$DATABASE_URL), or on Dokku mount storage into /app"
+            " (deploy/paas/README.md)",
+        )
+    return Item(name, PASS, f"SQLite in {folder} ({fstype or 'unknown filesystem'})")
+
+
+def postgres_item(database: str, timeout: float) -> Item:
+    """Whether the PostgreSQL database answers from here, with these credentials."""
+    from ..storage import StorageError
+    from ..storage.postgres import ping, safe_url
+
+    name = "durable database"
+    try:
+        version = ping(database, timeout)
+    except StorageError as error:
+        return Item(
+            name,
+            FAIL,
+            f"PostgreSQL at {safe_url(database)} does not answer: {error}",
+            "check FALLBACK_DATABASE (host, port, credentials) and that the server runs",
+        )
+    return Item(name, PASS, f"PostgreSQL {version} answers at {safe_url(database)}")

@@ -1,0 +1,69 @@
+"""Putting a mode back after a rehearsal (FlagStore.restore_mode), on both backends, with a fixed clock:
+exactly as it was, also after the rehearsal's own mode expired; never over a mode someone set meanwhile."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from helpers import FixedClock
+
+from fallback.drill.rehearsal import restored_item
+from fallback.storage import open_storage
+
+BACKENDS = ["sqlite", "postgres"]
+EXACT = ("mode", "mode_until", "mode_reason", "mode_by", "mode_changed_at")
+
+
+@pytest.fixture
+def clocked(database):
+    clock = FixedClock(datetime(2026, 11, 30, 19, 0, tzinfo=UTC))
+    storage = open_storage(database, clock)
+    yield storage, clock
+    storage.close()
+
+
+def exact(flag) -> tuple:
+    return tuple(getattr(flag, field) for field in EXACT)
+
+
+def test_a_forced_mode_comes_back_with_its_expiry_reason_author_and_time(clocked):
+    storage, clock = clocked
+    before = storage.flag.set_mode("down", until=clock() + timedelta(hours=2), reason="TV slot", by="cli (alice)")
+    clock.now += timedelta(seconds=30)
+    ours = storage.flag.set_mode("down", until=clock() + timedelta(seconds=60), reason="drill", by="drill (bob)")
+    clock.now += timedelta(seconds=5)
+    item = restored_item(storage, before, ours)
+    assert item.status == "pass" and "TV slot" in item.detail
+    assert exact(storage.flag.read()) == exact(before)
+    assert storage.flag.mode_changes(1)[0]["by"] == "drill (bob), restoring the mode set by cli (alice)"
+
+
+def test_auto_comes_back_after_the_rehearsals_own_mode_expired(clocked):
+    storage, clock = clocked
+    before = storage.flag.read()
+    ours = storage.flag.set_mode("down", until=clock() + timedelta(seconds=60), reason="drill", by="drill (bob)")
+    clock.now += timedelta(seconds=61)
+    assert storage.flag.expire_mode()
+    assert restored_item(storage, before, ours).status == "pass"
+    assert exact(storage.flag.read()) == exact(before)
+
+
+def test_the_checkers_flips_during_the_rehearsal_do_not_stop_the_restoration(clocked):
+    storage, clock = clocked
+    before = storage.flag.set_mode("up", until=clock() + timedelta(hours=2), reason="TV slot", by="cli (alice)")
+    ours = storage.flag.set_mode("down", until=clock() + timedelta(seconds=60), reason="drill", by="drill (bob)")
+    clock.now += timedelta(seconds=1)
+    assert storage.flag.flip("unknown", "up", "HTTP 200")
+    assert restored_item(storage, before, ours).status == "pass"
+    assert exact(storage.flag.read()) == exact(before) and storage.flag.read().state == "up"
+
+
+def test_a_mode_someone_set_during_the_rehearsal_is_kept(clocked):
+    storage, clock = clocked
+    before = storage.flag.read()
+    ours = storage.flag.set_mode("down", until=clock() + timedelta(seconds=60), reason="drill", by="drill (bob)")
+    theirs = storage.flag.set_mode("down", reason="the site fell for real", by="admin (carol)")
+    item = restored_item(storage, before, ours)
+    assert item.status == "warn" and "theirs is kept" in item.detail
+    assert exact(storage.flag.read()) == exact(theirs)
