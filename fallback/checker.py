@@ -86,6 +86,16 @@ def decide(
     return Decision(streak, None, reason, False, QUICK_RECHECK_SECONDS if heading_elsewhere else interval)
 
 
+def probe_round(runner: ProbeRunner, settings: Settings) -> tuple[list[ProbeResult], ProbeResult | None]:
+    """One round's probes, all at once: every check URL (with the expected text), and the control URL (without)."""
+    urls, control_url = list(settings.check_urls), settings.control_url
+    results = runner.run(
+        urls + ([control_url] if control_url else []),
+        expect_text_for=lambda url: None if url == control_url else settings.expect_text,
+    )
+    return results[: len(urls)], (results[len(urls)] if control_url else None)
+
+
 class Checker:
     """One checker loop; many may run against one database, only the lease holder probes."""
 
@@ -132,19 +142,13 @@ class Checker:
             self.holding = True
         claimed_at = self.storage.clock()
         self.storage.flag.expire_mode()
-        urls = list(self.settings.check_urls)
-        control_url = self.settings.control_url
-        results = self.runner.run(
-            urls + ([control_url] if control_url else []),
-            expect_text_for=lambda url: None if url == control_url else self.settings.expect_text,
-        )
+        main, control = probe_round(self.runner, self.settings)
         if self.metrics is not None:  # probes made are counted, even those of a round dropped below
-            self.metrics.probed(results[: len(urls)])
+            self.metrics.probed(main)
         if self.storage.clock() - claimed_at > timedelta(seconds=self.lease_seconds):
             # Stalled past the lease: another process may hold it by now, with fresher probes.
             log.warning("a checker round outlasted the lease (%g s): its results are dropped", self.lease_seconds)
             return self.settings.check_interval
-        main, control = results[: len(urls)], (results[len(urls)] if control_url else None)
         decision = decide(
             self.tally, main, control, self.settings.fall, self.settings.rise, self.settings.check_interval
         )
