@@ -185,7 +185,12 @@ def check(url: str | None) -> None:
 
 @cli.command("probe")
 @click.option(
-    "--report-to", required=True, metavar="URL", help="The fallback instance to post verdicts to: its public URL."
+    "--report-to",
+    required=True,
+    envvar="FALLBACK_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="The fallback instance to post verdicts to: its public URL.",
 )
 @click.option(
     "--token",
