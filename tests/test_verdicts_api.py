@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from helpers import assert_problem
 from openapi_check import check_answer, problems
 
 from fallback.openapi import document
@@ -46,15 +47,6 @@ def post(client, body=None, token: str | None = TOKEN, data: str | bytes | None 
     response = client.post(ROUTE, data=payload, headers=headers, content_type="application/json")
     check_answer(DOCUMENT, "POST", "/verdicts", response)
     return response
-
-
-def assert_problem(response, status: int, word: str) -> dict:
-    """The answer is an RFC 9457 problem with that status, whose detail says `word`."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json(force=True)
-    assert body["status"] == status and word in body["detail"]
-    return body
 
 
 def test_a_valid_report_fits_the_documented_request_schema():
