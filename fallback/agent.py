@@ -101,7 +101,9 @@ class Agent:
         state = "unknown" if decision.network_doubt else decision.tally.state
         if state != self.state:
             level = logging.WARNING if state == "down" else logging.INFO
-            judged = "not judged from here yet" if state == "unknown" else f"{state} from here"
+            judged = f"{state} from here"
+            if state == "unknown" and not decision.network_doubt:
+                judged = "not judged from here yet"
             log.log(level, "main site %s: %s", judged, decision.reason)
             self.state = state
         self.latest = {
@@ -134,9 +136,9 @@ class Agent:
         self.failures = 0
         self.follow(answer)
 
-    def follow(self, answer: dict[str, Any]) -> None:
+    def follow(self, answer: object) -> None:
         """Probe at the instance's interval: its verdicts are fresh for three of them, not three of ours."""
-        interval = answer.get("check_interval")
+        interval = answer.get("check_interval") if isinstance(answer, dict) else None
         if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0:
             if interval != self.interval:
                 log.info("following %s's check interval: %g s", redact_url(self.reporter.url), interval)

@@ -125,13 +125,15 @@ def test_it_says_down_only_after_fall_failed_rounds_rechecking_quickly(clock, ru
     assert reporter.posts[-1][1]["reason"] == f"{MAIN}: HTTP 503"
 
 
-def test_while_its_own_network_is_in_doubt_it_says_unknown(clock, runner, reporter):
+def test_while_its_own_network_is_in_doubt_it_says_unknown(clock, runner, reporter, caplog):
+    caplog.set_level(logging.INFO, logger="fallback.agent")
     agent = make_agent(clock, runner, reporter, FALLBACK_CONTROL_URL=CONTROL)
     run_for(agent, clock, 10)
     runner.up = runner.control_up = False
     run_for(agent, clock, 30)
     assert set(states(reporter)[-5:]) == {"unknown"}
     assert "network in doubt" in reporter.posts[-1][1]["reason"]
+    assert "main site unknown from here: network in doubt" in caplog.text
     runner.up = runner.control_up = True
     run_for(agent, clock, 10)
     assert states(reporter)[-1] == "up"  # its streaks were never counted as failures of the main site
@@ -197,6 +199,13 @@ def test_it_follows_the_instances_check_interval(clock, runner, reporter):
     rounds = runner.rounds
     run_for(agent, clock, 20)
     assert runner.rounds - rounds == 20
+
+
+def test_an_answer_without_an_interval_leaves_its_own(clock, runner, reporter):
+    agent = make_agent(clock, runner, reporter)
+    for answer in ([1, 2], {"check_interval": "fast"}, {"check_interval": 0}, {"check_interval": True}, {}):
+        agent.follow(answer)
+    assert agent.interval == 5.0
 
 
 def test_it_logs_each_change_of_state_or_reachability_and_not_each_round(clock, runner, reporter, caplog):
