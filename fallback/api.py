@@ -22,6 +22,7 @@ from .export import parse_bound
 from .logins import login_limits
 from .modes import change_mode
 from .openapi import document as openapi_document
+from .quorum import fresh_seconds
 from .runtime import runtime
 from .state import MODES, parse_duration, utcnow
 from .status import status_document
@@ -277,6 +278,8 @@ def verdicts() -> ResponseReturnValue:
     rt.storage.verdicts.record(report.name, "agent", report.state, report.ok, report.reason, report.at)
     stored = next(verdict for verdict in rt.storage.verdicts.latest() if verdict.name == report.name)
     interval = rt.settings.check_interval
+    # What the checker counting the votes calls fresh: an agent that reports less often than this is not counted.
+    fresh_for = fresh_seconds(interval, rt.settings.check_timeout)
     return {
         "name": stored.name,
         "kind": stored.kind,
@@ -286,7 +289,7 @@ def verdicts() -> ResponseReturnValue:
         "at": stored.observed_at.isoformat(),
         "received_at": stored.received_at.isoformat(),
         "check_interval": interval,
-        "fresh_for": FRESH_INTERVALS * interval,
+        "fresh_for": fresh_for,
         "quorum": rt.settings.quorum,
     }
 

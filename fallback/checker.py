@@ -14,11 +14,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .config import Settings
 from .probe import ProbeResult, ProbeRunner
+from .quorum import count_votes, default_vantage, fresh_seconds
 from .selfprobe import WARNING as SELF_PROBE_WARNING
 from .storage import Storage, StorageError
 
@@ -97,7 +98,12 @@ def probe_round(runner: ProbeRunner, settings: Settings) -> tuple[list[ProbeResu
 
 
 class Checker:
-    """One checker loop; many may run against one database, only the lease holder probes."""
+    """One checker loop; many may run against one database, only the lease holder probes.
+
+    With FALLBACK_QUORUM above 1, each instance is a vantage point: its one prober (`prober()` says which
+    thread it is) probes every round and records its own verdict, and the lease holder among the probers
+    decides from every fresh verdict (fallback.quorum).
+    """
 
     def __init__(
         self,
@@ -108,6 +114,8 @@ class Checker:
         sleep: Callable[[float], object] = time.sleep,
         self_key: bytes | None = None,
         metrics: Metrics | None = None,
+        vantage: str | None = None,
+        prober: Callable[[], bool] | None = None,
     ):
         self.settings = settings
         self.metrics = metrics
@@ -122,6 +130,13 @@ class Checker:
         self.rounds = 0
         # The self-probe warning is logged once until the site is seen up again, not every round.
         self.self_probe_warned = False
+        # Under a quorum: this vantage point's name, its own hysteresis (from "unknown": it has seen nothing
+        # yet), whether this thread is its instance's one prober, and since when it runs (for the warning).
+        self.vantage = vantage or default_vantage(settings.port)
+        self.own = Tally()
+        self.prober = prober or (lambda: True)
+        self.started_at = storage.clock()
+        self.quorum_checked = False
 
     @property
     def lease_seconds(self) -> float:
@@ -130,43 +145,106 @@ class Checker:
 
     def step(self) -> float:
         """Run one round if this checker holds the lease; returns how long to wait before the next."""
-        if not self.storage.checker.claim(self.owner, self.lease_seconds):
-            if self.holding:
-                log.info("checker lease lost to another process")
-            self.holding = False
+        if self.settings.quorum > 1:
+            return self.quorum_step()
+        if not self.claim():
             return self.settings.check_interval
-        if not self.holding:
-            log.info("this process is now the checker (%s)", self.owner)
-            # Another holder may have flipped since we last looked: start from the stored state.
-            self.tally = Tally(self.storage.flag.read().state)
-            self.holding = True
         claimed_at = self.storage.clock()
         self.storage.flag.expire_mode()
-        main, control = probe_round(self.runner, self.settings)
-        if self.metrics is not None:  # probes made are counted, even those of a round dropped below
-            self.metrics.probed(main)
-        if self.storage.clock() - claimed_at > timedelta(seconds=self.lease_seconds):
-            # Stalled past the lease: another process may hold it by now, with fresher probes.
-            log.warning("a checker round outlasted the lease (%g s): its results are dropped", self.lease_seconds)
+        main, control = self.probe()
+        if self.outlasted(claimed_at):
             return self.settings.check_interval
         decision = decide(
             self.tally, main, control, self.settings.fall, self.settings.rise, self.settings.check_interval
         )
         self.tally = decision.tally
         if decision.flip_to:
-            expected = self.storage.flag.read().state
-            if expected != decision.flip_to and self.storage.flag.flip(expected, decision.flip_to, decision.reason):
-                if self.metrics is not None:
-                    self.metrics.flipped()
-                # An outage is what the team must hear about; a recovery is good news, for the record.
-                level = logging.WARNING if decision.flip_to == "down" else logging.INFO
-                log.log(level, "main site %s: %s", decision.flip_to, decision.reason)
-        reached_itself = self.warn_of_self_probes(main, decision.flip_to)
-        note = decision.reason if decision.network_doubt else (SELF_PROBE_WARNING if reached_itself else None)
+            self.flip(decision.flip_to, decision.reason)
+        self.record(main, control, decision.network_doubt, decision.reason, decision.flip_to)
+        return decision.next_check_in
+
+    def quorum_step(self) -> float:
+        """One round of a vantage point: probe, record its own verdict; the lease holder then counts them all."""
+        if not self.prober():  # another worker of this instance probes for it: one vote per instance
+            return self.settings.check_interval
+        holding = self.claim()
+        claimed_at = self.storage.clock()
+        if holding:
+            self.storage.flag.expire_mode()
+        main, control = self.probe()
+        if self.outlasted(claimed_at):
+            return self.settings.check_interval
+        own = decide(self.own, main, control, self.settings.fall, self.settings.rise, self.settings.check_interval)
+        self.own = own.tally
+        # A vantage point that doubts its own network knows nothing of the main site: it votes neither way.
+        state = "unknown" if own.network_doubt else own.tally.state
+        self.storage.verdicts.record(
+            self.vantage, "instance", state, round_verdict(main)[0], own.reason, self.storage.clock()
+        )
+        if not holding:
+            return own.next_check_in
+        now, window = self.storage.clock(), fresh_seconds(self.settings.check_interval, self.settings.check_timeout)
+        verdicts = self.storage.verdicts.latest()
+        self.warn_of_an_unreachable_quorum(len(verdicts), now, window)
+        votes = count_votes(verdicts, self.settings.quorum, now, window, self.storage.flag.read().state)
+        if votes.flip_to:
+            self.flip(votes.flip_to, votes.reason, votes.agreed)
+        self.record(main, control, own.network_doubt, own.reason, votes.flip_to)
+        return own.next_check_in
+
+    def claim(self) -> bool:
+        """Take or renew the lease; on taking it, start from the stored state (another holder may have flipped)."""
+        if not self.storage.checker.claim(self.owner, self.lease_seconds):
+            if self.holding:
+                log.info("checker lease lost to another process")
+            self.holding = False
+            return False
+        if not self.holding:
+            log.info("this process is now the checker (%s)", self.owner)
+            self.tally = Tally(self.storage.flag.read().state)
+            self.holding = True
+        return True
+
+    def probe(self) -> tuple[list[ProbeResult], ProbeResult | None]:
+        """One round of probes: the check URLs' results, and the control URL's if one is set."""
+        main, control = probe_round(self.runner, self.settings)
+        if self.metrics is not None:  # probes made are counted, even those of a round dropped below
+            self.metrics.probed(main)
+        return main, control
+
+    def outlasted(self, claimed_at: datetime) -> bool:
+        """Whether the round took longer than the lease: its results are then dropped."""
+        if self.storage.clock() - claimed_at <= timedelta(seconds=self.lease_seconds):
+            return False
+        # Stalled past the lease: another process may hold it by now, with fresher probes.
+        log.warning("a checker round outlasted the lease (%g s): its results are dropped", self.lease_seconds)
+        return True
+
+    def flip(self, to: str, reason: str, vantage_points: Sequence[str] = ()) -> None:
+        """Flip the stored state to `to`, guarded (once however many checkers try), then count and log it."""
+        expected = self.storage.flag.read().state
+        if expected != to and self.storage.flag.flip(expected, to, reason, vantage_points):
+            if self.metrics is not None:
+                self.metrics.flipped()
+            # An outage is what the team must hear about; a recovery is good news, for the record.
+            level = logging.WARNING if to == "down" else logging.INFO
+            log.log(level, "main site %s: %s", to, reason)
+
+    def record(
+        self,
+        main: Sequence[ProbeResult],
+        control: ProbeResult | None,
+        network_doubt: bool,
+        reason: str,
+        flip_to: str | None,
+    ) -> None:
+        """Store the round's probes and the heartbeat, with the note the status shows; prune now and then."""
+        reached_itself = self.warn_of_self_probes(main, flip_to)
+        note = reason if network_doubt else (SELF_PROBE_WARNING if reached_itself else None)
         self.storage.checker.record_round(
             self.owner,
             [_probe_row(result, control=False) for result in main] + ([_probe_row(control, True)] if control else []),
-            decision.network_doubt,
+            network_doubt,
             note,
         )
         self.rounds += 1
@@ -174,7 +252,19 @@ class Checker:
             now = self.storage.clock()
             self.storage.checker.prune_probes(now - PROBE_HISTORY)
             self.storage.limits.prune(now - RATE_WINDOW_HISTORY)
-        return decision.next_check_in
+
+    def warn_of_an_unreachable_quorum(self, reported: int, now: datetime, window: float) -> None:
+        """Once, when a freshness window has passed since start-up: warn if fewer vantage points ever reported."""
+        if self.quorum_checked or (now - self.started_at).total_seconds() < window:
+            return  # at start-up, the other vantage points may not have had time to report
+        self.quorum_checked = True
+        if reported < self.settings.quorum:
+            log.warning(
+                "FALLBACK_QUORUM is %d but only %d vantage point%s ever reported: nothing can flip until more do",
+                self.settings.quorum,
+                reported,
+                "" if reported == 1 else "s",
+            )
 
     def warn_of_self_probes(self, main: Sequence[ProbeResult], flip_to: str | None) -> bool:
         """Log once per incident that a probe reached fallback itself; whether one did this round."""

@@ -256,6 +256,8 @@ def status(as_json: bool, url: str | None) -> None:
     click.echo(f"checker: {'ok' if checker['healthy'] else 'NOT RUNNING'} ({beat}{holder})")
     if document["network_doubt"] or document["self_probe"]:
         click.echo(f"warning: {checker['note']}")
+    if "quorum" in document:  # FALLBACK_QUORUM above 1 where the document was made
+        echo_quorum(document["quorum"])
     if document["incident"]:
         incident = document["incident"]
         leads = ngettext("%(num)d lead so far", "%(num)d leads so far", incident["leads"])
@@ -266,6 +268,22 @@ def status(as_json: bool, url: str | None) -> None:
         last = f", last error: {queue['last_error']}" if queue["last_error"] else ""
         click.echo(f"follow-up mail: {queue['pending']} pending, {queue['sent']} sent, {queue['failed']} failed{last}")
     click.echo(f"instance: {url}" if url else f"database: {document['database']}")
+
+
+def echo_quorum(quorum: dict) -> None:
+    """The quorum's lines of `fallback status`: met or missing, and each vantage point's last verdict."""
+    click.echo(quorum["summary"])
+    if quorum["unreachable"]:
+        reported = len(quorum["vantage_points"])
+        click.echo(
+            f"warning: FALLBACK_QUORUM is {quorum['required']} but only {reported} vantage point"
+            f"{'' if reported == 1 else 's'} ever reported: nothing can flip until more do"
+        )
+    for point in quorum["vantage_points"]:
+        stale = "" if point["fresh"] else ", stale"
+        click.echo(
+            f"  {point['name']} ({point['kind']}): {point['state']}, {point['age']:g}s ago{stale}: {point['reason']}"
+        )
 
 
 @cli.command()

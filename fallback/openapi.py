@@ -72,8 +72,36 @@ SCHEMAS: dict[str, Any] = {
                 ),
                 "description": 'the "we\'re back" mail queue; only with FALLBACK_SMTP_URL set',
             },
+            "quorum": {
+                **strict(
+                    {
+                        "required": {"type": "integer", "description": "FALLBACK_QUORUM"},
+                        "met": {"type": "boolean"},
+                        "summary": TEXT,
+                        "agreed": {"type": "array", "items": TEXT},
+                        "fresh_seconds": {"type": "number"},
+                        "unreachable": {
+                            "type": "boolean",
+                            "description": "fewer vantage points than the quorum ever reported: nothing can flip",
+                        },
+                        "vantage_points": {"type": "array", "items": ref("VantagePoint")},
+                    }
+                ),
+                "description": "the vantage points and their quorum; only with FALLBACK_QUORUM above 1",
+            },
         },
-        optional=("followup",),
+        optional=("followup", "quorum"),
+    ),
+    "VantagePoint": strict(
+        {
+            "name": TEXT,
+            "kind": {"type": "string", "enum": ["instance", "agent"]},
+            "state": STATE,
+            "ok": {"type": "boolean", "description": "whether its latest round passed, before its hysteresis"},
+            "reason": TEXT_OR_NULL,
+            "age": {"type": "number", "description": "seconds since its verdict reached the database"},
+            "fresh": {"type": "boolean"},
+        }
     ),
     "Incident": {
         "type": "object",
@@ -151,7 +179,10 @@ SCHEMAS: dict[str, Any] = {
             "at": {"type": "string", "format": "date-time"},
             "received_at": {"type": "string", "format": "date-time", "description": "freshness is judged by this"},
             "check_interval": {"type": "number", "description": "this instance's interval: agents follow it"},
-            "fresh_for": {"type": "number", "description": "seconds a verdict counts after received_at"},
+            "fresh_for": {
+                "type": "number",
+                "description": "seconds a verdict counts after received_at: three intervals plus a timeout",
+            },
             "quorum": {"type": "integer", "description": "FALLBACK_QUORUM"},
         }
     ),

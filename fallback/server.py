@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import shutil
 import tempfile
@@ -30,9 +31,10 @@ COUNTS_PREFIX = "fallback-metrics-"
 class GunicornServer(BaseApplication):
     """gunicorn, embedded: each worker builds its own app (and its own database connections)."""
 
-    def __init__(self, settings: Settings, options: dict):
+    def __init__(self, settings: Settings, options: dict, vantage: str | None = None):
         self.settings = settings
         self.options = options
+        self.vantage = vantage  # this instance's name as a vantage point (FALLBACK_QUORUM)
         super().__init__()
 
     def load_config(self) -> None:
@@ -58,20 +60,52 @@ class JsonLogger(glogging.Logger):
         use_json([self.error_log, self.access_log])
 
 
+class InstanceLock:
+    """Which worker of this instance is its one prober under a quorum: the one holding a file lock.
+
+    The file lives in the folder the master made for this run (share_counts), so every worker of one
+    instance shares it and no other instance does. The kernel lets go of the lock when its worker dies,
+    and another worker takes it at its next try.
+    """
+
+    def __init__(self, folder: str):
+        self.path = os.path.join(folder, "prober.lock")
+        self.fd: int | None = None
+
+    def held(self) -> bool:
+        """Whether this process holds the lock, taking it if it is free."""
+        if self.fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+
 def start_in_background(
-    settings: Settings, storage: Storage, self_key: bytes | None = None, metrics: Metrics | None = None
+    settings: Settings,
+    storage: Storage,
+    self_key: bytes | None = None,
+    metrics: Metrics | None = None,
+    vantage: str | None = None,
 ) -> threading.Event:
     """Run a checker (with the notifier, the follow-up and webhook senders) in daemon threads; set `stop` to end them.
 
     With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such; with
-    `metrics`, the checker counts its probes and flips there.
+    `metrics`, the checker counts its probes and flips there. `vantage` names this instance under a quorum.
     """
     # Imported here, not at the top: only a process that runs the checker needs `requests` and Apprise.
     from .checker import Checker
     from .notify import Notifier, deliver_forever
 
     stop = threading.Event()
-    checker = Checker(settings, storage, self_key=self_key, metrics=metrics)
+    folder = os.environ.get(MULTIPROC_ENV)  # set by serve() in the master; absent when a test calls this alone
+    prober = InstanceLock(folder).held if folder else None
+    checker = Checker(settings, storage, self_key=self_key, metrics=metrics, vantage=vantage, prober=prober)
     threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
     if settings.notify_urls:
         notifier = Notifier(settings.notify_urls)
@@ -101,7 +135,7 @@ def start_checker(worker) -> None:
 
     runtime = worker.wsgi.extensions["fallback"]
     worker.fallback_checker_stop = start_in_background(
-        runtime.settings, runtime.storage, probe_key(runtime.secret_key), runtime.metrics
+        runtime.settings, runtime.storage, probe_key(runtime.secret_key), runtime.metrics, worker.app.vantage
     )
 
 
@@ -164,6 +198,8 @@ def remove_stale_counts(temporary: Path) -> None:
 
 def serve(settings: Settings, host: str, port: int, workers: int, threads: int, checker: bool = True) -> None:
     """Run the web app, and the health checker unless told not to, until stopped."""
+    from .quorum import default_vantage
+
     hooks = {"post_worker_init": start_checker, "worker_exit": stop_checker} if checker else {}
     share_counts()
     GunicornServer(
@@ -192,4 +228,5 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int, 
             # One machine may run several instances: no shared control socket in $HOME.
             "control_socket_disable": True,
         },
+        default_vantage(port),
     ).run()

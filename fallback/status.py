@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from .config import Settings
+from .quorum import fresh_seconds, quorum_status
 from .redact import redact_text
 from .selfprobe import WARNING as SELF_PROBE_WARNING
 from .state import Flag, utcnow
@@ -59,7 +60,8 @@ def public_status(flag: Flag, now: datetime) -> dict:
 
 def status_document(storage: Storage, settings: Settings, now: datetime) -> dict:
     """The admin's document: state, mode, since, the checker's health and doubts, the open incident, counts, mail."""
-    document = storage.flag.read().as_status(now)
+    flag = storage.flag.read()
+    document = flag.as_status(now)
     checker = storage.checker.read()
     beat = checker["heartbeat_at"]
     incidents = storage.flag.incidents(1)
@@ -78,6 +80,9 @@ def status_document(storage: Storage, settings: Settings, now: datetime) -> dict
             **storage.leads.count(),
         }
     )
+    if settings.quorum > 1:  # with a quorum of 1 the document stays as it always was
+        window = fresh_seconds(settings.check_interval, settings.check_timeout)
+        document["quorum"] = quorum_status(storage.verdicts.latest(), settings.quorum, now, window, flag.state)
     if settings.smtp_url:  # without SMTP there is no follow-up mail, so nothing to report
         document["followup"] = storage.followups.counts()
     return document

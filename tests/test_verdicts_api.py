@@ -60,7 +60,8 @@ def test_a_verdict_is_stored_as_an_agents_and_answered_with_the_interval_and_quo
     body = response.get_json()
     assert body["name"] == "paris probe" and body["kind"] == "agent" and body["state"] == "down"
     assert body["ok"] is False and body["reason"] == "HTTP 503"
-    assert body["check_interval"] == 2 and body["fresh_for"] == 6 and body["quorum"] == 2
+    assert body["check_interval"] == 2 and body["quorum"] == 2
+    assert body["fresh_for"] == 3 * 2 + 3  # three intervals plus the (default) probe timeout
     [stored] = storage.verdicts.latest()
     assert (stored.name, stored.kind, stored.state, stored.ok) == ("paris probe", "agent", "down", False)
     assert stored.observed_at == at and stored.received_at >= at

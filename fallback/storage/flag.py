@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from ..state import Flag, iso, parse_iso
@@ -101,8 +102,12 @@ class FlagStore:
                 )
         return bool(changed)
 
-    def flip(self, expected: str, new: str, reason: str) -> bool:
-        """Change the state from `expected` to `new`, once however many checkers try; opens or closes an incident."""
+    def flip(self, expected: str, new: str, reason: str, vantage_points: Sequence[str] = ()) -> bool:
+        """Change the state from `expected` to `new`, once however many checkers try; opens or closes an incident.
+
+        Under a quorum, `vantage_points` names those that agreed: the incident webhooks carry them.
+        """
+        agreed = {"vantage_points": list(vantage_points)} if vantage_points else {}
         now = iso(self.db.clock())
         with self.db.write() as conn:
             changed = conn.execute(
@@ -116,7 +121,7 @@ class FlagStore:
                 opened = conn.execute(
                     "INSERT INTO incidents (started_at, reason) VALUES (?, ?) RETURNING id", (now, reason)
                 ).fetchall()
-                incident = {"incident_id": opened[0][0], "started_at": rfc3339(now), "reason": reason}
+                incident = {"incident_id": opened[0][0], "started_at": rfc3339(now), "reason": reason, **agreed}
                 self.webhooks.queue(conn, "incident.opened", incident, now)
             else:
                 closed = conn.execute(
@@ -125,7 +130,7 @@ class FlagStore:
                     (now, reason),
                 ).fetchall()
                 for row in closed:
-                    self.webhooks.queue(conn, "incident.closed", _closed(row, now, reason), now)
+                    self.webhooks.queue(conn, "incident.closed", {**_closed(row, now, reason), **agreed}, now)
             if expected != "unknown" or new == "down":
                 add_event(conn, now, "flip", f"main site {new}", reason)
         return True
