@@ -229,3 +229,25 @@ def test_an_oversized_chunked_body_is_refused_by_the_served_instance(served, sto
         )
     assert response.status_code == 413 and "at most" in response.json()["detail"]
     assert verdict_of(storage, "big") is None
+
+
+def test_with_a_quorum_of_two_the_agents_vote_is_needed_to_flip(agents, tmp_path):
+    """An instance (interval 1 s, fall 2, FALLBACK_QUORUM=2) and one agent, each probing a main site of its own."""
+    with StandIn() as instance_view, StandIn() as agent_view:
+        env = {**instance_env(instance_view), "FALLBACK_FALL": "2", "FALLBACK_CHECK_TIMEOUT": "1"}
+        with Served(env, tmp_path, workers=1) as served, closing(open_storage(str(tmp_path / "fallback.db"))) as db:
+            agents(served.url, agent_view.url, "--name", "second network probe", fall=2)
+            wait_for(lambda: db.flag.read().state == "up", 20, "the quorum saying up")
+            instance_view.stop()  # only the instance's own view of the site breaks
+            wait_for(
+                lambda: (v := verdict_of(db, f"{socket.gethostname()}:{served.port}")) and v.state == "down",
+                10,
+                "the instance's down",
+            )
+            watched_until = time.monotonic() + 5  # longer than a verdict stays fresh (3 * 1 s + 1 s)
+            while time.monotonic() < watched_until:
+                assert db.flag.read().state == "up", "flipped on the instance's vote alone"
+                time.sleep(0.1)
+            agent_view.stop()  # now the agent's network sees it down too
+            flag = wait_for(lambda: (f := db.flag.read()).state == "down" and f, 15, "the flip down")
+    assert "quorum of 2" in flag.state_reason and "second network probe" in flag.state_reason
