@@ -22,10 +22,12 @@ from .export import parse_bound
 from .logins import login_limits
 from .modes import change_mode
 from .openapi import document as openapi_document
+from .quorum import fresh_seconds
 from .runtime import runtime
 from .state import MODES, parse_duration, utcnow
 from .status import status_document
 from .storage import StorageError
+from .vantage import MAX_BODY, BadVerdict, read_report
 
 log = logging.getLogger("fallback.api")
 
@@ -36,7 +38,15 @@ PROBLEM_TYPE = "urn:fallback:problem:"
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 MAX_REASON = 200  # as the dashboard's mode form
 MODE_FIELDS = frozenset({"mode", "for", "reason"})
-ROUTES = {"status": ("GET",), "mode": ("PUT",), "leads": ("GET", "DELETE"), "openapi.json": ("GET",)}
+ROUTES = {
+    "status": ("GET",),
+    "mode": ("PUT",),
+    "leads": ("GET", "DELETE"),
+    "openapi.json": ("GET",),
+    "verdicts": ("POST",),
+}
+# A verdict is fresh for this many of the instance's check intervals (SPEC 5, Quorum).
+FRESH_INTERVALS = 3
 
 
 class Problem(Exception):
@@ -145,9 +155,26 @@ def status() -> ResponseReturnValue:
     return status_document(rt.storage, rt.settings, utcnow())
 
 
-def json_object() -> dict[str, Any]:
-    """The request's JSON body, which must be an object; a problem otherwise."""
-    body = request.get_json(force=True, silent=True)  # curl -d sends no JSON content type
+def bounded_body(limit: int) -> bytes:
+    """The request's body, refused with a 413 when larger than `limit` bytes, before more than that is read."""
+    too_large = Problem(413, "too-large", "Body too large", f"the body must be at most {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    data = request.stream.read(limit + 1)  # a chunked body has no length to check first
+    if len(data) > limit:
+        raise too_large
+    return data
+
+
+def json_object(limit: int | None = None) -> dict[str, Any]:
+    """The request's JSON body, which must be an object (of at most `limit` bytes); a problem otherwise."""
+    if limit is None:
+        body = request.get_json(force=True, silent=True)  # curl -d sends no JSON content type
+    else:
+        try:
+            body = json.loads(bounded_body(limit))
+        except ValueError:
+            body = None
     if body is None:
         raise Problem(400, "bad-json", "Bad JSON", "the body must be a JSON object (Content-Type: application/json)")
     if not isinstance(body, dict):
@@ -231,6 +258,40 @@ def forget() -> ResponseReturnValue:
         raise Problem(503, "erasure-blocked", "Erasure not finished", detail, {"Retry-After": "5"}) from None
     log.info("%d lead(s) erased through the API", erased)
     return {"email": email, "erased": erased}
+
+
+@blueprint.post("/verdicts")
+def verdicts() -> ResponseReturnValue:
+    """A probe agent's verdict, stored under its name in place of its last one; what the agent should know."""
+    rt = runtime()
+    try:
+        report = read_report(json_object(MAX_BODY), rt.storage.clock())
+    except BadVerdict as error:
+        raise Problem(400, error.slug, "Bad verdict", str(error)) from None
+    known = {verdict.name: verdict for verdict in rt.storage.verdicts.latest()}
+    if report.name in known and known[report.name].kind != "agent":
+        # An instance's own vote is not an agent's to replace, whoever holds the token.
+        detail = f"{report.name!r} names an instance of this fallback: give the agent another --name"
+        raise Problem(409, "name-taken", "Name taken", detail)
+    if report.name not in known:
+        log.info("probe agent %r reports for the first time, from %s", report.name, request.remote_addr)
+    rt.storage.verdicts.record(report.name, "agent", report.state, report.ok, report.reason, report.at)
+    stored = next(verdict for verdict in rt.storage.verdicts.latest() if verdict.name == report.name)
+    interval = rt.settings.check_interval
+    # What the checker counting the votes calls fresh: an agent that reports less often than this is not counted.
+    fresh_for = fresh_seconds(interval, rt.settings.check_timeout)
+    return {
+        "name": stored.name,
+        "kind": stored.kind,
+        "state": stored.state,
+        "ok": stored.ok,
+        "reason": stored.reason,
+        "at": stored.observed_at.isoformat(),
+        "received_at": stored.received_at.isoformat(),
+        "check_interval": interval,
+        "fresh_for": fresh_for,
+        "quorum": rt.settings.quorum,
+    }
 
 
 @blueprint.get("/openapi.json")

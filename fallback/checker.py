@@ -87,6 +87,16 @@ def decide(
     return Decision(streak, None, reason, False, QUICK_RECHECK_SECONDS if heading_elsewhere else interval)
 
 
+def probe_round(runner: ProbeRunner, settings: Settings) -> tuple[list[ProbeResult], ProbeResult | None]:
+    """One round's probes, all at once: every check URL (with the expected text), and the control URL (without)."""
+    urls, control_url = list(settings.check_urls), settings.control_url
+    results = runner.run(
+        urls + ([control_url] if control_url else []),
+        expect_text_for=lambda url: None if url == control_url else settings.expect_text,
+    )
+    return results[: len(urls)], (results[len(urls)] if control_url else None)
+
+
 class Checker:
     """One checker loop; many may run against one database, only the lease holder probes.
 
@@ -197,15 +207,10 @@ class Checker:
 
     def probe(self) -> tuple[list[ProbeResult], ProbeResult | None]:
         """One round of probes: the check URLs' results, and the control URL's if one is set."""
-        urls = list(self.settings.check_urls)
-        control_url = self.settings.control_url
-        results = self.runner.run(
-            urls + ([control_url] if control_url else []),
-            expect_text_for=lambda url: None if url == control_url else self.settings.expect_text,
-        )
+        main, control = probe_round(self.runner, self.settings)
         if self.metrics is not None:  # probes made are counted, even those of a round dropped below
-            self.metrics.probed(results[: len(urls)])
-        return results[: len(urls)], (results[len(urls)] if control_url else None)
+            self.metrics.probed(main)
+        return main, control
 
     def outlasted(self, claimed_at: datetime) -> bool:
         """Whether the round took longer than the lease: its results are then dropped."""

@@ -1,4 +1,4 @@
-"""The `fallback` command: serve, check, status, mode, export, drill, forget, purge."""
+"""The `fallback` command: serve, check, probe, status, mode, export, drill, forget, purge."""
 
 from __future__ import annotations
 
@@ -181,6 +181,42 @@ def check(url: str | None) -> None:
         click.echo(f"{verdict}: {result.url} ({status}{result.latency * 1000:.0f} ms) {result.reason}")
         all_ok = all_ok and result.ok
     sys.exit(0 if all_ok else 1)
+
+
+@cli.command("probe")
+@click.option(
+    "--report-to",
+    required=True,
+    envvar="FALLBACK_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="The fallback instance to post verdicts to: its public URL.",
+)
+@click.option(
+    "--token",
+    envvar="FALLBACK_API_TOKEN",
+    show_envvar=True,
+    metavar="T",
+    help="That instance's FALLBACK_API_TOKEN (better from the environment: a command line is visible to all).",
+)
+@click.option("--name", metavar="NAME", help='This vantage point\'s stable name [default: the host name + " probe"].')
+def probe_agent(report_to: str, token: str | None, name: str | None) -> None:
+    """Run a probe agent: probe the check URLs from this network and post each round's verdict to a fallback.
+
+    Uses the checker's settings (FALLBACK_MAIN_URL or FALLBACK_CHECK_URLS, FALLBACK_CONTROL_URL, timeout,
+    latency, expected text, fall, rise) and follows the instance's check interval. Keeps probing and
+    retries with backoff while the instance is unreachable; a refused token or report exits 2. Needs no
+    database.
+
+    Example:
+
+    \b
+        FALLBACK_MAIN_URL=https://www.example.com FALLBACK_API_TOKEN=... \\
+        fallback probe --report-to https://sorry.example.com --name "paris probe"
+    """
+    from .agent import run_agent
+
+    run_agent(Settings.from_env(), report_to, token, name)
 
 
 @cli.command()

@@ -151,6 +151,41 @@ SCHEMAS: dict[str, Any] = {
     ),
     "LeadsPage": strict({"leads": {"type": "array", "items": ref("Lead")}, "next": TEXT_OR_NULL}),
     "Erased": strict({"email": TEXT, "erased": {"type": "integer"}}),
+    "VerdictReport": {
+        **strict(
+            {
+                "name": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 100,
+                    "description": "the vantage point's stable name; its latest verdict replaces its previous one",
+                },
+                "state": {**STATE, "description": "after its own fall/rise hysteresis; unknown while in doubt"},
+                "ok": {"type": "boolean", "description": "whether its latest round passed"},
+                "reason": {"type": "string", "description": "why; cut at 500 characters, URL secrets removed"},
+                "at": {"type": "string", "format": "date-time", "description": "when the round ended, with offset"},
+            },
+            optional=("reason",),
+        ),
+        "description": "at most 4096 bytes; `at` at most 30 s ahead of the instance's clock",
+    },
+    "Verdict": strict(
+        {
+            "name": TEXT,
+            "kind": {"type": "string", "enum": ["agent"]},
+            "state": STATE,
+            "ok": {"type": "boolean"},
+            "reason": TEXT_OR_NULL,
+            "at": {"type": "string", "format": "date-time"},
+            "received_at": {"type": "string", "format": "date-time", "description": "freshness is judged by this"},
+            "check_interval": {"type": "number", "description": "this instance's interval: agents follow it"},
+            "fresh_for": {
+                "type": "number",
+                "description": "seconds a verdict counts after received_at: three intervals plus a timeout",
+            },
+            "quorum": {"type": "integer", "description": "FALLBACK_QUORUM"},
+        }
+    ),
 }
 
 
@@ -160,7 +195,9 @@ def answer(description: str, schema: str, media: str = "application/json") -> di
 
 
 PROBLEMS = {
-    "400": answer("bad input: JSON, mode, duration, fields, limit, since or cursor", "Problem", PROBLEM_MEDIA),
+    "400": answer(
+        "bad input: JSON, fields, mode, duration, limit, since, cursor, name, state or time", "Problem", PROBLEM_MEDIA
+    ),
     "401": answer("no token, or a wrong one (WWW-Authenticate: Bearer)", "Problem", PROBLEM_MEDIA),
     "403": answer("the export token, on a route other than GET leads", "Problem", PROBLEM_MEDIA),
     "429": answer("too many wrong tokens from this address (Retry-After)", "Problem", PROBLEM_MEDIA),
@@ -215,6 +252,17 @@ def document() -> dict[str, Any]:
                     parameters=[{"name": "email", "in": query, "required": True, "schema": TEXT}],
                     responses={"503": answer("the erasure could not finish; says why", "Problem", PROBLEM_MEDIA)},
                 ),
+            },
+            "/verdicts": {
+                "post": operation(
+                    "A probe agent's verdict (fallback probe --report-to); the latest per name wins",
+                    answer("the stored verdict and what the agent should know", "Verdict"),
+                    requestBody={"required": True, "content": {"application/json": {"schema": ref("VerdictReport")}}},
+                    responses={
+                        "409": answer("the name is an instance's", "Problem", PROBLEM_MEDIA),
+                        "413": answer("a body over 4096 bytes", "Problem", PROBLEM_MEDIA),
+                    },
+                )
             },
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
         },

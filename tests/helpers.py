@@ -1,4 +1,5 @@
-"""Helpers the tests share: reading tokens from pages, sending the forms, reading the admin's status."""
+"""Helpers the tests share: reading tokens from pages, sending the forms, reading the admin's status, the API's
+problems."""
 
 from __future__ import annotations
 
@@ -112,3 +113,13 @@ def self_signed_certificate(folder: Path, days: int = 2) -> tuple[Path, Path]:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     return cert, key
+
+
+def assert_problem(response, status: int, word: str) -> dict:
+    """The answer (a Flask test client's) is an RFC 9457 problem with that status, whose detail says `word`."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json(force=True)
+    assert body["status"] == status and body["type"] and body["title"]
+    assert word in body["detail"]
+    return body

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from helpers import assert_problem
 from openapi_check import check_answer
 
 from fallback.app import create_app
@@ -31,16 +32,6 @@ def call(client, method: str, route: str, token: str | None = TOKEN, **kwargs):
     response = client.open(PREFIX + route, method=method, headers=headers, **kwargs)
     check_answer(DOCUMENT, method, route.split("?")[0], response)
     return response
-
-
-def assert_problem(response, status: int, word: str) -> dict:
-    """The answer is an RFC 9457 problem with that status, whose detail says `word`."""
-    assert response.status_code == status
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json(force=True)
-    assert body["status"] == status and body["type"] and body["title"]
-    assert word in body["detail"]
-    return body
 
 
 def test_every_route_answers_404_when_no_api_token_is_set(env, storage):
@@ -224,5 +215,5 @@ def test_unknown_routes_and_methods_are_problems(client):
 def test_the_openapi_document_is_3_1_and_describes_every_route(client):
     body = call(client, "GET", "/openapi.json").get_json()
     assert body["openapi"] == "3.1.0"
-    assert set(body["paths"]) == {"/status", "/mode", "/leads", "/openapi.json"}
+    assert set(body["paths"]) == {"/status", "/mode", "/leads", "/verdicts", "/openapi.json"}
     assert set(body["paths"]["/leads"]) == {"get", "delete"}
