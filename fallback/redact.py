@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-# A URL with a scheme inside free text (an exception's message, say): up to whitespace or a quote.
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# A URL with a scheme inside free text (an exception's message, say): up to whitespace or a quote. Punctuation
+# that ends it ("...?key=s: refused", "(for ...?key=s).") is the sentence's: left out, it is not redacted away.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,:;!?)]")
 UNPARSABLE = "(a URL that could not be parsed)"
 
 

@@ -104,6 +104,32 @@ def wait_for(condition, seconds: float, what: str):
     raise AssertionError(f"{what} did not happen within {seconds} s")
 
 
+# How long an answer must hold after a mode change before every worker surely gives it: a worker keeps the flag
+# it read for 0.5 s (state.Cached), and a margin.
+FLAG_SETTLED = 0.6
+
+
+def every_worker_answers(url: str, status: int, seconds: float = 5.0) -> requests.Response:
+    """`url`'s answer once it has been `status` without a break for longer than a worker keeps the flag.
+
+    The first such answer means the change is stored; each worker re-reads the flag every 0.5 s at most, so
+    once FLAG_SETTLED has passed since, every worker gives it, however gunicorn spreads the connections. Bounded.
+    """
+    run: dict[str, float] = {}
+
+    def settled() -> list[requests.Response]:
+        answer = requests.get(url, allow_redirects=False, timeout=2)
+        now = time.monotonic()
+        if answer.status_code != status:
+            run.clear()  # a worker still holding the old flag: count again from the next answer
+            return []
+        # In a list: wait_for wants a true value, and a Response is false for any 4xx or 5xx.
+        return [answer] if now - run.setdefault("since", now) >= FLAG_SETTLED else []
+
+    [answer] = wait_for(settled, seconds, f"{url} answering {status} from every worker")
+    return answer
+
+
 def self_signed_certificate(folder: Path, days: int = 2) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1, valid `days`, made by openssl: (certificate, key)."""
     cert, key = folder / "cert.pem", folder / "key.pem"

@@ -156,14 +156,14 @@ def test_status_counts_an_incidents_leads_in_good_english_and_shows_both_times(r
 
 
 def test_the_cli_speaks_the_shells_language_for_plurals(monkeypatch):
-    import fallback.cli
+    from fallback.cli import common
 
-    fallback.cli._catalog.cache_clear()
+    common._catalog.cache_clear()
     monkeypatch.setenv("LANGUAGE", "fr")
     try:
         assert ngettext("%(num)d lead so far", "%(num)d leads so far", 2) == "2 contacts recueillis jusqu’ici"
     finally:
-        fallback.cli._catalog.cache_clear()
+        common._catalog.cache_clear()
 
 
 @pytest.mark.parametrize(("duration", "seconds"), [("90", 90), ("2.5m", 150), ("1h", 3600)])

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import requests
-from helpers import form_token
+from helpers import every_worker_answers, form_token
 from served import Served, run_cli
 from standin import StandIn
 
@@ -59,8 +59,8 @@ def test_mode_through_the_api_switches_every_worker_and_is_recorded_as_by_api(se
     assert result.stdout.startswith("mode set to down until ")
     assert result.stdout.splitlines()[-1] == f"instance: {served.url}"
     assert not (folder / "fallback.db").exists()  # nothing local was opened, let alone created
-    for _ in range(6):  # two workers: every one of them serves the page within a second
-        assert page_status(served.url, 503) == 503
+    assert page_status(served.url, 503) == 503  # promptly: the worker that took the PUT, at once
+    every_worker_answers(served.url + "/landing", 503)  # and, within its cache's lifetime, the other
     document = json.loads(run_cli(["status", "--json"], env, folder).stdout)
     assert document["mode"] == "down" and document["reason"] == "deploy" and document["instance"] == served.url
     back = run_cli(["mode", "auto", "--url", served.url], {"FALLBACK_API_TOKEN": TOKEN}, folder)
@@ -79,11 +79,10 @@ def test_status_through_the_api_prints_what_the_local_command_prints(served, lap
 def test_export_through_the_api_is_the_local_export_byte_for_byte(served, laptop):
     env, folder = laptop
     assert run_cli(["mode", "down"], env, folder).returncode == 0
-    assert page_status(served.url, 503) == 503
+    every_worker_answers(served.url + "/landing", 503)
     for n in range(3):
-        page = requests.get(served.url + "/landing", timeout=5)
-        if page.status_code != 503:  # a worker that has not seen the change yet
-            page = requests.get(served.url + "/landing", timeout=5)
+        page = requests.get(served.url + "/landing", allow_redirects=False, timeout=5)
+        assert page.status_code == 503
         data = {"token": form_token(page.text), "path": "/landing", "email": f"lead{n}@example.org", "consent": "y"}
         data["message"] = "=1+1" if n == 1 else f"hello {n}"
         assert requests.post(served.url + "/_fallback/contact", data=data, allow_redirects=False, timeout=5).ok

@@ -47,6 +47,22 @@ def test_a_library_message_quoting_the_url_in_pieces_loses_every_secret():
     assert "/health" in text and "http://10.0.3.7:8080/health" in text
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("http://h/p?key=s3cr3t: refused", "http://h/p: refused"),
+        ("http://ops:hunter2@h:8080/p?key=s3cr3t#top: refused", "http://h:8080/p: refused"),
+        ("GET http://h/p?key=s3cr3t, then http://h/q#frag.", "GET http://h/p, then http://h/q."),
+        ("(for http://h/p?key=s3cr3t); retrying!", "(for http://h/p); retrying!"),
+        ("http://h/p?key=s3cr3t", "http://h/p"),
+        ("http://h/p: refused", "http://h/p: refused"),
+        ("http://h:8080: refused", "http://h:8080: refused"),
+    ],
+)
+def test_the_punctuation_right_after_a_redacted_url_stays_in_the_text(text, shown):
+    assert redact_text(text) == shown
+
+
 def test_a_probe_result_is_redacted_as_it_is_made():
     result = ProbeResult("http://ops:hunter2@127.0.0.1:9/h?key=s3cr3t", False, 0.1, None, "failed: hunter2 s3cr3t")
     assert result.url == "http://127.0.0.1:9/h" and "hunter2" not in result.reason and "s3cr3t" not in result.reason

@@ -1,0 +1,62 @@
+"""The `fallback` command: serve, check, probe, status, mode, export, drill, forget, purge.
+
+The group and its error mapping live here; the commands by concern in `database` (leads and the flag),
+`service` (serve, check, probe) and `preflight` (drill, mail-test); what they share in `common`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .. import __version__
+from ..config import ConfigError
+from ..remote import RemoteError
+from ..storage import StorageError
+from . import database, preflight, service
+from .common import Failure, database_label, load_storage, ngettext
+
+__all__ = ["Commands", "Failure", "cli", "database_label", "load_storage", "main", "ngettext"]
+
+
+class Commands(click.Group):
+    """The `fallback` group: a setting, a database or a value a user can fix ends any command the same way."""
+
+    def invoke(self, ctx: click.Context):
+        """Run the command; map the errors a user can fix to one line and exit status 2, never a traceback."""
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, StorageError, ValueError, RemoteError) as error:
+            raise Failure(str(error)) from None
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fallback")
+def cli() -> None:
+    """fallback: a standby contact page for when your main site is down.
+
+    Settings come from FALLBACK_* environment variables; see the README.
+    """
+
+
+for command in (
+    service.serve,
+    service.check,
+    service.probe_agent,
+    database.status,
+    database.mode,
+    database.export,
+    preflight.mail_test,
+    preflight.drill,
+    database.forget,
+    database.purge,
+    database.migrate,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Entry point of the `fallback` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli()
