@@ -88,21 +88,24 @@ def flip_seconds(storage: Storage, state: str, since) -> float:
     return (flag.state_since - since).total_seconds()
 
 
+def outage(storage: Storage, site: StandIn, names: set[str]) -> tuple[tuple[float, str], tuple[float, str]]:
+    """Once `names` all say up: the site refuses, then answers again; (seconds, reason) of the flip down and up."""
+    wait_for(lambda: all_say(storage, names, "up"), STARTUP, "every vantage point saying up")
+    flips = []
+    for state, switch in (("down", site.stop), ("up", site.start)):
+        since = utcnow()
+        switch()
+        flips.append((flip_seconds(storage, state, since), storage.flag.read().state_reason))
+    return flips[0], flips[1]
+
+
 def test_three_vantage_points_flip_down_when_the_site_refuses_and_up_when_it_answers(site, agents, tmp_path):
     with Served(quorum_env(site.url, 2), tmp_path, workers=1) as served:
         with closing(open_storage(str(tmp_path / "fallback.db"))) as db:
             agents(served.url, site.url, "east probe")
             agents(served.url, site.url, "west probe")
             names = {served.vantage, "east probe", "west probe"}
-            wait_for(lambda: all_say(db, names, "up"), STARTUP, "three vantage points saying up")
-            refused_at = utcnow()
-            site.stop()
-            down = flip_seconds(db, "down", refused_at)
-            down_reason = db.flag.read().state_reason
-            back_at = utcnow()
-            site.start()
-            up = flip_seconds(db, "up", back_at)
-            up_reason = db.flag.read().state_reason
+            (down, down_reason), (up, up_reason) = outage(db, site, names)
     print(f"\n1 instance + 2 agents, quorum 2, 1 s interval: down {down:.2f} s after the refusal, up {up:.2f} s")
     assert 0 < down < FLIP_BOUND and 0 < up < FLIP_BOUND
     assert agreed(down_reason, "down") <= names and "connection refused" in down_reason
@@ -175,15 +178,7 @@ def test_two_instances_on_postgresql_and_one_agent_flip_together(database, site,
     ):
         agents(first.url, site.url, "east probe")
         names = {first.vantage, second.vantage, "east probe"}
-        wait_for(lambda: all_say(db, names, "up"), STARTUP, "three vantage points saying up")
-        refused_at = utcnow()
-        site.stop()
-        down = flip_seconds(db, "down", refused_at)
-        down_reason = db.flag.read().state_reason
-        back_at = utcnow()
-        site.start()
-        up = flip_seconds(db, "up", back_at)
-        up_reason = db.flag.read().state_reason
+        (down, down_reason), (up, up_reason) = outage(db, site, names)
     print(f"\n2 instances on PostgreSQL + 1 agent, quorum 2: down {down:.2f} s after the refusal, up {up:.2f} s")
     assert 0 < down < FLIP_BOUND and 0 < up < FLIP_BOUND
     assert agreed(down_reason, "down") <= names and agreed(up_reason, "up") <= names
