@@ -59,6 +59,24 @@ def admin_status(url: str, password: str = ADMIN_PASSWORD) -> dict:
     return admin_get(url, "/status.json", password).json()
 
 
+def holds(condition, seconds: float, what: str) -> None:
+    """Check `condition()` every 0.1 s for `seconds`; fail naming `what` the first time it does not hold."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert condition(), f"{what} stopped holding"
+        time.sleep(0.1)
+
+
+def api_status(url: str, token: str) -> dict:
+    """The control API's `GET status` of a running instance at `url`, with the bearer `token`, never via a proxy."""
+    with requests.Session() as session:
+        session.trust_env = False
+        headers = {"Authorization": f"Bearer {token}"}
+        response = session.get(url + "/_fallback/api/v1/status", headers=headers, timeout=5)
+    response.raise_for_status()
+    return response.json()
+
+
 class FixedClock:
     """A clock that stands still until a test moves `now`."""
 

@@ -1,15 +1,41 @@
-"""Run the real thing, `fallback serve` under gunicorn, on 127.0.0.1 for integration tests."""
+"""Run the real thing on 127.0.0.1 for integration tests (and bench/quorum.py): `fallback serve` under gunicorn,
+and `fallback probe` agents reporting to it."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
-from procs import answers, fallback_command, free_port, start_group, stop_group
+from helpers import ADMIN_PASSWORD
+from procs import answers, fallback_command, free_port, log_tail, spawn_group, start_group, stop_group
 
 STARTUP_SECONDS = 20
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+QUORUM_TOKEN = "quorum-api-token"
+
+
+def quorum_env(check_url: str, quorum: int, database: str | None = None) -> dict:
+    """An instance probing `check_url` every second (timeout 1 s, fall 2, rise 2) with FALLBACK_QUORUM=`quorum`,
+    the admin area and the control API on: a verdict is then fresh for 3 * 1 + 1 = 4 s."""
+    env = {
+        "FALLBACK_MAIN_URL": check_url,
+        "FALLBACK_CHECK_URLS": check_url,
+        "FALLBACK_QUORUM": str(quorum),
+        "FALLBACK_CHECK_INTERVAL": "1",
+        "FALLBACK_CHECK_TIMEOUT": "1",
+        "FALLBACK_MAX_LATENCY": "1",
+        "FALLBACK_FALL": "2",
+        "FALLBACK_RISE": "2",
+        "FALLBACK_RATE_LIMIT": "0",
+        "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "FALLBACK_SECRET_KEY": "quorum-test-secret",
+        "FALLBACK_API_TOKEN": QUORUM_TOKEN,
+    }
+    return env | ({"FALLBACK_DATABASE": database} if database else {})
 
 
 def run_cli(args: list[str], env: dict, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -28,6 +54,11 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"serve-{self.port}.log"
         self.process: subprocess.Popen | None = None
+
+    @property
+    def vantage(self) -> str:
+        """The name it votes under with FALLBACK_QUORUM above 1: host name and port (fallback.quorum)."""
+        return f"{socket.gethostname()}:{self.port}"
 
     def start(self) -> Served:
         """Start and wait until the app answers, or fail with its log."""
@@ -52,3 +83,50 @@ class Served:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Agent:
+    """One `fallback probe --report-to` process group, probing `site_url`; its output in a log file in `folder`.
+
+    `settings` are more FALLBACK_* variables for it (FALLBACK_CHECK_INTERVAL, say: by default it probes every 5 s
+    until the instance's first answer tells it the instance's interval).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        report_to: str,
+        site_url: str,
+        *args: str,
+        token: str,
+        fall: int = 3,
+        settings: dict | None = None,
+    ):
+        base = {name: value for name, value in os.environ.items() if name not in PROXY_VARIABLES}
+        self.env = {
+            **base,
+            "FALLBACK_MAIN_URL": site_url,
+            "FALLBACK_API_TOKEN": token,
+            "FALLBACK_FALL": str(fall),
+            "FALLBACK_RISE": "2",
+            "FALLBACK_CHECK_TIMEOUT": "1",
+            **(settings or {}),
+        }
+        self.log = folder / f"agent-{time.monotonic_ns()}.log"
+        command = fallback_command() + ["probe", "--report-to", report_to, *args]
+        self.process: subprocess.Popen = spawn_group(command, self.env, folder, self.log)
+
+    def output(self) -> str:
+        """The last 100 lines it logged."""
+        return log_tail(self.log, 100)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        """Stop it with `sig`; its exit status."""
+        stop_group(self.process, sig, grace=10)
+        return self.process.returncode
+
+
+def quorum_agent(folder: Path, report_to: str, site_url: str, name: str) -> Agent:
+    """An agent named `name` with quorum_env's check settings (every second, timeout 1 s, fall 2, rise 2)."""
+    settings = {"FALLBACK_CHECK_INTERVAL": "1", "FALLBACK_MAX_LATENCY": "1"}
+    return Agent(folder, report_to, site_url, "--name", name, token=QUORUM_TOKEN, fall=2, settings=settings)

@@ -3,27 +3,23 @@ main site; what arrives in the instance's database, and how the agent behaves wh
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from contextlib import closing
-from pathlib import Path
 
 import pytest
 import requests
 from helpers import wait_for
-from procs import HOST, exited, fallback_command, log_tail, spawn_group, stop_group
-from served import Served, run_cli
+from procs import HOST, exited
+from served import Agent, Served, run_cli
 from standin import StandIn
 
 from fallback.storage import open_storage
 from fallback.vantage import MAX_BODY
 
 TOKEN = "agent-integration-token"
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
 def instance_env(site: StandIn) -> dict:
@@ -59,39 +55,13 @@ def storage(served):
     store.close()
 
 
-class Agent:
-    """One `fallback probe` process group; its output in a log file."""
-
-    def __init__(self, folder: Path, report_to: str, site_url: str, *args: str, token: str = TOKEN, fall: int = 3):
-        base = {name: value for name, value in os.environ.items() if name not in PROXY_VARIABLES}
-        self.env = {
-            **base,
-            "FALLBACK_MAIN_URL": site_url,
-            "FALLBACK_API_TOKEN": token,
-            "FALLBACK_FALL": str(fall),
-            "FALLBACK_RISE": "2",
-            "FALLBACK_CHECK_TIMEOUT": "1",
-        }
-        self.log = folder / f"agent-{time.monotonic_ns()}.log"
-        command = fallback_command() + ["probe", "--report-to", report_to, *args]
-        self.process: subprocess.Popen = spawn_group(command, self.env, folder, self.log)
-
-    def output(self) -> str:
-        return log_tail(self.log, 100)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        """Stop it with `sig`; its exit status."""
-        stop_group(self.process, sig, grace=10)
-        return self.process.returncode
-
-
 @pytest.fixture
 def agents(tmp_path):
     """Start agents with `agents(report_to, site_url, *args)`; every one left running is stopped after the test."""
     started: list[Agent] = []
 
     def start(report_to: str, site_url: str, *args: str, **kwargs) -> Agent:
-        agent = Agent(tmp_path, report_to, site_url, *args, **kwargs)
+        agent = Agent(tmp_path, report_to, site_url, *args, **{"token": TOKEN, **kwargs})
         started.append(agent)
         return agent
 
@@ -191,28 +161,31 @@ def test_an_instance_without_the_api_stops_the_agent_with_exit_2(site, tmp_path)
     assert result.returncode == 2 and "no control API" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_against_a_dead_fallback_it_keeps_probing_backs_off_and_reports_once_fallback_is_up(site, agents, tmp_path):
+def test_against_a_dead_fallback_it_keeps_probing_backs_off_and_reports_once_fallback_is_up(agents, tmp_path):
     closer = Closer()
     port = closer.port
-    agent = agents(f"http://{HOST}:{port}", site.url, "--name", "patient probe")
-    try:
-        hits = site.hits
-        time.sleep(6.5)
-    finally:
-        closer.close()
-    attempts = closer.accepted
-    gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
-    # Waits of 0.5-1 s, 1-2 s, 2-4 s, 4-8 s: each at least as long as the one before, one request at a time.
-    assert 3 <= len(attempts) <= 5, attempts
-    assert gaps == sorted(gaps) and gaps[0] >= 0.45, gaps
-    assert site.hits - hits >= 5  # it went on probing the main site all along
-    assert not exited(agent.process.pid)
-    assert "could not reach" in agent.output()
-    with (
-        Served(instance_env(site), tmp_path, workers=1, port=port),
-        closing(open_storage(str(tmp_path / "fallback.db"))) as storage,
-    ):
-        wait_for(lambda: verdict_of(storage, "patient probe"), 30, "the verdict after fallback came back")
+    # A main site of its own, probed every second: its hits are then this agent's alone, whatever other tests
+    # of the module (and the module's instance, probing the shared stand-in) run on this worker meanwhile.
+    with StandIn() as own_site:
+        interval = {"FALLBACK_CHECK_INTERVAL": "1"}
+        agent = agents(f"http://{HOST}:{port}", own_site.url, "--name", "patient probe", settings=interval)
+        try:
+            time.sleep(6.5)
+        finally:
+            closer.close()
+        attempts = closer.accepted
+        gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
+        # Waits of 0.5-1 s, 1-2 s, 2-4 s, 4-8 s: each at least as long as the one before, one request at a time.
+        assert 3 <= len(attempts) <= 5, attempts
+        assert gaps == sorted(gaps) and gaps[0] >= 0.45, gaps
+        assert own_site.hits >= 5  # it went on probing the main site all along
+        assert not exited(agent.process.pid)
+        assert "could not reach" in agent.output()
+        with (
+            Served(instance_env(own_site), tmp_path, workers=1, port=port),
+            closing(open_storage(str(tmp_path / "fallback.db"))) as storage,
+        ):
+            wait_for(lambda: verdict_of(storage, "patient probe"), 30, "the verdict after fallback came back")
     assert "again after" in agent.output()
     assert agent.stop() == 0
 

@@ -6,14 +6,13 @@ The seconds from a refused site to the flip are printed, with and without a quor
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
 import pytest
-from helpers import ADMIN_PASSWORD, admin_status
+from helpers import admin_status
 from procs import free_port
-from served import Served
+from served import Served, quorum_env
 from standin import StandIn
 
 from fallback.state import utcnow
@@ -28,29 +27,6 @@ FRESH_SECONDS = 4.0
 def site():
     with StandIn() as standin:
         yield standin
-
-
-def environment(database: str, check_url: str, quorum: int) -> dict:
-    """An instance probing `check_url` every second, with a quorum of `quorum`."""
-    return {
-        "FALLBACK_MAIN_URL": check_url,
-        "FALLBACK_CHECK_URLS": check_url,
-        "FALLBACK_DATABASE": database,
-        "FALLBACK_QUORUM": str(quorum),
-        "FALLBACK_CHECK_INTERVAL": "1",
-        "FALLBACK_CHECK_TIMEOUT": "1",
-        "FALLBACK_MAX_LATENCY": "1",
-        "FALLBACK_FALL": "2",
-        "FALLBACK_RISE": "2",
-        "FALLBACK_RATE_LIMIT": "0",
-        "FALLBACK_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "FALLBACK_SECRET_KEY": "quorum-test-secret",
-    }
-
-
-def vantage(server: Served) -> str:
-    """The name an instance votes under: host name and port."""
-    return f"{socket.gethostname()}:{server.port}"
 
 
 def wait_for(condition, seconds: float, what: str, poll: float = 0.05):
@@ -77,7 +53,7 @@ def verdicts(storage: Storage) -> dict[str, str]:
 
 @pytest.mark.parametrize("quorum", [1, 2])
 def test_two_instances_flip_down_when_the_site_refuses_and_say_who_agreed(database, site, tmp_path: Path, quorum):
-    env = environment(database, site.url, quorum)
+    env = quorum_env(site.url, quorum, database)
     storage = open_storage(database)
     with Served(env, tmp_path) as first, Served(env, tmp_path) as second:
         wait_for(lambda: state_is(storage, "up"), 15, "the first verdict (up)")
@@ -95,7 +71,7 @@ def test_two_instances_flip_down_when_the_site_refuses_and_say_who_agreed(databa
         print(f"\nquorum {quorum}, 2 instances, 1 s interval: refused site to the flip in {seconds:.2f} s")
         assert seconds < 2 * FRESH_SECONDS
         if quorum > 1:
-            names = ", ".join(sorted([vantage(first), vantage(second)]))
+            names = ", ".join(sorted([first.vantage, second.vantage]))
             assert flag.state_reason.startswith(f"quorum of 2: 2 of 2 fresh vantage points say down ({names})")
             assert admin_status(first.url)["quorum"]["met"]
         else:
@@ -104,7 +80,7 @@ def test_two_instances_flip_down_when_the_site_refuses_and_say_who_agreed(databa
 
 
 def test_one_instance_with_a_broken_check_url_flips_nothing(database, site, tmp_path: Path):
-    env = environment(database, site.url, 2)
+    env = quorum_env(site.url, 2, database)
     storage = open_storage(database)
     with Served(env, tmp_path) as healthy:
         broken = Served(env, tmp_path).start()
@@ -112,17 +88,17 @@ def test_one_instance_with_a_broken_check_url_flips_nothing(database, site, tmp_
         broken.stop()
         # The same instance back on its port, its path to the main site now broken: a dead loopback port.
         dead = f"http://127.0.0.1:{free_port()}/"
-        with Served(environment(database, dead, 2), tmp_path, port=broken.port) as broken:
-            wait_for(lambda: verdicts(storage).get(vantage(broken)) == "down", 10, "the broken instance's own down")
+        with Served(quorum_env(dead, 2, database), tmp_path, port=broken.port) as broken:
+            wait_for(lambda: verdicts(storage).get(broken.vantage) == "down", 10, "the broken instance's own down")
             watched_until = time.monotonic() + FRESH_SECONDS + 1
             while time.monotonic() < watched_until:
                 assert storage.flag.read().state == "up"
                 time.sleep(0.1)
-            assert verdicts(storage) == {vantage(healthy): "up", vantage(broken): "down"}
+            assert verdicts(storage) == {healthy.vantage: "up", broken.vantage: "down"}
             quorum = admin_status(healthy.url)["quorum"]
             assert not quorum["met"]
             assert quorum["summary"] == (
-                f"quorum missing: 1 of 2 fresh vantage points say down ({vantage(broken)}), "
-                f"1 up ({vantage(healthy)}); 2 needed"
+                f"quorum missing: 1 of 2 fresh vantage points say down ({broken.vantage}), "
+                f"1 up ({healthy.vantage}); 2 needed"
             )
     storage.close()
