@@ -55,14 +55,22 @@ def seconds_until(server: Served, state: str, limit: float) -> float:
     return float("inf")
 
 
-def seconds_until_every_visitor_gets(server: Served, state: str, limit: float = 3.0) -> float:
-    """How long until visitors get `state` from every worker: 20 answers in a row over new connections."""
+def seconds_until_every_visitor_gets(server: Served, state: str, limit: float = 10.0) -> float:
+    """How long until visitors get `state` from every worker: when a run of 20 such answers in a row began.
+
+    The run's start is the figure, not its end: on a loaded machine 20 requests over new connections take
+    seconds by themselves, which is the test's own time, not the visitors' wait.
+    """
     started = time.monotonic()
-    streak = 0
+    streak, streak_began = 0, started
     while time.monotonic() - started < limit:
-        streak = streak + 1 if served_state(server) == state else 0
+        asked_at = time.monotonic()
+        if served_state(server) != state:
+            streak = 0
+            continue
+        streak, streak_began = streak + 1, (asked_at if streak == 0 else streak_began)
         if streak >= 20:
-            return time.monotonic() - started
+            return streak_began - started
     return float("inf")
 
 
