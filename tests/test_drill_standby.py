@@ -9,8 +9,10 @@ import json
 import threading
 
 import pytest
+import requests
 
-from fallback.drill.public import MAX_PAGE_BYTES, visitor_items
+from fallback.drill.public import MAX_PAGE_BYTES, fetch, visitor_items
+from fallback.drill.rehearsal import is_page
 from fallback.drill.standby import database_item
 
 MAIN = "https://www.example.com"
@@ -23,9 +25,9 @@ class Standby(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, root: tuple[int, dict[str, str], bytes], status: dict):
+    def __init__(self, root: tuple[int, dict[str, str], bytes], status: dict, handler=None):
         self.root, self.status = root, status
-        super().__init__(("127.0.0.1", 0), StandbyHandler)
+        super().__init__(("127.0.0.1", 0), handler or StandbyHandler)
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     @property
@@ -86,6 +88,23 @@ def test_a_compressed_page_is_measured_as_it_was_sent():
     body = gzip.compress((PAGE + " " * 50_000).encode())
     items = items_for((503, {"Content-Type": "text/html", "Content-Encoding": "gzip"}, body), DOWN)
     assert items["page size"] == ("pass", f"{len(body):,} bytes over the wire (gzip)")
+
+
+class BrotliProxyHandler(StandbyHandler):
+    """A proxy that compresses the page with br for whoever accepts it, with gzip otherwise."""
+
+    def do_GET(self):  # noqa: N802 - the base class's name
+        accepted = {coding.strip() for coding in self.headers.get("Accept-Encoding", "").split(",")}
+        coding, body = ("br", b"\x1b\xff br bytes") if "br" in accepted else ("gzip", gzip.compress(PAGE.encode()))
+        self.server.root = (503, {"Content-Type": "text/html", "Content-Encoding": coding}, body)
+        super().do_GET()
+
+
+def test_a_proxy_that_compresses_with_brotli_still_lets_the_rehearsal_read_the_form():
+    with Standby((503, {}, b""), DOWN, BrotliProxyHandler) as standby, requests.Session() as session:
+        answer = fetch(session, standby.url + "/", 2)
+    assert answer.headers["Content-Encoding"] == "gzip"
+    assert is_page(answer), answer.text[:80]
 
 
 def test_a_page_of_20_kb_or_more_is_a_warning():
