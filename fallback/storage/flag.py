@@ -9,6 +9,7 @@ from datetime import datetime
 from ..state import Flag, iso, parse_iso
 from .base import Connection, Database, StorageError
 from .events import add_event
+from .leads import GENUINE
 from .webhooks import WebhookStore, rfc3339
 
 log = logging.getLogger("fallback.storage")
@@ -182,7 +183,7 @@ class FlagStore:
     def incidents(self, limit: int = 20) -> list[dict]:
         """The latest incidents, newest first, with their duration and the leads captured during each."""
         rows = self.db.read(
-            "SELECT i.*, (SELECT COUNT(*) FROM leads WHERE spam = 0 AND drill = 0 AND created_at >= i.started_at "
+            f"SELECT i.*, (SELECT COUNT(*) FROM leads WHERE {GENUINE} AND created_at >= i.started_at "
             "AND (i.ended_at IS NULL OR created_at < i.ended_at)) AS leads "
             "FROM incidents i ORDER BY i.id DESC LIMIT ?",
             (limit,),
