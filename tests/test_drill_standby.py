@@ -118,6 +118,15 @@ def test_the_page_while_the_status_says_visitors_are_redirected_fails():
     assert status == "fail" and "although the status says" in detail
 
 
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [({"state": "down", "mode": "down"}, "pass"), ({"state": "up", "mode": "up"}, "fail")],
+    ids=["forced down", "forced up"],
+)
+def test_the_page_is_judged_by_the_forced_mode_while_one_is_in_force(status, expected):
+    assert items_for((503, {"Content-Type": "text/html"}, PAGE.encode()), status)["visitor path"][0] == expected
+
+
 def test_neither_a_redirect_nor_the_page_fails():
     assert items_for((200, {}, b"hello"))["visitor path"][0] == "fail"
 

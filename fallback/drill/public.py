@@ -120,8 +120,8 @@ def served_now(session: requests.Session, public_url: str, timeout: float) -> st
         return None
     if not isinstance(status, dict):
         return None
-    mode, state = status.get("mode"), status.get("state")
-    return "down" if mode == "down" or (mode == "auto" and state == "down") else "up"
+    # Its `state` is the forced mode while one is in force (Flag.as_status): `down` is the page, whoever decided.
+    return "down" if status.get("state") == "down" else "up"
 
 
 def visitor_items(public_url: str, main_url: str, timeout: float) -> list[Item]:
