@@ -25,7 +25,7 @@ class Standby(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, root: tuple[int, dict[str, str], bytes], status: dict, handler=None):
+    def __init__(self, root: tuple[int, dict[str, str], bytes], status: dict | str, handler=None):
         self.root, self.status = root, status
         super().__init__(("127.0.0.1", 0), handler or StandbyHandler)
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -63,7 +63,7 @@ UP = {"state": "up", "mode": "auto"}
 DOWN = {"state": "down", "mode": "auto"}
 
 
-def items_for(root, status=UP) -> dict[str, tuple[str, str]]:
+def items_for(root, status: dict | str = UP) -> dict[str, tuple[str, str]]:
     with Standby(root, status) as standby:
         return {item.name: (item.status, item.detail) for item in visitor_items(standby.url, MAIN, 2)}
 
@@ -116,6 +116,11 @@ def test_a_page_of_20_kb_or_more_is_a_warning():
 def test_the_page_while_the_status_says_visitors_are_redirected_fails():
     status, detail = items_for((503, {"Content-Type": "text/html"}, PAGE.encode()), UP)["visitor path"]
     assert status == "fail" and "although the status says" in detail
+
+
+def test_the_page_with_an_unreadable_status_fails_saying_so():
+    status, detail = items_for((503, {"Content-Type": "text/html"}, PAGE.encode()), "no document")["visitor path"]
+    assert status == "fail" and "the public status could not be read" in detail
 
 
 @pytest.mark.parametrize(

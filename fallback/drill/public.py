@@ -150,15 +150,8 @@ def visitor_items(public_url: str, main_url: str, timeout: float) -> list[Item]:
         if served == "down":
             shown = Item(name, PASS, "the page is shown now (the site is down, or the page is forced on)")
             return [shown, page]
-        return [
-            Item(
-                name,
-                FAIL,
-                "the page is shown although the status says visitors are redirected",
-                "see the standby's log",
-            ),
-            page,
-        ]
+        said = "the public status could not be read" if served is None else "the status says visitors are redirected"
+        return [Item(name, FAIL, f"the page is shown although {said}", "see the standby's log"), page]
     return [
         Item(
             name,
