@@ -116,3 +116,10 @@ def test_a_drill_lead_is_not_taken_for_a_bot_however_fast_it_is_sent(env, storag
     app.extensions["fallback"].flag.invalidate()
     post(client, marked(client, "test-secret"))
     assert storage.leads.drill_lead(DRILL_EMAIL)["spam"] == 0
+
+
+def test_a_drill_lead_is_not_among_the_leads_an_incident_captured(client, down, storage):
+    assert storage.flag.flip(storage.flag.read().state, "down", "main site refused")
+    post(client, marked(client, "test-secret"))
+    post(client, contact_fields(client, email="paul@example.org"))
+    assert storage.flag.incidents(1)[0]["leads"] == 1

@@ -3,12 +3,14 @@ exactly as it was, also after the rehearsal's own mode expired; never over a mod
 
 from __future__ import annotations
 
+import concurrent.futures
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import FixedClock
+from helpers import FixedClock, wait_for
 
 from fallback.drill.rehearsal import restored_item
+from fallback.state import iso
 from fallback.storage import open_storage
 
 BACKENDS = ["sqlite", "postgres"]
@@ -67,3 +69,31 @@ def test_a_mode_someone_set_during_the_rehearsal_is_kept(clocked):
     item = restored_item(storage, before, ours)
     assert item.status == "warn" and "theirs is kept" in item.detail
     assert exact(storage.flag.read()) == exact(theirs)
+
+
+def test_a_mode_set_while_the_restoration_waits_for_the_flag_is_kept(clocked, backend, database):
+    if backend == "sqlite":
+        pytest.skip("PostgreSQL only: SQLite's writers queue before their transaction begins, never inside it")
+    storage, clock = clocked
+    before = storage.flag.read()
+    ours = storage.flag.set_mode("down", until=clock() + timedelta(seconds=60), reason="drill", by="drill (bob)")
+    carol = open_storage(database, clock)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            with carol.db.write() as conn:  # carol's change holds the flag's row, not yet committed
+                now = iso(clock())
+                carol.flag._record_mode(conn, now, "up", None, "back", "admin (carol)", now, "admin (carol)")
+                restoring = pool.submit(storage.flag.restore_mode, before, ours)
+                wait_for(
+                    lambda: carol.db.read(
+                        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'"
+                    )[0][0],
+                    10,
+                    "the restoration waiting for carol's row",
+                )
+            restored = restoring.result(timeout=10)
+        assert restored is None
+        assert (storage.flag.read().mode, storage.flag.read().mode_by) == ("up", "admin (carol)")
+    finally:
+        carol.close()

@@ -9,8 +9,10 @@ import json
 import threading
 
 import pytest
+import requests
 
-from fallback.drill.public import MAX_PAGE_BYTES, visitor_items
+from fallback.drill.public import MAX_PAGE_BYTES, fetch, visitor_items
+from fallback.drill.rehearsal import is_page
 from fallback.drill.standby import database_item
 
 MAIN = "https://www.example.com"
@@ -23,9 +25,9 @@ class Standby(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, root: tuple[int, dict[str, str], bytes], status: dict):
+    def __init__(self, root: tuple[int, dict[str, str], bytes], status: dict | str, handler=None):
         self.root, self.status = root, status
-        super().__init__(("127.0.0.1", 0), StandbyHandler)
+        super().__init__(("127.0.0.1", 0), handler or StandbyHandler)
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     @property
@@ -61,7 +63,7 @@ UP = {"state": "up", "mode": "auto"}
 DOWN = {"state": "down", "mode": "auto"}
 
 
-def items_for(root, status=UP) -> dict[str, tuple[str, str]]:
+def items_for(root, status: dict | str = UP) -> dict[str, tuple[str, str]]:
     with Standby(root, status) as standby:
         return {item.name: (item.status, item.detail) for item in visitor_items(standby.url, MAIN, 2)}
 
@@ -88,6 +90,23 @@ def test_a_compressed_page_is_measured_as_it_was_sent():
     assert items["page size"] == ("pass", f"{len(body):,} bytes over the wire (gzip)")
 
 
+class BrotliProxyHandler(StandbyHandler):
+    """A proxy that compresses the page with br for whoever accepts it, with gzip otherwise."""
+
+    def do_GET(self):  # noqa: N802 - the base class's name
+        accepted = {coding.strip() for coding in self.headers.get("Accept-Encoding", "").split(",")}
+        coding, body = ("br", b"\x1b\xff br bytes") if "br" in accepted else ("gzip", gzip.compress(PAGE.encode()))
+        self.server.root = (503, {"Content-Type": "text/html", "Content-Encoding": coding}, body)
+        super().do_GET()
+
+
+def test_a_proxy_that_compresses_with_brotli_still_lets_the_rehearsal_read_the_form():
+    with Standby((503, {}, b""), DOWN, BrotliProxyHandler) as standby, requests.Session() as session:
+        answer = fetch(session, standby.url + "/", 2)
+    assert answer.headers["Content-Encoding"] == "gzip"
+    assert is_page(answer), answer.text[:80]
+
+
 def test_a_page_of_20_kb_or_more_is_a_warning():
     body = (PAGE + "x" * MAX_PAGE_BYTES).encode()
     status, detail = items_for((503, {"Content-Type": "text/html"}, body), DOWN)["page size"]
@@ -97,6 +116,20 @@ def test_a_page_of_20_kb_or_more_is_a_warning():
 def test_the_page_while_the_status_says_visitors_are_redirected_fails():
     status, detail = items_for((503, {"Content-Type": "text/html"}, PAGE.encode()), UP)["visitor path"]
     assert status == "fail" and "although the status says" in detail
+
+
+def test_the_page_with_an_unreadable_status_fails_saying_so():
+    status, detail = items_for((503, {"Content-Type": "text/html"}, PAGE.encode()), "no document")["visitor path"]
+    assert status == "fail" and "the public status could not be read" in detail
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [({"state": "down", "mode": "down"}, "pass"), ({"state": "up", "mode": "up"}, "fail")],
+    ids=["forced down", "forced up"],
+)
+def test_the_page_is_judged_by_the_forced_mode_while_one_is_in_force(status, expected):
+    assert items_for((503, {"Content-Type": "text/html"}, PAGE.encode()), status)["visitor path"][0] == expected
 
 
 def test_neither_a_redirect_nor_the_page_fails():

@@ -19,7 +19,7 @@ from .channels import notify_items, smtp_item
 from .items import FAIL, PASS, WARN, Item, failed, table
 from .public import HEALTHZ_PATH, public_url_item, visitor_items
 from .site import MAX_TTL, cache_control_item, dns_item, main_site_items, parse_resolver, tls_item
-from .standby import database_item, filesystem_of, secrets_items
+from .standby import database_item, secrets_items
 
 __all__ = [
     "FAIL",
@@ -32,7 +32,6 @@ __all__ = [
     "database_item",
     "dns_item",
     "failed",
-    "filesystem_of",
     "interruptible",
     "main_site_items",
     "parse_resolver",

@@ -1,4 +1,4 @@
-"""The standby's items: its secrets, its public URL seen from here, its page, a durable database."""
+"""The standby's own items: its secrets and a durable database (its public URL and page: `public`)."""
 
 from __future__ import annotations
 
@@ -40,11 +40,6 @@ def mount_of(path: Path, mounts: str) -> tuple[str, str | None]:
         if inside and len(point) >= len(best):
             best, fstype = point, fields[2]
     return best, fstype
-
-
-def filesystem_of(path: Path, mounts: str) -> str | None:
-    """The filesystem type of the mount holding `path`, from /proc/mounts' text (the longest mount point wins)."""
-    return mount_of(path, mounts)[1]
 
 
 def ephemeral_app_path(folder: Path, mount_point: str) -> bool:

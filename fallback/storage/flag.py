@@ -9,6 +9,7 @@ from datetime import datetime
 from ..state import Flag, iso, parse_iso
 from .base import Connection, Database, StorageError
 from .events import add_event
+from .leads import GENUINE
 from .webhooks import WebhookStore, rfc3339
 
 log = logging.getLogger("fallback.storage")
@@ -73,27 +74,26 @@ class FlagStore:
         """
         now = iso(self.db.clock())
         until = previous.mode_until if previous.mode != "auto" else None
+        # Matched by the mode's own fields, not the version: the checker's flips bump that too. In the UPDATE's
+        # own WHERE, not a SELECT before it: PostgreSQL re-reads a row another transaction changed meanwhile there.
+        if_ours = (
+            "(mode = ? AND mode_by = ? AND mode_changed_at = ?) "
+            "OR (mode = 'auto' AND mode_by = 'expiry' AND mode_changed_at = ?)",
+            (
+                ours.mode,
+                ours.mode_by,
+                iso(ours.mode_changed_at) if ours.mode_changed_at else None,
+                iso(ours.mode_until) if ours.mode_until else None,
+            ),
+        )
+        changed_at = iso(previous.mode_changed_at) if previous.mode_changed_at else None
+        # The history says who put it back; the flag says who set it, as it did.
+        restorer = f"{ours.mode_by or 'unknown'}, restoring the mode set by {previous.mode_by or 'nobody'}"
         with self.db.write() as conn:
-            # Matched by the mode's own fields, not the version: the checker's flips bump that too.
-            current = conn.execute(
-                "SELECT version FROM flag WHERE id = 1 AND ((mode = ? AND mode_by = ? AND mode_changed_at = ?) "
-                "OR (mode = 'auto' AND mode_by = 'expiry' AND mode_changed_at = ?))",
-                (
-                    ours.mode,
-                    ours.mode_by,
-                    iso(ours.mode_changed_at) if ours.mode_changed_at else None,
-                    iso(ours.mode_until) if ours.mode_until else None,
-                ),
-            ).fetchall()
-            if not current:
-                return None
-            changed_at = iso(previous.mode_changed_at) if previous.mode_changed_at else None
-            # The history says who put it back; the flag says who set it, as it did.
-            restorer = f"{ours.mode_by or 'unknown'}, restoring the mode set by {previous.mode_by or 'nobody'}"
-            self._record_mode(
-                conn, now, previous.mode, until, previous.mode_reason, previous.mode_by, changed_at, restorer
+            restored = self._record_mode(
+                conn, now, previous.mode, until, previous.mode_reason, previous.mode_by, changed_at, restorer, if_ours
             )
-        return self.read()
+        return self.read() if restored else None
 
     def _record_mode(
         self,
@@ -105,14 +105,19 @@ class FlagStore:
         by: str | None,
         changed_at: str | None,
         history_by: str | None,
-    ) -> None:
-        """Write a mode to the flag, its history, the events and the webhooks, in the caller's transaction."""
+        only_while: tuple[str, tuple] = ("", ()),
+    ) -> bool:
+        """Write a mode to the flag, its history, the events and the webhooks, in the caller's transaction;
+        with `only_while` (a condition on the flag and its parameters), only if the flag meets it. True if written."""
         until_text = iso(until) if until and mode != "auto" else None
-        conn.execute(
+        condition, condition_params = only_while
+        written = conn.execute(
             "UPDATE flag SET mode = ?, mode_until = ?, mode_reason = ?, mode_by = ?, "
-            "mode_changed_at = ?, version = version + 1 WHERE id = 1",
-            (mode, until_text, reason, by, changed_at),
-        )
+            "mode_changed_at = ?, version = version + 1 WHERE id = 1" + (f" AND ({condition})" if condition else ""),
+            (mode, until_text, reason, by, changed_at, *condition_params),
+        ).rowcount
+        if not written:
+            return False
         conn.execute(
             "INSERT INTO mode_changes (at, mode, until, reason, by) VALUES (?, ?, ?, ?, ?)",
             (now, mode, until_text, reason, history_by),
@@ -127,6 +132,7 @@ class FlagStore:
         self.webhooks.queue(
             conn, "mode.changed", {"mode": mode, "until": rfc3339(until_text), "reason": reason, "by": history_by}, now
         )
+        return True
 
     def expire_mode(self) -> bool:
         """Hand an expired forced mode back to the checker, once, whoever calls it; True if this call did."""
@@ -182,7 +188,7 @@ class FlagStore:
     def incidents(self, limit: int = 20) -> list[dict]:
         """The latest incidents, newest first, with their duration and the leads captured during each."""
         rows = self.db.read(
-            "SELECT i.*, (SELECT COUNT(*) FROM leads WHERE spam = 0 AND drill = 0 AND created_at >= i.started_at "
+            f"SELECT i.*, (SELECT COUNT(*) FROM leads WHERE {GENUINE} AND created_at >= i.started_at "
             "AND (i.ended_at IS NULL OR created_at < i.ended_at)) AS leads "
             "FROM incidents i ORDER BY i.id DESC LIMIT ?",
             (limit,),

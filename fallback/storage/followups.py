@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from ..state import iso
 from .base import Database
+from .leads import GENUINE
 from .limits import RateCheck, count_attempt, give_back_attempt
 
 # The shared counter of FALLBACK_MAIL_RATE: every instance on the database sends against the same one.
@@ -16,11 +17,11 @@ _LANDING = (
     "COALESCE((SELECT s.landing_path FROM submissions s WHERE s.lead_id = l.id "
     "ORDER BY s.at DESC, s.id DESC LIMIT 1), l.landing_path, '/')"
 )
-# Each lead that asked, is no spam, and has had no message queued since its latest submission, which
+# Each lead that asked, is genuine (no spam, no drill), and has had no message queued since its latest submission, which
 # was before the recovery; one waiting message per lead however many instances queue at once (the index).
 _QUEUE = (
     "INSERT INTO followups (lead_id, created_at) SELECT l.id, :now FROM leads l "
-    "WHERE l.spam = 0 AND l.drill = 0 AND l.notify = 1 AND l.updated_at <= :recovered "
+    f"WHERE {GENUINE} AND l.notify = 1 AND l.updated_at <= :recovered "
     "AND (l.notified_at IS NULL OR l.notified_at < l.updated_at) "
     "AND NOT EXISTS (SELECT 1 FROM followups f WHERE f.lead_id = l.id AND f.created_at >= l.updated_at) "
     "ON CONFLICT (lead_id) WHERE (sent_at IS NULL) AND (failed_at IS NULL) DO NOTHING"
