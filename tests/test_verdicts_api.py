@@ -139,7 +139,7 @@ def test_a_time_beyond_the_allowed_skew_is_refused_and_one_within_it_is_taken(cl
     assert post(client, report(at=(utcnow() + timedelta(seconds=10)).isoformat())).status_code == 200
 
 
-@pytest.mark.parametrize("data", ["{not json", "[1, 2]", '"down"', b"\xff\xfe{}", ""])
+@pytest.mark.parametrize("data", ["{not json", "[1, 2]", '"down"', b"\xff\xfe{}", "", "[" * (MAX_BODY - 1)])
 def test_a_body_that_is_not_a_json_object_is_a_400_problem(client, storage, data):
     assert_problem(post(client, data=data), 400, "JSON object")
     assert storage.verdicts.latest() == []
