@@ -124,6 +124,7 @@ def test_a_missing_or_wrong_token_is_refused_and_nothing_is_stored(client, stora
         ({"at": "yesterday"}, "bad-time", "ISO-8601"),
         ({"at": "2026-11-30T20:00:00"}, "bad-time", "offset"),
         ({"at": 1764532800}, "bad-time", "ISO-8601"),
+        ({"at": "0001-01-01T00:30:00+01:00"}, "bad-time", "ISO-8601"),
     ],
 )
 def test_bad_fields_are_400_problems_and_nothing_is_stored(client, storage, fields, slug, word):
