@@ -45,8 +45,6 @@ ROUTES = {
     "openapi.json": ("GET",),
     "verdicts": ("POST",),
 }
-# A verdict is fresh for this many of the instance's check intervals (SPEC 5, Quorum).
-FRESH_INTERVALS = 3
 
 
 class Problem(Exception):
