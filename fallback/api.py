@@ -265,15 +265,13 @@ def verdicts() -> ResponseReturnValue:
         report = read_report(json_object(MAX_BODY), rt.storage.clock())
     except BadVerdict as error:
         raise Problem(400, error.slug, "Bad verdict", str(error)) from None
-    known = {verdict.name: verdict for verdict in rt.storage.verdicts.latest()}
-    if report.name in known and known[report.name].kind != "agent":
+    stored = rt.storage.verdicts.record(report.name, "agent", report.state, report.ok, report.reason, report.at)
+    if stored is None:
         # An instance's own vote is not an agent's to replace, whoever holds the token.
         detail = f"{report.name!r} names an instance of this fallback: give the agent another --name"
         raise Problem(409, "name-taken", "Name taken", detail)
-    if report.name not in known:
+    if stored.first_seen_at == stored.received_at:  # a row just made: nothing of this name had reported
         log.info("probe agent %r reports for the first time, from %s", report.name, request.remote_addr)
-    rt.storage.verdicts.record(report.name, "agent", report.state, report.ok, report.reason, report.at)
-    stored = next(verdict for verdict in rt.storage.verdicts.latest() if verdict.name == report.name)
     interval = rt.settings.check_interval
     # What the checker counting the votes calls fresh: an agent that reports less often than this is not counted.
     fresh_for = fresh_seconds(interval, rt.settings.check_timeout)
