@@ -141,7 +141,7 @@ class Checker:
     @property
     def lease_seconds(self) -> float:
         """How long the lease outlives a silent holder before another process takes over."""
-        return 3 * self.settings.check_interval + self.settings.check_timeout
+        return fresh_seconds(self.settings.check_interval, self.settings.check_timeout)
 
     def step(self) -> float:
         """Run one round if this checker holds the lease; returns how long to wait before the next."""
