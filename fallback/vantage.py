@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .redact import redact_text
+from .state import STATES
 
-STATES = ("up", "down", "unknown")
 MAX_NAME = 100
 # Longer reasons are cut, not refused: a round with many failing URLs is no reason to lose the vote.
 MAX_REASON = 500
