@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .checker import Tally, decide, probe_round, round_verdict
+from .checker import Tally, decide, probe_round
 from .config import Settings
 from .parsers import url
 from .probe import ProbeRunner
@@ -97,8 +97,7 @@ class Agent:
         main, control = probe_round(self.runner, self.settings)
         decision = decide(self.tally, main, control, self.settings.fall, self.settings.rise, self.interval)
         self.tally = decision.tally
-        # While its own network is in doubt, this vantage point has no opinion of the main site.
-        state = "unknown" if decision.network_doubt else decision.tally.state
+        state = decision.vote
         if state != self.state:
             level = logging.WARNING if state == "down" else logging.INFO
             judged = f"{state} from here"
@@ -109,7 +108,7 @@ class Agent:
         self.latest = {
             "name": self.name,
             "state": state,
-            "ok": round_verdict(main)[0],
+            "ok": decision.passed,
             "reason": clip_reason(decision.reason),
             "at": utcnow().isoformat(),
         }

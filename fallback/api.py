@@ -45,8 +45,6 @@ ROUTES = {
     "openapi.json": ("GET",),
     "verdicts": ("POST",),
 }
-# A verdict is fresh for this many of the instance's check intervals (SPEC 5, Quorum).
-FRESH_INTERVALS = 3
 
 
 class Problem(Exception):
@@ -168,13 +166,12 @@ def bounded_body(limit: int) -> bytes:
 
 def json_object(limit: int | None = None) -> dict[str, Any]:
     """The request's JSON body, which must be an object (of at most `limit` bytes); a problem otherwise."""
-    if limit is None:
-        body = request.get_json(force=True, silent=True)  # curl -d sends no JSON content type
-    else:
-        try:
-            body = json.loads(bounded_body(limit))
-        except ValueError:
-            body = None
+    # Whatever the Content-Type: curl -d sends no JSON one.
+    data = request.get_data() if limit is None else bounded_body(limit)
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):  # a body nested deeper than the parser goes is bad JSON, not a 500
+        body = None
     if body is None:
         raise Problem(400, "bad-json", "Bad JSON", "the body must be a JSON object (Content-Type: application/json)")
     if not isinstance(body, dict):
@@ -268,15 +265,13 @@ def verdicts() -> ResponseReturnValue:
         report = read_report(json_object(MAX_BODY), rt.storage.clock())
     except BadVerdict as error:
         raise Problem(400, error.slug, "Bad verdict", str(error)) from None
-    known = {verdict.name: verdict for verdict in rt.storage.verdicts.latest()}
-    if report.name in known and known[report.name].kind != "agent":
+    stored = rt.storage.verdicts.record(report.name, "agent", report.state, report.ok, report.reason, report.at)
+    if stored is None:
         # An instance's own vote is not an agent's to replace, whoever holds the token.
         detail = f"{report.name!r} names an instance of this fallback: give the agent another --name"
         raise Problem(409, "name-taken", "Name taken", detail)
-    if report.name not in known:
+    if stored.first_seen_at == stored.received_at:  # a row just made: nothing of this name had reported
         log.info("probe agent %r reports for the first time, from %s", report.name, request.remote_addr)
-    rt.storage.verdicts.record(report.name, "agent", report.state, report.ok, report.reason, report.at)
-    stored = next(verdict for verdict in rt.storage.verdicts.latest() if verdict.name == report.name)
     interval = rt.settings.check_interval
     # What the checker counting the votes calls fresh: an agent that reports less often than this is not counted.
     fresh_for = fresh_seconds(interval, rt.settings.check_timeout)

@@ -53,6 +53,13 @@ class Decision:
     reason: str
     network_doubt: bool
     next_check_in: float
+    passed: bool  # whether every check URL passed this round, before the fall/rise hysteresis
+
+    @property
+    def vote(self) -> str:
+        """This round's word as a vantage point: its state, or "unknown" while its own network is in doubt."""
+        # A vantage point that doubts its own network knows nothing of the main site: it votes neither way.
+        return "unknown" if self.network_doubt else self.tally.state
 
 
 def round_verdict(main: Sequence[ProbeResult]) -> tuple[bool, str]:
@@ -73,7 +80,7 @@ def decide(
     if not ok and control is not None and not control.ok:
         # The main site and a site that should always answer both fail: our own network is the suspect.
         return Decision(
-            tally, None, f"network in doubt: {reason}; control {control.url}: {control.reason}", True, interval
+            tally, None, f"network in doubt: {reason}; control {control.url}: {control.reason}", True, interval, ok
         )
     if ok:
         streak = Tally(tally.state, 0, tally.successes + 1)
@@ -82,9 +89,9 @@ def decide(
         streak = Tally(tally.state, tally.failures + 1, 0)
         flip = "down" if tally.state != "down" and streak.failures >= fall else None
     if flip:
-        return Decision(Tally(flip, streak.failures, streak.successes), flip, reason, False, interval)
+        return Decision(Tally(flip, streak.failures, streak.successes), flip, reason, False, interval, ok)
     heading_elsewhere = (not ok and tally.state != "down") or (ok and tally.state != "up")
-    return Decision(streak, None, reason, False, QUICK_RECHECK_SECONDS if heading_elsewhere else interval)
+    return Decision(streak, None, reason, False, QUICK_RECHECK_SECONDS if heading_elsewhere else interval, ok)
 
 
 def probe_round(runner: ProbeRunner, settings: Settings) -> tuple[list[ProbeResult], ProbeResult | None]:
@@ -141,7 +148,7 @@ class Checker:
     @property
     def lease_seconds(self) -> float:
         """How long the lease outlives a silent holder before another process takes over."""
-        return 3 * self.settings.check_interval + self.settings.check_timeout
+        return fresh_seconds(self.settings.check_interval, self.settings.check_timeout)
 
     def step(self) -> float:
         """Run one round if this checker holds the lease; returns how long to wait before the next."""
@@ -176,11 +183,7 @@ class Checker:
             return self.settings.check_interval
         own = decide(self.own, main, control, self.settings.fall, self.settings.rise, self.settings.check_interval)
         self.own = own.tally
-        # A vantage point that doubts its own network knows nothing of the main site: it votes neither way.
-        state = "unknown" if own.network_doubt else own.tally.state
-        self.storage.verdicts.record(
-            self.vantage, "instance", state, round_verdict(main)[0], own.reason, self.storage.clock()
-        )
+        self.storage.verdicts.record(self.vantage, "instance", own.vote, own.passed, own.reason, self.storage.clock())
         if not holding:
             return own.next_check_in
         now, window = self.storage.clock(), fresh_seconds(self.settings.check_interval, self.settings.check_timeout)

@@ -23,11 +23,11 @@ def default_vantage(port: int) -> str:
 
 
 def fresh_seconds(interval: float, timeout: float) -> float:
-    """How long a verdict counts: three intervals plus one probe timeout.
+    """How long a round counts: a verdict, the checker's heartbeat and its lease; three intervals plus a timeout.
 
     Three intervals, as issue 16 and SPEC 5 say, so one late or lost report does not drop a vantage point;
-    plus a timeout, as the heartbeat rule has it, because a round whose check URL hangs ends a whole
-    timeout after it began: a vantage point probing a hanging site must not go stale for reporting that.
+    plus a timeout, as SPEC 5's heartbeat rule has it, because a round whose check URL hangs ends a whole
+    timeout after it began: a vantage point (or a checker) probing a hanging site must not go stale for that.
     """
     return 3 * interval + timeout
 

@@ -32,7 +32,7 @@ UNREADABLE = {"state": "unknown", "mode": "auto", "since": None, "retry_after": 
 
 def heartbeat_is_fresh(heartbeat_age: float | None, interval: float, timeout: float) -> bool:
     """The checker is alive while its last round ended less than three intervals plus a timeout ago."""
-    return heartbeat_age is not None and heartbeat_age < 3 * interval + timeout
+    return heartbeat_age is not None and heartbeat_age < fresh_seconds(interval, timeout)
 
 
 def checker_problem(checker: dict, settings: Settings, now: datetime) -> str | None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import unicodedata
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .redact import redact_text
+from .state import STATES
 
-STATES = ("up", "down", "unknown")
 MAX_NAME = 100
 # Longer reasons are cut, not refused: a round with many failing URLs is no reason to lose the vote.
 MAX_REASON = 500
@@ -93,9 +93,11 @@ def read_time(value: object, now: datetime) -> datetime:
     """`at`: an ISO-8601 time with its offset, not further than FUTURE_SKEW ahead of `now`."""
     try:
         at = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
+        # In UTC, as it is stored: "0001-01-01T00:30:00+01:00" has no such time, and is refused here.
+        at = at.astimezone(UTC) if at is not None and at.tzinfo is not None else None
+    except (ValueError, OverflowError):
         at = None
-    if at is None or at.tzinfo is None:
+    if at is None:
         raise BadVerdict("bad-time", 'at must be an ISO-8601 time with its offset, such as "2026-11-30T20:00:00Z"')
     ahead = (at - now).total_seconds()
     if ahead > FUTURE_SKEW.total_seconds():

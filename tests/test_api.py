@@ -98,6 +98,7 @@ def test_put_mode_auto_hands_back_to_the_checker(client):
     ("body", "status", "word"),
     [
         ("{not json", 400, "JSON object"),
+        ("[" * 5000, 400, "JSON object"),
         ("[1, 2]", 400, "not list"),
         ('{"mode": "sideways"}', 400, "mode must be one of"),
         ('{"mode": "down", "for": "soon"}', 400, "not a duration"),

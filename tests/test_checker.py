@@ -96,6 +96,15 @@ def test_a_failing_control_url_means_our_network_is_in_doubt_and_nothing_flips()
     assert "network in doubt" in decisions[-1].reason
 
 
+def test_a_vantage_point_votes_its_state_and_unknown_while_its_network_is_in_doubt():
+    first, second, _ = run([ok(), bad(), bad()], state="unknown")
+    assert (first.passed, first.vote, second.passed, second.vote) == (True, "unknown", False, "unknown")
+    *_, down = run([bad()] * 3, state="unknown")
+    assert (down.passed, down.vote) == (False, "down")
+    [doubt] = run([bad()], state="down", control=bad(CONTROL, "connection failed"))
+    assert doubt.tally.state == "down" and (doubt.passed, doubt.vote) == (False, "unknown")
+
+
 def test_a_failing_main_site_with_a_healthy_control_url_flips():
     assert run([bad()] * 3, control=ok(CONTROL))[-1].flip_to == "down"
 

@@ -342,3 +342,14 @@ def test_a_vantage_point_s_latest_verdict_replaces_its_previous_one(db, clock):
     assert verdicts["web-1:8000"].received_at == clock.moment
     assert verdicts["web-1:8000"].first_seen_at == clock.moment - timedelta(seconds=5)
     assert db.verdicts.forget("agent-eu probe") and not db.verdicts.forget("agent-eu probe")
+
+
+def test_an_agent_s_verdict_never_replaces_an_instance_s_but_an_instance_takes_its_name_back(db, clock):
+    taken = db.verdicts.record("web-1:8000", "agent", "down", False, "squatting", clock.moment)
+    assert taken is not None and taken.kind == "agent" and taken.received_at == taken.first_seen_at == clock.moment
+    clock.moment += timedelta(seconds=1)
+    mine = db.verdicts.record("web-1:8000", "instance", "up", True, "all 1 check URL answered", clock.moment)
+    assert mine is not None and (mine.kind, mine.state, mine.first_seen_at) == ("instance", "up", taken.first_seen_at)
+    clock.moment += timedelta(seconds=1)
+    assert db.verdicts.record("web-1:8000", "agent", "down", False, "squatting", clock.moment) is None
+    assert db.verdicts.latest() == [mine]

@@ -124,6 +124,7 @@ def test_a_missing_or_wrong_token_is_refused_and_nothing_is_stored(client, stora
         ({"at": "yesterday"}, "bad-time", "ISO-8601"),
         ({"at": "2026-11-30T20:00:00"}, "bad-time", "offset"),
         ({"at": 1764532800}, "bad-time", "ISO-8601"),
+        ({"at": "0001-01-01T00:30:00+01:00"}, "bad-time", "ISO-8601"),
     ],
 )
 def test_bad_fields_are_400_problems_and_nothing_is_stored(client, storage, fields, slug, word):
@@ -139,7 +140,7 @@ def test_a_time_beyond_the_allowed_skew_is_refused_and_one_within_it_is_taken(cl
     assert post(client, report(at=(utcnow() + timedelta(seconds=10)).isoformat())).status_code == 200
 
 
-@pytest.mark.parametrize("data", ["{not json", "[1, 2]", '"down"', b"\xff\xfe{}", ""])
+@pytest.mark.parametrize("data", ["{not json", "[1, 2]", '"down"', b"\xff\xfe{}", "", "[" * (MAX_BODY - 1)])
 def test_a_body_that_is_not_a_json_object_is_a_400_problem(client, storage, data):
     assert_problem(post(client, data=data), 400, "JSON object")
     assert storage.verdicts.latest() == []

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from typing import Any
 
 from ..state import iso, parse_iso
 from .base import Database
+
+COLUMNS = "name, kind, state, ok, reason, observed_at, received_at, first_seen_at"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,15 +32,23 @@ class VerdictStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def record(self, name: str, kind: str, state: str, ok: bool, reason: str | None, observed_at: datetime) -> None:
-        """Store `name`'s latest verdict in place of its previous one."""
+    def record(
+        self, name: str, kind: str, state: str, ok: bool, reason: str | None, observed_at: datetime
+    ) -> Verdict | None:
+        """Store `name`'s latest verdict in place of its previous one; the stored verdict, or None if refused.
+
+        An agent's report never replaces an instance's verdict (None then); an instance takes its name back
+        from anyone. Checked in the statement itself, so no report slips in between a check and the write.
+        """
         now = iso(self.db.clock())
         with self.db.write() as conn:
-            conn.execute(
+            rows = conn.execute(
                 "INSERT INTO verdicts (name, kind, state, ok, reason, observed_at, received_at, first_seen_at) "
                 "VALUES (:name, :kind, :state, :ok, :reason, :observed_at, :now, :now) "
                 "ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, state = excluded.state, ok = excluded.ok, "
-                "reason = excluded.reason, observed_at = excluded.observed_at, received_at = excluded.received_at",
+                "reason = excluded.reason, observed_at = excluded.observed_at, received_at = excluded.received_at "
+                "WHERE verdicts.kind = excluded.kind OR excluded.kind = 'instance' "
+                f"RETURNING {COLUMNS}",
                 {
                     "name": name,
                     "kind": kind,
@@ -47,31 +58,31 @@ class VerdictStore:
                     "observed_at": iso(observed_at),
                     "now": now,
                 },
-            )
+            ).fetchall()
+        return _verdict(rows[0]) if rows else None
 
     def latest(self) -> list[Verdict]:
         """Every vantage point that ever reported, with its latest verdict, by name."""
-        rows = self.db.read(
-            "SELECT name, kind, state, ok, reason, observed_at, received_at, first_seen_at FROM verdicts ORDER BY name"
-        )
-        return [
-            Verdict(
-                name=row["name"],
-                kind=row["kind"],
-                state=row["state"],
-                ok=bool(row["ok"]),
-                reason=row["reason"],
-                observed_at=_time(row["observed_at"]),
-                received_at=_time(row["received_at"]),
-                first_seen_at=_time(row["first_seen_at"]),
-            )
-            for row in rows
-        ]
+        return [_verdict(row) for row in self.db.read(f"SELECT {COLUMNS} FROM verdicts ORDER BY name")]
 
     def forget(self, name: str) -> bool:
         """Drop a vantage point that will not report again; True if it was known."""
         with self.db.write() as conn:
             return bool(conn.execute("DELETE FROM verdicts WHERE name = ?", (name,)).rowcount)
+
+
+def _verdict(row: Any) -> Verdict:
+    """A row of COLUMNS, as a Verdict."""
+    return Verdict(
+        name=row["name"],
+        kind=row["kind"],
+        state=row["state"],
+        ok=bool(row["ok"]),
+        reason=row["reason"],
+        observed_at=_time(row["observed_at"]),
+        received_at=_time(row["received_at"]),
+        first_seen_at=_time(row["first_seen_at"]),
+    )
 
 
 def _time(text: str) -> datetime:
