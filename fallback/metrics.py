@@ -31,6 +31,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from .admin import same_secret
 from .api import bearer_token
 from .logins import login_limits
+from .quorum import fresh_seconds
 from .runtime import runtime
 from .state import utcnow
 from .storage import NewLead, Storage
@@ -134,7 +135,7 @@ class DatabaseCollector:
         yield GaugeMetricFamily(
             "fallback_checker_heartbeat_age_seconds", "Seconds since the checker's last round ended.", age
         )
-        limit = 3 * self.settings.check_interval + self.settings.check_timeout
+        limit = fresh_seconds(self.settings.check_interval, self.settings.check_timeout)
         yield GaugeMetricFamily(
             "fallback_checker_heartbeat_max_age_seconds",
             "The heartbeat age past which /_fallback/healthz fails.",
