@@ -7,7 +7,8 @@ One thread does everything in turn: a round when one is due, then a post when on
 more than one request to fallback in flight and nothing queues: a verdict not yet posted is replaced by the
 next round's. While fallback cannot be reached the agent keeps probing (its streaks stay current) and tries
 again after a doubling, jittered wait. A refused token or request is a configuration error: it stops with
-RemoteError, which the CLI prints as one line with exit status 2.
+RemoteError, which the CLI prints as one line with exit status 2. A bare 404 is one too, until the agent has
+once reported: after that it is a platform's router during a deploy, and the agent retries as if unreachable.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .config import Settings
 from .parsers import url
 from .probe import ProbeRunner
 from .redact import redact_url
-from .remote import Remote, Unreachable
+from .remote import NoApi, Remote, Unreachable
 from .state import utcnow
 from .vantage import clip_reason, name_problem
 
@@ -81,6 +82,7 @@ class Agent:
         self.state: str | None = None  # the last state logged
         self.failures = 0  # failed posts in a row
         self.reachable: bool | None = None  # the last reachability logged
+        self.reported = False  # whether the instance ever took a verdict: a later bare 404 is then transient
         self.next_round = self.next_post = clock()
 
     def step(self) -> float:
@@ -119,15 +121,19 @@ class Agent:
         assert self.latest is not None
         try:
             answer = self.reporter.report_verdict(self.latest)
-        except Unreachable as error:
+        except (Unreachable, NoApi) as error:
+            if isinstance(error, NoApi) and not self.reported:
+                raise  # never reached: the URL is wrong, or the API is off there
+            retry_after = error.retry_after if isinstance(error, Unreachable) else None
             self.failures += 1
-            wait = max(backoff(self.failures, self.rand), min(error.retry_after or 0.0, BACKOFF_CAP))
+            wait = max(backoff(self.failures, self.rand), min(retry_after or 0.0, BACKOFF_CAP))
             self.next_post = self.clock() + wait
             if self.reachable is not False:
                 log.warning("%s; probing on, posting again with backoff (at most %g s apart)", error, BACKOFF_CAP)
                 self.reachable = False
             return
         self.latest = None
+        self.reported = True
         if self.reachable is not True:
             again = f" again after {self.failures} failed attempt(s)" if self.reachable is False else ""
             log.info("reported to %s as %r%s", redact_url(self.reporter.url), self.name, again)

@@ -34,6 +34,10 @@ class Unreachable(RemoteError):
         self.retry_after = retry_after
 
 
+class NoApi(RemoteError):
+    """A 404 that is not the API's own: no control API at that URL (it is off there, or the URL is not fallback's)."""
+
+
 # Answers that say "not now" rather than "not this": a proxy's 502/503/504, a busy or restarting instance.
 RETRYABLE = frozenset({408, 429})
 
@@ -83,7 +87,7 @@ class Remote:
         if response.status_code == 401:
             raise RemoteError(f"{self.url} refused the token (401): check FALLBACK_API_TOKEN")
         if response.status_code == 404 and "problem" not in response.headers.get("Content-Type", ""):
-            raise RemoteError(f"no control API at {self.url} (404): is FALLBACK_API_TOKEN set on that instance?")
+            raise NoApi(f"no control API at {self.url} (404): is FALLBACK_API_TOKEN set on that instance?")
         try:
             body = response.json()
         except ValueError:

@@ -14,7 +14,7 @@ from fallback.agent import BACKOFF_CAP, Agent, backoff, default_name
 from fallback.checker import QUICK_RECHECK_SECONDS
 from fallback.config import Settings
 from fallback.probe import ProbeResult
-from fallback.remote import Remote, RemoteError, Unreachable
+from fallback.remote import NoApi, Remote, RemoteError, Unreachable
 
 MAIN = "https://www.example.com/health"
 CONTROL = "https://control.example.net/"
@@ -65,6 +65,8 @@ class Reporter:
             raise Unreachable(f"could not reach {self.url}: ConnectionError", self.retry_after)
         if self.mode == "refuse":
             raise RemoteError(f"{self.url} refused the token (401): check FALLBACK_API_TOKEN")
+        if self.mode == "no api":
+            raise NoApi(f"no control API at {self.url} (404): is FALLBACK_API_TOKEN set on that instance?")
         return {**verdict, "kind": "agent", "check_interval": self.interval, "quorum": 2}
 
 
@@ -190,6 +192,27 @@ def test_a_refused_report_stops_the_agent_with_the_instances_words(clock, runner
     reporter.mode = "refuse"
     with pytest.raises(RemoteError, match=r"refused the token \(401\)"):
         agent.step()
+
+
+def test_a_bare_404_before_any_report_stops_the_agent(clock, runner, reporter):
+    agent = make_agent(clock, runner, reporter)
+    reporter.mode = "no api"
+    with pytest.raises(NoApi, match="no control API"):
+        agent.step()
+
+
+def test_a_bare_404_after_a_report_is_a_deploy_s_router_and_is_retried_with_backoff(clock, runner, reporter):
+    agent = make_agent(clock, runner, reporter)
+    run_for(agent, clock, 10)
+    reporter.mode = "no api"
+    reporter.posts.clear()
+    run_for(agent, clock, 60)
+    times = [at for at, _ in reporter.posts]
+    gaps = [round(later - earlier, 6) for earlier, later in zip(times, times[1:], strict=False)]
+    assert gaps[:4] == [1, 2, 4, 8]
+    reporter.mode = "answer"
+    run_for(agent, clock, BACKOFF_CAP + 5)
+    assert agent.failures == 0 and agent.reachable is True
 
 
 def test_it_follows_the_instances_check_interval(clock, runner, reporter):
