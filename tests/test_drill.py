@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from dnslib import CNAME, QTYPE, RR, A
 from dnslib.server import DNSLogger, DNSServer
 from helpers import self_signed_certificate
+from procs import free_port
 
 from fallback import drill
 from fallback.cli import cli
@@ -78,12 +79,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def settings_for(main_url: str, **extra: str) -> Settings:
