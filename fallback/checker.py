@@ -31,6 +31,9 @@ log = logging.getLogger("fallback.checker")
 # After a first failure (or a first success while down), look again this soon.
 QUICK_RECHECK_SECONDS = 0.25
 PROBE_HISTORY = timedelta(days=1)
+# A vantage point silent this long is gone (an agent retired, an instance whose host name changed on a redeploy,
+# as a PaaS's dynos do): it leaves the dashboard's list and no longer counts as one that ever reported.
+VANTAGE_HISTORY = timedelta(days=1)
 # Longer than the longest rate-limit window (an hour): older counters can no longer matter.
 RATE_WINDOW_HISTORY = timedelta(hours=2)
 
@@ -254,6 +257,7 @@ class Checker:
         if self.rounds % 100 == 1:
             now = self.storage.clock()
             self.storage.checker.prune_probes(now - PROBE_HISTORY)
+            self.storage.verdicts.prune(now - VANTAGE_HISTORY)
             self.storage.limits.prune(now - RATE_WINDOW_HISTORY)
 
     def warn_of_an_unreachable_quorum(self, reported: int, now: datetime, window: float) -> None:

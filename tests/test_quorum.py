@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from helpers import FixedClock
 
-from fallback.checker import Checker
+from fallback.checker import VANTAGE_HISTORY, Checker
 from fallback.config import Settings
 from fallback.probe import ProbeResult
 from fallback.quorum import count_votes, fresh_seconds, quorum_status
@@ -236,6 +236,16 @@ def test_the_holder_does_not_count_a_vantage_point_that_went_silent(database, cl
         "quorum missing: 1 fresh vantage point (a)"
         in status_document(first.storage, settings, clock.now)["quorum"]["summary"]
     )
+
+
+def test_a_vantage_point_silent_for_a_day_is_dropped_by_the_holder(database, clock):
+    settings = quorum_settings(database)
+    holder, retired = instance(settings, clock, "a", Network()), instance(settings, clock, "b", Network())
+    rounds([holder, retired], 1, clock)
+    clock.now += VANTAGE_HISTORY
+    holder.rounds = 100  # the holder prunes every 100 rounds: this one is its next pruning round
+    rounds([holder], 1, clock)
+    assert [verdict.name for verdict in holder.storage.verdicts.latest()] == ["a"]
 
 
 def test_a_vantage_point_that_doubts_its_own_network_says_unknown(database, clock):

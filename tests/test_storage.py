@@ -344,6 +344,14 @@ def test_a_vantage_point_s_latest_verdict_replaces_its_previous_one(db, clock):
     assert db.verdicts.forget("agent-eu probe") and not db.verdicts.forget("agent-eu probe")
 
 
+def test_pruning_drops_only_the_vantage_points_silent_since_then(db, clock):
+    db.verdicts.record("old probe", "agent", "up", True, None, clock.moment)
+    clock.moment += timedelta(days=2)
+    db.verdicts.record("web-1:8000", "instance", "up", True, None, clock.moment)
+    assert db.verdicts.prune(clock.moment - timedelta(days=1)) == 1
+    assert [verdict.name for verdict in db.verdicts.latest()] == ["web-1:8000"]
+
+
 def test_an_agent_s_verdict_never_replaces_an_instance_s_but_an_instance_takes_its_name_back(db, clock):
     taken = db.verdicts.record("web-1:8000", "agent", "down", False, "squatting", clock.moment)
     assert taken is not None and taken.kind == "agent" and taken.received_at == taken.first_seen_at == clock.moment

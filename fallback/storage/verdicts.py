@@ -65,6 +65,11 @@ class VerdictStore:
         """Every vantage point that ever reported, with its latest verdict, by name."""
         return [_verdict(row) for row in self.db.read(f"SELECT {COLUMNS} FROM verdicts ORDER BY name")]
 
+    def prune(self, older_than: datetime) -> int:
+        """Drop the vantage points not heard from since `older_than` (a retired agent, a renamed host); how many."""
+        with self.db.write() as conn:
+            return int(conn.execute("DELETE FROM verdicts WHERE received_at < ?", (iso(older_than),)).rowcount)
+
     def forget(self, name: str) -> bool:
         """Drop a vantage point that will not report again; True if it was known."""
         with self.db.write() as conn:
