@@ -85,6 +85,25 @@ def clean_env(settings: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def find_nginx() -> str | None:
+    """nginx's binary: on the PATH, or where Debian puts it (/usr/sbin is not on every user's PATH)."""
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+def behind_proxy_env(folder: Path, check_url: str) -> dict[str, str]:
+    """The settings of a fallback behind a local nginx (one trusted hop), its database in `folder`, probing
+    `check_url`; its main URL a localhost port nothing listens on, as the nginx rows have always had it."""
+    return clean_env(
+        {
+            "FALLBACK_MAIN_URL": f"http://localhost:{free_port()}/",
+            "FALLBACK_CHECK_URLS": check_url,
+            "FALLBACK_DATABASE": str(folder / "fallback.db"),
+            "FALLBACK_TRUSTED_PROXIES": "1",
+            "FALLBACK_SECRET_KEY": "bench-secret-key",
+        }
+    )
+
+
 def loopback_session() -> requests.Session:
     """A keep-alive session that ignores proxy variables and .netrc: loopback only."""
     session = requests.Session()

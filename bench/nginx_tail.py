@@ -46,7 +46,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from load import HOST, Fallback, MainSite, clean_env, cpu_seconds, free_port, stop_group  # noqa: E402
+from load import (  # noqa: E402
+    HOST,
+    Fallback,
+    MainSite,
+    behind_proxy_env,
+    cpu_seconds,
+    find_nginx,
+    free_port,
+    stop_group,
+)
 
 TEMPLATE = HERE.parent / "deploy" / "nginx" / "fallback.conf"
 CONNECTIONS = 50
@@ -55,10 +64,6 @@ PATH = "/campaign/tv"
 HEADERS = ("Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8", "Host: localhost")
 P99_TARGET_MS = 50.0
 STARTUP_SECONDS = 10.0
-
-
-def find_nginx() -> str | None:
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
 def render(template: str, **values: str) -> str:
@@ -205,15 +210,7 @@ def measure(folder: Path, seconds: float = 8, rounds: int = 3, log=print, templa
     cached, for `rounds` rounds; the median round of each."""
     folder.mkdir(parents=True, exist_ok=True)  # the bench may hand over a subfolder of its own
     main_site = MainSite()
-    env = clean_env(
-        {
-            "FALLBACK_MAIN_URL": f"http://localhost:{free_port()}/",
-            "FALLBACK_CHECK_URLS": main_site.url,
-            "FALLBACK_DATABASE": str(folder / "fallback.db"),
-            "FALLBACK_TRUSTED_PROXIES": "1",
-            "FALLBACK_SECRET_KEY": "bench-secret-key",
-        }
-    )
+    env = behind_proxy_env(folder, main_site.url)
     fallback = Fallback(folder, env, 2)
     nginx = None
     runs: dict[str, list[dict]] = {"direct": [], "cold": [], "cached": []}

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from harness import (
     workers_rss_mib,
     wrk,
 )
-from load import HOST, Fallback, MainSite, clean_env, cpu_seconds, loopback_session
+from load import HOST, Fallback, MainSite, behind_proxy_env, clean_env, cpu_seconds, find_nginx, loopback_session
 from procs import free_port
 
 
@@ -286,22 +285,14 @@ def bench_nginx(folder: Path, seconds: float, results: dict, log) -> None:
     import getpass
     import grp
 
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    nginx = find_nginx()
     if nginx is None:
         results["nginx"] = {"skipped": "nginx is not installed"}
         return
     main_site = MainSite()
     sub = folder / "nginx"
     (sub / "static").mkdir(parents=True)
-    env = clean_env(
-        {
-            "FALLBACK_MAIN_URL": f"http://localhost:{free_port()}/",
-            "FALLBACK_CHECK_URLS": main_site.url,
-            "FALLBACK_DATABASE": str(sub / "fallback.db"),
-            "FALLBACK_TRUSTED_PROXIES": "1",
-            "FALLBACK_SECRET_KEY": "bench-secret-key",
-        }
-    )
+    env = behind_proxy_env(sub, main_site.url)
     try:
         with fallback_server(sub, env) as fallback:
             fallback.force("down", "bench")
