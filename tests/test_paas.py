@@ -23,7 +23,8 @@ from standin import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = (ROOT / "deploy" / "paas" / "README.md").read_text()
-README = (ROOT / "README.md").read_text()
+# The main docs: the README and its pages (docs/paas.md, docs/scaling-out.md quote the Procfile line).
+README = "".join(path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
 CLEVER_PORT = "9000"  # Clever Cloud's Python image: a CC_RUN_COMMAND app listens on 9000 (deploy/paas/README.md)
 
 
