@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from fallback.cli import cli
-from fallback.config import Settings, markdown_table
-from fallback.export import csv_chunks
+from fallback.core.settings import Settings, markdown_table
+from fallback.team.export import csv_chunks
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -35,7 +35,7 @@ def documented_settings() -> dict[str, str]:
 
 
 def test_the_configuration_pages_table_is_generated_from_the_declaration():
-    assert markdown_table() in page("configuration.md"), "run: python -m fallback.config docs/configuration.md"
+    assert markdown_table() in page("configuration.md"), "run: python -m fallback.core.settings docs/configuration.md"
 
 
 @pytest.mark.parametrize("variable", Settings.variables())

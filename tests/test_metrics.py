@@ -18,14 +18,14 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 from served import Served
 
-from fallback.app import create_app
-from fallback.checker import Checker
-from fallback.config import Settings
-from fallback.forms import FormToken
-from fallback.metrics import WEBHOOK_RESULTS, Metrics
-from fallback.probe import ProbeResult
-from fallback.server import remove_stale_counts
+from fallback.checking.checker import Checker
+from fallback.checking.probe import ProbeResult
+from fallback.core.settings import Settings
+from fallback.serving.app import create_app
+from fallback.serving.server import remove_stale_counts
 from fallback.storage import NewLead, open_storage
+from fallback.team.metrics import WEBHOOK_RESULTS, Metrics
+from fallback.web.forms import FormToken
 
 BACKENDS = ["sqlite", "postgres"]
 TOKEN = "metrics-token-for-tests"

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, cast
 
-from ..state import iso
-from .base import Connection, Database, StorageError
-from .batch import GroupCommit
-from .limits import RateCheck, count_attempt
-from .submissions import LATEST_MESSAGE, SAID, erase, form_key, kept_by, pages, record
-from .webhooks import WebhookStore, rfc3339
+from fallback.core.flag import iso
+from fallback.storage.base import Connection, Database, StorageError
+from fallback.storage.batch import GroupCommit
+from fallback.storage.limits import RateCheck, count_attempt
+from fallback.storage.submissions import LATEST_MESSAGE, SAID, erase, form_key, kept_by, pages, record
+from fallback.storage.webhooks import WebhookStore, rfc3339
 
 # A genuine lead: neither suspected spam nor a drill's test lead (both kept apart from exports, mail and webhooks).
 GENUINE = "spam = 0 AND drill = 0"

@@ -24,10 +24,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..state import utcnow
-from .base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
-from .postgres_checker import SessionLockedCheckerStore
-from .stores import Stores
+from fallback.core.flag import utcnow
+from fallback.storage.base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
+from fallback.storage.postgres_checker import SessionLockedCheckerStore
+from fallback.storage.stores import Stores
 
 log = logging.getLogger("fallback.storage")
 

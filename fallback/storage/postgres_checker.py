@@ -7,12 +7,12 @@ import threading
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..state import iso
-from .base import StorageError
-from .checker import CheckerStore
+from fallback.core.flag import iso
+from fallback.storage.base import StorageError
+from fallback.storage.checker import CheckerStore
 
 if TYPE_CHECKING:
-    from .postgres import PostgresDatabase
+    from fallback.storage.postgres import PostgresDatabase
 
 log = logging.getLogger("fallback.storage")
 

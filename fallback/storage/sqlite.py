@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from ..state import utcnow
-from .base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
-from .checker import CheckerStore
-from .schema import MIGRATIONS
-from .stores import Stores
-from .writelock import WriterLock
+from fallback.core.flag import utcnow
+from fallback.storage.base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
+from fallback.storage.checker import CheckerStore
+from fallback.storage.schema import MIGRATIONS
+from fallback.storage.stores import Stores
+from fallback.storage.writelock import WriterLock
 
 # How long an erasure waits for readers of an older snapshot (an export, a backup) to let the WAL go.
 ERASE_WAIT_SECONDS = 5.0
