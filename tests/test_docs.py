@@ -198,6 +198,9 @@ def another_origin(url: str) -> bool:
 def test_the_site_builds_strictly_with_a_page_per_topic(built_site):
     for name in ("configuration", "cli", "api", "webhooks", "monitoring", "development"):
         assert (built_site / name / "index.html").exists(), name
+    cli = (built_site / "cli" / "index.html").read_text()
+    assert "fallback mode auto|up|down" in cli, "a pipe escaped in a table's code span for GitHub shows bare"
+    assert not [html for html in built_site.rglob("*.html") if "\\|" in html.read_text()]
 
 
 @pytest.mark.slow
