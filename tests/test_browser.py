@@ -20,8 +20,8 @@ from served import Served
 from standin import StandIn
 from test_webhooks import SECRET as WEBHOOK_SECRET
 
+from fallback.outbound.unsubscribe_token import UnsubscribeToken
 from fallback.storage.leads import email_key
-from fallback.visitor.unsubscribe import UnsubscribeToken
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -1,6 +1,7 @@
 """The docs stay true: every setting, command, route and CSV column documented as the code has it, the quick start
 is what CI runs, and the MkDocs site builds with every link resolved and nothing fetched from another origin."""
 
+import importlib
 import os
 import re
 import subprocess
@@ -113,6 +114,16 @@ def test_the_development_pages_storage_row_names_every_store(storage):
     assert row, "the development page's module table has a storage row"
     for name in stores:
         assert f"`{name}`" in row.group(0), name
+
+
+def test_every_module_the_docs_name_exists():
+    """Modules move (issue 22): a page naming a file or a class of fallback/ names one that is there."""
+    text = README + "".join(path.read_text() for path in DOCS.glob("*.md"))
+    paths = set(re.findall(r"`(fallback/[\w/.-]*)`", text))
+    objects = set(re.findall(r"`(fallback(?:\.[a-z_]+)+)\.([A-Z]\w+)`", text))
+    assert len(paths) >= 5 and objects, (paths, objects)
+    assert not [path for path in paths if not (ROOT / path).exists()]
+    assert not [f"{module}.{name}" for module, name in objects if not hasattr(importlib.import_module(module), name)]
 
 
 def test_the_quick_start_has_exactly_two_commands():

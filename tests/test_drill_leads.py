@@ -9,7 +9,7 @@ import pytest
 from helpers import contact_fields, log_in
 
 from fallback.cli import cli
-from fallback.core.flag import utcnow
+from fallback.core.clock import utcnow
 from fallback.visitor.drillmark import FIELD, drill_key, drill_mark
 
 BACKENDS = ["sqlite", "postgres"]

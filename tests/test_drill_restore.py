@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helpers import FixedClock, wait_for
 
-from fallback.core.flag import iso
+from fallback.core.clock import iso
 from fallback.drill.rehearsal import restored_item
 from fallback.storage import open_storage
 

@@ -11,7 +11,7 @@ from helpers import log_in
 from openapi_check import check_answer
 
 from fallback.cli import cli
-from fallback.core.flag import utcnow
+from fallback.core.clock import utcnow
 from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]

@@ -14,7 +14,7 @@ from flask import Flask
 from helpers import log_in
 
 from fallback.checking.status import PublicStatus, ThrottledLog
-from fallback.core.flag import utcnow
+from fallback.core.clock import utcnow
 from fallback.serving.app import create_app, install_app_wide
 
 BACKENDS = ["sqlite", "postgres"]

@@ -10,7 +10,7 @@ from helpers import assert_problem
 from openapi_check import check_answer, problems
 
 from fallback.checking.vantage import MAX_BODY, MAX_REASON
-from fallback.core.flag import utcnow
+from fallback.core.clock import utcnow
 from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]

@@ -68,7 +68,7 @@ def test_the_page_escapes_the_path_it_embeds(client, down):
 def test_retry_after_follows_a_forced_expiry(client, storage, app):
     from datetime import timedelta
 
-    from fallback.core.flag import utcnow
+    from fallback.core.clock import utcnow
 
     storage.flag.set_mode("down", until=utcnow() + timedelta(minutes=30))
     app.extensions["fallback"].flag.invalidate()
@@ -224,7 +224,7 @@ def test_healthz_is_503_until_the_checker_has_run_a_round(client, storage, caplo
 def test_healthz_is_503_when_the_heartbeat_is_stale(client, storage, settings, caplog):
     from datetime import timedelta
 
-    from fallback.core.flag import utcnow
+    from fallback.core.clock import utcnow
 
     beat(storage)
     stale = settings.check_interval * 3 + settings.check_timeout + 1
@@ -268,7 +268,7 @@ def test_the_page_is_rendered_once_per_flag_change_with_a_fresh_token_each_time(
 def test_the_page_says_when_the_site_is_back_only_when_it_is_known(client, storage, app):
     from datetime import timedelta
 
-    from fallback.core.flag import utcnow
+    from fallback.core.clock import utcnow
 
     storage.flag.set_mode("down")
     app.extensions["fallback"].flag.invalidate()
@@ -290,7 +290,7 @@ def test_the_page_says_when_the_site_is_back_only_when_it_is_known(client, stora
     ],
 )
 def test_the_loop_guard_compares_host_names_and_non_default_ports(main, host, loops):
-    from fallback.visitor.hotpath import same_host
+    from fallback.core.urls import same_host
 
     assert same_host(main, host) is loops
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from fallback.checking.checker import Tally, decide, probe_round
 from fallback.checking.probe import ProbeRunner
 from fallback.checking.vantage import clip_reason, name_problem
-from fallback.core.flag import utcnow
+from fallback.core.clock import utcnow
 from fallback.core.parsers import url
 from fallback.core.redact import redact_url
 from fallback.core.remote import NoApi, Remote, Unreachable

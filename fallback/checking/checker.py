@@ -24,7 +24,7 @@ from fallback.core.settings import Settings
 from fallback.storage import Storage, StorageError
 
 if TYPE_CHECKING:  # only a served checker counts; `fallback check` needs neither Flask nor prometheus_client
-    from fallback.team.metrics import Metrics
+    from fallback.core.counters import Metrics
 
 log = logging.getLogger("fallback.checker")
 

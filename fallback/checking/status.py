@@ -14,11 +14,11 @@ from datetime import datetime
 
 from fallback.checking.quorum import fresh_seconds, quorum_status
 from fallback.checking.selfprobe import WARNING as SELF_PROBE_WARNING
-from fallback.core.flag import Flag, utcnow
+from fallback.core.clock import utcnow
+from fallback.core.flag import DEFAULT_RETRY_AFTER, Flag, back_in
 from fallback.core.redact import redact_text
 from fallback.core.settings import Settings
 from fallback.storage import Storage, StorageError
-from fallback.visitor.hotpath import DEFAULT_RETRY_AFTER, back_in
 
 log = logging.getLogger("fallback.status")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from fallback.core.flag import parse_duration
+from fallback.core.durations import parse_duration
 from fallback.core.paths import PACKAGE_DIR
 from fallback.core.settings import Settings
 from fallback.storage import Storage, open_storage

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import click
 
 from fallback.cli.common import Duration, Failure, database_label, load_storage, ngettext, through_api
-from fallback.core.flag import utcnow
+from fallback.core.clock import utcnow
 from fallback.core.remote import Remote
 from fallback.core.settings import Settings
 from fallback.team.export import csv_chunks, parse_bound

@@ -24,7 +24,7 @@ def mail_test(address: str) -> None:
     from fallback.core.paths import shipped_templates
     from fallback.outbound import smtp
     from fallback.outbound.mail import MailTemplates, followup_message, main_site_link
-    from fallback.visitor.unsubscribe import UNSUBSCRIBE_PATH
+    from fallback.outbound.unsubscribe_token import UNSUBSCRIBE_PATH
 
     settings = Settings.from_env()
     if not (settings.smtp_url and settings.mail_from and settings.public_url):

@@ -74,7 +74,7 @@ def check(url: str | None) -> None:
     urls = [url] if url else list(settings.check_urls)
     if not urls:
         raise Failure("give a URL, or set FALLBACK_MAIN_URL or FALLBACK_CHECK_URLS")
-    from fallback.checking.probe import probe  # requests, imported only by the commands that need it
+    from fallback.checking.probe import probe
 
     self_key = installation_probe_key(settings)
     all_ok = True

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import re
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar
+import math
+from datetime import datetime
+
+from fallback.core.cache import Cached
+from fallback.core.clock import iso
 
 MODES = ("auto", "up", "down")
 STATES = ("unknown", "up", "down")
-T = TypeVar("T")
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
-
-
-def iso(moment: datetime) -> str:
-    """A fixed-width UTC ISO-8601 text, so that stored times sort as strings."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def parse_iso(text: str | None) -> datetime | None:
-    """The datetime stored by `iso`, or None."""
-    return datetime.fromisoformat(text) if text else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,59 +64,15 @@ class Flag:
         }
 
 
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)([smhd]?)")
-DURATION_FORMS = "5, 5s, 2m, 1h or 1h30m"
-
-
-def parse_seconds(text: str) -> float:
-    """The seconds in a duration: `5` or `2.5` (seconds), `5s`, `2m`, `1h`, `1d`, or `1h30m`; ValueError otherwise.
-
-    Every duration, settings and command options alike, is read here, so they all take the same forms.
-    """
-    compact = text.strip().lower().replace(" ", "")
-    parts = _DURATION_PART.findall(compact)
-    # A bare number is seconds, but only alone: "1h30" would be ambiguous.
-    unitless = [unit for _, unit in parts if not unit]
-    if not compact or "".join(a + b for a, b in parts) != compact or (unitless and len(parts) > 1):
-        raise ValueError(f"{text!r} is not a duration: use {DURATION_FORMS}")
-    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
-
-
-def parse_duration(text: str) -> timedelta:
-    """How long a forced mode lasts: a duration (`parse_seconds`) from 1 second to 366 days; ValueError otherwise."""
-    seconds = parse_seconds(text)
-    if not 1 <= seconds <= 366 * 86400:
-        raise ValueError(f"{text!r} is not a duration between 1 second and 366 days")
-    return timedelta(seconds=seconds)
-
-
-class Cached(Generic[T]):
-    """A value as this process last read it, re-read at most every `ttl` seconds.
-
-    Every worker sees a change within `ttl`, at the cost of one read per worker per `ttl`
-    instead of one per request.
-    """
-
-    def __init__(self, load: Callable[[], T], ttl: float = 0.5, monotonic: Callable[[], float] = time.monotonic):
-        self._load = load
-        self._ttl = ttl
-        self._monotonic = monotonic
-        self._value: T | None = None
-        self._read_at = float("-inf")
-
-    def get(self) -> T:
-        """The value, from memory while fresh."""
-        now = self._monotonic()
-        if self._value is None or now - self._read_at >= self._ttl:
-            self._value = self._load()
-            self._read_at = now
-        return self._value
-
-    def invalidate(self) -> None:
-        """Forget the cached reading, after this process changed the value itself."""
-        self._value = None
-
-
 # The flag, as visitors' answers read it.
 CachedFlag = Cached[Flag]
+
+# The page's Retry-After while nobody knows when the site returns.
+DEFAULT_RETRY_AFTER = 120
+
+
+def back_in(flag: Flag, now: datetime) -> int | None:
+    """Seconds until a forced `down` expires, the only time we know when the site returns; else None."""
+    if flag.mode_at(now) == "down" and flag.mode_until is not None:
+        return max(1, math.ceil((flag.mode_until - now).total_seconds()))
+    return None

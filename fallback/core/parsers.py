@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fallback.core.flag import DURATION_FORMS, parse_seconds
+from fallback.core.durations import DURATION_FORMS, parse_seconds
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 LOGO_TYPES = {

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from fallback.core.flag import Flag, iso, utcnow
+from fallback.core.clock import iso, utcnow
+from fallback.core.flag import Flag
 from fallback.core.redact import redact_url
 from fallback.core.settings import Settings
 from fallback.drill.items import FAIL, PASS, WARN, Item

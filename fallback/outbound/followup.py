@@ -21,8 +21,8 @@ from fallback.outbound import smtp
 from fallback.outbound.background import while_holding
 from fallback.outbound.mail import MailTemplates, followup_message, main_site_link
 from fallback.outbound.notify import retry_delay
+from fallback.outbound.unsubscribe_token import UnsubscribeToken
 from fallback.storage import Storage
-from fallback.visitor.unsubscribe import UnsubscribeToken
 
 log = logging.getLogger("fallback.followup")
 

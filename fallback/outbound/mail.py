@@ -8,9 +8,8 @@ from email.message import EmailMessage
 
 import jinja2
 
-from fallback.visitor.contact import _
-from fallback.visitor.hotpath import redirect_location
-from fallback.web.languages import TRANSLATIONS, translate
+from fallback.core.urls import redirect_location
+from fallback.web.languages import TRANSLATIONS, _, translate
 
 SUBJECT = _("%(site)s is back")
 TEST_PREFIX = "[test] "

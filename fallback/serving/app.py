@@ -9,7 +9,9 @@ from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from fallback.checking.status import PublicStatus, ThrottledLog
-from fallback.core.flag import Cached, CachedFlag
+from fallback.core.cache import Cached
+from fallback.core.counters import Metrics, multiprocess_folder
+from fallback.core.flag import CachedFlag
 from fallback.core.paths import shipped_templates
 from fallback.core.settings import Settings
 from fallback.storage import Storage, StorageError, open_storage
@@ -18,7 +20,7 @@ from fallback.team.sessions import LIFETIME, SessionInterface
 from fallback.visitor import pages as web
 from fallback.visitor import unsubscribe
 from fallback.visitor.hotpath import HotPath
-from fallback.web.forms import FormToken
+from fallback.web.form_token import FormToken
 from fallback.web.guard import ForwardedWarning, add_security_headers
 from fallback.web.languages import init_i18n
 from fallback.web.runtime import Runtime, runtime
@@ -98,7 +100,7 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         status=PublicStatus(flag.get),
         health_log=ThrottledLog(),
         generation=Cached(storage.session_generation, ttl=1.0),
-        metrics=metrics.Metrics(storage, settings, metrics.multiprocess_folder()),
+        metrics=Metrics(multiprocess_folder(), [metrics.DatabaseCollector(storage, settings)]),
     )
     # Flask documents wrapping wsgi_app in middleware; mypy sees a method being replaced.
     app.wsgi_app = HotPath(app.wsgi_app, rt)  # type: ignore[method-assign]

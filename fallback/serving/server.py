@@ -20,7 +20,7 @@ from fallback.core.settings import Settings
 from fallback.storage import Storage
 
 if TYPE_CHECKING:
-    from fallback.team.metrics import Metrics
+    from fallback.core.counters import Metrics
 
 # prometheus_client's variable (fallback.metrics reads it; not imported here, so that the master never loads it early).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

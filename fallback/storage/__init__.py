@@ -6,17 +6,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from fallback.core.flag import utcnow
+from fallback.core.clock import utcnow
+from fallback.storage.backends import PostgresStorage, SQLiteStorage
 from fallback.storage.base import Database, StorageError
 from fallback.storage.checker import CheckerStore
 from fallback.storage.events import EventStore
 from fallback.storage.flag import FlagStore
 from fallback.storage.followups import FollowupStore
-from fallback.storage.leads import LEAD_COLUMNS, LeadStore, NewLead, Submission, email_key
+from fallback.storage.leads import LEAD_COLUMNS, LeadStore, Submission, email_key
 from fallback.storage.limits import LimitStore, RateCheck
-from fallback.storage.postgres import PostgresStorage
+from fallback.storage.records import NewLead
 from fallback.storage.schema import MIGRATIONS
-from fallback.storage.sqlite import SQLiteStorage
 from fallback.storage.verdicts import Verdict, VerdictStore
 from fallback.storage.webhooks import WebhookStore
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fallback.core.flag import iso, parse_iso
+from fallback.core.clock import iso, parse_iso
 from fallback.storage.base import Database
 
 

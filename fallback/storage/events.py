@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fallback.core.flag import iso
+from fallback.core.clock import iso
 from fallback.storage.base import Connection, Database
 
 

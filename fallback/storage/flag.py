@@ -6,7 +6,8 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from fallback.core.flag import Flag, iso, parse_iso
+from fallback.core.clock import iso, parse_iso
+from fallback.core.flag import Flag
 from fallback.storage.base import Connection, Database, StorageError
 from fallback.storage.events import add_event
 from fallback.storage.leads import GENUINE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fallback.core.flag import iso
+from fallback.core.clock import iso
 from fallback.storage.base import Database
 from fallback.storage.leads import GENUINE
 from fallback.storage.limits import RateCheck, count_attempt, give_back_attempt

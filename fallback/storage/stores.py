@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
-from fallback.core.flag import iso
+from fallback.core.clock import iso
 from fallback.storage.base import Database
 from fallback.storage.checker import CheckerStore
 from fallback.storage.events import EventStore

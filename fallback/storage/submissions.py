@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from fallback.storage.base import Connection, Database
 
 if TYPE_CHECKING:
-    from fallback.storage.leads import NewLead
+    from fallback.storage.records import NewLead
 
 PAGE_ROWS = 1000
 # The latest non-empty message, for the dashboard's list of leads.

@@ -6,7 +6,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from fallback.core.flag import iso, parse_iso
+from fallback.core.clock import iso, parse_iso
 from fallback.storage.base import Database
 
 COLUMNS = "name, kind, state, ok, reason, observed_at, received_at, first_seen_at"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from fallback.core.flag import iso
+from fallback.core.clock import iso
 from fallback.storage.base import Connection, Database
 
 EVENT_TYPES = ("incident.opened", "incident.closed", "mode.changed", "lead.created")

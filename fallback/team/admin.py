@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 
@@ -21,14 +20,16 @@ from flask import (
 from flask.typing import ResponseReturnValue
 
 from fallback.checking.status import status_document
-from fallback.core.flag import parse_duration, utcnow
+from fallback.core.clock import utcnow
+from fallback.core.durations import parse_duration
 from fallback.core.redact import redact_url
 from fallback.storage import Storage, StorageError
 from fallback.team.charts import latency_chart
 from fallback.team.export import csv_chunks, parse_bound
+from fallback.team.forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
 from fallback.team.logins import login_limits
 from fallback.team.sessions import end_every_session, has_admin_session, open_admin_session
-from fallback.web.forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
+from fallback.team.tokens import bearer_token, same_secret
 from fallback.web.guard import is_cross_site
 from fallback.web.runtime import runtime
 
@@ -38,13 +39,6 @@ blueprint = Blueprint("admin", __name__, url_prefix="/_fallback/admin")
 
 LEADS_PER_PAGE = 25
 WEBHOOKS_SHOWN = 20
-
-
-def same_secret(given: str | None, expected: str | None) -> bool:
-    """Compare secrets in constant time; nothing matches an unset secret."""
-    if not given or not expected:
-        return False
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
 def is_admin() -> bool:
@@ -255,9 +249,7 @@ def send_followups_now() -> ResponseReturnValue:
 def export_csv() -> Response:
     """The leads as CSV, for a logged-in admin or a caller with the export bearer token."""
     rt = runtime()
-    authorization = request.headers.get("Authorization", "")
-    bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
-    if not (same_secret(bearer, rt.settings.export_token) or (rt.settings.admin_password and is_admin())):
+    if not (same_secret(bearer_token(), rt.settings.export_token) or (rt.settings.admin_password and is_admin())):
         if not rt.settings.admin_password and not rt.settings.export_token:
             abort(404)
         response = make_response(

@@ -20,13 +20,15 @@ from werkzeug.exceptions import HTTPException
 from fallback.checking.quorum import fresh_seconds
 from fallback.checking.status import status_document
 from fallback.checking.vantage import MAX_BODY, BadVerdict, read_report
-from fallback.core.flag import MODES, parse_duration, utcnow
+from fallback.core.clock import utcnow
+from fallback.core.durations import parse_duration
+from fallback.core.flag import MODES
 from fallback.storage import StorageError
-from fallback.team.admin import same_secret
 from fallback.team.export import parse_bound
 from fallback.team.logins import login_limits
 from fallback.team.modes import change_mode
 from fallback.team.openapi import document as openapi_document
+from fallback.team.tokens import bearer_token, same_secret
 from fallback.web.runtime import runtime
 
 log = logging.getLogger("fallback.api")
@@ -63,12 +65,6 @@ def problem_response(problem: Problem) -> Response:
     response = Response(json.dumps(body), problem.status, mimetype="application/problem+json")
     response.headers.update(problem.headers)
     return response
-
-
-def bearer_token() -> str | None:
-    """The token of an `Authorization: Bearer` header, if the request has one."""
-    authorization = request.headers.get("Authorization", "")
-    return authorization[7:].strip() or None if authorization[:7].lower() == "bearer " else None
 
 
 def cursor_signer() -> URLSafeSerializer:

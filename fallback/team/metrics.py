@@ -19,96 +19,29 @@ as it was (docs/monitoring.md has the measure).
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, abort, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, values
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from fallback.checking.quorum import fresh_seconds
-from fallback.core.flag import utcnow
-from fallback.storage import NewLead, Storage
-from fallback.team.admin import same_secret
-from fallback.team.api import bearer_token
+from fallback.core.clock import utcnow
+from fallback.storage import Storage
 from fallback.team.logins import login_limits
+from fallback.team.tokens import bearer_token, same_secret
 from fallback.web.runtime import runtime
 
 if TYPE_CHECKING:
-    from fallback.checking.probe import ProbeResult
     from fallback.core.settings import Settings
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PATH = "/_fallback/metrics"
-LEAD_RESULTS = ("accepted", "spam", "invalid", "limited")
-PROBE_RESULTS = ("ok", "failed")
-# Probe durations: the default slow limit is 2 s and the default timeout 3 s; the bounds go past both.
-PROBE_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 # How webhook deliveries ended (storage.webhooks): accepted, given up after 24 hours, refused by a 410 Gone,
 # or not sent (their receiver gone, or no longer configured).
 WEBHOOK_RESULTS = ("delivered", "failed", "gone", "skipped")
 
 blueprint = Blueprint("metrics", __name__)
-
-
-def multiprocess_folder() -> str | None:
-    """The folder `fallback serve` shares between its workers for their counts, or None outside it."""
-    return os.environ.get(MULTIPROC_ENV) or None
-
-
-class Metrics:
-    """One app's counters, and the registry a scrape reads (the processes' counts and the database's figures)."""
-
-    def __init__(self, storage: Storage, settings: Settings, folder: str | None = None):
-        self.registry = CollectorRegistry()
-        if folder:
-            # prometheus_client picks its value store when it is first imported: too late to change here.
-            if not getattr(values.ValueClass, "_multiprocess", False):
-                raise RuntimeError(f"prometheus_client was imported before {MULTIPROC_ENV} was set")
-            MultiProcessCollector(self.registry, path=folder)
-        # In multiprocess mode the counters live in the folder's files, which the collector above reads.
-        own = None if folder else self.registry
-        self.leads = Counter("fallback_leads", "Contact posts, by outcome.", ["result"], registry=own)
-        self.probes = Counter("fallback_probes", "Probes of the check URLs, by result.", ["result"], registry=own)
-        self.probe_duration = Histogram(
-            "fallback_probe_duration_seconds",
-            "How long probes of the check URLs took.",
-            buckets=PROBE_BUCKETS,
-            registry=own,
-        )
-        self.flips = Counter("fallback_flips", "Times the checker flipped the state (down or up).", registry=own)
-        # Every outcome shows from the first scrape, at 0: a rate over a series that is not there yet is empty.
-        for result in LEAD_RESULTS:
-            self.leads.labels(result)
-        for result in PROBE_RESULTS:
-            self.probes.labels(result)
-        self.registry.register(DatabaseCollector(storage, settings))
-
-    def lead(self, lead: NewLead | None) -> None:
-        """Count one contact post that stored `lead` (accepted, or spam), or was invalid (None); not a drill's."""
-        if lead is not None and lead.drill:
-            return  # `fallback drill --rehearse`'s test lead is no visitor's: the counts stay the visitors'
-        self.leads.labels("invalid" if lead is None else "spam" if lead.spam_reason else "accepted").inc()
-
-    def limited(self) -> None:
-        """Count one contact post turned away by the rate limit."""
-        self.leads.labels("limited").inc()
-
-    def probed(self, results: Iterable[ProbeResult]) -> None:
-        """Count one round's probes of the check URLs and their durations."""
-        for result in results:
-            self.probes.labels("ok" if result.ok else "failed").inc()
-            self.probe_duration.observe(result.latency)
-
-    def flipped(self) -> None:
-        """Count one flip of the state."""
-        self.flips.inc()
-
-    def exposition(self) -> bytes:
-        """Every series, in Prometheus' text format."""
-        return generate_latest(self.registry)
 
 
 class DatabaseCollector:

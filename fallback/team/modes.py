@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from fallback.core.flag import Flag, iso
+from fallback.core.clock import iso
+from fallback.core.flag import Flag
 from fallback.storage import Storage
 
 log = logging.getLogger("fallback.mode")

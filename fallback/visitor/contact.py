@@ -17,16 +17,12 @@ from flask_babel import lazy_gettext as _l
 from fallback.storage import NewLead
 from fallback.visitor.drillmark import FIELD as DRILL_FIELD
 from fallback.visitor.drillmark import is_drill
+from fallback.web.languages import _
 
 MAX_EMAIL = 254
 MAX_NAME = 200
 MAX_MESSAGE = 2000
 MAX_PATH = 2000
-
-
-def _(message: str) -> str:
-    """Mark `message` for the catalogs (pybabel extracts `_`); it is translated where it is shown."""
-    return message
 
 
 # The consent wording, versioned per language: change the text, bump the version.

@@ -11,19 +11,18 @@ routes) goes on to Flask, whose views use the same functions.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import io
 import logging
 import math
-from datetime import datetime
-from urllib.parse import SplitResult, parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl
 
 from markupsafe import escape
-from werkzeug.urls import iri_to_uri
 
 from fallback.checking.selfprobe import ENVIRON_KEY as PROBE_CHALLENGE
 from fallback.checking.selfprobe import marking, probe_key
-from fallback.core.flag import Flag, utcnow
+from fallback.core.clock import utcnow
+from fallback.core.flag import DEFAULT_RETRY_AFTER, Flag, back_in
+from fallback.core.urls import redirect_location
 from fallback.storage import StorageError, Submission
 from fallback.visitor.contact import CONSENT_MESSAGE, FIELDS, NOTIFY_MESSAGE, ContactCheck, check_contact
 from fallback.visitor.drillmark import drill_key
@@ -34,7 +33,6 @@ from fallback.web.runtime import PageKey, Runtime
 log = logging.getLogger("fallback.web")
 
 PREFIX = "/_fallback"
-DEFAULT_RETRY_AFTER = 120
 # Shared caches (a CDN, nginx) may hold the page 5 s to absorb a spike; browsers re-ask every time,
 # so a visitor who reloads after recovery is redirected at once.
 DOWN_PAGE_CACHE = "public, max-age=0, s-maxage=5"
@@ -43,9 +41,6 @@ PATH_MARK = "__fallback_landing_path__"
 _TOKEN_BYTES, _PATH_BYTES = TOKEN_MARK.encode(), PATH_MARK.encode()
 DOWN_PAGE_HEADERS = (("Cache-Control", DOWN_PAGE_CACHE), ("Vary", "Accept, Accept-Language"), *PUBLIC_HEADERS)
 REDIRECT_HEADERS = (("Cache-Control", "no-store"), *PUBLIC_HEADERS)
-# Characters kept as they are in a redirected path and query; everything else is percent-encoded.
-PATH_SAFE = "/!$&'()*+,;=:@-._~%"
-QUERY_SAFE = "=&;%+/?:@!$'()*,-._~"
 STATUS_LINES = {302: "302 Found", 303: "303 See Other", 307: "307 Temporary Redirect", 503: "503 Service Unavailable"}
 CONTACT_PATH = PREFIX + "/contact"
 THANKS_PATH = PREFIX + "/thanks"
@@ -64,46 +59,10 @@ class Answer:
     body: bytes
 
 
-@functools.lru_cache(maxsize=4)
-def main_url_parts(main_url: str) -> SplitResult:
-    """The main URL as plain ASCII (an international domain name in its IDNA form), parsed once."""
-    return urlsplit(iri_to_uri(main_url))
-
-
-def same_host(first: str, second: str) -> bool:
-    """Whether two Host values name one site: same name, and same port where both differ from 80/443."""
-
-    def split(netloc: str) -> tuple[str, str | None]:
-        name, _, port = netloc.lower().rpartition(":") if netloc.count(":") == 1 else (netloc.lower(), "", "")
-        return name, (None if port in ("", "80", "443") else port)
-
-    return split(first) == split(second)
-
-
-def redirect_location(main_url: str, path: str, query: bytes, host: str) -> str | None:
-    """The same path and query on the main site, or None when that would loop back here.
-
-    Scheme and host always come from the main URL: the visitor's input is only ever a path and
-    a query, both percent-encoded to plain ASCII.
-    """
-    main = main_url_parts(main_url)
-    if same_host(main.netloc, host):
-        return None
-    target_path = main.path.rstrip("/") + "/" + quote(path.lstrip("/"), safe=PATH_SAFE)
-    return urlunsplit((main.scheme, main.netloc, target_path, quote(query, safe=QUERY_SAFE), ""))
-
-
 def redirect_answer(location: str, method: str) -> Answer:
     """302 to the main site (307 for methods with a body, so that it is sent again), no body, no cache."""
     status = 302 if method in ("GET", "HEAD") else 307
     return Answer(status, [("Location", location), ("Content-Length", "0"), *REDIRECT_HEADERS], b"")
-
-
-def back_in(flag: Flag, now: datetime) -> int | None:
-    """Seconds until a forced `down` expires, the only time we know when the site returns; else None."""
-    if flag.mode_at(now) == "down" and flag.mode_until is not None:
-        return max(1, math.ceil((flag.mode_until - now).total_seconds()))
-    return None
 
 
 def minutes_until(seconds: int | None) -> int | None:

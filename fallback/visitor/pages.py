@@ -13,14 +13,16 @@ from flask_babel import gettext, ngettext
 from werkzeug.datastructures import Headers
 
 from fallback.checking.status import UNREADABLE, health_problem
-from fallback.core.flag import utcnow
+from fallback.core.clock import utcnow
+from fallback.core.flag import DEFAULT_RETRY_AFTER, back_in
 from fallback.core.settings import LOGO_TYPES
+from fallback.core.urls import redirect_location
 from fallback.storage import StorageError
 from fallback.visitor.brand import palette
 from fallback.visitor.contact import CONSENT_MESSAGE, FIELDS, NOTIFY_MESSAGE
+from fallback.visitor.forms import ContactForm
 from fallback.visitor.hotpath import (
     CONTACT_PATH,
-    DEFAULT_RETRY_AFTER,
     DOWN_PAGE_HEADERS,
     PATH_MARK,
     PREFIX,
@@ -28,17 +30,14 @@ from fallback.visitor.hotpath import (
     THANKS_PATH,
     TOKEN_MARK,
     Answer,
-    back_in,
     check_fields,
     landing_path,
     minutes_until,
     page_answer,
     page_key,
     redirect_answer,
-    redirect_location,
     submit_lead,
 )
-from fallback.web.forms import ContactForm
 from fallback.web.guard import is_cross_site
 from fallback.web.languages import current_language, translate
 from fallback.web.runtime import runtime

@@ -61,3 +61,8 @@ def init_i18n(app: Flask) -> None:
 
 
 LANGUAGES = available_languages()
+
+
+def _(message: str) -> str:
+    """Mark `message` for the catalogs (pybabel extracts `_`); it is translated where it is shown."""
+    return message

@@ -7,14 +7,15 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from flask import current_app
 
-from fallback.core.flag import Cached, CachedFlag
+from fallback.core.cache import Cached
+from fallback.core.flag import CachedFlag
 from fallback.core.settings import Settings
 from fallback.storage import Storage
-from fallback.web.forms import FormToken
+from fallback.web.form_token import FormToken
 
 if TYPE_CHECKING:  # fallback.status imports fallback.visitor, which imports this module
     from fallback.checking.status import PublicStatus, ThrottledLog
-    from fallback.team.metrics import Metrics
+    from fallback.core.counters import Metrics
 
 
 class PageKey(NamedTuple):
