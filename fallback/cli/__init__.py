@@ -10,12 +10,12 @@ import logging
 
 import click
 
-from .. import __version__
-from ..config import ConfigError
-from ..remote import RemoteError
-from ..storage import StorageError
-from . import database, preflight, service
-from .common import Failure, database_label, load_storage, ngettext
+from fallback import __version__
+from fallback.cli import database, preflight, service
+from fallback.cli.common import Failure, database_label, load_storage, ngettext
+from fallback.core.remote import RemoteError
+from fallback.core.settings import ConfigError
+from fallback.storage import StorageError
 
 __all__ = ["Commands", "Failure", "cli", "database_label", "load_storage", "main", "ngettext"]
 
@@ -36,7 +36,7 @@ class Commands(click.Group):
 def cli() -> None:
     """fallback: a standby contact page for when your main site is down.
 
-    Settings come from FALLBACK_* environment variables; see the README.
+    Settings come from FALLBACK_* environment variables; see docs/configuration.md.
     """
 
 
@@ -46,6 +46,7 @@ for command in (
     service.probe_agent,
     database.status,
     database.mode,
+    database.notice,
     database.export,
     preflight.mail_test,
     preflight.drill,

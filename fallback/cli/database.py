@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 
 import click
 
-from ..config import Settings
-from ..export import csv_chunks, parse_bound
-from ..modes import change_mode
-from ..remote import Remote
-from ..state import utcnow
-from .common import Duration, Failure, database_label, load_storage, ngettext, through_api
+from fallback.cli.common import Duration, Failure, database_label, load_storage, ngettext, through_api
+from fallback.core.clock import utcnow
+from fallback.core.remote import Remote
+from fallback.core.settings import Settings
+from fallback.team.export import csv_chunks, parse_bound
+from fallback.team.modes import change_mode, change_notice
 
 
 @click.command()
@@ -27,7 +27,7 @@ def status(as_json: bool, url: str | None) -> None:
         fallback status --json
         FALLBACK_API_TOKEN=... fallback status --url https://sorry.example.com
     """
-    from ..status import status_document
+    from fallback.checking.status import status_document
 
     settings = Settings.from_env()
     if url:
@@ -59,6 +59,8 @@ def status(as_json: bool, url: str | None) -> None:
         incident = document["incident"]
         leads = ngettext("%(num)d lead so far", "%(num)d leads so far", incident["leads"])
         click.echo(f"incident: since {incident['started_at'][:19]}Z, {incident['reason']}, {leads}")
+    if document.get("notice"):  # an instance of an older version has no notice in its document
+        click.echo(f"notice: {document['notice']}")
     click.echo(f"leads:  {document['leads']} (and {document['spam']} suspected spam)")
     if "followup" in document:  # the instance has SMTP set: its queue, read where the document was made
         queue = document["followup"]
@@ -116,6 +118,33 @@ def mode(mode: str, duration: timedelta | None, reason: str | None, url: str | N
     suffix = f" until {until.isoformat(timespec='seconds')}" if until else ""
     click.echo(f"mode set to {chosen}{suffix}")
     click.echo(where)
+
+
+@click.command()
+@click.argument("text", required=False)
+@click.option("--clear", is_flag=True, help="Remove the notice.")
+def notice(text: str | None, clear: bool) -> None:
+    """Show a short public notice on the page ("Back at 21:30"), or print the current one.
+
+    At most 280 characters of plain text, shown on the page while it is served; the public status
+    document does not change.
+
+    Example:
+
+        fallback notice "Back at 21:30: leave your address and we will write to you"
+    """
+    if text is not None and clear:
+        raise Failure("give either TEXT or --clear, not both")
+    settings = Settings.from_env()
+    storage = load_storage(settings)
+    if text is None and not clear:
+        current = storage.flag.read().notice
+        click.echo(current if current else "no notice")
+    else:
+        # A notice too long or with a line break is a ValueError: the group prints it as one line.
+        flag = change_notice(storage, None if clear else text, by=f"cli ({os.environ.get('USER', 'unknown')})")
+        click.echo(f"notice set: {flag.notice}" if flag.notice else "notice cleared")
+    click.echo(f"database: {database_label(settings)}")
 
 
 @click.command()
@@ -202,7 +231,7 @@ def migrate(target: str) -> None:
         FALLBACK_DATABASE=fallback.db \\
         fallback migrate --to postgresql://fallback:secret@db.example.com/fallback
     """
-    from ..migrate import migrate as copy_into
+    from fallback.storage.migrate import migrate as copy_into
 
     for line in copy_into(Settings.from_env().database, target):
         click.echo(line)
