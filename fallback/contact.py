@@ -16,6 +16,7 @@ from flask_babel import lazy_gettext as _l
 
 from .drillmark import FIELD as DRILL_FIELD
 from .drillmark import is_drill
+from .i18n import LANGUAGE_FIELD
 from .storage import NewLead
 
 MAX_EMAIL = 254
@@ -37,7 +38,7 @@ CONSENT_REVISION = 1
 NOTIFY_MESSAGE = _("E-mail me when the site is back.")
 # What an unticked HTML checkbox, or a script saying no, sends (WTForms' BooleanField reads it alike).
 FALSE_VALUES = ("", "false")
-FIELDS = ("email", "name", "message", "consent", "notify", "website", "token", "path", DRILL_FIELD)
+FIELDS = ("email", "name", "message", "consent", "notify", "website", "token", "path", LANGUAGE_FIELD, DRILL_FIELD)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LINE_BREAKS = re.compile(r"[\t\r\n]")
