@@ -65,11 +65,12 @@ def followup_message(
     message["To"] = to
     message["Date"] = email.utils.formatdate(usegmt=True)
     message["Message-ID"] = email.utils.make_msgid(domain=email.utils.parseaddr(mail_from)[1].rpartition("@")[2])
-    message["Content-Language"] = language
     # RFC 8058: a mail client may unsubscribe with one POST, without opening a page.
     message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(templates.render("mail/back.txt", language, **context))
     message.add_alternative(templates.render("mail/back.html", language, **context), subtype="html")
+    # After the bodies: set_content clears every Content-* header set before it.
+    message["Content-Language"] = language
     return message
