@@ -22,9 +22,9 @@ from served import Served
 from standin import StandIn
 from test_webhooks import SECRET as WEBHOOK_SECRET
 
-from fallback.i18n import translate
+from fallback.outbound.unsubscribe_token import UnsubscribeToken
 from fallback.storage.leads import email_key
-from fallback.unsubscribe import UnsubscribeToken
+from fallback.web.languages import translate
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -230,8 +230,8 @@ def test_the_page_makes_no_request_to_another_origin_and_stays_small(browser, au
 
 
 def test_the_follow_up_mail_renders_in_a_browser(browser):
-    from fallback.mail import MailTemplates, followup_message
-    from fallback.paths import shipped_templates
+    from fallback.core.paths import shipped_templates
+    from fallback.outbound.mail import MailTemplates, followup_message
 
     message = followup_message(
         MailTemplates(str(shipped_templates())),

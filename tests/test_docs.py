@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fallback.cli import cli
-from fallback.config import Settings, markdown_table
+from fallback.core.settings import Settings, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

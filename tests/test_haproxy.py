@@ -223,8 +223,8 @@ def test_fallback_sees_the_visitors_host_and_not_forged_forwarded_headers(site, 
 def test_a_probe_through_haproxy_that_lands_on_fallback_during_an_outage_is_reported_as_reaching_fallback_itself(
     site, haproxy, fallback_env, set_mode
 ):
-    from fallback.probe import probe
-    from fallback.selfprobe import probe_key
+    from fallback.checking.probe import probe
+    from fallback.checking.selfprobe import probe_key
 
     key = probe_key(fallback_env["FALLBACK_SECRET_KEY"])
     assert probe(haproxy.url + fresh("/probed"), 5, self_key=key).ok

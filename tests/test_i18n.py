@@ -15,7 +15,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po
 
-from fallback.i18n import LANGUAGES, TRANSLATIONS, language_from, language_of
+from fallback.web.languages import LANGUAGES, TRANSLATIONS, language_from, language_of
 
 ROOT = TRANSLATIONS.parent.parent
 SIX = ["en", "de", "es", "fr", "it", "nl"]

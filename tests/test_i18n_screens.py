@@ -11,16 +11,16 @@ import pytest
 from helpers import form_token, refuse_writes
 from mailserver import SMTPServer
 
-from fallback.app import create_app
-from fallback.config import Settings
-from fallback.followup import FollowupSender
-from fallback.i18n import translate
-from fallback.mail import MailTemplates, followup_message
-from fallback.paths import shipped_templates
-from fallback.state import utcnow
+from fallback.core.clock import utcnow
+from fallback.core.paths import shipped_templates
+from fallback.core.settings import Settings
+from fallback.outbound.followup import FollowupSender
+from fallback.outbound.mail import MailTemplates, followup_message
+from fallback.outbound.unsubscribe_token import UnsubscribeToken
+from fallback.serving.app import create_app
 from fallback.storage import NewLead
 from fallback.storage.leads import email_key
-from fallback.unsubscribe import UnsubscribeToken
+from fallback.web.languages import translate
 
 ACCEPT = {
     "en": "en-GB,en;q=0.9",

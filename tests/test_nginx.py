@@ -523,8 +523,8 @@ def test_an_expired_page_is_served_stale_while_one_request_refreshes_it(fake):
 def test_a_probe_through_nginx_that_lands_on_fallback_during_an_outage_is_reported_as_reaching_fallback_itself(
     site, nginx, fallback_env, set_mode
 ):
-    from fallback.probe import probe
-    from fallback.selfprobe import probe_key
+    from fallback.checking.probe import probe
+    from fallback.checking.selfprobe import probe_key
 
     key = probe_key(fallback_env["FALLBACK_SECRET_KEY"])
     path = fresh("/probed")

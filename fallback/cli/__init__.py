@@ -10,12 +10,12 @@ import logging
 
 import click
 
-from .. import __version__
-from ..config import ConfigError
-from ..remote import RemoteError
-from ..storage import StorageError
-from . import database, preflight, service
-from .common import Failure, database_label, load_storage, ngettext
+from fallback import __version__
+from fallback.cli import database, preflight, service
+from fallback.cli.common import Failure, database_label, load_storage, ngettext
+from fallback.core.remote import RemoteError
+from fallback.core.settings import ConfigError
+from fallback.storage import StorageError
 
 __all__ = ["Commands", "Failure", "cli", "database_label", "load_storage", "main", "ngettext"]
 

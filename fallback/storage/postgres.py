@@ -24,10 +24,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..state import utcnow
-from .base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
-from .postgres_checker import SessionLockedCheckerStore
-from .stores import Stores
+from fallback.core.clock import utcnow
+from fallback.storage.base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
 
 log = logging.getLogger("fallback.storage")
 
@@ -415,15 +413,6 @@ class PostgresDatabase:
 
 def _version(rows: list) -> int:
     return int(rows[0][0]) if rows else 0
-
-
-class PostgresStorage(Stores):
-    """The PostgreSQL backend: several instances sharing one database; the checker holds an advisory lock."""
-
-    def __init__(self, path: str, clock: Callable[[], datetime] = utcnow, threads: int = 8):
-        db = PostgresDatabase(path, clock, threads)
-        super().__init__(db, SessionLockedCheckerStore(db))
-        self.db: PostgresDatabase = db
 
 
 def _short(error: BaseException) -> str:
