@@ -126,6 +126,13 @@ def test_the_page_speaks_the_visitors_language_and_stays_small(visitor, language
     assert len(response.data) + len(stylesheet.data) < 20_000  # SPEC 6, with every optional part shown
 
 
+def test_each_language_gets_its_own_cached_page(visitor):
+    # The page is rendered once per flag version and language, then served from memory (fallback.visitor.hotpath).
+    for language in ("de", "en", "de", "nl", "en", "nl"):
+        page = read(visitor.get("/", headers={"Accept-Language": ACCEPT[language]}))
+        assert f"<h1>{HEADLINES[language]}</h1>" in page and f'<html lang="{language}">' in page
+
+
 @each_language
 def test_the_time_until_back_uses_the_plural_rule_of_the_language(visitor, storage, mail_app, language):
     for minutes, expected in zip((1, 5), BACK_IN[language], strict=True):
