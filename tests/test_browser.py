@@ -2,7 +2,7 @@
 languages, the dashboard on a phone, and an axe-core audit (WCAG 2.2 A/AA and best practices) of every screen in each
 language.
 
-Screenshots of the page and the dashboard at phone size are saved in test-artifacts/ (the README's are copies).
+Screenshots of the page and the dashboard at phone size are saved in test-artifacts/ (docs/screenshots/ holds copies).
 """
 
 from __future__ import annotations
