@@ -29,6 +29,7 @@ from fallback.team.export import csv_chunks, parse_bound
 from fallback.team.forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
 from fallback.team.logins import login_limits
 from fallback.team.modes import change_mode, change_notice
+from fallback.team.plain_errors import plain_error
 from fallback.team.sessions import end_every_session, has_admin_session, open_admin_session
 from fallback.team.tokens import bearer_token, same_secret
 from fallback.web.guard import is_cross_site
@@ -86,6 +87,12 @@ def full_status() -> ResponseReturnValue:
         return redirect(url_for("admin.dashboard"))
     rt = runtime()
     return make_response(status_document(rt.storage, rt.settings, utcnow()))
+
+
+@blueprint.app_template_filter("plain_error")
+def plain_error_filter(raw: str | None) -> str:
+    """A recorded failure as a sentence a person can act on (fallback.team.plain_errors)."""
+    return plain_error(raw)
 
 
 @blueprint.get("")

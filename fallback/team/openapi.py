@@ -45,6 +45,10 @@ SCHEMAS: dict[str, Any] = {
     "Status": strict(
         {
             **FLAG,
+            "checked_state": {
+                "enum": ["unknown", "up", "down"],
+                "description": "what the checker last found of the main site, even while a forced mode is in force",
+            },
             "network_doubt": {"type": ["integer", "boolean"]},
             "self_probe": {
                 "type": "boolean",
