@@ -20,9 +20,9 @@ from gunicorn import glogging
 from gunicorn.config import Config
 from werkzeug.test import EnvironBuilder
 
-from fallback.app import create_app
-from fallback.config import Settings
-from fallback.logs import COMBINED
+from fallback.core.logs import COMBINED
+from fallback.core.settings import Settings
+from fallback.serving.app import create_app
 
 CALLS = 20_000
 ROUNDS = 5

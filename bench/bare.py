@@ -9,7 +9,7 @@
   one row in SQLite with the same durability as fallback's storage (WAL, synchronous=FULL,
   a 10 s busy timeout, BEGIN IMMEDIATE ... COMMIT), then answers 303 to /_fallback/thanks.
 
-It is served by `fallback.server.serve` itself, with only the app swapped (GunicornServer.load),
+It is served by `fallback.serving.server.serve` itself, with only the app swapped (GunicornServer.load),
 so the gunicorn options (workers, gthread, threads, keep-alive, timeouts, logging) are the ones
 `fallback serve` uses, whatever they become. Listens on 127.0.0.1 only.
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 
 from flask import Flask, Response, request
 
-import fallback.server
-from fallback.config import Settings
+import fallback.serving.server
+from fallback.core.settings import Settings
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS leads (id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, message TEXT, "
@@ -86,7 +86,7 @@ def create_bare_app(body: bytes, status: int, headers: list[tuple[str, str]], da
     return app
 
 
-class BareServer(fallback.server.GunicornServer):
+class BareServer(fallback.serving.server.GunicornServer):
     """fallback's embedded gunicorn application, loading the bare app instead of fallback's."""
 
     bare_app: Flask | None = None
@@ -112,8 +112,8 @@ def main() -> None:
         Path(args.body).read_bytes(), int(answer["status"]), [tuple(pair) for pair in answer["headers"]], args.database
     )
     # `serve` builds its GunicornServer by name: swap the class, keep every option as fallback sets it.
-    fallback.server.GunicornServer = BareServer
-    fallback.server.serve(Settings(), "127.0.0.1", args.port, args.workers, args.threads, checker=False)
+    fallback.serving.server.GunicornServer = BareServer
+    fallback.serving.server.serve(Settings(), "127.0.0.1", args.port, args.workers, args.threads, checker=False)
 
 
 if __name__ == "__main__":

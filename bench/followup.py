@@ -23,9 +23,9 @@ import threading
 import time
 from pathlib import Path
 
-from fallback import smtp
-from fallback.config import Settings
-from fallback.followup import FollowupSender
+from fallback.core.settings import Settings
+from fallback.outbound import smtp
+from fallback.outbound.followup import FollowupSender
 from fallback.storage import NewLead, open_storage
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"

@@ -27,7 +27,7 @@ def main() -> None:
         )  # bench/ is on sys.path (the script's folder); imports fallback.app
         from prometheus_client import Counter
 
-        from fallback.app import create_app
+        from fallback.serving.app import create_app
 
         app = create_app(bench_settings(folder))
         views = Counter("bench_page_views", "What counting visitor requests would add.", ["answer"]).labels("page")

@@ -46,7 +46,7 @@ from helpers import wait_for  # noqa: E402 - tests/ is not a package: its folder
 from served import PROXY_VARIABLES, Served, quorum_agent, quorum_env  # noqa: E402
 from standin import StandIn  # noqa: E402
 
-from fallback.state import utcnow  # noqa: E402
+from fallback.core.clock import utcnow  # noqa: E402
 from fallback.storage import Storage, open_storage  # noqa: E402
 
 INTERVAL = 1.0

@@ -1,5 +1,5 @@
 """`python -m fallback` is the `fallback` command."""
 
-from .cli import main
+from fallback.cli import main
 
 main()

@@ -16,8 +16,8 @@ from helpers import ADMIN_PASSWORD
 from pg import Cluster, binaries
 
 import fallback.storage
-from fallback.app import create_app
-from fallback.config import Settings
+from fallback.core.settings import Settings
+from fallback.serving.app import create_app
 from fallback.storage import open_storage
 
 MAIN_URL = "https://www.example.com"

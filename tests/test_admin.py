@@ -7,8 +7,8 @@ import logging
 import pytest
 from helpers import ADMIN_PASSWORD, contact_fields, csrf_token, log_in
 
-from fallback.app import create_app
-from fallback.config import Settings
+from fallback.core.settings import Settings
+from fallback.serving.app import create_app
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -178,7 +178,7 @@ def test_the_dashboard_warns_when_the_checker_is_not_running(client):
 
 
 def test_the_latency_chart_marks_failures_and_the_limit():
-    from fallback.charts import latency_chart
+    from fallback.team.charts import latency_chart
 
     probes = [
         {

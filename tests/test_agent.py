@@ -10,11 +10,11 @@ import tracemalloc
 import pytest
 import requests
 
-from fallback.agent import BACKOFF_CAP, Agent, backoff, default_name
-from fallback.checker import QUICK_RECHECK_SECONDS
-from fallback.config import Settings
-from fallback.probe import ProbeResult
-from fallback.remote import NoApi, Remote, RemoteError, Unreachable
+from fallback.checking.agent import BACKOFF_CAP, Agent, backoff, default_name
+from fallback.checking.checker import QUICK_RECHECK_SECONDS
+from fallback.checking.probe import ProbeResult
+from fallback.core.remote import NoApi, Remote, RemoteError, Unreachable
+from fallback.core.settings import Settings
 
 MAIN = "https://www.example.com/health"
 CONTROL = "https://control.example.net/"

@@ -16,8 +16,8 @@ from procs import HOST, exited
 from served import Agent, Served, run_cli
 from standin import StandIn
 
+from fallback.checking.vantage import MAX_BODY
 from fallback.storage import open_storage
-from fallback.vantage import MAX_BODY
 
 TOKEN = "agent-integration-token"
 

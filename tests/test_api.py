@@ -8,10 +8,10 @@ import pytest
 from helpers import assert_problem
 from openapi_check import check_answer
 
-from fallback.app import create_app
-from fallback.config import Settings
-from fallback.openapi import document
+from fallback.core.settings import Settings
+from fallback.serving.app import create_app
 from fallback.storage import NewLead, StorageError
+from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
 TOKEN = "api-token-for-tests"

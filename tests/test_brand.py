@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fallback.app import create_app
-from fallback.brand import AA, contrast, palette
-from fallback.config import ConfigError, Settings
+from fallback.core.settings import ConfigError, Settings
+from fallback.serving.app import create_app
+from fallback.visitor.brand import AA, contrast, palette
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
 

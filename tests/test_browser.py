@@ -1,7 +1,7 @@
 """In a real browser (Debian's headless Chromium, driven by Playwright): keyboard use, errors, the toggle, French,
 the dashboard on a phone, and an axe-core audit (WCAG 2.2 A/AA and best practices) of every screen in both languages.
 
-Screenshots of the page and the dashboard at phone size are saved in test-artifacts/ (the README's are copies).
+Screenshots of the page and the dashboard at phone size are saved in test-artifacts/ (docs/screenshots/ holds copies).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from served import Served
 from standin import StandIn
 from test_webhooks import SECRET as WEBHOOK_SECRET
 
+from fallback.outbound.unsubscribe_token import UnsubscribeToken
 from fallback.storage.leads import email_key
-from fallback.unsubscribe import UnsubscribeToken
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -209,8 +209,8 @@ def test_the_page_makes_no_request_to_another_origin_and_stays_small(browser, si
 
 
 def test_the_follow_up_mail_renders_in_a_browser(browser):
-    from fallback.mail import MailTemplates, followup_message
-    from fallback.paths import shipped_templates
+    from fallback.core.paths import shipped_templates
+    from fallback.outbound.mail import MailTemplates, followup_message
 
     message = followup_message(
         MailTemplates(str(shipped_templates())),

@@ -11,16 +11,11 @@ from datetime import timedelta
 import pytest
 from helpers import FixedClock
 
-from fallback.checker import (
-    QUICK_RECHECK_SECONDS,
-    Checker,
-    Tally,
-    decide,
-)
-from fallback.config import Settings
-from fallback.probe import ProbeResult
-from fallback.selfprobe import REASON as SELF_PROBE_REASON
-from fallback.status import heartbeat_is_fresh
+from fallback.checking.checker import QUICK_RECHECK_SECONDS, Checker, Tally, decide
+from fallback.checking.probe import ProbeResult
+from fallback.checking.selfprobe import REASON as SELF_PROBE_REASON
+from fallback.checking.status import heartbeat_is_fresh
+from fallback.core.settings import Settings
 from fallback.storage import open_storage
 
 BACKENDS = ["sqlite", "postgres"]
@@ -398,7 +393,7 @@ class SelfProbeRunner(FakeRunner):
 
 
 def test_a_probe_reaching_fallback_itself_fails_and_is_warned_of_once_per_incident(settings, clock, caplog):
-    from fallback.status import status_document
+    from fallback.checking.status import status_document
 
     caplog.set_level(logging.INFO, "fallback.checker")
     c = Checker(settings, open_storage(settings.database, clock), SelfProbeRunner([False] * 5 + [True] * 2))

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from fallback.cli import cli, database_label, ngettext
-from fallback.config import Settings
-from fallback.server import bind_host
+from fallback.core.settings import Settings
+from fallback.serving.server import bind_host
 from fallback.storage import NewLead, open_storage
 
 BACKENDS = ["sqlite", "postgres"]

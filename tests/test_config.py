@@ -2,7 +2,7 @@
 
 import pytest
 
-from fallback.config import ConfigError, RateLimit, Settings
+from fallback.core.settings import ConfigError, RateLimit, Settings
 
 
 def test_it_has_the_documented_defaults(tmp_path, monkeypatch):
@@ -202,7 +202,10 @@ def test_nothing_is_read_from_the_environment_at_import_time():
     import subprocess
     import sys
 
-    modules = "fallback.app, fallback.cli, fallback.checker, fallback.web, fallback.admin, fallback.server"
+    modules = (
+        "fallback.serving.app, fallback.cli, fallback.checking.checker, fallback.visitor.pages, fallback.team.admin, "
+        "fallback.serving.server"
+    )
     result = subprocess.run(
         [sys.executable, "-c", f"import {modules}"],
         capture_output=True,

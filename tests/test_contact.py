@@ -2,7 +2,7 @@
 
 import pytest
 
-from fallback.contact import check_contact, landing_path
+from fallback.visitor.contact import check_contact, landing_path
 
 
 def check(require_consent=True, token_age=10.0, token_problem=None, min_seconds=3.0, **fields):

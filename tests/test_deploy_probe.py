@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fallback.cli import Failure, cli
-from fallback.config import Settings
+from fallback.core.settings import Settings
 
 FOLDER = Path(__file__).resolve().parent.parent / "deploy" / "probe"
 UNIT = (FOLDER / "fallback-probe.service").read_text()

@@ -19,7 +19,7 @@ from procs import free_port
 
 from fallback import drill
 from fallback.cli import cli
-from fallback.config import Settings
+from fallback.core.settings import Settings
 
 HOST = "127.0.0.1"
 

@@ -11,9 +11,9 @@ from mailserver import SMTPServer
 from procs import free_port
 from webhook_receiver import Receiver
 
-from fallback import smtp
-from fallback.config import Settings
+from fallback.core.settings import Settings
 from fallback.drill.channels import TEST_TITLE, notify_items, smtp_item
+from fallback.outbound import smtp
 
 
 def test_notify_test_sends_a_real_notification_each_url_accepts():

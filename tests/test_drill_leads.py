@@ -9,8 +9,8 @@ import pytest
 from helpers import contact_fields, log_in
 
 from fallback.cli import cli
-from fallback.drillmark import FIELD, drill_key, drill_mark
-from fallback.state import utcnow
+from fallback.core.clock import utcnow
+from fallback.visitor.drillmark import FIELD, drill_key, drill_mark
 
 BACKENDS = ["sqlite", "postgres"]
 API_TOKEN = "drill-leads-api-token"
@@ -107,8 +107,8 @@ def test_a_visitor_without_the_key_cannot_make_a_lead_a_drill_lead(client, down,
 
 
 def test_a_drill_lead_is_not_taken_for_a_bot_however_fast_it_is_sent(env, storage):
-    from fallback.app import create_app
-    from fallback.config import Settings
+    from fallback.core.settings import Settings
+    from fallback.serving.app import create_app
 
     app = create_app(Settings.from_env({**env, "FALLBACK_FORM_MIN_SECONDS": "30"}), storage)
     client = app.test_client()

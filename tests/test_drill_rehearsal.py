@@ -19,7 +19,7 @@ from served import Served, run_cli
 from standin import StandIn
 from webhook_receiver import Receiver
 
-from fallback.state import utcnow
+from fallback.core.clock import utcnow
 from fallback.storage import open_storage
 
 BACKENDS = ["sqlite", "postgres"]

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helpers import FixedClock, wait_for
 
+from fallback.core.clock import iso
 from fallback.drill.rehearsal import restored_item
-from fallback.state import iso
 from fallback.storage import open_storage
 
 BACKENDS = ["sqlite", "postgres"]

@@ -12,7 +12,7 @@ from procs import fallback_command
 from standin import StandIn
 
 from fallback.cli import cli
-from fallback.config import ConfigError, Settings
+from fallback.core.settings import ConfigError, Settings
 
 BACKENDS = ["sqlite"]
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from fallback.export import COLUMNS, csv_chunks, neutralise, parse_bound
+from fallback.team.export import COLUMNS, csv_chunks, neutralise, parse_bound
 
 
 def read(chunks) -> list[list[str]]:

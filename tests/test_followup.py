@@ -16,10 +16,10 @@ import pytest
 from helpers import FixedClock, contact_fields
 from mailserver import SMTPServer
 
-from fallback import smtp
-from fallback.app import create_app
-from fallback.config import Settings
-from fallback.followup import FollowupSender
+from fallback.core.settings import Settings
+from fallback.outbound import smtp
+from fallback.outbound.followup import FollowupSender
+from fallback.serving.app import create_app
 from fallback.storage import NewLead, open_storage
 
 BACKENDS = ["sqlite", "postgres"]

@@ -8,7 +8,7 @@ import io
 import pytest
 from helpers import contact_fields, log_in
 
-from fallback.app import create_app
+from fallback.serving.app import create_app
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -27,7 +27,7 @@ def mail_env(env):
 
 @pytest.fixture
 def mail_client(mail_env, storage):
-    from fallback.config import Settings
+    from fallback.core.settings import Settings
 
     app = create_app(Settings.from_env(mail_env), storage)
     app.config["TESTING"] = True

@@ -11,11 +11,11 @@ from helpers import bench_module, csrf_token, log_in
 from openapi_check import check_answer
 from test_followup import DELAY, outage, run, sender_for
 
-from fallback.app import create_app
-from fallback.config import Settings
-from fallback.followup import CLAIM_SECONDS
-from fallback.openapi import document
+from fallback.core.settings import Settings
+from fallback.outbound.followup import CLAIM_SECONDS
+from fallback.serving.app import create_app
 from fallback.storage import open_storage
+from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
 API_TOKEN = "api-token-for-follow-up-tests"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fallback.forms import TOKEN_LIFETIME_SECONDS, FormToken
+from fallback.web.form_token import TOKEN_LIFETIME_SECONDS, FormToken
 
 
 def test_a_token_tells_its_age_in_milliseconds():

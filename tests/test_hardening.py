@@ -11,8 +11,8 @@ import time
 import pytest
 from helpers import ADMIN_PASSWORD, contact_fields, csrf_token, form_token, log_in, refuse_writes
 
-from fallback.app import create_app
-from fallback.config import Settings
+from fallback.core.settings import Settings
+from fallback.serving.app import create_app
 
 # Each test that uses the database runs on both; the few that reach into a SQLite file have a PostgreSQL
 # twin beside them (postgres_only).

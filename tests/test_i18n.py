@@ -8,7 +8,7 @@ from pathlib import Path
 from babel.messages.pofile import read_po
 from helpers import contact_fields
 
-from fallback.i18n import LANGUAGES, TRANSLATIONS
+from fallback.web.languages import LANGUAGES, TRANSLATIONS
 
 FRENCH = {"Accept-Language": "fr-FR,fr;q=0.9,en;q=0.5"}
 

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helpers import ADMIN_PASSWORD, FixedClock, log_in
 
-from fallback import guard, logins
-from fallback.app import create_app
-from fallback.config import ConfigError, Settings
+from fallback.core.settings import ConfigError, Settings
+from fallback.serving.app import create_app
+from fallback.team import logins
+from fallback.web import guard
 
 BACKENDS = ["sqlite", "postgres"]
 

@@ -13,7 +13,7 @@ import requests
 from served import Served
 from standin import StandIn
 
-from fallback.logs import JsonFormatter
+from fallback.core.logs import JsonFormatter
 
 COMBINED_LINE = re.compile(
     r'^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /pricing\?utm=tv HTTP/1\.1" 302 0 '

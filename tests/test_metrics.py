@@ -18,14 +18,15 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 from served import Served
 
-from fallback.app import create_app
-from fallback.checker import Checker
-from fallback.config import Settings
-from fallback.forms import FormToken
-from fallback.metrics import WEBHOOK_RESULTS, Metrics
-from fallback.probe import ProbeResult
-from fallback.server import remove_stale_counts
+from fallback.checking.checker import Checker
+from fallback.checking.probe import ProbeResult
+from fallback.core.counters import Metrics
+from fallback.core.settings import Settings
+from fallback.serving.app import create_app
+from fallback.serving.server import remove_stale_counts
 from fallback.storage import NewLead, open_storage
+from fallback.team.metrics import WEBHOOK_RESULTS, DatabaseCollector
+from fallback.web.form_token import FormToken
 
 BACKENDS = ["sqlite", "postgres"]
 TOKEN = "metrics-token-for-tests"
@@ -149,7 +150,7 @@ def test_a_post_turned_away_by_the_rate_limit_is_counted_as_limited(env, storage
 def test_the_checker_counts_its_probes_their_durations_and_its_flips(database):
     settings = Settings(main_url=MAIN, check_urls=(MAIN,), database=database, check_interval=5.0, fall=1, rise=1)
     storage = open_storage(settings.database, FixedClock())
-    metrics = Metrics(storage, settings)
+    metrics = Metrics(collectors=[DatabaseCollector(storage, settings)])
     answers = iter([[ProbeResult(MAIN, False, 0.2, 503, "HTTP 503")], [ProbeResult(MAIN, True, 0.04, 200)]] * 2)
 
     class Runner:

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from helpers import FixedClock
 
-from fallback.config import ConfigError, Settings
-from fallback.notify import MAX_ATTEMPTS, Notifier, deliver_pending, retry_delay
+from fallback.core.settings import ConfigError, Settings
+from fallback.outbound.notify import MAX_ATTEMPTS, Notifier, deliver_pending, retry_delay
 from fallback.storage import open_storage
 
 BACKENDS = ["sqlite", "postgres"]

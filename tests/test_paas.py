@@ -23,7 +23,8 @@ from standin import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = (ROOT / "deploy" / "paas" / "README.md").read_text()
-README = (ROOT / "README.md").read_text()
+# The main docs: the README and its pages (docs/paas.md, docs/scaling-out.md quote the Procfile line).
+DOCS = "".join(path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
 CLEVER_PORT = "9000"  # Clever Cloud's Python image: a CC_RUN_COMMAND app listens on 9000 (deploy/paas/README.md)
 
 
@@ -48,7 +49,7 @@ def test_the_procfile_has_one_web_line_that_runs_serve():
 
 
 def test_every_procfile_line_in_the_docs_runs_the_procfiles_command():
-    lines = re.findall(r"web: ([^`'\n]+)", RECIPE + README)
+    lines = re.findall(r"web: ([^`'\n]+)", RECIPE + DOCS)
     assert lines, "the docs quote no Procfile line"
     for line in lines:
         assert without_database_prefix(line.strip(), "DATABASE_URL") == procfile_command(), line
@@ -60,7 +61,7 @@ def run_commands(text: str) -> list[str]:
 
 
 def test_clever_clouds_run_command_is_the_procfiles_on_its_port():
-    commands = run_commands(RECIPE + README)
+    commands = run_commands(RECIPE + DOCS)
     assert len(commands) >= 2, "deploy/paas/README.md gives CC_RUN_COMMAND with and without PostgreSQL"
     for command in commands:
         assert without_database_prefix(command, "POSTGRESQL_ADDON_URI") == f"{procfile_command()} --port {CLEVER_PORT}"
@@ -80,7 +81,7 @@ def test_the_python_version_is_one_version_everywhere():
     assert re.fullmatch(r"3\.\d+", version), "the major form (3.x) gets the platform's security releases"
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert Version(version) in SpecifierSet(requires), f".python-version {version} vs requires-python {requires}"
-    named = re.findall(r"CC_PYTHON_VERSION=([0-9.]+)", RECIPE + README + (ROOT / ".ci" / "run").read_text())
+    named = re.findall(r"CC_PYTHON_VERSION=([0-9.]+)", RECIPE + DOCS + (ROOT / ".ci" / "run").read_text())
     assert named, "deploy/paas/README.md names CC_PYTHON_VERSION"
     assert set(named) == {version}
 
@@ -138,7 +139,7 @@ def test_clever_clouds_run_command_listens_on_its_port_while_port_is_set(tmp_pat
 
 
 def test_a_run_command_naming_a_variable_is_in_single_quotes_so_a_local_shell_leaves_it_alone():
-    quoted = re.findall(r"""CC_RUN_COMMAND[= ](["'])(.*?)\1""", RECIPE + README)
+    quoted = re.findall(r"""CC_RUN_COMMAND[= ](["'])(.*?)\1""", RECIPE + DOCS)
     assert quoted, "the docs quote CC_RUN_COMMAND"
     assert [(quote, value) for quote, value in quoted if "$" in value and quote != "'"] == []
     for switch in re.findall(r"echo (.)web: FALLBACK_DATABASE=\$DATABASE_URL", RECIPE):
@@ -146,8 +147,9 @@ def test_a_run_command_naming_a_variable_is_in_single_quotes_so_a_local_shell_le
 
 
 def topology_4() -> dict[str, str]:
-    """The main and public URLs of the README's topology 4 (a PaaS custom domain)."""
-    section = README.split("### 4. A PaaS custom domain", 1)[1].split("\n## ", 1)[0]
+    """The main and public URLs of topology 4 (a PaaS custom domain) in docs/deployment.md."""
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    section = guide.split("### 4. A PaaS custom domain", 1)[1].split("\n## ", 1)[0]
     return dict(re.findall(r"^(FALLBACK_(?:MAIN|PUBLIC)_URL)=(\S+)", section, re.M))
 
 
@@ -187,7 +189,7 @@ def test_the_recipe_warns_that_a_plan_that_sleeps_stops_the_checker():
 
 def test_clever_clouds_deploy_health_check_is_healthz():
     assert re.findall(r"CC_HEALTH_CHECK_PATH[= ](\S+)", RECIPE) == ["/_fallback/healthz"] * 2
-    assert "| `GET /_fallback/healthz` |" in README  # the route the README's HTTP interface documents
+    assert "| `GET /_fallback/healthz` |" in DOCS  # the route docs/http.md documents
 
 
 def test_dokku_on_arm64_creates_storage_for_cloud_native_buildpacks_user():

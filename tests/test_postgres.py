@@ -17,9 +17,9 @@ from schema_shape import postgres_shape, sqlite_shape
 from served import Served, run_cli
 from standin import StandIn
 
-from fallback.app import create_app
 from fallback.cli import cli
-from fallback.config import Settings
+from fallback.core.settings import Settings
+from fallback.serving.app import create_app
 from fallback.storage import MIGRATIONS, NewLead, StorageError, open_storage
 from fallback.storage.postgres import PG_MIGRATIONS, safe_url
 

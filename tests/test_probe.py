@@ -10,9 +10,9 @@ import pytest
 from helpers import self_signed_certificate
 from standin import KEYWORD, StandIn
 
-import fallback.probe as probe_module
-from fallback.probe import MAX_REDIRECTS, ProbeRunner, probe
-from fallback.selfprobe import MARK_HEADER, REQUEST_HEADER, mark, probe_key
+import fallback.checking.probe as probe_module
+from fallback.checking.probe import MAX_REDIRECTS, ProbeRunner, probe
+from fallback.checking.selfprobe import MARK_HEADER, REQUEST_HEADER, mark, probe_key
 
 TIMEOUT = 1.0  # seconds: short, so the whole file stays fast
 SLACK = 0.5  # how far past its deadline a probe may return

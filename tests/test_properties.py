@@ -9,7 +9,7 @@ from helpers import contact_fields
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fallback.export import COLUMNS, FORMULA_STARTS, csv_chunks, neutralise
+from fallback.team.export import COLUMNS, FORMULA_STARTS, csv_chunks, neutralise
 
 # Text as a database can hold it: anything but lone surrogates, which UTF-8 cannot carry.
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)

@@ -11,12 +11,12 @@ from datetime import timedelta
 import pytest
 from helpers import FixedClock
 
-from fallback.checker import VANTAGE_HISTORY, Checker
-from fallback.config import Settings
-from fallback.probe import ProbeResult
-from fallback.quorum import count_votes, fresh_seconds, quorum_status
-from fallback.server import InstanceLock
-from fallback.status import status_document
+from fallback.checking.checker import VANTAGE_HISTORY, Checker
+from fallback.checking.probe import ProbeResult
+from fallback.checking.quorum import count_votes, fresh_seconds, quorum_status
+from fallback.checking.status import status_document
+from fallback.core.settings import Settings
+from fallback.serving.server import InstanceLock
 from fallback.storage import Verdict, open_storage
 
 BACKENDS = ["sqlite", "postgres"]

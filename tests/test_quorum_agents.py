@@ -19,7 +19,7 @@ from procs import free_port
 from served import QUORUM_TOKEN, Agent, Served, quorum_agent, quorum_env
 from standin import StandIn
 
-from fallback.state import utcnow
+from fallback.core.clock import utcnow
 from fallback.storage import Storage, open_storage
 
 BACKENDS = ["postgres"]  # only the two-instance test takes a `database`; the others run one instance on SQLite

@@ -15,7 +15,7 @@ from procs import free_port
 from served import Served, quorum_env
 from standin import StandIn
 
-from fallback.state import utcnow
+from fallback.core.clock import utcnow
 from fallback.storage import Storage, open_storage
 
 BACKENDS = ["postgres"]

@@ -11,8 +11,8 @@ from helpers import log_in
 from openapi_check import check_answer
 
 from fallback.cli import cli
-from fallback.openapi import document
-from fallback.state import utcnow
+from fallback.core.clock import utcnow
+from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
 TOKEN = "api-token-for-tests"
@@ -79,8 +79,8 @@ def test_a_stale_vantage_point_is_shown_as_such(runner, split):
 
 def test_with_a_quorum_of_one_the_documents_have_no_quorum(client, storage, env, monkeypatch):
     monkeypatch.setitem(env, "FALLBACK_QUORUM", "1")
-    from fallback.app import create_app
-    from fallback.config import Settings
+    from fallback.core.settings import Settings
+    from fallback.serving.app import create_app
 
     plain = create_app(Settings.from_env(env), storage).test_client()
     response = plain.get("/_fallback/api/v1/status", headers={"Authorization": f"Bearer {TOKEN}"})

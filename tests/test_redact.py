@@ -8,11 +8,11 @@ import pytest
 from helpers import log_in
 from standin import StandIn
 
-from fallback.checker import Checker
-from fallback.config import ConfigError, Settings
-from fallback.notify import deliver_pending
-from fallback.probe import ProbeResult, probe
-from fallback.redact import UNPARSABLE, redact_text, redact_url
+from fallback.checking.checker import Checker
+from fallback.checking.probe import ProbeResult, probe
+from fallback.core.redact import UNPARSABLE, redact_text, redact_url
+from fallback.core.settings import ConfigError, Settings
+from fallback.outbound.notify import deliver_pending
 
 BACKENDS = ["sqlite", "postgres"]
 SECRETS = ("ops", "hunter2", "key=", "s3cr3t")

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helpers import FixedClock, csrf_token, log_in
 
-from fallback.app import create_app
-from fallback.config import Settings
+from fallback.core.settings import Settings
+from fallback.serving.app import create_app
 from fallback.storage import open_storage
 
 BACKENDS = ["sqlite", "postgres"]

@@ -17,7 +17,7 @@ from helpers import bench_module
 from served import Served
 from standin import StandIn
 
-from fallback.worker import HEAD_TIMEOUT, MAX_HEAD
+from fallback.serving.worker import HEAD_TIMEOUT, MAX_HEAD
 
 SLOW_SOCKETS = 150
 ORDINARY_SECONDS = 5.0

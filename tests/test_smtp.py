@@ -12,7 +12,7 @@ from helpers import self_signed_certificate
 from mailserver import Mailbox
 from procs import free_port
 
-from fallback import smtp
+from fallback.outbound import smtp
 
 
 def message() -> EmailMessage:

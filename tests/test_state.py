@@ -4,7 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fallback.state import CachedFlag, Flag, parse_duration, parse_seconds
+from fallback.core.durations import parse_duration, parse_seconds
+from fallback.core.flag import CachedFlag, Flag
 
 NOON = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 

@@ -13,9 +13,9 @@ import pytest
 from flask import Flask
 from helpers import log_in
 
-from fallback.app import create_app, install_app_wide
-from fallback.state import utcnow
-from fallback.status import PublicStatus, ThrottledLog
+from fallback.checking.status import PublicStatus, ThrottledLog
+from fallback.core.clock import utcnow
+from fallback.serving.app import create_app, install_app_wide
 
 BACKENDS = ["sqlite", "postgres"]
 LEAKY_URL = "http://ops:hunter2@10.0.3.7:8080/health?key=s3cr3t"
@@ -89,7 +89,7 @@ def test_a_storm_of_status_requests_reads_the_flag_once_a_second_and_never_count
 
 
 def test_the_public_document_follows_the_workers_flag_and_outlives_a_database_failure(storage):
-    from fallback.state import CachedFlag
+    from fallback.core.flag import CachedFlag
     from fallback.storage import StorageError
 
     now = [0.0]
@@ -124,7 +124,7 @@ def test_the_full_document_needs_an_admin_session(client, outage):
 
 def test_the_full_document_does_not_exist_without_an_admin_password(env, storage):
     del env["FALLBACK_ADMIN_PASSWORD"]
-    from fallback.config import Settings
+    from fallback.core.settings import Settings
 
     client = create_app(Settings.from_env(env), storage).test_client()
     assert client.get("/_fallback/admin/status.json").status_code == 404
@@ -149,8 +149,8 @@ def test_the_health_log_speaks_again_after_its_interval_and_for_each_reason():
 
 def test_importing_the_app_imports_neither_requests_nor_the_probe():
     code = (
-        "import sys, fallback.app, fallback.web, fallback.admin, fallback.status; "
-        "print(sorted(name for name in ('requests', 'fallback.probe', 'fallback.checker', 'apprise') "
+        "import sys, fallback.serving.app, fallback.visitor.pages, fallback.team.admin, fallback.checking.status; "
+        "print(sorted(name for name in ('requests', 'fallback.checking.probe', 'fallback.checking.checker', 'apprise') "
         "if name in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)

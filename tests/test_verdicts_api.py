@@ -9,9 +9,9 @@ import pytest
 from helpers import assert_problem
 from openapi_check import check_answer, problems
 
-from fallback.openapi import document
-from fallback.state import utcnow
-from fallback.vantage import MAX_BODY, MAX_REASON
+from fallback.checking.vantage import MAX_BODY, MAX_REASON
+from fallback.core.clock import utcnow
+from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
 TOKEN = "api-token-for-tests"

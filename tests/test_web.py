@@ -7,7 +7,7 @@ import pytest
 from helpers import contact_fields, form_token, log_in, refuse_writes
 
 from fallback.storage import StorageError
-from fallback.visitor import HotPath
+from fallback.visitor.hotpath import HotPath
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -68,7 +68,7 @@ def test_the_page_escapes_the_path_it_embeds(client, down):
 def test_retry_after_follows_a_forced_expiry(client, storage, app):
     from datetime import timedelta
 
-    from fallback.state import utcnow
+    from fallback.core.clock import utcnow
 
     storage.flag.set_mode("down", until=utcnow() + timedelta(minutes=30))
     app.extensions["fallback"].flag.invalidate()
@@ -147,8 +147,8 @@ def test_a_filled_honeypot_is_thanked_but_kept_apart(client, down, storage):
 
 
 def test_a_form_sent_too_fast_is_thanked_but_kept_apart(env, tmp_path):
-    from fallback.app import create_app
-    from fallback.config import Settings
+    from fallback.core.settings import Settings
+    from fallback.serving.app import create_app
 
     env["FALLBACK_FORM_MIN_SECONDS"] = "3"
     app = create_app(Settings.from_env(env))
@@ -204,8 +204,8 @@ def test_the_stylesheet_is_served_from_the_templates(client):
 
 
 def test_an_operator_template_folder_overrides_the_shipped_page(env, tmp_path):
-    from fallback.app import create_app
-    from fallback.config import Settings
+    from fallback.core.settings import Settings
+    from fallback.serving.app import create_app
 
     (tmp_path / "brand").mkdir()
     (tmp_path / "brand" / "thanks.html").write_text("Merci from {{ site_name }}")
@@ -224,7 +224,7 @@ def test_healthz_is_503_until_the_checker_has_run_a_round(client, storage, caplo
 def test_healthz_is_503_when_the_heartbeat_is_stale(client, storage, settings, caplog):
     from datetime import timedelta
 
-    from fallback.state import utcnow
+    from fallback.core.clock import utcnow
 
     beat(storage)
     stale = settings.check_interval * 3 + settings.check_timeout + 1
@@ -247,11 +247,13 @@ def test_the_admin_status_json_reports_the_checker_and_its_doubts(client, storag
 def test_the_page_is_rendered_once_per_flag_change_with_a_fresh_token_each_time(
     client, down, storage, app, monkeypatch
 ):
-    import fallback.web
+    import fallback.visitor.pages
 
     renders = []
-    original = fallback.web.render_page
-    monkeypatch.setattr(fallback.web, "render_page", lambda *args, **kw: renders.append(1) or original(*args, **kw))
+    original = fallback.visitor.pages.render_page
+    monkeypatch.setattr(
+        fallback.visitor.pages, "render_page", lambda *args, **kw: renders.append(1) or original(*args, **kw)
+    )
     # (the second request is answered by the WSGI fast path, from the page the first one rendered)
     first, second = client.get("/a").get_data(as_text=True), client.get("/b?x=1").get_data(as_text=True)
     assert len(renders) == 1
@@ -266,7 +268,7 @@ def test_the_page_is_rendered_once_per_flag_change_with_a_fresh_token_each_time(
 def test_the_page_says_when_the_site_is_back_only_when_it_is_known(client, storage, app):
     from datetime import timedelta
 
-    from fallback.state import utcnow
+    from fallback.core.clock import utcnow
 
     storage.flag.set_mode("down")
     app.extensions["fallback"].flag.invalidate()
@@ -288,14 +290,14 @@ def test_the_page_says_when_the_site_is_back_only_when_it_is_known(client, stora
     ],
 )
 def test_the_loop_guard_compares_host_names_and_non_default_ports(main, host, loops):
-    from fallback.visitor import same_host
+    from fallback.core.urls import same_host
 
     assert same_host(main, host) is loops
 
 
 def test_a_forwarded_host_is_never_trusted(env):
-    from fallback.app import create_app
-    from fallback.config import Settings
+    from fallback.core.settings import Settings
+    from fallback.serving.app import create_app
 
     env["FALLBACK_TRUSTED_PROXIES"] = "1"
     client = create_app(Settings.from_env(env)).test_client()
@@ -364,7 +366,7 @@ def test_non_ascii_paths_and_queries_are_percent_encoded_once(client):
 
 @pytest.mark.parametrize("path", ["/any/visitor/path", "/_fallback/status.json", "/_fallback/healthz"])
 def test_every_answer_to_a_probe_carries_the_installations_mark_of_its_challenge(client, app, path):
-    from fallback.selfprobe import MARK_HEADER, mark, probe_key
+    from fallback.checking.selfprobe import MARK_HEADER, mark, probe_key
 
     key = probe_key(app.config["SECRET_KEY"])
     marked = client.get(path, headers={"Fallback-Probe": "a-challenge"})
@@ -373,7 +375,7 @@ def test_every_answer_to_a_probe_carries_the_installations_mark_of_its_challenge
 
 
 def test_the_fast_paths_page_is_marked_too(client, app, down):
-    from fallback.selfprobe import MARK_HEADER, mark, probe_key
+    from fallback.checking.selfprobe import MARK_HEADER, mark, probe_key
 
     client.get("/warm")  # Flask renders the page once; the fast path serves it from then on
     response = client.get("/x", headers={"Fallback-Probe": "c2"})

@@ -15,10 +15,10 @@ from helpers import FixedClock, contact_fields, csrf_token, log_in
 from standardwebhooks import Webhook
 from webhook_receiver import HANG, Receiver
 
-from fallback.app import create_app
-from fallback.config import Settings
+from fallback.core.settings import Settings
+from fallback.outbound.webhooks import CLAIM_SECONDS, MAX_RETRY_SECONDS, WebhookSender, retry_delay
+from fallback.serving.app import create_app
 from fallback.storage import NewLead, open_storage
-from fallback.webhooks import CLAIM_SECONDS, MAX_RETRY_SECONDS, WebhookSender, retry_delay
 
 BACKENDS = ["sqlite", "postgres"]
 SECRET = "whsec_" + base64.b64encode(b"a test secret of 32 bytes, quite").decode()
@@ -341,7 +341,7 @@ def test_the_dashboard_hides_a_receivers_credentials_and_query(hook_env, hook_st
 
 
 def test_the_process_holding_the_checker_lease_sends_them_in_the_background(hook_env, receiver):
-    from fallback.server import start_in_background
+    from fallback.serving.server import start_in_background
 
     settings = Settings.from_env({**hook_env, "FALLBACK_MAIN_URL": receiver.url, "FALLBACK_CHECK_INTERVAL": "1"})
     app = create_app(settings)
@@ -357,7 +357,7 @@ def test_the_process_holding_the_checker_lease_sends_them_in_the_background(hook
 
 def _timing_out_once(sender):
     """The sender's post, but the first one times out (as a receiver that never answers would)."""
-    from fallback.webhooks import Answer
+    from fallback.outbound.webhooks import Answer
 
     real, calls = sender.post, []
 

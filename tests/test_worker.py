@@ -9,8 +9,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from fallback import worker
-from fallback.worker import MAX_HEAD, READY, STOP_LINGER, TOO_LARGE, WAIT, HeadConn, HeadersFirstWorker, head_state
+from fallback.serving import worker
+from fallback.serving.worker import (
+    MAX_HEAD,
+    READY,
+    STOP_LINGER,
+    TOO_LARGE,
+    WAIT,
+    HeadConn,
+    HeadersFirstWorker,
+    head_state,
+)
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 

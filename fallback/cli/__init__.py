@@ -11,12 +11,12 @@ from pathlib import Path
 
 import click
 
-from .. import __version__
-from ..config import ConfigError
-from ..remote import RemoteError
-from ..storage import StorageError
-from . import database, preflight, service
-from .common import Failure, database_label, load_storage, ngettext
+from fallback import __version__
+from fallback.cli import database, preflight, service
+from fallback.cli.common import Failure, database_label, load_storage, ngettext
+from fallback.core.remote import RemoteError
+from fallback.core.settings import ConfigError
+from fallback.storage import StorageError
 
 __all__ = ["Commands", "Failure", "cli", "database_label", "load_storage", "main", "ngettext"]
 
@@ -47,8 +47,8 @@ ENV_FILE = ".env"
 def cli(env_file: Path | None) -> None:
     """fallback: a standby contact page for when your main site is down.
 
-    Settings come from FALLBACK_* environment variables, and first from a .env file (or --env-file); see the
-    README.
+    Settings come from FALLBACK_* environment variables, and first from a .env file (or --env-file); see
+    docs/configuration.md.
     """
     read_env_file(env_file or Path(ENV_FILE))
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import click
 
-from ..config import Settings
-from ..paths import PACKAGE_DIR
-from ..state import parse_duration
-from ..storage import Storage, open_storage
-from ..storage.postgres import safe_url
+from fallback.core.durations import parse_duration
+from fallback.core.paths import PACKAGE_DIR
+from fallback.core.settings import Settings
+from fallback.storage import Storage, open_storage
+from fallback.storage.postgres import safe_url
 
 
 class Failure(click.ClickException):

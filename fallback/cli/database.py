@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 
 import click
 
-from ..config import Settings
-from ..export import csv_chunks, parse_bound
-from ..modes import change_mode
-from ..remote import Remote
-from ..state import utcnow
-from .common import Duration, Failure, database_label, load_storage, ngettext, through_api
+from fallback.cli.common import Duration, Failure, database_label, load_storage, ngettext, through_api
+from fallback.core.clock import utcnow
+from fallback.core.remote import Remote
+from fallback.core.settings import Settings
+from fallback.team.export import csv_chunks, parse_bound
+from fallback.team.modes import change_mode
 
 
 @click.command()
@@ -27,7 +27,7 @@ def status(as_json: bool, url: str | None) -> None:
         fallback status --json
         FALLBACK_API_TOKEN=... fallback status --url https://sorry.example.com
     """
-    from ..status import status_document
+    from fallback.checking.status import status_document
 
     settings = Settings.from_env()
     if url:
@@ -202,7 +202,7 @@ def migrate(target: str) -> None:
         FALLBACK_DATABASE=fallback.db \\
         fallback migrate --to postgresql://fallback:secret@db.example.com/fallback
     """
-    from ..migrate import migrate as copy_into
+    from fallback.storage.migrate import migrate as copy_into
 
     for line in copy_into(Settings.from_env().database, target):
         click.echo(line)

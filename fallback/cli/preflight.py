@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import click
 
-from ..config import Settings
-from .common import Duration, Failure, load_storage
+from fallback.cli.common import Duration, Failure, load_storage
+from fallback.core.settings import Settings
 
 
 @click.command("mail-test")
@@ -21,10 +21,10 @@ def mail_test(address: str) -> None:
 
         fallback mail-test me@example.org
     """
-    from .. import smtp
-    from ..mail import MailTemplates, followup_message, main_site_link
-    from ..paths import shipped_templates
-    from ..unsubscribe import UNSUBSCRIBE_PATH
+    from fallback.core.paths import shipped_templates
+    from fallback.outbound import smtp
+    from fallback.outbound.mail import MailTemplates, followup_message, main_site_link
+    from fallback.outbound.unsubscribe_token import UNSUBSCRIBE_PATH
 
     settings = Settings.from_env()
     if not (settings.smtp_url and settings.mail_from and settings.public_url):
@@ -102,8 +102,8 @@ def drill(
 
         fallback drill --rehearse --load 10 --notify-test --resolver 1.1.1.1
     """
-    from ..drill import failed, interruptible, parse_resolver, run_all, table
-    from ..drill.rehearsal import Interrupted
+    from fallback.drill import failed, interruptible, parse_resolver, run_all, table
+    from fallback.drill.rehearsal import Interrupted
 
     if not timedelta(seconds=1) <= expiry <= timedelta(seconds=60):
         raise Failure("--expiry: between 1 and 60 seconds, so that a killed drill leaves nothing forced for long")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from ..config import Settings
-from ..storage import StorageError
-from .common import Failure, load_storage
+from fallback.cli.common import Failure, load_storage
+from fallback.core.settings import Settings
+from fallback.storage import StorageError
 
 
 def installation_probe_key(settings: Settings) -> bytes | None:
@@ -19,7 +19,7 @@ def installation_probe_key(settings: Settings) -> bytes | None:
     With it, `fallback check` recognises an answer from this fallback itself; without it, `check` still needs
     no database, and PostgreSQL is not asked (a probe must not wait on a database).
     """
-    from ..selfprobe import probe_key
+    from fallback.checking.selfprobe import probe_key
 
     if settings.secret_key:
         return probe_key(settings.secret_key)
@@ -37,7 +37,9 @@ def installation_probe_key(settings: Settings) -> bytes | None:
     help="Address to listen on [default: 127.0.0.1, or every interface (0.0.0.0) when the platform set $PORT].",
 )
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on [default: $PORT or 8000].")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Web worker processes.")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), help="Web worker processes [default: $WEB_CONCURRENCY or 2]."
+)
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True, help="Threads per worker.")
 @click.option(
     "--checker/--no-checker",
@@ -45,18 +47,19 @@ def installation_probe_key(settings: Settings) -> bytes | None:
     show_default=True,
     help="Run the health checker too (one per database, whatever the number of processes).",
 )
-def serve(host: str | None, port: int | None, workers: int, threads: int, checker: bool) -> None:
+def serve(host: str | None, port: int | None, workers: int | None, threads: int, checker: bool) -> None:
     """Run the web app and the health checker under gunicorn.
 
     Example:
 
         FALLBACK_MAIN_URL=https://www.example.com fallback serve --port 8000
     """
-    from ..server import bind_host
-    from ..server import serve as run_server
+    from fallback.serving.server import bind_host
+    from fallback.serving.server import serve as run_server
 
     settings = Settings.from_env(need_main_url=True)
     load_storage(settings, create=True).close()
+    workers = workers or settings.web_concurrency
     run_server(settings, bind_host(host, os.environ), port or settings.port, workers, threads, checker)
 
 
@@ -73,7 +76,7 @@ def check(url: str | None) -> None:
     urls = [url] if url else list(settings.check_urls)
     if not urls:
         raise Failure("give a URL, or set FALLBACK_MAIN_URL or FALLBACK_CHECK_URLS")
-    from ..probe import probe  # requests, imported only by the commands that need it
+    from fallback.checking.probe import probe
 
     self_key = installation_probe_key(settings)
     all_ok = True
@@ -117,6 +120,6 @@ def probe_agent(report_to: str, token: str | None, name: str | None) -> None:
         FALLBACK_MAIN_URL=https://www.example.com FALLBACK_API_TOKEN=... \\
         fallback probe --report-to https://sorry.example.com --name "paris probe"
     """
-    from ..agent import run_agent
+    from fallback.checking.agent import run_agent
 
     run_agent(Settings.from_env(), report_to, token, name)

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from ..config import Settings
-from ..storage import Storage
-from .channels import notify_items, smtp_item
-from .items import FAIL, PASS, WARN, Item, failed, table
-from .public import HEALTHZ_PATH, public_url_item, visitor_items
-from .site import MAX_TTL, cache_control_item, dns_item, main_site_items, parse_resolver, tls_item
-from .standby import database_item, secrets_items
+from fallback.core.settings import Settings
+from fallback.drill.channels import notify_items, smtp_item
+from fallback.drill.items import FAIL, PASS, WARN, Item, failed, table
+from fallback.drill.public import HEALTHZ_PATH, public_url_item, visitor_items
+from fallback.drill.site import MAX_TTL, cache_control_item, dns_item, main_site_items, parse_resolver, tls_item
+from fallback.drill.standby import database_item, secrets_items
+from fallback.storage import Storage
 
 __all__ = [
     "FAIL",
@@ -96,11 +96,11 @@ def run_all(
             )
         )
     elif storage is not None:
-        from .rehearsal import rehearse
+        from fallback.drill.rehearsal import rehearse
 
         items.extend(rehearse(settings, storage, expiry))
     if load is not None:
-        from .load import load_item
+        from fallback.drill.load import load_item
 
         items.append(load_item(settings.public_url, *load))
     return items

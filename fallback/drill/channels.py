@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..config import Settings
-from ..redact import redact_text, redact_url
-from .items import FAIL, PASS, WARN, Item
+from fallback.core.redact import redact_text, redact_url
+from fallback.core.settings import Settings
+from fallback.drill.items import FAIL, PASS, WARN, Item
 
 TEST_TITLE = "fallback drill: test notification"
 TEST_BODY = "A test sent by `fallback drill --notify-test`: this channel will carry the alerts of the show."
@@ -56,7 +56,7 @@ def smtp_item(settings: Settings, timeout: float) -> Item | None:
     """SMTP for follow-up mail, when it is on: EHLO, STARTTLS when offered, the log-in; nothing is sent."""
     if not settings.smtp_url:
         return None
-    from .. import smtp
+    from fallback.outbound import smtp
 
     name = f"SMTP {redact_url(settings.smtp_url)}"
     try:

@@ -14,9 +14,9 @@ import math
 import threading
 import time
 
-from ..redact import redact_url
-from .items import FAIL, PASS, WARN, Item
-from .public import BROWSER_HEADERS, MAX_READ
+from fallback.core.redact import redact_url
+from fallback.drill.items import FAIL, PASS, WARN, Item
+from fallback.drill.public import BROWSER_HEADERS, MAX_READ
 
 MAX_SECONDS = 300
 MAX_CONNECTIONS = 64

@@ -8,8 +8,8 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ..redact import redact_url
-from .items import FAIL, PASS, WARN, Item
+from fallback.core.redact import redact_url
+from fallback.drill.items import FAIL, PASS, WARN, Item
 
 if TYPE_CHECKING:
     import requests

@@ -15,14 +15,15 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from ..config import Settings
-from ..drillmark import FIELD, drill_key, drill_mark
-from ..modes import change_mode, restore_mode
-from ..redact import redact_url
-from ..state import Flag, iso, utcnow
-from ..storage import Storage, StorageError
-from .items import FAIL, PASS, WARN, Item
-from .public import Fetched, fetch, page_size_item
+from fallback.core.clock import iso, utcnow
+from fallback.core.flag import Flag
+from fallback.core.redact import redact_url
+from fallback.core.settings import Settings
+from fallback.drill.items import FAIL, PASS, WARN, Item
+from fallback.drill.public import Fetched, fetch, page_size_item
+from fallback.storage import Storage, StorageError
+from fallback.team.modes import change_mode, restore_mode
+from fallback.visitor.drillmark import FIELD, drill_key, drill_mark
 
 MAX_EXPIRY = timedelta(seconds=60)
 PAGE_WAIT_SECONDS = 15.0  # how long visitors may take to get the page before the rehearsal says they do not

@@ -8,8 +8,8 @@ import ssl
 import time
 from urllib.parse import urlsplit
 
-from ..config import Settings
-from .items import FAIL, PASS, WARN, Item
+from fallback.core.settings import Settings
+from fallback.drill.items import FAIL, PASS, WARN, Item
 
 MAX_TTL = 300  # seconds: above this, a DNS switch takes longer than a TV slot's first minutes
 MIN_CERT_DAYS = 14
@@ -20,7 +20,7 @@ MIN_CERT_DAYS = 14
 
 def main_site_items(settings: Settings) -> list[Item]:
     """Every check URL answering within the limits, then the main URL's Cache-Control."""
-    from ..probe import probe
+    from fallback.checking.probe import probe
 
     items = []
     for url in settings.check_urls:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import Settings
-from ..parsers import is_postgres_url
-from .items import FAIL, PASS, WARN, Item
+from fallback.core.parsers import is_postgres_url
+from fallback.core.settings import Settings
+from fallback.drill.items import FAIL, PASS, WARN, Item
 
 EPHEMERAL_FILESYSTEMS = {"tmpfs", "ramfs"}
 # Where buildpack platforms run the app from: /app (Heroku, Scalingo, Dokku's herokuish), and /workspace, the
@@ -91,8 +91,8 @@ def database_item(database: str, mounts: str | None = None, timeout: float = 5.0
 
 def postgres_item(database: str, timeout: float) -> Item:
     """Whether the PostgreSQL database answers from here, with these credentials."""
-    from ..storage import StorageError
-    from ..storage.postgres import ping, safe_url
+    from fallback.storage import StorageError
+    from fallback.storage.postgres import ping, safe_url
 
     name = "durable database"
     try:

@@ -6,19 +6,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from ..state import utcnow
-from .base import Database, StorageError
-from .checker import CheckerStore
-from .events import EventStore
-from .flag import FlagStore
-from .followups import FollowupStore
-from .leads import LEAD_COLUMNS, LeadStore, NewLead, Submission, email_key
-from .limits import LimitStore, RateCheck
-from .postgres import PostgresStorage
-from .schema import MIGRATIONS
-from .sqlite import SQLiteStorage
-from .verdicts import Verdict, VerdictStore
-from .webhooks import WebhookStore
+from fallback.core.clock import utcnow
+from fallback.storage.backends import PostgresStorage, SQLiteStorage
+from fallback.storage.base import Database, StorageError
+from fallback.storage.checker import CheckerStore
+from fallback.storage.events import EventStore
+from fallback.storage.flag import FlagStore
+from fallback.storage.followups import FollowupStore
+from fallback.storage.leads import LEAD_COLUMNS, LeadStore, Submission, email_key
+from fallback.storage.limits import LimitStore, RateCheck
+from fallback.storage.records import NewLead
+from fallback.storage.schema import MIGRATIONS
+from fallback.storage.verdicts import Verdict, VerdictStore
+from fallback.storage.webhooks import WebhookStore
 
 __all__ = [
     "LEAD_COLUMNS",

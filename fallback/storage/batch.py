@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from .base import StorageError
+from fallback.storage.base import StorageError
 
 log = logging.getLogger("fallback.storage")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ..state import iso, parse_iso
-from .base import Database
+from fallback.core.clock import iso, parse_iso
+from fallback.storage.base import Database
 
 
 class CheckerStore:

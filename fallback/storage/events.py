@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ..state import iso
-from .base import Connection, Database
+from fallback.core.clock import iso
+from fallback.storage.base import Connection, Database
 
 
 def add_event(conn: Connection, at: str, kind: str, title: str, body: str) -> None:

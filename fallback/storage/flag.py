@@ -6,11 +6,12 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
-from ..state import Flag, iso, parse_iso
-from .base import Connection, Database, StorageError
-from .events import add_event
-from .leads import GENUINE
-from .webhooks import WebhookStore, rfc3339
+from fallback.core.clock import iso, parse_iso
+from fallback.core.flag import Flag
+from fallback.storage.base import Connection, Database, StorageError
+from fallback.storage.events import add_event
+from fallback.storage.leads import GENUINE
+from fallback.storage.webhooks import WebhookStore, rfc3339
 
 log = logging.getLogger("fallback.storage")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ..state import iso
-from .base import Database
-from .leads import GENUINE
-from .limits import RateCheck, count_attempt, give_back_attempt
+from fallback.core.clock import iso
+from fallback.storage.base import Database
+from fallback.storage.leads import GENUINE
+from fallback.storage.limits import RateCheck, count_attempt, give_back_attempt
 
 # The shared counter of FALLBACK_MAIL_RATE: every instance on the database sends against the same one.
 MAIL_RATE_KEY = "followup-mail"

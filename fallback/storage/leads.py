@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, cast
 
-from ..state import iso
-from .base import Connection, Database, StorageError
-from .batch import GroupCommit
-from .limits import RateCheck, count_attempt
-from .submissions import LATEST_MESSAGE, SAID, erase, form_key, kept_by, pages, record
-from .webhooks import WebhookStore, rfc3339
+from fallback.core.clock import iso
+from fallback.storage.base import Connection, Database, StorageError
+from fallback.storage.batch import GroupCommit
+from fallback.storage.limits import RateCheck, count_attempt
+from fallback.storage.records import NewLead
+from fallback.storage.submissions import LATEST_MESSAGE, SAID, erase, form_key, kept_by, pages, record
+from fallback.storage.webhooks import WebhookStore, rfc3339
 
 # A genuine lead: neither suspected spam nor a drill's test lead (both kept apart from exports, mail and webhooks).
 GENUINE = "spam = 0 AND drill = 0"
@@ -34,25 +35,6 @@ LEAD_COLUMNS = (
     "submissions",
     *FOLLOW_UP_COLUMNS,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class NewLead:
-    """One submission of the contact form, as validated by the web layer."""
-
-    email: str
-    name: str = ""
-    message: str = ""
-    consent: bool = False
-    consent_version: str | None = None
-    consent_text: str | None = None
-    landing_path: str = "/"
-    language: str = "en"
-    spam_reason: str | None = None
-    token: str | None = None  # the form's token: with the fields, it tells a double click from a new post
-    notify: bool = False  # asked to be mailed when the site is back
-    notify_text: str | None = None  # the wording of that box as shown
-    drill: bool = False  # sent by `fallback drill --rehearse` under the installation's key: kept apart, then erased
 
 
 def email_key(email: str) -> str:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from datetime import datetime
 
-from .base import Connection, Database
+from fallback.storage.base import Connection, Database
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,10 +24,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..state import utcnow
-from .base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
-from .postgres_checker import SessionLockedCheckerStore
-from .stores import Stores
+from fallback.core.clock import utcnow
+from fallback.storage.base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
 
 log = logging.getLogger("fallback.storage")
 
@@ -386,7 +384,7 @@ class PostgresDatabase:
         """Vacuum the leads, their submissions and webhooks, so that erased rows' space is reclaimed."""
         # Outside a transaction (the pool's connections are autocommit): the erased rows' space is
         # reclaimed, so they are not kept around in the tables' pages. What VACUUM cannot reach (WAL
-        # segments, backups, replicas) is said in the README.
+        # segments, backups, replicas) is said in docs/leads.md.
         try:
             with self._connection("vacuum") as conn:
                 conn.execute("VACUUM leads, submissions, webhook_deliveries")
@@ -415,15 +413,6 @@ class PostgresDatabase:
 
 def _version(rows: list) -> int:
     return int(rows[0][0]) if rows else 0
-
-
-class PostgresStorage(Stores):
-    """The PostgreSQL backend: several instances sharing one database; the checker holds an advisory lock."""
-
-    def __init__(self, path: str, clock: Callable[[], datetime] = utcnow, threads: int = 8):
-        db = PostgresDatabase(path, clock, threads)
-        super().__init__(db, SessionLockedCheckerStore(db))
-        self.db: PostgresDatabase = db
 
 
 def _short(error: BaseException) -> str:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..state import iso
-from .base import StorageError
-from .checker import CheckerStore
-
-if TYPE_CHECKING:
-    from .postgres import PostgresDatabase
+from fallback.core.clock import iso
+from fallback.storage.base import StorageError
+from fallback.storage.checker import CheckerStore
+from fallback.storage.postgres import PostgresDatabase
 
 log = logging.getLogger("fallback.storage")
 

@@ -13,12 +13,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from ..state import utcnow
-from .base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
-from .checker import CheckerStore
-from .schema import MIGRATIONS
-from .stores import Stores
-from .writelock import WriterLock
+from fallback.core.clock import utcnow
+from fallback.storage.base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
+from fallback.storage.schema import MIGRATIONS
+from fallback.storage.writelock import WriterLock
 
 # How long an erasure waits for readers of an older snapshot (an export, a backup) to let the WAL go.
 ERASE_WAIT_SECONDS = 5.0
@@ -195,12 +193,3 @@ class SQLiteDatabase:
         except sqlite3.Error:
             return 0  # no meta table yet, or unreadable: the migration's write then says why
         return int(rows[0][0]) if rows else 0
-
-
-class SQLiteStorage(Stores):
-    """The SQLite backend: one file, one machine; the checker holds a lease in the checker row."""
-
-    def __init__(self, path: str, clock: Callable[[], datetime] = utcnow):
-        db = SQLiteDatabase(path, clock)
-        super().__init__(db, CheckerStore(db))
-        self.db: SQLiteDatabase = db

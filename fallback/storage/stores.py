@@ -6,16 +6,16 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
-from ..state import iso
-from .base import Database
-from .checker import CheckerStore
-from .events import EventStore
-from .flag import FlagStore
-from .followups import FollowupStore
-from .leads import LeadStore
-from .limits import LimitStore
-from .verdicts import VerdictStore
-from .webhooks import WebhookStore
+from fallback.core.clock import iso
+from fallback.storage.base import Database
+from fallback.storage.checker import CheckerStore
+from fallback.storage.events import EventStore
+from fallback.storage.flag import FlagStore
+from fallback.storage.followups import FollowupStore
+from fallback.storage.leads import LeadStore
+from fallback.storage.limits import LimitStore
+from fallback.storage.verdicts import VerdictStore
+from fallback.storage.webhooks import WebhookStore
 
 
 class Stores:

@@ -10,10 +10,10 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import Connection, Database
+from fallback.storage.base import Connection, Database
 
 if TYPE_CHECKING:
-    from .leads import NewLead
+    from fallback.storage.records import NewLead
 
 PAGE_ROWS = 1000
 # The latest non-empty message, for the dashboard's list of leads.

@@ -6,8 +6,8 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from ..state import iso, parse_iso
-from .base import Database
+from fallback.core.clock import iso, parse_iso
+from fallback.storage.base import Database
 
 COLUMNS = "name, kind, state, ok, reason, observed_at, received_at, first_seen_at"
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..state import iso
-from .base import Connection, Database
+from fallback.core.clock import iso
+from fallback.storage.base import Connection, Database
 
 EVENT_TYPES = ("incident.opened", "incident.closed", "mode.changed", "lead.created")
 # How long an event is retried before it is given up (the sender's backoff spreads the tries over it).

@@ -1,0 +1,287 @@
+"""Serving: the app under gunicorn, configured from the command line."""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gunicorn import glogging
+from gunicorn.app.base import BaseApplication
+
+from fallback.core.logs import COMBINED, use_json
+from fallback.core.settings import Settings
+from fallback.storage import Storage
+
+if TYPE_CHECKING:
+    from fallback.checking.checker import Checker
+    from fallback.core.counters import Metrics
+
+# prometheus_client's variable (fallback.metrics reads it; not imported here, so that the master never loads it early).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The workers' counts folder, named after the master's pid: fallback-metrics-<pid>-<random>.
+COUNTS_PREFIX = "fallback-metrics-"
+
+
+class GunicornServer(BaseApplication):
+    """gunicorn, embedded: each worker builds its own app (and its own database connections)."""
+
+    def __init__(self, settings: Settings, options: dict, vantage: str | None = None):
+        self.settings = settings
+        self.options = options
+        self.vantage = vantage  # this instance's name as a vantage point (FALLBACK_QUORUM)
+        super().__init__()
+
+    def load_config(self) -> None:
+        """Apply our options; gunicorn's own command line is not ours to parse."""
+        for key, value in self.options.items():
+            # Settings a given gunicorn release lacks are skipped, so a range of releases works.
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def load(self):
+        """Build the app inside the worker, after the fork."""
+        from fallback.serving.app import create_app
+
+        return create_app(self.settings, threads=self.options["threads"])
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's logger writing JSON lines, and fallback's own loggers with it (FALLBACK_LOG_FORMAT=json)."""
+
+    def setup(self, cfg) -> None:
+        """gunicorn's set-up (run again on a reload), then every handler writes JSON."""
+        super().setup(cfg)
+        use_json([self.error_log, self.access_log])
+
+
+class InstanceLock:
+    """Which worker of this instance is its one prober under a quorum: the one holding a file lock.
+
+    The file lives in the folder the master made for this run (share_counts), so every worker of one
+    instance shares it and no other instance does. The kernel lets go of the lock when its worker dies,
+    and another worker takes it at its next try.
+    """
+
+    def __init__(self, folder: str):
+        self.path = os.path.join(folder, "prober.lock")
+        self.fd: int | None = None
+
+    def held(self) -> bool:
+        """Whether this process holds the lock, taking it if it is free."""
+        if self.fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.fd = fd
+        return True
+
+
+# How long a leaving worker waits for its background threads (a probe, a mail being sent) once the lease is given up.
+JOIN_SECONDS = 3.0
+
+
+class Background:
+    """The checker and its senders, running in daemon threads of this process."""
+
+    def __init__(self, checker: Checker, stopping: threading.Event):
+        self.checker = checker
+        self.stopping = stopping
+        self.threads: list[threading.Thread] = []
+
+    def start(self, target, *args, name: str) -> None:
+        """Run `target(*args)` in a daemon thread named `name`."""
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def stop_soon(self) -> None:
+        """Give the lease up now, in a thread of its own (it may wait for a round's writes); no thread is joined."""
+        self.stopping.set()
+        threading.Thread(target=self.checker.release, name="fallback-release", daemon=True).start()
+
+    def stop(self, seconds: float = JOIN_SECONDS) -> None:
+        """End the threads: the lease is given up at once, even mid-probe, then each thread gets `seconds` in all.
+
+        Daemon threads die with the process: unless it is given up here, the lease outlives the process and
+        another checker waits for it to lapse (three intervals and a timeout) before it takes over.
+        """
+        self.stopping.set()
+        self.checker.release()
+        deadline = time.monotonic() + seconds
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def start_in_background(
+    settings: Settings,
+    storage: Storage,
+    self_key: bytes | None = None,
+    metrics: Metrics | None = None,
+    vantage: str | None = None,
+) -> Background:
+    """Run a checker (with the notifier, the follow-up and webhook senders) in daemon threads, until `stop()`.
+
+    With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such; with
+    `metrics`, the checker counts its probes and flips there. `vantage` names this instance under a quorum.
+    """
+    # Imported here, not at the top: only a process that runs the checker needs `requests` and Apprise.
+    from fallback.checking.checker import Checker
+    from fallback.outbound.notify import Notifier, deliver_forever
+
+    stop = threading.Event()
+    folder = os.environ.get(MULTIPROC_ENV)  # set by serve() in the master; absent when a test calls this alone
+    prober = InstanceLock(folder).held if folder else None
+    checker = Checker(settings, storage, self_key=self_key, metrics=metrics, vantage=vantage, prober=prober)
+    background = Background(checker, stop)
+    background.start(checker.run, stop, name="fallback-checker")
+    if settings.notify_urls:
+        notifier = Notifier(settings.notify_urls)
+        background.start(
+            deliver_forever, storage, notifier, checker, stop, settings.site_name, name="fallback-notifier"
+        )
+    if settings.smtp_url:
+        from fallback.outbound.followup import FollowupSender
+        from fallback.serving.app import secret_key_for
+
+        sender = FollowupSender(settings, storage, secret_key_for(settings, storage))
+        background.start(sender.run, checker, stop, name="fallback-followup")
+    if settings.webhook_urls:
+        from fallback.outbound.webhooks import WebhookSender
+
+        hooks = WebhookSender(settings, storage)
+        background.start(hooks.run, checker, stop, name="fallback-webhooks")
+    return background
+
+
+def start_checker(worker) -> None:
+    """gunicorn hook: every worker runs a checker thread; the database lease lets only one probe."""
+    from fallback.checking.selfprobe import probe_key
+
+    runtime = worker.wsgi.extensions["fallback"]
+    worker.fallback_background = background = start_in_background(
+        runtime.settings, runtime.storage, probe_key(runtime.secret_key), runtime.metrics, worker.app.vantage
+    )
+    release_on_sigterm(background)
+
+
+def release_on_sigterm(background: Background) -> None:
+    """Give the lease up when the worker is told to stop, before gunicorn's own handler begins the graceful exit.
+
+    A worker may take seconds to exit after SIGTERM (it ends its requests first; its master then reaps it):
+    the checker moves to another process at once instead, while this one still answers visitors.
+    """
+    graceful = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame) -> None:
+        background.stop_soon()
+        if callable(graceful):
+            graceful(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn set it: a stop must not interrupt a request's I/O
+
+
+def stop_checker(server, worker) -> None:
+    """gunicorn hook, in a leaving worker (its requests done): give the lease up, so another takes over at once."""
+    background = getattr(worker, "fallback_background", None)
+    if background is not None:
+        background.stop()
+
+
+def forget_worker(server, worker) -> None:
+    """gunicorn hook, in the master: a worker has gone; its counts stay in the folder, its live gauges go."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(worker.pid, os.environ[MULTIPROC_ENV])
+
+
+def bind_host(host: str | None, environ: Mapping[str, str]) -> str:
+    """Where `fallback serve` listens: `--host` when given; every interface when the platform set PORT; else loopback.
+
+    A laptop's quick start must not show the page to the local network, while a PaaS routes to the port it set.
+    """
+    if host:
+        return host
+    return "0.0.0.0" if environ.get("PORT", "").strip() else "127.0.0.1"
+
+
+def share_counts() -> str:
+    """Give the workers to come a private folder (mode 0700) for their counts (fallback.metrics); removed at exit.
+
+    One for this run only: a folder kept from an earlier run could hold a recycled pid's file, and a restart
+    of the server is a counter reset, which Prometheus expects.
+    """
+    master = os.getpid()
+    remove_stale_counts(Path(tempfile.gettempdir()))
+    folder = tempfile.mkdtemp(prefix=f"{COUNTS_PREFIX}{master}-")
+    os.environ[MULTIPROC_ENV] = folder  # before the workers fork, and before they import prometheus_client
+
+    def remove() -> None:
+        if os.getpid() == master:  # forked workers run the exit handlers too
+            shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(remove)
+    return folder
+
+
+def remove_stale_counts(temporary: Path) -> None:
+    """Remove our folders of counts whose server is gone: one killed with SIGKILL had no exit to remove its own."""
+    for folder in temporary.glob(COUNTS_PREFIX + "*-*"):
+        try:
+            pid = int(folder.name[len(COUNTS_PREFIX) :].split("-")[0])
+            if folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(pid, 0)  # no signal sent: only whether that process still exists
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, OSError):  # not one of ours, or a process of another user's: left alone
+            continue
+
+
+def serve(settings: Settings, host: str, port: int, workers: int, threads: int, checker: bool = True) -> None:
+    """Run the web app, and the health checker unless told not to, until stopped."""
+    from fallback.checking.quorum import default_vantage
+
+    hooks = {"post_worker_init": start_checker, "worker_exit": stop_checker} if checker else {}
+    share_counts()
+    GunicornServer(
+        settings,
+        {
+            **hooks,
+            "child_exit": forget_worker,
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            # gthread, but a thread takes a connection only once its request head is here (slow clients).
+            "worker_class": "fallback.serving.worker.HeadersFirstWorker",
+            "threads": threads,
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "keepalive": 5,
+            # Headers and request line bounded well below gunicorn's defaults: nothing here needs more.
+            "limit_request_line": 8190,
+            "limit_request_fields": 100,
+            # Off by default: writing a line per request costs the hot path (docs/configuration.md, Logs).
+            "accesslog": settings.access_log,
+            "access_log_format": COMBINED,
+            "logger_class": JsonLogger if settings.log_format == "json" else glogging.Logger,
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "fallback",
+            # One machine may run several instances: no shared control socket in $HOME.
+            "control_socket_disable": True,
+        },
+        default_vantage(port),
+    ).run()

@@ -1,0 +1,280 @@
+"""Admin views: log-in, the dashboard with the mode toggle, and the CSV export."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+
+from fallback.checking.status import status_document
+from fallback.core.clock import utcnow
+from fallback.core.durations import parse_duration
+from fallback.core.redact import redact_url
+from fallback.storage import Storage, StorageError
+from fallback.team.charts import latency_chart
+from fallback.team.export import csv_chunks, parse_bound
+from fallback.team.forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
+from fallback.team.logins import login_limits
+from fallback.team.sessions import end_every_session, has_admin_session, open_admin_session
+from fallback.team.tokens import bearer_token, same_secret
+from fallback.web.guard import is_cross_site
+from fallback.web.runtime import runtime
+
+log = logging.getLogger("fallback.admin")
+
+blueprint = Blueprint("admin", __name__, url_prefix="/_fallback/admin")
+
+LEADS_PER_PAGE = 25
+WEBHOOKS_SHOWN = 20
+
+
+def is_admin() -> bool:
+    """Whether this request carries a valid admin session (see fallback.sessions)."""
+    return has_admin_session(runtime())
+
+
+def csrf_meta() -> dict:
+    """WTForms meta options that tie CSRF tokens to the admin session."""
+    return {"csrf_secret": str(current_app.config["SECRET_KEY"]).encode("utf-8"), "csrf_context": session}
+
+
+@blueprint.before_request
+def require_password_setting() -> Response | None:
+    """Without FALLBACK_ADMIN_PASSWORD the admin area does not exist (the export token still works)."""
+    if not runtime().settings.admin_password and request.endpoint != "admin.export_csv":
+        abort(404)
+    if request.method == "POST" and is_cross_site():
+        return make_response("Admin forms may only be sent from the admin pages.\n", 403)
+    if session.get("admin") and not is_admin():
+        session.clear()  # ended (log-out, new password, 8 hours): the browser drops the cookie
+    return None
+
+
+@blueprint.after_request
+def never_cache(response: Response) -> Response:
+    """Admin pages hold private data: no cache may keep them."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.get("/app.js")
+def script() -> Response:
+    """The dashboard's small script: it refreshes the state tiles from the admin's status.json."""
+    response = make_response(render_template("admin.js"))
+    response.mimetype = "text/javascript"
+    return response
+
+
+@blueprint.get("/status.json")
+def full_status() -> ResponseReturnValue:
+    """The full status document, for a logged-in admin: reasons, checker, incident, counts."""
+    if not is_admin():
+        return redirect(url_for("admin.dashboard"))
+    rt = runtime()
+    return make_response(status_document(rt.storage, rt.settings, utcnow()))
+
+
+@blueprint.get("")
+@blueprint.get("/")
+def dashboard() -> Response | str:
+    """The dashboard, or the log-in form."""
+    if not is_admin():
+        return render_template("admin/login.html", form=LoginForm(meta=csrf_meta()))
+    rt = runtime()
+    now = utcnow()
+    status = status_document(rt.storage, rt.settings, now)
+    query = request.args.get("q", "")[:200]
+    page = request.args.get("page", 1, type=int) or 1
+    page = max(1, min(page, 10_000))
+    leads, total = rt.storage.leads.search(query, LEADS_PER_PAGE, (page - 1) * LEADS_PER_PAGE)
+    probes = rt.storage.checker.recent_probes(60)
+    return render_template(
+        "admin/dashboard.html",
+        status=status,
+        chart=latency_chart(probes, rt.settings.max_latency * 1000),
+        today=now.date().isoformat(),
+        counts={"leads": status["leads"], "spam": status["spam"]},
+        incidents=rt.storage.flag.incidents(10),
+        leads=leads,
+        total=total,
+        query=query,
+        page=page,
+        pages=max(1, math.ceil(total / LEADS_PER_PAGE)),
+        spam=rt.storage.leads.recent(20, spam=True),
+        changes=rt.storage.flag.mode_changes(10),
+        deliveries=recent_deliveries(rt.storage) if rt.settings.webhook_urls else None,
+        mode_form=ModeForm(meta=csrf_meta()),
+        logout_form=LogoutForm(meta=csrf_meta()),
+        durations=DURATION_CHOICES,
+        modes=MODE_CHOICES,
+    )
+
+
+def recent_deliveries(storage: Storage) -> list[dict]:
+    """The latest webhook deliveries, their receivers' URLs without credentials or query (a token may be there)."""
+    return [{**row, "url": redact_url(row["url"])} for row in storage.webhooks.recent(WEBHOOKS_SHOWN)]
+
+
+@blueprint.post("/login")
+def login() -> ResponseReturnValue:
+    """Check the password in constant time and open an admin session."""
+    rt = runtime()
+    # Counted before the password is checked, so that parallel guesses cannot slip past the count.
+    limits, now = login_limits(rt.settings, rt.secret_key, request.remote_addr), rt.storage.clock()
+    try:
+        wait = rt.storage.limits.take(limits, now)
+    except StorageError as error:
+        log.error("log-in refused, the database is unavailable: %s", error)
+        return make_response("The database is unavailable; try again shortly.\n", 503)
+    if wait is not None:
+        log.warning("admin log-in from %s refused: too many failed log-ins", request.remote_addr)
+        fresh = LoginForm(meta=csrf_meta())
+        fresh.password.errors = [f"Too many attempts: wait {math.ceil(wait)} seconds and try again."]
+        response = make_response(render_template("admin/login.html", form=fresh), 429)
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+    form = LoginForm(request.form, meta=csrf_meta())
+    if form.validate() and same_secret(form.password.data, rt.settings.admin_password):
+        try:
+            rt.storage.limits.give_back(limits, now)  # only failures spend the budgets
+        except StorageError as error:  # the admin is let in all the same; one attempt stays counted
+            log.error("a successful log-in could not be given back to the limits: %s", error)
+        open_admin_session(rt)
+        return redirect(url_for("admin.dashboard"), 303)
+    log.warning("failed admin log-in from %s", request.remote_addr)
+    if not form.errors:
+        form.password.errors = ["Wrong password."]
+    fresh = LoginForm(meta=csrf_meta())
+    fresh.password.errors = form.password.errors or ["Your session expired: please log in again."]
+    return make_response(render_template("admin/login.html", form=fresh), 401)
+
+
+@blueprint.post("/logout")
+def logout() -> ResponseReturnValue:
+    """End every admin session: a copy of this one's cookie, elsewhere, must not outlive the log-out."""
+    form = LogoutForm(request.form, meta=csrf_meta())
+    # Only an admin may end everyone's sessions: the log-in page's CSRF token is anyone's.
+    if form.validate() and is_admin():
+        end_every_session(runtime())
+    return redirect(url_for("admin.dashboard"), 303)
+
+
+def refuse_action() -> Response | None:
+    """The answer refusing a dashboard button's POST (403 without a session, 400 without its CSRF token), or None."""
+    if not is_admin():
+        abort(403)
+    if not LogoutForm(request.form, meta=csrf_meta()).validate():
+        return make_response("The form expired: reload the dashboard and try again.\n", 400)
+    return None
+
+
+@blueprint.post("/leads/<int:lead_id>/delete")
+def delete_lead(lead_id: int) -> ResponseReturnValue:
+    """Erase one lead, for a visitor who asked, or an obvious mistake."""
+    refused = refuse_action()
+    if refused is not None:
+        return refused
+    try:
+        found = runtime().storage.leads.delete(lead_id)
+    except StorageError as error:  # not erased for real: say so, never a "deleted"
+        log.error("lead %d not fully erased: %s", lead_id, error)
+        return Response(
+            f"Not fully erased: {error}.\nSend this delete again once that is done: it will finish the erasure "
+            "(and answer that the lead is gone).\n",
+            503,
+            mimetype="text/plain",
+        )
+    if not found:
+        abort(404)
+    log.info("lead %d erased by an admin", lead_id)
+    return redirect(url_for("admin.dashboard", q=request.args.get("q") or None), 303)
+
+
+@blueprint.post("/webhooks/<int:delivery_id>/retry")
+def retry_webhook(delivery_id: int) -> ResponseReturnValue:
+    """Post one webhook delivery again now (a receiver that was fixed, or that lost it)."""
+    refused = refuse_action()
+    if refused is not None:
+        return refused
+    if not runtime().storage.webhooks.retry(delivery_id):
+        abort(404)
+    log.info("webhook delivery %d queued again by an admin", delivery_id)
+    return redirect(url_for("admin.dashboard", _anchor="webhooks"), 303)
+
+
+@blueprint.post("/mode")
+def set_mode() -> ResponseReturnValue:
+    """Force the page on or off, or hand back to the checker."""
+    from fallback.team.modes import change_mode
+
+    if not is_admin():
+        abort(403)
+    form = ModeForm(request.form, meta=csrf_meta())
+    if not form.validate():
+        return make_response(" ".join(f"{name}: {'; '.join(errors)}" for name, errors in form.errors.items()), 400)
+    rt = runtime()
+    until = utcnow() + parse_duration(form.duration.data) if form.duration.data and form.mode.data != "auto" else None
+    change_mode(rt.storage, form.mode.data, until=until, reason=form.reason.data or None, by="admin (web)")
+    rt.flag.invalidate()
+    rt.status.invalidate()
+    return redirect(url_for("admin.dashboard"), 303)
+
+
+@blueprint.post("/followup/send")
+def send_followups_now() -> ResponseReturnValue:
+    """Make every pending follow-up message due at once: the sender thread takes them within a second."""
+    refused = refuse_action()
+    if refused is not None:
+        return refused
+    # Only the flag in the queue changes here: the sending stays in the checker's process, off any request.
+    due = runtime().storage.followups.send_now()
+    log.info("an admin asked to send the %d pending follow-up message(s) now", due)
+    return redirect(url_for("admin.dashboard", _anchor="followup"), 303)
+
+
+@blueprint.get("/export.csv")
+def export_csv() -> Response:
+    """The leads as CSV, for a logged-in admin or a caller with the export bearer token."""
+    rt = runtime()
+    if not (same_secret(bearer_token(), rt.settings.export_token) or (rt.settings.admin_password and is_admin())):
+        if not rt.settings.admin_password and not rt.settings.export_token:
+            abort(404)
+        response = make_response(
+            "export needs an admin session or Authorization: Bearer <FALLBACK_EXPORT_TOKEN>\n", 401
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="fallback export"'
+        return response
+    try:
+        since = parse_bound(request.args.get("since"), "since")
+        until = parse_bound(request.args.get("until"), "until")
+    except ValueError as error:
+        return make_response(f"{error}\n", 400)
+    try:
+        chunks = csv_chunks(rt.storage.leads.iter(since, until))
+        first = next(chunks)
+    except StorageError as error:
+        log.error("export failed: %s", error)
+        return make_response("the database could not be read; try again shortly\n", 503)
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+
+    def stream():
+        yield first
+        yield from chunks
+
+    response = Response(stream(), mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = f'attachment; filename="leads-{stamp}.csv"'
+    return response

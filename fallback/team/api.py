@@ -1,0 +1,301 @@
+"""The control API, `/_fallback/api/v1/`: status, mode, leads and erasure, as JSON behind a bearer token.
+
+Every error is an RFC 9457 problem (`application/problem+json`). Without FALLBACK_API_TOKEN the API does
+not exist (404). Each request is counted against the failed-token limits before its token is checked, and
+given back when the token is right, so that only wrong tokens spend the budgets and parallel guesses
+cannot slip past the count (as fallback.logins does for the admin password).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from flask import Blueprint, Response, abort, g, json, request
+from flask.typing import ResponseReturnValue
+from itsdangerous import BadSignature, URLSafeSerializer
+from werkzeug.exceptions import HTTPException
+
+from fallback.checking.quorum import fresh_seconds
+from fallback.checking.status import status_document
+from fallback.checking.vantage import MAX_BODY, BadVerdict, read_report
+from fallback.core.clock import utcnow
+from fallback.core.durations import parse_duration
+from fallback.core.flag import MODES
+from fallback.storage import StorageError
+from fallback.team.export import parse_bound
+from fallback.team.logins import login_limits
+from fallback.team.modes import change_mode
+from fallback.team.openapi import document as openapi_document
+from fallback.team.tokens import bearer_token, same_secret
+from fallback.web.runtime import runtime
+
+log = logging.getLogger("fallback.api")
+
+PREFIX = "/_fallback/api/v1"
+blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
+
+PROBLEM_TYPE = "urn:fallback:problem:"
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+MAX_REASON = 200  # as the dashboard's mode form
+MODE_FIELDS = frozenset({"mode", "for", "reason"})
+ROUTES = {
+    "status": ("GET",),
+    "mode": ("PUT",),
+    "leads": ("GET", "DELETE"),
+    "openapi.json": ("GET",),
+    "verdicts": ("POST",),
+}
+
+
+class Problem(Exception):
+    """An error the client can fix, answered as an RFC 9457 problem."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        self.headers = headers or {}
+
+
+def problem_response(problem: Problem) -> Response:
+    """The problem as `application/problem+json`: type, title, status, detail."""
+    body = {"type": PROBLEM_TYPE + problem.slug, "title": problem.title, "status": problem.status}
+    body["detail"] = problem.detail
+    response = Response(json.dumps(body), problem.status, mimetype="application/problem+json")
+    response.headers.update(problem.headers)
+    return response
+
+
+def cursor_signer() -> URLSafeSerializer:
+    """Signs the leads cursor, so that a client cannot forge one (it holds only the last id)."""
+    return URLSafeSerializer(runtime().secret_key, salt="fallback.api.leads-cursor")
+
+
+@blueprint.before_request
+def authenticate() -> None:
+    """404 without FALLBACK_API_TOKEN; else the token or 401, a 429 once an address has failed too often."""
+    rt = runtime()
+    if not rt.settings.api_token:
+        abort(404)
+    limits, now = login_limits(rt.settings, rt.secret_key, request.remote_addr, scope="api"), rt.storage.clock()
+    wait = rt.storage.limits.take(limits, now)
+    if wait is not None:
+        log.warning("API request from %s refused: too many wrong tokens", request.remote_addr)
+        raise Problem(
+            429,
+            "too-many-attempts",
+            "Too many wrong tokens",
+            f"too many requests with a wrong token from this address: wait {math.ceil(wait)} seconds",
+            {"Retry-After": str(math.ceil(wait))},
+        )
+    token = bearer_token()
+    g.api_role = None
+    if same_secret(token, rt.settings.api_token):
+        g.api_role = "api"
+    elif same_secret(token, rt.settings.export_token):
+        g.api_role = "export"
+    if g.api_role is None:
+        log.warning("API request from %s refused: %s", request.remote_addr, "wrong token" if token else "no token")
+        raise Problem(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            "a wrong token: send Authorization: Bearer <FALLBACK_API_TOKEN>"
+            if token
+            else "no token: send Authorization: Bearer <FALLBACK_API_TOKEN>",
+            {"WWW-Authenticate": 'Bearer realm="fallback api"'},
+        )
+    rt.storage.limits.give_back(limits, now)  # a right token spends nothing
+    if g.api_role == "export" and not (request.endpoint == "api.leads" and request.method == "GET"):
+        raise Problem(403, "forbidden", "Forbidden", "the export token may only read leads (GET leads)")
+
+
+@blueprint.after_request
+def never_cache(response: Response) -> Response:
+    """API answers hold private data and change at once: no cache may keep them."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.errorhandler(Problem)
+def answer_problem(problem: Problem) -> Response:
+    """A client error, as its problem document."""
+    return problem_response(problem)
+
+
+@blueprint.errorhandler(StorageError)
+def database_unavailable(error: StorageError) -> Response:
+    """The database cannot be read or written: a 503 problem, the details in the log."""
+    log.error("API request refused, the database is unavailable: %s", error)
+    detail = "the database is unavailable; try again shortly"
+    return problem_response(Problem(503, "database-unavailable", "Database unavailable", detail, {"Retry-After": "30"}))
+
+
+@blueprint.errorhandler(HTTPException)
+def http_error(error: HTTPException) -> ResponseReturnValue:
+    """Werkzeug's errors inside the API (a body too large, a bad request) as problems; 404 stays bare."""
+    if error.code == 404 and not runtime().settings.api_token:
+        return error  # the API does not exist: the same 404 as any unknown path
+    code = error.code or 400
+    title = error.name or "Error"
+    return problem_response(Problem(code, title.lower().replace(" ", "-"), title, error.description or title))
+
+
+@blueprint.get("/status")
+def status() -> ResponseReturnValue:
+    """The full status document: state, mode, since when, checker, incident, counts."""
+    rt = runtime()
+    return status_document(rt.storage, rt.settings, utcnow())
+
+
+def bounded_body(limit: int) -> bytes:
+    """The request's body, refused with a 413 when larger than `limit` bytes, before more than that is read."""
+    too_large = Problem(413, "too-large", "Body too large", f"the body must be at most {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    data = request.stream.read(limit + 1)  # a chunked body has no length to check first
+    if len(data) > limit:
+        raise too_large
+    return data
+
+
+def json_object(limit: int | None = None) -> dict[str, Any]:
+    """The request's JSON body, which must be an object (of at most `limit` bytes); a problem otherwise."""
+    # Whatever the Content-Type: curl -d sends no JSON one.
+    data = request.get_data() if limit is None else bounded_body(limit)
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):  # a body nested deeper than the parser goes is bad JSON, not a 500
+        body = None
+    if body is None:
+        raise Problem(400, "bad-json", "Bad JSON", "the body must be a JSON object (Content-Type: application/json)")
+    if not isinstance(body, dict):
+        raise Problem(400, "bad-json", "Bad JSON", "the body must be a JSON object, not " + type(body).__name__)
+    return body
+
+
+@blueprint.put("/mode")
+def mode() -> ResponseReturnValue:
+    """Force the page on (`down`), off (`up`), or hand back to the checker (`auto`), optionally for a while."""
+    body = json_object()
+    unknown = sorted(set(body) - MODE_FIELDS)
+    if unknown:
+        raise Problem(400, "unknown-fields", "Unknown fields", f"unknown fields: {', '.join(unknown)}")
+    chosen, duration, reason = body.get("mode"), body.get("for"), body.get("reason")
+    if chosen not in MODES:
+        raise Problem(400, "bad-mode", "Unknown mode", f"mode must be one of {', '.join(MODES)}, got {chosen!r}")
+    if duration is not None and chosen == "auto":
+        raise Problem(400, "bad-duration", "Bad duration", "for only applies to up or down")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+        raise Problem(400, "bad-reason", "Bad reason", f"reason must be text of at most {MAX_REASON} characters")
+    if duration is not None and not isinstance(duration, str):
+        raise Problem(400, "bad-duration", "Bad duration", 'for must be a text such as "30m" or "2h"')
+    try:
+        # The project's one duration parser, as the CLI's --for and the settings: "90s", "30m", "2h", "1h30m".
+        until = utcnow() + parse_duration(duration) if duration is not None else None
+    except ValueError as error:
+        raise Problem(400, "bad-duration", "Bad duration", f"for: {error}") from None
+    rt = runtime()
+    flag = change_mode(rt.storage, chosen, until=until, reason=reason or None, by="api")
+    # This worker at once; the others re-read the flag within their cache's TTL (under a second).
+    rt.flag.invalidate()
+    rt.status.invalidate()
+    now = utcnow()
+    changed = flag.mode_changed_at
+    return {**flag.as_status(now), "by": flag.mode_by, "changed_at": changed.isoformat() if changed else None}
+
+
+def limit_argument() -> int:
+    """The `limit` query argument: 1 to MAX_LIMIT leads, DEFAULT_LIMIT when absent."""
+    text = request.args.get("limit")
+    if text is None:
+        return DEFAULT_LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise Problem(400, "bad-limit", "Bad limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(text)
+
+
+@blueprint.get("/leads")
+def leads() -> ResponseReturnValue:
+    """A page of genuine leads, oldest first, each with its messages, and the cursor of the next page or null."""
+    limit = limit_argument()
+    try:
+        since = parse_bound(request.args.get("since"), "since")
+    except ValueError as error:
+        raise Problem(400, "bad-since", "Bad since", str(error)) from None
+    cursor = request.args.get("cursor")
+    after = 0
+    if cursor:
+        try:
+            after = cursor_signer().loads(cursor)["after"]
+        except (BadSignature, KeyError, TypeError):
+            raise Problem(400, "bad-cursor", "Bad cursor", "the cursor was not one this API gave") from None
+    page = runtime().storage.leads.after(after, limit, since)
+    # A full page may have a next one; a short one is the end for now (new leads come after the last id).
+    next_cursor = cursor_signer().dumps({"after": page[-1]["id"]}) if len(page) == limit else None
+    return {"leads": page, "next": next_cursor}
+
+
+@blueprint.delete("/leads")
+def forget() -> ResponseReturnValue:
+    """Erase every lead of one address (case-insensitive), spam included; how many were erased."""
+    email = (request.args.get("email") or "").strip()
+    if not email:
+        raise Problem(400, "bad-email", "Bad email", "give the address to forget: DELETE leads?email=...")
+    try:
+        erased = runtime().storage.leads.forget(email)
+    except StorageError as error:  # not erased for real: say why, so that the caller sends it again
+        log.error("API erasure not finished: %s", error)
+        detail = f"not fully erased: {error}; send this request again to finish the erasure"
+        raise Problem(503, "erasure-blocked", "Erasure not finished", detail, {"Retry-After": "5"}) from None
+    log.info("%d lead(s) erased through the API", erased)
+    return {"email": email, "erased": erased}
+
+
+@blueprint.post("/verdicts")
+def verdicts() -> ResponseReturnValue:
+    """A probe agent's verdict, stored under its name in place of its last one; what the agent should know."""
+    rt = runtime()
+    try:
+        report = read_report(json_object(MAX_BODY), rt.storage.clock())
+    except BadVerdict as error:
+        raise Problem(400, error.slug, "Bad verdict", str(error)) from None
+    stored = rt.storage.verdicts.record(report.name, "agent", report.state, report.ok, report.reason, report.at)
+    if stored is None:
+        # An instance's own vote is not an agent's to replace, whoever holds the token.
+        detail = f"{report.name!r} names an instance of this fallback: give the agent another --name"
+        raise Problem(409, "name-taken", "Name taken", detail)
+    if stored.first_seen_at == stored.received_at:  # a row just made: nothing of this name had reported
+        log.info("probe agent %r reports for the first time, from %s", report.name, request.remote_addr)
+    interval = rt.settings.check_interval
+    # What the checker counting the votes calls fresh: an agent that reports less often than this is not counted.
+    fresh_for = fresh_seconds(interval, rt.settings.check_timeout)
+    return {
+        "name": stored.name,
+        "kind": stored.kind,
+        "state": stored.state,
+        "ok": stored.ok,
+        "reason": stored.reason,
+        "at": stored.observed_at.isoformat(),
+        "received_at": stored.received_at.isoformat(),
+        "check_interval": interval,
+        "fresh_for": fresh_for,
+        "quorum": rt.settings.quorum,
+    }
+
+
+@blueprint.get("/openapi.json")
+def openapi() -> ResponseReturnValue:
+    """The OpenAPI 3.1 document of this API."""
+    return openapi_document()
+
+
+@blueprint.route("/<path:rest>", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def elsewhere(rest: str) -> ResponseReturnValue:
+    """A path the API does not have (404), or a method a route does not take (405), as problems."""
+    allowed = ROUTES.get(rest)
+    if allowed:
+        detail = f"{rest} takes {', '.join(allowed)}"
+        raise Problem(405, "method-not-allowed", "Method not allowed", detail, {"Allow": ", ".join(allowed)})
+    raise Problem(404, "not-found", "Not found", f"no such API route: {rest}; see {PREFIX}/openapi.json")

@@ -1,0 +1,220 @@
+"""What a visitor path answers, as plain values, and the WSGI fast path that serves it.
+
+The two answers a TV spike is made of, the redirect while up and the contact page while
+down, are computed here without Flask: the flag comes from the worker's memory, the page
+from bytes rendered once per flag change and language, with a fresh signed token and the
+visitor's path spliced in. `HotPath` answers those requests before Flask's request
+machinery runs; anything else (a page not rendered yet, JSON, other methods, the app's own
+routes) goes on to Flask, whose views use the same functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import math
+from urllib.parse import parse_qsl
+
+from markupsafe import escape
+
+from fallback.checking.selfprobe import ENVIRON_KEY as PROBE_CHALLENGE
+from fallback.checking.selfprobe import marking, probe_key
+from fallback.core.clock import utcnow
+from fallback.core.flag import DEFAULT_RETRY_AFTER, Flag, back_in
+from fallback.core.urls import redirect_location
+from fallback.storage import StorageError, Submission
+from fallback.visitor.contact import CONSENT_MESSAGE, FIELDS, NOTIFY_MESSAGE, ContactCheck, check_contact
+from fallback.visitor.drillmark import drill_key
+from fallback.web.guard import HSTS, PUBLIC_HEADERS, client_key_for, cross_site, rate_check_for
+from fallback.web.languages import language_from, translate
+from fallback.web.runtime import PageKey, Runtime
+
+log = logging.getLogger("fallback.web")
+
+PREFIX = "/_fallback"
+# Shared caches (a CDN, nginx) may hold the page 5 s to absorb a spike; browsers re-ask every time,
+# so a visitor who reloads after recovery is redirected at once.
+DOWN_PAGE_CACHE = "public, max-age=0, s-maxage=5"
+TOKEN_MARK = "__fallback_form_token__"
+PATH_MARK = "__fallback_landing_path__"
+_TOKEN_BYTES, _PATH_BYTES = TOKEN_MARK.encode(), PATH_MARK.encode()
+DOWN_PAGE_HEADERS = (("Cache-Control", DOWN_PAGE_CACHE), ("Vary", "Accept, Accept-Language"), *PUBLIC_HEADERS)
+REDIRECT_HEADERS = (("Cache-Control", "no-store"), *PUBLIC_HEADERS)
+STATUS_LINES = {302: "302 Found", 303: "303 See Other", 307: "307 Temporary Redirect", 503: "503 Service Unavailable"}
+CONTACT_PATH = PREFIX + "/contact"
+THANKS_PATH = PREFIX + "/thanks"
+# Where the lean contact path leaves what it did for the Flask view, so that nothing is counted twice.
+SUBMITTED = "fallback.submitted"
+MAX_FORM_BYTES = 64 * 1024
+THANKS_ANSWER = ("303 See Other", [("Location", THANKS_PATH), ("Content-Length", "0"), *PUBLIC_HEADERS])
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """A complete HTTP answer: status, final headers (security headers included), body."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def redirect_answer(location: str, method: str) -> Answer:
+    """302 to the main site (307 for methods with a body, so that it is sent again), no body, no cache."""
+    status = 302 if method in ("GET", "HEAD") else 307
+    return Answer(status, [("Location", location), ("Content-Length", "0"), *REDIRECT_HEADERS], b"")
+
+
+def minutes_until(seconds: int | None) -> int | None:
+    """Whole minutes, rounded up, or None when unknown."""
+    return None if seconds is None else max(1, math.ceil(seconds / 60))
+
+
+def page_key(flag: Flag, back: int | None, language: str) -> PageKey:
+    """What the rendered page depends on: the flag's version, the minutes until back, the language."""
+    return PageKey(flag.version, minutes_until(back), language)
+
+
+def page_answer(page: bytes, token: str, landing: str, back: int | None) -> Answer:
+    """The 503 contact page: the cached bytes with this visitor's token and landing path spliced in."""
+    body = page.replace(_TOKEN_BYTES, token.encode("ascii")).replace(_PATH_BYTES, str(escape(landing)).encode())
+    headers = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Retry-After", str(back or DEFAULT_RETRY_AFTER)),
+        *DOWN_PAGE_HEADERS,
+    ]
+    return Answer(503, headers, body)
+
+
+def landing_path(path: str, query: bytes) -> str:
+    """The path and query the visitor asked for, as the form records it."""
+    return path + "?" + query.decode("utf-8", "replace") if query else path
+
+
+def check_fields(rt: Runtime, fields: dict[str, str], language: str) -> ContactCheck:
+    """The contact form's fields checked against this app's settings and token signer."""
+    try:
+        age, problem = rt.tokens.age(fields.get("token")), None
+    except ValueError as refused:
+        age, problem = None, str(refused)
+    return check_contact(
+        fields,
+        token_age=age,
+        token_problem=problem,
+        require_consent=rt.settings.require_consent,
+        min_seconds=rt.settings.form_min_seconds,
+        language=language,
+        consent_text=translate(CONSENT_MESSAGE, language),
+        notify_text=translate(NOTIFY_MESSAGE, language) if rt.settings.smtp_url else None,
+        drill_key=drill_key(rt.secret_key),
+    )
+
+
+def submit_lead(rt: Runtime, checked: ContactCheck, client: str | None) -> Submission | StorageError:
+    """Count the attempt against the client's limit and store the lead if allowed: committed on return."""
+    rate = rate_check_for(rt.settings, "contact", client_key_for(rt.secret_key, client))
+    try:
+        # One transaction counts the attempt against the rate limit, then stores the lead if allowed.
+        return rt.storage.leads.submit(checked.lead, rate)
+    except StorageError as error:
+        log.error("a lead could not be saved: %s", error)
+        return error
+
+
+def form_fields(body: bytes) -> dict[str, str]:
+    """The contact form's fields from an urlencoded body, the first value of each (as Flask reads them)."""
+    fields: dict[str, str] = {}
+    for name, value in parse_qsl(body.decode(), keep_blank_values=True):
+        if name in FIELDS:
+            fields.setdefault(name, value)
+    return fields
+
+
+class HotPath:
+    """WSGI middleware answering GET and HEAD on visitor paths, and valid contact posts, without entering Flask."""
+
+    def __init__(self, flask_wsgi, rt: Runtime):
+        self.flask_wsgi = flask_wsgi
+        self.rt = rt
+        self.always_https = rt.settings.https_public_url
+        self.probe_key = probe_key(rt.secret_key)
+
+    def __call__(self, environ: dict, start_response):
+        """Answer a visitor's GET or HEAD from memory; hand every other request to Flask."""
+        challenge = environ.get(PROBE_CHALLENGE)
+        if challenge is not None:
+            # A checker's probe: whatever answers it (here or in Flask) says it was fallback (fallback.selfprobe).
+            start_response = marking(start_response, self.probe_key, challenge)
+        method = environ.get("REQUEST_METHOD")
+        raw_path = environ.get("PATH_INFO") or "/"
+        if (
+            method in ("GET", "HEAD")
+            and not raw_path.startswith(PREFIX)
+            and raw_path != "/robots.txt"
+            and "json" not in environ.get("HTTP_ACCEPT", "")
+        ):
+            answer = self.answer(environ, method, raw_path)
+            if answer is not None:
+                start_response(STATUS_LINES[answer.status], self.secured(environ, answer.headers))
+                return [] if method == "HEAD" else [answer.body]
+        elif method == "POST" and raw_path == CONTACT_PATH and self.contact(environ):
+            status, headers = THANKS_ANSWER
+            start_response(status, self.secured(environ, headers))
+            return []
+        return self.flask_wsgi(environ, start_response)
+
+    def secured(self, environ: dict, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """`headers`, with HSTS over HTTPS: as this request came, or as FALLBACK_PUBLIC_URL says visitors come."""
+        if self.always_https or environ.get("wsgi.url_scheme") == "https":
+            return [*headers, ("Strict-Transport-Security", HSTS)]
+        return headers
+
+    def contact(self, environ: dict) -> bool:
+        """Store a valid contact post and say True; otherwise leave it to the Flask view, body intact.
+
+        Whatever is not the common case (a cross-site post, another encoding, an invalid field, the
+        rate limit, a database error) is rendered by `web.contact`, which calls the same functions.
+        """
+        if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded") or cross_site(
+            environ.get("HTTP_SEC_FETCH_SITE"), environ.get("HTTP_ORIGIN"), environ.get("HTTP_HOST", "")
+        ):
+            return False
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            return False
+        if not 0 <= length <= MAX_FORM_BYTES:
+            return False
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            fields = form_fields(body)
+        except UnicodeDecodeError:
+            return False
+        checked = check_fields(self.rt, fields, language_from(environ.get("HTTP_ACCEPT_LANGUAGE")))
+        if checked.lead is None:
+            return False
+        submitted = submit_lead(self.rt, checked, environ.get("REMOTE_ADDR"))
+        if isinstance(submitted, Submission) and submitted.retry_after is None:
+            self.rt.metrics.lead(checked.lead)
+            return True
+        environ[SUBMITTED] = submitted
+        return False
+
+    def answer(self, environ: dict, method: str, raw_path: str) -> Answer | None:
+        """The redirect or the cached page, or None when Flask must render the page first."""
+        now = utcnow()
+        flag = self.rt.flag.get()
+        # WSGI hands the path over as latin-1; browsers send UTF-8.
+        path = raw_path.encode("latin-1").decode("utf-8", "replace")
+        query = environ.get("QUERY_STRING", "").encode("latin-1")
+        if flag.served_state(now) == "up":
+            location = redirect_location(self.rt.settings.require_main_url(), path, query, environ.get("HTTP_HOST", ""))
+            if location is not None:
+                return redirect_answer(location, method)
+        back = back_in(flag, now)
+        page = self.rt.pages.get(page_key(flag, back, language_from(environ.get("HTTP_ACCEPT_LANGUAGE"))))
+        if page is None:
+            return None
+        return page_answer(page, self.rt.tokens.issue(), landing_path(path, query), back)
