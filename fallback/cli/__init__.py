@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from fallback import __version__
-from fallback.cli import database, preflight, service
+from fallback.cli import database, preflight, service, spam
 from fallback.cli.common import Failure, database_label, load_storage, ngettext
 from fallback.core.remote import RemoteError
 from fallback.core.settings import ConfigError
@@ -71,6 +71,8 @@ for command in (
     service.probe_agent,
     database.status,
     database.mode,
+    database.notice,
+    spam.spam,
     database.export,
     preflight.mail_test,
     preflight.drill,

@@ -37,9 +37,7 @@ def installation_probe_key(settings: Settings) -> bytes | None:
     help="Address to listen on [default: 127.0.0.1, or every interface (0.0.0.0) when the platform set $PORT].",
 )
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on [default: $PORT or 8000].")
-@click.option(
-    "--workers", type=click.IntRange(1, 64), help="Web worker processes [default: $WEB_CONCURRENCY or 2]."
-)
+@click.option("--workers", type=click.IntRange(1, 64), help="Web worker processes [default: $WEB_CONCURRENCY or 2].")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True, help="Threads per worker.")
 @click.option(
     "--checker/--no-checker",

@@ -26,7 +26,7 @@ from fallback.core.flag import MODES
 from fallback.storage import StorageError
 from fallback.team.export import parse_bound
 from fallback.team.logins import login_limits
-from fallback.team.modes import change_mode
+from fallback.team.modes import change_mode, change_notice
 from fallback.team.openapi import document as openapi_document
 from fallback.team.tokens import bearer_token, same_secret
 from fallback.web.runtime import runtime
@@ -46,6 +46,9 @@ ROUTES = {
     "leads": ("GET", "DELETE"),
     "openapi.json": ("GET",),
     "verdicts": ("POST",),
+    "notice": ("PUT",),
+    "spam": ("GET",),
+    "spam/keep": ("POST",),
 }
 
 
@@ -206,6 +209,25 @@ def mode() -> ResponseReturnValue:
     return {**flag.as_status(now), "by": flag.mode_by, "changed_at": changed.isoformat() if changed else None}
 
 
+@blueprint.put("/notice")
+def notice() -> ResponseReturnValue:
+    """Set the public notice shown on the page (`{"text": "..."}`); empty text clears it."""
+    body = json_object()
+    unknown = sorted(set(body) - {"text"})
+    if unknown:
+        raise Problem(400, "unknown-fields", "Unknown fields", f"unknown fields: {', '.join(unknown)}")
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise Problem(400, "bad-notice", "Bad notice", 'text must be a text, "" to clear the notice')
+    rt = runtime()
+    try:
+        flag = change_notice(rt.storage, text, by="api")
+    except ValueError as error:
+        raise Problem(400, "bad-notice", "Bad notice", str(error)) from None
+    rt.flag.invalidate()
+    return {"notice": flag.notice}
+
+
 def limit_argument() -> int:
     """The `limit` query argument: 1 to MAX_LIMIT leads, DEFAULT_LIMIT when absent."""
     text = request.args.get("limit")
@@ -251,6 +273,24 @@ def forget() -> ResponseReturnValue:
         raise Problem(503, "erasure-blocked", "Erasure not finished", detail, {"Retry-After": "5"}) from None
     log.info("%d lead(s) erased through the API", erased)
     return {"email": email, "erased": erased}
+
+
+@blueprint.get("/spam")
+def spam() -> ResponseReturnValue:
+    """The latest suspected spam (up to `limit`), newest first, each with why it was held back."""
+    return {"spam": runtime().storage.spam.list(limit_argument())}
+
+
+@blueprint.post("/spam/keep")
+def keep_spam() -> ResponseReturnValue:
+    """Make the suspected spam of one address a real lead ("not spam"); how many submissions were kept."""
+    body = json_object()
+    email = body.get("email")
+    if set(body) != {"email"} or not isinstance(email, str) or not email.strip():
+        raise Problem(400, "bad-email", "Bad email", 'send {"email": "..."}: the address whose spam to keep')
+    kept = runtime().storage.spam.keep(email)
+    log.info("%d suspected spam kept as a lead through the API", kept)
+    return {"email": email.strip(), "kept": kept}
 
 
 @blueprint.post("/verdicts")
