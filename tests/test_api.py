@@ -14,8 +14,8 @@ from fallback.storage import NewLead, StorageError
 from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
-TOKEN = "api-token-for-tests"
-EXPORT_TOKEN = "export-token-for-tests"
+TOKEN = "api-token-for-the-test-suite"
+EXPORT_TOKEN = "export-token-for-the-test-suite"
 PREFIX = "/_fallback/api/v1"
 DOCUMENT = document()
 

@@ -300,7 +300,7 @@ def test_migrate_refuses_what_cannot_work(database, tmp_path, monkeypatch):
 
 
 def test_two_instances_share_one_checker_one_flag_and_the_leads(database, tmp_path):
-    export_token = "two-instances"
+    export_token = "two-instances-export-token"
     with StandIn() as site:
         env = {
             "FALLBACK_MAIN_URL": site.url,
