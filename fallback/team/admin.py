@@ -61,7 +61,7 @@ def require_password_setting() -> Response | None:
     if not runtime().settings.admin_password and request.endpoint != "admin.export_csv":
         abort(404)
     if request.method == "POST" and is_cross_site():
-        return make_response("Admin forms may only be sent from the admin pages.\n", 403)
+        return text_response("Admin forms may only be sent from the admin pages.\n", 403)
     if session.get("admin") and not is_admin():
         session.clear()  # ended (log-out, new password, 8 hours): the browser drops the cookie
     return None
@@ -146,7 +146,7 @@ def login() -> ResponseReturnValue:
         checked = check_secret(rt, password, {"admin": rt.settings.admin_password}, "admin password", "login")
     except StorageError as error:
         log.error("log-in refused, the database is unavailable: %s", error)
-        return make_response("The database is unavailable; try again shortly.\n", 503)
+        return text_response("The database is unavailable; try again shortly.\n", 503)
     if not isinstance(checked, Refusal):
         open_admin_session(rt)
         return redirect(url_for("admin.dashboard"), 303)
@@ -175,7 +175,7 @@ def refuse_action() -> Response | None:
     if not is_admin():
         abort(403)
     if not LogoutForm(request.form, meta=csrf_meta()).validate():
-        return make_response("The form expired: reload the dashboard and try again.\n", 400)
+        return text_response("The form expired: reload the dashboard and try again.\n", 400)
     return None
 
 
@@ -222,7 +222,7 @@ def set_mode() -> ResponseReturnValue:
         abort(403)
     form = ModeForm(request.form, meta=csrf_meta())
     if not form.validate():
-        return make_response(" ".join(f"{name}: {'; '.join(errors)}" for name, errors in form.errors.items()), 400)
+        return text_response(" ".join(f"{name}: {'; '.join(errors)}" for name, errors in form.errors.items()), 400)
     rt = runtime()
     until = utcnow() + parse_duration(form.duration.data) if form.duration.data and form.mode.data != "auto" else None
     change_mode(rt.storage, form.mode.data, until=until, reason=form.reason.data or None, by="admin (web)")
@@ -262,14 +262,14 @@ def export_csv() -> Response:
     try:
         since = parse_bound(request.args.get("since"), "since")
         until = parse_bound(request.args.get("until"), "until")
-    except ValueError as error:
-        return make_response(f"{error}\n", 400)
+    except ValueError as error:  # it quotes the request: plain text, never markup
+        return text_response(f"{error}\n", 400)
     try:
         chunks = csv_chunks(rt.storage.leads.iter(since, until))
         first = next(chunks)
     except StorageError as error:
         log.error("export failed: %s", error)
-        return make_response("the database could not be read; try again shortly\n", 503)
+        return text_response("the database could not be read; try again shortly\n", 503)
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
 
     def stream():
