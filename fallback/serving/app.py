@@ -9,7 +9,6 @@ from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from fallback.checking.status import PublicStatus, ThrottledLog
-from fallback.core.cache import Cached
 from fallback.core.counters import Metrics, multiprocess_folder
 from fallback.core.flag import CachedFlag
 from fallback.core.paths import shipped_templates
@@ -101,7 +100,6 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         secret_key=app.config["SECRET_KEY"],
         status=PublicStatus(flag.get),
         health_log=ThrottledLog(),
-        generation=Cached(storage.session_generation, ttl=1.0),
         metrics=Metrics(multiprocess_folder(), [metrics.DatabaseCollector(storage, settings)]),
     )
     # Flask documents wrapping wsgi_app in middleware; mypy sees a method being replaced.
