@@ -219,11 +219,14 @@ _MERGE = (
     "consent_version = CASE WHEN leads.consent = 1 THEN leads.consent_version ELSE excluded.consent_version END, "
     "consent_text = CASE WHEN leads.consent = 1 THEN leads.consent_text ELSE excluded.consent_text END, "
     "consent_at = CASE WHEN leads.consent = 1 THEN leads.consent_at ELSE excluded.consent_at END, "
-    # A tick (again) asks for the mail, also after an unsubscription; no tick leaves the earlier wish as it was.
-    "notify = CASE WHEN excluded.notify = 1 THEN 1 ELSE leads.notify END, "
-    "notify_text = CASE WHEN excluded.notify = 1 THEN excluded.notify_text ELSE leads.notify_text END, "
-    "notify_at = CASE WHEN excluded.notify = 1 THEN excluded.notify_at ELSE leads.notify_at END, "
-    "unsubscribed_at = CASE WHEN excluded.notify = 1 THEN NULL ELSE leads.unsubscribed_at END, "
+    # A tick asks for the mail, unless the address unsubscribed: anyone can tick the box with anyone's address,
+    # so the form never subscribes it again (only the person, by a confirmed opt-in, could). No tick leaves the
+    # earlier wish as it was.
+    "notify = CASE WHEN leads.unsubscribed_at IS NULL AND excluded.notify = 1 THEN 1 ELSE leads.notify END, "
+    "notify_text = CASE WHEN leads.unsubscribed_at IS NULL AND excluded.notify = 1 THEN excluded.notify_text "
+    "ELSE leads.notify_text END, "
+    "notify_at = CASE WHEN leads.unsubscribed_at IS NULL AND excluded.notify = 1 THEN excluded.notify_at "
+    "ELSE leads.notify_at END, "
     "language = excluded.language, updated_at = excluded.updated_at, submissions = leads.submissions + 1"
 )
 
