@@ -36,7 +36,7 @@ class Commands(click.Group):
 def cli() -> None:
     """fallback: a standby contact page for when your main site is down.
 
-    Settings come from FALLBACK_* environment variables; see the README.
+    Settings come from FALLBACK_* environment variables; see docs/configuration.md.
     """
 
 
@@ -46,6 +46,7 @@ for command in (
     service.probe_agent,
     database.status,
     database.mode,
+    database.notice,
     database.export,
     preflight.mail_test,
     preflight.drill,

@@ -126,6 +126,8 @@ def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = F
         consent_text=translate(CONSENT_MESSAGE, current_language()),
         require_consent=settings.require_consent,
         notify_text=translate(NOTIFY_MESSAGE, current_language()) if settings.smtp_url else None,
+        # The only admin-written text the public sees: autoescaped like everything else.
+        notice=runtime().flag.get().notice,
     )
 
 
