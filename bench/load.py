@@ -357,12 +357,14 @@ BODY_ROUTES = (
     "POST /_fallback/admin/login",
     "POST /_fallback/admin/logout",
     "POST /_fallback/admin/mode",
+    "POST /_fallback/admin/notice",
     "POST /_fallback/admin/leads/1/delete",
     "POST /_fallback/admin/webhooks/1/retry",
     "POST /_fallback/admin/followup/send",
     "POST /_fallback/unsubscribe?t=1.x",
     "POST /_fallback/api/v1/verdicts",
     "PUT /_fallback/api/v1/mode",
+    "PUT /_fallback/api/v1/notice",
 )
 SLOW_BODY_LENGTH = 5000
 
