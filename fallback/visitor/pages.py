@@ -26,6 +26,7 @@ from fallback.visitor.hotpath import (
     DOWN_PAGE_HEADERS,
     PATH_MARK,
     PREFIX,
+    REFRESH_MARK,
     SUBMITTED,
     THANKS_PATH,
     TOKEN_MARK,
@@ -37,6 +38,7 @@ from fallback.visitor.hotpath import (
     page_key,
     redirect_answer,
     submit_lead,
+    thanks_location,
 )
 from fallback.web.guard import is_cross_site
 from fallback.web.languages import current_language, translate
@@ -83,7 +85,7 @@ def visitor(path: str) -> Response:
         if len(rt.pages) >= 32:
             rt.pages.clear()
         form = ContactForm(data={"token": TOKEN_MARK, "path": PATH_MARK})
-        page = rt.pages[key] = render_page(form, minutes_until(back)).encode("utf-8")
+        page = rt.pages[key] = render_page(form, minutes_until(back), live=REFRESH_MARK).encode("utf-8")
     return prepared(page_answer(page, rt.tokens.issue(), landing_path(request.path, request.query_string), back))
 
 
@@ -113,8 +115,8 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = False) -> str:
-    """Render the contact page template."""
+def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = False, live: str | None = None) -> str:
+    """Render the contact page template; `live`: the seconds after which it looks again (none on a form sent back)."""
     settings = runtime().settings
     return render_template(
         "page.html",
@@ -128,6 +130,7 @@ def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = F
         notify_text=translate(NOTIFY_MESSAGE, current_language()) if settings.smtp_url else None,
         # The only admin-written text the public sees: autoescaped like everything else.
         notice=runtime().flag.get().notice,
+        live=live,
     )
 
 
@@ -153,7 +156,7 @@ def contact() -> ResponseReturnValue:
         form.show_errors(checked.errors)
         return form_again(form, 400, token_problem=checked.token_problem)
     # Committed above: only now may the visitor be thanked.
-    return redirect(THANKS_PATH, 303)
+    return redirect(thanks_location(checked.lead.notify), 303)
 
 
 def form_again(
@@ -201,9 +204,10 @@ def not_saved() -> Response:
 
 @blueprint.get(THANKS_PATH)
 def thanks() -> Response:
-    """The thank-you page."""
-    response = make_response(render_template("thanks.html"))
+    """The thank-you page; it says the follow-up mail will come when the visitor asked for it."""
+    response = make_response(render_template("thanks.html", notify=request.args.get("notify") == "1"))
     response.headers["Cache-Control"] = "public, max-age=60"
+    response.headers["Vary"] = "Accept-Language"  # a shared cache keeps one page per language
     return response
 
 
@@ -214,6 +218,17 @@ def stylesheet() -> Response:
     if rt.stylesheet is None:
         rt.stylesheet = render_template("page.css", colors=palette(rt.settings.brand_color)).encode()
     response = Response(rt.stylesheet, mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@blueprint.get(PREFIX + "/live.js")
+def live_script() -> Response:
+    """The page's one script: it looks again by itself (templates/live.js); a file of its own, for a strict CSP."""
+    rt = runtime()
+    if rt.live_script is None:
+        rt.live_script = render_template("live.js").encode()
+    response = Response(rt.live_script, mimetype="text/javascript")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 
