@@ -15,7 +15,7 @@ from procs import answers, fallback_command, free_port, log_tail, spawn_group, s
 
 STARTUP_SECONDS = 20
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-QUORUM_TOKEN = "quorum-api-token"
+QUORUM_TOKEN = "quorum-api-token-for-the-tests"
 
 
 def quorum_env(check_url: str, quorum: int, database: str | None = None) -> dict:

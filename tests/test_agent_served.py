@@ -19,7 +19,7 @@ from standin import StandIn
 from fallback.checking.vantage import MAX_BODY
 from fallback.storage import open_storage
 
-TOKEN = "agent-integration-token"
+TOKEN = "agent-integration-token-01"
 
 
 def instance_env(site: StandIn) -> dict:

@@ -4,6 +4,8 @@ import csv
 import io
 import json
 import logging
+import os
+import stat
 from importlib.metadata import version
 from urllib.parse import urlsplit
 
@@ -71,6 +73,20 @@ def test_export_writes_csv_to_stdout_or_a_file(runner, db, tmp_path):
     assert "a@example.org" in target.read_text()
 
 
+def test_export_to_a_file_makes_it_readable_by_its_owner_only(runner, db, tmp_path):
+    db.leads.save(NewLead("paul@example.org"))
+    previous = os.umask(0o022)
+    try:
+        fresh, existing = tmp_path / "fresh.csv", tmp_path / "existing.csv"
+        existing.write_text("old")
+        existing.chmod(0o644)
+        for target in (fresh, existing):
+            assert runner.invoke(cli, ["export", "-o", str(target)]).exit_code == 0
+            assert stat.S_IMODE(target.stat().st_mode) == 0o600 and "paul@example.org" in target.read_text()
+    finally:
+        os.umask(previous)
+
+
 def test_export_refuses_a_bad_bound(runner, db):
     result = runner.invoke(cli, ["export", "--since", "last week"])
     assert result.exit_code == 2 and "--since: expected an ISO date" in result.output
@@ -80,6 +96,7 @@ def test_forget_says_how_many_and_succeeds_when_none(runner, db):
     db.leads.save(NewLead("Paul@Example.org"))
     result = runner.invoke(cli, ["forget", "paul@EXAMPLE.org"])
     assert result.exit_code == 0 and "erased 1 lead of" in result.output
+    assert "not erased" in result.output and "logs kept by the platform" in result.output
     result = runner.invoke(cli, ["forget", "paul@example.org"])
     assert result.exit_code == 0 and "erased 0 leads" in result.output
 

@@ -11,7 +11,7 @@ from helpers import every_worker_answers, form_token
 from served import Served, run_cli
 from standin import StandIn
 
-TOKEN = "integration-api-token"
+TOKEN = "integration-api-token-0123"
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_export_through_the_api_is_the_local_export_byte_for_byte(served, laptop
 def test_a_wrong_token_is_one_clear_line_and_a_non_zero_exit(served, laptop):
     env, folder = laptop
     for command in (["status"], ["mode", "down"], ["export"]):
-        result = run_cli(command, {**env, "FALLBACK_API_TOKEN": "wrong"}, folder)
+        result = run_cli(command, {**env, "FALLBACK_API_TOKEN": "a-wrong-token-of-24-characters"}, folder)
         assert result.returncode == 2
         assert result.stderr.strip() == f"Error: {served.url} refused the token (401): check FALLBACK_API_TOKEN"
         assert "Traceback" not in result.stderr

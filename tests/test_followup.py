@@ -19,8 +19,9 @@ from mailserver import SMTPServer
 from fallback.core.settings import Settings
 from fallback.outbound import smtp
 from fallback.outbound.followup import FollowupSender
+from fallback.outbound.unsubscribe_token import UnsubscribeToken
 from fallback.serving.app import create_app
-from fallback.storage import NewLead, open_storage
+from fallback.storage import NewLead, email_key, open_storage
 
 BACKENDS = ["sqlite", "postgres"]
 DELAY = 60
@@ -117,8 +118,8 @@ def test_the_message_is_in_the_leads_language_with_the_link_and_the_unsubscribe_
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     assert "Vous nous avez demandé de vous prévenir" in text and unsubscribe in text
-    assert "https://www.example.com/shop/%C3%A9t%C3%A9?item=3&colour=red" in text
-    assert 'href="https://www.example.com/shop/%C3%A9t%C3%A9?item=3&amp;colour=red"' in html and 'lang="fr"' in html
+    assert "https://www.example.com/shop/%C3%A9t%C3%A9\r\n" in text and "item=3" not in text
+    assert 'href="https://www.example.com/shop/%C3%A9t%C3%A9"' in html and 'lang="fr"' in html
 
 
 def test_the_unsubscribe_header_goes_out_as_a_plain_url_in_angle_brackets_never_encoded(
@@ -246,6 +247,44 @@ def test_unsubscribe_confirms_on_get_and_ends_follow_up_on_post(mail_env, mail_s
     mail_storage.leads.save(NewLead("anne@example.org", message="hello"))
     mail_storage.flag.flip("down", "up", "back")
     assert run(sender_for(mail_env, mail_storage), clock, DELAY) == 0
+
+
+def test_the_mail_holds_no_text_a_visitor_wrote(mail_env, mail_storage, clock, server):
+    bait = "Your account was suspended. Restore it at https://evil.example/restore"
+    mail_storage.flag.flip(mail_storage.flag.read().state, "down", "test outage")
+    asked(mail_storage, "victim@example.org", path="/account/close?confirm=1", name=bait)
+    mail_storage.flag.flip("down", "up", "back")
+    run(sender_for(mail_env, mail_storage), clock, DELAY)
+    (message,) = server.mailbox.messages
+    for body in (message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()):
+        assert "suspended" not in body and "evil" not in body and "confirm=1" not in body
+        assert "Hello," in body and "https://www.example.com/account/close" in body
+    assert "suspended" not in message["Subject"]
+
+
+def test_an_unsubscribed_address_is_not_subscribed_again_by_ticking_the_box(mail_env, mail_storage, clock, server):
+    outage(mail_storage, clock, "anne@example.org")
+    run(sender_for(mail_env, mail_storage), clock, DELAY)
+    lead_id = mail_storage.leads.recent()[0]["id"]
+    assert mail_storage.followups.unsubscribe(lead_id)
+    clock.now += timedelta(hours=1)
+    outage(mail_storage, clock, "anne@example.org")  # anyone ticks the box again with her address
+    assert run(sender_for(mail_env, mail_storage), clock, DELAY) == 0 and len(server.mailbox.messages) == 1
+    lead = mail_storage.leads.recent()[0]
+    assert lead["notify"] == 0 and lead["unsubscribed_at"]
+
+
+def test_an_unsubscribe_token_does_not_tell_the_lead_id_and_still_works(mail_storage):
+    first, second = (mail_storage.leads.save(NewLead(f"lead{n}@example.org")) for n in (1, 2))
+    tokens = UnsubscribeToken("test-secret")
+    issued = [tokens.issue(lead_id, email_key(f"lead{n}@example.org")) for n, lead_id in ((1, first), (2, second))]
+    assert not any(token.split(".")[0] in (str(first), str(second)) for token in issued)
+    assert issued[0] != tokens.issue(first, email_key("lead1@example.org"))  # a fresh nonce each time
+    assert [tokens.lead(token, mail_storage) for token in issued] == [first, second]
+    # A token of the earlier form (ID.SIGNATURE), in messages already sent, still ends the mail.
+    legacy = f"{first}.{tokens._signer.get_signature(tokens._value(first, 'lead1@example.org')).decode()}"
+    assert tokens.lead(legacy, mail_storage) == first
+    assert tokens.lead(issued[0][:-2] + "xx", mail_storage) is None
 
 
 def test_a_bad_unsubscribe_token_is_a_400(mail_env, mail_storage, clock, server):

@@ -218,14 +218,20 @@ def test_https_behind_a_trusted_proxy_counts_as_https(env):
 
 
 def test_nothing_secret_reaches_the_logs(env, caplog):
-    env["FALLBACK_EXPORT_TOKEN"] = "export-token-value"
+    env["FALLBACK_EXPORT_TOKEN"] = "export-token-value-0123456789"
     with caplog.at_level("DEBUG"):
         app = create_app(Settings.from_env(env))
         client = app.test_client()
         log_in(client, "a guessed password")
         client.get("/_fallback/admin/export.csv", headers={"Authorization": "Bearer wrong-token-guess"})
-    assert "failed admin log-in" in caplog.text
-    for secret in ("a guessed password", ADMIN_PASSWORD, "test-secret", "export-token-value", "wrong-token-guess"):
+    assert "wrong admin password from" in caplog.text and "wrong token from" in caplog.text
+    for secret in (
+        "a guessed password",
+        ADMIN_PASSWORD,
+        "test-secret",
+        "export-token-value-0123456789",
+        "wrong-token-guess",
+    ):
         assert secret not in caplog.text
 
 

@@ -29,8 +29,8 @@ from fallback.team.metrics import WEBHOOK_RESULTS, DatabaseCollector
 from fallback.web.form_token import FormToken
 
 BACKENDS = ["sqlite", "postgres"]
-TOKEN = "metrics-token-for-tests"
-API_TOKEN = "api-token-for-tests"
+TOKEN = "metrics-token-for-the-test-suite"
+API_TOKEN = "api-token-for-the-test-suite"
 PATH = "/_fallback/metrics"
 MAIN = "http://127.0.0.1:9/"
 

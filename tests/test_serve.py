@@ -106,7 +106,7 @@ def test_it_merges_cases_and_keeps_spam_out_over_http(served, site_env, tmp_path
     assert submit(served.url, "paul@example.org").status_code == 303
     assert submit(served.url, "bot@example.org", website="http://spam.example").status_code == 303
     rows = export_rows(served.url)
-    assert [(row["email"], row["submissions"]) for row in rows] == [("paul@example.org", "2")]
+    assert [(row["email"], row["submissions"]) for row in rows] == [("Paul@Example.org", "2")]
     status = run_cli(["status", "--json"], site_env, tmp_path)
     assert '"spam": 1' in status.stdout
 

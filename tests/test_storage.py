@@ -118,7 +118,7 @@ def test_the_same_address_in_another_case_updates_one_lead(db, clock):
     second = db.leads.save(NewLead("paul@example.org", message="", consent=False))
     assert first == second
     [lead] = list(db.leads.iter())
-    assert lead["email"] == "paul@example.org"
+    assert lead["email"] == "Paul@Example.org"  # the address as first sent stays
     assert lead["name"] == "Paul" and [sent["message"] for sent in lead["messages"]] == ["call me", ""]
     assert lead["consent"] == 1 and lead["consent_version"] == "en-1"
     assert lead["consent_at"] == "2026-11-28T20:00:00.000000+00:00"

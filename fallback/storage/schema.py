@@ -291,6 +291,13 @@ def add_verdicts_and_drill_leads(db: sqlite_utils.Database) -> None:
     db.table("leads").add_column("drill", int, not_null_default=0)
 
 
+def rekey_leads_by_address(db: sqlite_utils.Database) -> None:
+    """Version 9: leads keyed on the address with its domain IDNA-encoded and only ASCII lower-cased (storage.rekey)."""
+    from fallback.storage.rekey import rekey_leads
+
+    rekey_leads(db.execute)
+
+
 # Each migration runs once, in order; the schema version is how many have run.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     create_base_schema,
@@ -301,4 +308,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     add_follow_up,
     add_webhooks,
     add_verdicts_and_drill_leads,
+    rekey_leads_by_address,
 ]
