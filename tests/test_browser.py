@@ -60,7 +60,7 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def served(tmp_path_factory):
     """fallback serve, watching a healthy stand-in; tests force the page with the dashboard or the CLI."""
     folder = tmp_path_factory.mktemp("browser")
     with StandIn() as standin:
@@ -99,39 +99,41 @@ def wait_for_status(page, url: str, status: int, seconds: float = 3.0) -> None:
 
 
 @pytest.fixture
-def admin(browser, site):
+def admin(browser, served):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    log_in(page, site.url)
+    log_in(page, served.url)
     yield page
     page.close()
 
 
 @pytest.fixture
-def down(admin, site):
+def forced_down(admin, served):
     set_mode(admin, "down")
     yield
     set_mode(admin, "auto")
 
 
-def test_the_dashboard_switches_the_page_on_and_off(browser, site, admin):
+def test_the_dashboard_switches_the_page_on_and_off(browser, served, admin):
     visitor = browser.new_page(viewport=PHONE)
-    visitor.goto(site.url + "/shop")
-    assert not visitor.url.startswith(site.url)  # redirected to the main site
+    visitor.goto(served.url + "/shop")
+    assert not visitor.url.startswith(served.url)  # redirected to the main site
     set_mode(admin, "down")
-    every_worker_answers(site.url + "/shop", 503)  # the page, not a worker still redirecting, is what the visitor gets
-    assert visitor.goto(site.url + "/shop").status == 503
+    every_worker_answers(
+        served.url + "/shop", 503
+    )  # the page, not a worker still redirecting, is what the visitor gets
+    assert visitor.goto(served.url + "/shop").status == 503
     assert visitor.locator("h1").inner_text() == "We'll be right back"
     ARTIFACTS.mkdir(exist_ok=True)
     visitor.screenshot(path=str(ARTIFACTS / "page-phone.png"), full_page=True)
     set_mode(admin, "auto")
-    wait_for_status(visitor, site.url + "/shop", 200)
-    assert not visitor.url.startswith(site.url)
+    wait_for_status(visitor, served.url + "/shop", 200)
+    assert not visitor.url.startswith(served.url)
     visitor.close()
 
 
-def test_a_visitor_sends_the_form_with_the_keyboard_alone(browser, site, down):
+def test_a_visitor_sends_the_form_with_the_keyboard_alone(browser, served, forced_down):
     page = browser.new_page(viewport=PHONE)
-    wait_for_status(page, site.url + "/landing", 503)
+    wait_for_status(page, served.url + "/landing", 503)
     page.keyboard.press("Tab")
     focused = page.evaluate("document.activeElement.id")
     while focused != "email":  # skip the links, if any, before the form
@@ -153,9 +155,9 @@ def test_a_visitor_sends_the_form_with_the_keyboard_alone(browser, site, down):
     page.close()
 
 
-def test_field_errors_are_shown_beside_fields_and_announced(browser, site, down):
+def test_field_errors_are_shown_beside_fields_and_announced(browser, served, forced_down):
     page = browser.new_page(viewport=PHONE)
-    wait_for_status(page, site.url + "/", 503)
+    wait_for_status(page, served.url + "/", 503)
     page.fill("#email", "not an address")
     page.click("button[type=submit]")
     assert page.locator("#error-summary[role=alert]").is_visible()
@@ -169,10 +171,10 @@ def test_field_errors_are_shown_beside_fields_and_announced(browser, site, down)
     page.close()
 
 
-def test_a_french_browser_gets_the_french_page(browser, site, down):
+def test_a_french_browser_gets_the_french_page(browser, served, forced_down):
     context = browser.new_context(viewport=PHONE, locale="fr-FR", extra_http_headers={"Accept-Language": "fr-FR,fr"})
     page = context.new_page()
-    wait_for_status(page, site.url + "/", 503)
+    wait_for_status(page, served.url + "/", 503)
     assert page.locator("html").get_attribute("lang") == "fr"
     assert page.locator("h1").inner_text() == "Nous revenons très vite"
     ARTIFACTS.mkdir(exist_ok=True)
@@ -196,14 +198,14 @@ def test_the_dashboard_fits_a_phone_without_scrolling_sideways(browser, audited)
     page.close()
 
 
-def test_the_page_makes_no_request_to_another_origin_and_stays_small(browser, site, down):
+def test_the_page_makes_no_request_to_another_origin_and_stays_small(browser, served, forced_down):
     page = browser.new_page(viewport=PHONE)
     origins, sizes = set(), []
     page.on("request", lambda request: origins.add(request.url.split("/")[2]))
     page.on("response", lambda response: sizes.append(len(response.body())))
-    wait_for_status(page, site.url + "/", 503)
+    wait_for_status(page, served.url + "/", 503)
     page.reload()
-    assert origins == {f"127.0.0.1:{site.port}"}
+    assert origins == {f"127.0.0.1:{served.port}"}
     assert sum(sizes) < 20_000
     page.close()
 

@@ -8,15 +8,8 @@ import pytest
 import requests
 from helpers import ADMIN_PASSWORD, admin_get, admin_status
 from served import Served, run_cli
-from standin import StandIn
 
 DETECT_SECONDS = 5.0
-
-
-@pytest.fixture
-def site():
-    with StandIn() as standin:
-        yield standin
 
 
 def settings_for(site, **extra) -> dict:

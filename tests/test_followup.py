@@ -13,7 +13,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from helpers import FixedClock, contact_fields
+from helpers import contact_fields
 from mailserver import SMTPServer
 
 from fallback.core.settings import Settings
@@ -45,11 +45,6 @@ def mail_env(env, server):
         }
     )
     return env
-
-
-@pytest.fixture
-def clock():
-    return FixedClock()
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ import re
 import sys
 import time
 
-import pytest
 import requests
 from served import Served
-from standin import StandIn
 
 from fallback.core.logs import JsonFormatter
 
@@ -20,12 +18,6 @@ COMBINED_LINE = re.compile(
     r'"https://ref\.example/" "log-test-agent/1"$'
 )
 VISITOR = {"User-Agent": "log-test-agent/1", "Referer": "https://ref.example/"}
-
-
-@pytest.fixture
-def main_site():
-    with StandIn() as site:
-        yield site
 
 
 def serve(main_site, tmp_path, **settings) -> Served:

@@ -28,7 +28,7 @@ from helpers import ADMIN_PASSWORD, admin_status, form_token
 from procs import free_port, stop_group
 from proxies import as_received, embedded_path, fresh, get, render
 from served import Served
-from standin import OK_BODY, StandIn
+from standin import OK_BODY
 
 NGINX = Path("/usr/sbin/nginx")
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "fallback.conf"
@@ -151,12 +151,6 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def main_site():
-    with StandIn() as site:
-        yield site
-
-
-@pytest.fixture(scope="module")
 def fallback_env(folder, main_site):
     return proxies.fallback_env(folder, main_site, "nginx-test-secret", FALLBACK_ADMIN_PASSWORD=ADMIN_PASSWORD)
 
@@ -178,16 +172,6 @@ def set_mode(fallback_env, folder, fallback):
     return proxies.Mode(fallback_env, folder, fallback, "nginx test")
 
 
-@pytest.fixture
-def site(main_site, nginx):
-    """The main site, answering normally at the start of each test whatever the previous one did."""
-    main_site.start()
-    main_site.behaviour = "ok"
-    yield main_site
-    main_site.start()
-    main_site.behaviour = "ok"
-
-
 def test_the_template_names_its_placeholders_and_nginx_accepts_the_rendered_file(nginx):
     placeholders = set(re.findall(r"@[A-Z_]+@", TEMPLATE.read_text()))
     assert placeholders == {"@LISTEN@", "@SERVER_NAME@", "@MAIN_UPSTREAM@", "@FALLBACK_UPSTREAM@", "@CACHE_PATH@"}
@@ -195,35 +179,35 @@ def test_the_template_names_its_placeholders_and_nginx_accepts_the_rendered_file
     assert "[emerg]" not in nginx.errors()
 
 
-def test_a_healthy_main_site_is_proxied_with_the_forwarded_headers(site, nginx):
+def test_a_healthy_main_site_is_proxied_with_the_forwarded_headers(main_site, nginx):
     path = fresh("/hello") + "?utm_source=tv"
-    response, headers = as_received(nginx, site, path)
+    response, headers = as_received(nginx, main_site, path)
     assert response.status_code == 200
     assert response.content == OK_BODY
     assert "X-Cache-Status" not in response.headers
     assert headers["Host"] == f"127.0.0.1:{nginx.port}"
     assert headers["X-Forwarded-For"] == "127.0.0.1"
     assert headers["X-Forwarded-Proto"] == "http"
-    assert all(reached([line], site.port) for line in nginx.log_lines(path, 1))
+    assert all(reached([line], main_site.port) for line in nginx.log_lines(path, 1))
 
 
-def test_a_main_site_answering_503_gets_fallbacks_page_for_the_same_path(site, nginx, fallback, set_mode):
+def test_a_main_site_answering_503_gets_fallbacks_page_for_the_same_path(main_site, nginx, fallback, set_mode):
     set_mode("down")
-    site.behaviour = "error"
+    main_site.behaviour = "error"
     path = fresh("/campaign/tv") + "?utm_source=tv"
     response = get(nginx, path)
     assert response.status_code == 503
     assert "Service unavailable" not in response.text  # not the main site's own error page
     assert 'name="token"' in response.text and "Retry-After" in response.headers
     assert embedded_path(response.text) == path
-    assert path in site.paths  # the main site was asked first
+    assert path in main_site.paths  # the main site was asked first
     [line] = nginx.log_lines(path.split("?")[0], 1)
-    assert reached([line], site.port) == 1 and reached([line], fallback.port) == 1
+    assert reached([line], main_site.port) == 1 and reached([line], fallback.port) == 1
 
 
-def test_an_unreachable_main_site_gets_fallbacks_page(site, nginx, fallback, set_mode):
+def test_an_unreachable_main_site_gets_fallbacks_page(main_site, nginx, fallback, set_mode):
     set_mode("down")
-    site.stop()
+    main_site.stop()
     path = fresh("/refused")
     started = time.monotonic()
     response = get(nginx, path)
@@ -231,13 +215,13 @@ def test_an_unreachable_main_site_gets_fallbacks_page(site, nginx, fallback, set
     assert response.status_code == 503
     assert embedded_path(response.text) == path
     assert reached(nginx.log_lines(path, 1), fallback.port) == 1
-    site.start()  # the same port again: nginx sends the next visitor to the main site at once
+    main_site.start()  # the same port again: nginx sends the next visitor to the main site at once
     assert get(nginx, fresh("/back")).status_code == 200
 
 
-def test_the_down_page_is_micro_cached_for_a_few_seconds(site, nginx, fallback, set_mode):
+def test_the_down_page_is_micro_cached_for_a_few_seconds(main_site, nginx, fallback, set_mode):
     set_mode("down")
-    site.stop()
+    main_site.stop()
     path = fresh("/spike")
     first = get(nginx, path)
     second = get(nginx, path)
@@ -252,21 +236,21 @@ def test_the_down_page_is_micro_cached_for_a_few_seconds(site, nginx, fallback, 
     assert reached(nginx.log_lines(path, 3), fallback.port) == 2
 
 
-def test_a_spike_on_a_cold_page_reaches_fallback_once(site, nginx, fallback, set_mode):
+def test_a_spike_on_a_cold_page_reaches_fallback_once(main_site, nginx, fallback, set_mode):
     set_mode("down")
-    site.behaviour = "error"
+    main_site.behaviour = "error"
     path = fresh("/tv")
     with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
         responses = list(pool.map(lambda _: get(nginx, path), range(40)))
     assert {response.status_code for response in responses} == {503}
     assert {embedded_path(response.text) for response in responses} == {path}
     assert reached(nginx.log_lines(path, 40), fallback.port) == 1
-    assert reached(nginx.log_lines(path, 40), site.port) == 40  # the cache is only on the fallback side
+    assert reached(nginx.log_lines(path, 40), main_site.port) == 40  # the cache is only on the fallback side
 
 
-def test_cached_variants_follow_accept_and_accept_language(site, nginx, set_mode):
+def test_cached_variants_follow_accept_and_accept_language(main_site, nginx, set_mode):
     set_mode("down")
-    site.stop()
+    main_site.stop()
     path = fresh("/variants")
     html = [get(nginx, path, Accept="text/html") for _ in range(2)]
     assert [r.headers["X-Cache-Status"] for r in html] == ["MISS", "HIT"]
@@ -278,20 +262,20 @@ def test_cached_variants_follow_accept_and_accept_language(site, nginx, set_mode
     assert 'lang="en"' in get(nginx, path, Accept="text/html").text
 
 
-def test_a_cached_down_page_never_hides_a_recovered_main_site(site, nginx, set_mode):
+def test_a_cached_down_page_never_hides_a_recovered_main_site(main_site, nginx, set_mode):
     set_mode("down")
-    site.behaviour = "error"
+    main_site.behaviour = "error"
     path = fresh("/recovery")
     assert get(nginx, path).status_code == 503
     assert get(nginx, path).headers["X-Cache-Status"] == "HIT"
-    site.behaviour = "ok"
+    main_site.behaviour = "ok"
     response = get(nginx, path)
     assert response.status_code == 200 and response.content == OK_BODY
 
 
-def test_a_form_from_a_cached_page_is_accepted(site, nginx, fallback, set_mode):
+def test_a_form_from_a_cached_page_is_accepted(main_site, nginx, fallback, set_mode):
     set_mode("down")
-    site.stop()
+    main_site.stop()
     path = fresh("/form")
     get(nginx, path)
     cached = get(nginx, path)
@@ -308,7 +292,7 @@ def test_a_form_from_a_cached_page_is_accepted(site, nginx, fallback, set_mode):
     assert admin_status(fallback.url, ADMIN_PASSWORD)["leads"] != leads
 
 
-def test_an_empty_contact_post_passes_through_and_is_never_cached(site, nginx, fallback, set_mode):
+def test_an_empty_contact_post_passes_through_and_is_never_cached(main_site, nginx, fallback, set_mode):
     set_mode("down")
     marker = uuid.uuid4().hex[:10]
     for _ in range(2):
@@ -318,12 +302,12 @@ def test_an_empty_contact_post_passes_through_and_is_never_cached(site, nginx, f
         assert response.status_code == 400
         assert response.headers.get("X-Cache-Status") != "HIT"
     assert reached(nginx.log_lines(marker, 2), fallback.port) == 2
-    assert not any("/_fallback/" in path for path in site.paths)  # never sent to the main site
+    assert not any("/_fallback/" in path for path in main_site.paths)  # never sent to the main site
 
 
-def test_a_post_to_a_visitor_path_reaches_fallback_every_time(site, nginx, fallback, set_mode):
+def test_a_post_to_a_visitor_path_reaches_fallback_every_time(main_site, nginx, fallback, set_mode):
     set_mode("down")
-    site.stop()
+    main_site.stop()
     path = fresh("/order")
     for _ in range(2):
         response = requests.post(nginx.url + path, data={"q": "1"}, allow_redirects=False, timeout=10)
@@ -331,7 +315,7 @@ def test_a_post_to_a_visitor_path_reaches_fallback_every_time(site, nginx, fallb
     assert reached(nginx.log_lines(path, 2), fallback.port) == 2
 
 
-def test_fallbacks_own_routes_are_never_cached(site, nginx, fallback, set_mode):
+def test_fallbacks_own_routes_are_never_cached(main_site, nginx, fallback, set_mode):
     set_mode("down")
     marker = uuid.uuid4().hex[:10]
     routes = {
@@ -349,7 +333,7 @@ def test_fallbacks_own_routes_are_never_cached(site, nginx, fallback, set_mode):
         assert reached(nginx.log_lines(f"{route}?m={marker}", 3), fallback.port) == 3, route
 
 
-def test_the_stylesheet_is_cached(site, nginx):
+def test_the_stylesheet_is_cached(main_site, nginx):
     path = f"/_fallback/page.css?m={uuid.uuid4().hex[:10]}"
     assert get(nginx, path).headers["X-Cache-Status"] == "MISS"
     # nginx moves the cache file into place just after answering: on a busy machine the next request may
@@ -363,23 +347,23 @@ def test_the_stylesheet_is_cached(site, nginx):
     assert statuses[-1] == "HIT", statuses
 
 
-def test_a_redirect_from_fallback_is_never_cached(site, nginx, fallback, set_mode):
+def test_a_redirect_from_fallback_is_never_cached(main_site, nginx, fallback, set_mode):
     set_mode("up")
-    site.stop()
+    main_site.stop()
     path = fresh("/promo") + "?a=1"
     for _ in range(3):
         response = get(nginx, path)
         assert response.status_code == 302
-        assert response.headers["Location"] == site.url_for(path)
+        assert response.headers["Location"] == main_site.url_for(path)
         assert response.headers["X-Cache-Status"] != "HIT"
     assert reached(nginx.log_lines(path.split("?")[0], 3), fallback.port) == 3
 
 
-def test_fallback_sees_the_visitors_host_and_not_forged_forwarded_headers(site, nginx, set_mode):
+def test_fallback_sees_the_visitors_host_and_not_forged_forwarded_headers(main_site, nginx, set_mode):
     """fallback serves the page rather than redirect when the Host is the main URL's own: the loop guard."""
     set_mode("up")
-    site.stop()
-    main_host = f"127.0.0.1:{site.port}"
+    main_site.stop()
+    main_host = f"127.0.0.1:{main_site.port}"
     assert get(nginx, fresh("/loop"), Host=main_host).status_code == 503
     forged = get(
         nginx, fresh("/loop"), Host=main_host, **{"X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "4444"}
@@ -521,7 +505,7 @@ def test_an_expired_page_is_served_stale_while_one_request_refreshes_it(fake):
 
 
 def test_a_probe_through_nginx_that_lands_on_fallback_during_an_outage_is_reported_as_reaching_fallback_itself(
-    site, nginx, fallback_env, set_mode
+    main_site, nginx, fallback_env, set_mode
 ):
     from fallback.checking.probe import probe
     from fallback.checking.selfprobe import probe_key
@@ -530,7 +514,7 @@ def test_a_probe_through_nginx_that_lands_on_fallback_during_an_outage_is_report
     path = fresh("/probed")
     assert probe(nginx.url + path, 5, self_key=key).ok  # the main site answers: an ordinary good probe
     set_mode("down")
-    site.stop()
+    main_site.stop()
     assert get(nginx, path).status_code == 503  # a visitor's page, now in the micro-cache
     for _ in range(2):  # the second, too: no probe's answer was cached for the next
         result = probe(nginx.url + path, 5, self_key=key)

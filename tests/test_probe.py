@@ -30,17 +30,17 @@ def no_proxy(monkeypatch):
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
 
 
-@pytest.fixture
-def site():
-    """A stand-in main site; afterwards, no stand-in thread and no probe thread is left behind."""
+@pytest.fixture(autouse=True)
+def no_thread_left(site):
+    """Afterwards, once the stand-in main site is stopped, no stand-in thread and no probe thread is left behind."""
     started: list[threading.Thread] = []
-    with StandIn() as stand_in:
-        stand_in.probe_threads = started
-        yield stand_in
-    for thread in started + _runner_threads(stand_in):
+    site.probe_threads = started
+    yield
+    site.stop()
+    for thread in started + _runner_threads(site):
         thread.join(JOIN)
-    assert not stand_in.leftover_threads, "the stand-in left threads running"
-    assert not [thread for thread in started + _runner_threads(stand_in) if thread.is_alive()], (
+    assert not site.leftover_threads, "the stand-in left threads running"
+    assert not [thread for thread in started + _runner_threads(site) if thread.is_alive()], (
         "a probe thread outlived the stand-in"
     )
 

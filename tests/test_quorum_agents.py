@@ -31,13 +31,6 @@ STARTUP = 20.0
 
 
 @pytest.fixture
-def site():
-    """The main site's stand-in, answering until a test stops it."""
-    with StandIn() as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
 def agents(tmp_path: Path):
     """Start an agent with `agents(report_to, site_url, name)`; any still running is killed after the test."""
     started: list[Agent] = []

@@ -13,7 +13,6 @@ import pytest
 from helpers import admin_status
 from procs import free_port
 from served import Served, quorum_env
-from standin import StandIn
 
 from fallback.core.clock import utcnow
 from fallback.storage import Storage, open_storage
@@ -21,12 +20,6 @@ from fallback.storage import Storage, open_storage
 BACKENDS = ["postgres"]
 # Interval 1 s, fall 2, rise 2, timeout 1 s: a verdict is then fresh for 3 * 1 + 1 = 4 s.
 FRESH_SECONDS = 4.0
-
-
-@pytest.fixture
-def site():
-    with StandIn() as standin:
-        yield standin
 
 
 def wait_for(condition, seconds: float, what: str, poll: float = 0.05):

@@ -15,16 +15,8 @@ import requests
 from helpers import ADMIN_PASSWORD, csrf_token, every_worker_answers, form_token
 from procs import answers, free_port, start_group, stop_group
 from served import Served, run_cli
-from standin import StandIn
 
 EXPORT_TOKEN = "integration-export-token"
-
-
-@pytest.fixture
-def main_site():
-    """The site the checker probes: a healthy stand-in on 127.0.0.1."""
-    with StandIn() as site:
-        yield site
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from helpers import FixedClock, contact_fields, csrf_token, log_in
+from helpers import contact_fields, csrf_token, log_in
 from standardwebhooks import Webhook
 from webhook_receiver import HANG, Receiver
 
@@ -22,11 +22,6 @@ from fallback.storage import NewLead, open_storage
 
 BACKENDS = ["sqlite", "postgres"]
 SECRET = "whsec_" + base64.b64encode(b"a test secret of 32 bytes, quite").decode()
-
-
-@pytest.fixture
-def clock():
-    return FixedClock()
 
 
 @pytest.fixture
