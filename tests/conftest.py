@@ -18,6 +18,7 @@ import socket
 import pytest
 from click.testing import CliRunner
 from helpers import ADMIN_PASSWORD, FixedClock
+from mailserver import FOLLOWUP_DELAY, SMTPServer
 from pg import Cluster, binaries
 from standin import StandIn
 
@@ -226,3 +227,32 @@ def heal(stand_in: StandIn) -> None:
     stand_in.start()
     stand_in.behaviour = "ok"
     stand_in.fail_one_in = 0
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on 127.0.0.1 (aiosmtpd in this process, tests/mailserver.py) keeping what it accepts."""
+    with SMTPServer() as running:
+        yield running
+
+
+@pytest.fixture
+def mail_env(env, smtp_server):
+    """`env` with follow-up mail on, through `smtp_server`, FOLLOWUP_DELAY seconds after a recovery."""
+    env.update(
+        {
+            "FALLBACK_SMTP_URL": smtp_server.url,
+            "FALLBACK_MAIL_FROM": "Shop <news@example.com>",
+            "FALLBACK_PUBLIC_URL": "https://sorry.example.com",
+            "FALLBACK_FOLLOWUP_DELAY": str(FOLLOWUP_DELAY),
+            "FALLBACK_MAIL_RATE": "100/second",
+            "FALLBACK_SITE_NAME": "Shop",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def mail_storage(mail_env, clock):
+    """The test database of `mail_env`, migrated, its time read from `clock`."""
+    return open_storage(mail_env["FALLBACK_DATABASE"], clock)

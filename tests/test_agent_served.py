@@ -19,6 +19,8 @@ from standin import StandIn
 from fallback.checking.vantage import MAX_BODY
 from fallback.storage import open_storage
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 TOKEN = "agent-integration-token"
 
 

@@ -23,6 +23,8 @@ from test_webhooks import SECRET as WEBHOOK_SECRET
 from fallback.outbound.unsubscribe_token import UnsubscribeToken
 from fallback.storage.leads import email_key
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PHONE = {"width": 390, "height": 844}
@@ -92,9 +94,10 @@ def set_mode(page, mode: str, reason: str = "") -> None:
 
 
 def wait_for_status(page, url: str, status: int, seconds: float = 3.0) -> None:
-    """Reload `url` until it answers `status` (workers see a flip within a second)."""
+    """Reload `url` until it answers `status` (workers see a flip within a second), or until a load started after
+    `seconds` has come back: timed by when each load starts, so a busy machine's slow answers do not cut it short."""
     deadline = time.monotonic() + seconds
-    while page.goto(url).status != status and time.monotonic() < deadline:
+    while (sent := time.monotonic()) and page.goto(url).status != status and sent < deadline:
         time.sleep(0.1)
 
 

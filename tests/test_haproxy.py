@@ -24,6 +24,8 @@ from proxies import as_received, embedded_path, fresh, get, render
 from served import Served
 from standin import OK_BODY
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 HAPROXY = Path("/usr/sbin/haproxy")
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "haproxy" / "haproxy.cfg"
 

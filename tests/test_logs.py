@@ -8,10 +8,13 @@ import re
 import sys
 import time
 
+import pytest
 import requests
 from served import Served
 
 from fallback.core.logs import JsonFormatter
+
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
 
 COMBINED_LINE = re.compile(
     r'^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /pricing\?utm=tv HTTP/1\.1" 302 0 '

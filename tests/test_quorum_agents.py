@@ -22,6 +22,8 @@ from standin import StandIn
 from fallback.core.clock import utcnow
 from fallback.storage import Storage, open_storage
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 BACKENDS = ["postgres"]  # only the two-instance test takes a `database`; the others run one instance on SQLite
 FRESH_SECONDS = 4.0
 # A flip should come within fall rounds of every vantage point plus one of the holder's counting rounds: about

@@ -17,6 +17,8 @@ from served import Served, quorum_env
 from fallback.core.clock import utcnow
 from fallback.storage import Storage, open_storage
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 BACKENDS = ["postgres"]
 # Interval 1 s, fall 2, rise 2, timeout 1 s: a verdict is then fresh for 3 * 1 + 1 = 4 s.
 FRESH_SECONDS = 4.0

@@ -19,6 +19,8 @@ from standin import StandIn
 
 from fallback.serving.worker import HEAD_TIMEOUT, MAX_HEAD
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 SLOW_SOCKETS = 150
 ORDINARY_SECONDS = 5.0
 # Answered well within a visitor's patience on a loaded 2-core machine; before the fix, none were answered at all.
