@@ -35,12 +35,24 @@ def pytest_generate_tests(metafunc):
     variants are slow, since each needs the cluster."""
     if "backend" in metafunc.fixturenames:
         backends = getattr(metafunc.module, "BACKENDS", ["sqlite"])
+        # A test of one backend's own behaviour runs on that one alone (or is skipped, saying why, if the module
+        # does not list it).
+        for marker, only in (("sqlite_only", "sqlite"), ("postgres_only", "postgres")):
+            if metafunc.definition.get_closest_marker(marker) and only in backends:
+                backends = [only]
         metafunc.parametrize("backend", [backend_param(backend) for backend in backends])
 
 
 def backend_param(backend: str):
     """One value of the `backend` parameter, marked slow when it needs a PostgreSQL server."""
     return pytest.param(backend, marks=pytest.mark.slow) if backend == "postgres" else backend
+
+
+def pytest_collection_modifyitems(items):
+    """A test that asks for the PostgreSQL cluster itself is slow, like the postgres variants."""
+    for item in items:
+        if "pg_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_configure(config):

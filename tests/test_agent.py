@@ -254,6 +254,7 @@ def test_it_logs_each_change_of_state_or_reachability_and_not_each_round(monoton
     assert lines[5].startswith("reported to https://sorry.example.com as 'paris probe' again after ")
 
 
+@pytest.mark.slow  # a day of rounds under tracemalloc: about 20 s of CPU
 def test_its_memory_stays_flat_over_a_day_of_rounds(monotonic, probes, reporter, monkeypatch):
     reporter.keep = False
     # Its log lines are made and handled, but not kept by pytest's capture, which is no part of the agent.

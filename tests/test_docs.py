@@ -69,6 +69,7 @@ def test_the_procfile_runs_serve():
     assert (ROOT / "Procfile").read_text().strip() == "web: fallback serve"
 
 
+@pytest.mark.slow  # pip builds a wheel: half a minute
 def test_a_wheel_built_from_the_repo_carries_the_templates(tmp_path):
     import subprocess
     import sys
