@@ -384,7 +384,7 @@ class PostgresDatabase:
         """Vacuum the leads, their submissions and webhooks, so that erased rows' space is reclaimed."""
         # Outside a transaction (the pool's connections are autocommit): the erased rows' space is
         # reclaimed, so they are not kept around in the tables' pages. What VACUUM cannot reach (WAL
-        # segments, backups, replicas) is said in the README.
+        # segments, backups, replicas) is said in docs/leads.md.
         try:
             with self._connection("vacuum") as conn:
                 conn.execute("VACUUM leads, submissions, webhook_deliveries")
