@@ -54,11 +54,13 @@ def test_two_instances_flip_down_when_the_site_refuses_and_say_who_agreed(databa
         wait_for(lambda: state_is(storage, "up"), 15, "the first verdict (up)")
         if quorum > 1:
             # One prober per instance, not one per worker: two instances of two workers probe about twice a second.
-            before = site.hits
+            before, started = site.hits, time.monotonic()
             time.sleep(3)
-            probes = site.hits - before
-            print(f"\n{probes} probes in 3 s from 2 instances of 2 workers")
-            assert 3 <= probes <= 8, probes
+            probes, window = site.hits - before, time.monotonic() - started
+            print(f"\n{probes} probes in {window:.1f} s from 2 instances of 2 workers")
+            # Two probers at most once a second each, one more each at the window's ends (its length as measured:
+            # a busy machine may stretch it); a prober per worker would be twice that.
+            assert 3 <= probes <= 2 * (window + 1), (probes, window)
         refused_at = utcnow()
         site.stop()
         flag = wait_for(lambda: state_is(storage, "down"), 10, "the flip to down")
