@@ -206,6 +206,15 @@ def clocked_storage(database, clock):
 
 
 @pytest.fixture
+def still_clock(storage, clock):
+    """The test database's clock stopped at `clock`. The rate limits count in fixed windows (a minute, 15 minutes,
+    aligned); on the real clock a test that crosses a window's end sees its count start again, and a busy machine
+    makes a test long enough to cross one."""
+    storage.db.clock = clock
+    return clock
+
+
+@pytest.fixture
 def site():
     """A stand-in main site of this test's own on 127.0.0.1 (tests/standin.py), healthy until the test says
     otherwise."""

@@ -79,6 +79,7 @@ def test_the_api_token_alone_opens_it(env, storage):
     assert "fallback_up" in scrape(client, API_TOKEN)
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_wrong_tokens_spend_the_api_tokens_budget_then_wait(client):
     # The API token opens this route: guessing here must cost what guessing at the API costs.
     answers = [client.get(PATH, headers={"Authorization": "Bearer guess"}).status_code for _ in range(11)]
@@ -130,6 +131,7 @@ def test_each_contact_post_is_counted_once_by_its_outcome(client, down):
     assert found['fallback_leads_total{result="invalid"}'] == 2
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_a_post_turned_away_by_the_rate_limit_is_counted_as_limited(env, storage):
     app = create_app(Settings.from_env({**env, "FALLBACK_RATE_LIMIT": "2/minute"}), storage)
     client = app.test_client()
