@@ -117,6 +117,11 @@ def start_drill(env: dict, cwd, expiry: str = "60s") -> subprocess.Popen:
     )
 
 
+# How long a drill may take to reach its rehearsal (start-up, then the checklist's probes): a guard against a hang,
+# loose enough for a busy machine.
+REHEARSAL_REACHED_SECONDS = 60
+
+
 def forced_by_drill(database: str) -> bool:
     return (flag_fields(database)["mode_by"] or "").startswith("drill")
 
@@ -130,7 +135,7 @@ def test_an_interrupted_rehearsal_restores_the_mode_before_it_exits(database, tm
         before = force_before(database)
         drill = start_drill(env, tmp_path)
         try:
-            wait_for(lambda: forced_by_drill(database), 20, "the rehearsal's forced mode")
+            wait_for(lambda: forced_by_drill(database), REHEARSAL_REACHED_SECONDS, "the rehearsal's forced mode")
             drill.send_signal(sig)
             out, err = drill.communicate(timeout=20)
         finally:
@@ -147,7 +152,7 @@ def test_a_killed_rehearsal_leaves_the_page_forced_only_until_its_expiry(databas
         with Served({**env, "FALLBACK_PUBLIC_URL": f"http://127.0.0.1:{port}"}, tmp_path, port=port) as served:
             drill = start_drill(env, tmp_path, expiry="8s")
             try:
-                wait_for(lambda: forced_by_drill(database), 20, "the rehearsal's forced mode")
+                wait_for(lambda: forced_by_drill(database), REHEARSAL_REACHED_SECONDS, "the rehearsal's forced mode")
                 seen = time.monotonic()
                 drill.send_signal(signal.SIGKILL)
                 drill.communicate(timeout=10)
