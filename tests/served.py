@@ -140,8 +140,11 @@ class Agent:
         return log_tail(self.log, 100)
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        """Stop it with `sig`; its exit status."""
-        stop_group(self.process, sig, grace=10)
+        """Stop it with `sig`; its exit status (-9 if it had to be killed).
+
+        The grace is generous for a busy machine, where a report in flight may take seconds to be answered: an agent
+        that ignored the signal is still killed, and says so by its status."""
+        stop_group(self.process, sig, grace=30)
         return self.process.returncode
 
 
