@@ -56,6 +56,7 @@ def test_a_wrong_token_is_a_401_problem(client):
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_an_address_that_keeps_sending_wrong_tokens_is_refused_even_the_right_one(client):
     for _ in range(10):
         assert call(client, "GET", "/status", token="guess").status_code == 401

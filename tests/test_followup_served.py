@@ -16,6 +16,8 @@ from standin import StandIn
 
 from fallback.storage import NewLead, open_storage
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 BACKENDS = ["sqlite", "postgres"]
 API_TOKEN = "follow-up-served-api-token"
 

@@ -13,6 +13,7 @@ from helpers import ADMIN_PASSWORD, contact_fields, csrf_token, form_token, log_
 
 from fallback.core.settings import Settings
 from fallback.serving.app import create_app
+from fallback.storage import open_storage
 
 # Each test that uses the database runs on both; the few that reach into a SQLite file have a PostgreSQL
 # twin beside them (postgres_only).
@@ -92,9 +93,10 @@ def test_a_token_from_another_installation_is_refused(env, down, client, another
 
 
 @pytest.fixture
-def limited(env):
+def limited(env, clock):
+    """An app limiting contact posts and log-ins to 3 a minute, its database's clock stopped (see still_clock)."""
     env["FALLBACK_RATE_LIMIT"] = "3/minute"
-    app = create_app(Settings.from_env(env))
+    app = create_app(Settings.from_env(env), open_storage(env["FALLBACK_DATABASE"], clock))
     app.extensions["fallback"].storage.flag.set_mode("down")
     return app
 
@@ -118,8 +120,9 @@ def test_invalid_posts_count_against_the_limit_too(limited):
     assert post(client, contact_fields(client)).status_code == 429
 
 
-def test_the_limit_is_shared_by_every_process_on_the_database(env, limited):
-    first, second = limited.test_client(), create_app(Settings.from_env(env)).test_client()
+def test_the_limit_is_shared_by_every_process_on_the_database(env, limited, clock):
+    other = create_app(Settings.from_env(env), open_storage(env["FALLBACK_DATABASE"], clock))
+    first, second = limited.test_client(), other.test_client()
     for client in (first, second, first):
         assert post(client, contact_fields(client)).status_code == 303
     assert post(second, contact_fields(second)).status_code == 429

@@ -21,6 +21,7 @@ def from_address(app, address: str):
     return client
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_ten_failures_from_one_address_lock_it_out_even_with_rate_limit_0(app, settings):
     assert settings.rate_limit is None
     client = from_address(app, "198.51.100.7")
@@ -31,6 +32,7 @@ def test_ten_failures_from_one_address_lock_it_out_even_with_rate_limit_0(app, s
     assert log_in(from_address(app, "198.51.100.8"), ADMIN_PASSWORD).status_code == 303
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_the_addresses_of_one_ipv6_64_share_one_budget(app):
     for host in range(10):
         assert log_in(from_address(app, f"2001:db8:1:2::{host + 1:x}"), "wrong guess").status_code == 401
@@ -54,6 +56,7 @@ def test_an_address_is_grouped_as_its_owner_holds_it(address, group):
     assert logins.address_group(address) == group
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_a_successful_log_in_costs_no_failure_budget(app):
     client = from_address(app, "198.51.100.9")
     for _ in range(9):

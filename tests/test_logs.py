@@ -12,9 +12,10 @@ import time
 import pytest
 import requests
 from served import Served
-from standin import StandIn
 
 from fallback.core.logs import JsonFormatter
+
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
 
 COMBINED_LINE = re.compile(
     r'^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /pricing HTTP/1\.1" 302 0 '
@@ -22,12 +23,6 @@ COMBINED_LINE = re.compile(
 )
 API_TOKEN = "api-token-of-the-log-tests-0123"
 VISITOR = {"User-Agent": "log-test-agent/1", "Referer": "https://ref.example/?q=paul%40example.org"}
-
-
-@pytest.fixture
-def main_site():
-    with StandIn() as site:
-        yield site
 
 
 def serve(main_site, tmp_path, **settings) -> Served:

@@ -23,6 +23,8 @@ from fallback.serving.app import create_app
 from fallback.storage import MIGRATIONS, NewLead, StorageError, open_storage
 from fallback.storage.postgres import PG_MIGRATIONS, safe_url
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 BACKENDS = ["postgres"]
 
 

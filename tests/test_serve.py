@@ -13,19 +13,13 @@ import time
 
 import pytest
 import requests
-from helpers import ADMIN_PASSWORD, csrf_token, every_worker_answers, form_token
+from helpers import ADMIN_PASSWORD, csrf_token, every_worker_answers, form_token, wait_for_status
 from procs import answers, fallback_command, free_port, start_group, stop_group
 from served import Served, run_cli
-from standin import StandIn
+
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
 
 EXPORT_TOKEN = "integration-export-token"
-
-
-@pytest.fixture
-def main_site():
-    """The site the checker probes: a healthy stand-in on 127.0.0.1."""
-    with StandIn() as site:
-        yield site
 
 
 @pytest.fixture
@@ -49,16 +43,6 @@ def site_env(tmp_path, main_site):
 def served(site_env, tmp_path):
     with Served(site_env, tmp_path) as server:
         yield server
-
-
-def wait_for_status(url: str, expected: int, seconds: float = 3.0) -> requests.Response:
-    """GET `url` until it answers `expected`, for a bounded time."""
-    deadline = time.monotonic() + seconds
-    while True:
-        response = requests.get(url, allow_redirects=False, timeout=2)
-        if response.status_code == expected or time.monotonic() > deadline:
-            return response
-        time.sleep(0.05)
 
 
 def submit(base: str, email: str, **fields) -> requests.Response:
