@@ -89,11 +89,11 @@ def test_the_message_is_in_the_leads_language_with_the_link_and_the_unsubscribe_
 
 
 def test_the_unsubscribe_header_goes_out_as_a_plain_url_in_angle_brackets_never_encoded(
-    mail_env, mail_storage, clock, server
+    mail_env, mail_storage, clock, smtp_server
 ):
     outage(mail_storage, clock, "anne@example.org")
-    run(sender_for(mail_env, mail_storage), clock, DELAY)
-    (raw,) = server.mailbox.raw
+    run(sender_for(mail_env, mail_storage), clock, FOLLOWUP_DELAY)
+    (raw,) = smtp_server.mailbox.raw
     head = raw.split(b"\r\n\r\n", 1)[0]
     # Unfolding (RFC 5322 2.2.3) must give back the URL itself: a mail client reads no RFC 2047 word in this header.
     unfolded = re.sub(rb"\r\n(?=[ \t])", b"", head)
