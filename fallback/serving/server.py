@@ -93,39 +93,42 @@ def start_in_background(
     metrics: Metrics | None = None,
     vantage: str | None = None,
 ) -> threading.Event:
-    """Run a checker (with the notifier, the follow-up and webhook senders) in daemon threads; set `stop` to end them.
+    """Run a checker (with the outbox's senders: notifications, follow-up mail, webhooks) in daemon threads; set
+    `stop` to end them.
 
     With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such; with
     `metrics`, the checker counts its probes and flips there. `vantage` names this instance under a quorum.
     """
     # Imported here, not at the top: only a process that runs the checker needs `requests` and Apprise.
     from fallback.checking.checker import Checker
-    from fallback.outbound.notify import Notifier, deliver_forever
+    from fallback.outbound.outbox import Courier, dispatch_forever
 
     stop = threading.Event()
     folder = os.environ.get(MULTIPROC_ENV)  # set by serve() in the master; absent when a test calls this alone
     prober = InstanceLock(folder).held if folder else None
     checker = Checker(settings, storage, self_key=self_key, metrics=metrics, vantage=vantage, prober=prober)
     threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
+    # One thread per configured kind of message: a hung webhook receiver never holds back the mail.
+    senders: list[Courier] = []
     if settings.notify_urls:
-        notifier = Notifier(settings.notify_urls)
-        threading.Thread(
-            target=deliver_forever,
-            args=(storage, notifier, checker, stop, settings.site_name),
-            name="fallback-notifier",
-            daemon=True,
-        ).start()
+        from fallback.outbound.notify import NotificationSender
+
+        senders.append(NotificationSender(settings, storage))
     if settings.smtp_url:
         from fallback.outbound.followup import FollowupSender
         from fallback.serving.app import secret_key_for
 
-        sender = FollowupSender(settings, storage, secret_key_for(settings, storage))
-        threading.Thread(target=sender.run, args=(checker, stop), name="fallback-followup", daemon=True).start()
+        senders.append(FollowupSender(settings, storage, secret_key_for(settings, storage)))
     if settings.webhook_urls:
         from fallback.outbound.webhooks import WebhookSender
 
-        hooks = WebhookSender(settings, storage)
-        threading.Thread(target=hooks.run, args=(checker, stop), name="fallback-webhooks", daemon=True).start()
+        senders.append(WebhookSender(settings, storage))
+    for sender in senders:
+        name = f"fallback-{sender.kind}"
+        threading.Thread(target=sender.run, args=(checker, stop), name=name, daemon=True).start()
+    if not senders:
+        args = (settings, storage, checker, stop)
+        threading.Thread(target=dispatch_forever, args=args, name="fallback-events", daemon=True).start()
     return stop
 
 

@@ -21,11 +21,10 @@ SUBMISSION_COPY_COLUMNS = ("lead_id", "at", "name", "message", "landing_path", "
 HISTORY_TABLES = {
     "incidents": (("started_at", "ended_at", "reason", "end_reason"), ("started_at",)),
     "mode_changes": (("at", "mode", "until", "reason", "by"), ("at", "mode")),
-    "events": (
-        ("at", "kind", "title", "body", "notified_at", "gave_up_at", "attempts", "next_attempt_at", "last_error"),
-        ("at", "kind", "title"),
-    ),
+    "events": (("at", "type", "data", "dispatched_at"), ("at", "type", "data")),
 }
+# A lead's events are not history: its lead.created stays behind with the messages (the outbox is not copied).
+HISTORY_ROWS = {"events": "lead_id IS NULL"}
 FLAG_COLUMNS = (
     "mode",
     "mode_until",
@@ -95,7 +94,8 @@ def copy_database(source: Database, target: Database) -> dict[str, Copied]:
         for table, (columns, identity) in HISTORY_TABLES.items():
             counts = report[table] = Copied()
             sql = _insert(table, columns, identity)
-            for row in source.stream(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id", (), BATCH):
+            where = f" WHERE {HISTORY_ROWS[table]}" if table in HISTORY_ROWS else ""
+            for row in source.stream(f"SELECT {', '.join(columns)} FROM {table}{where} ORDER BY id", (), BATCH):
                 inserted = conn.execute(sql, row).rowcount
                 counts.copied += inserted
                 counts.already_there += 1 - inserted

@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite_utils
 
-LEAD_FIELDS: dict[str, type] = {
+# Frozen: the leads table as version 1 created it (the version-1 API's shape, `message` included, which version 5
+# moved to `submissions`). Migrations 1 and 4 rebuild it from these; a new column is a new migration, never an edit
+# here (docs/development.md, "Adding a column").
+LEAD_FIELDS_V1: dict[str, type] = {
     "id": int,
     "email": str,
     "email_key": str,
@@ -30,8 +33,18 @@ LEAD_FIELDS: dict[str, type] = {
     "spam": int,
     "spam_reason": str,
 }
-LEAD_DEFAULTS = {"submissions": 1, "spam": 0, "consent": 0, "name": "", "message": ""}
-LEAD_NOT_NULL = {"email", "email_key", "name", "message", "consent", "created_at", "updated_at", "submissions", "spam"}
+LEAD_DEFAULTS_V1 = {"submissions": 1, "spam": 0, "consent": 0, "name": "", "message": ""}
+LEAD_NOT_NULL_V1 = {
+    "email",
+    "email_key",
+    "name",
+    "message",
+    "consent",
+    "created_at",
+    "updated_at",
+    "submissions",
+    "spam",
+}
 CHECKER_FIELDS: dict[str, type] = {
     "id": int,
     "owner": str,
@@ -90,6 +103,36 @@ VERDICT_FIELDS: dict[str, type] = {
     "received_at": str,
     "first_seen_at": str,
 }
+# Everything that happened and is announced (a flip, a mode, a new lead): recorded once, in the transaction of its
+# cause, with its facts as JSON; the outbox's messages are made from it afterwards (outbound.outbox.dispatch).
+EVENT_FIELDS: dict[str, type] = {
+    "id": int,
+    "at": str,
+    "type": str,
+    "data": str,
+    "lead_id": int,
+    "dispatched_at": str,
+}
+# Every outgoing message, whatever its kind (a notification, a follow-up mail, a webhook): one claim, one retry policy.
+OUTBOX_FIELDS: dict[str, type] = {
+    "id": int,
+    "kind": str,
+    "topic": str,
+    "destination": str,
+    "message_id": str,
+    "payload": str,
+    "lead_id": int,
+    "created_at": str,
+    "status": str,
+    "attempts": int,
+    "next_attempt_at": str,
+    "retry_until": str,
+    "last_attempt_at": str,
+    "last_status": int,
+    "last_error": str,
+}
+OUTBOX_NOT_NULL = {"kind", "topic", "created_at", "status", "attempts"}
+OUTBOX_DEFAULTS = {"attempts": 0, "status": "pending"}
 PROBE_FIELDS: dict[str, type] = {
     "id": int,
     "at": str,
@@ -131,10 +174,10 @@ def create_base_schema(db: sqlite_utils.Database) -> None:
     )
     # Name, message and consent could be NULL at first (until not_null_as_on_postgres).
     db.table("leads").create(
-        LEAD_FIELDS,
+        LEAD_FIELDS_V1,
         pk="id",
-        not_null=LEAD_NOT_NULL - {"name", "message", "consent"},
-        defaults=LEAD_DEFAULTS,
+        not_null=LEAD_NOT_NULL_V1 - {"name", "message", "consent"},
+        defaults=LEAD_DEFAULTS_V1,
         if_not_exists=True,
     )
     _index_leads(db)
@@ -192,7 +235,7 @@ def add_rate_limits(db: sqlite_utils.Database) -> None:
 
 def not_null_as_on_postgres(db: sqlite_utils.Database) -> None:
     """Version 4: the columns PostgreSQL had NOT NULL from the start are NOT NULL here too."""
-    _rebuild_not_null(db, "leads", LEAD_FIELDS, LEAD_DEFAULTS, LEAD_NOT_NULL)
+    _rebuild_not_null(db, "leads", LEAD_FIELDS_V1, LEAD_DEFAULTS_V1, LEAD_NOT_NULL_V1)
     _index_leads(db)
     _rebuild_not_null(db, "checker", CHECKER_FIELDS, {"network_doubt": 0}, {"network_doubt"})
     _rebuild_not_null(db, "probes", PROBE_FIELDS, {"control": 0}, {"at", "url", "ok", "control"})
@@ -291,6 +334,59 @@ def add_verdicts_and_drill_leads(db: sqlite_utils.Database) -> None:
     db.table("leads").add_column("drill", int, not_null_default=0)
 
 
+# Every table whose rows name a lead (a `lead_id` column): erasure deletes their rows with the lead, and PostgreSQL's
+# compaction vacuums them. A new such table is added here (tests/test_erasure.py fails until it is).
+LEAD_LINKED_TABLES = ("submissions", "events", "outbox")
+
+# The three queues' rows, carried into the outbox in their order (per kind, and so per webhook destination). A status
+# keeps its meaning: `delivered` is what was notified, sent or delivered; `failed` what was given up.
+CARRY_OVER = (
+    "INSERT INTO outbox (kind, topic, destination, payload, created_at, status, attempts, next_attempt_at, "
+    "last_error) SELECT 'notification', CASE WHEN kind = 'mode' THEN 'mode.changed' WHEN title LIKE '%down' "
+    "THEN 'incident.opened' ELSE 'incident.closed' END, NULL, {json}('title', title, 'body', body, 'at', at), at, "
+    "CASE WHEN notified_at IS NOT NULL THEN 'delivered' WHEN gave_up_at IS NOT NULL THEN 'failed' ELSE 'pending' END, "
+    "attempts, next_attempt_at, last_error FROM events ORDER BY id",
+    "INSERT INTO outbox (kind, topic, lead_id, created_at, status, attempts, next_attempt_at, last_attempt_at, "
+    "last_error) SELECT 'followup', 'followup', lead_id, created_at, CASE WHEN sent_at IS NOT NULL THEN 'delivered' "
+    "WHEN failed_at IS NOT NULL THEN 'failed' ELSE 'pending' END, attempts, next_attempt_at, "
+    "COALESCE(sent_at, failed_at), last_error FROM followups ORDER BY id",
+    "INSERT INTO outbox (kind, topic, destination, message_id, payload, lead_id, created_at, status, attempts, "
+    "next_attempt_at, retry_until, last_attempt_at, last_status, last_error) SELECT 'webhook', type, url, event_id, "
+    "payload, lead_id, created_at, status, attempts, next_attempt_at, retry_until, last_attempt_at, last_status, "
+    "last_error FROM webhook_deliveries ORDER BY id",
+)
+
+
+def one_outbox(db: sqlite_utils.Database) -> None:
+    """Version 9: one outbox for every outgoing message, and the events recorded once; the three queues'
+    rows (notifications in `events`, `followups`, `webhook_deliveries`) are carried over, none lost."""
+    db.table("outbox").create(
+        OUTBOX_FIELDS, pk="id", not_null=OUTBOX_NOT_NULL, defaults=OUTBOX_DEFAULTS, if_not_exists=True
+    )
+    for statement in CARRY_OVER:
+        db.execute(statement.format(json="json_object"))
+    for table in ("events", "followups", "webhook_deliveries"):
+        db.table(table).drop()
+    db.table("events").create(EVENT_FIELDS, pk="id", not_null={"at", "type", "data"})
+    for statement in OUTBOX_INDEXES:
+        db.execute(statement)
+
+
+# The same on both backends (postgres.PG_MIGRATIONS runs them too).
+OUTBOX_INDEXES = (
+    # What a claim reads: the due messages of one kind, oldest first.
+    "CREATE INDEX IF NOT EXISTS idx_outbox_kind_status_next ON outbox (kind, status, next_attempt_at)",
+    # A destination's later messages are held back together (order per webhook receiver).
+    "CREATE INDEX IF NOT EXISTS idx_outbox_destination_status ON outbox (destination, status)",
+    "CREATE INDEX IF NOT EXISTS idx_outbox_lead_id ON outbox (lead_id)",
+    # One follow-up waiting per lead, however many instances queue at once.
+    "CREATE UNIQUE INDEX IF NOT EXISTS idx_outbox_followup_waiting ON outbox (lead_id) "
+    "WHERE kind = 'followup' AND status = 'pending'",
+    "CREATE INDEX IF NOT EXISTS idx_events_dispatched_at ON events (dispatched_at)",
+    "CREATE INDEX IF NOT EXISTS idx_events_lead_id ON events (lead_id)",
+)
+
+
 # Each migration runs once, in order; the schema version is how many have run.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     create_base_schema,
@@ -301,4 +397,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     add_follow_up,
     add_webhooks,
     add_verdicts_and_drill_leads,
+    one_outbox,
 ]

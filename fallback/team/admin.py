@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -23,7 +24,8 @@ from fallback.checking.status import status_document
 from fallback.core.clock import utcnow
 from fallback.core.durations import parse_duration
 from fallback.core.redact import redact_url
-from fallback.storage import Storage, StorageError
+from fallback.outbound.policy import POLICIES
+from fallback.storage import Message, Storage, StorageError
 from fallback.team.charts import latency_chart
 from fallback.team.export import csv_chunks, parse_bound
 from fallback.team.forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
@@ -123,9 +125,12 @@ def dashboard() -> Response | str:
     )
 
 
-def recent_deliveries(storage: Storage) -> list[dict]:
+def recent_deliveries(storage: Storage) -> list[Message]:
     """The latest webhook deliveries, their receivers' URLs without credentials or query (a token may be there)."""
-    return [{**row, "url": redact_url(row["url"])} for row in storage.webhooks.recent(WEBHOOKS_SHOWN)]
+    return [
+        dataclasses.replace(message, destination=redact_url(message.destination or ""))
+        for message in storage.outbox.recent("webhook", WEBHOOKS_SHOWN)
+    ]
 
 
 @blueprint.post("/login")
@@ -209,7 +214,8 @@ def retry_webhook(delivery_id: int) -> ResponseReturnValue:
     refused = refuse_action()
     if refused is not None:
         return refused
-    if not runtime().storage.webhooks.retry(delivery_id):
+    storage = runtime().storage
+    if not storage.outbox.retry(delivery_id, "webhook", POLICIES["webhook"].deadline(storage.clock())):
         abort(404)
     log.info("webhook delivery %d queued again by an admin", delivery_id)
     return redirect(url_for("admin.dashboard", _anchor="webhooks"), 303)
@@ -240,7 +246,7 @@ def send_followups_now() -> ResponseReturnValue:
     if refused is not None:
         return refused
     # Only the flag in the queue changes here: the sending stays in the checker's process, off any request.
-    due = runtime().storage.followups.send_now()
+    due = runtime().storage.outbox.send_now("followup")
     log.info("an admin asked to send the %d pending follow-up message(s) now", due)
     return redirect(url_for("admin.dashboard", _anchor="followup"), 303)
 
