@@ -1,9 +1,11 @@
-"""Notifications: announced once, retried with backoff, never in the probe loop's way."""
+"""Notifications: announced once, retried with backoff, never in the probe loop's way; through Apprise to a json://
+receiver on 127.0.0.1, answering, refusing, slow, or gone."""
 
 from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -11,8 +13,11 @@ import pytest
 from helpers import FixedClock
 
 from fallback.core.settings import ConfigError, Settings
-from fallback.outbound.notify import MAX_ATTEMPTS, Notifier, deliver_pending, retry_delay
+from fallback.outbound.notify import NotificationSender, Notifier
+from fallback.outbound.policy import POLICIES
 from fallback.storage import open_storage
+
+MAX_ATTEMPTS = POLICIES["notification"].tries
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -40,6 +45,16 @@ def storage(database, clock):
     return open_storage(database, clock)
 
 
+def sender(storage, notifier, site_name="Acme", url="json://127.0.0.1:9/hook") -> NotificationSender:
+    """The notification sender of a process with one FALLBACK_NOTIFY_URLS, announcing through `notifier`."""
+    settings = Settings.from_env({"FALLBACK_NOTIFY_URLS": url, "FALLBACK_SITE_NAME": site_name})
+    return NotificationSender(settings, storage, notifier)
+
+
+def deliver_pending(storage, notifier, site_name="Acme") -> int:
+    return sender(storage, notifier, site_name).deliver_pending()
+
+
 def test_each_flip_and_forced_mode_is_announced_once(storage):
     storage.flag.flip("unknown", "down", "HTTP 503")
     storage.flag.set_mode("down", reason="TV", by="cli")
@@ -57,20 +72,35 @@ def test_a_failed_announcement_is_retried_later_then_given_up(storage, clock):
         assert deliver_pending(storage, notifier) == 0  # not due yet: no hammering
         clock.now += timedelta(seconds=301)
     assert len(notifier.sent) == MAX_ATTEMPTS
-    [event] = storage.events.recent()
-    assert event["gave_up_at"] is not None and "refused" in event["last_error"]
+    [message] = storage.outbox.recent("notification")
+    assert message.status == "failed" and "refused" in message.last_error
 
 
-def test_a_claimed_event_is_not_sent_by_another_process(storage, database, clock):
+def test_a_claimed_notification_is_not_sent_by_another_process(storage, database, clock):
     storage.flag.flip("unknown", "down", "HTTP 503")
-    assert len(storage.events.claim(60)) == 1
-    assert open_storage(database, clock).events.claim(60) == []
+    sender(storage, FakeNotifier([])).prepare()
+    assert len(storage.outbox.claim("notification", 60)[0]) == 1
+    assert open_storage(database, clock).outbox.claim("notification", 60) == ([], None)
 
 
-def test_backoff_grows_and_stops():
-    delays = [retry_delay(attempt) for attempt in range(1, MAX_ATTEMPTS + 1)]
-    assert delays[:-1] == sorted(delays[:-1]) and delays[0] == 5.0
-    assert delays[-1] is None
+def test_backoff_grows_and_stops(storage, clock):
+    storage.flag.flip("unknown", "down", "HTTP 503")
+    sender(storage, FakeNotifier([])).prepare()
+    [message] = storage.outbox.recent("notification")
+    policy = POLICIES["notification"]
+    tries = [policy.next_try(replace(message, attempts=attempts), clock.now) for attempts in range(1, MAX_ATTEMPTS + 1)]
+    delays = [(when - clock.now).total_seconds() for when in tries[:-1]]
+    assert delays == sorted(delays) and delays[0] == 5.0
+    assert tries[-1] is None
+
+
+def test_events_recorded_before_notify_urls_were_set_are_not_announced_later(storage):
+    storage.flag.flip("unknown", "down", "HTTP 503")
+    without = NotificationSender(Settings.from_env({}), storage, FakeNotifier([]))
+    without.prepare()  # a process without FALLBACK_NOTIFY_URLS dispatched it: into no notification
+    storage.flag.set_mode("down", reason="TV", by="cli")
+    notifier = FakeNotifier([])
+    assert deliver_pending(storage, notifier) == 1 and notifier.sent == ["[Acme] mode set to down"]
 
 
 def test_an_invalid_notify_url_stops_start_up_without_echoing_it():
@@ -99,8 +129,8 @@ def test_apprise_delivers_to_a_local_json_receiver(storage):
     try:
         Receiver.received = []
         storage.flag.flip("unknown", "down", "connection refused")
-        notifier = Notifier([f"json://127.0.0.1:{server.server_port}/hook"])
-        assert deliver_pending(storage, notifier, "Acme") == 1
+        url = f"json://127.0.0.1:{server.server_port}/hook"
+        assert sender(storage, Notifier([url]), url=url).deliver_pending() == 1
         [message] = Receiver.received
         assert message["title"] == "[Acme] main site down"
         assert "connection refused" in message["message"]
@@ -113,5 +143,7 @@ def test_an_unreachable_receiver_is_a_failure_not_a_crash(storage):
     from procs import free_port
 
     storage.flag.flip("unknown", "down", "HTTP 503")
-    assert deliver_pending(storage, Notifier([f"json://127.0.0.1:{free_port()}/hook"])) == 0
-    assert storage.events.recent()[0]["attempts"] == 1
+    url = f"json://127.0.0.1:{free_port()}/hook"
+    assert sender(storage, Notifier([url]), url=url).deliver_pending() == 0
+    [message] = storage.outbox.recent("notification")
+    assert message.attempts == 1 and message.status == "pending" and message.last_error

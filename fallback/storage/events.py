@@ -59,6 +59,8 @@ class EventStore:
     def dispatch(self, route: Callable[[Event], Sequence[NewMessage]], limit: int = 100) -> int:
         """Queue the messages `route` makes of each event not dispatched yet, oldest first, in one transaction
         with marking it dispatched (so each event's messages are queued once, or not at all); how many events."""
+        if not self.db.read("SELECT 1 FROM events WHERE dispatched_at IS NULL LIMIT 1"):
+            return 0  # the usual round: a read, no write
         now = iso(self.db.clock())
         with self.db.write() as conn:
             conn.execute(_DISPATCHER_TURN, (now,))
