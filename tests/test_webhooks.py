@@ -238,6 +238,20 @@ def test_a_receiver_that_is_down_gets_its_events_in_order_once_back(hook_env, ho
     assert statuses(hook_storage) == ["delivered"] * 3
 
 
+def test_events_recorded_while_a_receiver_is_down_wait_behind_the_one_it_failed(
+    hook_env, hook_storage, receiver, clock
+):
+    receiver.answers = [503]
+    hook_storage.flag.set_mode("down", reason="first", by="cli")
+    sender = sender_for(hook_env, hook_storage)
+    assert sender.deliver_pending() == 0  # 503: the receiver is down, its queue held for 5 s
+    hook_storage.flag.set_mode("up", reason="second", by="cli")  # queued after the failure
+    assert sender.deliver_pending() == 0 and len(receiver.posts) == 1  # held too, not sent ahead of the first
+    clock.now += timedelta(seconds=5)
+    assert sender.deliver_pending() == 2
+    assert [verified(post)["data"]["reason"] for post in receiver.posts] == ["first", "first", "second"]
+
+
 def test_an_event_a_receiver_refuses_does_not_hold_back_the_next(hook_env, hook_storage, receiver, clock):
     receiver.answers = [400]
     hook_storage.flag.set_mode("down", reason="first", by="cli")

@@ -20,6 +20,8 @@ from fallback.storage.limits import RateCheck, count_attempt, give_back_attempt
 KINDS = ("notification", "followup", "webhook")
 STATUSES = ("pending", "delivered", "failed", "gone", "skipped")
 _DUE = "kind = ? AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+# A destination that was down is left alone until its hold ends, whatever was queued for it since.
+_NOT_HELD = "(destination IS NULL OR destination NOT IN (SELECT url FROM webhook_destinations WHERE held_until > ?))"
 # A webhook is posted only while its URL is a destination of the current setting, and not gone.
 _UNDELIVERABLE = "destination NOT IN (SELECT url FROM webhook_destinations WHERE gone_at IS NULL)"
 _INSERT = (
@@ -116,8 +118,8 @@ class OutboxStore:
                     (kind, iso(now)),
                 )
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE {_DUE} ORDER BY id LIMIT ?" + self.db.lock_rows,
-                (kind, iso(now), limit * 5),
+                f"SELECT {_COLUMNS} FROM outbox WHERE {_DUE} AND {_NOT_HELD} ORDER BY id LIMIT ?" + self.db.lock_rows,
+                (kind, iso(now), iso(now), limit * 5),
             ).fetchall()
             if rows and rate is not None:
                 wait = count_attempt(conn, rate, now)
@@ -167,9 +169,7 @@ class OutboxStore:
             )
             if retry_text is not None and hold_destination and message.destination is not None:
                 conn.execute(
-                    "UPDATE outbox SET next_attempt_at = ? WHERE kind = ? AND destination = ? AND id > ? "
-                    "AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at < ?)",
-                    (retry_text, message.kind, message.destination, message.id, retry_text),
+                    "UPDATE webhook_destinations SET held_until = ? WHERE url = ?", (retry_text, message.destination)
                 )
 
     def gone(self, message: Message, error: str) -> None:
@@ -200,7 +200,8 @@ class OutboxStore:
             )
             # An admin asking again overrides the 410: the receiver may be back.
             conn.execute(
-                "UPDATE webhook_destinations SET gone_at = NULL, gone_error = NULL WHERE url = ?", (found[0][0],)
+                "UPDATE webhook_destinations SET gone_at = NULL, gone_error = NULL, held_until = NULL WHERE url = ?",
+                (found[0][0],),
             )
         return True
 

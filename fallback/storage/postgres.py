@@ -130,6 +130,7 @@ PG_MIGRATIONS: list[list[str]] = [
         "DROP TABLE events, followups, webhook_deliveries",
         f"""CREATE TABLE events (id bigserial PRIMARY KEY, at {_TIME} NOT NULL, type text NOT NULL, data text NOT NULL,
             lead_id bigint, dispatched_at {_TIME})""",
+        f"ALTER TABLE webhook_destinations ADD COLUMN IF NOT EXISTS held_until {_TIME}",
         *OUTBOX_INDEXES,
     ],
 ]

@@ -368,6 +368,8 @@ def one_outbox(db: sqlite_utils.Database) -> None:
     for table in ("events", "followups", "webhook_deliveries"):
         db.table(table).drop()
     db.table("events").create(EVENT_FIELDS, pk="id", not_null={"at", "type", "data"})
+    # A receiver that is down holds back all its messages, those queued later too, so that they stay in order.
+    db.table("webhook_destinations").add_column("held_until", str)
     for statement in OUTBOX_INDEXES:
         db.execute(statement)
 
