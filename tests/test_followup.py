@@ -23,6 +23,7 @@ from fallback.serving.app import create_app
 from fallback.storage import NewLead, open_storage
 
 BACKENDS = ["sqlite", "postgres"]
+pytestmark = pytest.mark.slow  # aiosmtpd on 127.0.0.1
 DELAY = 60
 
 

@@ -17,6 +17,7 @@ from standin import StandIn
 from fallback.storage import NewLead, open_storage
 
 BACKENDS = ["sqlite", "postgres"]
+pytestmark = pytest.mark.slow  # `fallback serve` and aiosmtpd on 127.0.0.1
 API_TOKEN = "follow-up-served-api-token"
 
 

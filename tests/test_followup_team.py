@@ -18,6 +18,7 @@ from fallback.storage import open_storage
 from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
+pytestmark = pytest.mark.slow  # aiosmtpd on 127.0.0.1
 API_TOKEN = "api-token-for-follow-up-tests"
 # test_followup.py's fixtures: a real SMTP server, the mail settings, a clock that stands still, the storage on it.
 server, mail_env, clock, mail_storage = (

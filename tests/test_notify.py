@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from helpers import FixedClock
+from webhook_receiver import HANG, Receiver
 
 from fallback.core.settings import ConfigError, Settings
 from fallback.outbound.notify import NotificationSender, Notifier
@@ -109,36 +110,65 @@ def test_an_invalid_notify_url_stops_start_up_without_echoing_it():
     assert "FALLBACK_NOTIFY_URLS" in str(raised.value) and "secret" not in str(raised.value)
 
 
-class Receiver(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        Receiver.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+@pytest.fixture
+def receiver():
+    with Receiver() as running:
+        yield running
 
 
-def test_apprise_delivers_to_a_local_json_receiver(storage):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        Receiver.received = []
-        storage.flag.flip("unknown", "down", "connection refused")
-        url = f"json://127.0.0.1:{server.server_port}/hook"
-        assert sender(storage, Notifier([url]), url=url).deliver_pending() == 1
-        [message] = Receiver.received
-        assert message["title"] == "[Acme] main site down"
-        assert "connection refused" in message["message"]
-    finally:
-        server.shutdown()
-        server.server_close()
+def through_apprise(storage, receiver, read_timeout=4) -> NotificationSender:
+    """The sender as a process with FALLBACK_NOTIFY_URLS set to the receiver's json:// URL runs it."""
+    url = receiver.url.replace("http://", "json://") + f"?rto={read_timeout}"
+    return sender(storage, Notifier([url]), url=url)
 
 
+@pytest.mark.slow
+def test_apprise_delivers_to_a_local_json_receiver(storage, receiver):
+    storage.flag.flip("unknown", "down", "connection refused")
+    assert through_apprise(storage, receiver).deliver_pending() == 1
+    [(_headers, body)] = receiver.posts
+    message = json.loads(body)
+    assert message["title"] == "[Acme] main site down"
+    assert "connection refused" in message["message"]
+
+
+@pytest.mark.slow
+def test_a_receiver_that_refuses_is_retried_with_backoff_until_it_accepts(storage, receiver, clock):
+    receiver.answers = [500, 503]
+    storage.flag.flip("unknown", "down", "HTTP 503")
+    notifications = through_apprise(storage, receiver)
+    assert notifications.deliver_pending() == 0
+    assert notifications.deliver_pending() == 0 and len(receiver.posts) == 1  # backing off: no hammering
+    clock.now += timedelta(seconds=5)
+    assert notifications.deliver_pending() == 0
+    clock.now += timedelta(seconds=10)
+    assert notifications.deliver_pending() == 1 and len(receiver.posts) == 3
+    [message] = storage.outbox.recent("notification")
+    assert (message.status, message.attempts, message.last_error) == ("delivered", 3, None)
+
+
+@pytest.mark.slow
+def test_a_receiver_that_never_answers_delays_no_visitor(env, storage, receiver, clock):
+    from helpers import contact_fields
+
+    from fallback.serving.app import create_app
+
+    receiver.answers = [HANG]
+    storage.flag.set_mode("down", by="cli")
+    notifications = through_apprise(storage, receiver, read_timeout=2)
+    sending = threading.Thread(target=notifications.deliver_pending)
+    sending.start()
+    receiver.wait_for(1)
+    client = create_app(Settings.from_env(env), storage).test_client()
+    started = time.monotonic()
+    assert client.post("/_fallback/contact", data=contact_fields(client)).status_code == 303
+    assert time.monotonic() - started < 1.0 and sending.is_alive()  # the sender still waits on the receiver
+    sending.join(15)
+    [message] = storage.outbox.recent("notification")
+    assert message.status == "pending" and message.attempts == 1  # given up on this try: retried later
+
+
+@pytest.mark.slow
 def test_an_unreachable_receiver_is_a_failure_not_a_crash(storage):
     from procs import free_port
 

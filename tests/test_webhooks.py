@@ -22,6 +22,7 @@ from fallback.storage import NewLead, open_storage
 from fallback.storage.events import record_event
 
 BACKENDS = ["sqlite", "postgres"]
+pytestmark = pytest.mark.slow  # a webhook receiver on 127.0.0.1
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import requests
 from helpers import every_worker_answers, form_token, wait_for
 from served import Served
@@ -15,6 +16,7 @@ from webhook_receiver import HANG, Receiver
 from fallback.storage import open_storage
 
 BACKENDS = ["sqlite", "postgres"]
+pytestmark = pytest.mark.slow  # `fallback serve` and a webhook receiver on 127.0.0.1
 API_TOKEN = "webhooks-served-api-token"
 VISITORS = 20
 
