@@ -1,7 +1,7 @@
 """In a real browser (Debian's headless Chromium, driven by Playwright): keyboard use, errors, the toggle, French,
 the dashboard on a phone, and an axe-core audit (WCAG 2.2 A/AA and best practices) of every screen in both languages.
 
-Screenshots of the page and the dashboard at phone size are saved in test-artifacts/ (the README's are copies).
+Screenshots of the page and the dashboard at phone size are saved in test-artifacts/ (docs/screenshots/ holds copies).
 """
 
 from __future__ import annotations

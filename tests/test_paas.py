@@ -23,7 +23,8 @@ from standin import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = (ROOT / "deploy" / "paas" / "README.md").read_text()
-README = (ROOT / "README.md").read_text()
+# The main docs: the README and its pages (docs/paas.md, docs/scaling-out.md quote the Procfile line).
+DOCS = "".join(path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
 CLEVER_PORT = "9000"  # Clever Cloud's Python image: a CC_RUN_COMMAND app listens on 9000 (deploy/paas/README.md)
 
 
@@ -48,14 +49,14 @@ def test_the_procfile_has_one_web_line_that_runs_serve():
 
 
 def test_every_procfile_line_in_the_docs_runs_the_procfiles_command():
-    lines = re.findall(r"web: ([^`\n]+)", RECIPE + README)
+    lines = re.findall(r"web: ([^`\n]+)", RECIPE + DOCS)
     assert lines, "the docs quote no Procfile line"
     for line in lines:
         assert without_database_prefix(line.strip(), "DATABASE_URL") == procfile_command(), line
 
 
 def test_clever_clouds_run_command_is_the_procfiles_on_its_port():
-    commands = re.findall(r'CC_RUN_COMMAND="([^"]+)"', RECIPE + README)
+    commands = re.findall(r'CC_RUN_COMMAND="([^"]+)"', RECIPE + DOCS)
     assert len(commands) >= 2, "deploy/paas/README.md gives CC_RUN_COMMAND with and without PostgreSQL"
     for command in commands:
         assert without_database_prefix(command, "POSTGRESQL_ADDON_URI") == f"{procfile_command()} --port {CLEVER_PORT}"
@@ -75,7 +76,7 @@ def test_the_python_version_is_one_version_everywhere():
     assert re.fullmatch(r"3\.\d+", version), "the major form (3.x) gets the platform's security releases"
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert Version(version) in SpecifierSet(requires), f".python-version {version} vs requires-python {requires}"
-    named = re.findall(r"CC_PYTHON_VERSION=([0-9.]+)", RECIPE + README + (ROOT / ".ci" / "run").read_text())
+    named = re.findall(r"CC_PYTHON_VERSION=([0-9.]+)", RECIPE + DOCS + (ROOT / ".ci" / "run").read_text())
     assert named, "deploy/paas/README.md names CC_PYTHON_VERSION"
     assert set(named) == {version}
 

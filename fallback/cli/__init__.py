@@ -36,7 +36,7 @@ class Commands(click.Group):
 def cli() -> None:
     """fallback: a standby contact page for when your main site is down.
 
-    Settings come from FALLBACK_* environment variables; see the README.
+    Settings come from FALLBACK_* environment variables; see docs/configuration.md.
     """
 
 

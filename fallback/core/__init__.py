@@ -1,0 +1,1 @@
+"""What every path shares, with no Flask and no SQL: settings, the flag, time, durations, counters, logs."""

@@ -1,6 +1,6 @@
 """Settings: declared once as data (variable, default, parser, help), read once from the environment.
 
-`python -m fallback.config README.md` rewrites the README's configuration table from the declaration;
+`python -m fallback.core.settings docs/configuration.md` rewrites the docs' settings table from the declaration;
 tests/test_docs.py checks that it is up to date.
 """
 
@@ -51,7 +51,7 @@ class Variable:
     default: str | None
     parse: Callable[[str], Any]
     help: str
-    # The README's wording of the default, when it is not simply the default's text.
+    # The docs' wording of the default, when it is not simply the default's text.
     shown_default: str | None = None
     # Never echo the value in an error: it may hold a password.
     secret: bool = False
@@ -68,8 +68,8 @@ class Variable:
         except ValueError as error:
             raise ConfigError(self.name, str(error), value, self.secret) from None
 
-    def readme_default(self) -> str:
-        """The default as the README's table shows it."""
+    def shown_in_docs(self) -> str:
+        """The default as the docs' settings table shows it."""
         return self.shown_default or (f"`{self.default}`" if self.default else "none")
 
 
@@ -326,20 +326,20 @@ TABLE_HEADER = "| variable | default | meaning |\n|---|---|---|\n"
 
 
 def markdown_table() -> str:
-    """The README's configuration table, from the declaration."""
-    rows = (f"| `{v.name}` | {v.readme_default()} | {v.help} |\n" for v in Settings.declared())
+    """The docs' settings table (docs/configuration.md), from the declaration."""
+    rows = (f"| `{v.name}` | {v.shown_in_docs()} | {v.help} |\n" for v in Settings.declared())
     return TABLE_HEADER + "".join(rows)
 
 
-def with_table(readme: str) -> str:
-    """`readme` with its configuration table (from the header to the first blank line) replaced by a fresh one."""
-    start = readme.index(TABLE_HEADER)
-    end = readme.index("\n\n", start)
-    return readme[:start] + markdown_table() + readme[end + 1 :]
+def with_table(page: str) -> str:
+    """`page` with its settings table (from the header to the first blank line) replaced by a fresh one."""
+    start = page.index(TABLE_HEADER)
+    end = page.index("\n\n", start)
+    return page[:start] + markdown_table() + page[end + 1 :]
 
 
 if __name__ == "__main__":
-    # python -m fallback.config README.md: rewrite the table in place; with no argument, print it.
+    # python -m fallback.core.settings docs/configuration.md: rewrite the table in place; with no argument, print it.
     if len(sys.argv) > 1:
         with open(sys.argv[1], encoding="utf-8") as file:
             updated = with_table(file.read())

@@ -1,0 +1,1 @@
+"""What leaves in the background, never on a visitor's request: notifications, follow-up mail, webhooks."""

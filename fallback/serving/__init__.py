@@ -1,0 +1,1 @@
+"""Serving: the app factory, gunicorn and its worker, the checker's threads."""

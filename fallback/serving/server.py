@@ -221,7 +221,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int, 
             # Headers and request line bounded well below gunicorn's defaults: nothing here needs more.
             "limit_request_line": 8190,
             "limit_request_fields": 100,
-            # Off by default: writing a line per request costs the hot path (README, Logs).
+            # Off by default: writing a line per request costs the hot path (docs/configuration.md, Logs).
             "accesslog": settings.access_log,
             "access_log_format": COMBINED,
             "logger_class": JsonLogger if settings.log_format == "json" else glogging.Logger,

@@ -397,7 +397,7 @@ class PostgresDatabase:
         """Vacuum the leads and every table naming them, so that erased rows' space is reclaimed."""
         # Outside a transaction (the pool's connections are autocommit): the erased rows' space is
         # reclaimed, so they are not kept around in the tables' pages. What VACUUM cannot reach (WAL
-        # segments, backups, replicas) is said in the README.
+        # segments, backups, replicas) is said in docs/leads.md.
         try:
             with self._connection("vacuum") as conn:
                 conn.execute(f"VACUUM {', '.join(('leads', *LEAD_LINKED_TABLES))}")

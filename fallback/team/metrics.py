@@ -13,7 +13,7 @@ Two sources, each for what only it can tell:
   database's, so every instance on one database shows the same values.
 
 A visitor's page or redirect is not counted at all: SPEC does not ask for it, and the hot path stays
-as it was (README, Monitoring, has the measure).
+as it was (docs/monitoring.md has the measure).
 """
 
 from __future__ import annotations
