@@ -1,5 +1,5 @@
-"""The one outbox: the three queues of a version-8 database carried over with nothing in flight lost, on both
-backends; every table that names a lead erased with it; one retry rule per kind, in one table."""
+"""The one outbox: the three queues of a version-8 database carried over with nothing in flight lost, and its mode
+history kept as events, on both backends; every table that names a lead erased with it; one retry rule per kind."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ HOOK = "http://127.0.0.1:9/hooks"
 QUEUED = [
     "INSERT INTO leads (id, email, email_key, name, consent, created_at, updated_at, notify) "
     "VALUES (1, 'anne@example.org', 'anne@example.org', 'Anne', 1, '2026-11-28T19:00:00', '2026-11-28T19:00:00', 1)",
+    "INSERT INTO mode_changes (at, mode, until, reason, by) "
+    "VALUES ('2026-11-28T20:01:00', 'down', '2026-11-28T22:00:00', 'TV', 'cli')",
     "INSERT INTO events (at, kind, title, body, notified_at, attempts) "
     "VALUES ('2026-11-28T20:00:00', 'flip', 'main site down', 'HTTP 503', '2026-11-28T20:00:01', 1)",
     "INSERT INTO events (at, kind, title, body, attempts, next_attempt_at, last_error) VALUES "
@@ -104,7 +106,16 @@ def test_the_three_queues_are_carried_into_the_outbox_with_nothing_in_flight_los
     storage.outbox.synchronise([HOOK])
     claimed, _ = storage.outbox.claim("webhook", 60)
     assert [message.message_id for message in claimed] == ["msg_2"]
-    assert storage.events.recent() == []  # the old history's announcements are in the outbox; no event is re-sent
+    # The mode history is mode.changed events now, dispatched already: nothing is announced again.
+    [change] = storage.flag.mode_changes()
+    assert {key: change[key] for key in ("at", "mode", "until", "reason", "by")} == {
+        "at": "2026-11-28T20:01:00",
+        "mode": "down",
+        "until": "2026-11-28T22:00:00",
+        "reason": "TV",
+        "by": "cli",
+    }
+    assert storage.events.dispatch(lambda event: pytest.fail(f"{event} sent again")) == 0
 
 
 def test_every_table_that_names_a_lead_is_erased_with_it_and_vacuumed(storage, env):

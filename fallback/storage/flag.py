@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -106,7 +107,7 @@ class FlagStore:
         history_by: str | None,
         only_while: tuple[str, tuple] = ("", ()),
     ) -> bool:
-        """Write a mode to the flag, its history and the events, in the caller's transaction;
+        """Write a mode to the flag and record its event (the mode history), in the caller's transaction;
         with `only_while` (a condition on the flag and its parameters), only if the flag meets it. True if written."""
         until_text = iso(until) if until and mode != "auto" else None
         condition, condition_params = only_while
@@ -117,10 +118,6 @@ class FlagStore:
         ).rowcount
         if not written:
             return False
-        conn.execute(
-            "INSERT INTO mode_changes (at, mode, until, reason, by) VALUES (?, ?, ?, ?, ?)",
-            (now, mode, until_text, reason, history_by),
-        )
         record_event(conn, now, "mode.changed", {"mode": mode, "until": until_text, "reason": reason, "by": history_by})
         return True
 
@@ -135,7 +132,6 @@ class FlagStore:
                 (now,),
             ).rowcount
             if changed:
-                conn.execute("INSERT INTO mode_changes (at, mode, by) VALUES (?, 'auto', 'expiry')", (now,))
                 record_event(conn, now, "mode.changed", {"mode": "auto", "until": None, "reason": None, "by": "expiry"})
         return bool(changed)
 
@@ -188,9 +184,11 @@ class FlagStore:
         return incidents
 
     def mode_changes(self, limit: int = 20) -> list[dict]:
-        """The latest mode changes, newest first."""
-        rows = self.db.read("SELECT * FROM mode_changes ORDER BY id DESC LIMIT ?", (limit,))
-        return [dict(row) for row in rows]
+        """The latest mode changes (their events), newest first: when, the mode, until when, why and who."""
+        rows = self.db.read(
+            "SELECT id, at, data FROM events WHERE type = 'mode.changed' ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [{"id": row["id"], "at": row["at"], **json.loads(row["data"])} for row in rows]
 
 
 def _closed(incident, ended_at: str, end_reason: str) -> dict:

@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from fallback.core.clock import utcnow
 from fallback.storage.base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
-from fallback.storage.schema import CARRY_OVER, LEAD_LINKED_TABLES, OUTBOX_INDEXES
+from fallback.storage.schema import CARRY_OVER, LEAD_LINKED_TABLES, MODE_HISTORY, OUTBOX_INDEXES
 
 log = logging.getLogger("fallback.storage")
 
@@ -130,6 +130,8 @@ PG_MIGRATIONS: list[list[str]] = [
         "DROP TABLE events, followups, webhook_deliveries",
         f"""CREATE TABLE events (id bigserial PRIMARY KEY, at {_TIME} NOT NULL, type text NOT NULL, data text NOT NULL,
             lead_id bigint, dispatched_at {_TIME})""",
+        MODE_HISTORY.format(json="json_build_object"),
+        "DROP TABLE mode_changes",
         f"ALTER TABLE webhook_destinations ADD COLUMN IF NOT EXISTS held_until {_TIME}",
         *OUTBOX_INDEXES,
     ],

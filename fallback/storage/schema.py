@@ -368,11 +368,19 @@ def one_outbox(db: sqlite_utils.Database) -> None:
     for table in ("events", "followups", "webhook_deliveries"):
         db.table(table).drop()
     db.table("events").create(EVENT_FIELDS, pk="id", not_null={"at", "type", "data"})
+    db.execute(MODE_HISTORY.format(json="json_object"))
+    db.table("mode_changes").drop()
     # A receiver that is down holds back all its messages, those queued later too, so that they stay in order.
     db.table("webhook_destinations").add_column("held_until", str)
     for statement in OUTBOX_INDEXES:
         db.execute(statement)
 
+
+# The mode history becomes what it always was, mode.changed events (dispatched long ago: never announced again).
+MODE_HISTORY = (
+    "INSERT INTO events (at, type, data, dispatched_at) SELECT at, 'mode.changed', "
+    "{json}('mode', mode, 'until', until, 'reason', reason, 'by', by), at FROM mode_changes ORDER BY id"
+)
 
 # The same on both backends (postgres.PG_MIGRATIONS runs them too).
 OUTBOX_INDEXES = (
