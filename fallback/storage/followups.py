@@ -44,6 +44,16 @@ class Recipient:
     landing_path: str
 
 
+@dataclass(frozen=True)
+class FollowupCounts:
+    """The follow-up mail as the status document and the metrics show it: waiting, sent, given up, the last error."""
+
+    pending: int
+    sent: int
+    failed: int
+    last_error: str | None
+
+
 class FollowupStore:
     """The leads' side of the follow-up: queueing after a recovery, the recipient of a message, unsubscribing."""
 
@@ -80,7 +90,7 @@ class FollowupStore:
             )
         return bool(changed)
 
-    def counts(self) -> dict:
+    def counts(self) -> FollowupCounts:
         """How many messages wait, went out, and were given up; and the latest refusal, if any."""
         counted = {"pending": 0, "sent": 0, "failed": 0}
         named = {"pending": "pending", "delivered": "sent", "failed": "failed"}
@@ -90,7 +100,7 @@ class FollowupStore:
         error = self.db.read(
             "SELECT last_error FROM outbox WHERE kind = 'followup' AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1"
         )
-        return {**counted, "last_error": error[0][0] if error else None}
+        return FollowupCounts(**counted, last_error=error[0][0] if error else None)
 
     def email_key(self, lead_id: int) -> str | None:
         """The case-folded address of a lead, which its unsubscribe token is bound to; None if it is gone."""

@@ -79,10 +79,10 @@ class DatabaseCollector:
             "fallback_followup_mails", "Follow-up mails sent or given up, from the database.", labels=["result"]
         )
         for result in ("sent", "failed"):
-            mails.add_metric([result], followups[result])
+            mails.add_metric([result], getattr(followups, result))
         yield mails
         yield GaugeMetricFamily(
-            "fallback_followup_mails_pending", "Follow-up mails waiting to be sent.", followups["pending"]
+            "fallback_followup_mails_pending", "Follow-up mails waiting to be sent.", followups.pending
         )
         webhooks = self.storage.outbox.counts("webhook")
         deliveries = CounterMetricFamily(
