@@ -117,9 +117,12 @@ class OutboxStore:
                     f"ELSE 'not sent: no longer in FALLBACK_WEBHOOK_URLS' END WHERE {_DUE} AND {_UNDELIVERABLE}",
                     (kind, iso(now)),
                 )
+            # The oldest due message of each destination (each without one is its own), and only those locked:
+            # another sender skips them and takes the next destinations' (PostgreSQL), never a later one of these.
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE {_DUE} AND {_NOT_HELD} ORDER BY id LIMIT ?" + self.db.lock_rows,
-                (kind, iso(now), iso(now), limit * 5),
+                f"SELECT {_COLUMNS} FROM outbox WHERE id IN (SELECT MIN(id) FROM outbox WHERE {_DUE} AND {_NOT_HELD} "
+                "GROUP BY COALESCE(destination, CAST(id AS TEXT))) ORDER BY id LIMIT ?" + self.db.lock_rows,
+                (kind, iso(now), iso(now), limit),
             ).fetchall()
             if rows and rate is not None:
                 wait = count_attempt(conn, rate, now)
@@ -128,10 +131,6 @@ class OutboxStore:
                     return [], wait
             held = iso(now + timedelta(seconds=hold_seconds))
             for row in rows:
-                if len(claimed) >= limit or any(
-                    row["destination"] is not None and item.destination == row["destination"] for item in claimed
-                ):
-                    continue
                 # Guarded: a row another sender claimed meanwhile is no longer due, and is left to it. Counted at
                 # the claim: a process killed while sending does not retry the message for ever.
                 taken = conn.execute(

@@ -26,7 +26,8 @@ from urllib.parse import unquote, urlsplit
 
 from fallback.core.clock import utcnow
 from fallback.storage.base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
-from fallback.storage.schema import CARRY_OVER, LEAD_LINKED_TABLES, MODE_HISTORY, OUTBOX_INDEXES
+from fallback.storage.outbox_schema import CARRY_OVER, MODE_HISTORY, OUTBOX_INDEXES
+from fallback.storage.schema import LEAD_LINKED_TABLES
 
 log = logging.getLogger("fallback.storage")
 
