@@ -15,32 +15,13 @@ if TYPE_CHECKING:
 
 # Everything that happened and is announced (a flip, a mode, a new lead): recorded once, in the transaction of its
 # cause, with its facts as JSON; the outbox's messages are made from it afterwards (outbound.messages.dispatch).
-EVENT_FIELDS: dict[str, type] = {
-    "id": int,
-    "at": str,
-    "type": str,
-    "data": str,
-    "lead_id": int,
-    "dispatched_at": str,
-}
+EVENT_FIELDS: dict[str, type] = dict(id=int, at=str, type=str, data=str, lead_id=int, dispatched_at=str)
 # Every outgoing message, whatever its kind (a notification, a follow-up mail, a webhook): one claim, one retry policy.
-OUTBOX_FIELDS: dict[str, type] = {
-    "id": int,
-    "kind": str,
-    "topic": str,
-    "destination": str,
-    "message_id": str,
-    "payload": str,
-    "lead_id": int,
-    "created_at": str,
-    "status": str,
-    "attempts": int,
-    "next_attempt_at": str,
-    "retry_until": str,
-    "last_attempt_at": str,
-    "last_status": int,
-    "last_error": str,
-}
+OUTBOX_FIELDS: dict[str, type] = dict(
+    id=int, kind=str, topic=str, destination=str, message_id=str, payload=str, lead_id=int, created_at=str,
+    status=str, attempts=int, next_attempt_at=str, retry_until=str, last_attempt_at=str, last_status=int,
+    last_error=str,
+)  # fmt: skip
 OUTBOX_NOT_NULL = {"kind", "topic", "created_at", "status", "attempts"}
 OUTBOX_DEFAULTS = {"attempts": 0, "status": "pending"}
 
