@@ -26,6 +26,7 @@ from fallback.visitor.hotpath import (
     DOWN_PAGE_HEADERS,
     PATH_MARK,
     PREFIX,
+    REFRESH_MARK,
     SUBMITTED,
     THANKS_PATH,
     TOKEN_MARK,
@@ -83,7 +84,7 @@ def visitor(path: str) -> Response:
         if len(rt.pages) >= 32:
             rt.pages.clear()
         form = ContactForm(data={"token": TOKEN_MARK, "path": PATH_MARK})
-        page = rt.pages[key] = render_page(form, minutes_until(back)).encode("utf-8")
+        page = rt.pages[key] = render_page(form, minutes_until(back), live=REFRESH_MARK).encode("utf-8")
     return prepared(page_answer(page, rt.tokens.issue(), landing_path(request.path, request.query_string), back))
 
 
@@ -113,8 +114,8 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = False) -> str:
-    """Render the contact page template."""
+def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = False, live: str | None = None) -> str:
+    """Render the contact page template; `live`: the seconds after which it looks again (none on a form sent back)."""
     settings = runtime().settings
     return render_template(
         "page.html",
@@ -126,6 +127,9 @@ def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = F
         consent_text=translate(CONSENT_MESSAGE, current_language()),
         require_consent=settings.require_consent,
         notify_text=translate(NOTIFY_MESSAGE, current_language()) if settings.smtp_url else None,
+        # The only admin-written text the public sees: autoescaped like everything else.
+        notice=runtime().flag.get().notice,
+        live=live,
     )
 
 
@@ -212,6 +216,17 @@ def stylesheet() -> Response:
     if rt.stylesheet is None:
         rt.stylesheet = render_template("page.css", colors=palette(rt.settings.brand_color)).encode()
     response = Response(rt.stylesheet, mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@blueprint.get(PREFIX + "/live.js")
+def live_script() -> Response:
+    """The page's one script: it looks again by itself (templates/live.js); a file of its own, for a strict CSP."""
+    rt = runtime()
+    if rt.live_script is None:
+        rt.live_script = render_template("live.js").encode()
+    response = Response(rt.live_script, mimetype="text/javascript")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 
