@@ -117,12 +117,14 @@ class OutboxStore:
                     f"ELSE 'not sent: no longer in FALLBACK_WEBHOOK_URLS' END WHERE {_DUE} AND {_UNDELIVERABLE}",
                     (kind, iso(now)),
                 )
-            # The oldest due message of each destination (each without one is its own), and only those locked:
-            # another sender skips them and takes the next destinations' (PostgreSQL), never a later one of these.
+            # The oldest due message of each destination, and the oldest of those without one; only those are
+            # locked: another sender skips them and takes others (PostgreSQL), never a later one of a destination.
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE id IN (SELECT MIN(id) FROM outbox WHERE {_DUE} AND {_NOT_HELD} "
-                "GROUP BY COALESCE(destination, CAST(id AS TEXT))) ORDER BY id LIMIT ?" + self.db.lock_rows,
-                (kind, iso(now), iso(now), limit),
+                f"SELECT {_COLUMNS} FROM outbox WHERE id IN (SELECT id FROM (SELECT id FROM outbox WHERE {_DUE} "
+                "AND destination IS NULL ORDER BY id LIMIT ?) AS undirected UNION SELECT MIN(id) FROM outbox "
+                f"WHERE {_DUE} AND destination IS NOT NULL AND {_NOT_HELD} GROUP BY destination) "
+                "ORDER BY id LIMIT ?" + self.db.lock_rows,
+                (kind, iso(now), limit * 2, kind, iso(now), iso(now), limit),
             ).fetchall()
             if rows and rate is not None:
                 wait = count_attempt(conn, rate, now)
