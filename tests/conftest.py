@@ -61,6 +61,7 @@ def pytest_configure(config):
     )
     config.addinivalue_line("markers", "sqlite_only(reason): a test of what only SQLite has (a file, PRAGMAs)")
     config.addinivalue_line("markers", "postgres_only(reason): a test of what only PostgreSQL has (advisory locks)")
+    config.addinivalue_line("markers", "slow: starts a server (SMTP, HTTP, PostgreSQL, fallback itself)")
 
 
 def _is_loopback(host) -> bool:

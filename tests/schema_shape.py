@@ -19,11 +19,10 @@ def _default(text: str | None) -> str | None:
 
 
 def _where(text: str | None) -> str | None:
+    # PostgreSQL writes `((kind = 'followup'::text) AND ...)`: its casts and parentheses go.
     if not text:
         return None
-    text = text.strip()
-    while text.startswith("(") and text.endswith(")"):
-        text = text[1:-1].strip()
+    text = re.sub(r"::[a-z ]+", "", text).replace("(", "").replace(")", "")
     return " ".join(text.split())
 
 

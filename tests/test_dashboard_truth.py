@@ -84,7 +84,6 @@ def test_the_dashboard_shows_a_webhook_failure_as_a_sentence_with_the_raw_text_b
     nobody = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
     env = {**env, "FALLBACK_WEBHOOK_URLS": nobody, "FALLBACK_WEBHOOK_SECRET": "whsec_" + "A" * 44}
     settings = Settings.from_env(env)
-    storage.webhooks.configure(settings.webhook_urls)
     storage.flag.set_mode("down", reason="webhook test")  # queues mode.changed to that receiver
     assert WebhookSender(settings, storage).deliver_pending() == 0  # tried once, refused, kept for a retry
     client = create_app(settings, storage).test_client()

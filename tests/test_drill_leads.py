@@ -69,11 +69,10 @@ def test_a_marked_lead_is_stored_as_a_drill_lead_and_kept_out_of_every_export(cl
 
 
 def test_a_drill_lead_queues_no_webhook_and_no_follow_up_mail(client, down, storage):
-    storage.webhooks.configure(["http://127.0.0.1:9/hooks"])
     post(client, marked(client, "test-secret"))
     post(client, contact_fields(client, email="paul@example.org", notify="y"))
-    created = [row for row in storage.webhooks.recent() if row["type"] == "lead.created"]
-    assert len(created) == 1  # Paul's, not the drill's
+    created = [event for event in storage.events.recent() if event.type == "lead.created"]
+    assert len(created) == 1 and created[0].data["email"] == "paul@example.org"  # Paul's, not the drill's
     queued = storage.followups.queue(utcnow() + timedelta(seconds=1))
     assert queued == 1  # Paul asked, and the drill lead asked too: only Paul is mailed
 

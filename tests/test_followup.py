@@ -22,6 +22,7 @@ from fallback.outbound.followup import FollowupSender
 from fallback.outbound.unsubscribe_token import UnsubscribeToken
 from fallback.serving.app import create_app
 from fallback.storage import NewLead, email_key, open_storage
+from fallback.storage.followups import FollowupCounts
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -66,7 +67,7 @@ def test_each_lead_that_asked_gets_one_message_once_the_site_stayed_up(mail_env,
     assert sorted(message["To"] for message in smtp_server.mailbox.messages) == ["anne@example.org", "paul@example.org"]
     assert run(sender, clock, 600) == 0 and run(sender_for(mail_env, mail_storage), clock, 600) == 0  # a restart
     assert len(smtp_server.mailbox.messages) == 2
-    assert mail_storage.followups.counts() == {"pending": 0, "sent": 2, "failed": 0, "last_error": None}
+    assert mail_storage.followups.counts() == FollowupCounts(pending=0, sent=2, failed=0, last_error=None)
     assert all(lead["notified_at"] for lead in mail_storage.leads.iter() if lead["notify"])
 
 
@@ -142,14 +143,14 @@ def test_a_temporary_refusal_is_retried_and_a_permanent_one_recorded(mail_env, m
     sender = sender_for(mail_env, mail_storage)
     run(sender, clock, FOLLOWUP_DELAY)
     counts = mail_storage.followups.counts()
-    assert (counts["pending"], counts["sent"], counts["last_error"]) == (1, 0, "451 4.3.0 try again later")
+    assert (counts.pending, counts.sent, counts.last_error) == (1, 0, "451 4.3.0 try again later")
     assert run(sender, clock, 1) == 0  # backing off
     assert run(sender, clock, 10) == 1 and len(smtp_server.mailbox.messages) == 1
     outage(mail_storage, clock, "bounce@example.org")
     smtp_server.mailbox.answers = ["550 5.1.1 no such mailbox"]
     run(sender, clock, FOLLOWUP_DELAY)
     counts = mail_storage.followups.counts()
-    assert (counts["failed"], counts["last_error"]) == (1, "550 5.1.1 no such mailbox")
+    assert (counts.failed, counts.last_error) == (1, "550 5.1.1 no such mailbox")
     assert run(sender, clock, 3600) == 0 and len(smtp_server.mailbox.messages) == 1
 
 
@@ -158,7 +159,7 @@ def test_no_server_at_all_is_retried(mail_env, mail_storage, clock, smtp_server)
     sender = sender_for(mail_env, mail_storage, FALLBACK_SMTP_URL="smtp://127.0.0.1:1")
     run(sender, clock, FOLLOWUP_DELAY)
     counts = mail_storage.followups.counts()
-    assert counts["pending"] == 1 and "ConnectionRefusedError" in counts["last_error"]
+    assert counts.pending == 1 and "ConnectionRefusedError" in counts.last_error
 
 
 def test_the_rate_holds_across_senders(mail_env, mail_storage, clock, smtp_server):

@@ -19,6 +19,7 @@ from fallback.storage import NewLead, open_storage
 pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
 
 BACKENDS = ["sqlite", "postgres"]
+pytestmark = pytest.mark.slow  # `fallback serve` and aiosmtpd on 127.0.0.1
 API_TOKEN = "follow-up-served-api-token"
 
 

@@ -18,6 +18,7 @@ from fallback.storage import open_storage
 from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
+pytestmark = pytest.mark.slow  # aiosmtpd on 127.0.0.1
 API_TOKEN = "api-token-for-follow-up-tests"
 
 
@@ -64,7 +65,7 @@ def test_the_send_now_button_needs_a_session_and_its_csrf_token(mail_env, mail_s
     assert client.post("/_fallback/admin/followup/send").status_code == 403
     log_in(client)
     assert client.post("/_fallback/admin/followup/send", data={"csrf_token": "forged"}).status_code == 400
-    assert mail_storage.followups.due() is False
+    assert mail_storage.outbox.due("followup") is False
 
 
 def test_the_status_document_carries_the_queue_and_fits_the_apis_schema(
@@ -106,8 +107,8 @@ def test_a_message_claimed_by_a_sender_that_died_goes_out_once_its_hold_lapses(
     clock.now += timedelta(seconds=FOLLOWUP_DELAY)
     dead = sender_for(mail_env, mail_storage)
     dead.queue_after_recovery()
-    item, _wait = mail_storage.followups.claim(100, 1, CLAIM_SECONDS)  # claimed, then killed before sending
-    assert item is not None
+    [item], _wait = mail_storage.outbox.claim("followup", CLAIM_SECONDS, 1)  # claimed, then killed before sending
+    assert item.lead_id is not None
     restarted = sender_for(mail_env, open_storage(mail_env["FALLBACK_DATABASE"]))
     restarted.storage.db.clock = clock
     assert run(restarted, clock, CLAIM_SECONDS - 1) == 0

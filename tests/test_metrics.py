@@ -11,11 +11,13 @@ from datetime import timedelta
 import pytest
 from helpers import FixedClock, contact_fields
 from prometheus_client.parser import text_string_to_metric_families
+from webhook_receiver import SECRET
 
 from fallback.checking.checker import Checker
 from fallback.checking.probe import ProbeResult
 from fallback.core.counters import Metrics
 from fallback.core.settings import Settings
+from fallback.outbound.messages import dispatch
 from fallback.serving.app import create_app
 from fallback.serving.server import remove_stale_counts
 from fallback.storage import NewLead, open_storage
@@ -176,10 +178,10 @@ def test_follow_up_mails_are_counted_from_the_queue_in_the_database(client, stor
     for email in ("a@example.org", "b@example.org", "c@example.org"):
         storage.leads.save(NewLead(email, notify=True, notify_text="tell me"))
     storage.followups.queue(storage.clock() + timedelta(seconds=1))
-    first, _ = storage.followups.claim(100, 1, 60)
-    storage.followups.sent(first["id"], first["lead_id"])
-    second, _ = storage.followups.claim(100, 1, 60)
-    storage.followups.failed(second["id"], "550 no such mailbox", None)
+    [first], _ = storage.outbox.claim("followup", 60, 1)
+    storage.outbox.delivered(first)
+    [second], _ = storage.outbox.claim("followup", 60, 1)
+    storage.outbox.failed(second, "550 no such mailbox", 550, None, False)
     found = scrape(client)
     assert found['fallback_followup_mails_total{result="sent"}'] == 1
     assert found['fallback_followup_mails_total{result="failed"}'] == 1
@@ -190,15 +192,16 @@ def test_webhook_deliveries_are_counted_from_the_queue_by_how_they_ended(client,
     found = scrape(client)
     assert [found[f'fallback_webhook_deliveries_total{{result="{result}"}}'] for result in WEBHOOK_RESULTS] == [0] * 4
     receivers = ["http://127.0.0.1:9/crm", "http://127.0.0.1:9/chat"]
-    storage.webhooks.configure(receivers)
-    storage.webhooks.synchronise(receivers)
+    storage.outbox.synchronise(receivers)
     for mode in ("down", "up", "auto"):
         storage.flag.set_mode(mode)  # one delivery per receiver each
-    crm, chat = storage.webhooks.claim(60)
-    storage.webhooks.delivered(crm["id"], 204)
-    storage.webhooks.gone(chat, "HTTP 410 Gone")
-    crm, *_ = storage.webhooks.claim(60)  # the chat's later ones are skipped: it is gone
-    storage.webhooks.failed(crm, "HTTP 400 Bad Request", 400, None, False)
+    settings = Settings.from_env({"FALLBACK_WEBHOOK_URLS": ",".join(receivers), "FALLBACK_WEBHOOK_SECRET": SECRET})
+    dispatch(storage, settings)
+    (crm, chat), _ = storage.outbox.claim("webhook", 60)
+    storage.outbox.delivered(crm, 204)
+    storage.outbox.gone(chat, "HTTP 410 Gone")
+    (crm, *_), _ = storage.outbox.claim("webhook", 60)  # the chat's later ones are skipped: it is gone
+    storage.outbox.failed(crm, "HTTP 400 Bad Request", 400, None, False)
     found = scrape(client)
     counted = {result: found[f'fallback_webhook_deliveries_total{{result="{result}"}}'] for result in WEBHOOK_RESULTS}
     assert counted == {"delivered": 1, "failed": 1, "gone": 1, "skipped": 2}

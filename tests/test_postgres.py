@@ -232,7 +232,7 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     old.flag.flip("unknown", "down", "HTTP 503")
     old.flag.set_mode("down", reason="TV", by="cli")
     secret, _ = old.secret_key()
-    old_events = [(e["at"], e["kind"], e["title"]) for e in old.events.recent()]
+    old_events = [(e.at, e.type, e.data) for e in old.events.recent() if e.lead_id is None]  # no lead.created
     monkeypatch.setenv("FALLBACK_DATABASE", sqlite_path)
     runner = CliRunner()
     first = runner.invoke(cli, ["migrate", "--to", database])
@@ -241,7 +241,6 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
         "leads: 3 copied, 0 already there",
         "submissions: 4 copied, 0 already there",
         "incidents: 1 copied",
-        "mode_changes: 1 copied",
         f"events: {len(old_events)} copied",
         "flag: copied",
         "secret key: copied",
@@ -254,7 +253,6 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
         "leads: 0 copied, 3 already there",
         "submissions: 0 copied, 4 already there",
         "incidents: 0 copied, 1 already there",
-        "mode_changes: 0 copied, 1 already there",
         "events: 0 copied",
         "flag: kept",
         "secret key: kept",
@@ -273,7 +271,7 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     assert [(c["at"], c["mode"], c["by"]) for c in new.flag.mode_changes()] == [
         (c["at"], c["mode"], c["by"]) for c in old.flag.mode_changes()
     ]
-    assert [(e["at"], e["kind"], e["title"]) for e in new.events.recent()] == old_events
+    assert [(e.at, e.type, e.data) for e in new.events.recent()] == old_events
     assert new.secret_key() == (secret, False)
     # What PostgreSQL received since is kept: a new lead there, then one more SQLite lead copied.
     new.leads.save(NewLead("paul@example.org", name="Paul again"))

@@ -9,12 +9,14 @@ import os
 from datetime import timedelta
 
 from helpers import FixedClock
+from webhook_receiver import SECRET
 
 from fallback.checking.checker import VANTAGE_HISTORY, Checker
 from fallback.checking.probe import ProbeResult
 from fallback.checking.quorum import count_votes, fresh_seconds, quorum_status
 from fallback.checking.status import status_document
 from fallback.core.settings import Settings
+from fallback.outbound.messages import dispatch, notification_text
 from fallback.serving.server import InstanceLock
 from fallback.storage import Verdict, open_storage
 
@@ -149,9 +151,15 @@ def quorum_settings(database, quorum=2, control=None):
 def instance(settings, clock, name, network, prober=None):
     """A vantage point's checker on its own connections to the shared database."""
     storage = open_storage(settings.database, clock)
-    storage.webhooks.configure([HOOKS])
-    storage.webhooks.synchronise([HOOKS])
+    storage.outbox.synchronise([HOOKS])
     return Checker(settings, storage, network, owner=name, vantage=name, prober=prober)
+
+
+def webhooks_claimed(storage):
+    """The webhooks the events recorded so far make for HOOKS, claimed as the sender would."""
+    settings = Settings.from_env({"FALLBACK_WEBHOOK_URLS": HOOKS, "FALLBACK_WEBHOOK_SECRET": SECRET})
+    dispatch(storage, settings)
+    return storage.outbox.claim("webhook", 60)[0]
 
 
 def rounds(checkers, count, clock):
@@ -179,9 +187,10 @@ def test_two_instances_that_both_see_the_site_down_flip_it_once_naming_both(data
     assert flag.state == "down"
     assert flag.state_reason.startswith("quorum of 2: 2 of 2 fresh vantage points say down (web-1:8000, web-2:8001)")
     assert (first.runner.rounds, second.runner.rounds) == (4, 4)  # both probe; only the holder decides
-    assert [e["title"] for e in first.storage.events.recent()] == ["main site down"]
-    assert "web-1:8000, web-2:8001" in first.storage.events.recent()[0]["body"]
-    [opened] = [json.loads(d["payload"]) for d in first.storage.webhooks.claim(60)]
+    [event] = first.storage.events.recent()
+    assert notification_text(event)["title"] == "main site down"
+    assert "web-1:8000, web-2:8001" in notification_text(event)["body"]
+    [opened] = [json.loads(d.payload) for d in webhooks_claimed(first.storage)]
     assert opened["type"] == "incident.opened"
     assert opened["data"]["vantage_points"] == ["web-1:8000", "web-2:8001"]
 
@@ -190,7 +199,7 @@ def test_the_site_comes_back_up_once_n_vantage_points_see_it_again_and_the_incid
     settings = quorum_settings(database)
     first, second = (instance(settings, clock, name, Network(site_up=False)) for name in "ab")
     rounds([first, second], 4, clock)
-    first.storage.webhooks.claim(60)  # the incident.opened delivery, out of the way
+    webhooks_claimed(first.storage)  # the incident.opened delivery, out of the way
     first.runner.site_up = True
     rounds([first, second], 2, clock)
     assert first.storage.flag.read().state == "down"  # a is up again, b not yet when a counted
@@ -199,7 +208,7 @@ def test_the_site_comes_back_up_once_n_vantage_points_see_it_again_and_the_incid
     assert first.storage.flag.read().state == "up"
     [incident] = first.storage.flag.incidents()
     assert incident["end_reason"].startswith("quorum of 2: 2 of 2 fresh vantage points say up (a, b)")
-    [closed] = [json.loads(d["payload"]) for d in first.storage.webhooks.claim(60)]
+    [closed] = [json.loads(d.payload) for d in webhooks_claimed(first.storage)]
     assert closed["type"] == "incident.closed" and closed["data"]["vantage_points"] == ["a", "b"]
 
 

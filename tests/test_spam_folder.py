@@ -10,6 +10,7 @@ from openapi_check import check_answer
 
 from fallback.cli import cli
 from fallback.core.settings import Settings
+from fallback.outbound.messages import dispatch
 from fallback.serving.app import create_app
 from fallback.storage import NewLead
 from fallback.team.openapi import document
@@ -38,15 +39,12 @@ def env(env):
     }
 
 
-@pytest.fixture
-def storage(storage, settings):
-    storage.webhooks.configure(settings.webhook_urls)
-    return storage
-
-
 def lead_created_events(storage) -> list[dict]:
-    rows = storage.db.read("SELECT payload FROM webhook_deliveries ORDER BY id")
-    return [event["data"] for event in map(json.loads, (row[0] for row in rows)) if event["type"] == "lead.created"]
+    """The lead.created webhooks queued for the receiver, once the events recorded so far are dispatched."""
+    hooks = {"FALLBACK_WEBHOOK_URLS": "http://127.0.0.1:9/hooks", "FALLBACK_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    dispatch(storage, Settings.from_env(hooks))
+    payloads = [json.loads(message.payload) for message in reversed(storage.outbox.recent("webhook", 100))]
+    return [event["data"] for event in payloads if event["type"] == "lead.created"]
 
 
 def test_suspected_spam_is_listed_with_its_reason_and_message_and_sends_nothing(storage):

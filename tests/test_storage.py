@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helpers import refuse_writes
 
-from fallback.storage import MIGRATIONS, NewLead, StorageError, open_storage
+from fallback.storage import MIGRATIONS, NewLead, NewMessage, StorageError, open_storage
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -283,7 +283,7 @@ def test_a_flip_raced_by_two_instances_happens_once(instances):
     results = race(instances, 6, lambda storage, n: storage.flag.flip("unknown", "down", f"round {n}"))
     assert results.count(True) == 1
     assert len(instances[0].flag.incidents()) == 1
-    assert [event["title"] for event in instances[1].events.recent()] == ["main site down"]
+    assert [event.type for event in instances[1].events.recent()] == ["incident.opened"]
 
 
 def test_the_checker_lease_raced_by_two_instances_has_one_holder(instances):
@@ -292,12 +292,27 @@ def test_the_checker_lease_raced_by_two_instances_has_one_holder(instances):
     assert instances[0].checker.read()["owner"] == f"owner-{results.index(True)}"
 
 
-def test_events_raced_for_by_two_instances_are_each_claimed_once(instances):
+def one_notification(event):
+    return [NewMessage("notification", event.type, payload=str(event.id))]
+
+
+def test_events_dispatched_by_two_instances_at_once_make_their_messages_once_in_order(instances):
     for number in range(12):
         instances[0].flag.set_mode("down" if number % 2 else "up", reason=f"change {number}")
-    claimed = race(instances, 4, lambda storage, n: [event["id"] for event in storage.events.claim(60, limit=5)])
-    ids = [event_id for batch in claimed for event_id in batch]
-    assert sorted(ids) == sorted(event["id"] for event in instances[0].events.recent(50))
+    race(instances, 4, lambda storage, n: storage.events.dispatch(one_notification, limit=5))
+    made = [int(message.payload) for message in reversed(instances[0].outbox.recent("notification", 50))]
+    assert made == sorted(event.id for event in instances[0].events.recent(50))
+
+
+def test_messages_raced_for_by_two_instances_are_each_claimed_once(instances):
+    for number in range(12):
+        instances[0].flag.set_mode("down" if number % 2 else "up", reason=f"change {number}")
+    instances[0].events.dispatch(one_notification)
+    claimed = race(
+        instances, 4, lambda storage, n: [message.id for message in storage.outbox.claim("notification", 60, 5)[0]]
+    )
+    ids = [message_id for batch in claimed for message_id in batch]
+    assert sorted(ids) == sorted(message.id for message in instances[0].outbox.recent("notification", 50))
 
 
 def test_one_address_sent_to_two_instances_at_once_is_one_lead(instances):

@@ -4,7 +4,6 @@ kept waiting, and nothing lost across a restart."""
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -13,15 +12,17 @@ from datetime import timedelta
 import pytest
 from helpers import contact_fields, csrf_token, log_in
 from standardwebhooks import Webhook
-from webhook_receiver import HANG, Receiver
+from webhook_receiver import HANG, SECRET, Receiver
 
 from fallback.core.settings import Settings
-from fallback.outbound.webhooks import CLAIM_SECONDS, MAX_RETRY_SECONDS, WebhookSender, retry_delay
+from fallback.outbound.policy import POLICIES
+from fallback.outbound.webhooks import CLAIM_SECONDS, WebhookSender
 from fallback.serving.app import create_app
 from fallback.storage import NewLead, open_storage
+from fallback.storage.events import record_event
 
 BACKENDS = ["sqlite", "postgres"]
-SECRET = "whsec_" + base64.b64encode(b"a test secret of 32 bytes, quite").decode()
+pytestmark = pytest.mark.slow  # a webhook receiver on 127.0.0.1
 
 
 @pytest.fixture
@@ -38,10 +39,8 @@ def hook_env(env, receiver):
 
 @pytest.fixture
 def hook_storage(hook_env, clock):
-    """The database as an app of these settings opens it: its events queued for the receiver."""
-    storage = open_storage(hook_env["FALLBACK_DATABASE"], clock)
-    storage.webhooks.configure([hook_env["FALLBACK_WEBHOOK_URLS"]])
-    return storage
+    """The database as an app of these settings opens it."""
+    return open_storage(hook_env["FALLBACK_DATABASE"], clock)
 
 
 def sender_for(env, storage, **overrides) -> WebhookSender:
@@ -54,8 +53,13 @@ def verified(post) -> dict:
     return Webhook(SECRET).verify(body, headers)
 
 
+def deliveries(storage, limit=20):
+    """The webhook messages in the outbox, newest first."""
+    return storage.outbox.recent("webhook", limit)
+
+
 def statuses(storage) -> list[str]:
-    return [row["status"] for row in reversed(storage.webhooks.recent())]
+    return [message.status for message in reversed(deliveries(storage))]
 
 
 def test_each_event_type_is_posted_signed_and_verifiable_with_the_reference_library(
@@ -104,17 +108,29 @@ def test_a_tampered_body_fails_the_receivers_verification(hook_env, hook_storage
         Webhook(SECRET).verify(body.replace('"down"', '"up"'), headers)
 
 
-def test_nothing_is_queued_without_webhook_urls_or_by_a_flip_that_did_not_happen(hook_storage, storage):
+def test_a_flip_that_did_not_happen_records_and_sends_nothing(hook_env, hook_storage, receiver):
     assert not hook_storage.flag.flip("up", "down", "another checker flipped first")
-    storage.flag.set_mode("down")  # a process without FALLBACK_WEBHOOK_URLS
-    assert hook_storage.webhooks.recent() == []
+    assert hook_storage.events.recent() == []
+    assert sender_for(hook_env, hook_storage).deliver_pending() == 0 and receiver.posts == []
 
 
-def test_an_event_is_queued_in_the_transaction_of_its_cause_and_rolled_back_with_it(hook_storage):
+def test_an_event_caused_by_a_process_without_webhook_urls_is_sent_by_the_sender(hook_env, hook_storage, receiver):
+    open_storage(hook_env["FALLBACK_DATABASE"]).flag.set_mode("down", by="cli")  # e.g. `fallback mode` elsewhere
+    assert sender_for(hook_env, hook_storage).deliver_pending() == 1
+    assert verified(receiver.posts[0])["data"]["by"] == "cli"
+
+
+def test_without_webhook_urls_an_event_makes_no_delivery(env, storage):
+    storage.flag.set_mode("down", by="cli")
+    assert storage.events.dispatch(lambda event: []) == 1  # as a process without FALLBACK_WEBHOOK_URLS does
+    assert deliveries(storage) == [] and storage.events.dispatch(lambda event: []) == 0
+
+
+def test_an_event_is_recorded_in_the_transaction_of_its_cause_and_rolled_back_with_it(hook_storage):
     with pytest.raises(RuntimeError), hook_storage.db.write() as conn:
-        hook_storage.webhooks.queue(conn, "mode.changed", {"mode": "down"}, "2026-11-28T20:00:00.000000+00:00")
-        raise RuntimeError("the mode change failed after queueing its event")
-    assert hook_storage.webhooks.recent() == []
+        record_event(conn, "2026-11-28T20:00:00.000000+00:00", "mode.changed", {"mode": "down"})
+        raise RuntimeError("the mode change failed after recording its event")
+    assert hook_storage.events.recent() == []
 
 
 def test_forgetting_a_person_erases_their_lead_created_webhooks_sent_or_not(hook_env, hook_storage, receiver):
@@ -122,10 +138,11 @@ def test_forgetting_a_person_erases_their_lead_created_webhooks_sent_or_not(hook
     sender_for(hook_env, hook_storage).deliver_pending()
     hook_storage.leads.save(NewLead("paul@example.org", message="hello"))
     hook_storage.flag.set_mode("down", by="cli")
+    sender_for(hook_env, hook_storage).prepare()  # queued, not sent yet
     assert hook_storage.leads.forget("ANNE@example.org") == 1
-    remaining = hook_storage.webhooks.recent()
-    assert [row["type"] for row in remaining] == ["mode.changed", "lead.created"]
-    assert not any("555-0100" in row[0] for row in hook_storage.db.read("SELECT payload FROM webhook_deliveries"))
+    assert [message.topic for message in deliveries(hook_storage)] == ["mode.changed", "lead.created"]
+    assert not any("555-0100" in row[0] for row in hook_storage.db.read("SELECT payload FROM outbox"))
+    assert not any("555-0100" in row[0] for row in hook_storage.db.read("SELECT data FROM events"))
 
 
 def test_a_receiver_that_fails_three_times_gets_the_same_webhook_id_until_it_accepts(
@@ -138,44 +155,45 @@ def test_a_receiver_that_fails_three_times_gets_the_same_webhook_id_until_it_acc
         clock.now += timedelta(seconds=delay)
         assert sender.deliver_pending() == 0
         assert sender.deliver_pending() == 0 and len(receiver.posts) == delay // 5 + 1  # not due yet: no hammering
-    [pending] = hook_storage.webhooks.recent()
-    assert pending["status"] == "pending" and pending["last_status"] == 500 and "oops" in pending["last_error"]
+    [pending] = deliveries(hook_storage)
+    assert pending.status == "pending" and pending.last_status == 500 and "oops" in pending.last_error
     clock.now += timedelta(seconds=20)
     assert sender.deliver_pending() == 1
     assert len({headers["webhook-id"] for headers, _ in receiver.posts}) == 1 and len(receiver.posts) == 4
     assert [verified(post)["type"] for post in receiver.posts] == ["mode.changed"] * 4  # each try signed anew
-    [delivered] = hook_storage.webhooks.recent()
-    assert (delivered["status"], delivered["attempts"], delivered["last_error"]) == ("delivered", 4, None)
+    [delivered] = deliveries(hook_storage)
+    assert (delivered.status, delivered.attempts, delivered.last_error) == ("delivered", 4, None)
 
 
 def test_a_receiver_that_refuses_connections_is_retried_with_its_credentials_kept_out_of_the_error(
     hook_env, hook_storage, clock
 ):
     url = "http://hook:s3cr3t@127.0.0.1:1/hooks?token=t0k3n"
-    hook_storage.webhooks.configure([url])
     hook_storage.flag.set_mode("down", by="cli")
     assert sender_for(hook_env, hook_storage, FALLBACK_WEBHOOK_URLS=url).deliver_pending() == 0
-    [pending] = hook_storage.webhooks.recent()
-    assert pending["status"] == "pending" and pending["last_status"] is None
-    assert "ConnectionError" in pending["last_error"] and "s3cr3t" not in pending["last_error"]
-    assert "t0k3n" not in pending["last_error"]
+    [pending] = deliveries(hook_storage)
+    assert pending.status == "pending" and pending.last_status is None
+    assert "ConnectionError" in pending.last_error and "s3cr3t" not in pending.last_error
+    assert "t0k3n" not in pending.last_error
 
 
 def test_retries_start_seconds_apart_grow_to_an_hour_and_give_up_after_24_hours(
     hook_env, hook_storage, receiver, clock
 ):
-    assert [retry_delay(attempts) for attempts in (1, 2, 3)] == [5, 10, 20]
-    assert retry_delay(12) == retry_delay(40) == MAX_RETRY_SECONDS == 3600
+    policy = POLICIES["webhook"]
+    assert [policy.delay(attempts) for attempts in (1, 2, 3)] == [5, 10, 20]
+    assert policy.delay(12) == policy.delay(40) == policy.longest == 3600
     receiver.answers = [503] * 100
     hook_storage.flag.set_mode("down", by="cli")
     sender = sender_for(hook_env, hook_storage)
     started = clock.now
-    while hook_storage.webhooks.recent()[0]["status"] == "pending":
+    sender.deliver_pending()
+    while deliveries(hook_storage)[0].status == "pending":
+        clock.now += timedelta(seconds=policy.delay(deliveries(hook_storage)[0].attempts))
         sender.deliver_pending()
-        clock.now += timedelta(seconds=retry_delay(hook_storage.webhooks.recent()[0]["attempts"]))
-    [given_up] = hook_storage.webhooks.recent()
-    assert given_up["status"] == "failed" and given_up["last_status"] == 503
-    last_try = given_up["last_attempt_at"]
+    [given_up] = deliveries(hook_storage)
+    assert given_up.status == "failed" and given_up.last_status == 503
+    last_try = given_up.last_attempt_at
     assert timedelta(hours=23) < clock.now - started and last_try < (started + timedelta(hours=24)).isoformat()
     assert 25 < len(receiver.posts) < 40
 
@@ -191,12 +209,11 @@ def test_a_receiver_answering_410_is_recorded_and_skipped_until_the_setting_chan
     clock.now += timedelta(hours=1)
     sender.deliver_pending()
     assert len(receiver.posts) == 1
-    gone, skipped = hook_storage.webhooks.recent()[::-1]
-    assert gone["status"] == "gone" and gone["last_status"] == 410 and "410" in gone["last_error"]
-    assert skipped["status"] == "skipped" and "410 Gone" in skipped["last_error"]
+    gone, skipped = deliveries(hook_storage)[::-1]
+    assert gone.status == "gone" and gone.last_status == 410 and "410" in gone.last_error
+    assert skipped.status == "skipped" and "410 Gone" in skipped.last_error
     with Receiver() as other:  # the setting changes: the mark is lifted
         urls = f"{receiver.url},{other.url}"
-        hook_storage.webhooks.configure(urls.split(","))
         hook_storage.flag.set_mode("auto", by="cli")
         assert sender_for(hook_env, hook_storage, FALLBACK_WEBHOOK_URLS=urls).deliver_pending() == 2
         assert len(receiver.posts) == 2 and len(other.posts) == 1
@@ -215,6 +232,20 @@ def test_a_receiver_that_is_down_gets_its_events_in_order_once_back(hook_env, ho
     reasons = [verified(post)["data"]["reason"] for post in receiver.posts]
     assert reasons == ["first", "first", "second", "third"]  # the 503 held the others back
     assert statuses(hook_storage) == ["delivered"] * 3
+
+
+def test_events_recorded_while_a_receiver_is_down_wait_behind_the_one_it_failed(
+    hook_env, hook_storage, receiver, clock
+):
+    receiver.answers = [503]
+    hook_storage.flag.set_mode("down", reason="first", by="cli")
+    sender = sender_for(hook_env, hook_storage)
+    assert sender.deliver_pending() == 0  # 503: the receiver is down, its queue held for 5 s
+    hook_storage.flag.set_mode("up", reason="second", by="cli")  # queued after the failure
+    assert sender.deliver_pending() == 0 and len(receiver.posts) == 1  # held too, not sent ahead of the first
+    clock.now += timedelta(seconds=5)
+    assert sender.deliver_pending() == 2
+    assert [verified(post)["data"]["reason"] for post in receiver.posts] == ["first", "first", "second"]
 
 
 def test_an_event_a_receiver_refuses_does_not_hold_back_the_next(hook_env, hook_storage, receiver, clock):
@@ -265,8 +296,8 @@ def test_a_hung_receiver_never_delays_visitors(hook_env, hook_storage, receiver)
     stop.set()
     receiver.closing.set()  # the hung answer ends (unanswered), and the sender with it
     sending.join(15)
-    assert not sending.is_alive()
-    counts = hook_storage.webhooks.counts()
+    sender.prepare()  # the leads' events, made into deliveries by the next round
+    counts = hook_storage.outbox.counts("webhook")
     assert counts["pending"] == 6 and counts["delivered"] == 0  # the 5 leads queued, none lost
 
 
@@ -281,15 +312,15 @@ def test_a_delivery_queued_before_a_restart_is_sent_by_a_new_sender(hook_env, ho
 def test_a_sender_killed_mid_post_is_relieved_with_the_same_webhook_id(hook_env, hook_storage, receiver, clock):
     hook_storage.flag.set_mode("down", by="cli")
     killed = sender_for(hook_env, hook_storage)
-    hook_storage.webhooks.synchronise(killed.urls)
-    [claimed] = hook_storage.webhooks.claim(CLAIM_SECONDS)
+    killed.prepare()
+    [claimed], _ = hook_storage.outbox.claim("webhook", CLAIM_SECONDS)
     killed.post(claimed)  # the receiver has it; the sender is killed before it records the answer
     restarted = sender_for(hook_env, open_storage(hook_env["FALLBACK_DATABASE"], clock))
     assert restarted.deliver_pending() == 0  # held by the killed sender's claim
     clock.now += timedelta(seconds=CLAIM_SECONDS)
     assert restarted.deliver_pending() == 1
     ids = [headers["webhook-id"] for headers, _ in receiver.posts]
-    assert ids == [claimed["event_id"]] * 2  # at least once: the receiver de-duplicates by webhook-id
+    assert ids == [claimed.message_id] * 2  # at least once: the receiver de-duplicates by webhook-id
 
 
 def test_two_senders_never_post_the_same_delivery_at_once(hook_env, hook_storage, receiver, clock):
@@ -316,8 +347,8 @@ def test_the_dashboard_lists_the_deliveries_and_sends_one_again(hook_env, hook_s
     log_in(client)
     html = client.get("/_fallback/admin").get_data(as_text=True)
     assert 'id="webhooks"' in html and "mode.changed" in html and "gone" in html and "this hook was deleted" in html
-    [delivery] = hook_storage.webhooks.recent()
-    retry = f"/_fallback/admin/webhooks/{delivery['id']}/retry"
+    [delivery] = deliveries(hook_storage)
+    retry = f"/_fallback/admin/webhooks/{delivery.id}/retry"
     assert client.post(retry, data={}).status_code == 400  # no CSRF token
     assert client.post(retry, data={"csrf_token": csrf_token(html)}).status_code == 303
     assert client.post("/_fallback/admin/webhooks/999/retry", data={"csrf_token": csrf_token(html)}).status_code == 404
@@ -327,8 +358,8 @@ def test_the_dashboard_lists_the_deliveries_and_sends_one_again(hook_env, hook_s
 
 def test_the_dashboard_hides_a_receivers_credentials_and_query(hook_env, hook_storage, receiver):
     secret_url = receiver.url.replace("http://", "http://user:pa55@") + "?token=s3cr3t"
-    hook_storage.webhooks.configure([secret_url])
     hook_storage.flag.set_mode("down", by="cli")
+    sender_for(hook_env, hook_storage, FALLBACK_WEBHOOK_URLS=secret_url).prepare()
     client = create_app(
         Settings.from_env({**hook_env, "FALLBACK_WEBHOOK_URLS": secret_url}), hook_storage
     ).test_client()
@@ -358,11 +389,11 @@ def _timing_out_once(sender):
 
     real, calls = sender.post, []
 
-    def post(delivery):
-        calls.append(delivery["id"])
+    def post(message):
+        calls.append(message.id)
         if len(calls) == 1:
             return Answer(None, "no answer within 10 s")
-        return real(delivery)
+        return real(message)
 
     return post
 

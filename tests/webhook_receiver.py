@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# The Standard Webhooks secret the tests sign with and receivers verify with.
+SECRET = "whsec_" + base64.b64encode(b"a test secret of 32 bytes, quite").decode()
 HANG = "hang"  # an answer that never comes (until the receiver is closed)
 
 

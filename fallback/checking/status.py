@@ -6,6 +6,7 @@ checker needs those.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -87,7 +88,7 @@ def status_document(storage: Storage, settings: Settings, now: datetime) -> dict
         window = fresh_seconds(settings.check_interval, settings.check_timeout)
         document["quorum"] = quorum_status(storage.verdicts.latest(), settings.quorum, now, window, flag.state)
     if settings.smtp_url:  # without SMTP there is no follow-up mail, so nothing to report
-        document["followup"] = storage.followups.counts()
+        document["followup"] = dataclasses.asdict(storage.followups.counts())
     return document
 
 

@@ -66,7 +66,6 @@ def load_storage(settings: Settings, create: bool = False) -> Storage:
             "FALLBACK_DATABASE to its database (only `fallback serve` creates one)"
         )
     storage = open_storage(settings.database)
-    storage.webhooks.configure(settings.webhook_urls)  # `fallback mode` is a mode change like the admin's
     atexit.register(storage.close)
     return storage
 

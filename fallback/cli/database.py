@@ -242,7 +242,7 @@ def purge(days: int) -> None:
 @click.option("--to", "target", required=True, metavar="URL", help="The PostgreSQL database: postgresql://...")
 def migrate(target: str) -> None:
     """Copy this SQLite database (FALLBACK_DATABASE) into PostgreSQL: leads (spam included), incidents,
-    mode history, events, the flag and the secret key. Running it again copies nothing new.
+    events (the mode history among them), the flag and the secret key. Running it again copies nothing new.
 
     Example:
 

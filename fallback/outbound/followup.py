@@ -1,15 +1,14 @@
 """The follow-up sender: after a lasting recovery, one "we're back" message per lead that asked, never on a request.
 
-It runs in a background thread of the process holding the checker lease (fallback/server.py), like the
-notifier. The queue is in the database (storage.followups): a message is claimed before it is sent, so
-no two senders send it; the rate is counted in the shared rate-limit table, so FALLBACK_MAIL_RATE holds
-across instances; a message is recorded sent the instant the server accepted it.
+The messages are outbox rows of kind `followup` (storage.followups queues them); they are claimed, retried and
+recorded like every other message (outbound.outbox), one at a time: the rate is counted in the shared rate-limit
+table at each claim, so FALLBACK_MAIL_RATE holds across instances, and a message is recorded sent the instant the
+server accepted it.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,13 +17,11 @@ from fallback.core.paths import shipped_templates
 from fallback.core.redact import redact_text
 from fallback.core.settings import Settings
 from fallback.outbound import smtp
-from fallback.outbound.background import while_holding
 from fallback.outbound.mail import MailTemplates, followup_message, main_site_link
-from fallback.outbound.notify import retry_delay
+from fallback.outbound.outbox import Accepted, Courier, Outcome
 from fallback.outbound.unsubscribe_token import UnsubscribeToken
-from fallback.storage import Storage
-
-log = logging.getLogger("fallback.followup")
+from fallback.storage import Message, RateCheck, Storage
+from fallback.storage.followups import MAIL_RATE_KEY
 
 # Longer than one SMTP exchange can take (smtp.TIMEOUT_SECONDS per step): then another sender may retry it.
 CLAIM_SECONDS = 120.0
@@ -47,12 +44,17 @@ def recovered_at(flag: Flag, now: datetime) -> datetime | None:
     return max(moments) if moments else None
 
 
-class FollowupSender:
-    """Queues the messages after a lasting recovery and sends them, within the rate, retrying refusals."""
+class FollowupSender(Courier):
+    """The transport of the `followup` kind: queues the messages after a lasting recovery and mails them."""
+
+    kind = "followup"
+    what = "follow-up mail"
+    hold_seconds = CLAIM_SECONDS
+    batch = 1  # one at a time: each claim counts against FALLBACK_MAIL_RATE
+    log = logging.getLogger("fallback.followup")
 
     def __init__(self, settings: Settings, storage: Storage, secret_key: str, transport: Transport = smtp.send):
-        self.settings = settings
-        self.storage = storage
+        super().__init__(settings, storage)
         self.tokens = UnsubscribeToken(secret_key)
         self.templates = MailTemplates(str(shipped_templates()), settings.templates)
         self.transport = transport
@@ -67,56 +69,35 @@ class FollowupSender:
         queued = self.storage.followups.queue(since)
         self._queued_for = since
         if queued:
-            log.info("the site is back: %d follow-up message(s) queued", queued)
+            self.log.info("the site is back: %d follow-up message(s) queued", queued)
         return queued
 
-    def send_one(self) -> tuple[bool, float | None]:
-        """Claim and send one due message: (whether one was claimed, seconds to wait when the rate is spent)."""
-        rate = self.settings.mail_rate
-        item, wait = self.storage.followups.claim(rate.count, rate.seconds, CLAIM_SECONDS)
-        if item is None:
-            return False, wait
+    def prepare(self) -> None:
+        """The events dispatched, and the messages of a lasting recovery queued."""
+        super().prepare()
+        self.queue_after_recovery()
+
+    def rate(self) -> RateCheck:
+        """FALLBACK_MAIL_RATE, one counter for every instance on the database."""
+        return RateCheck(MAIL_RATE_KEY, self.settings.mail_rate.count, self.settings.mail_rate.seconds)
+
+    def send(self, message: Message, accepted: Accepted) -> Outcome:
+        """Mail one lead through FALLBACK_SMTP_URL; recorded as sent the instant the server accepted it."""
+        recipient = self.storage.followups.recipient(message.lead_id or 0)
+        if recipient is None:  # erased meanwhile (erasure drops its messages too): nobody to write to
+            return Outcome(error="the lead was erased", permanent=True)
         assert self.settings.public_url and self.settings.mail_from  # required with SMTP (config.Settings)
-        message = followup_message(
+        mail = followup_message(
             self.templates,
-            to=item["email"],
-            language=item["language"] or "en",
+            to=recipient.email,
+            language=recipient.language or "en",
             site_name=self.settings.site_name or "",
-            link=main_site_link(self.settings.require_main_url(), item["landing_path"]),
+            link=main_site_link(self.settings.require_main_url(), recipient.landing_path),
             mail_from=self.settings.mail_from,
-            unsubscribe_url=self.tokens.url(self.settings.public_url, item["lead_id"], item["email_key"]),
+            unsubscribe_url=self.tokens.url(self.settings.public_url, recipient.lead_id, recipient.email_key),
         )
         try:
-            self.transport(
-                self.settings.smtp_url,
-                message,
-                accepted=lambda: self.storage.followups.sent(item["id"], item["lead_id"]),
-            )
+            self.transport(self.settings.smtp_url, mail, accepted=accepted)
         except smtp.MailRefused as refused:
-            delay = None if refused.permanent else retry_delay(item["attempts"])
-            answer = redact_text(refused.answer)
-            log.warning("follow-up mail refused (%s); %s", answer, f"retrying in {delay:g}s" if delay else "given up")
-            self.storage.followups.failed(item["id"], answer, delay)
-        return True, None
-
-    def deliver_pending(self, stop: threading.Event | None = None) -> int:
-        """Send every due message, waiting out the rate; returns how many were claimed."""
-        claimed = 0
-        while not (stop and stop.is_set()) and self.storage.followups.due():
-            took, wait = self.send_one()
-            if wait is not None:
-                if stop is None or stop.wait(wait):
-                    break
-            elif not took:
-                break  # held by another sender meanwhile
-            claimed += took
-        return claimed
-
-    def run(self, checker, stop: threading.Event) -> None:
-        """Queue and send while this process holds the checker lease, until `stop` is set."""
-
-        def one_round() -> None:
-            self.queue_after_recovery()
-            self.deliver_pending(stop)
-
-        while_holding(checker, stop, one_round, "follow-up mail", log)
+            return Outcome(error=redact_text(refused.answer), permanent=refused.permanent)
+        return Outcome(delivered=True)

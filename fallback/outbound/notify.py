@@ -1,20 +1,23 @@
-"""Notifications: each flip and forced mode announced once through Apprise, outside the probe loop."""
+"""Notifications: each flip and forced mode announced once through Apprise to FALLBACK_NOTIFY_URLS."""
 
 from __future__ import annotations
 
+import json
 import logging
-import threading
 from collections.abc import Sequence
+from typing import Protocol
 
-from fallback.core.redact import redact_text
-from fallback.outbound.background import while_holding
-from fallback.storage import Storage
+from fallback.core.settings import Settings
+from fallback.outbound.outbox import Accepted, Courier, Outcome
+from fallback.storage import Message, Storage
 
-log = logging.getLogger("fallback.notify")
 
-MAX_ATTEMPTS = 6
-# While one process sends an event, others leave it alone this long.
-CLAIM_SECONDS = 60.0
+class Announcer(Protocol):
+    """What sends an announcement: Apprise (Notifier), or a stand-in in tests."""
+
+    def send(self, title: str, body: str) -> bool:
+        """True when every service accepted it."""
+        ...
 
 
 class Notifier:
@@ -32,39 +35,27 @@ class Notifier:
         return bool(self._apprise.notify(title=title, body=body))
 
 
-def retry_delay(attempts: int) -> float | None:
-    """Seconds before the next attempt after `attempts` failures, or None to give up."""
-    if attempts >= MAX_ATTEMPTS:
-        return None
-    return min(5.0 * 2 ** (attempts - 1), 300.0)
+class NotificationSender(Courier):
+    """The transport of the `notification` kind: the announcement's text, prefixed with the site's name."""
 
+    kind = "notification"
+    what = "notification"
+    hold_seconds = 60.0  # Apprise's services each time out well within it
+    log = logging.getLogger("fallback.notify")
 
-def deliver_pending(storage: Storage, notifier: Notifier, site_name: str = "") -> int:
-    """Announce every due event once; returns how many were sent."""
-    sent = 0
-    for event in storage.events.claim(CLAIM_SECONDS):
-        title = f"[{site_name}] {event['title']}" if site_name else event["title"]
-        try:
-            ok = notifier.send(title, f"{event['body']}\n({event['at']})")
-            error = "a notification service refused the message"
-        except Exception as failure:  # a broken notifier must never stop the loop
-            # A service's error may quote its URL, tokens and all.
-            ok, error = False, redact_text(f"{type(failure).__name__}: {failure}")
-        if ok:
-            storage.events.sent(event["id"])
-            sent += 1
-        else:
-            delay = retry_delay(event["attempts"] + 1)
-            log.warning(
-                "notification %r failed (%s); %s",
-                event["title"],
-                error,
-                f"retrying in {delay:g}s" if delay else "giving up",
-            )
-            storage.events.failed(event["id"], error, delay)
-    return sent
+    def __init__(self, settings: Settings, storage: Storage, notifier: Announcer | None = None):
+        super().__init__(settings, storage)
+        self.notifier = notifier or Notifier(settings.notify_urls)
 
+    def quoted_urls(self, message: Message) -> tuple[str, ...]:
+        """A service's error may quote its URL, tokens and all."""
+        return self.settings.notify_urls
 
-def deliver_forever(storage: Storage, notifier: Notifier, checker, stop: threading.Event, site_name: str = "") -> None:
-    """Send due notifications while this process holds the checker lease, until `stop` is set."""
-    while_holding(checker, stop, lambda: deliver_pending(storage, notifier, site_name), "notifications", log)
+    def send(self, message: Message, accepted: Accepted) -> Outcome:
+        """Announce one message to every service at once."""
+        text = json.loads(message.payload or "{}")
+        site = self.settings.site_name
+        title = f"[{site}] {text['title']}" if site else text["title"]
+        if self.notifier.send(title, f"{text['body']}\n({text['at']})"):
+            return Outcome(delivered=True)
+        return Outcome(error="a notification service refused the message")

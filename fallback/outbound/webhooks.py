@@ -1,16 +1,15 @@
-"""The webhook sender: each queued event posted to each FALLBACK_WEBHOOK_URLS, signed per Standard Webhooks.
+"""The webhook sender: each event posted to each FALLBACK_WEBHOOK_URLS, signed per Standard Webhooks.
 
-It runs in a background thread of the process holding the checker lease (fallback/server.py), like the
-notifier, so a slow or dead receiver never delays a visitor. The events are queued in the database by the
-transaction that caused them (storage.webhooks); a delivery is claimed before it is posted, so no two senders
-post it at once. Delivery is at least once: a post the receiver took but whose answer was lost, or a sender
-killed mid-post, is posted again with the same `webhook-id`, which receivers use to de-duplicate.
+The transport of the outbox's `webhook` kind (outbound.outbox): one message per (event, receiver), its body and
+`webhook-id` made once (outbound.messages), claimed before it is posted, so no two senders post it at once, and
+one at a time per receiver, so each receives its events in order. Delivery is at least once: a post the receiver
+took but whose answer was lost, or a sender killed mid-post, is posted again with the same `webhook-id`, which
+receivers use to de-duplicate.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,28 +17,19 @@ import requests
 from standardwebhooks import Webhook
 
 from fallback import __version__
-from fallback.core.redact import redact_text, redact_url
+from fallback.core.redact import redact_text
 from fallback.core.settings import Settings
-from fallback.outbound.background import while_holding
-from fallback.storage import Storage
-
-log = logging.getLogger("fallback.webhooks")
+from fallback.outbound.outbox import Accepted, Courier, Outcome
+from fallback.storage import Message, Storage
 
 # Seconds to connect, and to wait for each read of the answer: a hung receiver is given up on this soon.
 TIMEOUT = (5.0, 10.0)
 # Longer than one post can take (TIMEOUT): then another sender may post the delivery again.
 CLAIM_SECONDS = 60.0
-FIRST_RETRY_SECONDS = 5.0
-MAX_RETRY_SECONDS = 3600.0
 USER_AGENT = f"fallback-webhooks/{__version__}"
 # Answers that say the receiver as a whole is unavailable, not that it refuses this one event: its later
 # events then wait with this one, so that they still arrive in order once it is back.
 UNAVAILABLE = {408, 425, 429, 500, 502, 503, 504}
-
-
-def retry_delay(attempts: int) -> float:
-    """Seconds before the next try after `attempts` failed ones: 5 s, doubling, at most an hour apart."""
-    return min(FIRST_RETRY_SECONDS * 2 ** max(attempts - 1, 0), MAX_RETRY_SECONDS)
 
 
 def signed_headers(webhook: Webhook, event_id: str, body: str, now: datetime | None = None) -> dict[str, str]:
@@ -63,26 +53,38 @@ class Answer:
     retry_after: float | None = None
 
 
-class WebhookSender:
-    """Posts the due deliveries, oldest first per destination, and records each answer."""
+class WebhookSender(Courier):
+    """Posts the due webhooks, oldest first per receiver, and says what each receiver answered."""
+
+    kind = "webhook"
+    what = "webhook"
+    hold_seconds = CLAIM_SECONDS
+    log = logging.getLogger("fallback.webhooks")
 
     def __init__(self, settings: Settings, storage: Storage):
+        super().__init__(settings, storage)
         assert settings.webhook_secret  # required with webhook URLs (config.Settings)
         self.urls = settings.webhook_urls
-        self.storage = storage
         self.webhook = Webhook(settings.webhook_secret)
         self.timeout = TIMEOUT
         self.session = requests.Session()
         self._synchronised = False
 
-    def post(self, delivery: dict) -> Answer:
-        """Post one delivery, signed now (the receiver checks the timestamp is recent); what the receiver said."""
-        url = delivery["url"]
-        headers = signed_headers(self.webhook, delivery["event_id"], delivery["payload"])
+    def prepare(self) -> None:
+        """The events dispatched; once, FALLBACK_WEBHOOK_URLS made the receivers (a changed setting lifts 410s)."""
+        super().prepare()
+        if not self._synchronised:
+            self.storage.outbox.synchronise(self.urls)
+            self._synchronised = True
+
+    def post(self, message: Message) -> Answer:
+        """Post one message, signed now (the receiver checks the timestamp is recent); what the receiver said."""
+        url, body = message.destination or "", message.payload or ""
+        headers = signed_headers(self.webhook, message.message_id or "", body)
         try:
             with self.session.post(
                 url,
-                data=delivery["payload"].encode("utf-8"),
+                data=body.encode("utf-8"),
                 headers=headers,
                 timeout=self.timeout,
                 allow_redirects=False,  # a webhook URL answers itself: a redirect would turn the POST into a GET
@@ -100,47 +102,18 @@ class WebhookSender:
             # A library's message may quote the URL, token in its query and all.
             return Answer(None, redact_text(f"{type(failure).__name__}: {failure}", url))
 
-    def deliver(self, delivery: dict) -> bool:
-        """Post one claimed delivery and record the answer; True when the receiver accepted it."""
-        answer = self.post(delivery)
-        where = redact_url(delivery["url"])
+    def send(self, message: Message, accepted: Accepted) -> Outcome:
+        """Post one message; a 410 ends its receiver's deliveries, a receiver down holds its later ones back."""
+        answer = self.post(message)
         if answer.error is None:
-            self.storage.webhooks.delivered(delivery["id"], answer.status or 200)
-            return True
-        if answer.status == 410:
-            log.warning("webhook receiver %s answered 410 Gone: skipped until FALLBACK_WEBHOOK_URLS changes", where)
-            self.storage.webhooks.gone(delivery, answer.error)
-            return False
-        delay = max(retry_delay(delivery["attempts"]), min(answer.retry_after or 0, MAX_RETRY_SECONDS))
-        unavailable = answer.status is None or answer.status in UNAVAILABLE
-        retrying = self.storage.webhooks.failed(delivery, answer.error, answer.status, delay, unavailable)
-        log.warning(
-            "webhook %s %s to %s failed (%s); %s",
-            delivery["type"],
-            delivery["event_id"],
-            where,
-            answer.error,
-            f"retrying in {delay:g}s" if retrying else "given up after 24 hours",
+            return Outcome(delivered=True, status=answer.status or 200)
+        return Outcome(
+            status=answer.status,
+            error=answer.error,
+            gone=answer.status == 410,
+            hold_destination=answer.status is None or answer.status in UNAVAILABLE,
+            retry_after=answer.retry_after or 0.0,
         )
-        return False
-
-    def deliver_pending(self, stop: threading.Event | None = None) -> int:
-        """Post every due delivery; how many the receivers accepted."""
-        if not self._synchronised:
-            self.storage.webhooks.synchronise(self.urls)
-            self._synchronised = True
-        accepted = 0
-        while not (stop and stop.is_set()) and self.storage.webhooks.due():
-            claimed = self.storage.webhooks.claim(CLAIM_SECONDS)
-            if not claimed:
-                break  # skipped, or held by another sender meanwhile
-            for delivery in claimed:
-                accepted += self.deliver(delivery)
-        return accepted
-
-    def run(self, checker, stop: threading.Event) -> None:
-        """Post due deliveries while this process holds the checker lease, until `stop` is set."""
-        while_holding(checker, stop, lambda: self.deliver_pending(stop), "webhooks", log)
 
 
 def _seconds(headers) -> float | None:

@@ -69,7 +69,6 @@ def install_app_wide(app: Flask) -> None:
 def create_app(settings: Settings, storage: Storage | None = None, threads: int = 8) -> Flask:
     """Build the app (for `threads` request threads): public pages, status endpoints, the admin area."""
     storage = storage or open_storage(settings.database, threads=threads)
-    storage.webhooks.configure(settings.webhook_urls)  # what this app's flips, modes and leads are posted to
     app = Flask(__name__, template_folder=str(shipped_templates()), static_folder=None)
     if settings.templates:
         # The operator's folder first: any template there replaces the shipped one.

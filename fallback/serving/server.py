@@ -163,14 +163,15 @@ def start_in_background(
     metrics: Metrics | None = None,
     vantage: str | None = None,
 ) -> Background:
-    """Run a checker (with the notifier, the follow-up and webhook senders) in daemon threads, until `stop()`.
+    """Run a checker (with the outbox's senders: notifications, follow-up mail, webhooks) in daemon threads, until
+    `stop()`.
 
     With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such; with
     `metrics`, the checker counts its probes and flips there. `vantage` names this instance under a quorum.
     """
     # Imported here, not at the top: only a process that runs the checker needs `requests` and Apprise.
     from fallback.checking.checker import Checker
-    from fallback.outbound.notify import Notifier, deliver_forever
+    from fallback.outbound.outbox import Courier, dispatch_forever
 
     stop = threading.Event()
     folder = os.environ.get(MULTIPROC_ENV)  # set by serve() in the master; absent when a test calls this alone
@@ -178,22 +179,25 @@ def start_in_background(
     checker = Checker(settings, storage, self_key=self_key, metrics=metrics, vantage=vantage, prober=prober)
     background = Background(checker, stop)
     background.start(checker.run, stop, name="fallback-checker")
+    # One thread per configured kind of message: a hung webhook receiver never holds back the mail.
+    senders: list[Courier] = []
     if settings.notify_urls:
-        notifier = Notifier(settings.notify_urls)
-        background.start(
-            deliver_forever, storage, notifier, checker, stop, settings.site_name, name="fallback-notifier"
-        )
+        from fallback.outbound.notify import NotificationSender
+
+        senders.append(NotificationSender(settings, storage))
     if settings.smtp_url:
         from fallback.outbound.followup import FollowupSender
         from fallback.serving.app import secret_key_for
 
-        sender = FollowupSender(settings, storage, secret_key_for(settings, storage))
-        background.start(sender.run, checker, stop, name="fallback-followup")
+        senders.append(FollowupSender(settings, storage, secret_key_for(settings, storage)))
     if settings.webhook_urls:
         from fallback.outbound.webhooks import WebhookSender
 
-        hooks = WebhookSender(settings, storage)
-        background.start(hooks.run, checker, stop, name="fallback-webhooks")
+        senders.append(WebhookSender(settings, storage))
+    for sender in senders:
+        background.start(sender.run, checker, stop, name=f"fallback-{sender.kind}")
+    if not senders:
+        background.start(dispatch_forever, settings, storage, checker, stop, name="fallback-events")
     return background
 
 

@@ -10,23 +10,27 @@ from fallback.core.clock import utcnow
 from fallback.storage.backends import PostgresStorage, SQLiteStorage
 from fallback.storage.base import Database, StorageError
 from fallback.storage.checker import CheckerStore
-from fallback.storage.events import EventStore
+from fallback.storage.events import Event, EventStore
 from fallback.storage.flag import FlagStore
-from fallback.storage.followups import FollowupStore
+from fallback.storage.followups import FollowupStore, Recipient
 from fallback.storage.leads import LEAD_COLUMNS, LeadStore, Submission, email_key
 from fallback.storage.limits import LimitStore, RateCheck
+from fallback.storage.outbox import Message, NewMessage, OutboxStore
 from fallback.storage.records import NewLead
 from fallback.storage.schema import MIGRATIONS
 from fallback.storage.spam import SpamStore
 from fallback.storage.verdicts import Verdict, VerdictStore
-from fallback.storage.webhooks import WebhookStore
 
 __all__ = [
     "LEAD_COLUMNS",
     "MIGRATIONS",
+    "Event",
+    "Message",
     "NewLead",
+    "NewMessage",
     "PostgresStorage",
     "RateCheck",
+    "Recipient",
     "SQLiteStorage",
     "Storage",
     "StorageError",
@@ -54,10 +58,10 @@ class Storage(Protocol):
     spam: SpamStore  # suspected spam, listed and rescued by an admin
     flag: FlagStore
     checker: CheckerStore  # the checker's lease, heartbeat and probes; the lease is the backend's own
-    events: EventStore
+    events: EventStore  # flips, modes and new leads, recorded once; dispatched into the outbox by outbound.outbox
+    outbox: OutboxStore  # every outgoing message (notification, follow-up mail, webhook), sent by outbound/
     limits: LimitStore
-    followups: FollowupStore  # the "we're back" mail queue, sent by fallback/followup.py
-    webhooks: WebhookStore  # the webhook deliveries, posted by fallback/webhooks.py
+    followups: FollowupStore  # which leads get the "we're back" mail, who it goes to, unsubscribing
     verdicts: VerdictStore  # the vantage points' latest verdicts, counted by the checker under FALLBACK_QUORUM
 
     def migrate(self) -> int:

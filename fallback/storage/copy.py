@@ -2,7 +2,7 @@
 
 Rows are matched by natural keys, never by id (the target numbers its own rows): a genuine lead
 by its address (the unique key, ON CONFLICT), suspected spam by address and time, an incident by
-its start, a mode change and an event by their time and content. A genuine lead the target has
+its start, an event (a mode change among them) by its time and content. A genuine lead the target has
 already (sent there since, or copied before) is kept as the target has it. A submission is matched
 by its lead (found again by that lead's natural key), time and message, so every message is copied once.
 """
@@ -20,12 +20,10 @@ SUBMISSION_COPY_COLUMNS = ("lead_id", "at", "name", "message", "landing_path", "
 # table -> (columns copied, the natural key: columns that identify a row already copied)
 HISTORY_TABLES = {
     "incidents": (("started_at", "ended_at", "reason", "end_reason"), ("started_at",)),
-    "mode_changes": (("at", "mode", "until", "reason", "by"), ("at", "mode")),
-    "events": (
-        ("at", "kind", "title", "body", "notified_at", "gave_up_at", "attempts", "next_attempt_at", "last_error"),
-        ("at", "kind", "title"),
-    ),
+    "events": (("at", "type", "data", "dispatched_at"), ("at", "type", "data")),
 }
+# A lead's events are not history: its lead.created stays behind with the messages (the outbox is not copied).
+HISTORY_ROWS = {"events": "lead_id IS NULL"}
 FLAG_COLUMNS = (
     "mode",
     "mode_until",
@@ -70,7 +68,7 @@ SPAM_LEAD_ID = "SELECT MIN(id) FROM leads WHERE spam = 1 AND email_key = :email_
 
 
 def copy_database(source: Database, target: Database) -> dict[str, Copied]:
-    """Copy leads (spam included) and their submissions, incidents, mode history, events, the flag and the
+    """Copy leads (spam included) and their submissions, incidents, events (the mode history), the flag and the
     secret key, in one transaction of the target; what was copied and what was there already, by table."""
     report: dict[str, Copied] = {}
     with target.write() as conn:
@@ -95,7 +93,8 @@ def copy_database(source: Database, target: Database) -> dict[str, Copied]:
         for table, (columns, identity) in HISTORY_TABLES.items():
             counts = report[table] = Copied()
             sql = _insert(table, columns, identity)
-            for row in source.stream(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id", (), BATCH):
+            where = f" WHERE {HISTORY_ROWS[table]}" if table in HISTORY_ROWS else ""
+            for row in source.stream(f"SELECT {', '.join(columns)} FROM {table}{where} ORDER BY id", (), BATCH):
                 inserted = conn.execute(sql, row).rowcount
                 counts.copied += inserted
                 counts.already_there += 1 - inserted

@@ -1,65 +1,78 @@
-"""The events: every flip and forced mode, kept as history and queued for announcement."""
+"""The events: what happened that the outside hears of (a flip, a forced mode, a new lead), recorded once.
+
+An event is written in the transaction of its cause, with its facts; nothing about who hears of it. The outbox's
+messages (a notification, one webhook per receiver) are made from it afterwards by `dispatch`, which the senders
+run with the routing of their settings (outbound.outbox): so no process that causes an event needs to know where
+it goes, and a process without FALLBACK_WEBHOOK_URLS (a `fallback mode` run elsewhere) loses nothing.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from fallback.core.clock import iso
 from fallback.storage.base import Connection, Database
+from fallback.storage.outbox import NewMessage, add_messages
+
+EVENT_TYPES = ("incident.opened", "incident.closed", "mode.changed", "lead.created")
+# Taken first by a dispatch, so that two dispatchers (two instances on PostgreSQL) queue one after the other and
+# messages are numbered in the order of their events: the order each webhook receiver gets them in.
+_DISPATCHER_TURN = (
+    "INSERT INTO meta (key, value) VALUES ('events_dispatched', ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 
 
-def add_event(conn: Connection, at: str, kind: str, title: str, body: str) -> None:
-    """Queue one event inside the caller's transaction (the flip or mode change it announces)."""
-    conn.execute("INSERT INTO events (at, kind, title, body) VALUES (?, ?, ?, ?)", (at, kind, title, body))
+@dataclass(frozen=True)
+class Event:
+    """One recorded event: its time (stored ISO text), its type (EVENT_TYPES) and its facts."""
+
+    id: int
+    at: str
+    type: str
+    data: dict[str, Any]
+    lead_id: int | None = None
+
+
+def record_event(conn: Connection, at: str, kind: str, data: dict[str, Any], lead_id: int | None = None) -> None:
+    """Record one event inside the caller's transaction; with `lead_id`, erasing that lead erases the event."""
+    assert kind in EVENT_TYPES, kind
+    conn.execute(
+        "INSERT INTO events (at, type, data, lead_id) VALUES (?, ?, ?, ?)",
+        (at, kind, json.dumps(data, separators=(",", ":")), lead_id),
+    )
+
+
+def _event(row: Any) -> Event:
+    return Event(row["id"], row["at"], row["type"], json.loads(row["data"]), row["lead_id"])
 
 
 class EventStore:
-    """The notification queue the notifier drains, shared by every process on the database."""
+    """The events, recorded by the flag's and the leads' stores, and dispatched into the outbox once."""
 
     def __init__(self, db: Database):
         self.db = db
 
-    def claim(self, hold_seconds: float, limit: int = 20) -> list[dict]:
-        """Events due for announcement, each claimed for `hold_seconds` so that no other process sends it too."""
-        now = self.db.clock()
-        claimed = []
+    def dispatch(self, route: Callable[[Event], Sequence[NewMessage]], limit: int = 100) -> int:
+        """Queue the messages `route` makes of each event not dispatched yet, oldest first, in one transaction
+        with marking it dispatched (so each event's messages are queued once, or not at all); how many events."""
+        if not self.db.read("SELECT 1 FROM events WHERE dispatched_at IS NULL LIMIT 1"):
+            return 0  # the usual round: a read, no write
+        now = iso(self.db.clock())
         with self.db.write() as conn:
+            conn.execute(_DISPATCHER_TURN, (now,))
             rows = conn.execute(
-                "SELECT * FROM events WHERE notified_at IS NULL AND gave_up_at IS NULL "
-                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?" + self.db.lock_rows,
-                (iso(now), limit),
+                "SELECT * FROM events WHERE dispatched_at IS NULL ORDER BY id LIMIT ?", (limit,)
             ).fetchall()
             for row in rows:
-                conn.execute(
-                    "UPDATE events SET next_attempt_at = ? WHERE id = ?",
-                    (iso(now + timedelta(seconds=hold_seconds)), row["id"]),
-                )
-                claimed.append(dict(row))
-        return claimed
+                event = _event(row)
+                add_messages(conn, route(event), event.at)
+                conn.execute("UPDATE events SET dispatched_at = ? WHERE id = ?", (now, event.id))
+        return len(rows)
 
-    def sent(self, event_id: int) -> None:
-        """Mark an event announced."""
-        with self.db.write() as conn:
-            conn.execute(
-                "UPDATE events SET notified_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
-                (iso(self.db.clock()), event_id),
-            )
-
-    def failed(self, event_id: int, error: str, retry_in: float | None) -> None:
-        """Record a failed announcement; without `retry_in` it is given up (kept in the history)."""
-        now = self.db.clock()
-        with self.db.write() as conn:
-            conn.execute(
-                "UPDATE events SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, gave_up_at = ? "
-                "WHERE id = ?",
-                (
-                    error[:500],
-                    iso(now + timedelta(seconds=retry_in or 0)),
-                    None if retry_in is not None else iso(now),
-                    event_id,
-                ),
-            )
-
-    def recent(self, limit: int = 20) -> list[dict]:
-        """The latest flips and mode changes, newest first."""
-        return [dict(row) for row in self.db.read("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))]
+    def recent(self, limit: int = 20) -> list[Event]:
+        """The latest events, newest first."""
+        return [_event(row) for row in self.db.read("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -9,9 +10,8 @@ from datetime import datetime
 from fallback.core.clock import iso, parse_iso
 from fallback.core.flag import Flag
 from fallback.storage.base import Connection, Database, StorageError
-from fallback.storage.events import add_event
+from fallback.storage.events import record_event
 from fallback.storage.leads import GENUINE
-from fallback.storage.webhooks import WebhookStore, rfc3339
 
 log = logging.getLogger("fallback.storage")
 
@@ -21,9 +21,8 @@ READ_NOTICE = "SELECT value FROM meta WHERE key = 'notice'"
 class FlagStore:
     """Mode (the admin's choice), state (the checker's verdict), and what changed them."""
 
-    def __init__(self, db: Database, webhooks: WebhookStore):
+    def __init__(self, db: Database):
         self.db = db
-        self.webhooks = webhooks  # flips and mode changes queue their webhooks in their own transaction
         self._last: Flag | None = None  # the last flag read, served while the database cannot be read
         self._stale = False  # whether the database could not be read last time (logged once)
 
@@ -127,7 +126,7 @@ class FlagStore:
         history_by: str | None,
         only_while: tuple[str, tuple] = ("", ()),
     ) -> bool:
-        """Write a mode to the flag, its history, the events and the webhooks, in the caller's transaction;
+        """Write a mode to the flag and record its event (the mode history), in the caller's transaction;
         with `only_while` (a condition on the flag and its parameters), only if the flag meets it. True if written."""
         until_text = iso(until) if until and mode != "auto" else None
         condition, condition_params = only_while
@@ -138,20 +137,7 @@ class FlagStore:
         ).rowcount
         if not written:
             return False
-        conn.execute(
-            "INSERT INTO mode_changes (at, mode, until, reason, by) VALUES (?, ?, ?, ?, ?)",
-            (now, mode, until_text, reason, history_by),
-        )
-        add_event(
-            conn,
-            now,
-            "mode",
-            f"mode set to {mode}" + (f" until {until_text[:16]}Z" if until_text else ""),
-            f"by {history_by or 'unknown'}" + (f": {reason}" if reason else ""),
-        )
-        self.webhooks.queue(
-            conn, "mode.changed", {"mode": mode, "until": rfc3339(until_text), "reason": reason, "by": history_by}, now
-        )
+        record_event(conn, now, "mode.changed", {"mode": mode, "until": until_text, "reason": reason, "by": history_by})
         return True
 
     def expire_mode(self) -> bool:
@@ -165,17 +151,13 @@ class FlagStore:
                 (now,),
             ).rowcount
             if changed:
-                conn.execute("INSERT INTO mode_changes (at, mode, by) VALUES (?, 'auto', 'expiry')", (now,))
-                add_event(conn, now, "mode", "forced mode expired: back to auto", "the checker decides again")
-                self.webhooks.queue(
-                    conn, "mode.changed", {"mode": "auto", "until": None, "reason": None, "by": "expiry"}, now
-                )
+                record_event(conn, now, "mode.changed", {"mode": "auto", "until": None, "reason": None, "by": "expiry"})
         return bool(changed)
 
     def flip(self, expected: str, new: str, reason: str, vantage_points: Sequence[str] = ()) -> bool:
         """Change the state from `expected` to `new`, once however many checkers try; opens or closes an incident.
 
-        Under a quorum, `vantage_points` names those that agreed: the incident webhooks carry them.
+        Under a quorum, `vantage_points` names those that agreed: the incident's events carry them.
         """
         agreed = {"vantage_points": list(vantage_points)} if vantage_points else {}
         now = iso(self.db.clock())
@@ -191,8 +173,8 @@ class FlagStore:
                 opened = conn.execute(
                     "INSERT INTO incidents (started_at, reason) VALUES (?, ?) RETURNING id", (now, reason)
                 ).fetchall()
-                incident = {"incident_id": opened[0][0], "started_at": rfc3339(now), "reason": reason, **agreed}
-                self.webhooks.queue(conn, "incident.opened", incident, now)
+                incident = {"incident_id": opened[0][0], "started_at": now, "reason": reason, **agreed}
+                record_event(conn, now, "incident.opened", incident)
             else:
                 closed = conn.execute(
                     "UPDATE incidents SET ended_at = ?, end_reason = ? WHERE ended_at IS NULL "
@@ -200,9 +182,7 @@ class FlagStore:
                     (now, reason),
                 ).fetchall()
                 for row in closed:
-                    self.webhooks.queue(conn, "incident.closed", {**_closed(row, now, reason), **agreed}, now)
-            if expected != "unknown" or new == "down":
-                add_event(conn, now, "flip", f"main site {new}", reason)
+                    record_event(conn, now, "incident.closed", {**_closed(row, now, reason), **agreed})
         return True
 
     def incidents(self, limit: int = 20) -> list[dict]:
@@ -223,17 +203,19 @@ class FlagStore:
         return incidents
 
     def mode_changes(self, limit: int = 20) -> list[dict]:
-        """The latest mode changes, newest first."""
-        rows = self.db.read("SELECT * FROM mode_changes ORDER BY id DESC LIMIT ?", (limit,))
-        return [dict(row) for row in rows]
+        """The latest mode changes (their events), newest first: when, the mode, until when, why and who."""
+        rows = self.db.read(
+            "SELECT id, at, data FROM events WHERE type = 'mode.changed' ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [{"id": row["id"], "at": row["at"], **json.loads(row["data"])} for row in rows]
 
 
 def _closed(incident, ended_at: str, end_reason: str) -> dict:
-    """The `incident.closed` webhook's data: the incident as opened, and how it ended."""
+    """The `incident.closed` event's facts: the incident as opened, and how it ended."""
     return {
         "incident_id": incident["id"],
-        "started_at": rfc3339(incident["started_at"]),
+        "started_at": incident["started_at"],
         "reason": incident["reason"],
-        "ended_at": rfc3339(ended_at),
+        "ended_at": ended_at,
         "end_reason": end_reason,
     }

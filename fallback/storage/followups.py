@@ -1,17 +1,21 @@
-"""The follow-up queue: one "we're back" message per lead that asked, claimed once, throttled, retried, recorded."""
+"""The follow-up's own questions: which leads get a "we're back" message, who it goes to, and unsubscribing.
+
+The messages themselves are outbox rows of kind `followup` (storage.outbox), claimed, retried and recorded there
+like every other outgoing message.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 
 from fallback.core.clock import iso
 from fallback.storage.base import Database
 from fallback.storage.leads import GENUINE
-from fallback.storage.limits import RateCheck, count_attempt, give_back_attempt
 
+FOLLOWUP = "followup"  # the outbox kind
 # The shared counter of FALLBACK_MAIL_RATE: every instance on the database sends against the same one.
 MAIL_RATE_KEY = "followup-mail"
-_WAITING = "sent_at IS NULL AND failed_at IS NULL"
 # The latest submission's page: the link in the mail goes back to where the visitor last was.
 _LANDING = (
     "COALESCE((SELECT s.landing_path FROM submissions s WHERE s.lead_id = l.id "
@@ -20,16 +24,38 @@ _LANDING = (
 # Each lead that asked, is genuine (no spam, no drill), and has had no message queued since its latest submission, which
 # was before the recovery; one waiting message per lead however many instances queue at once (the index).
 _QUEUE = (
-    "INSERT INTO followups (lead_id, created_at) SELECT l.id, :now FROM leads l "
+    "INSERT INTO outbox (kind, topic, lead_id, created_at) SELECT 'followup', 'followup', l.id, :now FROM leads l "
     f"WHERE {GENUINE} AND l.notify = 1 AND l.updated_at <= :recovered "
-    "AND (l.notified_at IS NULL OR l.notified_at < l.updated_at) "
-    "AND NOT EXISTS (SELECT 1 FROM followups f WHERE f.lead_id = l.id AND f.created_at >= l.updated_at) "
-    "ON CONFLICT (lead_id) WHERE (sent_at IS NULL) AND (failed_at IS NULL) DO NOTHING"
+    "AND (l.notified_at IS NULL OR l.notified_at < l.updated_at) AND NOT EXISTS (SELECT 1 FROM outbox f "
+    "WHERE f.kind = 'followup' AND f.lead_id = l.id AND f.created_at >= l.updated_at) "
+    "ON CONFLICT (lead_id) WHERE kind = 'followup' AND status = 'pending' DO NOTHING"
 )
 
 
+@dataclass(frozen=True)
+class Recipient:
+    """Who a follow-up message goes to: the lead's address, name, language and the page it last asked for."""
+
+    lead_id: int
+    email: str
+    email_key: str
+    name: str
+    language: str | None
+    landing_path: str
+
+
+@dataclass(frozen=True)
+class FollowupCounts:
+    """The follow-up mail as the status document and the metrics show it: waiting, sent, given up, the last error."""
+
+    pending: int
+    sent: int
+    failed: int
+    last_error: str | None
+
+
 class FollowupStore:
-    """The queue of follow-up messages, shared by every process on the database."""
+    """The leads' side of the follow-up: queueing after a recovery, the recipient of a message, unsubscribing."""
 
     def __init__(self, db: Database):
         self.db = db
@@ -40,68 +66,17 @@ class FollowupStore:
             values = {"now": iso(self.db.clock()), "recovered": iso(recovered_at)}
             return int(conn.execute(_QUEUE, values).rowcount)
 
-    def due(self) -> bool:
-        """Whether a message waits to be sent now (a read: the sender claims only then)."""
+    def recipient(self, lead_id: int) -> Recipient | None:
+        """Who the message to `lead_id` goes to; None once the lead is erased (its messages went with it)."""
         rows = self.db.read(
-            f"SELECT 1 FROM followups WHERE {_WAITING} AND (next_attempt_at IS NULL OR next_attempt_at <= ?) LIMIT 1",
-            (iso(self.db.clock()),),
+            f"SELECT l.id, l.email, l.email_key, l.name, l.language, {_LANDING} AS landing_path "
+            "FROM leads l WHERE l.id = ?",
+            (lead_id,),
         )
-        return bool(rows)
-
-    def claim(self, limit: int, seconds: int, hold_seconds: float) -> tuple[dict | None, float | None]:
-        """The next due message with its lead, held `hold_seconds` for this caller alone; or (None, seconds to wait)
-        when `limit` messages per `seconds` went out already, across every instance; (None, None) when none is due."""
-        now = self.db.clock()
-        with self.db.write() as conn:
-            rows = conn.execute(
-                f"SELECT id, lead_id, attempts FROM followups WHERE {_WAITING} "
-                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT 1" + self.db.lock_rows,
-                (iso(now),),
-            ).fetchall()
-            if not rows:
-                return None, None
-            rate = RateCheck(MAIL_RATE_KEY, limit, seconds)
-            wait = count_attempt(conn, rate, now)
-            if wait is not None:
-                give_back_attempt(conn, rate, now)
-                return None, wait
-            item = dict(rows[0])
-            # Counted at the claim: a process killed while sending does not retry the message forever.
-            conn.execute(
-                "UPDATE followups SET next_attempt_at = ?, attempts = attempts + 1 WHERE id = ?",
-                (iso(now + timedelta(seconds=hold_seconds)), item["id"]),
-            )
-            item["attempts"] += 1
-            lead = conn.execute(
-                f"SELECT l.email, l.email_key, l.name, l.language, {_LANDING} AS landing_path "
-                "FROM leads l WHERE l.id = ?",
-                (item["lead_id"],),
-            ).fetchall()
-            if not lead:  # erased meanwhile (erasure drops its messages too): nobody to write to
-                conn.execute("DELETE FROM followups WHERE id = ?", (item["id"],))
-                return None, None
-        return {**item, **dict(lead[0])}, None
-
-    def sent(self, followup_id: int, lead_id: int) -> None:
-        """Record a message the server accepted, and when its lead was mailed."""
-        now = iso(self.db.clock())
-        with self.db.write() as conn:
-            conn.execute("UPDATE followups SET sent_at = ?, last_error = NULL WHERE id = ?", (now, followup_id))
-            conn.execute("UPDATE leads SET notified_at = ? WHERE id = ?", (now, lead_id))
-
-    def failed(self, followup_id: int, error: str, retry_in: float | None) -> None:
-        """Record a refusal: tried again in `retry_in` seconds, or, without it, given up."""
-        now = self.db.clock()
-        with self.db.write() as conn:
-            conn.execute(
-                "UPDATE followups SET last_error = ?, next_attempt_at = ?, failed_at = ? WHERE id = ?",
-                (
-                    error[:500],
-                    iso(now + timedelta(seconds=retry_in or 0)),
-                    None if retry_in is not None else iso(now),
-                    followup_id,
-                ),
-            )
+        if not rows:
+            return None
+        row = rows[0]
+        return Recipient(row["id"], row["email"], row["email_key"], row["name"], row["language"], row["landing_path"])
 
     def unsubscribe(self, lead_id: int) -> bool:
         """End follow-up for one lead: its wish withdrawn, its waiting message dropped; False if no such lead."""
@@ -110,30 +85,24 @@ class FollowupStore:
                 "UPDATE leads SET notify = 0, unsubscribed_at = COALESCE(unsubscribed_at, ?) WHERE id = ?",
                 (iso(self.db.clock()), lead_id),
             ).rowcount
-            conn.execute(f"DELETE FROM followups WHERE lead_id = ? AND {_WAITING}", (lead_id,))
+            conn.execute(
+                "DELETE FROM outbox WHERE kind = 'followup' AND lead_id = ? AND status = 'pending'", (lead_id,)
+            )
         return bool(changed)
+
+    def counts(self) -> FollowupCounts:
+        """How many messages wait, went out, and were given up; and the latest refusal, if any."""
+        counted = {"pending": 0, "sent": 0, "failed": 0}
+        named = {"pending": "pending", "delivered": "sent", "failed": "failed"}
+        for row in self.db.read("SELECT status, COUNT(*) FROM outbox WHERE kind = 'followup' GROUP BY status"):
+            if row[0] in named:
+                counted[named[row[0]]] = int(row[1])
+        error = self.db.read(
+            "SELECT last_error FROM outbox WHERE kind = 'followup' AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1"
+        )
+        return FollowupCounts(**counted, last_error=error[0][0] if error else None)
 
     def email_key(self, lead_id: int) -> str | None:
         """The case-folded address of a lead, which its unsubscribe token is bound to; None if it is gone."""
         rows = self.db.read("SELECT email_key FROM leads WHERE id = ?", (lead_id,))
         return rows[0][0] if rows else None
-
-    def counts(self) -> dict:
-        """How many messages wait, went out, and were given up; and the latest refusal, if any."""
-        row = self.db.read(
-            "SELECT COALESCE(SUM(CASE WHEN sent_at IS NULL AND failed_at IS NULL THEN 1 ELSE 0 END), 0) AS pending, "
-            "COALESCE(SUM(CASE WHEN sent_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS sent, "
-            "COALESCE(SUM(CASE WHEN failed_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS failed FROM followups"
-        )[0]
-        error = self.db.read("SELECT last_error FROM followups WHERE last_error IS NOT NULL ORDER BY id DESC LIMIT 1")
-        return {
-            "pending": int(row["pending"]),
-            "sent": int(row["sent"]),
-            "failed": int(row["failed"]),
-            "last_error": error[0][0] if error else None,
-        }
-
-    def send_now(self) -> int:
-        """Make every waiting message due at once (the dashboard's button); how many."""
-        with self.db.write() as conn:
-            return int(conn.execute(f"UPDATE followups SET next_attempt_at = NULL WHERE {_WAITING}").rowcount)

@@ -14,10 +14,10 @@ import idna
 from fallback.core.clock import iso
 from fallback.storage.base import Connection, Database, StorageError
 from fallback.storage.batch import GroupCommit
+from fallback.storage.events import record_event
 from fallback.storage.limits import RateCheck, count_attempt
 from fallback.storage.records import NewLead
 from fallback.storage.submissions import LATEST_MESSAGE, SAID, erase, form_key, kept_by, pages, record
-from fallback.storage.webhooks import WebhookStore, rfc3339
 
 # A genuine lead: neither suspected spam nor a drill's test lead (both kept apart from exports, mail and webhooks).
 GENUINE = "spam = 0 AND drill = 0"
@@ -70,9 +70,8 @@ class Submission:
 class LeadStore:
     """The leads table, and the rate limits counted in the same transaction as a submission."""
 
-    def __init__(self, db: Database, webhooks: WebhookStore):
+    def __init__(self, db: Database):
         self.db = db
-        self.webhooks = webhooks  # a new genuine lead queues its `lead.created` in its own transaction
         # Concurrent submissions of this process share one commit (see batch.GroupCommit).
         self._group = GroupCommit(db.write, self._apply_submission)
 
@@ -104,7 +103,7 @@ class LeadStore:
             # The same form committed meanwhile by another instance (PostgreSQL): not one more submission.
             conn.execute("UPDATE leads SET submissions = submissions - 1 WHERE id = ?", (lead_id,))
         elif submissions == 1 and lead.spam_reason is None and not lead.drill:  # spam and drills never go out
-            self.webhooks.queue(conn, "lead.created", _created(lead_id, lead, now), now, lead_id)
+            record_event(conn, now, "lead.created", _created(lead_id, lead, now), lead_id)
         return Submission(lead_id, None)
 
     def iter(
@@ -258,7 +257,7 @@ def _upsert(lead: NewLead, now: str, key: str | None) -> tuple[str, dict]:
 
 
 def _created(lead_id: int, lead: NewLead, now: str) -> dict[str, Any]:
-    """The `lead.created` webhook's data: what the visitor sent, as stored."""
+    """The `lead.created` event's facts: what the visitor sent, as stored (erased with the lead)."""
     return {
         "id": lead_id,
         "email": lead.email.strip(),
@@ -268,5 +267,5 @@ def _created(lead_id: int, lead: NewLead, now: str) -> dict[str, Any]:
         "notify": lead.notify,
         "language": lead.language,
         "landing_path": lead.landing_path,
-        "created_at": rfc3339(now),
+        "created_at": now,
     }

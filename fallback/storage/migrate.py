@@ -37,7 +37,7 @@ def migrate(source: str, target: str) -> list[str]:
     finally:
         sqlite.close()
     lines = [f"copied {source} into {safe_url(target)}"]
-    for table in ("leads", "submissions", "incidents", "mode_changes", "events"):
+    for table in ("leads", "submissions", "incidents", "events"):
         lines.append(f"{table}: {report[table].copied} copied, {report[table].already_there} already there")
     lines.append("flag: " + ("copied" if report["flag"].copied else "kept (PostgreSQL's had changed already)"))
     secret = report["secret_key"]

@@ -25,7 +25,15 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from fallback.core.clock import utcnow
-from fallback.storage.base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
+from fallback.storage.base import (
+    BUSY_TIMEOUT_SECONDS,
+    LEAD_LINKED_TABLES,
+    READ_SCHEMA_VERSION,
+    WRITE_SCHEMA_VERSION,
+    Params,
+    StorageError,
+)
+from fallback.storage.outbox_schema import CARRY_OVER, MODE_HISTORY, OUTBOX_INDEXES
 from fallback.storage.rekey import rekey_leads
 
 log = logging.getLogger("fallback.storage")
@@ -123,6 +131,20 @@ PG_MIGRATIONS: list[list[str | Callable[[Callable[..., Any]], None]]] = [
         "ALTER TABLE leads ADD COLUMN IF NOT EXISTS drill integer NOT NULL DEFAULT 0",
     ],
     [rekey_leads],  # schema.rekey_leads_by_address
+    [
+        f"""CREATE TABLE IF NOT EXISTS outbox (id bigserial PRIMARY KEY, kind text NOT NULL, topic text NOT NULL,
+            destination text, message_id text, payload text, lead_id bigint, created_at {_TIME} NOT NULL,
+            status text NOT NULL DEFAULT 'pending', attempts integer NOT NULL DEFAULT 0, next_attempt_at {_TIME},
+            retry_until {_TIME}, last_attempt_at {_TIME}, last_status integer, last_error text)""",
+        *(statement.format(json="json_build_object") for statement in CARRY_OVER),
+        "DROP TABLE events, followups, webhook_deliveries",
+        f"""CREATE TABLE events (id bigserial PRIMARY KEY, at {_TIME} NOT NULL, type text NOT NULL, data text NOT NULL,
+            lead_id bigint, dispatched_at {_TIME})""",
+        MODE_HISTORY.format(json="json_build_object"),
+        "DROP TABLE mode_changes",
+        f"ALTER TABLE webhook_destinations ADD COLUMN IF NOT EXISTS held_until {_TIME}",
+        *OUTBOX_INDEXES,
+    ],
 ]
 
 
@@ -384,13 +406,13 @@ class PostgresDatabase:
                     yield from (dict(zip(names, row)) for row in rows)
 
     def compact(self) -> None:
-        """Vacuum the leads, their submissions and webhooks, so that erased rows' space is reclaimed."""
+        """Vacuum the leads and every table naming them, so that erased rows' space is reclaimed."""
         # Outside a transaction (the pool's connections are autocommit): the erased rows' space is
         # reclaimed, so they are not kept around in the tables' pages. What VACUUM cannot reach (WAL
         # segments, backups, replicas) is said in docs/leads.md.
         try:
             with self._connection("vacuum") as conn:
-                conn.execute("VACUUM leads, submissions, webhook_deliveries")
+                conn.execute(f"VACUUM {', '.join(('leads', *LEAD_LINKED_TABLES))}")
         except StorageError as error:
             raise StorageError(f"the tables could not be vacuumed: {error}") from error
 

@@ -9,10 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from fallback.storage.outbox_schema import one_outbox
+
 if TYPE_CHECKING:
     import sqlite_utils
 
-LEAD_FIELDS: dict[str, type] = {
+# Frozen: the leads table as version 1 created it (the version-1 API's shape, `message` included, which version 5
+# moved to `submissions`). Migrations 1 and 4 rebuild it from these; a new column is a new migration, never an edit
+# here (docs/development.md, "Adding a column").
+LEAD_FIELDS_V1: dict[str, type] = {
     "id": int,
     "email": str,
     "email_key": str,
@@ -30,8 +35,18 @@ LEAD_FIELDS: dict[str, type] = {
     "spam": int,
     "spam_reason": str,
 }
-LEAD_DEFAULTS = {"submissions": 1, "spam": 0, "consent": 0, "name": "", "message": ""}
-LEAD_NOT_NULL = {"email", "email_key", "name", "message", "consent", "created_at", "updated_at", "submissions", "spam"}
+LEAD_DEFAULTS_V1 = {"submissions": 1, "spam": 0, "consent": 0, "name": "", "message": ""}
+LEAD_NOT_NULL_V1 = {
+    "email",
+    "email_key",
+    "name",
+    "message",
+    "consent",
+    "created_at",
+    "updated_at",
+    "submissions",
+    "spam",
+}
 CHECKER_FIELDS: dict[str, type] = {
     "id": int,
     "owner": str,
@@ -131,10 +146,10 @@ def create_base_schema(db: sqlite_utils.Database) -> None:
     )
     # Name, message and consent could be NULL at first (until not_null_as_on_postgres).
     db.table("leads").create(
-        LEAD_FIELDS,
+        LEAD_FIELDS_V1,
         pk="id",
-        not_null=LEAD_NOT_NULL - {"name", "message", "consent"},
-        defaults=LEAD_DEFAULTS,
+        not_null=LEAD_NOT_NULL_V1 - {"name", "message", "consent"},
+        defaults=LEAD_DEFAULTS_V1,
         if_not_exists=True,
     )
     _index_leads(db)
@@ -192,7 +207,7 @@ def add_rate_limits(db: sqlite_utils.Database) -> None:
 
 def not_null_as_on_postgres(db: sqlite_utils.Database) -> None:
     """Version 4: the columns PostgreSQL had NOT NULL from the start are NOT NULL here too."""
-    _rebuild_not_null(db, "leads", LEAD_FIELDS, LEAD_DEFAULTS, LEAD_NOT_NULL)
+    _rebuild_not_null(db, "leads", LEAD_FIELDS_V1, LEAD_DEFAULTS_V1, LEAD_NOT_NULL_V1)
     _index_leads(db)
     _rebuild_not_null(db, "checker", CHECKER_FIELDS, {"network_doubt": 0}, {"network_doubt"})
     _rebuild_not_null(db, "probes", PROBE_FIELDS, {"control": 0}, {"at", "url", "ok", "control"})
@@ -309,4 +324,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     add_webhooks,
     add_verdicts_and_drill_leads,
     rekey_leads_by_address,
+    one_outbox,
 ]

@@ -11,10 +11,10 @@ from typing import Any
 
 from fallback.core.clock import iso, parse_iso
 from fallback.storage.base import Connection, Database
+from fallback.storage.events import record_event
 from fallback.storage.leads import _created, email_key
 from fallback.storage.records import NewLead
 from fallback.storage.submissions import LATEST_MESSAGE
-from fallback.storage.webhooks import WebhookStore
 
 # What an admin needs to judge a suspected spam: who, why, when, and what it said last.
 _LISTED = f"id, email, name, spam_reason, created_at, updated_at, {LATEST_MESSAGE}"
@@ -23,9 +23,8 @@ _LISTED = f"id, email, name, spam_reason, created_at, updated_at, {LATEST_MESSAG
 class SpamStore:
     """Lists suspected spam and rescues it."""
 
-    def __init__(self, db: Database, webhooks: WebhookStore):
+    def __init__(self, db: Database):
         self.db = db
-        self.webhooks = webhooks
 
     def list(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest suspected spam, newest first, each with its reason and latest message."""
@@ -40,7 +39,7 @@ class SpamStore:
         with self.db.write() as conn:
             ids = [row[0] for row in conn.execute(_SPAM_OF_KEY, (email_key(email),)).fetchall()]
             for spam_id in ids:
-                _rescue(conn, self.webhooks, spam_id, iso(self.db.clock()))
+                _rescue(conn, spam_id, iso(self.db.clock()))
         return len(ids)
 
     def keep_one(self, lead_id: int) -> bool:
@@ -48,14 +47,14 @@ class SpamStore:
         with self.db.write() as conn:
             found = conn.execute("SELECT 1 FROM leads WHERE id = ? AND spam = 1 AND drill = 0", (lead_id,)).fetchall()
             if found:
-                _rescue(conn, self.webhooks, lead_id, iso(self.db.clock()))
+                _rescue(conn, lead_id, iso(self.db.clock()))
         return bool(found)
 
 
 _SPAM_OF_KEY = "SELECT id FROM leads WHERE email_key = ? AND spam = 1 AND drill = 0 ORDER BY id"
 
 
-def _rescue(conn: Connection, webhooks: WebhookStore, spam_id: int, now: str) -> None:
+def _rescue(conn: Connection, spam_id: int, now: str) -> None:
     """In the caller's transaction: the spam row joins its address's lead, or becomes that lead."""
     spam = dict(conn.execute(f"SELECT *, {LATEST_MESSAGE} FROM leads WHERE id = ?", (spam_id,)).fetchall()[0])
     lead = conn.execute("SELECT id FROM leads WHERE email_key = ? AND spam = 0", (spam["email_key"],)).fetchall()
@@ -82,4 +81,4 @@ def _rescue(conn: Connection, webhooks: WebhookStore, spam_id: int, now: str) ->
         notify=bool(spam["notify"]),
     )
     created = parse_iso(spam["created_at"])
-    webhooks.queue(conn, "lead.created", _created(spam_id, rescued, iso(created) if created else now), now, spam_id)
+    record_event(conn, now, "lead.created", _created(spam_id, rescued, iso(created) if created else now), spam_id)

@@ -14,9 +14,9 @@ from fallback.storage.flag import FlagStore
 from fallback.storage.followups import FollowupStore
 from fallback.storage.leads import LeadStore
 from fallback.storage.limits import LimitStore
+from fallback.storage.outbox import OutboxStore
 from fallback.storage.spam import SpamStore
 from fallback.storage.verdicts import VerdictStore
-from fallback.storage.webhooks import WebhookStore
 
 
 class Stores:
@@ -24,13 +24,12 @@ class Stores:
 
     def __init__(self, db: Database, checker: CheckerStore):
         self.db = db
-        # Before the stores whose changes are events: they queue them in their own transactions.
-        self.webhooks = WebhookStore(db)
-        self.leads = LeadStore(db, self.webhooks)
-        self.spam = SpamStore(db, self.webhooks)
-        self.flag = FlagStore(db, self.webhooks)
+        self.leads = LeadStore(db)
+        self.spam = SpamStore(db)
+        self.flag = FlagStore(db)
         self.checker = checker
         self.events = EventStore(db)
+        self.outbox = OutboxStore(db)
         self.limits = LimitStore(db)
         self.followups = FollowupStore(db)
         self.verdicts = VerdictStore(db)

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from fallback.storage.base import Connection, Database
+from fallback.storage.base import LEAD_LINKED_TABLES, Connection, Database
 
 if TYPE_CHECKING:
     from fallback.storage.records import NewLead
@@ -61,12 +61,11 @@ def kept_by(conn: Connection, key: str) -> int | None:
 
 
 def erase(conn: Connection, where: str, params: Sequence[Any]) -> int:
-    """Delete the leads matching `where`, and every submission of theirs, in the caller's transaction; how many."""
-    conn.execute(f"DELETE FROM submissions WHERE lead_id IN (SELECT id FROM leads WHERE {where})", params)
-    # A follow-up's error may quote the address (a 550 naming the mailbox): it goes with the lead.
-    conn.execute(f"DELETE FROM followups WHERE lead_id IN (SELECT id FROM leads WHERE {where})", params)
-    # So does a lead.created webhook, delivered or not: its payload holds the address and the message.
-    conn.execute(f"DELETE FROM webhook_deliveries WHERE lead_id IN (SELECT id FROM leads WHERE {where})", params)
+    """Delete the leads matching `where`, and every row naming them (LEAD_LINKED_TABLES: their submissions, the
+    lead.created event and its webhooks, their follow-up mail, whose error may quote the address), in the
+    caller's transaction; how many leads."""
+    for table in LEAD_LINKED_TABLES:
+        conn.execute(f"DELETE FROM {table} WHERE lead_id IN (SELECT id FROM leads WHERE {where})", params)
     return int(conn.execute(f"DELETE FROM leads WHERE {where}", params).rowcount)
 
 

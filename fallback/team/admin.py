@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -22,7 +23,7 @@ from flask.typing import ResponseReturnValue
 from fallback.checking.status import status_document
 from fallback.core.clock import utcnow
 from fallback.core.redact import redact_url
-from fallback.storage import Storage, StorageError
+from fallback.storage import Message, Storage, StorageError
 from fallback.team.charts import latency_chart
 from fallback.team.export import csv_chunks, parse_bound
 from fallback.team.forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
@@ -133,9 +134,12 @@ def dashboard() -> Response | str:
     )
 
 
-def recent_deliveries(storage: Storage) -> list[dict]:
+def recent_deliveries(storage: Storage) -> list[Message]:
     """The latest webhook deliveries, their receivers' URLs without credentials or query (a token may be there)."""
-    return [{**row, "url": redact_url(row["url"])} for row in storage.webhooks.recent(WEBHOOKS_SHOWN)]
+    return [
+        dataclasses.replace(message, destination=redact_url(message.destination or ""))
+        for message in storage.outbox.recent("webhook", WEBHOOKS_SHOWN)
+    ]
 
 
 @blueprint.post("/login")

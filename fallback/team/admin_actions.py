@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from fallback.core.clock import utcnow
 from fallback.core.durations import parse_duration
+from fallback.outbound.policy import POLICIES
 from fallback.storage import StorageError
 from fallback.team.admin import csrf_meta, is_admin, never_cache, require_password_setting, text_response
 from fallback.team.forms import LogoutForm, ModeForm
@@ -61,7 +62,8 @@ def retry_webhook(delivery_id: int) -> ResponseReturnValue:
     refused = refuse_action()
     if refused is not None:
         return refused
-    if not runtime().storage.webhooks.retry(delivery_id):
+    storage = runtime().storage
+    if not storage.outbox.retry(delivery_id, "webhook", POLICIES["webhook"].deadline(storage.clock())):
         abort(404)
     log.info("webhook delivery %d queued again by an admin", delivery_id)
     return redirect(url_for("admin.dashboard", _anchor="webhooks"), 303)
@@ -118,6 +120,6 @@ def send_followups_now() -> ResponseReturnValue:
     if refused is not None:
         return refused
     # Only the flag in the queue changes here: the sending stays in the checker's process, off any request.
-    due = runtime().storage.followups.send_now()
+    due = runtime().storage.outbox.send_now("followup")
     log.info("an admin asked to send the %d pending follow-up message(s) now", due)
     return redirect(url_for("admin.dashboard", _anchor="followup"), 303)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from fallback.core.settings import Settings
 
 PATH = "/_fallback/metrics"
-# How webhook deliveries ended (storage.webhooks): accepted, given up after 24 hours, refused by a 410 Gone,
+# How webhook deliveries ended (the outbox's statuses): accepted, given up after 24 hours, refused by a 410 Gone,
 # or not sent (their receiver gone, or no longer configured).
 WEBHOOK_RESULTS = ("delivered", "failed", "gone", "skipped")
 
@@ -78,12 +78,12 @@ class DatabaseCollector:
             "fallback_followup_mails", "Follow-up mails sent or given up, from the database.", labels=["result"]
         )
         for result in ("sent", "failed"):
-            mails.add_metric([result], followups[result])
+            mails.add_metric([result], getattr(followups, result))
         yield mails
         yield GaugeMetricFamily(
-            "fallback_followup_mails_pending", "Follow-up mails waiting to be sent.", followups["pending"]
+            "fallback_followup_mails_pending", "Follow-up mails waiting to be sent.", followups.pending
         )
-        webhooks = self.storage.webhooks.counts()
+        webhooks = self.storage.outbox.counts("webhook")
         deliveries = CounterMetricFamily(
             "fallback_webhook_deliveries", "Webhook deliveries by how they ended, from the database.", labels=["result"]
         )
