@@ -5,9 +5,9 @@ schema step that re-keys an existing database keeps every lead, merging only row
 from __future__ import annotations
 
 import pytest
+from old_schema import database_at
 
-from fallback.storage import NewLead, email_key
-from fallback.storage.base import WRITE_SCHEMA_VERSION
+from fallback.storage import NewLead, email_key, open_storage
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -50,35 +50,27 @@ def test_forget_is_case_insensitive_for_ascii_and_leaves_the_look_alike(storage)
     assert [lead["email"] for lead in storage.leads.iter()] == ["alice@straße.de"]
 
 
-def old_rows(storage, rows: list[tuple]) -> None:
-    """Rows as the casefold key stored them, and the schema version set back to before the re-keying."""
-    with storage.db.write() as conn:
-        for email, key, spam, submissions in rows:
-            conn.execute(
-                "INSERT INTO leads (email, email_key, name, created_at, updated_at, submissions, spam, notify) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                (
-                    email,
-                    key,
-                    email,
-                    f"2026-11-0{len(email) % 9 + 1}T10:00:00",
-                    "2026-11-20T10:00:00",
-                    submissions,
-                    spam,
-                ),
-            )
-            lead_id = conn.execute("SELECT MAX(id) FROM leads").fetchall()[0][0]
-            for n in range(submissions):
-                conn.execute(
-                    "INSERT INTO submissions (lead_id, at, name, message) VALUES (?, ?, '', ?)",
-                    (lead_id, f"2026-11-1{n}T10:00:00", f"{email} #{n}"),
-                )
-        conn.execute(WRITE_SCHEMA_VERSION, ("8",))
+def old_rows(backend: str, database: str, rows: list[tuple]) -> None:
+    """A version-8 database holding `rows` as the casefold key stored them (schema 9 is the re-keying)."""
+    statements = []
+    for lead_id, (email, key, spam, submissions) in enumerate(rows, start=1):
+        statements.append(
+            "INSERT INTO leads (id, email, email_key, name, created_at, updated_at, submissions, spam, notify) "
+            f"VALUES ({lead_id}, '{email}', '{key}', '{email}', '2026-11-0{len(email) % 9 + 1}T10:00:00', "
+            f"'2026-11-20T10:00:00', {submissions}, {spam}, 0)"
+        )
+        statements += [
+            f"INSERT INTO submissions (lead_id, at, name, message) VALUES ({lead_id}, '2026-11-1{n}T10:00:00', '', "
+            f"'{email} #{n}')"
+            for n in range(submissions)
+        ]
+    database_at(backend, database, 8, statements)
 
 
-def test_the_schema_step_re_keys_every_lead_and_merges_only_one_address_written_two_ways(storage):
+def test_the_schema_step_re_keys_every_lead_and_merges_only_one_address_written_two_ways(backend, database):
     old_rows(
-        storage,
+        backend,
+        database,
         [
             ("alice@straße.de", "alice@strasse.de", 0, 2),  # merged by the old key: stays one lead
             ("Bob@Example.org", "bob@example.org", 0, 1),
@@ -87,7 +79,7 @@ def test_the_schema_step_re_keys_every_lead_and_merges_only_one_address_written_
             ("carol@straße.de", "carol@strasse.de", 1, 1),  # spam: re-keyed, never merged
         ],
     )
-    storage.migrate()
+    storage = open_storage(database)  # migrates: the re-keying, then the rest
     leads = {lead["email"]: lead for lead in storage.leads.iter()}
     assert set(leads) == {"alice@straße.de", "Bob@Example.org", "carol@xn--strae-oqa.de"}
     assert leads["carol@xn--strae-oqa.de"]["submissions"] == 3
