@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from fallback.core.clock import utcnow
+from fallback.storage.admission import AdmissionStore
 from fallback.storage.backends import PostgresStorage, SQLiteStorage
 from fallback.storage.base import Database, StorageError
 from fallback.storage.checker import CheckerStore
@@ -57,6 +58,7 @@ class Storage(Protocol):
     followups: FollowupStore  # the "we're back" mail queue, sent by fallback/followup.py
     webhooks: WebhookStore  # the webhook deliveries, posted by fallback/webhooks.py
     verdicts: VerdictStore  # the vantage points' latest verdicts, counted by the checker under FALLBACK_QUORUM
+    admission: AdmissionStore  # the shared admission gate (FALLBACK_ADMIT_RATE) and the rate's history
 
     def migrate(self) -> int:
         """Create or bring the schema up to date; returns the schema version."""

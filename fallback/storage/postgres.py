@@ -120,6 +120,15 @@ PG_MIGRATIONS: list[list[str]] = [
             first_seen_at {_TIME} NOT NULL)""",
         "ALTER TABLE leads ADD COLUMN IF NOT EXISTS drill integer NOT NULL DEFAULT 0",
     ],
+    [
+        """CREATE TABLE IF NOT EXISTS admission (id integer PRIMARY KEY, next_place bigint NOT NULL DEFAULT 0,
+            mark_place double precision NOT NULL DEFAULT 0.0, mark_at double precision NOT NULL DEFAULT 0.0,
+            rate double precision NOT NULL DEFAULT 0.0, holding integer NOT NULL DEFAULT 0)""",
+        "INSERT INTO admission (id) VALUES (1) ON CONFLICT DO NOTHING",
+        f"""CREATE TABLE IF NOT EXISTS admission_samples (at {_TIME} NOT NULL, rate double precision NOT NULL,
+            waiting integer NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS idx_admission_samples_at ON admission_samples (at)",
+    ],
 ]
 
 

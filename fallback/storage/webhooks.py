@@ -16,7 +16,14 @@ from typing import Any
 from fallback.core.clock import iso
 from fallback.storage.base import Connection, Database
 
-EVENT_TYPES = ("incident.opened", "incident.closed", "mode.changed", "lead.created")
+EVENT_TYPES = (
+    "incident.opened",
+    "incident.closed",
+    "mode.changed",
+    "lead.created",
+    "admission.started",
+    "admission.stopped",
+)
 # How long an event is retried before it is given up (the sender's backoff spreads the tries over it).
 RETRY_HOURS = 24
 _DUE = "status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
