@@ -37,10 +37,12 @@ def test_a_slow_rate_still_lets_one_visitor_through_at_once():
 
 def test_a_places_wait_is_its_distance_to_the_mark_at_the_rate():
     gate = Gate(next_place=100, mark_place=10.0, mark_at=T0, rate=4.0)
-    assert gate.wait(50, T0) == pytest.approx(10.0)
-    assert gate.wait(50, T0 + 10.01) == 0.0
+    # Place 49's slot is [49, 50): it goes on once the mark has passed 50, 40 places on at 4 a second.
+    assert gate.wait(49, T0) == pytest.approx(10.0)
+    assert gate.wait(49, T0 + 10) == 0.0
     assert gate.wait(9, T0) == 0.0
-    assert retry_after(gate.wait(50, T0 + 0.5)) == 10
+    assert gate.ahead(49, T0) == 39
+    assert retry_after(gate.wait(49, T0 + 0.5)) == 10
     assert retry_after(0.0) == 1
 
 

@@ -31,6 +31,8 @@ START_SHARE = 0.1
 # The rate never falls below this share of the ceiling, nor below one visitor a minute.
 FLOOR_SHARE = 0.05
 MIN_RATE = 1 / 60
+# Float arithmetic on the mark: a slot passed to within this counts as passed.
+EPSILON = 1e-9
 # While the gate is paused (the main site is down) or unset, the estimate a waiting visitor is given.
 UNKNOWN_WAIT = 60
 
@@ -52,13 +54,17 @@ class Gate:
         return min(grown, self.next_place + burst(self.rate))
 
     def admits(self, place: int, now: float) -> bool:
-        """Whether `place`'s turn has come at `now`."""
-        return place < self.served(now)
+        """Whether `place`'s turn has come at `now`: the mark has passed its whole slot, [place, place + 1)."""
+        return place + 1 <= self.served(now) + EPSILON
+
+    def ahead(self, place: int, now: float) -> int:
+        """How many places before `place` have not had their turn yet."""
+        return max(0, place - math.floor(self.served(now) + EPSILON))
 
     def wait(self, place: int, now: float) -> float:
         """Seconds until `place`'s turn comes at the rate in force (0 when it has come)."""
-        ahead = place - self.served(now)
-        if ahead < 0:
+        ahead = place + 1 - self.served(now)
+        if ahead <= EPSILON:
             return 0.0
         if self.rate <= 0:
             return float(UNKNOWN_WAIT)
