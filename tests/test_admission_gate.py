@@ -68,7 +68,15 @@ def test_rebasing_keeps_the_mark_where_it_was_and_applies_the_new_rate_from_then
 
 @pytest.mark.parametrize(
     ("rate", "recent", "size"),
-    [(1000.0, 1000, MAX_BLOCK), (1000.0, 3, 3), (100.0, 50, 10), (5.0, 50, 1), (0.0, 50, 1), (100.0, 0, 1)],
+    [
+        (10000.0, 1000, MAX_BLOCK),
+        (1000.0, 1000, 100),
+        (1000.0, 3, 3),
+        (100.0, 50, 10),
+        (5.0, 50, 1),
+        (0.0, 50, 1),
+        (100.0, 0, 1),
+    ],
 )
 def test_a_worker_reserves_about_what_it_handed_out_lately_and_a_tenth_of_a_second_of_the_rate_at_most(
     rate, recent, size

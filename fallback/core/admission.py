@@ -19,7 +19,7 @@ BURST_SECONDS = 0.5
 # A worker reserves places in blocks of at most this many seconds of the rate (and MAX_BLOCK places): one write
 # per block rather than per visitor. Unused places of a dropped block are skipped by the mark like any other.
 BLOCK_SECONDS = 0.1
-MAX_BLOCK = 64
+MAX_BLOCK = 256
 # A reserved block is handed out for at most this long, then dropped: a later block always holds later places,
 # so nobody goes on ahead of someone who arrived more than a second earlier.
 BLOCK_LIFETIME = 0.75
@@ -113,6 +113,18 @@ def next_rate(rate: float, ceiling: float, healthy: bool) -> float:
     if healthy:
         return min(ceiling, max(rate, floor_rate(ceiling)) + ceiling * INCREASE_SHARE)
     return max(floor_rate(ceiling), rate / 2)
+
+
+def rate_in_force(rate: float, ceiling: float, up: bool, adapt: bool, healthy: bool) -> float:
+    """The rate after one probe round: paused (0) while visitors get the page; from a pause, low when adapting
+    (a paced reopening); then AIMD on the round's health, or the ceiling itself without FALLBACK_ADMIT_ADAPT."""
+    if not up:
+        return 0.0
+    if not adapt:
+        return ceiling
+    if rate <= 0:
+        return start_rate(ceiling)
+    return next_rate(min(rate, ceiling), ceiling, healthy)
 
 
 def healthy_round(passed: bool, slowest: float, max_latency: float) -> bool:

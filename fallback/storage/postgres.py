@@ -368,9 +368,12 @@ class PostgresDatabase:
             self.pool.putconn(conn)
 
     @contextmanager
-    def write(self) -> Iterator[_Connection]:
-        """A transaction on a pooled connection, committed on exit."""
+    def write(self, durable: bool = True) -> Iterator[_Connection]:
+        """A transaction on a pooled connection, committed on exit (`durable=False`: without waiting for the WAL
+        to reach the disk, for this transaction only)."""
         with self._connection("write") as conn, conn.transaction():
+            if not durable:
+                conn.execute("SET LOCAL synchronous_commit TO OFF")
             yield _Connection(conn)
 
     def read(self, sql: str, params: Params = ()) -> list[Row]:
