@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
 import pytest
+from helpers import log_in
 from openapi_check import check_answer
 from test_metrics import scrape
 
@@ -74,3 +76,24 @@ def test_while_admission_is_off_its_rate_is_absent_from_the_metrics(env, storage
     found = scrape(app.test_client(), METRICS_TOKEN)
     assert "fallback_admit_rate" not in found and "fallback_waiting" not in found
     assert found["fallback_admitted_total"] == 0
+
+
+def test_the_dashboard_shows_the_rate_over_the_last_minutes_next_to_the_probes(client, storage):
+    now = storage.clock()
+    for seconds, rate in ((-120, 2.0), (-60, 1.0), (-1, 1.5)):
+        storage.admission.record(now + timedelta(seconds=seconds), rate, 7)
+    storage.admission.record(now - timedelta(minutes=30), 0.2, 0)  # older than the chart shows
+    log_in(client)
+    html = client.get("/_fallback/admin/").get_data(as_text=True)
+    assert 'id="admission"' in html and "waiting." in html
+    chart = html.split('id="admission"', 1)[1]
+    assert '<polyline class="rate" points="' in chart
+    assert "over the last 3 checker rounds" in chart and "now 1.5 a second, lowest 1, ceiling 2; 7 waiting" in chart
+    assert html.index("<h2>Probes</h2>") < html.index('id="admission"')
+
+
+def test_without_a_rate_the_dashboard_has_no_admission_section(env, storage):
+    app = create_app(Settings.from_env({**env, "FALLBACK_ADMIT_RATE": "off"}), storage)
+    client = app.test_client()
+    log_in(client)
+    assert 'id="admission"' not in client.get("/_fallback/admin/").get_data(as_text=True)
