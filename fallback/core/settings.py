@@ -262,7 +262,7 @@ class Settings:
         p.admission_rate,
         "the most new visitors sent on to the main site while it is up, `N/second` or `N/minute`, across all workers"
         " and instances; the others wait on the page in arrival order and are sent on when their turn comes (see"
-        " Admission); `off` sends everyone at once",
+        " [Admission](admission.md)); `off` sends everyone at once",
     )
     admit_adapt: bool = setting(
         "ADMIT_ADAPT",
