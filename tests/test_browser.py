@@ -331,3 +331,26 @@ def test_axe_finds_no_accessibility_violation_on_any_screen(browser, audited, la
     context.close()
     assert len(seen) == 6
     assert not failures, "\n".join(f"{screen}:\n{text}" for screen, text in failures.items())
+
+
+def test_the_page_takes_the_visitor_back_to_the_address_they_asked_for_by_itself_once_the_site_is_up(browser, site):
+    from served import run_cli
+
+    # Long enough for both pages to be opened on a busy machine before it expires.
+    forced = run_cli(["mode", "down", "--for", "15s", "--reason", "live page test"], site.env, site.cwd)
+    assert forced.returncode == 0, forced.stderr
+    every_worker_answers(site.url + "/probe", 503)
+    visitor = browser.new_page(viewport=PHONE)
+    typing = browser.new_page(viewport=PHONE)
+    try:
+        assert visitor.goto(site.url + "/shop/shoes?size=42").status == 503
+        assert typing.goto(site.url + "/shop/boots").status == 503
+        typing.fill("#email", "half-typed@exam")  # someone in the middle of the form is never taken away
+        # The page looks again Retry-After +-30% after it was served (under 15 s), then every retry_after +-30%.
+        visitor.wait_for_url(lambda url: not url.startswith(site.url), timeout=60_000)
+        assert visitor.url.endswith("/shop/shoes?size=42")
+        time.sleep(6)
+        assert typing.url.startswith(site.url) and typing.input_value("#email") == "half-typed@exam"
+    finally:
+        visitor.close()
+        typing.close()

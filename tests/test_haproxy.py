@@ -14,74 +14,17 @@ import re
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import proxies
 import pytest
 import requests
-from procs import free_port, stop_group
-from proxies import as_received, embedded_path, fresh, get, render
+from proxies import HAPROXY, HAProxy, as_received, embedded_path, fresh, get
+from proxies import HAPROXY_TEMPLATE as TEMPLATE
 from served import Served
 from standin import OK_BODY, StandIn
 
-HAPROXY = Path("/usr/sbin/haproxy")
-TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "haproxy" / "haproxy.cfg"
-
 if not HAPROXY.exists() and "CI" not in os.environ:
     pytest.skip(f"{HAPROXY} is not installed (Debian package haproxy)", allow_module_level=True)
-
-
-class HAProxy:
-    """A foreground HAProxy serving the rendered template on a free loopback port; its log goes to a file."""
-
-    def __init__(self, folder: Path, main: str, standby: str):
-        self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = folder / "haproxy.cfg"
-        self.log = folder / "haproxy.log"
-        self.config.write_text(
-            render(
-                TEMPLATE.read_text(),
-                LISTEN=f"127.0.0.1:{self.port}",
-                MAIN_UPSTREAM=main,
-                MAIN_HOST="localhost",
-                FALLBACK_UPSTREAM=standby,
-            )
-        )
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> HAProxy:
-        if not HAPROXY.exists():
-            pytest.fail(f"{HAPROXY} is missing and CI is set: install the Debian package haproxy")
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [str(HAPROXY), "-db", "-f", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        proxies.wait_until_listening(self.process, self.port, "haproxy", self.log.read_text)
-        return self
-
-    def stop(self) -> None:
-        stop_group(self.process)
-
-    def servers(self, marker: str, count: int, timeout: float = 3.0) -> list[str]:
-        """The `backend/server` that answered each logged request whose line contains `marker`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = [line for line in self.log.read_text().splitlines() if marker in line and '"' in line]
-            if len(lines) >= count or time.monotonic() > deadline:
-                return [re.search(r" (\S+/\S+) \d", line).group(1) for line in lines]
-            time.sleep(0.02)
-
-    def __enter__(self) -> HAProxy:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 @pytest.fixture(scope="module")

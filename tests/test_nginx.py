@@ -10,12 +10,9 @@ Skipped when /usr/sbin/nginx is missing, unless CI is set: then a missing nginx 
 from __future__ import annotations
 
 import concurrent.futures
-import grp
 import http.server
 import os
-import pwd
 import re
-import subprocess
 import threading
 import time
 import uuid
@@ -25,116 +22,17 @@ import proxies
 import pytest
 import requests
 from helpers import ADMIN_PASSWORD, admin_status, form_token
-from procs import free_port, stop_group
-from proxies import as_received, embedded_path, fresh, get, render
+from procs import free_port
+from proxies import NGINX, Nginx, as_received, embedded_path, fresh, get
+from proxies import NGINX_TEMPLATE as TEMPLATE
 from served import Served
 from standin import OK_BODY, StandIn
-
-NGINX = Path("/usr/sbin/nginx")
-TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "fallback.conf"
 
 if not NGINX.exists() and "CI" not in os.environ:
     pytest.skip(f"{NGINX} is not installed (Debian package nginx-light)", allow_module_level=True)
 
 
 # nginx.
-
-
-class Nginx:
-    """A foreground nginx (master and workers) serving the rendered template on a free loopback port."""
-
-    def __init__(self, folder: Path, main: str, standby: str):
-        self.folder = folder
-        self.main, self.standby = main, standby
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.error_log = folder / "error.log"
-        self.access_log = folder / "access.log"
-        (folder / "fallback.conf").write_text(
-            render(
-                TEMPLATE.read_text(),
-                LISTEN=f"127.0.0.1:{self.port}",
-                SERVER_NAME="localhost",
-                MAIN_UPSTREAM=main,
-                FALLBACK_UPSTREAM=standby,
-                CACHE_PATH=str(folder / "cache"),
-            )
-        )
-        # Run as root (a container, CI), the master would hand its workers to `nobody`, who cannot
-        # enter pytest's private temporary folders.
-        user = ""
-        if os.geteuid() == 0:
-            user = f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};"
-        (folder / "nginx.conf").write_text(f"""
-{user}
-worker_processes 2;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {folder}/client_body;
-    proxy_temp_path {folder}/proxy_temp;
-    fastcgi_temp_path {folder}/fastcgi_temp;
-    uwsgi_temp_path {folder}/uwsgi_temp;
-    scgi_temp_path {folder}/scgi_temp;
-    log_format probe '$request_method $request_uri status=$status upstream=[$upstream_addr] '
-                     'ustatus=[$upstream_status] cache=$upstream_cache_status';
-    access_log {self.access_log} probe;
-    include {folder}/fallback.conf;
-}}
-""")
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> Nginx:
-        if not NGINX.exists():
-            pytest.fail(f"{NGINX} is missing and CI is set: install the Debian package nginx-light")
-        globals_ = f"daemon off; master_process on; pid {self.folder}/nginx.pid; error_log {self.error_log} info;"
-        self.process = subprocess.Popen(
-            [
-                str(NGINX),
-                "-p",
-                str(self.folder),
-                "-c",
-                str(self.folder / "nginx.conf"),
-                "-e",
-                str(self.error_log),
-                "-g",
-                globals_,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        proxies.wait_until_listening(self.process, self.port, "nginx", self.startup_problem)
-        return self
-
-    def stop(self) -> None:
-        stop_group(self.process)
-        if self.process is not None:
-            self.process.stderr.close()
-
-    def startup_problem(self) -> str:
-        """What nginx printed while starting (read once it has exited), then its error log."""
-        printed = self.process.stderr.read().decode() if self.process.poll() is not None else ""
-        return f"{printed}\n{self.errors()}"
-
-    def errors(self) -> str:
-        return self.error_log.read_text() if self.error_log.exists() else "(no error log)"
-
-    def log_lines(self, marker: str, count: int, timeout: float = 3.0) -> list[str]:
-        """The access-log lines of requests whose URI contains `marker`, once `count` of them are written."""
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.access_log.read_text() if self.access_log.exists() else ""
-            lines = [line for line in text.splitlines() if marker in line]
-            if len(lines) >= count or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.02)
-
-    def __enter__(self) -> Nginx:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def reached(lines: list[str], port: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import io
+import os
 import signal
 import socket
 import sqlite3
@@ -13,7 +14,7 @@ import time
 import pytest
 import requests
 from helpers import ADMIN_PASSWORD, csrf_token, every_worker_answers, form_token
-from procs import answers, free_port, start_group, stop_group
+from procs import answers, fallback_command, free_port, start_group, stop_group
 from served import Served, run_cli
 from standin import StandIn
 
@@ -250,3 +251,32 @@ def test_the_tests_themselves_cannot_reach_past_loopback():
     with pytest.raises(requests.ConnectionError, match="only reach loopback"):
         requests.get("https://www.example.com/", timeout=1)
     assert socket.getaddrinfo("127.0.0.1", 80)
+
+
+def worker_pids(master: int) -> set[int]:
+    """The gunicorn workers of a `fallback serve` master: its child processes."""
+    children = open(f"/proc/{master}/task/{master}/children").read().split()
+    return {int(pid) for pid in children}
+
+
+@pytest.mark.parametrize(("web_concurrency", "option", "expected"), [("3", [], 3), ("3", ["--workers", "1"], 1)])
+def test_serve_starts_web_concurrency_workers_unless_told_otherwise(
+    site_env, tmp_path, web_concurrency, option, expected
+):
+    port = free_port()
+    env = {**site_env, "FALLBACK_DATABASE": str(tmp_path / "fallback.db"), "WEB_CONCURRENCY": web_concurrency}
+    process = start_group(
+        [*fallback_command(), "serve", "--port", str(port), *option],
+        {**os.environ, **env},
+        tmp_path,
+        tmp_path / "serve.log",
+        answers(f"http://127.0.0.1:{port}/_fallback/status.json"),
+    )
+    try:
+        deadline = time.monotonic() + 15  # gunicorn forks its workers one after the other
+        while len(worker_pids(process.pid)) < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # a worker too many would show by now
+        assert len(worker_pids(process.pid)) == expected
+    finally:
+        stop_group(process)

@@ -2,10 +2,12 @@
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from helpers import contact_fields, form_token, log_in, refuse_writes
 
+from fallback.core.clock import utcnow
 from fallback.storage import StorageError
 from fallback.visitor.hotpath import HotPath
 
@@ -93,7 +95,9 @@ def test_unknown_app_routes_are_404_not_visitor_paths(client, down):
 def test_every_answer_has_the_security_headers(client, down):
     for response in (client.get("/"), client.get("/_fallback/thanks"), client.get("/robots.txt")):
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
-        assert "script-src" not in response.headers["Content-Security-Policy"]
+        policy = response.headers["Content-Security-Policy"]
+        # Scripts only from fallback itself (the page's live.js): nothing inline, nothing from elsewhere.
+        assert "script-src 'self';" in policy and "unsafe-inline" not in policy and "unsafe-eval" not in policy
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Referrer-Policy"]
 
@@ -381,3 +385,32 @@ def test_the_fast_paths_page_is_marked_too(client, app, down):
     response = client.get("/x", headers={"Fallback-Probe": "c2"})
     assert response.status_code == 503
     assert response.headers[MARK_HEADER] == mark(probe_key(app.config["SECRET_KEY"]), "c2")
+
+
+def live_delay(html: str) -> int:
+    script = re.search(r'<script src="/_fallback/live.js" id="live" data-refresh="(\d+)"', html)
+    meta = re.search(r'<noscript><meta http-equiv="refresh" content="(\d+)"></noscript>', html)
+    assert script and meta and script.group(1) == meta.group(1)
+    return int(script.group(1))
+
+
+def test_the_page_looks_again_by_itself_around_retry_after_each_visitor_at_another_moment(client, storage, app):
+    storage.flag.set_mode("down", until=utcnow() + timedelta(seconds=100), reason="test")
+    app.extensions["fallback"].flag.invalidate()
+    delays = []
+    for _ in range(30):
+        response = client.get("/shop?item=1", headers={"Accept": "text/html"})
+        assert response.status_code == 503
+        retry_after = int(response.headers["Retry-After"])
+        delays.append(live_delay(response.get_data(as_text=True)) / retry_after)
+    assert all(0.69 <= ratio <= 1.31 for ratio in delays), delays
+    assert len({round(ratio, 2) for ratio in delays}) > 5  # drawn for each visitor, not once per page
+
+
+def test_the_live_script_is_served_from_here_and_a_form_sent_back_does_not_reload_itself(client, down):
+    script = client.get("/_fallback/live.js")
+    assert script.status_code == 200 and script.mimetype == "text/javascript"
+    assert "public" in script.headers["Cache-Control"]
+    refused = client.post("/_fallback/contact", data={"email": "not an address", "token": "x"})
+    assert refused.status_code == 400
+    assert 'id="live"' not in refused.get_data(as_text=True)

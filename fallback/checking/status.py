@@ -77,6 +77,7 @@ def status_document(storage: Storage, settings: Settings, now: datetime) -> dict
                 "note": checker["note"],
             },
             "incident": incidents[0] if incidents and incidents[0]["ended_at"] is None else None,
+            "notice": flag.notice,
             **storage.leads.count(),
         }
     )

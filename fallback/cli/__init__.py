@@ -46,6 +46,7 @@ for command in (
     service.probe_agent,
     database.status,
     database.mode,
+    database.notice,
     database.export,
     preflight.mail_test,
     preflight.drill,

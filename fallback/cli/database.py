@@ -13,7 +13,7 @@ from fallback.core.clock import utcnow
 from fallback.core.remote import Remote
 from fallback.core.settings import Settings
 from fallback.team.export import csv_chunks, parse_bound
-from fallback.team.modes import change_mode
+from fallback.team.modes import change_mode, change_notice
 
 
 @click.command()
@@ -59,6 +59,8 @@ def status(as_json: bool, url: str | None) -> None:
         incident = document["incident"]
         leads = ngettext("%(num)d lead so far", "%(num)d leads so far", incident["leads"])
         click.echo(f"incident: since {incident['started_at'][:19]}Z, {incident['reason']}, {leads}")
+    if document.get("notice"):  # an instance of an older version has no notice in its document
+        click.echo(f"notice: {document['notice']}")
     click.echo(f"leads:  {document['leads']} (and {document['spam']} suspected spam)")
     if "followup" in document:  # the instance has SMTP set: its queue, read where the document was made
         queue = document["followup"]
@@ -125,6 +127,33 @@ def mode(mode: str, duration: timedelta | None, reason: str | None, url: str | N
     suffix = f" until {until.isoformat(timespec='seconds')}" if until else ""
     click.echo(f"mode set to {chosen}{suffix}")
     click.echo(where)
+
+
+@click.command()
+@click.argument("text", required=False)
+@click.option("--clear", is_flag=True, help="Remove the notice.")
+def notice(text: str | None, clear: bool) -> None:
+    """Show a short public notice on the page ("Back at 21:30"), or print the current one.
+
+    At most 280 characters of plain text, shown on the page while it is served; the public status
+    document does not change.
+
+    Example:
+
+        fallback notice "Back at 21:30: leave your address and we will write to you"
+    """
+    if text is not None and clear:
+        raise Failure("give either TEXT or --clear, not both")
+    settings = Settings.from_env()
+    storage = load_storage(settings)
+    if text is None and not clear:
+        current = storage.flag.read().notice
+        click.echo(current if current else "no notice")
+    else:
+        # A notice too long or with a line break is a ValueError: the group prints it as one line.
+        flag = change_notice(storage, None if clear else text, by=f"cli ({os.environ.get('USER', 'unknown')})")
+        click.echo(f"notice set: {flag.notice}" if flag.notice else "notice cleared")
+    click.echo(f"database: {database_label(settings)}")
 
 
 @click.command()

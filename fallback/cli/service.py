@@ -37,7 +37,7 @@ def installation_probe_key(settings: Settings) -> bytes | None:
     help="Address to listen on [default: 127.0.0.1, or every interface (0.0.0.0) when the platform set $PORT].",
 )
 @click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on [default: $PORT or 8000].")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Web worker processes.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Web worker processes [default: $WEB_CONCURRENCY or 2].")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True, help="Threads per worker.")
 @click.option(
     "--checker/--no-checker",
@@ -45,7 +45,7 @@ def installation_probe_key(settings: Settings) -> bytes | None:
     show_default=True,
     help="Run the health checker too (one per database, whatever the number of processes).",
 )
-def serve(host: str | None, port: int | None, workers: int, threads: int, checker: bool) -> None:
+def serve(host: str | None, port: int | None, workers: int | None, threads: int, checker: bool) -> None:
     """Run the web app and the health checker under gunicorn.
 
     Example:
@@ -58,6 +58,7 @@ def serve(host: str | None, port: int | None, workers: int, threads: int, checke
     settings = Settings.from_env()
     settings.require_main_url()
     load_storage(settings, create=True).close()
+    workers = workers or settings.web_concurrency
     run_server(settings, bind_host(host, os.environ), port or settings.port, workers, threads, checker)
 
 

@@ -26,6 +26,8 @@ class Flag:
     state_since: datetime | None = None
     state_reason: str | None = None
     version: int = 0
+    # The admin's public notice ("Back at 21:30"), shown on the page as plain text; None when there is none.
+    notice: str | None = None
 
     def mode_at(self, now: datetime) -> str:
         """The mode in force at `now`: a forced mode falls back to auto once expired."""

@@ -23,6 +23,8 @@ PREFIX = "FALLBACK_"
 UNNAMED_SITE = "our site"
 # Log-in failures are limited (fallback.logins); the password's length is what makes that limit enough.
 MIN_PASSWORD_LENGTH = 12
+# The platforms' own variables (Heroku, Scalingo, Dokku, Clever Cloud set them), read without the prefix.
+UNPREFIXED = ("PORT", "WEB_CONCURRENCY")
 
 
 class ConfigError(ValueError):
@@ -84,7 +86,7 @@ def setting(
     as_given: bool = False,
 ) -> Any:
     """A Settings field declared by its variable; its Python default is the parsed default (or the text, `as_given`)."""
-    variable = Variable(name if name == "PORT" else PREFIX + name, default, parse, help, shown_default, secret)
+    variable = Variable(name if name in UNPREFIXED else PREFIX + name, default, parse, help, shown_default, secret)
     # `as_given` keeps a default whose parsing looks at the file system from being parsed at import time.
     initial = None if default is None or as_given else parse(default)
     return dataclasses.field(default=default if as_given else initial, metadata={"variable": variable})
@@ -287,6 +289,12 @@ class Settings:
         " that index logs",
     )
     port: int = setting("PORT", "8000", p.whole(1, 65535), "where `fallback serve` listens")
+    web_concurrency: int = setting(
+        "WEB_CONCURRENCY",
+        "2",
+        p.whole(1, 64),
+        "how many web workers `fallback serve` starts (the platforms' convention; `--workers` wins)",
+    )
 
     def __post_init__(self) -> None:
         """Fill the defaults that follow from the main URL, and check the settings that need one another."""

@@ -15,6 +15,8 @@ from fallback.storage.webhooks import WebhookStore, rfc3339
 
 log = logging.getLogger("fallback.storage")
 
+READ_NOTICE = "SELECT value FROM meta WHERE key = 'notice'"
+
 
 class FlagStore:
     """Mode (the admin's choice), state (the checker's verdict), and what changed them."""
@@ -32,7 +34,8 @@ class FlagStore:
         instead of an error; a process that never read the flag gets the StorageError.
         """
         try:
-            row = self.db.read("SELECT * FROM flag WHERE id = 1")[0]
+            # The notice rides with the flag, so the page is rendered again once per change of either.
+            row = self.db.read(f"SELECT flag.*, ({READ_NOTICE}) AS notice FROM flag WHERE id = 1")[0]
         except StorageError as error:
             if self._last is None:
                 raise
@@ -53,8 +56,24 @@ class FlagStore:
             state_since=parse_iso(row["state_since"]),
             state_reason=row["state_reason"],
             version=row["version"],
+            notice=row["notice"],
         )
         return flag
+
+    def set_notice(self, text: str | None) -> Flag:
+        """Show `text` on the page as the admin's public notice, or no notice (None); the flag as it is now."""
+        with self.db.write() as conn:
+            if text:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('notice', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (text,),
+                )
+            else:
+                conn.execute("DELETE FROM meta WHERE key = 'notice'")
+            # Every worker renders its page again once it sees the new version.
+            conn.execute("UPDATE flag SET version = version + 1 WHERE id = 1")
+        return self.read()
 
     def set_mode(
         self, mode: str, until: datetime | None = None, reason: str | None = None, by: str | None = None

@@ -30,6 +30,7 @@ from fallback.team.charts import latency_chart, rate_chart
 from fallback.team.export import csv_chunks, parse_bound
 from fallback.team.forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
 from fallback.team.logins import login_limits
+from fallback.team.modes import change_mode, change_notice
 from fallback.team.sessions import end_every_session, has_admin_session, open_admin_session
 from fallback.team.tokens import bearer_token, same_secret
 from fallback.web.guard import is_cross_site
@@ -229,8 +230,6 @@ def retry_webhook(delivery_id: int) -> ResponseReturnValue:
 @blueprint.post("/mode")
 def set_mode() -> ResponseReturnValue:
     """Force the page on or off, or hand back to the checker."""
-    from fallback.team.modes import change_mode
-
     if not is_admin():
         abort(403)
     form = ModeForm(request.form, meta=csrf_meta())
@@ -242,6 +241,22 @@ def set_mode() -> ResponseReturnValue:
     rt.flag.invalidate()
     rt.status.invalidate()
     return redirect(url_for("admin.dashboard"), 303)
+
+
+@blueprint.post("/notice")
+def set_notice() -> ResponseReturnValue:
+    """Set or clear the public notice shown on the page."""
+    refused = refuse_action()
+    if refused is not None:
+        return refused
+    rt = runtime()
+    text = "" if "clear" in request.form else request.form.get("notice", "")
+    try:
+        change_notice(rt.storage, text, by="admin (web)")
+    except ValueError as error:
+        return Response(f"notice: {error}\n", 400, mimetype="text/plain")
+    rt.flag.invalidate()
+    return redirect(url_for("admin.dashboard", _anchor="notice-heading"), 303)
 
 
 @blueprint.post("/followup/send")

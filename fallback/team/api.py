@@ -26,7 +26,7 @@ from fallback.core.flag import MODES
 from fallback.storage import StorageError
 from fallback.team.export import parse_bound
 from fallback.team.logins import login_limits
-from fallback.team.modes import change_mode
+from fallback.team.modes import change_mode, change_notice
 from fallback.team.openapi import document as openapi_document
 from fallback.team.tokens import bearer_token, same_secret
 from fallback.web.runtime import runtime
@@ -46,6 +46,7 @@ ROUTES = {
     "leads": ("GET", "DELETE"),
     "openapi.json": ("GET",),
     "verdicts": ("POST",),
+    "notice": ("PUT",),
 }
 
 
@@ -204,6 +205,25 @@ def mode() -> ResponseReturnValue:
     now = utcnow()
     changed = flag.mode_changed_at
     return {**flag.as_status(now), "by": flag.mode_by, "changed_at": changed.isoformat() if changed else None}
+
+
+@blueprint.put("/notice")
+def notice() -> ResponseReturnValue:
+    """Set the public notice shown on the page (`{"text": "..."}`); empty text clears it."""
+    body = json_object()
+    unknown = sorted(set(body) - {"text"})
+    if unknown:
+        raise Problem(400, "unknown-fields", "Unknown fields", f"unknown fields: {', '.join(unknown)}")
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise Problem(400, "bad-notice", "Bad notice", 'text must be a text, "" to clear the notice')
+    rt = runtime()
+    try:
+        flag = change_notice(rt.storage, text, by="api")
+    except ValueError as error:
+        raise Problem(400, "bad-notice", "Bad notice", str(error)) from None
+    rt.flag.invalidate()
+    return {"notice": flag.notice}
 
 
 def limit_argument() -> int:

@@ -1,4 +1,4 @@
-"""Changing the mode: the one function the command line, the admin page and the API call, so every change is logged.
+"""Changing the mode and the public notice: one function each for the CLI, the admin page and the API, logged.
 
 The flag store records the change; the log line, for whoever reads the evening back, is written here.
 """
@@ -44,3 +44,24 @@ def restore_mode(storage: Storage, previous: Flag, ours: Flag) -> Flag | None:
             f"until {iso(restored.mode_until)}" if restored.mode_until else "until changed",
         )
     return restored
+
+
+MAX_NOTICE = 280
+
+
+def clean_notice(text: str | None) -> str | None:
+    """The notice as it will be shown (spaces trimmed; None when empty), or ValueError saying what is wrong."""
+    text = (text or "").strip()
+    if len(text) > MAX_NOTICE:
+        raise ValueError(f"the notice is {len(text)} characters long: {MAX_NOTICE} at most")
+    if any(ord(character) < 32 or ord(character) == 127 for character in text):
+        raise ValueError("the notice is one line of plain text: no line breaks or control characters")
+    return text or None
+
+
+def change_notice(storage: Storage, text: str | None, by: str | None = None) -> Flag:
+    """Set or clear the admin's public notice (checked by `clean_notice`), and log who did."""
+    notice = clean_notice(text)
+    flag = storage.flag.set_notice(notice)
+    log.info("public notice %s by %s", f"set to {notice!r}" if notice else "cleared", by or "someone unnamed")
+    return flag

@@ -59,6 +59,7 @@ SCHEMAS: dict[str, Any] = {
                 }
             ),
             "incident": {"oneOf": [{"type": "null"}, ref("Incident")]},
+            "notice": {**TEXT_OR_NULL, "description": "the public notice shown on the page (PUT notice)"},
             "leads": {"type": "integer"},
             "spam": {"type": "integer"},
             "followup": {
@@ -141,6 +142,8 @@ SCHEMAS: dict[str, Any] = {
         ),
     },
     "Flag": strict({**FLAG, "by": TEXT_OR_NULL, "changed_at": TIME_OR_NULL}),
+    "NoticeRequest": strict({"text": {"type": "string", "maxLength": 280, "description": "empty clears the notice"}}),
+    "Notice": strict({"notice": TEXT_OR_NULL}),
     "Message": strict({"at": {"type": "string", "format": "date-time"}, "name": TEXT_OR_NULL, "message": TEXT}),
     "Lead": strict(
         {
@@ -211,7 +214,9 @@ def answer(description: str, schema: str, media: str = "application/json") -> di
 
 PROBLEMS = {
     "400": answer(
-        "bad input: JSON, fields, mode, duration, limit, since, cursor, name, state or time", "Problem", PROBLEM_MEDIA
+        "bad input: JSON, fields, mode, duration, notice, limit, since, cursor, name, state or time",
+        "Problem",
+        PROBLEM_MEDIA,
     ),
     "401": answer("no token, or a wrong one (WWW-Authenticate: Bearer)", "Problem", PROBLEM_MEDIA),
     "403": answer("the export token, on a route other than GET leads", "Problem", PROBLEM_MEDIA),
@@ -248,6 +253,13 @@ def document() -> dict[str, Any]:
                     "Force the page on (down), off (up) or hand back to the checker (auto); recorded as by api",
                     answer("the new flag, seen by every worker within a second", "Flag"),
                     requestBody={"required": True, "content": {"application/json": {"schema": ref("ModeRequest")}}},
+                )
+            },
+            "/notice": {
+                "put": operation(
+                    "Set the public notice shown on the page as plain text (at most 280 characters); empty clears it",
+                    answer("the notice now shown, or null", "Notice"),
+                    requestBody={"required": True, "content": {"application/json": {"schema": ref("NoticeRequest")}}},
                 )
             },
             "/leads": {

@@ -14,6 +14,7 @@ import dataclasses
 import io
 import logging
 import math
+import random
 from urllib.parse import parse_qsl
 
 from markupsafe import escape
@@ -39,7 +40,8 @@ PREFIX = "/_fallback"
 DOWN_PAGE_CACHE = "public, max-age=0, s-maxage=5"
 TOKEN_MARK = "__fallback_form_token__"
 PATH_MARK = "__fallback_landing_path__"
-_TOKEN_BYTES, _PATH_BYTES = TOKEN_MARK.encode(), PATH_MARK.encode()
+REFRESH_MARK = "919191919"  # digits, so that the template renders it like the number it stands for
+_TOKEN_BYTES, _PATH_BYTES, _REFRESH_BYTES = TOKEN_MARK.encode(), PATH_MARK.encode(), REFRESH_MARK.encode()
 DOWN_PAGE_HEADERS = (("Cache-Control", DOWN_PAGE_CACHE), ("Vary", "Accept, Accept-Language"), *PUBLIC_HEADERS)
 REDIRECT_HEADERS = (("Cache-Control", "no-store"), *PUBLIC_HEADERS)
 STATUS_LINES = {302: "302 Found", 303: "303 See Other", 307: "307 Temporary Redirect", 503: "503 Service Unavailable"}
@@ -91,9 +93,19 @@ def page_key(flag: Flag, back: int | None, language: str) -> PageKey:
     return PageKey(flag.version, minutes_until(back), language)
 
 
+def refresh_after(retry_after: int) -> int:
+    """When this visitor's page looks again: Retry-After give or take 30%, so that open tabs do not return at once."""
+    return max(1, round(retry_after * (0.7 + 0.6 * random.random())))
+
+
 def page_answer(page: bytes, token: str, landing: str, back: int | None) -> Answer:
-    """The 503 contact page: the cached bytes with this visitor's token and landing path spliced in."""
-    body = page.replace(_TOKEN_BYTES, token.encode("ascii")).replace(_PATH_BYTES, str(escape(landing)).encode())
+    """The 503 contact page: the cached bytes with this visitor's token, landing path and refresh delay spliced in."""
+    refresh = str(refresh_after(back or DEFAULT_RETRY_AFTER)).encode()
+    body = (
+        page.replace(_TOKEN_BYTES, token.encode("ascii"))
+        .replace(_PATH_BYTES, str(escape(landing)).encode())
+        .replace(_REFRESH_BYTES, refresh)
+    )
     headers = [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Length", str(len(body))),

@@ -26,6 +26,7 @@ from fallback.visitor.hotpath import (
     DOWN_PAGE_HEADERS,
     PATH_MARK,
     PREFIX,
+    REFRESH_MARK,
     SUBMITTED,
     THANKS_PATH,
     TOKEN_MARK,
@@ -88,7 +89,7 @@ def visitor(path: str) -> Response:
         if len(rt.pages) >= 32:
             rt.pages.clear()
         form = ContactForm(data={"token": TOKEN_MARK, "path": PATH_MARK})
-        page = rt.pages[key] = render_page(form, minutes_until(back)).encode("utf-8")
+        page = rt.pages[key] = render_page(form, minutes_until(back), live=REFRESH_MARK).encode("utf-8")
     return prepared(page_answer(page, rt.tokens.issue(), landing_path(request.path, request.query_string), back))
 
 
@@ -101,7 +102,8 @@ def waiting_answer(turn: Turn) -> Response:
     else:
         form = ContactForm(data={"token": rt.tokens.issue(), "path": landing_path(request.path, request.query_string)})
         waiting = {"position": turn.ahead + 1, "wait": wait_text(turn.wait)}
-        response = make_response(render_page(form, None, waiting=waiting), 503)
+        # The live page looks again when their turn should have come: the answer then says go, or how much longer.
+        response = make_response(render_page(form, None, live=str(turn.retry_after), waiting=waiting), 503)
     response.headers["Retry-After"] = str(turn.retry_after)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Vary"] = "Accept, Accept-Language, Cookie"
@@ -137,9 +139,14 @@ def wants_json() -> bool:
 
 
 def render_page(
-    form: ContactForm, back_in_minutes: int | None, errors: bool = False, waiting: dict | None = None
+    form: ContactForm,
+    back_in_minutes: int | None,
+    errors: bool = False,
+    live: str | None = None,
+    waiting: dict | None = None,
 ) -> str:
-    """Render the contact page template (for a visitor `waiting` their turn: their place and wait)."""
+    """Render the contact page template; `live`: the seconds after which it looks again (none on a form sent
+    back); `waiting`: a visitor waiting their turn (admission), their place and wait."""
     settings = runtime().settings
     return render_template(
         "page.html",
@@ -152,6 +159,9 @@ def render_page(
         consent_text=translate(CONSENT_MESSAGE, current_language()),
         require_consent=settings.require_consent,
         notify_text=translate(NOTIFY_MESSAGE, current_language()) if settings.smtp_url else None,
+        # The only admin-written text the public sees: autoescaped like everything else.
+        notice=runtime().flag.get().notice,
+        live=live,
     )
 
 
@@ -238,6 +248,17 @@ def stylesheet() -> Response:
     if rt.stylesheet is None:
         rt.stylesheet = render_template("page.css", colors=palette(rt.settings.brand_color)).encode()
     response = Response(rt.stylesheet, mimetype="text/css")
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@blueprint.get(PREFIX + "/live.js")
+def live_script() -> Response:
+    """The page's one script: it looks again by itself (templates/live.js); a file of its own, for a strict CSP."""
+    rt = runtime()
+    if rt.live_script is None:
+        rt.live_script = render_template("live.js").encode()
+    response = Response(rt.live_script, mimetype="text/javascript")
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
 

@@ -13,11 +13,11 @@ from fallback.core.settings import Settings
 from fallback.storage import RateCheck
 
 _COMMON = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"), ("X-Frame-Options", "DENY"))
-# Public pages run no script at all: they work without JavaScript, and nothing inline may run.
+# Public pages work without JavaScript; the page's one script is its own file (live.js), and nothing inline may run.
 PUBLIC_HEADERS = (
     (
         "Content-Security-Policy",
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
 ) + _COMMON

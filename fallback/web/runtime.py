@@ -49,6 +49,8 @@ class Runtime:
     pages: dict[PageKey, bytes] = dataclasses.field(default_factory=dict)
     # The rendered stylesheet, once the first request asked for it.
     stylesheet: bytes | None = None
+    # The page's script (live.js), likewise.
+    live_script: bytes | None = None
 
 
 def runtime() -> Runtime:

@@ -1,0 +1,100 @@
+"""A stand-in main site with a fixed capacity: N requests at once are fine, more make it slow, then fail.
+
+    with CapacitySite(capacity=4, work=0.1) as site:
+        ...                      # send traffic at site.url, through a proxy
+        site.peak                # the most requests it ever held at once
+        site.overloaded          # how many requests arrived while it already held `capacity`
+
+Each request takes `work` seconds. A request that arrives while the site already holds `capacity` is
+answered only after `overload_delay` seconds, with a 503: a site past its capacity gets slow for everyone,
+then fails, which is what the proxy recipes' overflow is there to prevent. Health checks (HAProxy's, and
+fallback's probes: told by their User-Agent) are answered at once and not counted: they do not pass through
+the proxy's count, and a real site answers them from a cheap endpoint. Listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+from procs import free_port
+
+HEALTH_CHECKS = ("haproxy-check", "fallback-healthcheck")
+BODY = b"<!doctype html><title>Main site</title><h1>Welcome to the main site</h1>\n"
+
+
+class CapacitySite:
+    """The capacity-limited main site, served from threads; counts what it held."""
+
+    def __init__(self, capacity: int, work: float = 0.1, overload_delay: float = 2.0):
+        self.capacity, self.work, self.overload_delay = capacity, work, overload_delay
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lock = threading.Lock()
+        self.holding = 0
+        self.peak = 0
+        self.served = 0
+        self.overloaded = 0
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    def reset(self) -> None:
+        """Forget the counts (not the requests being held)."""
+        with self.lock:
+            self.peak, self.served, self.overloaded = self.holding, 0, 0
+
+    def _enter(self) -> bool:
+        with self.lock:
+            over = self.holding >= self.capacity
+            self.holding += 1
+            self.peak = max(self.peak, self.holding)
+            self.overloaded += over
+            return over
+
+    def _leave(self) -> None:
+        with self.lock:
+            self.holding -= 1
+            self.served += 1
+
+    def __enter__(self) -> CapacitySite:
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 10
+
+            def log_message(self, format, *args):  # noqa: A002 - the base class's name
+                pass
+
+            def do_GET(self):  # noqa: N802 - the base class's name
+                if any(agent in self.headers.get("User-Agent", "") for agent in HEALTH_CHECKS):
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(BODY)))
+                    self.end_headers()
+                    self.wfile.write(BODY)
+                    return
+                over = site._enter()
+                try:
+                    time.sleep(site.overload_delay if over else site.work)
+                    status, body = (503, b"overloaded\n") if over else (200, BODY)
+                    self.send_response(status)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                finally:
+                    site._leave()
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+            request_queue_size = 256
+
+        self._server = Server(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="capacity site").start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
