@@ -4,6 +4,7 @@ import re
 import time
 
 import pytest
+from helpers import refuse_writes
 
 from fallback.serving.app import create_app
 from fallback.web.admission import COOKIE, cookie_value
@@ -142,3 +143,16 @@ def test_without_a_rate_nobody_gets_a_cookie(settings, storage):
     plain = create_app(settings.__class__.from_env({**_env(settings), "FALLBACK_ADMIT_RATE": "off"}), storage)
     response = plain.test_client().get("/")
     assert response.status_code == 302 and "Set-Cookie" not in response.headers
+
+
+@pytest.mark.sqlite_only("PRAGMA query_only")
+def test_when_the_gate_cannot_be_written_visitors_are_sent_on_unmetered_and_the_log_says_so(
+    app, clock, storage, caplog, backend
+):
+    refuse_writes(storage)
+    response = visitor(app).get("/")
+    assert response.status_code == 302 and "Set-Cookie" not in response.headers
+    assert "admission cannot reach its gate" in caplog.text
+    refuse_writes(storage, refuse=False)
+    assert "Set-Cookie" in visitor(app).get("/").headers
+    assert "admission reaches its gate again" in caplog.text

@@ -12,12 +12,15 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 from fallback.core.admission import BLOCK_LIFETIME, Gate, block_size, retry_after
-from fallback.storage import Storage
+from fallback.storage import Storage, StorageError
+
+log = logging.getLogger("fallback.web")
 
 COOKIE = "fallback_place"
 # A visitor sent on is not made to wait again for this long.
@@ -85,6 +88,7 @@ class Admission:
         self.block_next = self.block_end = 0
         self.block_at = float("-inf")
         self.handed = 0
+        self.gate_lost = False  # whether the database could not be reached last time (logged once)
 
     def turn(self, cookie_header: str, now: float | None = None) -> Turn:
         """Whether this request goes on now; a new visitor takes a place first."""
@@ -92,9 +96,19 @@ class Admission:
         held = self.read_cookie(cookie_header, now)
         if held == "admitted":
             return ALREADY_ADMITTED
-        if isinstance(held, int):
-            return self.judge(held, self.current(now), now, new=False)
-        place, gate = self.take_place(now)
+        try:
+            if isinstance(held, int):
+                return self.judge(held, self.current(now), now, new=False)
+            place, gate = self.take_place(now)
+        except StorageError as error:
+            # The main site is up and only the gate is out of reach: send the visitor on rather than fail them.
+            if not self.gate_lost:
+                self.gate_lost = True
+                log.error("admission cannot reach its gate, visitors are sent on unmetered until it can: %s", error)
+            return ALREADY_ADMITTED
+        if self.gate_lost:
+            self.gate_lost = False
+            log.warning("admission reaches its gate again")
         return self.judge(place, gate, now, new=True)
 
     def judge(self, place: int, gate: Gate, now: float, new: bool) -> Turn:
