@@ -11,7 +11,7 @@ import logging
 import click
 
 from fallback import __version__
-from fallback.cli import database, preflight, service
+from fallback.cli import database, preflight, service, spam
 from fallback.cli.common import Failure, database_label, load_storage, ngettext
 from fallback.core.remote import RemoteError
 from fallback.core.settings import ConfigError
@@ -47,6 +47,7 @@ for command in (
     database.status,
     database.mode,
     database.notice,
+    spam.spam,
     database.export,
     preflight.mail_test,
     preflight.drill,
