@@ -13,7 +13,7 @@ import followup
 import nginx_tail
 from harness import HERE, PAGE_CONNECTIONS, POST_CONNECTIONS, ensure_wrk
 
-TARGETS = {"page": 0.9, "redirect": 0.9, "submissions": 0.8, "export_rows_per_s": 50_000}
+TARGETS = {"page": 0.9, "redirect": 0.9, "admission": 0.9, "submissions": 0.8, "export_rows_per_s": 50_000}
 
 
 def verdicts(results: dict) -> dict:
@@ -24,6 +24,7 @@ def verdicts(results: dict) -> dict:
     checks = {
         "b_page_vs_floor": (results["down_page"]["ratio"], TARGETS["page"]),
         "c_redirect_vs_floor": (results["redirect"]["ratio"], TARGETS["redirect"]),
+        "c_admission_no_queue_vs_redirect": (results["admission_redirect"]["ratio"], TARGETS["admission"]),
         "d_submissions_vs_bare": (subs["fallback"]["ratio"], TARGETS["submissions"]),
     }
     out = {
@@ -171,6 +172,16 @@ def page_rows(results: dict) -> list[tuple]:
         rows.append(("b, d on PostgreSQL (info)", "skipped", "", postgres["skipped"], ""))
     rows.append(
         ("c. up redirect (302)", rps_cell(up), ratio_cell(up), run_detail(up), mark_cell(ver["c_redirect_vs_floor"]))
+    )
+    admitting = results["admission_redirect"]
+    rows.append(
+        (
+            "c′. redirect, admission on, no queue (ratio to c; every request a new visitor)",
+            rps_cell(admitting),
+            ratio_cell(admitting),
+            run_detail(admitting) + f", {results['admission_non_3xx']} not 3xx",
+            mark_cell(ver["c_admission_no_queue_vs_redirect"]),
+        )
     )
     return rows
 

@@ -11,6 +11,8 @@ Rows (targets from SPEC.md section 6 and the bench's brief):
      down page, under exactly the gunicorn settings of `fallback serve` (bench/bare.py);
   b. fallback's down page (503, Accept: text/html) against a: target >= 0.9;
   c. fallback's redirect (302, `fallback mode up`) against a: target >= 0.9;
+  c′. the redirect with admission on and no queue (FALLBACK_ADMIT_RATE far above the load) against c:
+     target >= 0.9;
   d. accepted submissions per second: POST /_fallback/contact against a bare handler that parses
      the same fields and inserts one row with the same durability (WAL, synchronous=FULL, busy
      timeout): target >= 0.8; and every accepted (303) lead present in the CSV export;

@@ -40,6 +40,9 @@ from harness import (
 from load import HOST, Fallback, MainSite, behind_proxy_env, clean_env, cpu_seconds, find_nginx, loopback_session
 from procs import free_port
 
+# Row c′: every wrk request is a new visitor (wrk keeps no cookie), each taking a place: the worst case.
+ADMIT = {"FALLBACK_ADMIT_RATE": "100000/second", "FALLBACK_ADMIT_ADAPT": "false"}
+
 
 def bench_env(main_site: MainSite, database: str, extra: dict[str, str]) -> dict:
     """The settings of the fallback servers of rows b-d (and `extra`, from --setting): SQLite's and PostgreSQL's
@@ -120,7 +123,10 @@ def bench_http(
         bare_url, bare = start_bare(stack, folder, fallback.url + PAGE_PATH, results)
         database = postgres_database(stack, postgres, results, log)
         on_postgres = start_down(stack, folder, bench_env(main_site, database, extra)) if database else None
-        bench_pages(fallback, bare_url, on_postgres, seconds, rounds, results, log)
+        # The same again but for admission, at a rate far above what the bench sends: on, and nobody waits.
+        admitting = start_down(stack, folder, bench_env(main_site, str(folder / "admitting.db"), {**extra, **ADMIT}))
+        admitting.force("up", "bench")
+        bench_pages(fallback, bare_url, on_postgres, seconds, rounds, results, log, admitting)
         results["worker_rss_mib"] = {
             "fallback": workers_rss_mib(fallback.process.pid),
             "bare": workers_rss_mib(bare.pid),
@@ -141,9 +147,16 @@ def page_run(url: str, seconds: float) -> dict:
 
 
 def bench_pages(
-    fallback: Fallback, bare_url: str, on_postgres: Fallback | None, seconds: float, rounds: int, results: dict, log
+    fallback: Fallback,
+    bare_url: str,
+    on_postgres: Fallback | None,
+    seconds: float,
+    rounds: int,
+    results: dict,
+    log,
+    admitting: Fallback,
 ) -> None:
-    """Rows a, b, c (and b on PostgreSQL): every server warmed up, then the runs alternate round after round."""
+    """Rows a, b, c, c′ (and b on PostgreSQL): every server warmed up, then the runs alternate round after round."""
     page_url = fallback.url + PAGE_PATH
     pages = {"floor": bare_url + PAGE_PATH, "down page": page_url}
     if on_postgres:
@@ -151,7 +164,8 @@ def bench_pages(
     log("warming up")
     for url in pages.values():
         page_run(url, 2)
-    runs: dict[str, list[dict]] = {name: [] for name in [*pages, "redirect"]}
+    page_run(admitting.url + PAGE_PATH, 2)
+    runs: dict[str, list[dict]] = {name: [] for name in [*pages, "redirect", "admission"]}
     for number in range(rounds):
         log(f"pages, round {number + 1}/{rounds}: {', '.join(runs)}")
         for name, url in pages.items():
@@ -159,10 +173,14 @@ def bench_pages(
         fallback.force("up", "bench")
         runs["redirect"].append(page_run(page_url, seconds))
         fallback.force("down", "bench")
+        runs["admission"].append(page_run(admitting.url + PAGE_PATH, seconds))
     floor = runs["floor"]
     results["floor"], results["down_page"] = median_run(floor), median_run(runs["down page"], floor)
     results["redirect"] = median_run(runs["redirect"], floor)
     results["redirect_non_3xx"] = sum(run["non_2xx_3xx"] for run in runs["redirect"])
+    # Its ratio is to the plain redirect, measured just before it in each round.
+    results["admission_redirect"] = median_run(runs["admission"], runs["redirect"])
+    results["admission_non_3xx"] = sum(run["non_2xx_3xx"] for run in runs["admission"])
     if on_postgres:  # its ratio is to SQLite's down page, measured just before it in each round
         results["postgres"]["down_page"] = median_run(runs["down page on PostgreSQL"], runs["down page"])
 

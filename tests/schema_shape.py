@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import re
 
-TYPES = {"TEXT": "text", "INTEGER": "integer", "text": "text", "integer": "integer", "bigint": "integer"}
+TYPES = {
+    "TEXT": "text",
+    "INTEGER": "integer",
+    "REAL": "real",
+    "text": "text",
+    "integer": "integer",
+    "bigint": "integer",
+    "double precision": "real",
+}
 
 
 def _default(text: str | None) -> str | None:

@@ -48,6 +48,17 @@ def test_a_zero_rate_limit_turns_it_off():
     assert Settings.from_env({"FALLBACK_RATE_LIMIT": "0"}).rate_limit is None
 
 
+def test_admission_is_off_by_default_and_adapts_once_a_rate_is_set():
+    settings = Settings.from_env({})
+    assert settings.admit_rate is None
+    assert settings.admit_adapt is True
+
+
+@pytest.mark.parametrize(("value", "per_second"), [("off", None), ("20/second", 20.0), ("90/minute", 1.5)])
+def test_the_admission_rate_is_read_as_visitors_per_second(value, per_second):
+    assert Settings.from_env({"FALLBACK_ADMIT_RATE": value}).admit_rate == per_second
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
@@ -68,6 +79,9 @@ def test_a_zero_rate_limit_turns_it_off():
         ("FALLBACK_QUORUM", "0", "a whole number ≥ 1"),
         ("FALLBACK_TRUSTED_PROXIES", "-1", "a whole number ≥ 0"),
         ("FALLBACK_RATE_LIMIT", "60/fortnight", "N/second, N/minute or N/hour"),
+        ("FALLBACK_ADMIT_RATE", "50/hour", "off, N/second or N/minute (N ≥ 1)"),
+        ("FALLBACK_ADMIT_RATE", "0/second", "off, N/second or N/minute"),
+        ("FALLBACK_ADMIT_ADAPT", "perhaps", "true or false"),
         ("FALLBACK_REQUIRE_CONSENT", "maybe", "true or false"),
         ("FALLBACK_CONTACT_EMAIL", "not an address", "an e-mail address"),
         ("FALLBACK_TEMPLATES", "/no/such/folder", "an existing folder"),

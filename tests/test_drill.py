@@ -238,6 +238,20 @@ def test_missing_secrets_are_warnings_and_set_ones_pass():
     assert [item.status for item in drill.secrets_items(settings_for("http://127.0.0.1:1/", **both))] == ["pass"] * 2
 
 
+def test_admission_off_at_the_entry_point_is_a_warning_naming_the_setting_and_the_default_stays_off():
+    item = drill.admission_item(settings_for("http://127.0.0.1:1/"))
+    assert item.status == "warn" and "FALLBACK_ADMIT_RATE is off" in item.detail
+    assert "FALLBACK_ADMIT_RATE" in item.advice
+    assert settings_for("http://127.0.0.1:1/").admit_rate is None
+
+
+def test_admission_set_or_behind_a_proxy_passes():
+    chosen = drill.admission_item(settings_for("http://127.0.0.1:1/", FALLBACK_ADMIT_RATE="40/second"))
+    assert chosen.status == "pass" and "40 a second" in chosen.detail
+    proxied = drill.admission_item(settings_for("http://127.0.0.1:1/", FALLBACK_TRUSTED_PROXIES="1"))
+    assert proxied.status == "pass" and "proxy" in proxied.detail
+
+
 def test_a_public_url_answering_healthz_passes():
     with _Site(healthz=200) as site:
         assert drill.public_url_item(site.url, 2).status == "pass"

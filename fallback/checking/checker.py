@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from fallback.checking import admission
 from fallback.checking.probe import ProbeResult, ProbeRunner
 from fallback.checking.quorum import count_votes, default_vantage, fresh_seconds
 from fallback.checking.selfprobe import WARNING as SELF_PROBE_WARNING
@@ -180,7 +181,7 @@ class Checker:
             if decision.flip_to:
                 self.flip(decision.flip_to, decision.reason)
             self.record(main, control, decision.network_doubt, decision.reason, decision.flip_to)
-        return decision.next_check_in
+            return self.steer(main, decision.passed, decision.next_check_in)
 
     def quorum_step(self) -> float:
         """One round of a vantage point: probe, record its own verdict; the lease holder then counts them all."""
@@ -207,7 +208,13 @@ class Checker:
             if votes.flip_to:
                 self.flip(votes.flip_to, votes.reason, votes.agreed)
             self.record(main, control, own.network_doubt, own.reason, votes.flip_to)
-        return own.next_check_in
+            return self.steer(main, own.passed, own.next_check_in)
+
+    def steer(self, main: Sequence[ProbeResult], passed: bool, next_check_in: float) -> float:
+        """Admission's rate from this round (fallback.checking.admission); probe every second while it holds."""
+        if admission.steer(self.storage, self.settings, main, passed):
+            return min(next_check_in, admission.HOLDING_INTERVAL)
+        return next_check_in
 
     def claim(self) -> bool:
         """Take or renew the lease; on taking it, start from the stored state (another holder may have flipped).
@@ -273,6 +280,7 @@ class Checker:
             self.storage.checker.prune_probes(now - PROBE_HISTORY)
             self.storage.verdicts.prune(now - VANTAGE_HISTORY)
             self.storage.limits.prune(now - RATE_WINDOW_HISTORY)
+            admission.prune(self.storage)
 
     def warn_of_an_unreachable_quorum(self, reported: int, now: datetime, window: float) -> None:
         """Once, when a freshness window has passed since start-up: warn if fewer vantage points ever reported."""

@@ -89,7 +89,21 @@ def status_document(storage: Storage, settings: Settings, now: datetime) -> dict
         document["quorum"] = quorum_status(storage.verdicts.latest(), settings.quorum, now, window, flag.state)
     if settings.smtp_url:  # without SMTP there is no follow-up mail, so nothing to report
         document["followup"] = dataclasses.asdict(storage.followups.counts())
+    if settings.admit_rate is not None:  # FALLBACK_ADMIT_RATE off: nobody waits, nothing to report
+        document["admission"] = admission_status(storage, settings, now)
     return document
+
+
+def admission_status(storage: Storage, settings: Settings, now: datetime) -> dict:
+    """The rate in force (visitors a second; 0 while paused, the main site down), its ceiling, and the queue."""
+    gate = storage.admission.read()
+    return {
+        "rate": round(gate.rate, 3),
+        "ceiling": settings.admit_rate,
+        "adapt": settings.admit_adapt,
+        "waiting": gate.waiting(now.timestamp()),
+        "holding": storage.admission.holding(),
+    }
 
 
 class PublicStatus:

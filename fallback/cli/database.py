@@ -67,7 +67,16 @@ def status(as_json: bool, url: str | None) -> None:
         queue = document["followup"]
         last = f", last error: {queue['last_error']}" if queue["last_error"] else ""
         click.echo(f"follow-up mail: {queue['pending']} pending, {queue['sent']} sent, {queue['failed']} failed{last}")
+    if "admission" in document:  # FALLBACK_ADMIT_RATE set where the document was made
+        echo_admission(document["admission"])
     click.echo(f"instance: {url}" if url else f"database: {document['database']}")
+
+
+def echo_admission(admission: dict) -> None:
+    """The admission line of `fallback status`: the rate in force against its ceiling, and how many wait."""
+    rate = f"{admission['rate']:g}/second" if admission["rate"] else "paused while the page is shown"
+    adapt = ", adapting" if admission["adapt"] else ""
+    click.echo(f"admission: {rate} (ceiling {admission['ceiling']:g}/second{adapt}), {admission['waiting']} waiting")
 
 
 def echo_quorum(quorum: dict) -> None:

@@ -67,6 +67,9 @@ class Metrics:
             registry=own,
         )
         self.flips = Counter("fallback_flips", "Times the checker flipped the state (down or up).", registry=own)
+        self.admissions = Counter(
+            "fallback_admitted", "Visitors sent on to the main site by admission (FALLBACK_ADMIT_RATE).", registry=own
+        )
         # Every outcome shows from the first scrape, at 0: a rate over a series that is not there yet is empty.
         for result in LEAD_RESULTS:
             self.leads.labels(result)
@@ -94,6 +97,10 @@ class Metrics:
     def flipped(self) -> None:
         """Count one flip of the state."""
         self.flips.inc()
+
+    def admitted(self) -> None:
+        """Count one visitor sent on by admission."""
+        self.admissions.inc()
 
     def exposition(self) -> bytes:
         """Every series, in Prometheus' text format."""

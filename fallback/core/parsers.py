@@ -169,6 +169,16 @@ def rate(value: str, can_be_off: bool = True) -> RateLimit | None:
     return RateLimit(int(match.group(1)), _UNIT_SECONDS[match.group(2)])
 
 
+def admission_rate(value: str) -> float | None:
+    """`off`, `N/second` or `N/minute`, as visitors per second; None when off."""
+    if value.strip().lower() == "off":
+        return None
+    match = _RATE.match(value.lower())
+    if not match or match.group(2) == "hour" or int(match.group(1)) < 1:
+        raise ValueError("off, N/second or N/minute (N ≥ 1)")
+    return int(match.group(1)) / _UNIT_SECONDS[match.group(2)]
+
+
 def sending_rate(value: str) -> RateLimit:
     """`N/second`, `N/minute` or `N/hour`, never off."""
     limit = rate(value, can_be_off=False)

@@ -281,6 +281,22 @@ class Settings:
         p.whole(1),
         "how many vantage points (instances on one database, and probe agents) must agree before the state flips",
     )
+    admit_rate: float | None = setting(
+        "ADMIT_RATE",
+        "off",
+        p.admission_rate,
+        "the most new visitors sent on to the main site while it is up, `N/second` or `N/minute`, across all workers"
+        " and instances; the others wait on the page in arrival order and are sent on when their turn comes (see"
+        " [Admission](admission.md)); `off` sends everyone at once",
+    )
+    admit_adapt: bool = setting(
+        "ADMIT_ADAPT",
+        "true",
+        p.boolean,
+        "with an admission rate: the rate in force drops while the main site answers slowly or fails and climbs back"
+        " towards `FALLBACK_ADMIT_RATE` while it answers fast; after an outage it starts low and climbs (a paced"
+        " reopening)",
+    )
     access_log: str | None = setting(
         "ACCESS_LOG",
         None,

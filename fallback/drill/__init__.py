@@ -18,7 +18,7 @@ from fallback.drill.channels import notify_items, smtp_item
 from fallback.drill.items import FAIL, PASS, WARN, Item, failed, table
 from fallback.drill.public import HEALTHZ_PATH, public_url_item, visitor_items
 from fallback.drill.site import MAX_TTL, cache_control_item, dns_item, main_site_items, parse_resolver, tls_item
-from fallback.drill.standby import database_item, secrets_items
+from fallback.drill.standby import admission_item, database_item, secrets_items
 from fallback.storage import Storage
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "MAX_TTL",
     "PASS",
     "WARN",
+    "admission_item",
     "Item",
     "cache_control_item",
     "database_item",
@@ -62,6 +63,7 @@ def run_drill(
     if tls:
         items.append(tls)
     items.extend(secrets_items(settings))
+    items.append(admission_item(settings))
     health = public_url_item(settings.public_url, settings.check_timeout)
     items.append(health)
     if settings.public_url and health.status == PASS:

@@ -30,6 +30,28 @@ def secrets_items(settings: Settings) -> list[Item]:
     ]
 
 
+def admission_item(settings: Settings) -> Item:
+    """Whether the team chose an admission rate, warned when fallback is the entry point and none is set.
+
+    With no trusted proxy, fallback is the entry point (a DNS switch or a campaign URL): without a rate, every
+    visitor goes straight on to the main site however many arrive. The default stays off; the team chooses.
+    """
+    name = "admission"
+    if settings.admit_rate is not None:
+        adapt = ", following the main site's health" if settings.admit_adapt else ""
+        return Item(name, PASS, f"FALLBACK_ADMIT_RATE sends at most {settings.admit_rate:g} a second on{adapt}")
+    if settings.trusted_proxies:
+        return Item(name, PASS, "off, behind a proxy: the proxy sends visitors to the main site, not fallback")
+    return Item(
+        name,
+        WARN,
+        "FALLBACK_ADMIT_RATE is off and fallback is the entry point (no trusted proxy: a DNS switch or a campaign"
+        " URL): every visitor is sent on to the main site at once, however many arrive",
+        "if the main site may not take the spike, set FALLBACK_ADMIT_RATE to what it can take (N/second): the others"
+        " wait their turn on the page and can leave their address (see the Admission page of the docs)",
+    )
+
+
 def mount_of(path: Path, mounts: str) -> tuple[str, str | None]:
     """The mount point holding `path` and its filesystem type, from /proc/mounts' text (the longest point wins)."""
     best, fstype = "", None

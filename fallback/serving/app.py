@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import jinja2
 from flask import Flask, Response
@@ -20,6 +21,7 @@ from fallback.team.sessions import LIFETIME, SessionInterface
 from fallback.visitor import pages as web
 from fallback.visitor import unsubscribe
 from fallback.visitor.hotpath import HotPath
+from fallback.web.admission import Admission
 from fallback.web.form_token import FormToken
 from fallback.web.guard import ForwardedWarning, add_security_headers
 from fallback.web.languages import init_i18n
@@ -101,6 +103,10 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         health_log=ThrottledLog(),
         metrics=Metrics(multiprocess_folder(), [metrics.DatabaseCollector(storage, settings)]),
     )
+    if settings.admit_rate is not None:
+        rt.admission = Admission(storage, rt.secret_key, settings.https_public_url, counted=rt.metrics.admitted)
+        paused = flag.get().served_state(storage.clock()) != "up"
+        storage.admission.configure(settings.admit_rate, time.time(), paused)
     # Flask documents wrapping wsgi_app in middleware; mypy sees a method being replaced.
     app.wsgi_app = HotPath(app.wsgi_app, rt)  # type: ignore[method-assign]
     init_i18n(app)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from fallback.core.clock import utcnow
+from fallback.storage.admission import AdmissionStore
 from fallback.storage.backends import PostgresStorage, SQLiteStorage
 from fallback.storage.base import Database, StorageError
 from fallback.storage.checker import CheckerStore
@@ -63,6 +64,7 @@ class Storage(Protocol):
     limits: LimitStore
     followups: FollowupStore  # which leads get the "we're back" mail, who it goes to, unsubscribing
     verdicts: VerdictStore  # the vantage points' latest verdicts, counted by the checker under FALLBACK_QUORUM
+    admission: AdmissionStore  # the shared admission gate (FALLBACK_ADMIT_RATE) and the rate's history
 
     def migrate(self) -> int:
         """Create or bring the schema up to date; returns the schema version."""

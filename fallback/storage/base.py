@@ -50,8 +50,9 @@ class Database(Protocol):
     # ids are drawn before commit, so a lower id may still be in flight; SQLite's writers are serialised.
     wait_for_writers: str
 
-    def write(self) -> AbstractContextManager[Connection]:
-        """A transaction that commits on exit, durably."""
+    def write(self, durable: bool = True) -> AbstractContextManager[Connection]:
+        """A transaction that commits on exit, durably (or, `durable=False`, without waiting for the disk:
+        for state that may be lost at a power cut, never at a crash, such as the admission gate's places)."""
         ...
 
     def read(self, sql: str, params: Params = ()) -> list[Any]:

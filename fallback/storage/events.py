@@ -17,7 +17,14 @@ from fallback.core.clock import iso
 from fallback.storage.base import Connection, Database
 from fallback.storage.outbox import NewMessage, add_messages
 
-EVENT_TYPES = ("incident.opened", "incident.closed", "mode.changed", "lead.created")
+EVENT_TYPES = (
+    "incident.opened",
+    "incident.closed",
+    "mode.changed",
+    "lead.created",
+    "admission.started",
+    "admission.stopped",
+)
 # Taken first by a dispatch, so that two dispatchers (two instances on PostgreSQL) queue one after the other and
 # messages are numbered in the order of their events: the order each webhook receiver gets them in.
 _DISPATCHER_TURN = (

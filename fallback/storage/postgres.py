@@ -145,6 +145,15 @@ PG_MIGRATIONS: list[list[str | Callable[[Callable[..., Any]], None]]] = [
         f"ALTER TABLE webhook_destinations ADD COLUMN IF NOT EXISTS held_until {_TIME}",
         *OUTBOX_INDEXES,
     ],
+    [
+        """CREATE TABLE IF NOT EXISTS admission (id integer PRIMARY KEY, next_place bigint NOT NULL DEFAULT 0,
+            mark_place double precision NOT NULL DEFAULT 0.0, mark_at double precision NOT NULL DEFAULT 0.0,
+            rate double precision NOT NULL DEFAULT 0.0, holding integer NOT NULL DEFAULT 0)""",
+        "INSERT INTO admission (id) VALUES (1) ON CONFLICT DO NOTHING",
+        f"""CREATE TABLE IF NOT EXISTS admission_samples (at {_TIME} NOT NULL, rate double precision NOT NULL,
+            waiting integer NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS idx_admission_samples_at ON admission_samples (at)",
+    ],
 ]
 
 
@@ -384,9 +393,12 @@ class PostgresDatabase:
             self.pool.putconn(conn)
 
     @contextmanager
-    def write(self) -> Iterator[_Connection]:
-        """A transaction on a pooled connection, committed on exit."""
+    def write(self, durable: bool = True) -> Iterator[_Connection]:
+        """A transaction on a pooled connection, committed on exit (`durable=False`: without waiting for the WAL
+        to reach the disk, for this transaction only)."""
         with self._connection("write") as conn, conn.transaction():
+            if not durable:
+                conn.execute("SET LOCAL synchronous_commit TO OFF")
             yield _Connection(conn)
 
     def read(self, sql: str, params: Params = ()) -> list[Row]:

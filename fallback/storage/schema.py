@@ -313,6 +313,22 @@ def rekey_leads_by_address(db: sqlite_utils.Database) -> None:
     rekey_leads(db.execute)
 
 
+def add_admission(db: sqlite_utils.Database) -> None:
+    """Version 11: the admission gate's one row (fallback.core.admission), and the rate's recent history."""
+    db.table("admission").create(
+        {"id": int, "next_place": int, "mark_place": float, "mark_at": float, "rate": float, "holding": int},
+        pk="id",
+        not_null={"next_place", "mark_place", "mark_at", "rate", "holding"},
+        defaults={"next_place": 0, "mark_place": 0.0, "mark_at": 0.0, "rate": 0.0, "holding": 0},
+        if_not_exists=True,
+    )
+    db.execute("INSERT OR IGNORE INTO admission (id) VALUES (1)")
+    db.table("admission_samples").create(
+        {"at": str, "rate": float, "waiting": int}, not_null={"at", "rate", "waiting"}, if_not_exists=True
+    )
+    db.table("admission_samples").create_index(["at"], if_not_exists=True)
+
+
 # Each migration runs once, in order; the schema version is how many have run.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     create_base_schema,
@@ -325,4 +341,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     add_verdicts_and_drill_leads,
     rekey_leads_by_address,
     one_outbox,
+    add_admission,
 ]

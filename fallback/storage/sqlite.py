@@ -83,10 +83,14 @@ class SQLiteDatabase:
             conn.close()
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A transaction that commits on exit, durably; writers of every process queue for it (writelock.py)."""
+    def write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction that commits on exit, durably; writers of every process queue for it (writelock.py).
+
+        `durable=False` commits without syncing (WAL with synchronous=NORMAL: safe at a crash, the next durable
+        commit syncs it too), for this transaction only.
+        """
         conn = self.conn
-        with self.writer_lock.held(BUSY_TIMEOUT_SECONDS):  # writers queue here, not in SQLite's busy naps
+        with self.writer_lock.held(BUSY_TIMEOUT_SECONDS), self._synchronous(conn, durable):
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as error:
@@ -100,6 +104,18 @@ class SQLiteDatabase:
                 if isinstance(error, sqlite3.Error):
                     raise StorageError(f"the database write failed: {error}") from error
                 raise
+
+    @staticmethod
+    @contextmanager
+    def _synchronous(conn: sqlite3.Connection, durable: bool) -> Iterator[None]:
+        if durable:
+            yield
+            return
+        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            conn.execute("PRAGMA synchronous=FULL")
 
     def read(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """The rows of one query, on this thread's connection."""

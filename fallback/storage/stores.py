@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from fallback.core.clock import iso
+from fallback.storage.admission import AdmissionStore
 from fallback.storage.base import Database
 from fallback.storage.checker import CheckerStore
 from fallback.storage.events import EventStore
@@ -33,6 +34,7 @@ class Stores:
         self.limits = LimitStore(db)
         self.followups = FollowupStore(db)
         self.verdicts = VerdictStore(db)
+        self.admission = AdmissionStore(db)
 
     @property
     def clock(self) -> Callable[[], datetime]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from datetime import datetime, timedelta
 
 from flask import (
     Blueprint,
@@ -19,12 +20,13 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
 
 from fallback.checking.status import status_document
 from fallback.core.clock import utcnow
 from fallback.core.redact import redact_url
 from fallback.storage import Message, Storage, StorageError
-from fallback.team.charts import latency_chart
+from fallback.team.charts import latency_chart, rate_chart
 from fallback.team.export import csv_chunks, parse_bound
 from fallback.team.forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
 from fallback.team.plain_errors import plain_error
@@ -39,6 +41,7 @@ blueprint = Blueprint("admin", __name__, url_prefix="/_fallback/admin")
 
 LEADS_PER_PAGE = 25
 WEBHOOKS_SHOWN = 20
+ADMISSION_CHART_MINUTES = 10
 
 
 def text_response(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
@@ -92,6 +95,13 @@ def full_status() -> ResponseReturnValue:
     return make_response(status_document(rt.storage, rt.settings, utcnow()))
 
 
+def admission_chart(storage: Storage, ceiling: float | None, now: datetime) -> Markup:
+    """The rate in force over the last ADMISSION_CHART_MINUTES, while FALLBACK_ADMIT_RATE is set."""
+    if ceiling is None:
+        return Markup("")
+    return rate_chart(storage.admission.samples(now - timedelta(minutes=ADMISSION_CHART_MINUTES)), ceiling)
+
+
 @blueprint.app_template_filter("plain_error")
 def plain_error_filter(raw: str | None) -> str:
     """A recorded failure as a sentence a person can act on (fallback.team.plain_errors)."""
@@ -116,6 +126,7 @@ def dashboard() -> Response | str:
         "admin/dashboard.html",
         status=status,
         chart=latency_chart(probes, rt.settings.max_latency * 1000),
+        admission_chart=admission_chart(rt.storage, rt.settings.admit_rate, now),
         today=now.date().isoformat(),
         counts={"leads": status["leads"], "spam": status["spam"]},
         incidents=rt.storage.flag.incidents(10),

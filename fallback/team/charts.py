@@ -32,3 +32,27 @@ def latency_chart(probes: list[dict], limit_ms: float) -> Markup:
         f'preserveAspectRatio="none">{"".join(bars)}'
         f'<line class="limit" x1="0" x2="{WIDTH}" y1="{limit_y:.1f}" y2="{limit_y:.1f}"/></svg>'
     )
+
+
+def rate_chart(samples: list[tuple[str, float, int]], ceiling: float) -> Markup:
+    """The admission rate in force over the samples (oldest first) as a line, the ceiling as a dashed line."""
+    if not samples:
+        return Markup("")
+    top = ceiling * 1.1
+    step = (WIDTH - 2 * PAD) / max(len(samples) - 1, 1)
+    points = " ".join(
+        f"{PAD + index * step:.1f},{HEIGHT - PAD - (HEIGHT - 2 * PAD) * min(rate, top) / top:.1f}"
+        for index, (_, rate, _) in enumerate(samples)
+    )
+    ceiling_y = HEIGHT - PAD - (HEIGHT - 2 * PAD) * (ceiling / top)
+    lowest = min(rate for _, rate, _ in samples)
+    summary = (
+        f"Admission rate over the last {len(samples)} checker rounds, from {samples[0][0][11:19]} to"
+        f" {samples[-1][0][11:19]} UTC: now {samples[-1][1]:g} a second, lowest {lowest:g}, ceiling {ceiling:g};"
+        f" {samples[-1][2]} waiting."
+    )
+    return Markup(
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(summary)}" '
+        f'preserveAspectRatio="none"><polyline class="rate" points="{points}"/>'
+        f'<line class="limit" x1="0" x2="{WIDTH}" y1="{ceiling_y:.1f}" y2="{ceiling_y:.1f}"/></svg>'
+    )

@@ -83,6 +83,14 @@ class DatabaseCollector:
         yield GaugeMetricFamily(
             "fallback_followup_mails_pending", "Follow-up mails waiting to be sent.", followups.pending
         )
+        if self.settings.admit_rate is not None:  # off: absent, as the SPEC allows (no rate applies)
+            gate = self.storage.admission.read()
+            yield GaugeMetricFamily(
+                "fallback_admit_rate", "Visitors sent on per second by admission now (0 while paused).", gate.rate
+            )
+            yield GaugeMetricFamily(
+                "fallback_waiting", "Visitors holding a place in line.", gate.waiting(now.timestamp())
+            )
         webhooks = self.storage.outbox.counts("webhook")
         deliveries = CounterMetricFamily(
             "fallback_webhook_deliveries", "Webhook deliveries by how they ended, from the database.", labels=["result"]

@@ -94,8 +94,23 @@ SCHEMAS: dict[str, Any] = {
                 ),
                 "description": "the vantage points and their quorum; only with FALLBACK_QUORUM above 1",
             },
+            "admission": {
+                **strict(
+                    {
+                        "rate": {
+                            "type": "number",
+                            "description": "visitors sent on per second now; 0 while paused (the page is shown)",
+                        },
+                        "ceiling": {"type": "number", "description": "FALLBACK_ADMIT_RATE, per second"},
+                        "adapt": {"type": "boolean", "description": "FALLBACK_ADMIT_ADAPT"},
+                        "waiting": {"type": "integer", "description": "places reserved ahead of the mark"},
+                        "holding": {"type": "boolean", "description": "whether admission holds visitors back"},
+                    }
+                ),
+                "description": "the admission gate; only with FALLBACK_ADMIT_RATE set",
+            },
         },
-        optional=("followup", "quorum"),
+        optional=("followup", "quorum", "admission"),
     ),
     "VantagePoint": strict(
         {

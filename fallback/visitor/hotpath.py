@@ -27,6 +27,7 @@ from fallback.core.urls import redirect_location
 from fallback.storage import NewLead, StorageError, Submission
 from fallback.visitor.contact import CONSENT_MESSAGE, FIELDS, NOTIFY_MESSAGE, ContactCheck, check_contact
 from fallback.visitor.drillmark import drill_key
+from fallback.web.admission import ALREADY_ADMITTED, Turn
 from fallback.web.guard import HSTS, PUBLIC_HEADERS, client_key_for, cross_site, rate_check_for
 from fallback.web.languages import LANGUAGE_FIELD, language_from, language_of, translate
 from fallback.web.runtime import PageKey, Runtime
@@ -48,6 +49,8 @@ CONTACT_PATH = PREFIX + "/contact"
 THANKS_PATH = PREFIX + "/thanks"
 # Where the lean contact path leaves what it did for the Flask view, so that nothing is counted twice.
 SUBMITTED = "fallback.submitted"
+# Where the hot path leaves a waiting visitor's turn for the Flask view that renders their page.
+TURN = "fallback.turn"
 MAX_FORM_BYTES = 64 * 1024
 # The thank-you page says so when the visitor asked to be e-mailed once the site is back.
 NOTIFY_QUERY = "notify=1"
@@ -74,10 +77,23 @@ class Answer:
     body: bytes
 
 
-def redirect_answer(location: str, method: str) -> Answer:
+def redirect_answer(location: str, method: str, cookie: str | None = None) -> Answer:
     """302 to the main site (307 for methods with a body, so that it is sent again), no body, no cache."""
     status = 302 if method in ("GET", "HEAD") else 307
-    return Answer(status, [("Location", location), ("Content-Length", "0"), *REDIRECT_HEADERS], b"")
+    headers = [("Location", location), ("Content-Length", "0"), *REDIRECT_HEADERS]
+    if cookie is not None:
+        headers.append(("Set-Cookie", cookie))
+    return Answer(status, headers, b"")
+
+
+def admitted(rt: Runtime, environ: dict) -> Turn:
+    """Whether this visitor goes on now (always, without admission); decided once per request."""
+    if rt.admission is None:
+        return ALREADY_ADMITTED
+    turn = environ.get(TURN)
+    if turn is None:
+        turn = environ[TURN] = rt.admission.turn(environ.get("HTTP_COOKIE", ""))
+    return turn
 
 
 def minutes_until(seconds: int | None) -> int | None:
@@ -237,7 +253,9 @@ class HotPath:
         if flag.served_state(now) == "up":
             location = redirect_location(self.rt.settings.require_main_url(), path, query, environ.get("HTTP_HOST", ""))
             if location is not None:
-                return redirect_answer(location, method)
+                turn = admitted(self.rt, environ)
+                # A waiting visitor's page is rendered by the Flask view, with their place and wait.
+                return redirect_answer(location, method, turn.cookie) if turn.admitted else None
         back = back_in(flag, now)
         page = self.rt.pages.get(page_key(flag, back, language_from(environ.get("HTTP_ACCEPT_LANGUAGE"))))
         if page is None:

@@ -31,6 +31,7 @@ from fallback.visitor.hotpath import (
     THANKS_PATH,
     TOKEN_MARK,
     Answer,
+    admitted,
     check_fields,
     landing_path,
     minutes_until,
@@ -40,6 +41,7 @@ from fallback.visitor.hotpath import (
     submit_lead,
     thanks_location,
 )
+from fallback.web.admission import Turn
 from fallback.web.guard import is_cross_site
 from fallback.web.languages import current_language, translate
 from fallback.web.runtime import runtime
@@ -67,7 +69,10 @@ def visitor(path: str) -> Response:
     if flag.served_state(now) == "up":
         location = redirect_location(rt.settings.require_main_url(), request.path, request.query_string, request.host)
         if location is not None:
-            return prepared(redirect_answer(location, request.method))
+            turn = admitted(rt, request.environ)
+            if not turn.admitted:
+                return waiting_answer(turn)
+            return prepared(redirect_answer(location, request.method, turn.cookie))
     back = back_in(flag, now)
     if wants_json():
         seconds = back or DEFAULT_RETRY_AFTER
@@ -87,6 +92,25 @@ def visitor(path: str) -> Response:
         form = ContactForm(data={"token": TOKEN_MARK, "path": PATH_MARK})
         page = rt.pages[key] = render_page(form, minutes_until(back), live=REFRESH_MARK).encode("utf-8")
     return prepared(page_answer(page, rt.tokens.issue(), landing_path(request.path, request.query_string), back))
+
+
+def waiting_answer(turn: Turn) -> Response:
+    """503 for a visitor waiting their turn: their place and wait on the page (or in JSON), never cached."""
+    rt = runtime()
+    if wants_json():
+        body = json.dumps({"state": "waiting", "place_in_line": turn.ahead + 1, "retry_after": turn.retry_after})
+        response = Response(body, 503, mimetype="application/json")
+    else:
+        form = ContactForm(data={"token": rt.tokens.issue(), "path": landing_path(request.path, request.query_string)})
+        waiting = {"position": turn.ahead + 1, "wait": wait_text(turn.wait)}
+        # The live page looks again when their turn should have come: the answer then says go, or how much longer.
+        response = make_response(render_page(form, None, live=str(turn.retry_after), waiting=waiting), 503)
+    response.headers["Retry-After"] = str(turn.retry_after)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Vary"] = "Accept, Accept-Language, Cookie"
+    if turn.cookie:
+        response.headers["Set-Cookie"] = turn.cookie
+    return response
 
 
 class PreparedResponse(Response):
@@ -115,8 +139,15 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = False, live: str | None = None) -> str:
-    """Render the contact page template; `live`: the seconds after which it looks again (none on a form sent back)."""
+def render_page(
+    form: ContactForm,
+    back_in_minutes: int | None,
+    errors: bool = False,
+    live: str | None = None,
+    waiting: dict | None = None,
+) -> str:
+    """Render the contact page template; `live`: the seconds after which it looks again (none on a form sent
+    back); `waiting`: a visitor waiting their turn (admission), their place and wait."""
     settings = runtime().settings
     return render_template(
         "page.html",
@@ -125,6 +156,7 @@ def render_page(form: ContactForm, back_in_minutes: int | None, errors: bool = F
         headline=settings.headline,
         message=settings.message,
         back_in_minutes=back_in_minutes,
+        waiting=waiting,
         consent_text=translate(CONSENT_MESSAGE, current_language()),
         require_consent=settings.require_consent,
         notify_text=translate(NOTIFY_MESSAGE, current_language()) if settings.smtp_url else None,

@@ -10,6 +10,7 @@ from flask import current_app
 from fallback.core.flag import CachedFlag
 from fallback.core.settings import Settings
 from fallback.storage import Storage
+from fallback.web.admission import Admission
 from fallback.web.form_token import FormToken
 
 if TYPE_CHECKING:  # fallback.status imports fallback.visitor, which imports this module
@@ -39,6 +40,8 @@ class Runtime:
     health_log: ThrottledLog
     # The counters and the registry `/_fallback/metrics` reads (fallback.metrics).
     metrics: Metrics
+    # The gatekeeper while FALLBACK_ADMIT_RATE is set (fallback.web.admission); None sends everyone on at once.
+    admission: Admission | None = None
     # The rendered contact page by what it depends on: see fallback.visitor.page_key.
     pages: dict[PageKey, bytes] = dataclasses.field(default_factory=dict)
     # The rendered stylesheet, once the first request asked for it.

@@ -1,0 +1,158 @@
+"""A visitor under admission: sent on at once under the rate, else a signed place, an honest wait and the form."""
+
+import re
+import time
+
+import pytest
+from helpers import refuse_writes
+
+from fallback.serving.app import create_app
+from fallback.web.admission import COOKIE, cookie_value
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture
+def env(env):
+    return {**env, "FALLBACK_ADMIT_RATE": "30/minute"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time() + 5  # past the gate's start: it banked its half-second's worth
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(app):
+    clock = Clock()
+    app.extensions["fallback"].admission.wall = clock
+    return clock
+
+
+def visitor(app):
+    return app.test_client()
+
+
+def place_cookie(response) -> str:
+    return cookie_value(response.headers["Set-Cookie"].split(";", 1)[0])
+
+
+def test_a_visitor_under_the_rate_is_sent_on_at_once_and_not_made_to_wait_for_30_minutes(app, clock):
+    client = visitor(app)
+    response = client.get("/pricing?plan=pro")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/pricing?plan=pro")
+    assert response.headers["Cache-Control"] == "no-store"
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith(COOKIE + "=") and "Max-Age=1800" in cookie and "HttpOnly" in cookie
+    # Many others arrive: a queue forms; this visitor, once sent on, still goes straight through.
+    for _ in range(5):
+        visitor(app).get("/")
+    clock.now += 29 * 60
+    again = client.get("/pricing")
+    assert again.status_code == 302 and "Set-Cookie" not in again.headers
+
+
+def test_over_the_rate_a_new_visitor_waits_with_their_place_and_an_honest_estimate(app, clock):
+    assert visitor(app).get("/").status_code == 302  # the half second banked: one visitor at 0.5/s
+    waiting = visitor(app)
+    response = waiting.get("/shop", headers={"Accept-Language": "en"})
+    assert response.status_code == 503
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Retry-After"] == "2"
+    html = response.get_data(as_text=True)
+    assert "You are number 1 in line" in html and "about 2 seconds" in html
+    assert 'action="/_fallback/contact"' in html and 'name="token" value="' in html
+    assert "Max-Age=21600" in response.headers["Set-Cookie"]
+
+
+def test_reloading_keeps_the_place_and_the_turn_comes_at_the_rate(app, clock):
+    visitor(app).get("/")
+    first, second = visitor(app), visitor(app)
+    assert first.get("/").status_code == 503
+    assert second.get("/").headers["Retry-After"] == "4"
+    clock.now += 1
+    again = second.get("/")
+    assert again.status_code == 503 and "Set-Cookie" not in again.headers
+    assert again.headers["Retry-After"] == "3"
+    assert "number 2 in line" in again.get_data(as_text=True)
+    clock.now += 1.5
+    assert first.get("/").status_code == 302
+    assert second.get("/").status_code == 503
+    clock.now += 2
+    admitted = second.get("/")
+    assert admitted.status_code == 302 and "Max-Age=1800" in admitted.headers["Set-Cookie"]
+
+
+def test_a_forged_or_foreign_place_cookie_buys_no_earlier_turn(app, clock, settings, storage):
+    visitor(app).get("/")
+    client = visitor(app)
+    client.set_cookie(COOKIE, "p.0.9999999999.forged")
+    assert client.get("/").status_code == 503
+    other_app = create_app(settings.__class__.from_env({**_env(settings), "FALLBACK_SECRET_KEY": "another"}), storage)
+    foreign = other_app.extensions["fallback"].admission.cookie(f"a.{int(clock.now) + 600}", 600)
+    stranger = visitor(app)
+    stranger.set_cookie(COOKIE, cookie_value(foreign.split(";", 1)[0]))
+    assert stranger.get("/").status_code == 503
+
+
+def _env(settings) -> dict:
+    return {
+        "FALLBACK_MAIN_URL": settings.main_url,
+        "FALLBACK_DATABASE": settings.database,
+        "FALLBACK_ADMIT_RATE": "1/second",
+    }
+
+
+def test_a_waiting_visitor_can_leave_a_lead_and_keeps_their_place(app, clock, storage):
+    visitor(app).get("/")
+    client = visitor(app)
+    page = client.get("/").get_data(as_text=True)
+    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    posted = client.post(
+        "/_fallback/contact", data={"token": token, "path": "/", "email": "queue@example.com", "consent": "y"}
+    )
+    assert posted.status_code == 303 and "Set-Cookie" not in posted.headers
+    assert storage.leads.count()["leads"] == 1
+    again = client.get("/")
+    assert again.status_code == 503 and "number 1 in line" in again.get_data(as_text=True)
+
+
+def test_a_waiting_visitor_asking_for_json_gets_their_place_and_wait(app, clock):
+    visitor(app).get("/")
+    response = visitor(app).get("/", headers={"Accept": "application/json"})
+    assert response.status_code == 503
+    assert response.get_json() == {"state": "waiting", "place_in_line": 1, "retry_after": 2}
+
+
+def test_the_waiting_page_is_in_french_for_a_french_visitor(app, clock):
+    visitor(app).get("/")
+    html = visitor(app).get("/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert "file" in html and "secondes" in html
+
+
+def test_the_down_page_gives_no_place(app, clock, down):
+    response = visitor(app).get("/")
+    assert response.status_code == 503 and "Set-Cookie" not in response.headers
+
+
+def test_without_a_rate_nobody_gets_a_cookie(settings, storage):
+    plain = create_app(settings.__class__.from_env({**_env(settings), "FALLBACK_ADMIT_RATE": "off"}), storage)
+    response = plain.test_client().get("/")
+    assert response.status_code == 302 and "Set-Cookie" not in response.headers
+
+
+@pytest.mark.sqlite_only("PRAGMA query_only")
+def test_when_the_gate_cannot_be_written_visitors_are_sent_on_unmetered_and_the_log_says_so(
+    app, clock, storage, caplog, backend
+):
+    refuse_writes(storage)
+    response = visitor(app).get("/")
+    assert response.status_code == 302 and "Set-Cookie" not in response.headers
+    assert "admission cannot reach its gate" in caplog.text
+    refuse_writes(storage, refuse=False)
+    assert "Set-Cookie" in visitor(app).get("/").headers
+    assert "admission reaches its gate again" in caplog.text
