@@ -4,17 +4,25 @@
         ...                      # send traffic at site.url, through a proxy
         site.peak                # the most requests it ever held at once
         site.overloaded          # how many requests arrived while it already held `capacity`
+        site.timeline            # (time.monotonic(), requests held) at each change, for bench/admission.py's plot
 
 Each request takes `work` seconds. A request that arrives while the site already holds `capacity` is
 answered only after `overload_delay` seconds, with a 503: a site past its capacity gets slow for everyone,
 then fails, which is what the proxy recipes' overflow is there to prevent. Health checks (HAProxy's, and
 fallback's probes: told by their User-Agent) are answered at once and not counted: they do not pass through
 the proxy's count, and a real site answers them from a cheap endpoint. Listens on 127.0.0.1 only.
+
+Run as a script (`python tests/capacity_site.py CAPACITY WORK OVERLOAD_DELAY`), as bench/admission.py does so that
+its threads do not share an interpreter with the visitors': it prints its URL, then answers each line "collect"
+on its input with one line of JSON (peak, served, overloaded, timeline) and starts counting again; it stops at
+the end of its input.
 """
 
 from __future__ import annotations
 
 import http.server
+import json
+import sys
 import threading
 import time
 
@@ -36,12 +44,14 @@ class CapacitySite:
         self.peak = 0
         self.served = 0
         self.overloaded = 0
+        self.timeline: list[tuple[float, int]] = []
         self._server: http.server.ThreadingHTTPServer | None = None
 
     def reset(self) -> None:
         """Forget the counts (not the requests being held)."""
         with self.lock:
             self.peak, self.served, self.overloaded = self.holding, 0, 0
+            self.timeline = [(time.monotonic(), self.holding)]
 
     def _enter(self) -> bool:
         with self.lock:
@@ -49,12 +59,14 @@ class CapacitySite:
             self.holding += 1
             self.peak = max(self.peak, self.holding)
             self.overloaded += over
+            self.timeline.append((time.monotonic(), self.holding))
             return over
 
     def _leave(self) -> None:
         with self.lock:
             self.holding -= 1
             self.served += 1
+            self.timeline.append((time.monotonic(), self.holding))
 
     def __enter__(self) -> CapacitySite:
         site = self
@@ -98,3 +110,21 @@ class CapacitySite:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def serve_counts(capacity: int, work: float, overload_delay: float) -> None:
+    """The script: the URL, then the counts for each "collect" read on standard input, until its end."""
+    with CapacitySite(capacity, work, overload_delay) as site:
+        print(site.url, flush=True)
+        for line in sys.stdin:
+            if line.strip() != "collect":
+                break
+            with site.lock:
+                counts = {"peak": site.peak, "served": site.served, "overloaded": site.overloaded}
+                counts["timeline"] = list(site.timeline)
+            site.reset()
+            print(json.dumps(counts), flush=True)
+
+
+if __name__ == "__main__":
+    serve_counts(int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]))
