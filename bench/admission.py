@@ -214,8 +214,20 @@ def run(config: Config, site: MainSite, scenario: str, admission: bool) -> dict:
     figures = summary(visitors, held, config.capacity)
     figures |= {"scenario": scenario, "admission": admission, "server_log_problems": problems[:5]}
     figures["returned_at"] = None if returns_at is None else round(returns_at - start, 2)
+    sent_on = sorted(visitor.admitted_at - start for visitor in visitors if visitor.admitted_at is not None)
+    figures["busiest_second"] = busiest_second(sent_on)
     figures["timeline"] = [(round(moment - start, 3), holding) for moment, holding in held["timeline"]]
     return figures
+
+
+def busiest_second(moments: list[float]) -> int:
+    """The most of `moments` (sorted) within any one second: how bunched the visitors sent on were."""
+    most, first = 0, 0
+    for last, moment in enumerate(moments):
+        while moment - moments[first] >= 1.0:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 COLUMNS = (
@@ -227,6 +239,7 @@ COLUMNS = (
     "main site 5xx",
     "main site p99",
     "peak held",
+    "sent on in the busiest second",
     "waited",
     "wait − first estimate: median / max",
     "outside 25% or 5 s",
@@ -248,6 +261,7 @@ def table(results: list[dict], config: Config) -> str:
             f"{r['main_5xx']} of {r['main_requests']} ({r['main_5xx_rate']:.1%})",
             f"{r['main_p99_ms']:.0f} ms",
             f"{r['peak_held']} (C = {config.capacity})",
+            r["busiest_second"],
             r["waited"],
             f"{gap['median']:+.1f} s / {gap['max']:+.1f} s",
             gap["outside"],
