@@ -6,8 +6,10 @@
 
 The main site is tests/capacity_site.py's stand-in, run in a process of its own (so the visitors' threads do not
 share its interpreter): C requests at once take `--work` seconds each; one more, and it answers after 2 s with a
-503. In front of it, a real `fallback serve` (2 workers, SQLite, the checker probing the stand-in every second;
-the stand-in answers probes at once, as a real site's cheap health endpoint would) is the entry point. Each
+503. In front of it, a real `fallback serve` (2 workers, SQLite, the checker probing the stand-in every second)
+is the entry point. The probes queue at the stand-in like visitors' requests, so the checker (and
+FALLBACK_ADMIT_ADAPT) sees it slow down; with `--no-count-probes` they are answered at once, as a cheap health
+endpoint that says nothing of the load would. Each
 simulated visitor (a thread with its own cookie jar, as a browser) asks fallback for /campaign/tv as a browser
 does (text/html), and then:
 
@@ -85,6 +87,9 @@ class Config:
     down_seconds: float = 25.0
     give_up: float = 150.0
     adapt: bool = True  # FALLBACK_ADMIT_ADAPT; off, the rate is at its ceiling from the checker's first round
+    # Whether fallback's probes queue at the main site like visitors (so the checker sees it slow down and fail),
+    # or are answered at once (a cheap health endpoint that says nothing of the load).
+    count_probes: bool = True
 
     @property
     def rate(self) -> float:
@@ -98,6 +103,7 @@ class MainSite:
     def __init__(self, config: Config):
         self.command = [sys.executable, str(Path(TESTS) / "capacity_site.py")]
         self.command += [str(config.capacity), str(config.work), str(config.overload_delay)]
+        self.command += ["count-probes"] if config.count_probes else []
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> MainSite:

@@ -12,10 +12,10 @@ then fails, which is what the proxy recipes' overflow is there to prevent. Healt
 fallback's probes: told by their User-Agent) are answered at once and not counted: they do not pass through
 the proxy's count, and a real site answers them from a cheap endpoint. Listens on 127.0.0.1 only.
 
-Run as a script (`python tests/capacity_site.py CAPACITY WORK OVERLOAD_DELAY`), as bench/admission.py does so that
-its threads do not share an interpreter with the visitors': it prints its URL, then answers each line "collect"
-on its input with one line of JSON (peak, served, overloaded, timeline) and starts counting again; it stops at
-the end of its input.
+Run as a script (`python tests/capacity_site.py CAPACITY WORK OVERLOAD_DELAY [count-probes]`), as
+bench/admission.py does so that its threads do not share an interpreter with the visitors': it prints its URL,
+then answers each line "collect" on its input with one line of JSON (peak, served, overloaded, timeline) and
+starts counting again; it stops at the end of its input. With count-probes, probes queue like any request.
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ BODY = b"<!doctype html><title>Main site</title><h1>Welcome to the main site</h1
 class CapacitySite:
     """The capacity-limited main site, served from threads; counts what it held."""
 
-    def __init__(self, capacity: int, work: float = 0.1, overload_delay: float = 2.0):
+    def __init__(self, capacity: int, work: float = 0.1, overload_delay: float = 2.0, count_probes: bool = False):
         self.capacity, self.work, self.overload_delay = capacity, work, overload_delay
+        # With count_probes, health checks queue like any request: a checker then sees the site slow down.
+        self.count_probes = count_probes
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lock = threading.Lock()
@@ -79,7 +81,8 @@ class CapacitySite:
                 pass
 
             def do_GET(self):  # noqa: N802 - the base class's name
-                if any(agent in self.headers.get("User-Agent", "") for agent in HEALTH_CHECKS):
+                agent = self.headers.get("User-Agent", "")
+                if not site.count_probes and any(check in agent for check in HEALTH_CHECKS):
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(BODY)))
                     self.end_headers()
@@ -102,6 +105,11 @@ class CapacitySite:
             allow_reuse_address = True
             request_queue_size = 256
 
+            def handle_error(self, request, client_address):
+                # A client that gave up (a probe's time-out, a visitor's) is part of an overload, not a fault.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
         self._server = Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True, name="capacity site").start()
         return self
@@ -112,9 +120,9 @@ class CapacitySite:
             self._server.server_close()
 
 
-def serve_counts(capacity: int, work: float, overload_delay: float) -> None:
+def serve_counts(capacity: int, work: float, overload_delay: float, count_probes: bool) -> None:
     """The script: the URL, then the counts for each "collect" read on standard input, until its end."""
-    with CapacitySite(capacity, work, overload_delay) as site:
+    with CapacitySite(capacity, work, overload_delay, count_probes) as site:
         print(site.url, flush=True)
         for line in sys.stdin:
             if line.strip() != "collect":
@@ -127,4 +135,4 @@ def serve_counts(capacity: int, work: float, overload_delay: float) -> None:
 
 
 if __name__ == "__main__":
-    serve_counts(int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]))
+    serve_counts(int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:] == ["count-probes"])
