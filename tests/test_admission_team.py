@@ -18,7 +18,7 @@ from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
 API_TOKEN = "api-token-for-tests-admission"
-METRICS_TOKEN = "metrics-token-for-tests"
+METRICS_TOKEN = "metrics-token-for-admission-tests"
 
 
 @pytest.fixture

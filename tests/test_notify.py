@@ -8,7 +8,6 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers import FixedClock
 
 from fallback.core.settings import ConfigError, Settings
 from fallback.outbound.notify import MAX_ATTEMPTS, Notifier, deliver_pending, retry_delay
@@ -30,40 +29,30 @@ class FakeNotifier:
         return answer
 
 
-@pytest.fixture
-def clock():
-    return FixedClock()
-
-
-@pytest.fixture
-def storage(database, clock):
-    return open_storage(database, clock)
-
-
-def test_each_flip_and_forced_mode_is_announced_once(storage):
-    storage.flag.flip("unknown", "down", "HTTP 503")
-    storage.flag.set_mode("down", reason="TV", by="cli")
+def test_each_flip_and_forced_mode_is_announced_once(clocked_storage):
+    clocked_storage.flag.flip("unknown", "down", "HTTP 503")
+    clocked_storage.flag.set_mode("down", reason="TV", by="cli")
     notifier = FakeNotifier([])
-    assert deliver_pending(storage, notifier, "Acme") == 2
-    assert deliver_pending(storage, notifier, "Acme") == 0
+    assert deliver_pending(clocked_storage, notifier, "Acme") == 2
+    assert deliver_pending(clocked_storage, notifier, "Acme") == 0
     assert notifier.sent == ["[Acme] main site down", "[Acme] mode set to down"]
 
 
-def test_a_failed_announcement_is_retried_later_then_given_up(storage, clock):
-    storage.flag.flip("unknown", "down", "HTTP 503")
+def test_a_failed_announcement_is_retried_later_then_given_up(clocked_storage, clock):
+    clocked_storage.flag.flip("unknown", "down", "HTTP 503")
     notifier = FakeNotifier([ConnectionError("refused")] * MAX_ATTEMPTS)
     for _ in range(MAX_ATTEMPTS):
-        assert deliver_pending(storage, notifier) == 0
-        assert deliver_pending(storage, notifier) == 0  # not due yet: no hammering
+        assert deliver_pending(clocked_storage, notifier) == 0
+        assert deliver_pending(clocked_storage, notifier) == 0  # not due yet: no hammering
         clock.now += timedelta(seconds=301)
     assert len(notifier.sent) == MAX_ATTEMPTS
-    [event] = storage.events.recent()
+    [event] = clocked_storage.events.recent()
     assert event["gave_up_at"] is not None and "refused" in event["last_error"]
 
 
-def test_a_claimed_event_is_not_sent_by_another_process(storage, database, clock):
-    storage.flag.flip("unknown", "down", "HTTP 503")
-    assert len(storage.events.claim(60)) == 1
+def test_a_claimed_event_is_not_sent_by_another_process(clocked_storage, database, clock):
+    clocked_storage.flag.flip("unknown", "down", "HTTP 503")
+    assert len(clocked_storage.events.claim(60)) == 1
     assert open_storage(database, clock).events.claim(60) == []
 
 
@@ -92,15 +81,15 @@ class Receiver(BaseHTTPRequestHandler):
         pass
 
 
-def test_apprise_delivers_to_a_local_json_receiver(storage):
+def test_apprise_delivers_to_a_local_json_receiver(clocked_storage):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         Receiver.received = []
-        storage.flag.flip("unknown", "down", "connection refused")
+        clocked_storage.flag.flip("unknown", "down", "connection refused")
         notifier = Notifier([f"json://127.0.0.1:{server.server_port}/hook"])
-        assert deliver_pending(storage, notifier, "Acme") == 1
+        assert deliver_pending(clocked_storage, notifier, "Acme") == 1
         [message] = Receiver.received
         assert message["title"] == "[Acme] main site down"
         assert "connection refused" in message["message"]
@@ -109,9 +98,9 @@ def test_apprise_delivers_to_a_local_json_receiver(storage):
         server.server_close()
 
 
-def test_an_unreachable_receiver_is_a_failure_not_a_crash(storage):
+def test_an_unreachable_receiver_is_a_failure_not_a_crash(clocked_storage):
     from procs import free_port
 
-    storage.flag.flip("unknown", "down", "HTTP 503")
-    assert deliver_pending(storage, Notifier([f"json://127.0.0.1:{free_port()}/hook"])) == 0
-    assert storage.events.recent()[0]["attempts"] == 1
+    clocked_storage.flag.flip("unknown", "down", "HTTP 503")
+    assert deliver_pending(clocked_storage, Notifier([f"json://127.0.0.1:{free_port()}/hook"])) == 0
+    assert clocked_storage.events.recent()[0]["attempts"] == 1

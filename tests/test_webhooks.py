@@ -11,7 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from helpers import FixedClock, contact_fields, csrf_token, log_in
+from helpers import contact_fields, csrf_token, log_in
 from standardwebhooks import Webhook
 from webhook_receiver import HANG, Receiver
 
@@ -22,11 +22,6 @@ from fallback.storage import NewLead, open_storage
 
 BACKENDS = ["sqlite", "postgres"]
 SECRET = "whsec_" + base64.b64encode(b"a test secret of 32 bytes, quite").decode()
-
-
-@pytest.fixture
-def clock():
-    return FixedClock()
 
 
 @pytest.fixture
@@ -255,7 +250,7 @@ def test_a_hung_receiver_never_delays_visitors(hook_env, hook_storage, receiver)
     receiver.answers = [HANG] * 10
     hook_storage.flag.set_mode("down", by="cli")
     sender = sender_for(hook_env, hook_storage)
-    sender.timeout = (2.0, 5.0)
+    sender.timeout = (2.0, 30.0)  # a visitor made to wait for the post would wait this long
     stop = threading.Event()
     sending = threading.Thread(target=sender.deliver_pending, args=(stop,))
     sending.start()
@@ -265,10 +260,12 @@ def test_a_hung_receiver_never_delays_visitors(hook_env, hook_storage, receiver)
         fields = contact_fields(client, email=f"visitor{index}@example.org")
         started = time.monotonic()
         assert client.post("/_fallback/contact", data=fields).status_code == 303
-        assert time.monotonic() - started < 1.0
-    assert sending.is_alive()  # still waiting on the receiver
+        assert time.monotonic() - started < 10  # a third of the post's timeout: loose enough for a busy machine
+    assert sending.is_alive()  # still waiting on the receiver: every visitor was thanked meanwhile
     stop.set()
+    receiver.closing.set()  # the hung answer ends (unanswered), and the sender with it
     sending.join(15)
+    assert not sending.is_alive()
     counts = hook_storage.webhooks.counts()
     assert counts["pending"] == 6 and counts["delivered"] == 0  # the 5 leads queued, none lost
 
@@ -346,13 +343,13 @@ def test_the_process_holding_the_checker_lease_sends_them_in_the_background(hook
     settings = Settings.from_env({**hook_env, "FALLBACK_MAIN_URL": receiver.url, "FALLBACK_CHECK_INTERVAL": "1"})
     app = create_app(settings)
     storage = app.extensions["fallback"].storage
-    stop = start_in_background(settings, storage)
+    background = start_in_background(settings, storage)
     try:
         storage.flag.set_mode("down", reason="deploy", by="api")
         [post] = receiver.wait_for(1)
         assert verified(post)["data"]["reason"] == "deploy"
     finally:
-        stop.set()  # the checker gives its lease up as it stops
+        background.stop()  # the checker gives its lease up as it stops
 
 
 def _timing_out_once(sender):

@@ -23,6 +23,10 @@ PREFIX = "FALLBACK_"
 UNNAMED_SITE = "our site"
 # Log-in failures are limited (fallback.logins); the password's length is what makes that limit enough.
 MIN_PASSWORD_LENGTH = 12
+# Wrong tokens are limited too, but a token is a machine's: 24 random characters cannot be guessed at all.
+MIN_TOKEN_LENGTH = 24
+TOKEN_RECIPE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+TOKENS = ("export_token", "api_token", "metrics_token")
 # The platforms' own variables (Heroku, Scalingo, Dokku, Clever Cloud set them), read without the prefix.
 UNPREFIXED = ("PORT", "WEB_CONCURRENCY")
 
@@ -36,6 +40,24 @@ class ConfigError(ValueError):
         shown = "" if hidden else f", got {value!r}"
         super().__init__(f"{variable}: expected {expected}{shown}")
         self.variable = variable
+        self.parts = [self]
+
+    @classmethod
+    def all_of(cls, errors: list[ConfigError]) -> ConfigError:
+        """One error naming every setting in `errors` (one per variable): a user fixes them all in one go."""
+        if len(errors) == 1:
+            return errors[0]
+        combined = cls.__new__(cls)
+        lines = "\n".join(f"  {error}" for error in errors)
+        ValueError.__init__(combined, f"{len(errors)} settings are missing or wrong:\n{lines}")
+        combined.variable = errors[0].variable
+        combined.parts = [part for error in errors for part in error.parts]
+        return combined
+
+
+def missing_main_url() -> ConfigError:
+    """FALLBACK_MAIN_URL is needed here and not set."""
+    return ConfigError(PREFIX + "MAIN_URL", "the main site's base URL, such as https://www.example.com")
 
 
 def _has_credentials(value: str) -> bool:
@@ -144,7 +166,7 @@ class Settings:
     )
     export_token: str | None = secret(
         "EXPORT_TOKEN",
-        "bearer token for scripted CSV export; without it only a logged-in admin can export",
+        "bearer token for scripted CSV export, 24 characters at least; without it only a logged-in admin can export",
     )
     form_min_seconds: float = setting(
         "FORM_MIN_SECONDS",
@@ -232,7 +254,8 @@ class Settings:
     )
     api_token: str | None = secret(
         "API_TOKEN",
-        "bearer token for the control API (`/_fallback/api/v1/`); without it the API answers 404",
+        "bearer token for the control API (`/_fallback/api/v1/`), 24 characters at least; without it the API"
+        " answers 404",
     )
     webhook_urls: tuple[str, ...] = setting(
         "WEBHOOK_URLS",
@@ -249,8 +272,8 @@ class Settings:
     )
     metrics_token: str | None = secret(
         "METRICS_TOKEN",
-        "bearer token for `/_fallback/metrics` (Prometheus); the API token works too; with neither, the route"
-        " answers 404",
+        "bearer token for `/_fallback/metrics` (Prometheus), 24 characters at least; the API token works too; with"
+        " neither, the route answers 404",
     )
     quorum: int = setting(
         "QUORUM",
@@ -303,15 +326,36 @@ class Settings:
             object.__setattr__(self, "check_urls", (self.main_url,))
         if not self.site_name:
             object.__setattr__(self, "site_name", host or UNNAMED_SITE)
+        problems = self.mismatches()
+        if problems:
+            raise ConfigError.all_of(problems)
+
+    def mismatches(self) -> list[ConfigError]:
+        """The settings that another setting makes required or wrong."""
+        problems = []
         if self.smtp_url and not self.mail_from:
-            raise ConfigError(PREFIX + "MAIL_FROM", "a sender for follow-up mail, since FALLBACK_SMTP_URL is set")
+            problems.append(
+                ConfigError(PREFIX + "MAIL_FROM", "a sender for follow-up mail, since FALLBACK_SMTP_URL is set")
+            )
         if self.smtp_url and not self.public_url:
             # The unsubscribe link of every follow-up message points there.
-            raise ConfigError(PREFIX + "PUBLIC_URL", "where visitors reach fallback, since FALLBACK_SMTP_URL is set")
+            problems.append(
+                ConfigError(PREFIX + "PUBLIC_URL", "where visitors reach fallback, since FALLBACK_SMTP_URL is set")
+            )
         if self.admin_password is not None and len(self.admin_password.strip()) < MIN_PASSWORD_LENGTH:
-            raise ConfigError(PREFIX + "ADMIN_PASSWORD", f"{MIN_PASSWORD_LENGTH} characters at least", secret=True)
+            problems.append(
+                ConfigError(PREFIX + "ADMIN_PASSWORD", f"{MIN_PASSWORD_LENGTH} characters at least", secret=True)
+            )
+        for field in TOKENS:
+            token = getattr(self, field)
+            if token is not None and len(token.strip()) < MIN_TOKEN_LENGTH:
+                expected = f"a token of {MIN_TOKEN_LENGTH} characters at least; make one with: {TOKEN_RECIPE}"
+                problems.append(ConfigError(PREFIX + field.upper(), expected, secret=True))
         if self.webhook_urls and not self.webhook_secret:
-            raise ConfigError(PREFIX + "WEBHOOK_SECRET", "a signing secret, since FALLBACK_WEBHOOK_URLS is set")
+            problems.append(
+                ConfigError(PREFIX + "WEBHOOK_SECRET", "a signing secret, since FALLBACK_WEBHOOK_URLS is set")
+            )
+        return problems
 
     @classmethod
     def declared(cls) -> list[Variable]:
@@ -324,15 +368,33 @@ class Settings:
         return [variable.name for variable in cls.declared()]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `environ` (the process environment by default); ConfigError names a bad variable."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, need_main_url: bool = False) -> Settings:
+        """Build settings from `environ` (the process environment by default), with FALLBACK_MAIN_URL set if
+        `need_main_url`; one ConfigError names every variable that is missing or wrong."""
         environ = os.environ if environ is None else environ
-        return cls(**{field.name: field.metadata["variable"].read(environ) for field in dataclasses.fields(cls)})
+        values, problems = {}, []
+        for field in dataclasses.fields(cls):
+            try:
+                values[field.name] = field.metadata["variable"].read(environ)
+            except ConfigError as error:
+                problems.append(error)
+                values[field.name] = None  # read as unset, so the checks between settings still run
+        named = {error.variable for error in problems}
+        if need_main_url and not values["main_url"] and PREFIX + "MAIN_URL" not in named:
+            problems.append(missing_main_url())
+        try:
+            settings = cls(**values)
+        except ConfigError as mismatched:
+            problems += [error for error in mismatched.parts if error.variable not in named]
+            raise ConfigError.all_of(problems) from None
+        if problems:
+            raise ConfigError.all_of(problems)
+        return settings
 
     def require_main_url(self) -> str:
         """The main URL, or a ConfigError saying it is needed."""
         if not self.main_url:
-            raise ConfigError(PREFIX + "MAIN_URL", "the main site's base URL, such as https://www.example.com")
+            raise missing_main_url()
         return self.main_url
 
     @property

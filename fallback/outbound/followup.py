@@ -80,7 +80,6 @@ class FollowupSender:
         message = followup_message(
             self.templates,
             to=item["email"],
-            name=item["name"],
             language=item["language"] or "en",
             site_name=self.settings.site_name or "",
             link=main_site_link(self.settings.require_main_url(), item["landing_path"]),

@@ -6,8 +6,10 @@ import atexit
 import fcntl
 import os
 import shutil
+import signal
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,10 +18,12 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from fallback.core.logs import COMBINED, use_json
+from fallback.core.paths import owner_only
 from fallback.core.settings import Settings
 from fallback.storage import Storage
 
 if TYPE_CHECKING:
+    from fallback.checking.checker import Checker
     from fallback.core.counters import Metrics
 
 # prometheus_client's variable (fallback.metrics reads it; not imported here, so that the master never loads it early).
@@ -51,7 +55,37 @@ class GunicornServer(BaseApplication):
         return create_app(self.settings, threads=self.options["threads"])
 
 
-class JsonLogger(glogging.Logger):
+class PrivateLogger(glogging.Logger):
+    """gunicorn's logger, but the access log holds no query string and its file is readable by its owner only.
+
+    A query can hold a lead's address (`DELETE leads?email=`, logged even when refused, and kept after the
+    erasure), an unsubscribe token (`?t=`) or an admin's search (`q=`): the request line and the referer
+    are logged without theirs (SPEC 5, Privacy).
+    """
+
+    def setup(self, cfg) -> None:
+        """Create (or tighten) the access log file 0600 before gunicorn opens it for appending."""
+        if cfg.accesslog and cfg.accesslog != "-":
+            owner_only(cfg.accesslog, create=True)
+        super().setup(cfg)
+
+    def atoms(self, resp, req, environ, request_time) -> dict:
+        """gunicorn's atoms, the request line's and the referer's queries left out."""
+        atoms = super().atoms(resp, req, environ, request_time)
+        target = environ.get("RAW_URI", "").partition("?")[0]
+        atoms["r"] = f"{environ['REQUEST_METHOD']} {target} {environ['SERVER_PROTOCOL']}"
+        atoms["q"] = "-"
+        atoms["f"] = without_query(atoms.get("f", "-"))
+        atoms["{referer}i"] = atoms["f"]
+        return atoms
+
+
+def without_query(url: str) -> str:
+    """A logged URL without its query or fragment (the referer of an admin search, an unsubscribe page)."""
+    return url.partition("?")[0].partition("#")[0]
+
+
+class JsonLogger(PrivateLogger):
     """gunicorn's logger writing JSON lines, and fallback's own loggers with it (FALLBACK_LOG_FORMAT=json)."""
 
     def setup(self, cfg) -> None:
@@ -86,14 +120,50 @@ class InstanceLock:
         return True
 
 
+# How long a leaving worker waits for its background threads (a probe, a mail being sent) once the lease is given up.
+JOIN_SECONDS = 3.0
+
+
+class Background:
+    """The checker and its senders, running in daemon threads of this process."""
+
+    def __init__(self, checker: Checker, stopping: threading.Event):
+        self.checker = checker
+        self.stopping = stopping
+        self.threads: list[threading.Thread] = []
+
+    def start(self, target, *args, name: str) -> None:
+        """Run `target(*args)` in a daemon thread named `name`."""
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def stop_soon(self) -> None:
+        """Give the lease up now, in a thread of its own (it may wait for a round's writes); no thread is joined."""
+        self.stopping.set()
+        threading.Thread(target=self.checker.release, name="fallback-release", daemon=True).start()
+
+    def stop(self, seconds: float = JOIN_SECONDS) -> None:
+        """End the threads: the lease is given up at once, even mid-probe, then each thread gets `seconds` in all.
+
+        Daemon threads die with the process: unless it is given up here, the lease outlives the process and
+        another checker waits for it to lapse (three intervals and a timeout) before it takes over.
+        """
+        self.stopping.set()
+        self.checker.release()
+        deadline = time.monotonic() + seconds
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def start_in_background(
     settings: Settings,
     storage: Storage,
     self_key: bytes | None = None,
     metrics: Metrics | None = None,
     vantage: str | None = None,
-) -> threading.Event:
-    """Run a checker (with the notifier, the follow-up and webhook senders) in daemon threads; set `stop` to end them.
+) -> Background:
+    """Run a checker (with the notifier, the follow-up and webhook senders) in daemon threads, until `stop()`.
 
     With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such; with
     `metrics`, the checker counts its probes and flips there. `vantage` names this instance under a quorum.
@@ -106,27 +176,25 @@ def start_in_background(
     folder = os.environ.get(MULTIPROC_ENV)  # set by serve() in the master; absent when a test calls this alone
     prober = InstanceLock(folder).held if folder else None
     checker = Checker(settings, storage, self_key=self_key, metrics=metrics, vantage=vantage, prober=prober)
-    threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
+    background = Background(checker, stop)
+    background.start(checker.run, stop, name="fallback-checker")
     if settings.notify_urls:
         notifier = Notifier(settings.notify_urls)
-        threading.Thread(
-            target=deliver_forever,
-            args=(storage, notifier, checker, stop, settings.site_name),
-            name="fallback-notifier",
-            daemon=True,
-        ).start()
+        background.start(
+            deliver_forever, storage, notifier, checker, stop, settings.site_name, name="fallback-notifier"
+        )
     if settings.smtp_url:
         from fallback.outbound.followup import FollowupSender
         from fallback.serving.app import secret_key_for
 
         sender = FollowupSender(settings, storage, secret_key_for(settings, storage))
-        threading.Thread(target=sender.run, args=(checker, stop), name="fallback-followup", daemon=True).start()
+        background.start(sender.run, checker, stop, name="fallback-followup")
     if settings.webhook_urls:
         from fallback.outbound.webhooks import WebhookSender
 
         hooks = WebhookSender(settings, storage)
-        threading.Thread(target=hooks.run, args=(checker, stop), name="fallback-webhooks", daemon=True).start()
-    return stop
+        background.start(hooks.run, checker, stop, name="fallback-webhooks")
+    return background
 
 
 def start_checker(worker) -> None:
@@ -134,16 +202,34 @@ def start_checker(worker) -> None:
     from fallback.checking.selfprobe import probe_key
 
     runtime = worker.wsgi.extensions["fallback"]
-    worker.fallback_checker_stop = start_in_background(
+    worker.fallback_background = background = start_in_background(
         runtime.settings, runtime.storage, probe_key(runtime.secret_key), runtime.metrics, worker.app.vantage
     )
+    release_on_sigterm(background)
+
+
+def release_on_sigterm(background: Background) -> None:
+    """Give the lease up when the worker is told to stop, before gunicorn's own handler begins the graceful exit.
+
+    A worker may take seconds to exit after SIGTERM (it ends its requests first; its master then reaps it):
+    the checker moves to another process at once instead, while this one still answers visitors.
+    """
+    graceful = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame) -> None:
+        background.stop_soon()
+        if callable(graceful):
+            graceful(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn set it: a stop must not interrupt a request's I/O
 
 
 def stop_checker(server, worker) -> None:
-    """gunicorn hook: a leaving worker gives its lease up so another takes over at once."""
-    stop = getattr(worker, "fallback_checker_stop", None)
-    if stop is not None:
-        stop.set()
+    """gunicorn hook, in a leaving worker (its requests done): give the lease up, so another takes over at once."""
+    background = getattr(worker, "fallback_background", None)
+    if background is not None:
+        background.stop()
 
 
 def forget_worker(server, worker) -> None:
@@ -221,7 +307,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int, 
             # Off by default: writing a line per request costs the hot path (docs/configuration.md, Logs).
             "accesslog": settings.access_log,
             "access_log_format": COMBINED,
-            "logger_class": JsonLogger if settings.log_format == "json" else glogging.Logger,
+            "logger_class": JsonLogger if settings.log_format == "json" else PrivateLogger,
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "fallback",

@@ -18,6 +18,7 @@ from fallback.storage.leads import LEAD_COLUMNS, LeadStore, Submission, email_ke
 from fallback.storage.limits import LimitStore, RateCheck
 from fallback.storage.records import NewLead
 from fallback.storage.schema import MIGRATIONS
+from fallback.storage.spam import SpamStore
 from fallback.storage.verdicts import Verdict, VerdictStore
 from fallback.storage.webhooks import WebhookStore
 
@@ -51,6 +52,7 @@ class Storage(Protocol):
         ...
 
     leads: LeadStore
+    spam: SpamStore  # suspected spam, listed and rescued by an admin
     flag: FlagStore
     checker: CheckerStore  # the checker's lease, heartbeat and probes; the lease is the backend's own
     events: EventStore

@@ -291,8 +291,15 @@ def add_verdicts_and_drill_leads(db: sqlite_utils.Database) -> None:
     db.table("leads").add_column("drill", int, not_null_default=0)
 
 
+def rekey_leads_by_address(db: sqlite_utils.Database) -> None:
+    """Version 9: leads keyed on the address with its domain IDNA-encoded and only ASCII lower-cased (storage.rekey)."""
+    from fallback.storage.rekey import rekey_leads
+
+    rekey_leads(db.execute)
+
+
 def add_admission(db: sqlite_utils.Database) -> None:
-    """Version 9: the admission gate's one row (fallback.core.admission), and the rate's recent history."""
+    """Version 10: the admission gate's one row (fallback.core.admission), and the rate's recent history."""
     db.table("admission").create(
         {"id": int, "next_place": int, "mark_place": float, "mark_at": float, "rate": float, "holding": int},
         pk="id",
@@ -317,5 +324,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     add_follow_up,
     add_webhooks,
     add_verdicts_and_drill_leads,
+    rekey_leads_by_address,
     add_admission,
 ]

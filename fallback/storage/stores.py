@@ -15,6 +15,7 @@ from fallback.storage.flag import FlagStore
 from fallback.storage.followups import FollowupStore
 from fallback.storage.leads import LeadStore
 from fallback.storage.limits import LimitStore
+from fallback.storage.spam import SpamStore
 from fallback.storage.verdicts import VerdictStore
 from fallback.storage.webhooks import WebhookStore
 
@@ -27,6 +28,7 @@ class Stores:
         # Before the stores whose changes are events: they queue them in their own transactions.
         self.webhooks = WebhookStore(db)
         self.leads = LeadStore(db, self.webhooks)
+        self.spam = SpamStore(db, self.webhooks)
         self.flag = FlagStore(db, self.webhooks)
         self.checker = checker
         self.events = EventStore(db)

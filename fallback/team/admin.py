@@ -23,16 +23,14 @@ from markupsafe import Markup
 
 from fallback.checking.status import status_document
 from fallback.core.clock import utcnow
-from fallback.core.durations import parse_duration
 from fallback.core.redact import redact_url
 from fallback.storage import Storage, StorageError
 from fallback.team.charts import latency_chart, rate_chart
 from fallback.team.export import csv_chunks, parse_bound
 from fallback.team.forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
-from fallback.team.logins import login_limits
-from fallback.team.modes import change_mode, change_notice
+from fallback.team.plain_errors import plain_error
 from fallback.team.sessions import end_every_session, has_admin_session, open_admin_session
-from fallback.team.tokens import bearer_token, same_secret
+from fallback.team.tokens import Refusal, bearer_token, check_secret
 from fallback.web.guard import is_cross_site
 from fallback.web.runtime import runtime
 
@@ -43,6 +41,11 @@ blueprint = Blueprint("admin", __name__, url_prefix="/_fallback/admin")
 LEADS_PER_PAGE = 25
 WEBHOOKS_SHOWN = 20
 ADMISSION_CHART_MINUTES = 10
+
+
+def text_response(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    """A plain-text answer: nothing in it can be read as markup, whatever it quotes from the request."""
+    return Response(text, status, headers, mimetype="text/plain")
 
 
 def is_admin() -> bool:
@@ -61,7 +64,7 @@ def require_password_setting() -> Response | None:
     if not runtime().settings.admin_password and request.endpoint != "admin.export_csv":
         abort(404)
     if request.method == "POST" and is_cross_site():
-        return make_response("Admin forms may only be sent from the admin pages.\n", 403)
+        return text_response("Admin forms may only be sent from the admin pages.\n", 403)
     if session.get("admin") and not is_admin():
         session.clear()  # ended (log-out, new password, 8 hours): the browser drops the cookie
     return None
@@ -98,6 +101,12 @@ def admission_chart(storage: Storage, ceiling: float | None, now: datetime) -> M
     return rate_chart(storage.admission.samples(now - timedelta(minutes=ADMISSION_CHART_MINUTES)), ceiling)
 
 
+@blueprint.app_template_filter("plain_error")
+def plain_error_filter(raw: str | None) -> str:
+    """A recorded failure as a sentence a person can act on (fallback.team.plain_errors)."""
+    return plain_error(raw)
+
+
 @blueprint.get("")
 @blueprint.get("/")
 def dashboard() -> Response | str:
@@ -125,7 +134,7 @@ def dashboard() -> Response | str:
         query=query,
         page=page,
         pages=max(1, math.ceil(total / LEADS_PER_PAGE)),
-        spam=rt.storage.leads.recent(20, spam=True),
+        spam=rt.storage.spam.list(20),
         changes=rt.storage.flag.mode_changes(10),
         deliveries=recent_deliveries(rt.storage) if rt.settings.webhook_urls else None,
         mode_form=ModeForm(meta=csrf_meta()),
@@ -142,36 +151,30 @@ def recent_deliveries(storage: Storage) -> list[dict]:
 
 @blueprint.post("/login")
 def login() -> ResponseReturnValue:
-    """Check the password in constant time and open an admin session."""
+    """Check the password in constant time and open an admin session; failures are limited (fallback.team.tokens)."""
     rt = runtime()
-    # Counted before the password is checked, so that parallel guesses cannot slip past the count.
-    limits, now = login_limits(rt.settings, rt.secret_key, request.remote_addr), rt.storage.clock()
+    form = LoginForm(request.form, meta=csrf_meta())
+    if not form.validate():  # an expired or missing CSRF token: no password was tried
+        fresh = LoginForm(meta=csrf_meta())
+        fresh.password.errors = form.password.errors or ["Your session expired: please log in again."]
+        return make_response(render_template("admin/login.html", form=fresh), 401)
     try:
-        wait = rt.storage.limits.take(limits, now)
+        password = form.password.data or ""
+        checked = check_secret(rt, password, {"admin": rt.settings.admin_password}, "admin password", "login")
     except StorageError as error:
         log.error("log-in refused, the database is unavailable: %s", error)
-        return make_response("The database is unavailable; try again shortly.\n", 503)
-    if wait is not None:
-        log.warning("admin log-in from %s refused: too many failed log-ins", request.remote_addr)
-        fresh = LoginForm(meta=csrf_meta())
-        fresh.password.errors = [f"Too many attempts: wait {math.ceil(wait)} seconds and try again."]
-        response = make_response(render_template("admin/login.html", form=fresh), 429)
-        response.headers["Retry-After"] = str(math.ceil(wait))
-        return response
-    form = LoginForm(request.form, meta=csrf_meta())
-    if form.validate() and same_secret(form.password.data, rt.settings.admin_password):
-        try:
-            rt.storage.limits.give_back(limits, now)  # only failures spend the budgets
-        except StorageError as error:  # the admin is let in all the same; one attempt stays counted
-            log.error("a successful log-in could not be given back to the limits: %s", error)
+        return text_response("The database is unavailable; try again shortly.\n", 503)
+    if not isinstance(checked, Refusal):
         open_admin_session(rt)
         return redirect(url_for("admin.dashboard"), 303)
-    log.warning("failed admin log-in from %s", request.remote_addr)
-    if not form.errors:
-        form.password.errors = ["Wrong password."]
     fresh = LoginForm(meta=csrf_meta())
-    fresh.password.errors = form.password.errors or ["Your session expired: please log in again."]
-    return make_response(render_template("admin/login.html", form=fresh), 401)
+    if checked.status == 429:
+        fresh.password.errors = [f"Too many attempts ({checked.detail}): try again then."]
+    else:
+        fresh.password.errors = ["Wrong password."]
+    response = make_response(render_template("admin/login.html", form=fresh), checked.status)
+    response.headers.update(checked.headers)
+    return response
 
 
 @blueprint.post("/logout")
@@ -184,116 +187,33 @@ def logout() -> ResponseReturnValue:
     return redirect(url_for("admin.dashboard"), 303)
 
 
-def refuse_action() -> Response | None:
-    """The answer refusing a dashboard button's POST (403 without a session, 400 without its CSRF token), or None."""
-    if not is_admin():
-        abort(403)
-    if not LogoutForm(request.form, meta=csrf_meta()).validate():
-        return make_response("The form expired: reload the dashboard and try again.\n", 400)
-    return None
-
-
-@blueprint.post("/leads/<int:lead_id>/delete")
-def delete_lead(lead_id: int) -> ResponseReturnValue:
-    """Erase one lead, for a visitor who asked, or an obvious mistake."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
-    try:
-        found = runtime().storage.leads.delete(lead_id)
-    except StorageError as error:  # not erased for real: say so, never a "deleted"
-        log.error("lead %d not fully erased: %s", lead_id, error)
-        return Response(
-            f"Not fully erased: {error}.\nSend this delete again once that is done: it will finish the erasure "
-            "(and answer that the lead is gone).\n",
-            503,
-            mimetype="text/plain",
-        )
-    if not found:
-        abort(404)
-    log.info("lead %d erased by an admin", lead_id)
-    return redirect(url_for("admin.dashboard", q=request.args.get("q") or None), 303)
-
-
-@blueprint.post("/webhooks/<int:delivery_id>/retry")
-def retry_webhook(delivery_id: int) -> ResponseReturnValue:
-    """Post one webhook delivery again now (a receiver that was fixed, or that lost it)."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
-    if not runtime().storage.webhooks.retry(delivery_id):
-        abort(404)
-    log.info("webhook delivery %d queued again by an admin", delivery_id)
-    return redirect(url_for("admin.dashboard", _anchor="webhooks"), 303)
-
-
-@blueprint.post("/mode")
-def set_mode() -> ResponseReturnValue:
-    """Force the page on or off, or hand back to the checker."""
-    if not is_admin():
-        abort(403)
-    form = ModeForm(request.form, meta=csrf_meta())
-    if not form.validate():
-        return make_response(" ".join(f"{name}: {'; '.join(errors)}" for name, errors in form.errors.items()), 400)
-    rt = runtime()
-    until = utcnow() + parse_duration(form.duration.data) if form.duration.data and form.mode.data != "auto" else None
-    change_mode(rt.storage, form.mode.data, until=until, reason=form.reason.data or None, by="admin (web)")
-    rt.flag.invalidate()
-    rt.status.invalidate()
-    return redirect(url_for("admin.dashboard"), 303)
-
-
-@blueprint.post("/notice")
-def set_notice() -> ResponseReturnValue:
-    """Set or clear the public notice shown on the page."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
-    rt = runtime()
-    text = "" if "clear" in request.form else request.form.get("notice", "")
-    try:
-        change_notice(rt.storage, text, by="admin (web)")
-    except ValueError as error:
-        return Response(f"notice: {error}\n", 400, mimetype="text/plain")
-    rt.flag.invalidate()
-    return redirect(url_for("admin.dashboard", _anchor="notice-heading"), 303)
-
-
-@blueprint.post("/followup/send")
-def send_followups_now() -> ResponseReturnValue:
-    """Make every pending follow-up message due at once: the sender thread takes them within a second."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
-    # Only the flag in the queue changes here: the sending stays in the checker's process, off any request.
-    due = runtime().storage.followups.send_now()
-    log.info("an admin asked to send the %d pending follow-up message(s) now", due)
-    return redirect(url_for("admin.dashboard", _anchor="followup"), 303)
-
-
 @blueprint.get("/export.csv")
 def export_csv() -> Response:
     """The leads as CSV, for a logged-in admin or a caller with the export bearer token."""
     rt = runtime()
-    if not (same_secret(bearer_token(), rt.settings.export_token) or (rt.settings.admin_password and is_admin())):
+    if not (rt.settings.admin_password and is_admin()):
         if not rt.settings.admin_password and not rt.settings.export_token:
             abort(404)
-        response = make_response(
-            "export needs an admin session or Authorization: Bearer <FALLBACK_EXPORT_TOKEN>\n", 401
-        )
-        response.headers["WWW-Authenticate"] = 'Bearer realm="fallback export"'
-        return response
+        checked = check_secret(rt, bearer_token(), {"export": rt.settings.export_token}, "token")
+        if isinstance(checked, Refusal):
+            if checked.status == 429:
+                return text_response(f"{checked.detail}\n", 429, checked.headers)
+            return text_response(
+                "export needs an admin session or Authorization: Bearer <FALLBACK_EXPORT_TOKEN>\n",
+                401,
+                {"WWW-Authenticate": 'Bearer realm="fallback export"'},
+            )
     try:
         since = parse_bound(request.args.get("since"), "since")
         until = parse_bound(request.args.get("until"), "until")
-    except ValueError as error:
-        return make_response(f"{error}\n", 400)
+    except ValueError as error:  # it quotes the request: plain text, never markup
+        return text_response(f"{error}\n", 400)
     try:
         chunks = csv_chunks(rt.storage.leads.iter(since, until))
         first = next(chunks)
     except StorageError as error:
         log.error("export failed: %s", error)
-        return make_response("the database could not be read; try again shortly\n", 503)
+        return text_response("the database could not be read; try again shortly\n", 503)
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
 
     def stream():
