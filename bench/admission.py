@@ -1,6 +1,6 @@
 """Admission against a capacity-limited main site: a spike, and a recovery, with FALLBACK_ADMIT_RATE off and on.
 
-    python bench/admission.py                          # about 4 minutes on a shared 2-core machine
+    python bench/admission.py                          # 5 to 10 minutes on a shared 2-core machine
     python bench/admission.py --plot docs/admission-bench.png --json
     python bench/admission.py --spike 40 --recovery 60 --capacity 6   # seconds: what tests/test_admission_bench.py runs
 
@@ -34,8 +34,10 @@ Sizing: 2 shared cores also run fallback's workers, the stand-in and every visit
 (400 visitors in 4 s, 100 a second) is 2.5 times what the main site takes (C = 20, 0.1 s a request, k = 5: 40
 visitors a second) and 5 times the rate (20 a second), so without admission it overflows at once, and with it the
 line lasts about 20 s. The recovery's 1,000 visitors come back within a few seconds of the return, 25 times what
-the main site takes in a second. Every loop is bounded: each visitor gives up after `--give-up` seconds, each
-run's threads are joined within that bound, and every server is stopped at the end, on error too.
+the main site takes in a second. Every loop is bounded: each visitor gives up after `--give-up` seconds (a run
+can last that long: when the checker shows the page, as probes queueing at a main site past C make it do,
+visitors sent back to the page wait its 120 s), each run's threads are joined within that bound, and every
+server is stopped at the end, on error too.
 
 Prints one Markdown table (and with `--json`, the figures and the held-requests timelines). Loopback only.
 Exit status: 0, or 1 when admission on lost a visitor or let the main site hold more than C (the goal).
