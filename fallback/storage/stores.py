@@ -9,6 +9,7 @@ from datetime import datetime
 from fallback.core.clock import iso
 from fallback.storage.base import Database
 from fallback.storage.checker import CheckerStore
+from fallback.storage.digests import DigestStore
 from fallback.storage.events import EventStore
 from fallback.storage.flag import FlagStore
 from fallback.storage.followups import FollowupStore
@@ -28,6 +29,7 @@ class Stores:
         self.checker = checker
         self.events = EventStore(db)
         self.outbox = OutboxStore(db)
+        self.digests = DigestStore(db)
         self.limits = LimitStore(db)
         self.followups = FollowupStore(db)
         self.verdicts = VerdictStore(db)
