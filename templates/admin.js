@@ -13,7 +13,8 @@
       .then(function (status) {
         if (!status) { return; }
         set("served", status.served === "down" ? "the page" : "redirected", status.served);
-        set("state", status.state, status.state);
+        set("why", status.mode !== "auto" ? "forced by an admin" : "the checker decides");
+        set("checked", status.checked_state, status.checked_state);
         set("mode", status.mode);
         set("leads", String(status.leads));
         set("since", status.since ? status.since.slice(11, 16) : "—");

@@ -21,6 +21,7 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # each accepted message as the server received it, before any parsing
         self.answers: list[str] = []
         self.delay = 0.0
         self.lock = threading.Lock()
@@ -29,6 +30,7 @@ class Mailbox:
         with self.lock:
             if self.answers:
                 return self.answers.pop(0)
+            self.raw.append(envelope.original_content or envelope.content)
             self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
         if self.delay:
             await asyncio.sleep(self.delay)  # the sender waits for the 250 the server already means to give

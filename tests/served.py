@@ -85,6 +85,17 @@ class Served:
         self.stop()
 
 
+def worker_instance(owner: str, servers: list[Served]) -> Served:
+    """The instance whose master process is the parent of the worker named in `owner` (host:pid:thread)."""
+    pid = int(owner.split(":")[1])
+    parent = int(
+        next(
+            line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("PPid:")
+        )
+    )
+    return next(server for server in servers if server.process.pid == parent)
+
+
 class Agent:
     """One `fallback probe --report-to` process group, probing `site_url`; its output in a log file in `folder`.
 

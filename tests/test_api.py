@@ -216,5 +216,14 @@ def test_unknown_routes_and_methods_are_problems(client):
 def test_the_openapi_document_is_3_1_and_describes_every_route(client):
     body = call(client, "GET", "/openapi.json").get_json()
     assert body["openapi"] == "3.1.0"
-    assert set(body["paths"]) == {"/status", "/mode", "/notice", "/leads", "/verdicts", "/openapi.json"}
+    assert set(body["paths"]) == {
+        "/status",
+        "/mode",
+        "/notice",
+        "/leads",
+        "/spam",
+        "/spam/keep",
+        "/verdicts",
+        "/openapi.json",
+    }
     assert set(body["paths"]["/leads"]) == {"get", "delete"}

@@ -426,3 +426,40 @@ def test_an_outage_is_logged_as_a_warning_and_the_recovery_as_information(settin
         (r.levelno, r.getMessage().split(":")[0]) for r in caplog.records if r.getMessage().startswith("main site")
     ]
     assert flips == [(logging.WARNING, "main site down"), (logging.INFO, "main site up")]
+
+
+def test_a_checker_given_up_while_probing_writes_nothing_more_and_another_takes_over_at_once(settings, clock):
+    a = checker(settings, clock, [False] * 5, owner="a")
+    b = checker(settings, clock, [True] * 5, owner="b")
+    a.step()
+    heartbeat = a.storage.checker.read()["heartbeat_at"]
+    a.runner.run = lambda urls, expect_text_for=None: (a.release(), [bad(url) for url in urls])[1]  # stopped mid-probe
+    a.step()
+    assert not a.holding and a.runner.rounds == 1
+    assert a.storage.checker.read()["heartbeat_at"] == heartbeat  # the round given up recorded nothing
+    a.step()
+    assert not a.holding  # it never takes the lease again
+    b.step()  # the same instant: no lease to wait out
+    assert b.holding and b.storage.checker.read()["owner"] == "b"
+
+
+def test_a_checker_without_the_lease_takes_it_soon_after_the_holder_gives_it_up_not_an_interval_later(settings):
+    a = Checker(settings, open_storage(settings.database), FakeRunner([]), owner="a")
+    b = Checker(settings, open_storage(settings.database), FakeRunner([]), owner="b")
+    a.step()
+    stop = threading.Event()
+    waiting = threading.Thread(target=b.run, args=(stop,))
+    waiting.start()
+    try:
+        time.sleep(0.2)  # b has found the lease held and waits for its next round (an interval: 5 s)
+        assert a.holding and not b.holding
+        a.release()
+        released = time.monotonic()
+        while not b.holding and time.monotonic() - released < settings.check_interval:
+            time.sleep(0.01)
+        took = time.monotonic() - released
+    finally:
+        stop.set()
+        waiting.join(10)
+    assert b.storage.checker.read()["owner"] == "b"
+    assert took < 2.0, f"took {took:.2f} s"  # the contract's hand-over bound; it looks every half second

@@ -152,7 +152,7 @@ def test_minutes_and_hours_are_read_as_seconds():
     ],
 )
 def test_a_setting_that_needs_another_names_the_missing_one(env, variable):
-    with pytest.raises(ConfigError, match=f"^{variable}: expected "):
+    with pytest.raises(ConfigError, match=f"(^|\n  ){variable}: expected "):
         Settings.from_env(env)
 
 

@@ -163,6 +163,9 @@ def test_a_wheel_built_from_the_repo_carries_the_templates(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for template in ("page.html", "thanks.html", "page.css", "admin/dashboard.html"):
         assert f"fallback/templates/{template}" in names
+    catalogs = sorted((ROOT / "fallback" / "translations").glob("*/LC_MESSAGES/messages.mo"))
+    assert len(catalogs) >= 5  # the compiled catalogs are committed: the wheel needs no build step for them
+    assert {f"fallback/{path.relative_to(ROOT / 'fallback').as_posix()}" for path in catalogs} <= set(names)
     modules = {f"fallback/{path.relative_to(ROOT / 'fallback').as_posix()}" for path in ROOT.glob("fallback/**/*.py")}
     assert "fallback/cli/__init__.py" in modules and modules <= set(names)
 

@@ -195,6 +195,12 @@ def test_a_short_cname_chain_passes(dns_server):
     assert item.status == "pass" and "largest TTL 60 s" in item.detail
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+def test_an_ip_address_is_no_warning_and_says_only_a_dns_switch_needs_a_host_name(address):
+    item = drill.dns_item(address)
+    assert item.status == "pass" and "topology 2" in item.detail and "host name" in item.detail
+
+
 def test_a_host_that_does_not_resolve_fails(dns_server):
     resolver = dns_server({"www.example.test": (60, "A", "192.0.2.10")})
     item = drill.dns_item("nowhere.example.test", resolver)
@@ -369,7 +375,7 @@ def test_drill_prints_a_table_and_exits_0_when_nothing_fails_without_a_database(
         result = CliRunner().invoke(cli, ["drill"], env=drill_env(site.url, standby.url, tmp_path))
     assert result.exit_code == 0, result.output
     assert "PASS  main site caching" in result.output and "fail" in result.output.splitlines()[-1]
-    assert "WARN  DNS 127.0.0.1" in result.output  # an IP address: no DNS switch possible
+    assert "PASS  DNS 127.0.0.1" in result.output  # an IP address: nothing to look up, no warning
     assert "PASS  visitor path" in result.output and "redirected to the main site" in result.output
     assert not (tmp_path / "fallback.db").exists()
 

@@ -148,7 +148,9 @@ CONTAINER = "overlay / overlay rw 0 0\n"
 DOKKU_STORAGE = CONTAINER + "/dev/sda1 /app/storage ext4 rw 0 0\n"
 
 
-@pytest.mark.parametrize("path", ["/app/fallback.db", "/app/data/fallback.db"])
+@pytest.mark.parametrize(
+    "path", ["/app/fallback.db", "/app/data/fallback.db", "/workspace/fallback.db", "/workspace/data/fallback.db"]
+)
 def test_a_sqlite_file_in_the_app_directory_of_a_paas_is_a_warning(path):
     item = database_item(path, CONTAINER)
     assert item.status == "warn" and "Heroku" in item.detail and "PostgreSQL" in item.advice
@@ -156,11 +158,15 @@ def test_a_sqlite_file_in_the_app_directory_of_a_paas_is_a_warning(path):
 
 def test_a_sqlite_file_on_storage_mounted_into_the_app_directory_passes():
     assert database_item("/app/storage/fallback.db", DOKKU_STORAGE).status == "pass"
+    cnb_storage = CONTAINER + "/dev/sda1 /workspace/storage ext4 rw 0 0\n"  # Dokku building with CNB (arm64)
+    assert database_item("/workspace/storage/fallback.db", cnb_storage).status == "pass"
+    assert database_item("/workspace/fallback.db", cnb_storage).status == "warn"
 
 
 def test_an_app_folder_elsewhere_is_not_taken_for_the_paas_one():
     assert database_item("/srv/app/fallback.db", CONTAINER).status == "pass"
     assert database_item("/application/fallback.db", CONTAINER).status == "pass"
+    assert database_item("/srv/workspace/fallback.db", CONTAINER).status == "pass"
 
 
 def test_an_endless_answer_is_read_one_megabyte_at_most():

@@ -86,6 +86,12 @@ def run(sender, clock, seconds=0) -> int:
     return sender.deliver_pending()
 
 
+def header_link(message) -> str:
+    """The URL in a received message's List-Unsubscribe header (folded onto its own line when long: Python's
+    parser keeps the space that began that line, which RFC 5322's unfolding makes the usual one after the colon)."""
+    return re.fullmatch(r"\s*<(.+)>", message["List-Unsubscribe"]).group(1)
+
+
 def test_each_lead_that_asked_gets_one_message_once_the_site_stayed_up(mail_env, mail_storage, clock, server):
     outage(mail_storage, clock, "anne@example.org", "paul@example.org")
     mail_storage.leads.save(NewLead("never@example.org"))  # did not tick the box
@@ -108,13 +114,28 @@ def test_the_message_is_in_the_leads_language_with_the_link_and_the_unsubscribe_
     assert message["Subject"] == "Shop est de retour" and message["From"] == "Shop <news@example.com>"
     assert message["Message-ID"].endswith("@example.com>") and message["Date"]
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    unsubscribe = re.fullmatch(r"<(.+)>", message["List-Unsubscribe"]).group(1)
+    unsubscribe = header_link(message)
     assert unsubscribe.startswith("https://sorry.example.com/_fallback/unsubscribe?t=")
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     assert "Vous nous avez demandé de vous prévenir" in text and unsubscribe in text
     assert "https://www.example.com/shop/%C3%A9t%C3%A9?item=3&colour=red" in text
     assert 'href="https://www.example.com/shop/%C3%A9t%C3%A9?item=3&amp;colour=red"' in html and 'lang="fr"' in html
+
+
+def test_the_unsubscribe_header_goes_out_as_a_plain_url_in_angle_brackets_never_encoded(
+    mail_env, mail_storage, clock, server
+):
+    outage(mail_storage, clock, "anne@example.org")
+    run(sender_for(mail_env, mail_storage), clock, DELAY)
+    (raw,) = server.mailbox.raw
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    # Unfolding (RFC 5322 2.2.3) must give back the URL itself: a mail client reads no RFC 2047 word in this header.
+    unfolded = re.sub(rb"\r\n(?=[ \t])", b"", head)
+    (line,) = [line for line in unfolded.split(b"\r\n") if line.lower().startswith(b"list-unsubscribe:")]
+    assert b"=?" not in line
+    assert re.fullmatch(rb"List-Unsubscribe: *<https://sorry\.example\.com/_fallback/unsubscribe\?t=[^\s>]+>", line)
+    assert all(len(folded) <= 998 for folded in head.split(b"\r\n"))  # RFC 5322 2.1.1's hard limit
 
 
 def test_nothing_goes_out_while_the_site_flaps_within_the_delay(mail_env, mail_storage, clock, server):
@@ -205,7 +226,7 @@ def test_two_instances_sending_at_once_send_each_message_once(mail_env, mail_sto
 
 
 def unsubscribe_link(server) -> str:
-    link = re.fullmatch(r"<(.+)>", server.mailbox.messages[-1]["List-Unsubscribe"]).group(1)
+    link = header_link(server.mailbox.messages[-1])
     parts = urlsplit(link)
     return f"{parts.path}?{parts.query}"
 

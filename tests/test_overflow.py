@@ -111,25 +111,19 @@ def check_spike(answers: list[str], main_site: CapacitySite) -> None:
     assert answers.count("main") >= CAPACITY and answers.count("page") >= VISITORS
 
 
-@pytest.mark.skipif(not HAPROXY.exists() and "CI" not in os.environ, reason=f"{HAPROXY} is not installed")
-def test_haproxy_sends_the_overflow_of_a_ten_fold_spike_to_fallback_and_nobody_sees_an_error(
-    tmp_path, main_site, fallback
-):
-    template = DEPLOY / "haproxy" / "haproxy-overflow.cfg"
-    with HAProxy(
-        tmp_path, f"127.0.0.1:{main_site.port}", f"127.0.0.1:{fallback.port}", template, MAIN_CAPACITY=str(CAPACITY)
-    ) as proxy:
-        check_spike(spike(proxy.url, main_site), main_site)
-        assert leave_a_lead(proxy.url) == 303
+RECIPES = [
+    pytest.param(HAProxy, HAPROXY, "haproxy/haproxy-overflow.cfg", id="haproxy"),
+    pytest.param(Nginx, NGINX, "nginx/fallback-overflow.conf", id="nginx"),
+]
 
 
-@pytest.mark.skipif(not NGINX.exists() and "CI" not in os.environ, reason=f"{NGINX} is not installed")
-def test_nginx_sends_the_overflow_of_a_ten_fold_spike_to_fallback_and_nobody_sees_an_error(
-    tmp_path, main_site, fallback
+@pytest.mark.parametrize(("proxy_class", "binary", "recipe"), RECIPES)
+def test_the_proxy_sends_the_overflow_of_a_ten_fold_spike_to_fallback_and_nobody_sees_an_error(
+    tmp_path, main_site, fallback, proxy_class, binary, recipe
 ):
-    template = DEPLOY / "nginx" / "fallback-overflow.conf"
-    with Nginx(
-        tmp_path, f"127.0.0.1:{main_site.port}", f"127.0.0.1:{fallback.port}", template, MAIN_CAPACITY=str(CAPACITY)
-    ) as proxy:
+    if not binary.exists() and "CI" not in os.environ:
+        pytest.skip(f"{binary} is not installed")
+    upstreams = f"127.0.0.1:{main_site.port}", f"127.0.0.1:{fallback.port}"
+    with proxy_class(tmp_path, *upstreams, DEPLOY / recipe, MAIN_CAPACITY=str(CAPACITY)) as proxy:
         check_spike(spike(proxy.url, main_site), main_site)
         assert leave_a_lead(proxy.url) == 303

@@ -12,7 +12,7 @@ from fallback.checking.checker import Checker
 from fallback.checking.probe import ProbeResult, probe
 from fallback.core.redact import UNPARSABLE, redact_text, redact_url
 from fallback.core.settings import ConfigError, Settings
-from fallback.outbound.notify import deliver_pending
+from fallback.outbound.notify import NotificationSender
 
 BACKENDS = ["sqlite", "postgres"]
 SECRETS = ("ops", "hunter2", "key=", "s3cr3t")
@@ -108,7 +108,8 @@ def test_an_outage_probed_through_a_url_with_credentials_never_shows_them(env, s
         checker.step()
     assert storage.flag.read().state == "down"
     notifier = Capture()
-    assert deliver_pending(storage, notifier, "Acme") == 1
+    announcing = Settings.from_env({**env, "FALLBACK_NOTIFY_URLS": "json://127.0.0.1:9/hook"})
+    assert NotificationSender(announcing, storage, notifier).deliver_pending() == 1
     log_in(client)
     shown = {
         "incident reason": storage.flag.incidents(1)[0]["reason"],

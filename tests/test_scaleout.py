@@ -10,12 +10,11 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import requests
 from helpers import ADMIN_PASSWORD, admin_status, form_token
-from served import Served, run_cli
+from served import Served, run_cli, worker_instance
 from standin import StandIn
 
 from fallback.storage import open_storage
@@ -149,17 +148,6 @@ def test_postgres_restarted_under_load_thanks_no_one_for_a_lost_lead_and_the_che
         f"\nrestart under load: {len(outcomes)} submissions, {len(thanked)} thanked (all stored), "
         f"{refused} 'not saved', {len(stored) - len(thanked)} stored without thanks"
     )
-
-
-def worker_instance(owner: str, servers: list[Served]) -> Served:
-    """The instance whose master process is the parent of the worker named in `owner` (host:pid:thread)."""
-    pid = int(owner.split(":")[1])
-    parent = int(
-        next(
-            line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("PPid:")
-        )
-    )
-    return next(server for server in servers if server.process.pid == parent)
 
 
 def test_the_other_instance_takes_the_checker_over_at_once_when_the_holder_is_killed(database, tmp_path):

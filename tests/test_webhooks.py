@@ -378,13 +378,13 @@ def test_the_process_holding_the_checker_lease_sends_them_in_the_background(hook
     settings = Settings.from_env({**hook_env, "FALLBACK_MAIN_URL": receiver.url, "FALLBACK_CHECK_INTERVAL": "1"})
     app = create_app(settings)
     storage = app.extensions["fallback"].storage
-    stop = start_in_background(settings, storage)
+    background = start_in_background(settings, storage)
     try:
         storage.flag.set_mode("down", reason="deploy", by="api")
         [post] = receiver.wait_for(1)
         assert verified(post)["data"]["reason"] == "deploy"
     finally:
-        stop.set()  # the checker gives its lease up as it stops
+        background.stop()  # the checker gives its lease up as it stops
 
 
 def _timing_out_once(sender):

@@ -30,6 +30,9 @@ log = logging.getLogger("fallback.checker")
 
 # After a first failure (or a first success while down), look again this soon.
 QUICK_RECHECK_SECONDS = 0.25
+# A checker without the lease looks this often whether it is free: one given up by a process that stopped
+# cleanly is taken over well within the 2 s a hand-over may take (docs/operations.md, Hand-over).
+HANDOVER_POLL_SECONDS = 0.5
 PROBE_HISTORY = timedelta(days=1)
 # A vantage point silent this long is gone (an agent retired, an instance whose host name changed on a redeploy,
 # as a PaaS's dynos do): it leaves the dashboard's list and no longer counts as one that ever reported.
@@ -137,6 +140,10 @@ class Checker:
         self.sleep = sleep
         self.tally = Tally(storage.flag.read().state)
         self.holding = False
+        # Set once the lease is given up for good (the process is stopping); guarded, with every write made
+        # as the holder, by `lease_lock`, so a round still probing when it is given up writes nothing after.
+        self.released = False
+        self.lease_lock = threading.Lock()
         self.rounds = 0
         # The self-probe warning is logged once until the site is seen up again, not every round.
         self.self_probe_warned = False
@@ -157,50 +164,57 @@ class Checker:
         """Run one round if this checker holds the lease; returns how long to wait before the next."""
         if self.settings.quorum > 1:
             return self.quorum_step()
-        if not self.claim():
-            return self.settings.check_interval
-        claimed_at = self.storage.clock()
-        self.storage.flag.expire_mode()
+        with self.lease_lock:
+            if not self.claim():
+                return self.settings.check_interval
+            claimed_at = self.storage.clock()
+            self.storage.flag.expire_mode()
         main, control = self.probe()
-        if self.outlasted(claimed_at):
-            return self.settings.check_interval
-        decision = decide(
-            self.tally, main, control, self.settings.fall, self.settings.rise, self.settings.check_interval
-        )
-        self.tally = decision.tally
-        if decision.flip_to:
-            self.flip(decision.flip_to, decision.reason)
-        self.record(main, control, decision.network_doubt, decision.reason, decision.flip_to)
+        with self.lease_lock:
+            if not self.holding or self.outlasted(claimed_at):  # given up while probing, or stalled
+                return self.settings.check_interval
+            decision = decide(
+                self.tally, main, control, self.settings.fall, self.settings.rise, self.settings.check_interval
+            )
+            self.tally = decision.tally
+            if decision.flip_to:
+                self.flip(decision.flip_to, decision.reason)
+            self.record(main, control, decision.network_doubt, decision.reason, decision.flip_to)
         return decision.next_check_in
 
     def quorum_step(self) -> float:
         """One round of a vantage point: probe, record its own verdict; the lease holder then counts them all."""
         if not self.prober():  # another worker of this instance probes for it: one vote per instance
             return self.settings.check_interval
-        holding = self.claim()
-        claimed_at = self.storage.clock()
-        if holding:
-            self.storage.flag.expire_mode()
+        with self.lease_lock:
+            if self.claim():
+                self.storage.flag.expire_mode()
+            claimed_at = self.storage.clock()
         main, control = self.probe()
-        if self.outlasted(claimed_at):
-            return self.settings.check_interval
-        own = decide(self.own, main, control, self.settings.fall, self.settings.rise, self.settings.check_interval)
-        self.own = own.tally
-        self.storage.verdicts.record(self.vantage, "instance", own.vote, own.passed, own.reason, self.storage.clock())
-        if not holding:
-            return own.next_check_in
-        now, window = self.storage.clock(), fresh_seconds(self.settings.check_interval, self.settings.check_timeout)
-        verdicts = self.storage.verdicts.latest()
-        self.warn_of_an_unreachable_quorum(len(verdicts), now, window)
-        votes = count_votes(verdicts, self.settings.quorum, now, window, self.storage.flag.read().state)
-        if votes.flip_to:
-            self.flip(votes.flip_to, votes.reason, votes.agreed)
-        self.record(main, control, own.network_doubt, own.reason, votes.flip_to)
+        with self.lease_lock:
+            if self.released or self.outlasted(claimed_at):
+                return self.settings.check_interval
+            own = decide(self.own, main, control, self.settings.fall, self.settings.rise, self.settings.check_interval)
+            self.own = own.tally
+            now = self.storage.clock()
+            self.storage.verdicts.record(self.vantage, "instance", own.vote, own.passed, own.reason, now)
+            if not self.holding:
+                return own.next_check_in
+            window = fresh_seconds(self.settings.check_interval, self.settings.check_timeout)
+            verdicts = self.storage.verdicts.latest()
+            self.warn_of_an_unreachable_quorum(len(verdicts), now, window)
+            votes = count_votes(verdicts, self.settings.quorum, now, window, self.storage.flag.read().state)
+            if votes.flip_to:
+                self.flip(votes.flip_to, votes.reason, votes.agreed)
+            self.record(main, control, own.network_doubt, own.reason, votes.flip_to)
         return own.next_check_in
 
     def claim(self) -> bool:
-        """Take or renew the lease; on taking it, start from the stored state (another holder may have flipped)."""
-        if not self.storage.checker.claim(self.owner, self.lease_seconds):
+        """Take or renew the lease; on taking it, start from the stored state (another holder may have flipped).
+
+        Called with `lease_lock` held; never again once the lease was given up for good.
+        """
+        if self.released or not self.storage.checker.claim(self.owner, self.lease_seconds):
             if self.holding:
                 log.info("checker lease lost to another process")
             self.holding = False
@@ -284,7 +298,7 @@ class Checker:
         return bool(reached)
 
     def run(self, stop: threading.Event) -> None:
-        """Loop until `stop` is set; an error in one round is logged and the loop goes on."""
+        """Loop until `stop` is set, then give the lease up; an error in one round is logged and the loop goes on."""
         try:
             while not stop.is_set():
                 try:
@@ -295,13 +309,46 @@ class Checker:
                 except Exception:  # the checker must outlive any one bad round
                     log.exception("checker round failed; retrying")
                     delay = self.settings.check_interval
-                stop.wait(delay)
+                self.wait_for_next_round(stop, delay)
         finally:
-            if self.holding:
-                try:
-                    self.storage.checker.release(self.owner)
-                except StorageError:
-                    pass
+            self.release()
+
+    def wait_for_next_round(self, stop: threading.Event, delay: float) -> None:
+        """Wait `delay` seconds, or until `stop`; without the lease, end the wait as soon as it could be taken."""
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            if stop.wait(left if self.holding else min(left, HANDOVER_POLL_SECONDS)):
+                return
+            if not self.holding and self.take_over():
+                return
+
+    def take_over(self) -> bool:
+        """Take the lease if it is free now (its holder gave it up, or it lapsed); whether this checker holds it.
+
+        Under a quorum only an instance's prober may hold it. A failure is left for the next round to log.
+        """
+        if self.settings.quorum > 1 and not self.prober():
+            return False
+        try:
+            with self.lease_lock:
+                return self.claim()
+        except StorageError:
+            return False
+
+    def release(self) -> None:
+        """Give the lease up for good (this process is stopping), so another checker takes over at its next look.
+
+        Safe from another thread while a round is probing: that round then writes nothing more.
+        """
+        with self.lease_lock:
+            self.released = True
+            if not self.holding:
+                return
+            self.holding = False
+            try:
+                self.storage.checker.release(self.owner)
+            except StorageError as error:  # the others wait for the lease to lapse instead
+                log.warning("the checker lease could not be given up: %s", error)
 
 
 def _probe_row(result: ProbeResult, control: bool) -> dict:

@@ -68,6 +68,8 @@ def status_document(storage: Storage, settings: Settings, now: datetime) -> dict
     incidents = storage.flag.incidents(1)
     document.update(
         {
+            # What the checker (or the quorum) last found of the main site, whatever a forced mode shows visitors.
+            "checked_state": flag.state,
             "network_doubt": checker["network_doubt"],
             # The last round's probe reached fallback itself: the checker's note then says what to fix.
             "self_probe": checker["note"] == SELF_PROBE_WARNING,

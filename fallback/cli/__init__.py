@@ -7,11 +7,12 @@ The group and its error mapping live here; the commands by concern in `database`
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 
 from fallback import __version__
-from fallback.cli import database, preflight, service
+from fallback.cli import database, preflight, service, spam
 from fallback.cli.common import Failure, database_label, load_storage, ngettext
 from fallback.core.remote import RemoteError
 from fallback.core.settings import ConfigError
@@ -31,13 +32,37 @@ class Commands(click.Group):
             raise Failure(str(error)) from None
 
 
+ENV_FILE = ".env"
+
+
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fallback")
-def cli() -> None:
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help=f"Read settings from this file, one NAME=value a line [default: {ENV_FILE} in the working directory,"
+    " if there is one]. Variables already in the environment win.",
+)
+def cli(env_file: Path | None) -> None:
     """fallback: a standby contact page for when your main site is down.
 
-    Settings come from FALLBACK_* environment variables; see docs/configuration.md.
+    Settings come from FALLBACK_* environment variables, and first from a .env file (or --env-file); see
+    docs/configuration.md.
     """
+    read_env_file(env_file or Path(ENV_FILE))
+
+
+def read_env_file(path: Path) -> None:
+    """Put the file's variables in the environment, except those already there; a missing `.env` is no error.
+
+    Read here, before any command runs, so the settings, the options that read a variable (--url, --token)
+    and `serve`'s workers (forked from this process) all see them.
+    """
+    from dotenv import load_dotenv
+
+    if path.is_file():
+        load_dotenv(path, override=False)
 
 
 for command in (
@@ -47,6 +72,7 @@ for command in (
     database.status,
     database.mode,
     database.notice,
+    spam.spam,
     database.export,
     preflight.mail_test,
     preflight.drill,

@@ -113,7 +113,7 @@ def drill(
             server = parse_resolver(resolver)
         except ValueError:
             raise Failure(f"--resolver: expected HOST[:PORT], got {resolver!r}") from None
-    settings = Settings.from_env()
+    settings = Settings.from_env(need_main_url=True)
     load = (load_seconds, connections) if load_seconds else None
     storage = load_storage(settings) if rehearse else None  # a missing database is refused before any check
     try:

@@ -55,8 +55,7 @@ def serve(host: str | None, port: int | None, workers: int | None, threads: int,
     from fallback.serving.server import bind_host
     from fallback.serving.server import serve as run_server
 
-    settings = Settings.from_env()
-    settings.require_main_url()
+    settings = Settings.from_env(need_main_url=True)
     load_storage(settings, create=True).close()
     workers = workers or settings.web_concurrency
     run_server(settings, bind_host(host, os.environ), port or settings.port, workers, threads, checker)

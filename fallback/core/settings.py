@@ -38,6 +38,24 @@ class ConfigError(ValueError):
         shown = "" if hidden else f", got {value!r}"
         super().__init__(f"{variable}: expected {expected}{shown}")
         self.variable = variable
+        self.parts = [self]
+
+    @classmethod
+    def all_of(cls, errors: list[ConfigError]) -> ConfigError:
+        """One error naming every setting in `errors` (one per variable): a user fixes them all in one go."""
+        if len(errors) == 1:
+            return errors[0]
+        combined = cls.__new__(cls)
+        lines = "\n".join(f"  {error}" for error in errors)
+        ValueError.__init__(combined, f"{len(errors)} settings are missing or wrong:\n{lines}")
+        combined.variable = errors[0].variable
+        combined.parts = [part for error in errors for part in error.parts]
+        return combined
+
+
+def missing_main_url() -> ConfigError:
+    """FALLBACK_MAIN_URL is needed here and not set."""
+    return ConfigError(PREFIX + "MAIN_URL", "the main site's base URL, such as https://www.example.com")
 
 
 def _has_credentials(value: str) -> bool:
@@ -297,17 +315,35 @@ class Settings:
             object.__setattr__(self, "check_urls", (self.main_url,))
         if not self.site_name:
             object.__setattr__(self, "site_name", host or UNNAMED_SITE)
+        problems = self.mismatches()
+        if problems:
+            raise ConfigError.all_of(problems)
+
+    def mismatches(self) -> list[ConfigError]:
+        """The settings that another setting makes required or wrong."""
+        problems = []
         if self.smtp_url and not self.mail_from:
-            raise ConfigError(PREFIX + "MAIL_FROM", "a sender for follow-up mail, since FALLBACK_SMTP_URL is set")
+            problems.append(
+                ConfigError(PREFIX + "MAIL_FROM", "a sender for follow-up mail, since FALLBACK_SMTP_URL is set")
+            )
         if self.smtp_url and not self.public_url:
             # The unsubscribe link of every follow-up message points there.
-            raise ConfigError(PREFIX + "PUBLIC_URL", "where visitors reach fallback, since FALLBACK_SMTP_URL is set")
+            problems.append(
+                ConfigError(PREFIX + "PUBLIC_URL", "where visitors reach fallback, since FALLBACK_SMTP_URL is set")
+            )
         if self.notify_leads and not self.notify_urls:
-            raise ConfigError(PREFIX + "NOTIFY_URLS", "where lead digests go, since FALLBACK_NOTIFY_LEADS is set")
+            problems.append(
+                ConfigError(PREFIX + "NOTIFY_URLS", "where lead digests go, since FALLBACK_NOTIFY_LEADS is set")
+            )
         if self.admin_password is not None and len(self.admin_password.strip()) < MIN_PASSWORD_LENGTH:
-            raise ConfigError(PREFIX + "ADMIN_PASSWORD", f"{MIN_PASSWORD_LENGTH} characters at least", secret=True)
+            problems.append(
+                ConfigError(PREFIX + "ADMIN_PASSWORD", f"{MIN_PASSWORD_LENGTH} characters at least", secret=True)
+            )
         if self.webhook_urls and not self.webhook_secret:
-            raise ConfigError(PREFIX + "WEBHOOK_SECRET", "a signing secret, since FALLBACK_WEBHOOK_URLS is set")
+            problems.append(
+                ConfigError(PREFIX + "WEBHOOK_SECRET", "a signing secret, since FALLBACK_WEBHOOK_URLS is set")
+            )
+        return problems
 
     @classmethod
     def declared(cls) -> list[Variable]:
@@ -320,15 +356,33 @@ class Settings:
         return [variable.name for variable in cls.declared()]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `environ` (the process environment by default); ConfigError names a bad variable."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, need_main_url: bool = False) -> Settings:
+        """Build settings from `environ` (the process environment by default), with FALLBACK_MAIN_URL set if
+        `need_main_url`; one ConfigError names every variable that is missing or wrong."""
         environ = os.environ if environ is None else environ
-        return cls(**{field.name: field.metadata["variable"].read(environ) for field in dataclasses.fields(cls)})
+        values, problems = {}, []
+        for field in dataclasses.fields(cls):
+            try:
+                values[field.name] = field.metadata["variable"].read(environ)
+            except ConfigError as error:
+                problems.append(error)
+                values[field.name] = None  # read as unset, so the checks between settings still run
+        named = {error.variable for error in problems}
+        if need_main_url and not values["main_url"] and PREFIX + "MAIN_URL" not in named:
+            problems.append(missing_main_url())
+        try:
+            settings = cls(**values)
+        except ConfigError as mismatched:
+            problems += [error for error in mismatched.parts if error.variable not in named]
+            raise ConfigError.all_of(problems) from None
+        if problems:
+            raise ConfigError.all_of(problems)
+        return settings
 
     def require_main_url(self) -> str:
         """The main URL, or a ConfigError saying it is needed."""
         if not self.main_url:
-            raise ConfigError(PREFIX + "MAIN_URL", "the main site's base URL, such as https://www.example.com")
+            raise missing_main_url()
         return self.main_url
 
     @property

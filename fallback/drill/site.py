@@ -88,7 +88,8 @@ def dns_item(host: str, resolver: tuple[str, int] | None = None, lifetime: float
     name = f"DNS {host}"
     try:
         ipaddress.ip_address(host)
-        return Item(name, WARN, "the main URL is an IP address: no DNS switch is possible", "use a host name")
+        # Behind a proxy or a campaign URL, no DNS is switched: only a DNS switch (topology 2) needs a host name.
+        return Item(name, PASS, "an IP address: nothing to look up; a DNS switch (topology 2) would need a host name")
     except ValueError:
         pass
     if resolver:

@@ -9,7 +9,9 @@ from fallback.core.settings import Settings
 from fallback.drill.items import FAIL, PASS, WARN, Item
 
 EPHEMERAL_FILESYSTEMS = {"tmpfs", "ramfs"}
-PAAS_APP_DIR = "/app"
+# Where buildpack platforms run the app from: /app (Heroku, Scalingo, Dokku's herokuish), and /workspace, the
+# application directory of Cloud Native Buildpacks (Dokku on arm64; deploy/paas/README.md cites both).
+PAAS_APP_DIRS = ("/app", "/workspace")
 
 
 def secrets_items(settings: Settings) -> list[Item]:
@@ -43,13 +45,16 @@ def mount_of(path: Path, mounts: str) -> tuple[str, str | None]:
 
 
 def ephemeral_app_path(folder: Path, mount_point: str) -> bool:
-    """Whether `folder` is in a buildpack platform's app directory, /app, with no storage mounted there.
+    """Whether `folder` is in a buildpack platform's app directory (/app, /workspace) with no storage mounted there.
 
     Heroku and Scalingo run the app from /app on a filesystem each restart or deploy replaces, and Dokku's
-    herokuish containers too, unless a storage directory is mounted into /app (deploy/paas/README.md).
+    containers too (from /app, or /workspace when built with Cloud Native Buildpacks), unless a storage
+    directory is mounted into that directory (deploy/paas/README.md).
     """
-    inside = folder == Path(PAAS_APP_DIR) or PAAS_APP_DIR in map(str, folder.parents)
-    return inside and not (mount_point == PAAS_APP_DIR or mount_point.startswith(PAAS_APP_DIR + "/"))
+    for app_dir in PAAS_APP_DIRS:
+        if folder == Path(app_dir) or app_dir in map(str, folder.parents):
+            return not (mount_point == app_dir or mount_point.startswith(app_dir + "/"))
+    return False
 
 
 def database_item(database: str, mounts: str | None = None, timeout: float = 5.0) -> Item:
@@ -78,7 +83,7 @@ def database_item(database: str, mounts: str | None = None, timeout: float = 5.0
             WARN,
             f"SQLite in {folder}: a buildpack platform's app directory (Heroku, Scalingo; Dokku without mounted"
             " storage) is wiped on each restart or deploy",
-            "use PostgreSQL (FALLBACK_DATABASE=$DATABASE_URL), or on Dokku mount storage into /app"
+            "use PostgreSQL (FALLBACK_DATABASE=$DATABASE_URL), or on Dokku mount storage into the app directory"
             " (deploy/paas/README.md)",
         )
     return Item(name, PASS, f"SQLite in {folder} ({fstype or 'unknown filesystem'})")

@@ -15,6 +15,29 @@ SUBJECT = _("%(site)s is back")
 TEST_PREFIX = "[test] "
 
 
+class UnencodedHeader(str):
+    """A header written as it is: on its own line when it is too long (folded), never RFC 2047-encoded.
+
+    The email package encodes an unstructured header whose one word is longer than a line, and a URL with
+    a token is one: `List-Unsubscribe: =?utf-8?q?=3Chttps=3A//...` is no URL to a mail client, which then
+    offers no one-click unsubscribe (RFC 8058). The value must be ASCII: a URL is.
+    """
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> UnencodedHeader:
+        header = super().__new__(cls, value)
+        header.name = name  # the policy writes an object with a name through its own fold()
+        return header
+
+    def fold(self, *, policy) -> str:
+        """The header's lines: one, or the name and then the value on a continuation line."""
+        line = f"{self.name}: {self}"
+        if not policy.max_line_length or len(line) <= policy.max_line_length:
+            return line + policy.linesep
+        return f"{self.name}:{policy.linesep} {self}{policy.linesep}"
+
+
 class MailTemplates:
     """templates/mail/, the operator's FALLBACK_TEMPLATES first, with one Jinja environment per language."""
 
@@ -64,11 +87,12 @@ def followup_message(
     message["To"] = to
     message["Date"] = email.utils.formatdate(usegmt=True)
     message["Message-ID"] = email.utils.make_msgid(domain=email.utils.parseaddr(mail_from)[1].rpartition("@")[2])
-    message["Content-Language"] = language
     # RFC 8058: a mail client may unsubscribe with one POST, without opening a page.
-    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message["List-Unsubscribe"] = UnencodedHeader("List-Unsubscribe", f"<{unsubscribe_url}>")
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(templates.render("mail/back.txt", language, **context))
     message.add_alternative(templates.render("mail/back.html", language, **context), subtype="html")
+    # After the bodies: set_content clears every Content-* header set before it.
+    message["Content-Language"] = language
     return message

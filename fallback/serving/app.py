@@ -15,7 +15,7 @@ from fallback.core.flag import CachedFlag
 from fallback.core.paths import shipped_templates
 from fallback.core.settings import Settings
 from fallback.storage import Storage, StorageError, open_storage
-from fallback.team import admin, api, metrics
+from fallback.team import admin, admin_actions, api, metrics
 from fallback.team.sessions import LIFETIME, SessionInterface
 from fallback.visitor import pages as web
 from fallback.visitor import unsubscribe
@@ -116,6 +116,7 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
     install_app_wide(app)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(admin.blueprint)
+    app.register_blueprint(admin_actions.blueprint)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(metrics.blueprint)
     app.register_blueprint(unsubscribe.blueprint)

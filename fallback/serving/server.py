@@ -6,8 +6,10 @@ import atexit
 import fcntl
 import os
 import shutil
+import signal
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ from fallback.core.settings import Settings
 from fallback.storage import Storage
 
 if TYPE_CHECKING:
+    from fallback.checking.checker import Checker
     from fallback.core.counters import Metrics
 
 # prometheus_client's variable (fallback.metrics reads it; not imported here, so that the master never loads it early).
@@ -86,15 +89,51 @@ class InstanceLock:
         return True
 
 
+# How long a leaving worker waits for its background threads (a probe, a mail being sent) once the lease is given up.
+JOIN_SECONDS = 3.0
+
+
+class Background:
+    """The checker and its senders, running in daemon threads of this process."""
+
+    def __init__(self, checker: Checker, stopping: threading.Event):
+        self.checker = checker
+        self.stopping = stopping
+        self.threads: list[threading.Thread] = []
+
+    def start(self, target, *args, name: str) -> None:
+        """Run `target(*args)` in a daemon thread named `name`."""
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def stop_soon(self) -> None:
+        """Give the lease up now, in a thread of its own (it may wait for a round's writes); no thread is joined."""
+        self.stopping.set()
+        threading.Thread(target=self.checker.release, name="fallback-release", daemon=True).start()
+
+    def stop(self, seconds: float = JOIN_SECONDS) -> None:
+        """End the threads: the lease is given up at once, even mid-probe, then each thread gets `seconds` in all.
+
+        Daemon threads die with the process: unless it is given up here, the lease outlives the process and
+        another checker waits for it to lapse (three intervals and a timeout) before it takes over.
+        """
+        self.stopping.set()
+        self.checker.release()
+        deadline = time.monotonic() + seconds
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def start_in_background(
     settings: Settings,
     storage: Storage,
     self_key: bytes | None = None,
     metrics: Metrics | None = None,
     vantage: str | None = None,
-) -> threading.Event:
-    """Run a checker (with the outbox's senders: notifications, follow-up mail, webhooks) in daemon threads; set
-    `stop` to end them.
+) -> Background:
+    """Run a checker (with the outbox's senders: notifications, follow-up mail, webhooks) in daemon threads, until
+    `stop()`.
 
     With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such; with
     `metrics`, the checker counts its probes and flips there. `vantage` names this instance under a quorum.
@@ -107,7 +146,8 @@ def start_in_background(
     folder = os.environ.get(MULTIPROC_ENV)  # set by serve() in the master; absent when a test calls this alone
     prober = InstanceLock(folder).held if folder else None
     checker = Checker(settings, storage, self_key=self_key, metrics=metrics, vantage=vantage, prober=prober)
-    threading.Thread(target=checker.run, args=(stop,), name="fallback-checker", daemon=True).start()
+    background = Background(checker, stop)
+    background.start(checker.run, stop, name="fallback-checker")
     # One thread per configured kind of message: a hung webhook receiver never holds back the mail.
     senders: list[Courier] = []
     if settings.notify_urls:
@@ -124,12 +164,10 @@ def start_in_background(
 
         senders.append(WebhookSender(settings, storage))
     for sender in senders:
-        name = f"fallback-{sender.kind}"
-        threading.Thread(target=sender.run, args=(checker, stop), name=name, daemon=True).start()
+        background.start(sender.run, checker, stop, name=f"fallback-{sender.kind}")
     if not senders:
-        args = (settings, storage, checker, stop)
-        threading.Thread(target=dispatch_forever, args=args, name="fallback-events", daemon=True).start()
-    return stop
+        background.start(dispatch_forever, settings, storage, checker, stop, name="fallback-events")
+    return background
 
 
 def start_checker(worker) -> None:
@@ -137,16 +175,34 @@ def start_checker(worker) -> None:
     from fallback.checking.selfprobe import probe_key
 
     runtime = worker.wsgi.extensions["fallback"]
-    worker.fallback_checker_stop = start_in_background(
+    worker.fallback_background = background = start_in_background(
         runtime.settings, runtime.storage, probe_key(runtime.secret_key), runtime.metrics, worker.app.vantage
     )
+    release_on_sigterm(background)
+
+
+def release_on_sigterm(background: Background) -> None:
+    """Give the lease up when the worker is told to stop, before gunicorn's own handler begins the graceful exit.
+
+    A worker may take seconds to exit after SIGTERM (it ends its requests first; its master then reaps it):
+    the checker moves to another process at once instead, while this one still answers visitors.
+    """
+    graceful = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame) -> None:
+        background.stop_soon()
+        if callable(graceful):
+            graceful(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn set it: a stop must not interrupt a request's I/O
 
 
 def stop_checker(server, worker) -> None:
-    """gunicorn hook: a leaving worker gives its lease up so another takes over at once."""
-    stop = getattr(worker, "fallback_checker_stop", None)
-    if stop is not None:
-        stop.set()
+    """gunicorn hook, in a leaving worker (its requests done): give the lease up, so another takes over at once."""
+    background = getattr(worker, "fallback_background", None)
+    if background is not None:
+        background.stop()
 
 
 def forget_worker(server, worker) -> None:

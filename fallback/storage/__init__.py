@@ -19,6 +19,7 @@ from fallback.storage.limits import LimitStore, RateCheck
 from fallback.storage.outbox import Message, NewMessage, OutboxStore
 from fallback.storage.records import NewLead
 from fallback.storage.schema import MIGRATIONS
+from fallback.storage.spam import SpamStore
 from fallback.storage.verdicts import Verdict, VerdictStore
 
 __all__ = [
@@ -55,6 +56,7 @@ class Storage(Protocol):
         ...
 
     leads: LeadStore
+    spam: SpamStore  # suspected spam, listed and rescued by an admin
     flag: FlagStore
     checker: CheckerStore  # the checker's lease, heartbeat and probes; the lease is the backend's own
     events: EventStore  # flips, modes and new leads, recorded once; dispatched into the outbox by outbound.outbox

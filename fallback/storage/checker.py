@@ -21,6 +21,9 @@ class CheckerStore:
     def claim(self, owner: str, lease_seconds: float) -> bool:
         """Take or renew the checker lease; True while `owner` holds it (one checker per database)."""
         now = self.db.clock()
+        held = self.db.read("SELECT owner, lease_until FROM checker WHERE id = 1")[0]
+        if held["owner"] not in (None, owner) and held["lease_until"] and held["lease_until"] >= iso(now):
+            return False  # another's lease holds: a read, so checkers looking for a free one often write nothing
         with self.db.write() as conn:
             return bool(
                 conn.execute(

@@ -16,6 +16,7 @@ from fallback.storage.followups import FollowupStore
 from fallback.storage.leads import LeadStore
 from fallback.storage.limits import LimitStore
 from fallback.storage.outbox import OutboxStore
+from fallback.storage.spam import SpamStore
 from fallback.storage.verdicts import VerdictStore
 
 
@@ -25,6 +26,7 @@ class Stores:
     def __init__(self, db: Database, checker: CheckerStore):
         self.db = db
         self.leads = LeadStore(db)
+        self.spam = SpamStore(db)
         self.flag = FlagStore(db)
         self.checker = checker
         self.events = EventStore(db)

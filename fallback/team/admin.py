@@ -22,15 +22,13 @@ from flask.typing import ResponseReturnValue
 
 from fallback.checking.status import status_document
 from fallback.core.clock import utcnow
-from fallback.core.durations import parse_duration
 from fallback.core.redact import redact_url
-from fallback.outbound.policy import POLICIES
 from fallback.storage import Message, Storage, StorageError
 from fallback.team.charts import latency_chart
 from fallback.team.export import csv_chunks, parse_bound
 from fallback.team.forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
 from fallback.team.logins import login_limits
-from fallback.team.modes import change_mode, change_notice
+from fallback.team.plain_errors import plain_error
 from fallback.team.sessions import end_every_session, has_admin_session, open_admin_session
 from fallback.team.tokens import bearer_token, same_secret
 from fallback.web.guard import is_cross_site
@@ -90,6 +88,12 @@ def full_status() -> ResponseReturnValue:
     return make_response(status_document(rt.storage, rt.settings, utcnow()))
 
 
+@blueprint.app_template_filter("plain_error")
+def plain_error_filter(raw: str | None) -> str:
+    """A recorded failure as a sentence a person can act on (fallback.team.plain_errors)."""
+    return plain_error(raw)
+
+
 @blueprint.get("")
 @blueprint.get("/")
 def dashboard() -> Response | str:
@@ -116,7 +120,7 @@ def dashboard() -> Response | str:
         query=query,
         page=page,
         pages=max(1, math.ceil(total / LEADS_PER_PAGE)),
-        spam=rt.storage.leads.recent(20, spam=True),
+        spam=rt.storage.spam.list(20),
         changes=rt.storage.flag.mode_changes(10),
         deliveries=recent_deliveries(rt.storage) if rt.settings.webhook_urls else None,
         mode_form=ModeForm(meta=csrf_meta()),
@@ -176,94 +180,6 @@ def logout() -> ResponseReturnValue:
     if form.validate() and is_admin():
         end_every_session(runtime())
     return redirect(url_for("admin.dashboard"), 303)
-
-
-def refuse_action() -> Response | None:
-    """The answer refusing a dashboard button's POST (403 without a session, 400 without its CSRF token), or None."""
-    if not is_admin():
-        abort(403)
-    if not LogoutForm(request.form, meta=csrf_meta()).validate():
-        return make_response("The form expired: reload the dashboard and try again.\n", 400)
-    return None
-
-
-@blueprint.post("/leads/<int:lead_id>/delete")
-def delete_lead(lead_id: int) -> ResponseReturnValue:
-    """Erase one lead, for a visitor who asked, or an obvious mistake."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
-    try:
-        found = runtime().storage.leads.delete(lead_id)
-    except StorageError as error:  # not erased for real: say so, never a "deleted"
-        log.error("lead %d not fully erased: %s", lead_id, error)
-        return Response(
-            f"Not fully erased: {error}.\nSend this delete again once that is done: it will finish the erasure "
-            "(and answer that the lead is gone).\n",
-            503,
-            mimetype="text/plain",
-        )
-    if not found:
-        abort(404)
-    log.info("lead %d erased by an admin", lead_id)
-    return redirect(url_for("admin.dashboard", q=request.args.get("q") or None), 303)
-
-
-@blueprint.post("/webhooks/<int:delivery_id>/retry")
-def retry_webhook(delivery_id: int) -> ResponseReturnValue:
-    """Post one webhook delivery again now (a receiver that was fixed, or that lost it)."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
-    storage = runtime().storage
-    if not storage.outbox.retry(delivery_id, "webhook", POLICIES["webhook"].deadline(storage.clock())):
-        abort(404)
-    log.info("webhook delivery %d queued again by an admin", delivery_id)
-    return redirect(url_for("admin.dashboard", _anchor="webhooks"), 303)
-
-
-@blueprint.post("/mode")
-def set_mode() -> ResponseReturnValue:
-    """Force the page on or off, or hand back to the checker."""
-    if not is_admin():
-        abort(403)
-    form = ModeForm(request.form, meta=csrf_meta())
-    if not form.validate():
-        return make_response(" ".join(f"{name}: {'; '.join(errors)}" for name, errors in form.errors.items()), 400)
-    rt = runtime()
-    until = utcnow() + parse_duration(form.duration.data) if form.duration.data and form.mode.data != "auto" else None
-    change_mode(rt.storage, form.mode.data, until=until, reason=form.reason.data or None, by="admin (web)")
-    rt.flag.invalidate()
-    rt.status.invalidate()
-    return redirect(url_for("admin.dashboard"), 303)
-
-
-@blueprint.post("/notice")
-def set_notice() -> ResponseReturnValue:
-    """Set or clear the public notice shown on the page."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
-    rt = runtime()
-    text = "" if "clear" in request.form else request.form.get("notice", "")
-    try:
-        change_notice(rt.storage, text, by="admin (web)")
-    except ValueError as error:
-        return Response(f"notice: {error}\n", 400, mimetype="text/plain")
-    rt.flag.invalidate()
-    return redirect(url_for("admin.dashboard", _anchor="notice-heading"), 303)
-
-
-@blueprint.post("/followup/send")
-def send_followups_now() -> ResponseReturnValue:
-    """Make every pending follow-up message due at once: the sender thread takes them within a second."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
-    # Only the flag in the queue changes here: the sending stays in the checker's process, off any request.
-    due = runtime().storage.outbox.send_now("followup")
-    log.info("an admin asked to send the %d pending follow-up message(s) now", due)
-    return redirect(url_for("admin.dashboard", _anchor="followup"), 303)
 
 
 @blueprint.get("/export.csv")

@@ -47,6 +47,8 @@ ROUTES = {
     "openapi.json": ("GET",),
     "verdicts": ("POST",),
     "notice": ("PUT",),
+    "spam": ("GET",),
+    "spam/keep": ("POST",),
 }
 
 
@@ -271,6 +273,24 @@ def forget() -> ResponseReturnValue:
         raise Problem(503, "erasure-blocked", "Erasure not finished", detail, {"Retry-After": "5"}) from None
     log.info("%d lead(s) erased through the API", erased)
     return {"email": email, "erased": erased}
+
+
+@blueprint.get("/spam")
+def spam() -> ResponseReturnValue:
+    """The latest suspected spam (up to `limit`), newest first, each with why it was held back."""
+    return {"spam": runtime().storage.spam.list(limit_argument())}
+
+
+@blueprint.post("/spam/keep")
+def keep_spam() -> ResponseReturnValue:
+    """Make the suspected spam of one address a real lead ("not spam"); how many submissions were kept."""
+    body = json_object()
+    email = body.get("email")
+    if set(body) != {"email"} or not isinstance(email, str) or not email.strip():
+        raise Problem(400, "bad-email", "Bad email", 'send {"email": "..."}: the address whose spam to keep')
+    kept = runtime().storage.spam.keep(email)
+    log.info("%d suspected spam kept as a lead through the API", kept)
+    return {"email": email.strip(), "kept": kept}
 
 
 @blueprint.post("/verdicts")

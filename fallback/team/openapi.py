@@ -45,6 +45,10 @@ SCHEMAS: dict[str, Any] = {
     "Status": strict(
         {
             **FLAG,
+            "checked_state": {
+                "enum": ["unknown", "up", "down"],
+                "description": "what the checker last found of the main site, even while a forced mode is in force",
+            },
             "network_doubt": {"type": ["integer", "boolean"]},
             "self_probe": {
                 "type": "boolean",
@@ -129,6 +133,26 @@ SCHEMAS: dict[str, Any] = {
     "Flag": strict({**FLAG, "by": TEXT_OR_NULL, "changed_at": TIME_OR_NULL}),
     "NoticeRequest": strict({"text": {"type": "string", "maxLength": 280, "description": "empty clears the notice"}}),
     "Notice": strict({"notice": TEXT_OR_NULL}),
+    "SpamList": strict(
+        {
+            "spam": {
+                "type": "array",
+                "items": strict(
+                    {
+                        "id": {"type": "integer"},
+                        "email": TEXT,
+                        "name": TEXT,
+                        "spam_reason": TEXT,
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "updated_at": {"type": "string", "format": "date-time"},
+                        "message": TEXT,
+                    }
+                ),
+            }
+        }
+    ),
+    "KeepSpam": strict({"email": TEXT}),
+    "Kept": strict({"email": TEXT, "kept": {"type": "integer"}}),
     "Message": strict({"at": {"type": "string", "format": "date-time"}, "name": TEXT_OR_NULL, "message": TEXT}),
     "Lead": strict(
         {
@@ -264,6 +288,22 @@ def document() -> dict[str, Any]:
                     parameters=[{"name": "email", "in": query, "required": True, "schema": TEXT}],
                     responses={"503": answer("the erasure could not finish; says why", "Problem", PROBLEM_MEDIA)},
                 ),
+            },
+            "/spam": {
+                "get": operation(
+                    "Suspected spam, newest first, each with why it was held back (left out of leads and export)",
+                    answer("the latest suspected spam", "SpamList"),
+                    parameters=[
+                        {"name": "limit", "in": query, "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+                    ],
+                )
+            },
+            "/spam/keep": {
+                "post": operation(
+                    "Not spam: the address's suspected spam becomes a lead (counted, exported, lead.created if new)",
+                    answer("how many suspected spam submissions were kept", "Kept"),
+                    requestBody={"required": True, "content": {"application/json": {"schema": ref("KeepSpam")}}},
+                )
             },
             "/verdicts": {
                 "post": operation(

@@ -17,7 +17,7 @@ from flask_babel import lazy_gettext as _l
 from fallback.storage import NewLead
 from fallback.visitor.drillmark import FIELD as DRILL_FIELD
 from fallback.visitor.drillmark import is_drill
-from fallback.web.languages import _
+from fallback.web.languages import LANGUAGE_FIELD, _
 
 MAX_EMAIL = 254
 MAX_NAME = 200
@@ -33,7 +33,7 @@ CONSENT_REVISION = 1
 NOTIFY_MESSAGE = _("E-mail me when the site is back.")
 # What an unticked HTML checkbox, or a script saying no, sends (WTForms' BooleanField reads it alike).
 FALSE_VALUES = ("", "false")
-FIELDS = ("email", "name", "message", "consent", "notify", "website", "token", "path", DRILL_FIELD)
+FIELDS = ("email", "name", "message", "consent", "notify", "website", "token", "path", LANGUAGE_FIELD, DRILL_FIELD)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _LINE_BREAKS = re.compile(r"[\t\r\n]")

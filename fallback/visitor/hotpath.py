@@ -24,11 +24,11 @@ from fallback.checking.selfprobe import marking, probe_key
 from fallback.core.clock import utcnow
 from fallback.core.flag import DEFAULT_RETRY_AFTER, Flag, back_in
 from fallback.core.urls import redirect_location
-from fallback.storage import StorageError, Submission
+from fallback.storage import NewLead, StorageError, Submission
 from fallback.visitor.contact import CONSENT_MESSAGE, FIELDS, NOTIFY_MESSAGE, ContactCheck, check_contact
 from fallback.visitor.drillmark import drill_key
 from fallback.web.guard import HSTS, PUBLIC_HEADERS, client_key_for, cross_site, rate_check_for
-from fallback.web.languages import language_from, translate
+from fallback.web.languages import LANGUAGE_FIELD, language_from, language_of, translate
 from fallback.web.runtime import PageKey, Runtime
 
 log = logging.getLogger("fallback.web")
@@ -49,7 +49,20 @@ THANKS_PATH = PREFIX + "/thanks"
 # Where the lean contact path leaves what it did for the Flask view, so that nothing is counted twice.
 SUBMITTED = "fallback.submitted"
 MAX_FORM_BYTES = 64 * 1024
-THANKS_ANSWER = ("303 See Other", [("Location", THANKS_PATH), ("Content-Length", "0"), *PUBLIC_HEADERS])
+# The thank-you page says so when the visitor asked to be e-mailed once the site is back.
+NOTIFY_QUERY = "notify=1"
+
+
+def thanks_location(notify: bool) -> str:
+    """Where a stored lead is thanked: the thank-you page, told whether the visitor asked for the follow-up mail."""
+    return f"{THANKS_PATH}?{NOTIFY_QUERY}" if notify else THANKS_PATH
+
+
+# Built once: the lean path answers every accepted post with one of these two.
+THANKS_HEADERS = {
+    notify: [("Location", thanks_location(notify)), ("Content-Length", "0"), *PUBLIC_HEADERS]
+    for notify in (False, True)
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,9 +183,8 @@ class HotPath:
             if answer is not None:
                 start_response(STATUS_LINES[answer.status], self.secured(environ, answer.headers))
                 return [] if method == "HEAD" else [answer.body]
-        elif method == "POST" and raw_path == CONTACT_PATH and self.contact(environ):
-            status, headers = THANKS_ANSWER
-            start_response(status, self.secured(environ, headers))
+        elif method == "POST" and raw_path == CONTACT_PATH and (lead := self.contact(environ)) is not None:
+            start_response(STATUS_LINES[303], self.secured(environ, THANKS_HEADERS[lead.notify]))
             return []
         return self.flask_wsgi(environ, start_response)
 
@@ -182,8 +194,8 @@ class HotPath:
             return [*headers, ("Strict-Transport-Security", HSTS)]
         return headers
 
-    def contact(self, environ: dict) -> bool:
-        """Store a valid contact post and say True; otherwise leave it to the Flask view, body intact.
+    def contact(self, environ: dict) -> NewLead | None:
+        """Store a valid contact post and return its lead; otherwise None, leaving it to the Flask view, body intact.
 
         Whatever is not the common case (a cross-site post, another encoding, an invalid field, the
         rate limit, a database error) is rendered by `web.contact`, which calls the same functions.
@@ -191,28 +203,29 @@ class HotPath:
         if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded") or cross_site(
             environ.get("HTTP_SEC_FETCH_SITE"), environ.get("HTTP_ORIGIN"), environ.get("HTTP_HOST", "")
         ):
-            return False
+            return None
         try:
             length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
-            return False
+            return None
         if not 0 <= length <= MAX_FORM_BYTES:
-            return False
+            return None
         body = environ["wsgi.input"].read(length)
         environ["wsgi.input"] = io.BytesIO(body)
         try:
             fields = form_fields(body)
         except UnicodeDecodeError:
-            return False
-        checked = check_fields(self.rt, fields, language_from(environ.get("HTTP_ACCEPT_LANGUAGE")))
+            return None
+        language = language_of(fields.get(LANGUAGE_FIELD), environ.get("HTTP_ACCEPT_LANGUAGE"))
+        checked = check_fields(self.rt, fields, language)
         if checked.lead is None:
-            return False
+            return None
         submitted = submit_lead(self.rt, checked, environ.get("REMOTE_ADDR"))
         if isinstance(submitted, Submission) and submitted.retry_after is None:
             self.rt.metrics.lead(checked.lead)
-            return True
+            return checked.lead
         environ[SUBMITTED] = submitted
-        return False
+        return None
 
     def answer(self, environ: dict, method: str, raw_path: str) -> Answer | None:
         """The redirect or the cached page, or None when Flask must render the page first."""

@@ -38,6 +38,7 @@ from fallback.visitor.hotpath import (
     page_key,
     redirect_answer,
     submit_lead,
+    thanks_location,
 )
 from fallback.web.guard import is_cross_site
 from fallback.web.languages import current_language, translate
@@ -155,7 +156,7 @@ def contact() -> ResponseReturnValue:
         form.show_errors(checked.errors)
         return form_again(form, 400, token_problem=checked.token_problem)
     # Committed above: only now may the visitor be thanked.
-    return redirect(THANKS_PATH, 303)
+    return redirect(thanks_location(checked.lead.notify), 303)
 
 
 def form_again(
@@ -203,9 +204,10 @@ def not_saved() -> Response:
 
 @blueprint.get(THANKS_PATH)
 def thanks() -> Response:
-    """The thank-you page."""
-    response = make_response(render_template("thanks.html"))
+    """The thank-you page; it says the follow-up mail will come when the visitor asked for it."""
+    response = make_response(render_template("thanks.html", notify=request.args.get("notify") == "1"))
     response.headers["Cache-Control"] = "public, max-age=60"
+    response.headers["Vary"] = "Accept-Language"  # a shared cache keeps one page per language
     return response
 
 

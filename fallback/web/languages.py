@@ -1,4 +1,7 @@
-"""Languages: English and French catalogs, chosen from Accept-Language; a new language is a new catalog."""
+"""Languages: a gettext catalog per language in fallback/translations, chosen from Accept-Language.
+
+A new language is a new catalog (docs/languages.md), not code.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ from werkzeug.http import parse_accept_header
 # The catalogs sit at the package root, where pybabel (babel.cfg) writes them.
 TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
 DEFAULT_LANGUAGE = "en"
+# The contact form's hidden field naming the language it was shown in: a post is answered, and its consent
+# wording stored, in that language even when a cache that ignores Vary served the page to another one.
+LANGUAGE_FIELD = "lang"
 
 
 def available_languages() -> list[str]:
@@ -32,11 +38,19 @@ def _best_language(accept_language: str) -> str:
     return parse_accept_header(accept_language, LanguageAccept).best_match(LANGUAGES, default=DEFAULT_LANGUAGE)
 
 
+def language_of(shown_in: str | None, accept_language: str | None) -> str:
+    """The language a form was shown in, when it is one of ours; else our best one for Accept-Language."""
+    if shown_in is not None and shown_in in LANGUAGES:
+        return shown_in
+    return language_from(accept_language)
+
+
 def select_language() -> str:
-    """The visitor's preferred language among ours, English when none fits."""
+    """The visitor's preferred language among ours (a form's own on a post), English when none fits."""
     if not has_request_context():
         return DEFAULT_LANGUAGE
-    return language_from(request.environ.get("HTTP_ACCEPT_LANGUAGE"))
+    shown_in = request.form.get(LANGUAGE_FIELD) if request.method == "POST" else None
+    return language_of(shown_in, request.environ.get("HTTP_ACCEPT_LANGUAGE"))
 
 
 def current_language() -> str:
