@@ -228,3 +228,17 @@ def test_the_digest_is_sent_by_the_notification_sender_in_its_round(storage, clo
     ]
     [message] = storage.outbox.recent("notification")
     assert (message.status, message.attempts) == ("delivered", 1)
+
+
+def test_spam_marked_not_spam_counts_in_the_period_it_came_in_and_only_there(storage, clock):
+    lead_at(storage, clock, 1, "fast@example.org", spam_reason="too fast")
+    lead_at(storage, clock, 2, "typist@example.org", spam_reason="too fast")
+    clock.now = at(3)
+    assert storage.spam.keep("fast@example.org") == 1  # rescued before its period was digested
+    clock.now = at(5) + timedelta(seconds=10)
+    assert sender(storage).queue_digest() == 1
+    clock.now = at(6)
+    assert storage.spam.keep("typist@example.org") == 1  # rescued once its period was told: it came in then
+    clock.now = at(10) + timedelta(seconds=10)
+    assert sender(storage).queue_digest() == 0
+    assert [text["title"] for text in digests(storage)] == ["1 new lead"]
