@@ -72,6 +72,11 @@ def the_digest(storage):
     return message
 
 
+def digests_in(posts) -> list[dict]:
+    received = [json.loads(body) for _headers, body in posts]
+    return [each for each in received if "new lead" in each["title"]]
+
+
 def test_a_json_receiver_gets_the_count_and_the_dashboard_and_no_visitors_words(storage, clock, visitors):
     for visitor in VISITORS:
         assert visitors.post("/_fallback/contact", data=contact_fields(visitors, **visitor)).status_code == 303
@@ -127,3 +132,22 @@ def test_a_receiver_that_never_answers_delays_no_visitor_and_is_tried_again(stor
         clock.now += timedelta(seconds=5)
         assert digests.deliver_pending() == 1 and len(receiver.posts) == 2
     assert "1 new lead in the last 5 minutes" in json.loads(receiver.posts[1][1])["message"]
+
+
+def test_the_process_holding_the_checker_sends_the_digest_in_the_background(env, storage, clock):
+    from fallback.serving.server import start_in_background
+
+    storage.leads.save(NewLead(email="ann@example.org"))
+    clock.now = SETTLED
+    with Receiver() as receiver:  # the main site the checker probes (GET), and the digests' json:// receiver (POST)
+        environ = {**env, "FALLBACK_MAIN_URL": receiver.url, "FALLBACK_CHECK_INTERVAL": "1"}
+        environ |= {"FALLBACK_NOTIFY_URLS": json_url(receiver), "FALLBACK_NOTIFY_LEADS": "5m"}
+        background = start_in_background(Settings.from_env(environ), storage)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not digests_in(receiver.posts):
+                time.sleep(0.2)
+        finally:
+            background.stop()
+    [digest] = digests_in(receiver.posts)
+    assert digest["message"].startswith("1 new lead in the last 5 minutes")
