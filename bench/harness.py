@@ -20,7 +20,7 @@ from load import LOG_PROBLEMS, Fallback, loopback_session, rss_kib, worker_pids
 from procs import answers, start_group, stop_group
 
 HERE = Path(__file__).resolve().parent
-EXPORT_TOKEN = "bench-export-token"
+EXPORT_TOKEN = "bench-export-token-0123456789"
 PAGE_PATH = "/campaign/tv"
 HTML = ("Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8",)
 PAGE_CONNECTIONS = 50

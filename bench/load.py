@@ -63,7 +63,9 @@ from procs import (  # noqa: E402 - after the path
 )
 
 HOST = "127.0.0.1"
-EXPORT_TOKEN = "load-test-export-token"
+EXPORT_TOKEN = "load-test-export-token-0123456789"
+# The admin area and the API are on, so that every route that takes a body is there for the slow bodies.
+API_TOKEN = "load-test-api-token-0123456789"
 TOKEN = re.compile(r'name="token" value="([^"]+)"')
 LANDING = re.compile(r'name="path" value="([^"]*)"')
 VIEWS_PER_SUBMISSION = 4
@@ -342,10 +344,37 @@ def run_clients(base: str, clients: int, seconds: float, label: str) -> list[Cli
 SLOW_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
 # partial: the start of a head, then silence. trickle: a head a byte at a time, never ending (a header line
 # of "a"s). kept-alive: one whole request answered, then a partial head on the same connection.
-# pipelined: one whole request and a partial head in a single send.
-SLOW_MODES = ("partial", "trickle", "kept-alive", "pipelined")
+# pipelined: one whole request and a partial head in a single send. body: a whole head announcing a
+# 5000-byte body, then the body a byte at a time; chunked-body: the same with a chunked body that never
+# ends; both spread over every route that takes a body (BODY_ROUTES).
+SLOW_MODES = ("partial", "trickle", "kept-alive", "pipelined", "body", "chunked-body")
+BODY_MODES = ("body", "chunked-body")
 WHOLE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 TRICKLE = SLOW_HEAD + b"X-Pad: "  # then "a" after "a"
+# Every route that reads a body (each POST, and the API's PUT), as the server under test has them all on.
+BODY_ROUTES = (
+    "POST /_fallback/contact",
+    "POST /_fallback/admin/login",
+    "POST /_fallback/admin/logout",
+    "POST /_fallback/admin/mode",
+    "POST /_fallback/admin/notice",
+    "POST /_fallback/admin/leads/1/delete",
+    "POST /_fallback/admin/webhooks/1/retry",
+    "POST /_fallback/admin/followup/send",
+    "POST /_fallback/unsubscribe?t=1.x",
+    "POST /_fallback/api/v1/verdicts",
+    "PUT /_fallback/api/v1/mode",
+    "PUT /_fallback/api/v1/notice",
+)
+SLOW_BODY_LENGTH = 5000
+
+
+def slow_body_head(route: str, chunked: bool) -> bytes:
+    """A whole request head on `route` announcing a body (5000 bytes, or chunked) that will come a byte at a time."""
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {SLOW_BODY_LENGTH}"
+    head = f"{route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n{framing}\r\n\r\n"
+    # A chunk as long as the body announced: its bytes then trickle.
+    return head.encode() + (f"{SLOW_BODY_LENGTH:x}\r\n".encode() if chunked else b"")
 
 
 class SlowSockets(threading.Thread):
@@ -372,6 +401,7 @@ class SlowSockets(threading.Thread):
         self.sent: dict[socket.socket, int] = {}  # each open socket: bytes of its head sent so far
         self.answer_due: set[socket.socket] = set()
         self.opened = self.closed_by_server = self.failed_opens = 0
+        self.answers: Counter = Counter()  # the status lines the server answered slow requests with
         self.halt = threading.Event()
         self.ready = threading.Event()
 
@@ -381,12 +411,16 @@ class SlowSockets(threading.Thread):
             if self.mode == "kept-alive":
                 sock.sendall(WHOLE_REQUEST)
                 sock.recv(65536)  # the answer (a redirect or the page), its head at least
-            first = {
-                "partial": SLOW_HEAD,
-                "trickle": SLOW_HEAD[:1],
-                "kept-alive": SLOW_HEAD,
-                "pipelined": WHOLE_REQUEST + SLOW_HEAD,
-            }[self.mode]
+            if self.mode in BODY_MODES:
+                route = BODY_ROUTES[self.opened % len(BODY_ROUTES)]
+                first = slow_body_head(route, self.mode == "chunked-body") + b"a"
+            else:
+                first = {
+                    "partial": SLOW_HEAD,
+                    "trickle": SLOW_HEAD[:1],
+                    "kept-alive": SLOW_HEAD,
+                    "pipelined": WHOLE_REQUEST + SLOW_HEAD,
+                }[self.mode]
             sock.sendall(first)
         except OSError:
             self.failed_opens += 1
@@ -408,12 +442,16 @@ class SlowSockets(threading.Thread):
         if data and sock in self.answer_due:
             self.answer_due.discard(sock)  # the answer to the whole request sent before the slow one
             return False
+        if data.startswith(b"HTTP/1.1 1"):
+            return False  # a 100 Continue: the server waits for the body
+        if data:
+            self.answers[data.split(b"\r\n", 1)[0].decode("latin-1")] += 1
         return True
 
     def _trickle(self, sock: socket.socket) -> None:
         offset = self.sent[sock]
         try:
-            sock.send(TRICKLE[offset : offset + 1] or b"a")
+            sock.send(b"a" if self.mode in BODY_MODES else TRICKLE[offset : offset + 1] or b"a")
             self.sent[sock] = offset + 1
         except OSError:
             pass  # seen as closed on the next round
@@ -430,7 +468,7 @@ class SlowSockets(threading.Thread):
                         del self.sent[sock]
                         self.answer_due.discard(sock)
                         sock.close()
-                    elif self.mode == "trickle":
+                    elif self.mode == "trickle" or self.mode in BODY_MODES:
                         self._trickle(sock)
                 for _ in range(self.count - len(self.sent)):
                     self._open()
@@ -488,6 +526,8 @@ def serving(workers: int):
             "FALLBACK_RATE_LIMIT": "0",
             "FALLBACK_FORM_MIN_SECONDS": "0",
             "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
+            "FALLBACK_API_TOKEN": API_TOKEN,
+            "FALLBACK_ADMIN_PASSWORD": "load-test-admin-password",
             "FALLBACK_SECRET_KEY": "load-test-secret-key",
             "FALLBACK_SITE_NAME": "Load test",
         }
@@ -710,6 +750,7 @@ def run_attack(
         "slow_sockets_open_at_end": still_open,
         "slow_sockets_closed_by_server": attack.closed_by_server,
         "slow_sockets_failed_to_open": attack.failed_opens,
+        "slow_sockets_answers": dict(attack.answers),
         "server_log_problems": server.problems[:10],
     }
 
@@ -729,7 +770,8 @@ def attack_report(figures: dict) -> str:
             f"errors {attacked['client_errors'] or 0}",
             f"  slow sockets    {figures['slow_sockets_opened']} opened, {figures['slow_sockets_open_at_end']} open at "
             f"the end, {figures['slow_sockets_closed_by_server']} closed by the server (and replaced), "
-            f"{figures['slow_sockets_failed_to_open']} failed to open",
+            f"{figures['slow_sockets_failed_to_open']} failed to open, answered "
+            f"{figures['slow_sockets_answers'] or 'nothing'}",
         ]
         + [f"  server log: {line}" for line in figures["server_log_problems"]]
     )

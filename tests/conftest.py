@@ -1,7 +1,12 @@
-"""Shared fixtures: the backend, settings, storage, the app, its test client, the CLI runner.
+"""Shared fixtures: the backend, settings, storage, the app, its test client, the CLI runner, a fixed clock,
+and the stand-in main sites.
 
 A test module that sets `BACKENDS = ["sqlite", "postgres"]` runs each of its tests on both
 backends; PostgreSQL is a throw-away cluster on 127.0.0.1 (tests/pg.py), one database per test.
+
+Tests that start a server process (`fallback serve`, nginx, HAProxy, PostgreSQL, Chromium, a
+container) are marked `slow`; every PostgreSQL variant of a test is slow too, as it needs the
+cluster. `pytest -m "not slow"` runs the rest, in well under a minute.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import socket
 
 import pytest
 from click.testing import CliRunner
-from helpers import ADMIN_PASSWORD
+from helpers import ADMIN_PASSWORD, FixedClock
+from mailserver import FOLLOWUP_DELAY, SMTPServer
 from pg import Cluster, binaries
+from standin import StandIn
 
 import fallback.storage
 from fallback.core.settings import Settings
@@ -24,12 +31,34 @@ MAIN_URL = "https://www.example.com"
 
 
 def pytest_generate_tests(metafunc):
-    """Run a module's tests on every backend it lists in BACKENDS (SQLite alone by default)."""
+    """Run a module's tests on every backend it lists in BACKENDS (SQLite alone by default); the PostgreSQL
+    variants are slow, since each needs the cluster."""
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", getattr(metafunc.module, "BACKENDS", ["sqlite"]))
+        backends = getattr(metafunc.module, "BACKENDS", ["sqlite"])
+        # A test of one backend's own behaviour runs on that one alone (or is skipped, saying why, if the module
+        # does not list it).
+        for marker, only in (("sqlite_only", "sqlite"), ("postgres_only", "postgres")):
+            if metafunc.definition.get_closest_marker(marker) and only in backends:
+                backends = [only]
+        metafunc.parametrize("backend", [backend_param(backend) for backend in backends])
+
+
+def backend_param(backend: str):
+    """One value of the `backend` parameter, marked slow when it needs a PostgreSQL server."""
+    return pytest.param(backend, marks=pytest.mark.slow) if backend == "postgres" else backend
+
+
+def pytest_collection_modifyitems(items):
+    """A test that asks for the PostgreSQL cluster itself is slow, like the postgres variants."""
+    for item in items:
+        if "pg_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: starts a server process or PostgreSQL; `pytest -m 'not slow'` runs the rest quickly"
+    )
     config.addinivalue_line("markers", "sqlite_only(reason): a test of what only SQLite has (a file, PRAGMAs)")
     config.addinivalue_line("markers", "postgres_only(reason): a test of what only PostgreSQL has (advisory locks)")
     config.addinivalue_line("markers", "slow: starts a server (SMTP, HTTP, PostgreSQL, fallback itself)")
@@ -163,3 +192,89 @@ def runner(env, monkeypatch):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return CliRunner()
+
+
+@pytest.fixture
+def clock():
+    """A clock standing at 2026-11-28 20:00 UTC until the test moves it (`clock.now += timedelta(...)`)."""
+    return FixedClock()
+
+
+@pytest.fixture
+def clocked_storage(database, clock):
+    """The test database, migrated, its time read from `clock`."""
+    return open_storage(database, clock)
+
+
+@pytest.fixture
+def still_clock(storage, clock):
+    """The test database's clock stopped at `clock`. The rate limits count in fixed windows (a minute, 15 minutes,
+    aligned); on the real clock a test that crosses a window's end sees its count start again, and a busy machine
+    makes a test long enough to cross one."""
+    storage.db.clock = clock
+    return clock
+
+
+@pytest.fixture
+def site():
+    """A stand-in main site of this test's own on 127.0.0.1 (tests/standin.py), healthy until the test says
+    otherwise."""
+    with StandIn() as stand_in:
+        yield stand_in
+
+
+@pytest.fixture(scope="module")
+def main_site():
+    """One stand-in main site for all of a module's tests, for servers that a module starts once; each test
+    finds it listening and healthy (see `_main_site_put_back`)."""
+    with StandIn() as stand_in:
+        yield stand_in
+
+
+@pytest.fixture(autouse=True)
+def _main_site_put_back(request):
+    """Whatever a test did to the module's `main_site` (stopped it, made it fail), the next test finds it
+    listening and healthy."""
+    if "main_site" not in request.fixturenames:
+        yield
+        return
+    main_site = request.getfixturevalue("main_site")
+    heal(main_site)
+    yield
+    heal(main_site)
+
+
+def heal(stand_in: StandIn) -> None:
+    """A stand-in listening again and answering normally."""
+    stand_in.start()
+    stand_in.behaviour = "ok"
+    stand_in.fail_one_in = 0
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on 127.0.0.1 (aiosmtpd in this process, tests/mailserver.py) keeping what it accepts."""
+    with SMTPServer() as running:
+        yield running
+
+
+@pytest.fixture
+def mail_env(env, smtp_server):
+    """`env` with follow-up mail on, through `smtp_server`, FOLLOWUP_DELAY seconds after a recovery."""
+    env.update(
+        {
+            "FALLBACK_SMTP_URL": smtp_server.url,
+            "FALLBACK_MAIL_FROM": "Shop <news@example.com>",
+            "FALLBACK_PUBLIC_URL": "https://sorry.example.com",
+            "FALLBACK_FOLLOWUP_DELAY": str(FOLLOWUP_DELAY),
+            "FALLBACK_MAIL_RATE": "100/second",
+            "FALLBACK_SITE_NAME": "Shop",
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def mail_storage(mail_env, clock):
+    """The test database of `mail_env`, migrated, its time read from `clock`."""
+    return open_storage(mail_env["FALLBACK_DATABASE"], clock)

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -81,8 +82,6 @@ class FixedClock:
     """A clock that stands still until a test moves `now`."""
 
     def __init__(self, now=None):
-        from datetime import UTC, datetime
-
         self.now = now or datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
 
     def __call__(self):
@@ -125,6 +124,46 @@ def wait_for(condition, seconds: float, what: str):
 # How long an answer must hold after a mode change before every worker surely gives it: a worker keeps the flag
 # it read for 0.5 s (state.Cached), and a margin.
 FLAG_SETTLED = 0.6
+# SPEC 3: a change of mode is "seen by every worker within a second". The tests hold a checker's flip and a forced
+# mode's expiry to the same bound.
+EVERY_WORKER_SECONDS = 1.0
+
+
+def answers_between(url: str, status: int, start: float, end: float | None = None, asks: int = 20) -> list[int]:
+    """Send up to `asks` requests to `url` (new connections, so any worker may answer), none before `start` and
+    none at or after `end` (time.monotonic()); check that each answered `status`, and at least one was sent.
+
+    What counts is when a request was sent, not when its answer came: a busy machine that answers late only gives
+    the workers longer to see a change, so load cannot fail this check, while a worker that keeps an old flag past
+    `start` does. Pass as `start` a moment the test saw the change stored (so after it was made), plus the bound.
+    """
+    time.sleep(max(0.0, start - time.monotonic()))
+    answers = []
+    while len(answers) < asks and (end is None or time.monotonic() < end):
+        answers.append(requests.get(url, allow_redirects=False, timeout=5).status_code)
+    assert answers, "no request could be sent in the window: the machine stalled the test past its end"
+    assert answers == [status] * len(answers), f"{url}: answers to requests sent in the window: {answers}"
+    return answers
+
+
+def monotonic_at(moment: datetime) -> float:
+    """The time.monotonic() reading of a wall-clock moment (a stored time on this machine's clock)."""
+    return time.monotonic() + (moment - datetime.now(UTC)).total_seconds()
+
+
+def wait_for_status(url: str, expected: int, seconds: float = 3.0) -> requests.Response:
+    """GET `url` until it answers `expected`; else the answer to the first request sent after `seconds`.
+
+    Timed by when each request is sent, not by when its answer comes: a busy machine's slow answers do not cut
+    the wait short, so after a mode change every worker has had `seconds` to see it.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        sent = time.monotonic()
+        response = requests.get(url, allow_redirects=False, timeout=5)
+        if response.status_code == expected or sent > deadline:
+            return response
+        time.sleep(0.05)
 
 
 def every_worker_answers(url: str, status: int, seconds: float = 5.0) -> requests.Response:

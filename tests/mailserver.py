@@ -12,6 +12,9 @@ from email.message import EmailMessage
 from aiosmtpd.controller import Controller
 from procs import free_port
 
+# How long the site must stay up before the follow-up mail goes out, in the tests' mail settings (conftest.mail_env).
+FOLLOWUP_DELAY = 60
+
 
 class Mailbox:
     """What the server accepted; `answers` are the replies to the next DATA commands (then 250).

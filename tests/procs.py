@@ -111,10 +111,25 @@ def wait_ready(
         time.sleep(0.1)
 
 
+def interruptible_child() -> None:
+    """In a child about to exec: take SIGINT as a terminal's Ctrl-C does. A runner started in the background by a
+    shell (`nohup pytest &`, `(pytest &)`) ignores SIGINT, and a child would inherit that and shrug off the SIGINT
+    a test sends it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn_group(command: list[str], env: dict, cwd: Path, log: Path) -> subprocess.Popen:
     """Start `command` in a session (so a process group) of its own, its output appended to `log`."""
     with open(log, "ab") as out:
-        return subprocess.Popen(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=interruptible_child,
+        )
 
 
 def start_group(

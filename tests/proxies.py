@@ -150,7 +150,7 @@ http {{
     uwsgi_temp_path {folder}/uwsgi_temp;
     scgi_temp_path {folder}/scgi_temp;
     log_format probe '$request_method $request_uri status=$status upstream=[$upstream_addr] '
-                     'ustatus=[$upstream_status] cache=$upstream_cache_status';
+                     'ustatus=[$upstream_status] cache=$upstream_cache_status took=$request_time';
     access_log {self.access_log} probe;
     include {folder}/fallback.conf;
 }}

@@ -13,9 +13,12 @@ from pathlib import Path
 from helpers import ADMIN_PASSWORD
 from procs import answers, fallback_command, free_port, log_tail, spawn_group, start_group, stop_group
 
+from fallback.core.flag import Flag
+from fallback.storage import Storage, open_storage
+
 STARTUP_SECONDS = 20
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-QUORUM_TOKEN = "quorum-api-token"
+QUORUM_TOKEN = "quorum-api-token-for-the-tests"
 
 
 def quorum_env(check_url: str, quorum: int, database: str | None = None) -> dict:
@@ -54,6 +57,19 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"serve-{self.port}.log"
         self.process: subprocess.Popen | None = None
+        self._storage: Storage | None = None
+
+    @property
+    def database(self) -> str:
+        """Its FALLBACK_DATABASE: the one set, or fallback.db in its working directory."""
+        return self.env.get("FALLBACK_DATABASE") or str(self.cwd / "fallback.db")
+
+    def stored_flag(self) -> Flag:
+        """The flag as its database holds it now, read straight from there: no worker's cache in between, and no
+        status document's (status.json keeps its reading for a second)."""
+        if self._storage is None:
+            self._storage = open_storage(self.database)
+        return self._storage.flag.read()
 
     @property
     def vantage(self) -> str:
@@ -77,6 +93,9 @@ class Served:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the whole process group (master and workers) and wait for it."""
         stop_group(self.process, sig, grace=15)
+        if self._storage is not None:
+            self._storage.close()
+            self._storage = None
 
     def __enter__(self) -> Served:
         return self.start()
@@ -132,8 +151,11 @@ class Agent:
         return log_tail(self.log, 100)
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
-        """Stop it with `sig`; its exit status."""
-        stop_group(self.process, sig, grace=10)
+        """Stop it with `sig`; its exit status (-9 if it had to be killed).
+
+        The grace is generous for a busy machine, where a report in flight may take seconds to be answered: an agent
+        that ignored the signal is still killed, and says so by its status."""
+        stop_group(self.process, sig, grace=30)
         return self.process.returncode
 
 

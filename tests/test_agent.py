@@ -49,8 +49,8 @@ class Reporter:
 
     url = "https://sorry.example.com"
 
-    def __init__(self, clock: Clock):
-        self.clock = clock
+    def __init__(self, monotonic: Clock):
+        self.clock = monotonic
         self.mode = "answer"
         self.interval = 5.0
         self.retry_after: float | None = None
@@ -71,73 +71,73 @@ class Reporter:
 
 
 @pytest.fixture
-def clock():
+def monotonic():
     return Clock()
 
 
 @pytest.fixture
-def runner():
+def probes():
     return Runner()
 
 
 @pytest.fixture
-def reporter(clock):
-    return Reporter(clock)
+def reporter(monotonic):
+    return Reporter(monotonic)
 
 
-def make_agent(clock, runner, reporter, rand=lambda: 1.0, **env) -> Agent:
+def make_agent(monotonic, probes, reporter, rand=lambda: 1.0, **env) -> Agent:
     settings = Settings.from_env(
         {"FALLBACK_CHECK_URLS": MAIN, "FALLBACK_CHECK_INTERVAL": "5", "FALLBACK_FALL": "3", "FALLBACK_RISE": "2", **env}
     )
-    return Agent(settings, reporter, "paris probe", runner, clock=clock, rand=rand)
+    return Agent(settings, reporter, "paris probe", probes, clock=monotonic, rand=rand)
 
 
-def run_for(agent: Agent, clock: Clock, seconds: float) -> None:
+def run_for(agent: Agent, monotonic: Clock, seconds: float) -> None:
     """Drive the agent's loop as `run` does, the clock jumping to each next thing to do."""
-    until = clock.now + seconds
-    while clock.now < until:
-        clock.now += agent.step()
+    until = monotonic.now + seconds
+    while monotonic.now < until:
+        monotonic.now += agent.step()
 
 
 def states(reporter: Reporter) -> list[str]:
     return [body["state"] for _, body in reporter.posts]
 
 
-def test_it_says_unknown_until_rise_passed_rounds_then_up(clock, runner, reporter):
-    agent = make_agent(clock, runner, reporter)
+def test_it_says_unknown_until_rise_passed_rounds_then_up(monotonic, probes, reporter):
+    agent = make_agent(monotonic, probes, reporter)
     assert agent.step() == QUICK_RECHECK_SECONDS  # a first success while not yet up: look again soon
-    clock.now += QUICK_RECHECK_SECONDS
+    monotonic.now += QUICK_RECHECK_SECONDS
     assert agent.step() == 5.0
     assert states(reporter) == ["unknown", "up"]
     assert [body["ok"] for _, body in reporter.posts] == [True, True]
 
 
-def test_it_says_down_only_after_fall_failed_rounds_rechecking_quickly(clock, runner, reporter):
-    agent = make_agent(clock, runner, reporter)
-    run_for(agent, clock, 10)
-    runner.up = False
+def test_it_says_down_only_after_fall_failed_rounds_rechecking_quickly(monotonic, probes, reporter):
+    agent = make_agent(monotonic, probes, reporter)
+    run_for(agent, monotonic, 10)
+    probes.up = False
     reporter.posts.clear()
     delays = []
     for _ in range(3):
         delays.append(agent.step())
-        clock.now += delays[-1]
+        monotonic.now += delays[-1]
     assert states(reporter) == ["up", "up", "down"]
     assert [body["ok"] for _, body in reporter.posts] == [False, False, False]
     assert delays == [QUICK_RECHECK_SECONDS, QUICK_RECHECK_SECONDS, 5.0]
     assert reporter.posts[-1][1]["reason"] == f"{MAIN}: HTTP 503"
 
 
-def test_while_its_own_network_is_in_doubt_it_says_unknown(clock, runner, reporter, caplog):
+def test_while_its_own_network_is_in_doubt_it_says_unknown(monotonic, probes, reporter, caplog):
     caplog.set_level(logging.INFO, logger="fallback.agent")
-    agent = make_agent(clock, runner, reporter, FALLBACK_CONTROL_URL=CONTROL)
-    run_for(agent, clock, 10)
-    runner.up = runner.control_up = False
-    run_for(agent, clock, 30)
+    agent = make_agent(monotonic, probes, reporter, FALLBACK_CONTROL_URL=CONTROL)
+    run_for(agent, monotonic, 10)
+    probes.up = probes.control_up = False
+    run_for(agent, monotonic, 30)
     assert set(states(reporter)[-5:]) == {"unknown"}
     assert "network in doubt" in reporter.posts[-1][1]["reason"]
     assert "main site unknown from here: network in doubt" in caplog.text
-    runner.up = runner.control_up = True
-    run_for(agent, clock, 10)
+    probes.up = probes.control_up = True
+    run_for(agent, monotonic, 10)
     assert states(reporter)[-1] == "up"  # its streaks were never counted as failures of the main site
 
 
@@ -147,102 +147,104 @@ def test_the_backoff_doubles_up_to_its_cap_with_the_upper_half_random():
     assert backoff(10_000, lambda: 1.0) == BACKOFF_CAP  # no overflow after days of failures
 
 
-def test_while_fallback_is_unreachable_it_keeps_probing_and_posts_further_and_further_apart(clock, runner, reporter):
-    agent = make_agent(clock, runner, reporter)
-    run_for(agent, clock, 10)
+def test_while_fallback_is_unreachable_it_keeps_probing_and_posts_further_and_further_apart(
+    monotonic, probes, reporter
+):
+    agent = make_agent(monotonic, probes, reporter)
+    run_for(agent, monotonic, 10)
     reporter.mode = "unreachable"
     reporter.posts.clear()
-    rounds = runner.rounds
-    run_for(agent, clock, 300)
+    rounds = probes.rounds
+    run_for(agent, monotonic, 300)
     times = [at for at, _ in reporter.posts]
     gaps = [round(later - earlier, 6) for earlier, later in zip(times, times[1:], strict=False)]
     assert gaps[:6] == [1, 2, 4, 8, 16, BACKOFF_CAP]
     assert set(gaps[5:]) == {BACKOFF_CAP}
-    assert runner.rounds - rounds == 60  # probing went on, every 5 s, whatever the posts did
+    assert probes.rounds - rounds == 60  # probing went on, every 5 s, whatever the posts did
 
 
-def test_when_fallback_comes_back_it_posts_only_the_latest_verdict_once(clock, runner, reporter):
-    agent = make_agent(clock, runner, reporter)
-    run_for(agent, clock, 10)
+def test_when_fallback_comes_back_it_posts_only_the_latest_verdict_once(monotonic, probes, reporter):
+    agent = make_agent(monotonic, probes, reporter)
+    run_for(agent, monotonic, 10)
     reporter.mode = "unreachable"
-    run_for(agent, clock, 40)
-    runner.up = False  # the main site breaks while fallback cannot hear of it
-    run_for(agent, clock, 40)
+    run_for(agent, monotonic, 40)
+    probes.up = False  # the main site breaks while fallback cannot hear of it
+    run_for(agent, monotonic, 40)
     reporter.mode = "answer"
     reporter.posts.clear()
-    run_for(agent, clock, BACKOFF_CAP)
+    run_for(agent, monotonic, BACKOFF_CAP)
     first_at, first = reporter.posts[0]
     assert first["state"] == "down" and first["ok"] is False
-    assert first_at - clock.now <= 0
+    assert first_at - monotonic.now <= 0
     # From then on, one post per round and no backlog of the verdicts it could not deliver.
     assert len(reporter.posts) <= BACKOFF_CAP / 5 + 1
     assert agent.failures == 0 and agent.latest is None
 
 
-def test_a_retry_after_from_the_instance_is_waited_for(clock, runner, reporter):
-    agent = make_agent(clock, runner, reporter)
+def test_a_retry_after_from_the_instance_is_waited_for(monotonic, probes, reporter):
+    agent = make_agent(monotonic, probes, reporter)
     reporter.mode, reporter.retry_after = "unreachable", 20.0
-    run_for(agent, clock, 60)
+    run_for(agent, monotonic, 60)
     times = [at for at, _ in reporter.posts]
     assert all(later - earlier >= 20.0 for earlier, later in zip(times, times[1:], strict=False))
 
 
-def test_a_refused_report_stops_the_agent_with_the_instances_words(clock, runner, reporter):
-    agent = make_agent(clock, runner, reporter)
+def test_a_refused_report_stops_the_agent_with_the_instances_words(monotonic, probes, reporter):
+    agent = make_agent(monotonic, probes, reporter)
     reporter.mode = "refuse"
     with pytest.raises(RemoteError, match=r"refused the token \(401\)"):
         agent.step()
 
 
-def test_a_bare_404_before_any_report_stops_the_agent(clock, runner, reporter):
-    agent = make_agent(clock, runner, reporter)
+def test_a_bare_404_before_any_report_stops_the_agent(monotonic, probes, reporter):
+    agent = make_agent(monotonic, probes, reporter)
     reporter.mode = "no api"
     with pytest.raises(NoApi, match="no control API"):
         agent.step()
 
 
-def test_a_bare_404_after_a_report_is_a_deploy_s_router_and_is_retried_with_backoff(clock, runner, reporter):
-    agent = make_agent(clock, runner, reporter)
-    run_for(agent, clock, 10)
+def test_a_bare_404_after_a_report_is_a_deploy_s_router_and_is_retried_with_backoff(monotonic, probes, reporter):
+    agent = make_agent(monotonic, probes, reporter)
+    run_for(agent, monotonic, 10)
     reporter.mode = "no api"
     reporter.posts.clear()
-    run_for(agent, clock, 60)
+    run_for(agent, monotonic, 60)
     times = [at for at, _ in reporter.posts]
     gaps = [round(later - earlier, 6) for earlier, later in zip(times, times[1:], strict=False)]
     assert gaps[:4] == [1, 2, 4, 8]
     reporter.mode = "answer"
-    run_for(agent, clock, BACKOFF_CAP + 5)
+    run_for(agent, monotonic, BACKOFF_CAP + 5)
     assert agent.failures == 0 and agent.reachable is True
 
 
-def test_it_follows_the_instances_check_interval(clock, runner, reporter):
-    agent = make_agent(clock, runner, reporter)
+def test_it_follows_the_instances_check_interval(monotonic, probes, reporter):
+    agent = make_agent(monotonic, probes, reporter)
     reporter.interval = 1.0
-    run_for(agent, clock, 5)
-    rounds = runner.rounds
-    run_for(agent, clock, 20)
-    assert runner.rounds - rounds == 20
+    run_for(agent, monotonic, 5)
+    rounds = probes.rounds
+    run_for(agent, monotonic, 20)
+    assert probes.rounds - rounds == 20
 
 
-def test_an_answer_without_an_interval_leaves_its_own(clock, runner, reporter):
-    agent = make_agent(clock, runner, reporter)
+def test_an_answer_without_an_interval_leaves_its_own(monotonic, probes, reporter):
+    agent = make_agent(monotonic, probes, reporter)
     for answer in ([1, 2], {"check_interval": "fast"}, {"check_interval": 0}, {"check_interval": True}, {}):
         agent.follow(answer)
     assert agent.interval == 5.0
 
 
-def test_it_logs_each_change_of_state_or_reachability_and_not_each_round(clock, runner, reporter, caplog):
+def test_it_logs_each_change_of_state_or_reachability_and_not_each_round(monotonic, probes, reporter, caplog):
     caplog.set_level(logging.INFO, logger="fallback.agent")
-    agent = make_agent(clock, runner, reporter)
-    run_for(agent, clock, 600)
+    agent = make_agent(monotonic, probes, reporter)
+    run_for(agent, monotonic, 600)
     reporter.mode = "unreachable"
-    run_for(agent, clock, 600)
-    runner.up = False
-    run_for(agent, clock, 600)
+    run_for(agent, monotonic, 600)
+    probes.up = False
+    run_for(agent, monotonic, 600)
     reporter.mode = "answer"
-    run_for(agent, clock, 600)
+    run_for(agent, monotonic, 600)
     lines = [record.getMessage() for record in caplog.records]
-    assert runner.rounds > 400
+    assert probes.rounds > 400
     assert len(lines) == 6, lines
     assert lines[0].startswith("main site not judged from here yet")
     assert lines[1] == "reported to https://sorry.example.com as 'paris probe'"
@@ -252,25 +254,26 @@ def test_it_logs_each_change_of_state_or_reachability_and_not_each_round(clock, 
     assert lines[5].startswith("reported to https://sorry.example.com as 'paris probe' again after ")
 
 
-def test_its_memory_stays_flat_over_a_day_of_rounds(clock, runner, reporter, monkeypatch):
+@pytest.mark.slow  # a day of rounds under tracemalloc: about 20 s of CPU
+def test_its_memory_stays_flat_over_a_day_of_rounds(monotonic, probes, reporter, monkeypatch):
     reporter.keep = False
     # Its log lines are made and handled, but not kept by pytest's capture, which is no part of the agent.
     logger = logging.getLogger("fallback.agent")
     monkeypatch.setattr(logger, "propagate", False)
     monkeypatch.setattr(logger, "handlers", [logging.NullHandler()])
-    agent = make_agent(clock, runner, reporter)
-    run_for(agent, clock, 3600)  # warm up: every code path once
+    agent = make_agent(monotonic, probes, reporter)
+    run_for(agent, monotonic, 3600)  # warm up: every code path once
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for hour in range(24):  # a day at a 5 s interval, fallback unreachable half of the time
             reporter.mode = "unreachable" if hour % 2 else "answer"
-            runner.up = hour % 3 != 0
-            run_for(agent, clock, 3600)
+            probes.up = hour % 3 != 0
+            run_for(agent, monotonic, 3600)
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert runner.rounds > 17_280 and reporter.count > 8_000
+    assert probes.rounds > 17_280 and reporter.count > 8_000
     assert grown < 16 * 1024, f"{grown} bytes more after a day of rounds"
 
 

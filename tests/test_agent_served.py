@@ -19,14 +19,16 @@ from standin import StandIn
 from fallback.checking.vantage import MAX_BODY
 from fallback.storage import open_storage
 
-TOKEN = "agent-integration-token"
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
+TOKEN = "agent-integration-token-01"
 
 
-def instance_env(site: StandIn) -> dict:
+def instance_env(main_site: StandIn) -> dict:
     """An instance whose own checker probes the stand-in every second, with the control API on."""
     return {
         "FALLBACK_MAIN_URL": "https://www.example.com",
-        "FALLBACK_CHECK_URLS": site.url,
+        "FALLBACK_CHECK_URLS": main_site.url,
         "FALLBACK_API_TOKEN": TOKEN,
         "FALLBACK_CHECK_INTERVAL": "1",
         "FALLBACK_QUORUM": "2",
@@ -34,21 +36,14 @@ def instance_env(site: StandIn) -> dict:
 
 
 @pytest.fixture(scope="module")
-def site():
-    """The main site's stand-in, healthy unless a test says otherwise."""
-    with StandIn() as stand_in:
-        yield stand_in
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, site):
+def served(tmp_path_factory, main_site):
     """One instance for the module, its SQLite database in a folder of its own."""
-    with Served(instance_env(site), tmp_path_factory.mktemp("instance"), workers=1) as server:
+    with Served(instance_env(main_site), tmp_path_factory.mktemp("instance"), workers=1) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def storage(served):
+def instance_storage(served):
     """The instance's database, as the test reads it."""
     store = open_storage(str(served.cwd / "fallback.db"))
     yield store
@@ -70,9 +65,9 @@ def agents(tmp_path):
         agent.stop(signal.SIGKILL)
 
 
-def verdict_of(storage, name: str):
+def verdict_of(instance_storage, name: str):
     """The stored verdict of `name`, or None."""
-    return next((verdict for verdict in storage.verdicts.latest() if verdict.name == name), None)
+    return next((verdict for verdict in instance_storage.verdicts.latest() if verdict.name == name), None)
 
 
 class Closer:
@@ -103,18 +98,18 @@ class Closer:
 
 
 def test_an_agents_verdict_arrives_and_a_refusing_main_site_is_reported_down_after_fall_rounds(
-    served, storage, agents, tmp_path
+    served, instance_storage, agents, tmp_path
 ):
     name = "refusing site probe"
     with StandIn() as own_site:
         agent = agents(served.url, own_site.url, "--name", name)
-        up = wait_for(lambda: (v := verdict_of(storage, name)) and v.state == "up" and v, 20, "an up verdict")
+        up = wait_for(lambda: (v := verdict_of(instance_storage, name)) and v.state == "up" and v, 20, "an up verdict")
         assert up.kind == "agent" and up.ok and "answered" in up.reason
         own_site.stop()  # connections refused from now on
         seen = []
 
         def down():
-            verdict = verdict_of(storage, name)
+            verdict = verdict_of(instance_storage, name)
             if verdict and (not seen or seen[-1] != (verdict.state, verdict.ok, verdict.observed_at)):
                 seen.append((verdict.state, verdict.ok, verdict.observed_at))
             return verdict and verdict.state == "down" and verdict
@@ -130,21 +125,23 @@ def test_an_agents_verdict_arrives_and_a_refusing_main_site_is_reported_down_aft
     assert agent.stop() == 0
 
 
-def test_a_restarted_agent_keeps_one_row_under_its_default_name(served, storage, agents, site):
+def test_a_restarted_agent_keeps_one_row_under_its_default_name(served, instance_storage, agents, main_site):
     name = f"{socket.gethostname()} probe"
-    first = agents(served.url, site.url)
-    stored = wait_for(lambda: verdict_of(storage, name), 20, "the first agent's verdict")
+    first = agents(served.url, main_site.url)
+    stored = wait_for(lambda: verdict_of(instance_storage, name), 20, "the first agent's verdict")
     assert first.stop(signal.SIGTERM) == 0
     assert "stopping on SIGTERM" in first.output()
-    second = agents(served.url, site.url)
-    wait_for(lambda: (v := verdict_of(storage, name)) and v.received_at > stored.received_at, 20, "a new verdict")
-    assert [verdict.name for verdict in storage.verdicts.latest()].count(name) == 1
+    second = agents(served.url, main_site.url)
+    wait_for(
+        lambda: (v := verdict_of(instance_storage, name)) and v.received_at > stored.received_at, 20, "a new verdict"
+    )
+    assert [verdict.name for verdict in instance_storage.verdicts.latest()].count(name) == 1
     assert second.stop(signal.SIGINT) == 0
 
 
-def test_a_wrong_token_stops_the_agent_with_one_line_and_exit_2(served, site, tmp_path):
+def test_a_wrong_token_stops_the_agent_with_one_line_and_exit_2(served, main_site, tmp_path):
     result = run_cli(
-        ["probe", "--report-to", served.url, "--token", "wrong"], {"FALLBACK_MAIN_URL": site.url}, tmp_path
+        ["probe", "--report-to", served.url, "--token", "wrong"], {"FALLBACK_MAIN_URL": main_site.url}, tmp_path
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
@@ -153,10 +150,12 @@ def test_a_wrong_token_stops_the_agent_with_one_line_and_exit_2(served, site, tm
     assert "Traceback" not in result.stderr
 
 
-def test_an_instance_without_the_api_stops_the_agent_with_exit_2(site, tmp_path):
-    with Served({"FALLBACK_MAIN_URL": "https://www.example.com", "FALLBACK_CHECK_URLS": site.url}, tmp_path) as bare:
+def test_an_instance_without_the_api_stops_the_agent_with_exit_2(main_site, tmp_path):
+    with Served(
+        {"FALLBACK_MAIN_URL": "https://www.example.com", "FALLBACK_CHECK_URLS": main_site.url}, tmp_path
+    ) as bare:
         result = run_cli(
-            ["probe", "--report-to", bare.url, "--token", TOKEN], {"FALLBACK_MAIN_URL": site.url}, tmp_path
+            ["probe", "--report-to", bare.url, "--token", TOKEN], {"FALLBACK_MAIN_URL": main_site.url}, tmp_path
         )
     assert result.returncode == 2 and "no control API" in result.stderr and "Traceback" not in result.stderr
 
@@ -183,14 +182,14 @@ def test_against_a_dead_fallback_it_keeps_probing_backs_off_and_reports_once_fal
         assert "could not reach" in agent.output()
         with (
             Served(instance_env(own_site), tmp_path, workers=1, port=port),
-            closing(open_storage(str(tmp_path / "fallback.db"))) as storage,
+            closing(open_storage(str(tmp_path / "fallback.db"))) as instance_storage,
         ):
-            wait_for(lambda: verdict_of(storage, "patient probe"), 30, "the verdict after fallback came back")
+            wait_for(lambda: verdict_of(instance_storage, "patient probe"), 30, "the verdict after fallback came back")
     assert "again after" in agent.output()
     assert agent.stop() == 0
 
 
-def test_an_oversized_chunked_body_is_refused_by_the_served_instance(served, storage):
+def test_an_oversized_chunked_body_is_refused_by_the_served_instance(served, instance_storage):
     body = iter([b'{"name": "big", "reason": "', b"x" * MAX_BODY, b'"}'])  # a generator: sent chunked
     with requests.Session() as session:
         session.trust_env = False  # loopback only, never through a proxy from the environment
@@ -201,7 +200,7 @@ def test_an_oversized_chunked_body_is_refused_by_the_served_instance(served, sto
             timeout=10,
         )
     assert response.status_code == 413 and "at most" in response.json()["detail"]
-    assert verdict_of(storage, "big") is None
+    assert verdict_of(instance_storage, "big") is None
 
 
 def test_with_a_quorum_of_two_the_agents_vote_is_needed_to_flip(agents, tmp_path):

@@ -9,7 +9,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from helpers import FixedClock
 
 from fallback.checking.checker import QUICK_RECHECK_SECONDS, Checker, Tally, decide
 from fallback.checking.probe import ProbeResult
@@ -135,19 +134,14 @@ class FakeRunner:
 
 
 @pytest.fixture
-def clock():
-    return FixedClock()
-
-
-@pytest.fixture
-def settings(database):
+def check_settings(database):
     return Settings(
         main_url=MAIN, check_urls=(MAIN,), database=database, check_interval=5.0, check_timeout=3.0, fall=3, rise=2
     )
 
 
-def checker(settings, clock, script, owner="a"):
-    return Checker(settings, open_storage(settings.database, clock), FakeRunner(script), owner=owner)
+def checker(check_settings, clock, script, owner="a"):
+    return Checker(check_settings, open_storage(check_settings.database, clock), FakeRunner(script), owner=owner)
 
 
 def announced(storage) -> list[str]:
@@ -155,8 +149,8 @@ def announced(storage) -> list[str]:
     return [text["title"] for event in storage.events.recent() if (text := notification_text(event))]
 
 
-def test_the_loop_flips_once_opens_an_incident_and_queues_one_notification(settings, clock):
-    c = checker(settings, clock, [False] * 5)
+def test_the_loop_flips_once_opens_an_incident_and_queues_one_notification(check_settings, clock):
+    c = checker(check_settings, clock, [False] * 5)
     for _ in range(5):
         c.step()
     flag = c.storage.flag.read()
@@ -166,10 +160,10 @@ def test_the_loop_flips_once_opens_an_incident_and_queues_one_notification(setti
     assert announced(c.storage) == ["main site down"]
 
 
-def test_recovery_closes_the_incident_with_its_duration_and_leads(settings, clock):
+def test_recovery_closes_the_incident_with_its_duration_and_leads(check_settings, clock):
     from fallback.storage import NewLead
 
-    c = checker(settings, clock, [False] * 3 + [True] * 2)
+    c = checker(check_settings, clock, [False] * 3 + [True] * 2)
     for _ in range(3):
         c.step()
     clock.now += timedelta(minutes=4)
@@ -184,16 +178,16 @@ def test_recovery_closes_the_incident_with_its_duration_and_leads(settings, cloc
     assert announced(c.storage) == ["main site up", "main site down"]
 
 
-def test_each_round_records_its_probes_and_a_heartbeat(settings, clock):
-    c = checker(settings, clock, [True])
+def test_each_round_records_its_probes_and_a_heartbeat(check_settings, clock):
+    c = checker(check_settings, clock, [True])
     c.step()
     [probe] = c.storage.checker.recent_probes()
     assert (probe["url"], probe["ok"], probe["status"]) == (MAIN, 1, 200)
     assert c.storage.checker.read()["heartbeat_at"] == clock.now
 
 
-def test_two_checkers_on_one_database_probe_as_often_as_one(settings, clock):
-    first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+def test_two_checkers_on_one_database_probe_as_often_as_one(check_settings, clock):
+    first, second = checker(check_settings, clock, [], "a"), checker(check_settings, clock, [], "b")
     for _ in range(10):
         first.step()
         second.step()
@@ -201,11 +195,11 @@ def test_two_checkers_on_one_database_probe_as_often_as_one(settings, clock):
 
 
 @pytest.mark.sqlite_only("on PostgreSQL a lock held by the checker's session decides, not a lease")
-def test_another_checker_takes_over_when_the_holder_goes_silent(settings, clock):
-    first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+def test_another_checker_takes_over_when_the_holder_goes_silent(check_settings, clock):
+    first, second = checker(check_settings, clock, [], "a"), checker(check_settings, clock, [], "b")
     first.step()
     second.step()
-    clock.now += timedelta(seconds=3 * settings.check_interval + settings.check_timeout + 1)
+    clock.now += timedelta(seconds=3 * check_settings.check_interval + check_settings.check_timeout + 1)
     second.step()
     assert second.runner.rounds == 1 and second.holding
     first.step()
@@ -213,12 +207,12 @@ def test_another_checker_takes_over_when_the_holder_goes_silent(settings, clock)
 
 
 @pytest.mark.postgres_only("advisory locks")
-def test_on_postgres_the_checker_moves_as_soon_as_the_holders_session_dies(settings, clock):
-    first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+def test_on_postgres_the_checker_moves_as_soon_as_the_holders_session_dies(check_settings, clock):
+    first, second = checker(check_settings, clock, [], "a"), checker(check_settings, clock, [], "b")
     first.step()
     second.step()
     assert (first.holding, second.holding) == (True, False)
-    terminate_lock_holders(settings.database)  # what the server does when the holder's process dies
+    terminate_lock_holders(check_settings.database)  # what the server does when the holder's process dies
     second.step()  # no lease to wait for
     assert second.holding and second.runner.rounds == 1
     assert second.storage.checker.read()["owner"] == "b"
@@ -227,8 +221,8 @@ def test_on_postgres_the_checker_moves_as_soon_as_the_holders_session_dies(setti
 
 
 @pytest.mark.postgres_only("advisory locks")
-def test_on_postgres_a_hung_holder_loses_the_lock_once_it_has_renewed_nothing_for_a_lease(settings, clock):
-    first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+def test_on_postgres_a_hung_holder_loses_the_lock_once_it_has_renewed_nothing_for_a_lease(check_settings, clock):
+    first, second = checker(check_settings, clock, [], "a"), checker(check_settings, clock, [], "b")
     first.step()
     second.step()  # second starts watching the checker row
     clock.now += timedelta(seconds=first.lease_seconds - 1)  # silent, but not for a whole lease yet
@@ -247,8 +241,8 @@ def test_on_postgres_a_hung_holder_loses_the_lock_once_it_has_renewed_nothing_fo
 
 
 @pytest.mark.postgres_only("advisory locks")
-def test_on_postgres_a_holder_that_renews_is_never_ended_however_far_the_clocks_drift(settings, clock):
-    first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+def test_on_postgres_a_holder_that_renews_is_never_ended_however_far_the_clocks_drift(check_settings, clock):
+    first, second = checker(check_settings, clock, [], "a"), checker(check_settings, clock, [], "b")
     for _ in range(10):
         first.step()
         clock.now += timedelta(hours=1)  # second's view of time runs far ahead of the lease first writes
@@ -257,7 +251,7 @@ def test_on_postgres_a_holder_that_renews_is_never_ended_however_far_the_clocks_
 
 
 @pytest.mark.postgres_only("advisory locks")
-def test_on_postgres_a_hung_holder_is_looked_for_in_this_database_only(settings, clock, pg_cluster):
+def test_on_postgres_a_hung_holder_is_looked_for_in_this_database_only(check_settings, clock, pg_cluster):
     import psycopg
 
     from fallback.storage.postgres_checker import CHECKER_LOCK
@@ -266,7 +260,7 @@ def test_on_postgres_a_hung_holder_is_looked_for_in_this_database_only(settings,
     try:
         with psycopg.connect(other, autocommit=True) as elsewhere:  # another installation on the same server
             assert elsewhere.execute("SELECT pg_try_advisory_lock(%s)", (CHECKER_LOCK,)).fetchone()[0]
-            first, second = checker(settings, clock, [], "a"), checker(settings, clock, [], "b")
+            first, second = checker(check_settings, clock, [], "a"), checker(check_settings, clock, [], "b")
             first.step()
             second.step()
             clock.now += timedelta(seconds=first.lease_seconds + 1)
@@ -276,8 +270,8 @@ def test_on_postgres_a_hung_holder_is_looked_for_in_this_database_only(settings,
         pg_cluster.drop_database(other)
 
 
-def test_a_round_that_outlasts_the_lease_flips_nothing_and_records_nothing(settings, clock):
-    c = checker(settings, clock, [])
+def test_a_round_that_outlasts_the_lease_flips_nothing_and_records_nothing(check_settings, clock):
+    c = checker(check_settings, clock, [])
     c.step()
     c.step()  # two good rounds: up
     stalled = FakeRunner([False] * 5)
@@ -314,13 +308,15 @@ def terminate_lock_holders(database: str) -> int:
     return ended
 
 
-def test_a_flip_is_written_once_however_many_processes_try(settings, clock):
-    storage = open_storage(settings.database, clock)
+def test_a_flip_is_written_once_however_many_processes_try(check_settings, clock):
+    storage = open_storage(check_settings.database, clock)
     storage.flag.flip("unknown", "up", "first round")
     results = []
     threads = [
         threading.Thread(
-            target=lambda: results.append(open_storage(settings.database, clock).flag.flip("up", "down", "HTTP 503"))
+            target=lambda: results.append(
+                open_storage(check_settings.database, clock).flag.flip("up", "down", "HTTP 503")
+            )
         )
         for _ in range(8)
     ]
@@ -332,8 +328,8 @@ def test_a_flip_is_written_once_however_many_processes_try(settings, clock):
     assert len(storage.flag.incidents()) == 1
 
 
-def test_an_expired_forced_mode_returns_to_auto_once_and_is_recorded(settings, clock):
-    c = checker(settings, clock, [])
+def test_an_expired_forced_mode_returns_to_auto_once_and_is_recorded(check_settings, clock):
+    c = checker(check_settings, clock, [])
     c.storage.flag.set_mode("down", until=clock.now + timedelta(minutes=30), reason="TV", by="cli")
     c.step()
     assert c.storage.flag.read().mode == "down"
@@ -344,10 +340,10 @@ def test_an_expired_forced_mode_returns_to_auto_once_and_is_recorded(settings, c
     assert [change["by"] for change in c.storage.flag.mode_changes()] == ["expiry", "cli"]
 
 
-def test_a_crashing_round_is_logged_and_the_loop_goes_on(settings, clock, caplog):
+def test_a_crashing_round_is_logged_and_the_loop_goes_on(check_settings, clock, caplog):
     import dataclasses
 
-    fast = dataclasses.replace(settings, check_interval=0.001)
+    fast = dataclasses.replace(check_settings, check_interval=0.001)
     c = checker(fast, clock, [RuntimeError("boom"), True, True])
     stop = threading.Event()
     original = c.step
@@ -365,12 +361,12 @@ def test_a_crashing_round_is_logged_and_the_loop_goes_on(settings, clock, caplog
     assert c.storage.checker.read()["lease_until"] is None  # released on the way out
 
 
-def test_a_database_outage_during_a_round_is_one_log_line_and_the_loop_goes_on(settings, clock, caplog):
+def test_a_database_outage_during_a_round_is_one_log_line_and_the_loop_goes_on(check_settings, clock, caplog):
     import dataclasses
 
     from fallback.storage import StorageError
 
-    c = checker(dataclasses.replace(settings, check_interval=0.001), clock, [True] * 5)
+    c = checker(dataclasses.replace(check_settings, check_interval=0.001), clock, [True] * 5)
     stop = threading.Event()
     original, calls = c.storage.checker.claim, []
 
@@ -398,28 +394,28 @@ class SelfProbeRunner(FakeRunner):
         return [ok(url) if reached_main else bad(url, SELF_PROBE_REASON) for url in urls]
 
 
-def test_a_probe_reaching_fallback_itself_fails_and_is_warned_of_once_per_incident(settings, clock, caplog):
+def test_a_probe_reaching_fallback_itself_fails_and_is_warned_of_once_per_incident(check_settings, clock, caplog):
     from fallback.checking.status import status_document
 
     caplog.set_level(logging.INFO, "fallback.checker")
-    c = Checker(settings, open_storage(settings.database, clock), SelfProbeRunner([False] * 5 + [True] * 2))
+    c = Checker(check_settings, open_storage(check_settings.database, clock), SelfProbeRunner([False] * 5 + [True] * 2))
     for _ in range(5):
         c.step()
     assert c.storage.flag.read().state == "down"
     assert SELF_PROBE_REASON in c.storage.flag.incidents()[0]["reason"]
-    document = status_document(c.storage, settings, clock.now)
+    document = status_document(c.storage, check_settings, clock.now)
     assert document["self_probe"] and "origin hostname of its own" in document["checker"]["note"]
     warnings = [r for r in caplog.records if "reached fallback itself" in r.getMessage() and "origin" in r.message]
     assert [r.levelno for r in warnings] == [logging.WARNING, logging.WARNING]  # the flip's line and the advice
     assert len([r for r in warnings if "FALLBACK_CHECK_URLS" in r.message]) == 1
     c.step()
     c.step()
-    assert not status_document(c.storage, settings, clock.now)["self_probe"]
+    assert not status_document(c.storage, check_settings, clock.now)["self_probe"]
 
 
-def test_an_outage_is_logged_as_a_warning_and_the_recovery_as_information(settings, clock, caplog):
+def test_an_outage_is_logged_as_a_warning_and_the_recovery_as_information(check_settings, clock, caplog):
     caplog.set_level(logging.INFO, "fallback.checker")
-    c = checker(settings, clock, [False] * 3 + [True] * 2)
+    c = checker(check_settings, clock, [False] * 3 + [True] * 2)
     for _ in range(5):
         c.step()
     flips = [

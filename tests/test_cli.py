@@ -4,6 +4,8 @@ import csv
 import io
 import json
 import logging
+import os
+import stat
 from importlib.metadata import version
 from urllib.parse import urlsplit
 
@@ -12,14 +14,9 @@ import pytest
 from fallback.cli import cli, database_label, ngettext
 from fallback.core.settings import Settings
 from fallback.serving.server import bind_host
-from fallback.storage import NewLead, open_storage
+from fallback.storage import NewLead
 
 BACKENDS = ["sqlite", "postgres"]
-
-
-@pytest.fixture
-def db(runner, env):
-    return open_storage(env["FALLBACK_DATABASE"])
 
 
 def test_every_command_has_help_with_an_example(runner):
@@ -29,10 +26,10 @@ def test_every_command_has_help_with_an_example(runner):
         assert "Example:" in result.output and f"fallback {name}" in result.output, name
 
 
-def test_mode_down_then_status(runner, db):
+def test_mode_down_then_status(runner, storage):
     result = runner.invoke(cli, ["mode", "down", "--for", "2h", "--reason", "TV"])
     assert result.exit_code == 0 and "mode set to down until" in result.output
-    flag = db.flag.read()
+    flag = storage.flag.read()
     assert (flag.mode, flag.mode_reason) == ("down", "TV")
     status = json.loads(runner.invoke(cli, ["status", "--json"]).output)
     assert (status["state"], status["mode"], status["leads"]) == ("down", "down", 0)
@@ -41,11 +38,11 @@ def test_mode_down_then_status(runner, db):
     assert "state:  down" in text and "reason: TV" in text
 
 
-def test_mode_refuses_a_bad_duration_without_a_traceback(runner, db):
+def test_mode_refuses_a_bad_duration_without_a_traceback(runner, storage):
     result = runner.invoke(cli, ["mode", "down", "--for", "soon"])
     assert result.exit_code == 2
     assert "--for" in result.output and "Traceback" not in result.output
-    assert db.flag.read().mode == "auto"
+    assert storage.flag.read().mode == "auto"
 
 
 def test_a_bad_setting_stops_a_command_with_one_line(runner, monkeypatch):
@@ -61,9 +58,9 @@ def test_serve_needs_the_main_url(runner, monkeypatch):
     assert result.exit_code == 2 and "FALLBACK_MAIN_URL" in result.output
 
 
-def test_export_writes_csv_to_stdout_or_a_file(runner, db, tmp_path):
-    db.leads.save(NewLead("a@example.org", name="-1+1"))
-    db.leads.save(NewLead("b@example.org", spam_reason="honeypot"))
+def test_export_writes_csv_to_stdout_or_a_file(runner, storage, tmp_path):
+    storage.leads.save(NewLead("a@example.org", name="-1+1"))
+    storage.leads.save(NewLead("b@example.org", spam_reason="honeypot"))
     rows = list(csv.DictReader(io.StringIO(runner.invoke(cli, ["export"]).output)))
     assert [(row["email"], row["name"]) for row in rows] == [("a@example.org", "'-1+1")]
     target = tmp_path / "out.csv"
@@ -71,21 +68,36 @@ def test_export_writes_csv_to_stdout_or_a_file(runner, db, tmp_path):
     assert "a@example.org" in target.read_text()
 
 
-def test_export_refuses_a_bad_bound(runner, db):
+def test_export_to_a_file_makes_it_readable_by_its_owner_only(runner, storage, tmp_path):
+    storage.leads.save(NewLead("paul@example.org"))
+    previous = os.umask(0o022)
+    try:
+        fresh, existing = tmp_path / "fresh.csv", tmp_path / "existing.csv"
+        existing.write_text("old")
+        existing.chmod(0o644)
+        for target in (fresh, existing):
+            assert runner.invoke(cli, ["export", "-o", str(target)]).exit_code == 0
+            assert stat.S_IMODE(target.stat().st_mode) == 0o600 and "paul@example.org" in target.read_text()
+    finally:
+        os.umask(previous)
+
+
+def test_export_refuses_a_bad_bound(runner, storage):
     result = runner.invoke(cli, ["export", "--since", "last week"])
     assert result.exit_code == 2 and "--since: expected an ISO date" in result.output
 
 
-def test_forget_says_how_many_and_succeeds_when_none(runner, db):
-    db.leads.save(NewLead("Paul@Example.org"))
+def test_forget_says_how_many_and_succeeds_when_none(runner, storage):
+    storage.leads.save(NewLead("Paul@Example.org"))
     result = runner.invoke(cli, ["forget", "paul@EXAMPLE.org"])
     assert result.exit_code == 0 and "erased 1 lead of" in result.output
+    assert "not erased" in result.output and "logs kept by the platform" in result.output
     result = runner.invoke(cli, ["forget", "paul@example.org"])
     assert result.exit_code == 0 and "erased 0 leads" in result.output
 
 
-def test_purge_erases_old_leads(runner, db):
-    db.leads.save(NewLead("now@example.org"))
+def test_purge_erases_old_leads(runner, storage):
+    storage.leads.save(NewLead("now@example.org"))
     result = runner.invoke(cli, ["purge", "--older-than", "30"])
     assert result.exit_code == 0 and "erased 0 leads" in result.output
     assert runner.invoke(cli, ["purge", "--older-than", "0"]).output.startswith("erased 1 lead ")
@@ -130,7 +142,7 @@ def test_a_command_refuses_a_database_path_that_does_not_exist(runner, monkeypat
     assert not missing.exists()
 
 
-def test_status_says_which_database_it_read_without_a_password(runner, db, env):
+def test_status_says_which_database_it_read_without_a_password(runner, storage, env):
     # On PostgreSQL (see BACKENDS) the URL carries a password.
     label, password = database_label(Settings.from_env(env)), urlsplit(env["FALLBACK_DATABASE"]).password
     text = runner.invoke(cli, ["status"]).output
@@ -144,14 +156,14 @@ def test_a_postgres_database_is_named_without_its_password():
     assert database_label(settings) == "postgresql://shop:***@db.example.com/fallback"
 
 
-def test_status_counts_an_incidents_leads_in_good_english_and_shows_both_times(runner, db):
-    db.flag.flip("unknown", "down", "HTTP 503")
-    db.leads.save(NewLead("a@example.org"))
-    db.flag.set_mode("down", reason="TV")
+def test_status_counts_an_incidents_leads_in_good_english_and_shows_both_times(runner, storage):
+    storage.flag.flip("unknown", "down", "HTTP 503")
+    storage.leads.save(NewLead("a@example.org"))
+    storage.flag.set_mode("down", reason="TV")
     text = runner.invoke(cli, ["status"]).output
     assert "1 lead so far" in text
-    started = db.flag.incidents(1)[0]["started_at"][:19]
-    since = db.flag.read().mode_changed_at.isoformat()[:19]
+    started = storage.flag.incidents(1)[0]["started_at"][:19]
+    since = storage.flag.read().mode_changed_at.isoformat()[:19]
     assert f"incident: since {started}Z" in text and f"since:  {since}" in text and "(when the mode was set)" in text
 
 
@@ -167,13 +179,13 @@ def test_the_cli_speaks_the_shells_language_for_plurals(monkeypatch):
 
 
 @pytest.mark.parametrize(("duration", "seconds"), [("90", 90), ("2.5m", 150), ("1h", 3600)])
-def test_mode_for_takes_the_same_durations_as_the_settings(runner, db, duration, seconds):
+def test_mode_for_takes_the_same_durations_as_the_settings(runner, storage, duration, seconds):
     assert runner.invoke(cli, ["mode", "down", "--for", duration]).exit_code == 0
-    flag = db.flag.read()
+    flag = storage.flag.read()
     assert abs((flag.mode_until - flag.mode_changed_at).total_seconds() - seconds) < 1
 
 
-def test_for_only_applies_to_a_forced_mode(runner, db):
+def test_for_only_applies_to_a_forced_mode(runner, storage):
     result = runner.invoke(cli, ["mode", "auto", "--for", "1h"])
     assert result.exit_code == 2 and "--for only applies to up or down" in result.output
 
@@ -197,7 +209,7 @@ def test_the_version_is_the_packages(runner):
     assert result.exit_code == 0 and result.output.strip() == f"fallback, version {version('fallback')}"
 
 
-def test_a_mode_set_from_the_command_line_is_logged_with_who_what_until_and_why(runner, db, caplog, monkeypatch):
+def test_a_mode_set_from_the_command_line_is_logged_with_who_what_until_and_why(runner, storage, caplog, monkeypatch):
     monkeypatch.setenv("USER", "alice")
     caplog.set_level(logging.INFO, "fallback.mode")
     runner.invoke(cli, ["mode", "up", "--reason", "false alarm\nmode set to auto"])

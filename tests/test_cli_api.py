@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import requests
-from helpers import every_worker_answers, form_token
+from helpers import every_worker_answers, form_token, wait_for_status
 from served import Served, run_cli
 from standin import StandIn
 
-TOKEN = "integration-api-token"
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
+TOKEN = "integration-api-token-0123"
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +38,6 @@ def laptop(tmp_path, served):
     return {"FALLBACK_URL": served.url, "FALLBACK_API_TOKEN": TOKEN}, tmp_path
 
 
-def page_status(url: str, expected: int, seconds: float = 1.5) -> int:
-    """The status a visitor path answers, asked until it is `expected` or the time is up."""
-    deadline = time.monotonic() + seconds
-    while True:
-        code = requests.get(url + "/landing", allow_redirects=False, timeout=2).status_code
-        if code == expected or time.monotonic() > deadline:
-            return code
-        time.sleep(0.05)
-
-
 def lasting_lines(text: str) -> list[str]:
     """The status text without what differs between two readings or two places: the heartbeat and the source."""
     return [line for line in text.splitlines() if not line.startswith(("checker:", "database:", "instance:"))]
@@ -59,7 +50,9 @@ def test_mode_through_the_api_switches_every_worker_and_is_recorded_as_by_api(se
     assert result.stdout.startswith("mode set to down until ")
     assert result.stdout.splitlines()[-1] == f"instance: {served.url}"
     assert not (folder / "fallback.db").exists()  # nothing local was opened, let alone created
-    assert page_status(served.url, 503) == 503  # promptly: the worker that took the PUT, at once
+    assert (
+        wait_for_status(served.url + "/landing", 503, 1.5).status_code == 503
+    )  # promptly: the worker that took the PUT, at once
     every_worker_answers(served.url + "/landing", 503)  # and, within its cache's lifetime, the other
     document = json.loads(run_cli(["status", "--json"], env, folder).stdout)
     assert document["mode"] == "down" and document["reason"] == "deploy" and document["instance"] == served.url
@@ -98,7 +91,7 @@ def test_export_through_the_api_is_the_local_export_byte_for_byte(served, laptop
 def test_a_wrong_token_is_one_clear_line_and_a_non_zero_exit(served, laptop):
     env, folder = laptop
     for command in (["status"], ["mode", "down"], ["export"]):
-        result = run_cli(command, {**env, "FALLBACK_API_TOKEN": "wrong"}, folder)
+        result = run_cli(command, {**env, "FALLBACK_API_TOKEN": "a-wrong-token-of-24-characters"}, folder)
         assert result.returncode == 2
         assert result.stderr.strip() == f"Error: {served.url} refused the token (401): check FALLBACK_API_TOKEN"
         assert "Traceback" not in result.stderr

@@ -1,4 +1,8 @@
-"""End to end: `fallback serve` watching a stand-in main site on 127.0.0.1; time to detect and to recover."""
+"""End to end: `fallback serve` watching a stand-in main site on 127.0.0.1; time to detect and to recover.
+
+The bounds are loose on purpose: bench/quorum.py times detection; here a bound only has to catch a checker
+that does not flip, or a worker that keeps an old flag.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,16 @@ import time
 
 import pytest
 import requests
-from helpers import ADMIN_PASSWORD, admin_get, admin_status
+from helpers import ADMIN_PASSWORD, EVERY_WORKER_SECONDS, admin_get, admin_status, answers_between, monotonic_at
 from served import Served, run_cli
-from standin import StandIn
 
-DETECT_SECONDS = 5.0
+from fallback.core.clock import utcnow
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
 
-@pytest.fixture
-def site():
-    with StandIn() as standin:
-        yield standin
+# At these settings (interval 1 s, timeout 1 s, fall 2, rise 2) a flip comes 2 to 4 s after the change; twice the
+# most leaves room for a busy machine and still fails a checker that misses its rounds or its timeout.
+DETECT_SECONDS = 8.0
 
 
 def settings_for(site, **extra) -> dict:
@@ -41,12 +44,14 @@ def served_state(server: Served) -> str:
 
 
 def stored_state(server: Served) -> str:
-    """The checker's verdict as stored (status.json reads the database once a second, not the page's cache)."""
-    return requests.get(server.url + "/_fallback/status.json", timeout=3).json()["state"]
+    """What the database says visitors get now: `up` (the redirect) or `down` (the page); `unknown` until the
+    checker's first verdict, in mode auto."""
+    flag, now = server.stored_flag(), utcnow()
+    return "unknown" if flag.mode_at(now) == "auto" and flag.state == "unknown" else flag.served_state(now)
 
 
 def seconds_until(server: Served, state: str, limit: float) -> float:
-    """How long until the stored state is `state`, polled every 50 ms for at most `limit` seconds."""
+    """How long until the stored state is `state`, read every 50 ms for at most `limit` seconds."""
     started = time.monotonic()
     while time.monotonic() - started < limit:
         if stored_state(server) == state:
@@ -55,23 +60,9 @@ def seconds_until(server: Served, state: str, limit: float) -> float:
     return float("inf")
 
 
-def seconds_until_every_visitor_gets(server: Served, state: str, limit: float = 10.0) -> float:
-    """How long until visitors get `state` from every worker: when a run of 20 such answers in a row began.
-
-    The run's start is the figure, not its end: on a loaded machine 20 requests over new connections take
-    seconds by themselves, which is the test's own time, not the visitors' wait.
-    """
-    started = time.monotonic()
-    streak, streak_began = 0, started
-    while time.monotonic() - started < limit:
-        asked_at = time.monotonic()
-        if served_state(server) != state:
-            streak = 0
-            continue
-        streak, streak_began = streak + 1, (asked_at if streak == 0 else streak_began)
-        if streak >= 20:
-            return streak_began - started
-    return float("inf")
+def every_visitor_gets(server: Served, state: str) -> None:
+    """Visitors get `state` from every worker within a second of the change, which the test has just seen stored."""
+    answers_between(server.url + "/", {"up": 302, "down": 503}[state], time.monotonic() + EVERY_WORKER_SECONDS)
 
 
 @pytest.fixture
@@ -79,7 +70,7 @@ def watching(site, tmp_path):
     """fallback serve, already sure the stand-in is up."""
     with Served(settings_for(site), tmp_path) as server:
         assert seconds_until(server, "up", 10) < 10
-        assert seconds_until_every_visitor_gets(server, "up") < 1.0
+        every_visitor_gets(server, "up")
         yield server
 
 
@@ -92,19 +83,15 @@ def test_an_outage_is_detected_within_5s_and_recovery_within_5s(site, watching, 
         site.behaviour = behaviour
     detected = seconds_until(watching, "down", 15)
     assert detected < DETECT_SECONDS, f"{behaviour}: down after {detected:.1f}s"
-    shown = seconds_until_every_visitor_gets(watching, "down")
-    assert shown < 1.0, f"visitors got the page {shown:.2f}s after the flip"
+    assert watching.stored_flag().state == "down"  # the checker's flip, not a forced mode
+    every_visitor_gets(watching, "down")
     if behaviour == "refused":
         site.start()
     site.behaviour = "ok"
     recovered = seconds_until(watching, "up", 15)
     assert recovered < DETECT_SECONDS, f"{behaviour}: up after {recovered:.1f}s"
-    redirected = seconds_until_every_visitor_gets(watching, "up")
-    assert redirected < 1.0, f"visitors were redirected {redirected:.2f}s after the flip"
-    print(
-        f"{behaviour}: down in {detected:.2f}s (visitors {shown:.2f}s later), "
-        f"up in {recovered:.2f}s (visitors {redirected:.2f}s later)"
-    )
+    every_visitor_gets(watching, "up")
+    print(f"{behaviour}: down in {detected:.2f}s, up in {recovered:.2f}s")
 
 
 def test_a_site_failing_one_probe_in_three_never_flips(site, watching):
@@ -118,20 +105,25 @@ def test_a_site_failing_one_probe_in_three_never_flips(site, watching):
     assert site.hits >= 6  # it really was probed, and failed some
 
 
+def hits_over(site, seconds: float) -> tuple[int, float]:
+    """How many requests the stand-in got over about `seconds`, and how long that really was."""
+    before, started = site.hits, time.monotonic()
+    time.sleep(seconds)
+    return site.hits - before, time.monotonic() - started
+
+
 def test_two_instances_on_one_database_probe_as_often_as_one(site, tmp_path):
     env = settings_for(site)
     with Served(env, tmp_path):
         time.sleep(2)
-        before = site.hits
-        time.sleep(6)
-        alone = site.hits - before
+        alone, alone_for = hits_over(site, 6)
     with Served(env, tmp_path), Served(env, tmp_path):
         time.sleep(2)
-        before = site.hits
-        time.sleep(6)
-        together = site.hits - before
-    assert 3 <= alone <= 8
-    assert together <= alone + 1
+        together, together_for = hits_over(site, 6)
+    # One checker at a 1 s interval probes at most once a second (one more at each end of the window); two would
+    # probe about twice as often. Each is held to that, not to the other: a busy machine may slow either window.
+    assert 3 <= alone <= alone_for + 2, (alone, alone_for)
+    assert together <= together_for + 2, (together, together_for)
 
 
 def test_status_and_healthz_follow_the_checker(site, watching, tmp_path):
@@ -146,10 +138,14 @@ def test_status_and_healthz_follow_the_checker(site, watching, tmp_path):
 
 
 def test_a_forced_mode_wins_over_the_checker_and_expires(site, watching, tmp_path):
-    run_cli(["mode", "down", "--for", "3s"], settings_for(site), tmp_path)
-    assert seconds_until_every_visitor_gets(watching, "down") < 1.0
-    assert seconds_until(watching, "up", 6) < 6
-    assert seconds_until_every_visitor_gets(watching, "up") < 1.0
+    assert run_cli(["mode", "down", "--for", "8s"], settings_for(site), tmp_path).returncode == 0
+    flag = watching.stored_flag()
+    seen, until = time.monotonic(), monotonic_at(flag.mode_until)
+    assert flag.mode == "down" and flag.state == "up"  # the checker still says up: the forced mode wins
+    # From a second after the change until the expiry, every visitor gets the page; from a second after it, the
+    # redirect.
+    answers_between(watching.url + "/", 503, seen + EVERY_WORKER_SECONDS, end=until)
+    answers_between(watching.url + "/", 302, until + EVERY_WORKER_SECONDS)
 
 
 def test_check_prints_the_verdict_and_exits_0_or_1(site, tmp_path):

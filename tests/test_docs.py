@@ -152,6 +152,7 @@ def test_the_procfile_runs_serve():
     assert (ROOT / "Procfile").read_text().strip() == "web: fallback serve"
 
 
+@pytest.mark.slow  # pip builds a wheel: half a minute
 def test_a_wheel_built_from_the_repo_carries_the_templates(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],

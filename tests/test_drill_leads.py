@@ -13,7 +13,7 @@ from fallback.core.clock import utcnow
 from fallback.visitor.drillmark import FIELD, drill_key, drill_mark
 
 BACKENDS = ["sqlite", "postgres"]
-API_TOKEN = "drill-leads-api-token"
+API_TOKEN = "drill-leads-api-token-0123"
 METRICS_TOKEN = "drill-leads-metrics-token"
 HOOK_SECRET = "whsec_" + "dGhpcyBpcyBhIHRlc3Qgc2VjcmV0IG9mIDMyIGJ5dGVz"
 DRILL_EMAIL = "drill-0123@drill.example.com"

@@ -12,15 +12,17 @@ from datetime import timedelta
 
 import pytest
 import requests
-from helpers import ADMIN_PASSWORD, wait_for
+from helpers import ADMIN_PASSWORD, EVERY_WORKER_SECONDS, answers_between, monotonic_at, wait_for
 from mailserver import SMTPServer
-from procs import fallback_command, free_port
+from procs import fallback_command, free_port, interruptible_child
 from served import Served, run_cli
 from standin import StandIn
 from webhook_receiver import Receiver
 
 from fallback.core.clock import utcnow
 from fallback.storage import open_storage
+
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
 
 BACKENDS = ["sqlite", "postgres"]
 HOOK_SECRET = "whsec_" + "dGhpcyBpcyBhIHRlc3Qgc2VjcmV0IG9mIDMyIGJ5dGVz"
@@ -111,7 +113,13 @@ def start_drill(env: dict, cwd, expiry: str = "60s") -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible_child,  # the SIGINT a test sends is Ctrl-C, even when pytest runs in the background
     )
+
+
+# How long a drill may take to reach its rehearsal (start-up, then the checklist's probes): a guard against a hang,
+# loose enough for a busy machine.
+REHEARSAL_REACHED_SECONDS = 60
 
 
 def forced_by_drill(database: str) -> bool:
@@ -127,7 +135,7 @@ def test_an_interrupted_rehearsal_restores_the_mode_before_it_exits(database, tm
         before = force_before(database)
         drill = start_drill(env, tmp_path)
         try:
-            wait_for(lambda: forced_by_drill(database), 20, "the rehearsal's forced mode")
+            wait_for(lambda: forced_by_drill(database), REHEARSAL_REACHED_SECONDS, "the rehearsal's forced mode")
             drill.send_signal(sig)
             out, err = drill.communicate(timeout=20)
         finally:
@@ -142,25 +150,19 @@ def test_a_killed_rehearsal_leaves_the_page_forced_only_until_its_expiry(databas
     with StandIn() as site:
         env = base_env(database, site.url, site.url.rstrip("/"))  # never the page: the rehearsal waits, is killed
         with Served({**env, "FALLBACK_PUBLIC_URL": f"http://127.0.0.1:{port}"}, tmp_path, port=port) as served:
-            drill = start_drill(env, tmp_path, expiry="5s")
+            drill = start_drill(env, tmp_path, expiry="8s")
             try:
-                wait_for(lambda: forced_by_drill(database), 20, "the rehearsal's forced mode")
+                wait_for(lambda: forced_by_drill(database), REHEARSAL_REACHED_SECONDS, "the rehearsal's forced mode")
+                seen = time.monotonic()
                 drill.send_signal(signal.SIGKILL)
                 drill.communicate(timeout=10)
             finally:
                 drill.kill()
-            until = flag_fields(database)["mode_until"]
-            visitor = served.url + "/"
-
-            def answer() -> int:
-                return requests.get(visitor, allow_redirects=False, timeout=5).status_code
-
-            time.sleep(1.0)  # every worker's cached flag (read at most a second ago) has the forced mode now
-            forced = [answer() for _ in range(4)] if utcnow() < until - timedelta(seconds=0.5) else None
-            wait_for(lambda: utcnow() >= until and answer() == 302, 10, "the redirect after the expiry")
-            late = utcnow() - until
-    assert forced == [503] * 4  # the kill left the page on...
-    assert late < timedelta(seconds=2)  # ...until the expiry, and visitors were redirected again within a second
+            until = monotonic_at(flag_fields(database)["mode_until"])
+            # The kill left the page on, for every visitor from a second after the change until the expiry...
+            answers_between(served.url + "/", 503, seen + EVERY_WORKER_SECONDS, end=until, asks=4)
+            # ...and from a second after the expiry every visitor is redirected again.
+            answers_between(served.url + "/", 302, until + EVERY_WORKER_SECONDS, asks=4)
     after = flag_fields(database)
     assert after["mode"] == "auto" or after["mode_until"] <= utcnow()  # handed back by the expiry, not by drill
 
@@ -178,7 +180,9 @@ def test_load_reports_rps_and_p99_and_stops_in_time(database, tmp_path):
     assert "requests/s" in load["detail"] and "p99" in load["detail"] and "x 302" in load["detail"]
     rate = float(load["detail"].split(" requests/s")[0].replace(",", ""))
     assert rate > 10
-    assert took < 2 + 10  # the burst, and the checklist's own requests and the command's start
+    # The burst, the checklist's own requests and the command's start, with room for a busy machine; a burst that
+    # did not stop would run into run_cli's timeout (60 s).
+    assert took < 2 + 30
 
 
 def test_no_rehearsal_when_the_public_url_does_not_answer_and_the_mode_is_left_alone(database, tmp_path):

@@ -179,4 +179,5 @@ def test_an_endless_answer_is_read_one_megabyte_at_most():
         items = visitor_items(site.url.rstrip("/"), MAIN, 2)
         took = time.monotonic() - started
     assert [(item.name, item.status) for item in items] == [("visitor path", "fail")]
-    assert "HTTP 200" in items[0].detail and took < 10
+    # The stand-in sends its endless body for 30 s: reading it whole would take that long.
+    assert "HTTP 200" in items[0].detail and took < 20

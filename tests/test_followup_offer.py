@@ -14,7 +14,7 @@ BACKENDS = ["sqlite", "postgres"]
 
 
 @pytest.fixture
-def mail_env(env):
+def offer_env(env):
     env.update(
         {
             "FALLBACK_SMTP_URL": "smtp://127.0.0.1:2525",
@@ -26,10 +26,10 @@ def mail_env(env):
 
 
 @pytest.fixture
-def mail_client(mail_env, storage):
+def mail_client(offer_env, storage):
     from fallback.core.settings import Settings
 
-    app = create_app(Settings.from_env(mail_env), storage)
+    app = create_app(Settings.from_env(offer_env), storage)
     app.config["TESTING"] = True
     storage.flag.set_mode("down", reason="test")
     return app.test_client()

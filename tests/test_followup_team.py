@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import test_followup
 from helpers import bench_module, csrf_token, log_in
+from mailserver import FOLLOWUP_DELAY
 from openapi_check import check_answer
-from test_followup import DELAY, outage, run, sender_for
+from test_followup import outage, run, sender_for
 
 from fallback.core.settings import Settings
 from fallback.outbound.followup import CLAIM_SECONDS
@@ -20,13 +20,6 @@ from fallback.team.openapi import document
 BACKENDS = ["sqlite", "postgres"]
 pytestmark = pytest.mark.slow  # aiosmtpd on 127.0.0.1
 API_TOKEN = "api-token-for-follow-up-tests"
-# test_followup.py's fixtures: a real SMTP server, the mail settings, a clock that stands still, the storage on it.
-server, mail_env, clock, mail_storage = (
-    test_followup.server,
-    test_followup.mail_env,
-    test_followup.clock,
-    test_followup.mail_storage,
-)
 
 
 @pytest.fixture
@@ -37,36 +30,37 @@ def team_client(mail_env, mail_storage):
     return client
 
 
-def refused_once(mail_storage, clock, server, sender) -> None:
+def refused_once(mail_storage, clock, smtp_server, sender) -> None:
     """Two leads asked; the server refuses the first try with a 451, then the other is sent."""
     outage(mail_storage, clock, "anne@example.org", "paul@example.org")
-    server.mailbox.answers = ["451 4.3.0 try again later"]
-    run(sender, clock, DELAY)
+    smtp_server.mailbox.answers = ["451 4.3.0 try again later"]
+    run(sender, clock, FOLLOWUP_DELAY)
 
 
-def test_the_dashboard_shows_the_queue_and_its_last_error(team_client, mail_env, mail_storage, clock, server):
-    refused_once(mail_storage, clock, server, sender_for(mail_env, mail_storage))
+def test_the_dashboard_shows_the_queue_and_its_last_error(team_client, mail_env, mail_storage, clock, smtp_server):
+    refused_once(mail_storage, clock, smtp_server, sender_for(mail_env, mail_storage))
     html = team_client.get("/_fallback/admin").get_data(as_text=True)
     assert 'data-status="followup-pending">1<' in html and 'data-status="followup-sent">1<' in html
     assert 'data-status="followup-failed">0<' in html
-    assert "Last error: 451 4.3.0 try again later" in html
+    assert "Last error: the mail server refused the message for now (a temporary error)" in html
+    assert "<code>451 4.3.0 try again later</code>" in html  # the server's own words, behind a disclosure
     assert 'action="/_fallback/admin/followup/send"' in html
 
 
 def test_the_send_now_button_makes_a_message_waiting_for_its_retry_go_out(
-    team_client, mail_env, mail_storage, clock, server
+    team_client, mail_env, mail_storage, clock, smtp_server
 ):
     sender = sender_for(mail_env, mail_storage)
-    refused_once(mail_storage, clock, server, sender)
+    refused_once(mail_storage, clock, smtp_server, sender)
     assert run(sender, clock, 1) == 0  # backing off
     token = csrf_token(team_client.get("/_fallback/admin").get_data(as_text=True))
     response = team_client.post("/_fallback/admin/followup/send", data={"csrf_token": token})
     assert response.status_code == 303 and response.headers["Location"].endswith("#followup")
-    assert run(sender, clock) == 1 and len(server.mailbox.messages) == 2
+    assert run(sender, clock) == 1 and len(smtp_server.mailbox.messages) == 2
 
 
-def test_the_send_now_button_needs_a_session_and_its_csrf_token(mail_env, mail_storage, clock, server):
-    refused_once(mail_storage, clock, server, sender_for(mail_env, mail_storage))
+def test_the_send_now_button_needs_a_session_and_its_csrf_token(mail_env, mail_storage, clock, smtp_server):
+    refused_once(mail_storage, clock, smtp_server, sender_for(mail_env, mail_storage))
     client = create_app(Settings.from_env(mail_env), mail_storage).test_client()
     assert client.post("/_fallback/admin/followup/send").status_code == 403
     log_in(client)
@@ -75,9 +69,9 @@ def test_the_send_now_button_needs_a_session_and_its_csrf_token(mail_env, mail_s
 
 
 def test_the_status_document_carries_the_queue_and_fits_the_apis_schema(
-    team_client, mail_env, mail_storage, clock, server
+    team_client, mail_env, mail_storage, clock, smtp_server
 ):
-    refused_once(mail_storage, clock, server, sender_for(mail_env, mail_storage))
+    refused_once(mail_storage, clock, smtp_server, sender_for(mail_env, mail_storage))
     expected = {"pending": 1, "sent": 1, "failed": 0, "last_error": "451 4.3.0 try again later"}
     assert team_client.get("/_fallback/admin/status.json").get_json()["followup"] == expected
     response = team_client.get("/_fallback/api/v1/status", headers={"Authorization": f"Bearer {API_TOKEN}"})
@@ -93,10 +87,12 @@ def test_without_smtp_the_status_document_has_no_queue(env, storage):
     assert "Follow-up mail" not in client.get("/_fallback/admin").get_data(as_text=True)
 
 
-def test_fallback_status_prints_the_queue_from_the_document(runner, mail_env, mail_storage, clock, server, monkeypatch):
+def test_fallback_status_prints_the_queue_from_the_document(
+    runner, mail_env, mail_storage, clock, smtp_server, monkeypatch
+):
     from fallback.cli import cli
 
-    refused_once(mail_storage, clock, server, sender_for(mail_env, mail_storage))
+    refused_once(mail_storage, clock, smtp_server, sender_for(mail_env, mail_storage))
     for name, value in mail_env.items():
         monkeypatch.setenv(name, value)
     result = runner.invoke(cli, ["status"])
@@ -104,9 +100,11 @@ def test_fallback_status_prints_the_queue_from_the_document(runner, mail_env, ma
     assert line in result.output, result.output
 
 
-def test_a_message_claimed_by_a_sender_that_died_goes_out_once_its_hold_lapses(mail_env, mail_storage, clock, server):
+def test_a_message_claimed_by_a_sender_that_died_goes_out_once_its_hold_lapses(
+    mail_env, mail_storage, clock, smtp_server
+):
     outage(mail_storage, clock, "anne@example.org")
-    clock.now += timedelta(seconds=DELAY)
+    clock.now += timedelta(seconds=FOLLOWUP_DELAY)
     dead = sender_for(mail_env, mail_storage)
     dead.queue_after_recovery()
     [item], _wait = mail_storage.outbox.claim("followup", CLAIM_SECONDS, 1)  # claimed, then killed before sending
@@ -114,7 +112,7 @@ def test_a_message_claimed_by_a_sender_that_died_goes_out_once_its_hold_lapses(m
     restarted = sender_for(mail_env, open_storage(mail_env["FALLBACK_DATABASE"]))
     restarted.storage.db.clock = clock
     assert run(restarted, clock, CLAIM_SECONDS - 1) == 0
-    assert run(restarted, clock, 1) == 1 and [m["To"] for m in server.mailbox.messages] == ["anne@example.org"]
+    assert run(restarted, clock, 1) == 1 and [m["To"] for m in smtp_server.mailbox.messages] == ["anne@example.org"]
 
 
 @pytest.mark.sqlite_only("the bench runs on SQLite")

@@ -21,7 +21,9 @@ import requests
 from proxies import HAPROXY, HAProxy, as_received, embedded_path, fresh, get
 from proxies import HAPROXY_TEMPLATE as TEMPLATE
 from served import Served
-from standin import OK_BODY, StandIn
+from standin import OK_BODY
+
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
 
 if not HAPROXY.exists() and "CI" not in os.environ:
     pytest.skip(f"{HAPROXY} is not installed (Debian package haproxy)", allow_module_level=True)
@@ -30,12 +32,6 @@ if not HAPROXY.exists() and "CI" not in os.environ:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("haproxy")
-
-
-@pytest.fixture(scope="module")
-def main_site():
-    with StandIn() as site:
-        yield site
 
 
 @pytest.fixture(scope="module")
@@ -55,18 +51,8 @@ def set_mode(fallback_env, folder, fallback):
 
 
 @pytest.fixture
-def site(main_site):
-    """The main site, answering normally at the start of each test whatever the previous one did."""
-    main_site.start()
-    main_site.behaviour = "ok"
-    yield main_site
-    main_site.start()
-    main_site.behaviour = "ok"
-
-
-@pytest.fixture
-def haproxy(tmp_path, site, fallback):
-    with HAProxy(tmp_path / "haproxy", f"127.0.0.1:{site.port}", f"127.0.0.1:{fallback.port}") as proxy:
+def haproxy(tmp_path, main_site, fallback):
+    with HAProxy(tmp_path / "haproxy", f"127.0.0.1:{main_site.port}", f"127.0.0.1:{fallback.port}") as proxy:
         yield proxy
 
 
@@ -79,9 +65,9 @@ def test_the_template_names_its_placeholders(haproxy):
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-def test_a_healthy_main_site_is_proxied_with_the_forwarded_headers(site, haproxy):
+def test_a_healthy_main_site_is_proxied_with_the_forwarded_headers(main_site, haproxy):
     path = fresh("/hello") + "?utm_source=tv"
-    response, headers = as_received(haproxy, site, path)
+    response, headers = as_received(haproxy, main_site, path)
     assert response.status_code == 200 and response.content == OK_BODY
     assert headers["Host"] == f"127.0.0.1:{haproxy.port}"
     assert headers["X-Forwarded-For"] == "127.0.0.1"
@@ -89,23 +75,23 @@ def test_a_healthy_main_site_is_proxied_with_the_forwarded_headers(site, haproxy
     assert set(haproxy.servers(path, 1)) == {"main/main"}
 
 
-def test_a_main_site_answering_503_is_replaced_by_fallback_then_comes_back(site, haproxy, fallback, set_mode):
+def test_a_main_site_answering_503_is_replaced_by_fallback_then_comes_back(main_site, haproxy, fallback, set_mode):
     set_mode("down")
-    site.behaviour = "error"
+    main_site.behaviour = "error"
     # The request that reveals the failure may get the main site's own 503 (HAProxy 2.6 does not replay
     # a 5xx answer to another server); it takes the main site out at once.
     first = fresh("/campaign/tv") + "?utm_source=tv"
     assert get(haproxy, first).status_code == 503
-    assert first in site.paths
+    assert first in main_site.paths
     # The next visitors go straight to fallback, which gets their path and query.
     second = fresh("/campaign/tv") + "?utm_source=tv"
     response = get(haproxy, second)
     assert response.status_code == 503 and 'name="token"' in response.text
     assert embedded_path(response.text) == second
-    assert second not in site.paths
+    assert second not in main_site.paths
     assert haproxy.servers(second.split("?")[0], 1) == ["main/fallback"]
     # Two good checks later (a second apart), visitors get the main site again.
-    site.behaviour = "ok"
+    main_site.behaviour = "ok"
     started = time.monotonic()
     while (response := get(haproxy, fresh("/back"))).status_code != 200:
         assert time.monotonic() - started < 10, "the main site did not come back within 10 s"
@@ -113,9 +99,9 @@ def test_a_main_site_answering_503_is_replaced_by_fallback_then_comes_back(site,
     assert response.content == OK_BODY
 
 
-def test_a_hanging_main_site_is_taken_out_by_the_checks_before_any_visitor_waits(site, haproxy, set_mode):
+def test_a_hanging_main_site_is_taken_out_by_the_checks_before_any_visitor_waits(main_site, haproxy, set_mode):
     set_mode("down")
-    site.behaviour = "hang"
+    main_site.behaviour = "hang"
     started = time.monotonic()
     while "main/main is DOWN" not in haproxy.log.read_text():
         assert time.monotonic() - started < 10, "the checks did not take the hanging main site out within 10 s"
@@ -125,13 +111,13 @@ def test_a_hanging_main_site_is_taken_out_by_the_checks_before_any_visitor_waits
     response = get(haproxy, path)
     assert time.monotonic() - started < 2
     assert response.status_code == 503 and embedded_path(response.text) == path
-    assert path not in site.paths
-    site.stop()  # end the hanging checks' connections now
+    assert path not in main_site.paths
+    main_site.stop()  # end the hanging checks' connections now
 
 
-def test_an_unreachable_main_site_gets_fallbacks_page_at_once(site, haproxy, set_mode):
+def test_an_unreachable_main_site_gets_fallbacks_page_at_once(main_site, haproxy, set_mode):
     set_mode("down")
-    site.stop()
+    main_site.stop()
     for _ in range(3):
         path = fresh("/refused")
         started = time.monotonic()
@@ -141,22 +127,22 @@ def test_an_unreachable_main_site_gets_fallbacks_page_at_once(site, haproxy, set
         assert haproxy.servers(path, 1) == ["main/fallback"]
 
 
-def test_fallbacks_own_routes_never_reach_the_main_site(site, haproxy, set_mode):
+def test_fallbacks_own_routes_never_reach_the_main_site(main_site, haproxy, set_mode):
     set_mode("down")
     marker = uuid.uuid4().hex[:10]
     assert get(haproxy, f"/_fallback/status.json?m={marker}").json()["mode"] == "down"
     response = requests.post(f"{haproxy.url}/_fallback/contact?m={marker}", data={}, allow_redirects=False, timeout=10)
     assert response.status_code == 400
     assert haproxy.servers(marker, 2) == ["fallback/fallback", "fallback/fallback"]
-    assert not any(marker in path for path in site.paths)
+    assert not any(marker in path for path in main_site.paths)
 
 
-def test_fallback_sees_the_visitors_host_and_not_forged_forwarded_headers(site, haproxy, set_mode):
+def test_fallback_sees_the_visitors_host_and_not_forged_forwarded_headers(main_site, haproxy, set_mode):
     """fallback serves the page rather than redirect when the Host is the main URL's own: the loop guard."""
     set_mode("up")
-    site.stop()
+    main_site.stop()
     assert get(haproxy, fresh("/promo")).status_code == 302  # another host: fallback redirects
-    main_host = f"127.0.0.1:{site.port}"
+    main_host = f"127.0.0.1:{main_site.port}"
     forged = get(
         haproxy, fresh("/loop"), Host=main_host, **{"X-Forwarded-Host": "evil.example", "X-Forwarded-Port": "4444"}
     )
@@ -164,7 +150,7 @@ def test_fallback_sees_the_visitors_host_and_not_forged_forwarded_headers(site, 
 
 
 def test_a_probe_through_haproxy_that_lands_on_fallback_during_an_outage_is_reported_as_reaching_fallback_itself(
-    site, haproxy, fallback_env, set_mode
+    main_site, haproxy, fallback_env, set_mode
 ):
     from fallback.checking.probe import probe
     from fallback.checking.selfprobe import probe_key
@@ -172,6 +158,6 @@ def test_a_probe_through_haproxy_that_lands_on_fallback_during_an_outage_is_repo
     key = probe_key(fallback_env["FALLBACK_SECRET_KEY"])
     assert probe(haproxy.url + fresh("/probed"), 5, self_key=key).ok
     set_mode("down")
-    site.stop()
+    main_site.stop()
     result = probe(haproxy.url + fresh("/probed"), 5, self_key=key)
     assert result.self_probe and result.status == 503

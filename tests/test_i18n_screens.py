@@ -239,7 +239,6 @@ def test_the_follow_up_mail_is_written_in_the_given_language(language):
     message = followup_message(
         MailTemplates(str(shipped_templates())),
         to="kim@example.org",
-        name="Kim",
         language=language,
         site_name=SITE,
         link="https://www.acme.example/shoes",
@@ -251,7 +250,7 @@ def test_the_follow_up_mail_is_written_in_the_given_language(language):
     text = message.get_body(("plain",)).get_content()
     page = html.unescape(message.get_body(("html",)).get_content())
     body = "You asked us to tell you when %(site)s was back. It is: you can pick up where you left off."
-    assert translate("Hello %(name)s,", language) % {"name": "Kim"} in text
+    assert translate("Hello,", language) in text and "Kim" not in text
     assert translate(body, language) % {"site": SITE} in text
     assert f'<html lang="{language}">' in page and said("Back to %(site)s", language, site=SITE) in page
 

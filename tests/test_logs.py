@@ -5,27 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import re
+import stat
 import sys
 import time
 
 import pytest
 import requests
 from served import Served
-from standin import StandIn
 
 from fallback.core.logs import JsonFormatter
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 COMBINED_LINE = re.compile(
-    r'^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /pricing\?utm=tv HTTP/1\.1" 302 0 '
+    r'^127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /pricing HTTP/1\.1" 302 0 '
     r'"https://ref\.example/" "log-test-agent/1"$'
 )
-VISITOR = {"User-Agent": "log-test-agent/1", "Referer": "https://ref.example/"}
-
-
-@pytest.fixture
-def main_site():
-    with StandIn() as site:
-        yield site
+API_TOKEN = "api-token-of-the-log-tests-0123"
+VISITOR = {"User-Agent": "log-test-agent/1", "Referer": "https://ref.example/?q=paul%40example.org"}
 
 
 def serve(main_site, tmp_path, **settings) -> Served:
@@ -66,8 +63,12 @@ def test_with_json_logs_every_line_is_a_json_object_and_access_lines_carry_the_r
     entries = [json.loads(line) for line in lines if line.strip()]
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
     [access] = [entry for entry in entries if entry["logger"] == "gunicorn.access" and entry["path"] == "/pricing"]
-    assert access["method"] == "GET" and access["path"] == "/pricing" and access["query"] == "utm=tv"
-    assert (access["status"], access["user_agent"], access["referer"]) == (302, "log-test-agent/1", VISITOR["Referer"])
+    assert access["method"] == "GET" and access["path"] == "/pricing" and "query" not in access
+    assert (access["status"], access["user_agent"], access["referer"]) == (
+        302,
+        "log-test-agent/1",
+        "https://ref.example/",
+    )
     assert COMBINED_LINE.match(access["message"])
     loggers = {entry["logger"] for entry in entries}
     assert "gunicorn.error" in loggers and any(name.startswith("fallback") for name in loggers), loggers
@@ -82,3 +83,19 @@ def test_a_json_line_carries_the_exception_of_a_record_that_has_one():
     entry = json.loads(JsonFormatter().format(record))
     assert entry["message"] == "round 7 failed" and entry["level"] == "ERROR" and entry["logger"] == "fallback.checker"
     assert "RuntimeError: boom" in entry["exception"]
+
+
+def test_the_access_log_file_is_its_owners_only_and_holds_no_query_string(main_site, tmp_path):
+    log_file = tmp_path / "access.log"
+    with serve(main_site, tmp_path, FALLBACK_ACCESS_LOG=str(log_file), FALLBACK_API_TOKEN=API_TOKEN) as server:
+        for path in ("/_fallback/api/v1/leads?email=paul%40example.org", "/_fallback/unsubscribe?t=1.secret"):
+            requests.delete(server.url + path, headers={"Authorization": "Bearer a-wrong-guess"}, timeout=3)
+        requests.get(server.url + "/_fallback/admin?q=anna%40example.org", headers=VISITOR, timeout=3)
+        deadline = time.monotonic() + 5
+        while log_file.read_text().count("\n") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        text = log_file.read_text()
+    assert text.count("\n") >= 3 and "/_fallback/api/v1/leads " in text, text
+    for secret in ("paul", "anna", "example.org", "1.secret", "?", "%40"):
+        assert secret not in text, (secret, text)
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600

@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-import requests
-from helpers import FixedClock, contact_fields, wait_for
-from prometheus_client.mmap_dict import MmapedDict
+from helpers import FixedClock, contact_fields
 from prometheus_client.parser import text_string_to_metric_families
-from served import Served
 from webhook_receiver import SECRET
 
 from fallback.checking.checker import Checker
@@ -28,11 +22,10 @@ from fallback.serving.app import create_app
 from fallback.serving.server import remove_stale_counts
 from fallback.storage import NewLead, open_storage
 from fallback.team.metrics import WEBHOOK_RESULTS, DatabaseCollector
-from fallback.web.form_token import FormToken
 
 BACKENDS = ["sqlite", "postgres"]
-TOKEN = "metrics-token-for-tests"
-API_TOKEN = "api-token-for-tests"
+TOKEN = "metrics-token-for-the-test-suite"
+API_TOKEN = "api-token-for-the-test-suite"
 PATH = "/_fallback/metrics"
 MAIN = "http://127.0.0.1:9/"
 
@@ -88,6 +81,7 @@ def test_the_api_token_alone_opens_it(env, storage):
     assert "fallback_up" in scrape(client, API_TOKEN)
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_wrong_tokens_spend_the_api_tokens_budget_then_wait(client):
     # The API token opens this route: guessing here must cost what guessing at the API costs.
     answers = [client.get(PATH, headers={"Authorization": "Bearer guess"}).status_code for _ in range(11)]
@@ -139,6 +133,7 @@ def test_each_contact_post_is_counted_once_by_its_outcome(client, down):
     assert found['fallback_leads_total{result="invalid"}'] == 2
 
 
+@pytest.mark.usefixtures("still_clock")
 def test_a_post_turned_away_by_the_rate_limit_is_counted_as_limited(env, storage):
     app = create_app(Settings.from_env({**env, "FALLBACK_RATE_LIMIT": "2/minute"}), storage)
     client = app.test_client()
@@ -211,66 +206,6 @@ def test_webhook_deliveries_are_counted_from_the_queue_by_how_they_ended(client,
     counted = {result: found[f'fallback_webhook_deliveries_total{{result="{result}"}}'] for result in WEBHOOK_RESULTS}
     assert counted == {"delivered": 1, "failed": 1, "gone": 1, "skipped": 2}
     assert found["fallback_webhook_deliveries_pending"] == 1
-
-
-def worker_counts(folder: Path) -> dict[int, float]:
-    """Accepted posts by worker pid, read from the workers' own files in the metrics folder."""
-    counts = {}
-    for path in folder.glob("counter_*.db"):
-        values = MmapedDict.read_all_values_from_file(str(path))
-        counts[int(path.stem.split("_")[1])] = sum(
-            value for key, value, _, _ in values if '"fallback_leads_total"' in key and '"accepted"' in key
-        )
-    return counts
-
-
-def post_leads(url: str, secret: str, emails: list[str]) -> None:
-    """Post one valid contact form per address, each on a new connection, four at a time."""
-
-    def post(email: str) -> None:
-        fields = {"email": email, "consent": "y", "path": "/", "token": FormToken(secret).issue()}
-        with requests.Session() as session:
-            session.trust_env = False
-            response = session.post(url + "/_fallback/contact", data=fields, allow_redirects=False, timeout=10)
-        assert response.status_code == 303, response.text
-
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(post, emails))
-
-
-def served_scrape(url: str) -> dict[str, float]:
-    """One scrape of a running instance, parsed."""
-    response = requests.get(url + PATH, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
-    response.raise_for_status()
-    return samples(response.text)
-
-
-@pytest.mark.sqlite_only("the workers' counts are summed the same way on either backend")
-def test_served_totals_sum_both_workers_and_do_not_drop_when_a_worker_is_killed(env, tmp_path):
-    # TMPDIR puts the server's private metrics folder where the test can see which worker counted what.
-    env = {**env, "FALLBACK_MAIN_URL": MAIN, "FALLBACK_CHECK_INTERVAL": "1", "TMPDIR": str(tmp_path)}
-    accepted = 'fallback_leads_total{result="accepted"}'
-    with Served(env, tmp_path, workers=2) as server:
-        [folder] = tmp_path.glob("fallback-metrics-*")
-        assert folder.stat().st_mode & 0o077 == 0  # private to the server's user
-        sent = 0
-        # The kernel hands each new connection to either worker: post until both have counted some.
-        while len([pid for pid, count in worker_counts(folder).items() if count]) < 2:
-            assert sent < 400, f"the posts all landed on one worker: {worker_counts(folder)}"
-            post_leads(server.url, env["FALLBACK_SECRET_KEY"], [f"lead-{sent + n}@example.org" for n in range(8)])
-            sent += 8
-        assert {served_scrape(server.url)[accepted] for _ in range(6)} == {sent}  # whichever worker answers
-        before = worker_counts(folder)
-        victim = max(before, key=before.get)
-        assert Path(f"/proc/{victim}/stat").read_text().split()[3] == str(server.process.pid)  # a worker of ours
-        os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: set(worker_counts(folder)) - set(before), 20, "a replacement worker")
-        assert {served_scrape(server.url)[accepted] for _ in range(6)} == {sent}
-        post_leads(server.url, env["FALLBACK_SECRET_KEY"], [f"later-{n}@example.org" for n in range(8)])
-        found = served_scrape(server.url)
-        assert found[accepted] == sent + 8
-        assert found['fallback_probes_total{result="failed"}'] >= 1  # the main URL refuses: the checker counts
-    assert not list(tmp_path.glob("fallback-metrics-*"))  # the master removed its folder on the way out
 
 
 def test_a_folder_of_counts_left_by_a_killed_server_is_removed_when_the_next_one_starts(tmp_path):

@@ -10,7 +10,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from helpers import FixedClock
 from webhook_receiver import HANG, Receiver
 
 from fallback.core.settings import ConfigError, Settings
@@ -36,58 +35,48 @@ class FakeNotifier:
         return answer
 
 
-@pytest.fixture
-def clock():
-    return FixedClock()
-
-
-@pytest.fixture
-def storage(database, clock):
-    return open_storage(database, clock)
-
-
-def sender(storage, notifier, site_name="Acme", url="json://127.0.0.1:9/hook") -> NotificationSender:
+def sender(clocked_storage, notifier, site_name="Acme", url="json://127.0.0.1:9/hook") -> NotificationSender:
     """The notification sender of a process with one FALLBACK_NOTIFY_URLS, announcing through `notifier`."""
     settings = Settings.from_env({"FALLBACK_NOTIFY_URLS": url, "FALLBACK_SITE_NAME": site_name})
-    return NotificationSender(settings, storage, notifier)
+    return NotificationSender(settings, clocked_storage, notifier)
 
 
-def deliver_pending(storage, notifier, site_name="Acme") -> int:
-    return sender(storage, notifier, site_name).deliver_pending()
+def deliver_pending(clocked_storage, notifier, site_name="Acme") -> int:
+    return sender(clocked_storage, notifier, site_name).deliver_pending()
 
 
-def test_each_flip_and_forced_mode_is_announced_once(storage):
-    storage.flag.flip("unknown", "down", "HTTP 503")
-    storage.flag.set_mode("down", reason="TV", by="cli")
+def test_each_flip_and_forced_mode_is_announced_once(clocked_storage):
+    clocked_storage.flag.flip("unknown", "down", "HTTP 503")
+    clocked_storage.flag.set_mode("down", reason="TV", by="cli")
     notifier = FakeNotifier([])
-    assert deliver_pending(storage, notifier, "Acme") == 2
-    assert deliver_pending(storage, notifier, "Acme") == 0
+    assert deliver_pending(clocked_storage, notifier, "Acme") == 2
+    assert deliver_pending(clocked_storage, notifier, "Acme") == 0
     assert notifier.sent == ["[Acme] main site down", "[Acme] mode set to down"]
 
 
-def test_a_failed_announcement_is_retried_later_then_given_up(storage, clock):
-    storage.flag.flip("unknown", "down", "HTTP 503")
+def test_a_failed_announcement_is_retried_later_then_given_up(clocked_storage, clock):
+    clocked_storage.flag.flip("unknown", "down", "HTTP 503")
     notifier = FakeNotifier([ConnectionError("refused")] * MAX_ATTEMPTS)
     for _ in range(MAX_ATTEMPTS):
-        assert deliver_pending(storage, notifier) == 0
-        assert deliver_pending(storage, notifier) == 0  # not due yet: no hammering
+        assert deliver_pending(clocked_storage, notifier) == 0
+        assert deliver_pending(clocked_storage, notifier) == 0  # not due yet: no hammering
         clock.now += timedelta(seconds=301)
     assert len(notifier.sent) == MAX_ATTEMPTS
-    [message] = storage.outbox.recent("notification")
+    [message] = clocked_storage.outbox.recent("notification")
     assert message.status == "failed" and "refused" in message.last_error
 
 
-def test_a_claimed_notification_is_not_sent_by_another_process(storage, database, clock):
-    storage.flag.flip("unknown", "down", "HTTP 503")
-    sender(storage, FakeNotifier([])).prepare()
-    assert len(storage.outbox.claim("notification", 60)[0]) == 1
+def test_a_claimed_notification_is_not_sent_by_another_process(clocked_storage, database, clock):
+    clocked_storage.flag.flip("unknown", "down", "HTTP 503")
+    sender(clocked_storage, FakeNotifier([])).prepare()
+    assert len(clocked_storage.outbox.claim("notification", 60)[0]) == 1
     assert open_storage(database, clock).outbox.claim("notification", 60) == ([], None)
 
 
-def test_backoff_grows_and_stops(storage, clock):
-    storage.flag.flip("unknown", "down", "HTTP 503")
-    sender(storage, FakeNotifier([])).prepare()
-    [message] = storage.outbox.recent("notification")
+def test_backoff_grows_and_stops(clocked_storage, clock):
+    clocked_storage.flag.flip("unknown", "down", "HTTP 503")
+    sender(clocked_storage, FakeNotifier([])).prepare()
+    [message] = clocked_storage.outbox.recent("notification")
     policy = POLICIES["notification"]
     tries = [policy.next_try(replace(message, attempts=attempts), clock.now) for attempts in range(1, MAX_ATTEMPTS + 1)]
     delays = [(when - clock.now).total_seconds() for when in tries[:-1]]
@@ -95,13 +84,13 @@ def test_backoff_grows_and_stops(storage, clock):
     assert tries[-1] is None
 
 
-def test_events_recorded_before_notify_urls_were_set_are_not_announced_later(storage):
-    storage.flag.flip("unknown", "down", "HTTP 503")
-    without = NotificationSender(Settings.from_env({}), storage, FakeNotifier([]))
+def test_events_recorded_before_notify_urls_were_set_are_not_announced_later(clocked_storage):
+    clocked_storage.flag.flip("unknown", "down", "HTTP 503")
+    without = NotificationSender(Settings.from_env({}), clocked_storage, FakeNotifier([]))
     without.prepare()  # a process without FALLBACK_NOTIFY_URLS dispatched it: into no notification
-    storage.flag.set_mode("down", reason="TV", by="cli")
+    clocked_storage.flag.set_mode("down", reason="TV", by="cli")
     notifier = FakeNotifier([])
-    assert deliver_pending(storage, notifier) == 1 and notifier.sent == ["[Acme] mode set to down"]
+    assert deliver_pending(clocked_storage, notifier) == 1 and notifier.sent == ["[Acme] mode set to down"]
 
 
 def test_an_invalid_notify_url_stops_start_up_without_echoing_it():
@@ -116,16 +105,16 @@ def receiver():
         yield running
 
 
-def through_apprise(storage, receiver, read_timeout=4) -> NotificationSender:
+def through_apprise(clocked_storage, receiver, read_timeout=4) -> NotificationSender:
     """The sender as a process with FALLBACK_NOTIFY_URLS set to the receiver's json:// URL runs it."""
     url = receiver.url.replace("http://", "json://") + f"?rto={read_timeout}"
-    return sender(storage, Notifier([url]), url=url)
+    return sender(clocked_storage, Notifier([url]), url=url)
 
 
 @pytest.mark.slow
-def test_apprise_delivers_to_a_local_json_receiver(storage, receiver):
-    storage.flag.flip("unknown", "down", "connection refused")
-    assert through_apprise(storage, receiver).deliver_pending() == 1
+def test_apprise_delivers_to_a_local_json_receiver(clocked_storage, receiver):
+    clocked_storage.flag.flip("unknown", "down", "connection refused")
+    assert through_apprise(clocked_storage, receiver).deliver_pending() == 1
     [(_headers, body)] = receiver.posts
     message = json.loads(body)
     assert message["title"] == "[Acme] main site down"
@@ -133,48 +122,48 @@ def test_apprise_delivers_to_a_local_json_receiver(storage, receiver):
 
 
 @pytest.mark.slow
-def test_a_receiver_that_refuses_is_retried_with_backoff_until_it_accepts(storage, receiver, clock):
+def test_a_receiver_that_refuses_is_retried_with_backoff_until_it_accepts(clocked_storage, receiver, clock):
     receiver.answers = [500, 503]
-    storage.flag.flip("unknown", "down", "HTTP 503")
-    notifications = through_apprise(storage, receiver)
+    clocked_storage.flag.flip("unknown", "down", "HTTP 503")
+    notifications = through_apprise(clocked_storage, receiver)
     assert notifications.deliver_pending() == 0
     assert notifications.deliver_pending() == 0 and len(receiver.posts) == 1  # backing off: no hammering
     clock.now += timedelta(seconds=5)
     assert notifications.deliver_pending() == 0
     clock.now += timedelta(seconds=10)
     assert notifications.deliver_pending() == 1 and len(receiver.posts) == 3
-    [message] = storage.outbox.recent("notification")
+    [message] = clocked_storage.outbox.recent("notification")
     assert (message.status, message.attempts, message.last_error) == ("delivered", 3, None)
 
 
 @pytest.mark.slow
-def test_a_receiver_that_never_answers_delays_no_visitor(env, storage, receiver, clock):
+def test_a_receiver_that_never_answers_delays_no_visitor(env, clocked_storage, receiver, clock):
     from helpers import contact_fields
 
     from fallback.serving.app import create_app
 
     receiver.answers = [HANG]
-    storage.flag.set_mode("down", by="cli")
-    notifications = through_apprise(storage, receiver, read_timeout=10)
+    clocked_storage.flag.set_mode("down", by="cli")
+    notifications = through_apprise(clocked_storage, receiver, read_timeout=10)
     sending = threading.Thread(target=notifications.deliver_pending)
     sending.start()
     receiver.wait_for(1)
-    client = create_app(Settings.from_env(env), storage).test_client()
+    client = create_app(Settings.from_env(env), clocked_storage).test_client()
     started = time.monotonic()
     assert client.post("/_fallback/contact", data=contact_fields(client)).status_code == 303
     # Loose on a busy machine, yet well under the 10 s a visitor would wait if the sending held them.
     assert time.monotonic() - started < 3.0 and sending.is_alive()  # the sender still waits on the receiver
     sending.join(30)
-    [message] = storage.outbox.recent("notification")
+    [message] = clocked_storage.outbox.recent("notification")
     assert message.status == "pending" and message.attempts == 1  # given up on this try: retried later
 
 
 @pytest.mark.slow
-def test_an_unreachable_receiver_is_a_failure_not_a_crash(storage):
+def test_an_unreachable_receiver_is_a_failure_not_a_crash(clocked_storage):
     from procs import free_port
 
-    storage.flag.flip("unknown", "down", "HTTP 503")
+    clocked_storage.flag.flip("unknown", "down", "HTTP 503")
     url = f"json://127.0.0.1:{free_port()}/hook"
-    assert sender(storage, Notifier([url]), url=url).deliver_pending() == 0
-    [message] = storage.outbox.recent("notification")
+    assert sender(clocked_storage, Notifier([url]), url=url).deliver_pending() == 0
+    [message] = clocked_storage.outbox.recent("notification")
     assert message.attempts == 1 and message.status == "pending" and message.last_error

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from helpers import FixedClock
+from old_schema import database_at
 from webhook_receiver import SECRET
 
 from fallback.core.clock import iso
@@ -16,8 +17,7 @@ from fallback.core.settings import Settings
 from fallback.outbound.messages import dispatch
 from fallback.outbound.policy import POLICIES
 from fallback.storage import MIGRATIONS, NewLead, open_storage
-from fallback.storage.postgres import PG_MIGRATIONS
-from fallback.storage.schema import LEAD_LINKED_TABLES
+from fallback.storage.base import LEAD_LINKED_TABLES
 
 BACKENDS = ["sqlite", "postgres"]
 VERSION_8 = 8
@@ -55,27 +55,7 @@ def clock():
 
 def version_8_database(backend: str, database: str) -> None:
     """A database as version 8 left it, its queues holding QUEUED."""
-    if backend == "sqlite":
-        import sqlite_utils
-
-        old = sqlite_utils.Database(database)
-        for migration in MIGRATIONS[:VERSION_8]:
-            migration(old)
-        old["meta"].insert({"key": "schema_version", "value": str(VERSION_8)}, pk="key")
-        for statement in QUEUED:
-            old.execute(statement)
-        old.conn.commit()
-        old.close()
-        return
-    import psycopg
-
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute("CREATE TABLE meta (key text PRIMARY KEY, value text)")
-        for statement in [statement for step in PG_MIGRATIONS[:VERSION_8] for statement in step]:
-            conn.execute(statement)
-        conn.execute(f"INSERT INTO meta VALUES ('schema_version', '{VERSION_8}')")
-        for statement in QUEUED:
-            conn.execute(statement)
+    database_at(backend, database, VERSION_8, QUEUED)
 
 
 def test_the_three_queues_are_carried_into_the_outbox_with_nothing_in_flight_lost(backend, database, clock):

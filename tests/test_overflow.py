@@ -30,15 +30,16 @@ HOST = {"Host": "localhost"}
 
 
 @pytest.fixture(scope="module")
-def main_site():
+def limited_site():
+    """The main site, serving CAPACITY requests at once at most."""
     with CapacitySite(capacity=CAPACITY, work=0.1) as site:
         yield site
 
 
 @pytest.fixture(scope="module")
-def fallback(tmp_path_factory, main_site):
+def fallback(tmp_path_factory, limited_site):
     folder = tmp_path_factory.mktemp("overflow")
-    env = proxies.fallback_env(folder, main_site, "overflow-test-secret")
+    env = proxies.fallback_env(folder, limited_site, "overflow-test-secret")
     # Behind the proxy the visitors' Host is the proxy's: the main URL names it, so fallback serves the page
     # to the overflow instead of redirecting it (FALLBACK_MAIN_URL's host is the site's own, as the recipes say).
     env["FALLBACK_MAIN_URL"] = "http://localhost"
@@ -69,8 +70,8 @@ def visit(url: str) -> list[str]:
     return seen
 
 
-def spike(proxy_url: str, main_site: CapacitySite) -> list[str]:
-    main_site.reset()
+def spike(proxy_url: str, limited_site: CapacitySite) -> list[str]:
+    limited_site.reset()
     with concurrent.futures.ThreadPoolExecutor(VISITORS) as pool:
         answers = [answer for visitor in pool.map(visit, [proxy_url] * VISITORS) for answer in visitor]
     return answers
@@ -101,12 +102,12 @@ def leave_a_lead(proxy_url: str) -> int:
         return posted.status_code
 
 
-def check_spike(answers: list[str], main_site: CapacitySite) -> None:
+def check_spike(answers: list[str], limited_site: CapacitySite) -> None:
     errors = [answer for answer in answers if answer.startswith("error")]
     assert errors == [], errors[:5]
     assert len(answers) == VISITORS * REQUESTS_EACH
-    assert main_site.peak <= CAPACITY, f"the main site held {main_site.peak} requests at once"
-    assert main_site.overloaded == 0
+    assert limited_site.peak <= CAPACITY, f"the main site held {limited_site.peak} requests at once"
+    assert limited_site.overloaded == 0
     # Both sides did their part: the main site served what it could, fallback the rest.
     assert answers.count("main") >= CAPACITY and answers.count("page") >= VISITORS
 
@@ -119,11 +120,11 @@ RECIPES = [
 
 @pytest.mark.parametrize(("proxy_class", "binary", "recipe"), RECIPES)
 def test_the_proxy_sends_the_overflow_of_a_ten_fold_spike_to_fallback_and_nobody_sees_an_error(
-    tmp_path, main_site, fallback, proxy_class, binary, recipe
+    tmp_path, limited_site, fallback, proxy_class, binary, recipe
 ):
     if not binary.exists() and "CI" not in os.environ:
         pytest.skip(f"{binary} is not installed")
-    upstreams = f"127.0.0.1:{main_site.port}", f"127.0.0.1:{fallback.port}"
+    upstreams = f"127.0.0.1:{limited_site.port}", f"127.0.0.1:{fallback.port}"
     with proxy_class(tmp_path, *upstreams, DEPLOY / recipe, MAIN_CAPACITY=str(CAPACITY)) as proxy:
-        check_spike(spike(proxy.url, main_site), main_site)
+        check_spike(spike(proxy.url, limited_site), limited_site)
         assert leave_a_lead(proxy.url) == 303

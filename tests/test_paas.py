@@ -24,6 +24,8 @@ from packaging.version import Version
 from procs import answers, free_port, start_group, stop_group
 from standin import StandIn
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = (ROOT / "deploy" / "paas" / "README.md").read_text()
 # The main docs: the README and its pages (docs/paas.md, docs/scaling-out.md quote the Procfile line).

@@ -23,6 +23,8 @@ from fallback.serving.app import create_app
 from fallback.storage import MIGRATIONS, NewLead, StorageError, open_storage
 from fallback.storage.postgres import PG_MIGRATIONS, safe_url
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 BACKENDS = ["postgres"]
 
 
@@ -258,7 +260,7 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
         assert line in second.output
     new = open_storage(database)
     [lead] = list(new.leads.iter())
-    assert (lead["email"], lead["name"], lead["submissions"], lead["consent"]) == ("paul@example.org", "Paul", 2, 1)
+    assert (lead["email"], lead["name"], lead["submissions"], lead["consent"]) == ("Paul@Example.org", "Paul", 2, 1)
     assert lead["consent_text"] == "ok" and lead["created_at"] < lead["updated_at"]
     assert [sent["message"] for sent in lead["messages"]] == ["first", "second"]
     assert new.leads.count() == {"leads": 1, "spam": 2}
@@ -277,7 +279,7 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     third = runner.invoke(cli, ["migrate", "--to", database])
     assert "leads: 1 copied, 3 already there" in third.output and "submissions: 1 copied, 4 already" in third.output
     assert {lead["email"]: [sent["name"] for sent in lead["messages"]] for lead in new.leads.iter()} == {
-        "paul@example.org": ["Paul", "", "Paul again"],
+        "Paul@Example.org": ["Paul", "", "Paul again"],
         "late@example.org": [""],
     }
 
@@ -298,7 +300,7 @@ def test_migrate_refuses_what_cannot_work(database, tmp_path, monkeypatch):
 
 
 def test_two_instances_share_one_checker_one_flag_and_the_leads(database, tmp_path):
-    export_token = "two-instances"
+    export_token = "two-instances-export-token"
     with StandIn() as site:
         env = {
             "FALLBACK_MAIN_URL": site.url,

@@ -11,6 +11,8 @@ import time
 import pytest
 from procs import exited, free_port, listening, start_group, stop_group
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 # A leader that leaves a child in its group: `sleep` outlives it unless the group is swept.
 LEAVES_A_CHILD = "sleep 60 & echo $! > child.pid; exit 0"
 IGNORES_TERM = "trap '' TERM; sleep 60 & echo $! > child.pid; wait"

@@ -14,7 +14,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
-TOKEN = "metrics-token-for-tests"
+TOKEN = "metrics-token-for-the-test-suite"
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool is missing: Debian's prometheus package provides it (.ci/run installs it)"

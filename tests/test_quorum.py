@@ -8,7 +8,6 @@ import logging
 import os
 from datetime import timedelta
 
-import pytest
 from helpers import FixedClock
 from webhook_receiver import SECRET
 
@@ -133,11 +132,6 @@ class Network:
 
     def answers(self, url):
         return not self.cut and (self.site_up or url != MAIN)
-
-
-@pytest.fixture
-def clock():
-    return FixedClock()
 
 
 def quorum_settings(database, quorum=2, control=None):

@@ -22,19 +22,14 @@ from standin import StandIn
 from fallback.core.clock import utcnow
 from fallback.storage import Storage, open_storage
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 BACKENDS = ["postgres"]  # only the two-instance test takes a `database`; the others run one instance on SQLite
 FRESH_SECONDS = 4.0
 # A flip should come within fall rounds of every vantage point plus one of the holder's counting rounds: about
 # 2.5 s; 6 s leaves room for a loaded machine and still fails a flip that waits for verdicts to go stale.
 FLIP_BOUND = 6.0
 STARTUP = 20.0
-
-
-@pytest.fixture
-def site():
-    """The main site's stand-in, answering until a test stops it."""
-    with StandIn() as stand_in:
-        yield stand_in
 
 
 @pytest.fixture

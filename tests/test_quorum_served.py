@@ -13,20 +13,15 @@ import pytest
 from helpers import admin_status
 from procs import free_port
 from served import Served, quorum_env
-from standin import StandIn
 
 from fallback.core.clock import utcnow
 from fallback.storage import Storage, open_storage
 
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
+
 BACKENDS = ["postgres"]
 # Interval 1 s, fall 2, rise 2, timeout 1 s: a verdict is then fresh for 3 * 1 + 1 = 4 s.
 FRESH_SECONDS = 4.0
-
-
-@pytest.fixture
-def site():
-    with StandIn() as standin:
-        yield standin
 
 
 def wait_for(condition, seconds: float, what: str, poll: float = 0.05):
@@ -59,11 +54,13 @@ def test_two_instances_flip_down_when_the_site_refuses_and_say_who_agreed(databa
         wait_for(lambda: state_is(storage, "up"), 15, "the first verdict (up)")
         if quorum > 1:
             # One prober per instance, not one per worker: two instances of two workers probe about twice a second.
-            before = site.hits
+            before, started = site.hits, time.monotonic()
             time.sleep(3)
-            probes = site.hits - before
-            print(f"\n{probes} probes in 3 s from 2 instances of 2 workers")
-            assert 3 <= probes <= 8, probes
+            probes, window = site.hits - before, time.monotonic() - started
+            print(f"\n{probes} probes in {window:.1f} s from 2 instances of 2 workers")
+            # Two probers at most once a second each, one more each at the window's ends (its length as measured:
+            # a busy machine may stretch it); a prober per worker would be twice that.
+            assert 3 <= probes <= 2 * (window + 1), (probes, window)
         refused_at = utcnow()
         site.stop()
         flag = wait_for(lambda: state_is(storage, "down"), 10, "the flip to down")

@@ -15,7 +15,7 @@ from fallback.core.clock import utcnow
 from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
-TOKEN = "api-token-for-tests"
+TOKEN = "api-token-for-the-test-suite"
 
 
 @pytest.fixture

@@ -13,19 +13,13 @@ import time
 
 import pytest
 import requests
-from helpers import ADMIN_PASSWORD, csrf_token, every_worker_answers, form_token
+from helpers import ADMIN_PASSWORD, csrf_token, every_worker_answers, form_token, wait_for_status
 from procs import answers, fallback_command, free_port, start_group, stop_group
 from served import Served, run_cli
-from standin import StandIn
+
+pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
 
 EXPORT_TOKEN = "integration-export-token"
-
-
-@pytest.fixture
-def main_site():
-    """The site the checker probes: a healthy stand-in on 127.0.0.1."""
-    with StandIn() as site:
-        yield site
 
 
 @pytest.fixture
@@ -49,16 +43,6 @@ def site_env(tmp_path, main_site):
 def served(site_env, tmp_path):
     with Served(site_env, tmp_path) as server:
         yield server
-
-
-def wait_for_status(url: str, expected: int, seconds: float = 3.0) -> requests.Response:
-    """GET `url` until it answers `expected`, for a bounded time."""
-    deadline = time.monotonic() + seconds
-    while True:
-        response = requests.get(url, allow_redirects=False, timeout=2)
-        if response.status_code == expected or time.monotonic() > deadline:
-            return response
-        time.sleep(0.05)
 
 
 def submit(base: str, email: str, **fields) -> requests.Response:
@@ -106,7 +90,7 @@ def test_it_merges_cases_and_keeps_spam_out_over_http(served, site_env, tmp_path
     assert submit(served.url, "paul@example.org").status_code == 303
     assert submit(served.url, "bot@example.org", website="http://spam.example").status_code == 303
     rows = export_rows(served.url)
-    assert [(row["email"], row["submissions"]) for row in rows] == [("paul@example.org", "2")]
+    assert [(row["email"], row["submissions"]) for row in rows] == [("Paul@Example.org", "2")]
     status = run_cli(["status", "--json"], site_env, tmp_path)
     assert '"spam": 1' in status.stdout
 

@@ -10,35 +10,17 @@ from fallback.storage import MIGRATIONS, NewLead, NewMessage, StorageError, open
 BACKENDS = ["sqlite", "postgres"]
 
 
-class FixedClock:
-    def __init__(self, moment):
-        self.moment = moment
-
-    def __call__(self):
-        return self.moment
-
-
-@pytest.fixture
-def clock():
-    return FixedClock(datetime(2026, 11, 28, 20, 0, tzinfo=UTC))
-
-
-@pytest.fixture
-def db(database, clock):
-    return open_storage(database, clock)
-
-
 @pytest.mark.sqlite_only("PRAGMAs")
-def test_it_uses_wal_a_busy_timeout_and_full_sync(db):
-    assert db.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
-    assert db.db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+def test_it_uses_wal_a_busy_timeout_and_full_sync(clocked_storage):
+    assert clocked_storage.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert clocked_storage.db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10000
+    assert clocked_storage.db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
-def test_migrating_twice_changes_nothing(db):
-    assert db.migrate() == len(MIGRATIONS)
-    assert db.migrate() == len(MIGRATIONS)
-    assert db.db.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
+def test_migrating_twice_changes_nothing(clocked_storage):
+    assert clocked_storage.migrate() == len(MIGRATIONS)
+    assert clocked_storage.migrate() == len(MIGRATIONS)
+    assert clocked_storage.db.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
 
 
 def opened_from_version(version: int, lead_sql: str, database: str, clock):
@@ -71,10 +53,13 @@ def test_a_database_of_an_older_version_is_brought_up_to_date_when_opened(databa
         }
     )
     old.close()
-    db = open_storage(database, clock)
-    assert db.db.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
-    assert db.db.read("SELECT COUNT(*) FROM rate_limits")[0][0] == 0 and db.checker.read()["owner"] is None
-    assert [lead["email"] for lead in db.leads.iter()] == ["kept@example.org"]
+    clocked_storage = open_storage(database, clock)
+    assert clocked_storage.db.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
+    assert (
+        clocked_storage.db.read("SELECT COUNT(*) FROM rate_limits")[0][0] == 0
+        and clocked_storage.checker.read()["owner"] is None
+    )
+    assert [lead["email"] for lead in clocked_storage.leads.iter()] == ["kept@example.org"]
 
 
 @pytest.mark.sqlite_only("builds an old schema with sqlite-utils")
@@ -83,28 +68,28 @@ def test_leads_of_a_version_3_database_keep_their_ids_and_get_empty_details_for_
         "INSERT INTO leads (id, email, email_key, name, message, consent, created_at, updated_at) "
         "VALUES (7, 'old@example.org', 'old@example.org', NULL, NULL, NULL, '2026-01-01', '2026-01-01')"
     )
-    db = opened_from_version(3, sql, database, clock)
-    [lead] = db.leads.recent()
+    clocked_storage = opened_from_version(3, sql, database, clock)
+    [lead] = clocked_storage.leads.recent()
     assert (lead["id"], lead["name"], lead["message"], lead["consent"]) == (7, "", "", 0)
-    assert db.leads.save(NewLead("OLD@example.org", name="Old")) == 7  # still one lead per address
+    assert clocked_storage.leads.save(NewLead("OLD@example.org", name="Old")) == 7  # still one lead per address
 
 
 @pytest.mark.sqlite_only("builds an old schema with sqlite-utils")
 def test_the_message_each_lead_of_a_version_4_database_holds_becomes_its_first_submission(database, clock):
-    db = opened_from_version(
+    clocked_storage = opened_from_version(
         4,
         "INSERT INTO leads (email, email_key, name, message, created_at, updated_at, submissions, landing_path) "
         "VALUES ('old@example.org', 'old@example.org', 'Old', 'call me', '2026-01-01', '2026-01-02', 2, '/tv')",
         database,
         clock,
     )
-    [lead] = db.leads.iter()
+    [lead] = clocked_storage.leads.iter()
     assert lead["messages"] == [{"at": "2026-01-02", "name": "Old", "message": "call me"}]
-    assert "message" not in db.db.read("SELECT * FROM leads")[0].keys()
+    assert "message" not in clocked_storage.db.read("SELECT * FROM leads")[0].keys()
 
 
-def test_the_same_address_in_another_case_updates_one_lead(db, clock):
-    first = db.leads.save(
+def test_the_same_address_in_another_case_updates_one_lead(clocked_storage, clock):
+    first = clocked_storage.leads.save(
         NewLead(
             "Paul@Example.org",
             name="Paul",
@@ -114,11 +99,11 @@ def test_the_same_address_in_another_case_updates_one_lead(db, clock):
             consent_text="I agree",
         )
     )
-    clock.moment += timedelta(minutes=5)
-    second = db.leads.save(NewLead("paul@example.org", message="", consent=False))
+    clock.now += timedelta(minutes=5)
+    second = clocked_storage.leads.save(NewLead("paul@example.org", message="", consent=False))
     assert first == second
-    [lead] = list(db.leads.iter())
-    assert lead["email"] == "paul@example.org"
+    [lead] = list(clocked_storage.leads.iter())
+    assert lead["email"] == "Paul@Example.org"  # the address as first sent stays
     assert lead["name"] == "Paul" and [sent["message"] for sent in lead["messages"]] == ["call me", ""]
     assert lead["consent"] == 1 and lead["consent_version"] == "en-1"
     assert lead["consent_at"] == "2026-11-28T20:00:00.000000+00:00"
@@ -126,64 +111,64 @@ def test_the_same_address_in_another_case_updates_one_lead(db, clock):
     assert lead["created_at"] < lead["updated_at"] == "2026-11-28T20:05:00.000000+00:00"
 
 
-def test_spam_is_kept_apart_and_out_of_the_export(db):
-    db.leads.save(NewLead("paul@example.org", consent=True))
-    db.leads.save(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
-    db.leads.save(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
-    assert [lead["name"] for lead in db.leads.iter()] == [""]
-    assert db.leads.count() == {"leads": 1, "spam": 2}
-    assert {row["spam_reason"] for row in db.leads.recent(spam=True)} == {"honeypot"}
+def test_spam_is_kept_apart_and_out_of_the_export(clocked_storage):
+    clocked_storage.leads.save(NewLead("paul@example.org", consent=True))
+    clocked_storage.leads.save(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
+    clocked_storage.leads.save(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
+    assert [lead["name"] for lead in clocked_storage.leads.iter()] == [""]
+    assert clocked_storage.leads.count() == {"leads": 1, "spam": 2}
+    assert {row["spam_reason"] for row in clocked_storage.leads.recent(spam=True)} == {"honeypot"}
 
 
-def test_consent_is_recorded_only_when_given(db):
-    db.leads.save(NewLead("a@example.org", consent=False, consent_version="en-1", consent_text="I agree"))
-    [lead] = list(db.leads.iter())
+def test_consent_is_recorded_only_when_given(clocked_storage):
+    clocked_storage.leads.save(NewLead("a@example.org", consent=False, consent_version="en-1", consent_text="I agree"))
+    [lead] = list(clocked_storage.leads.iter())
     assert (lead["consent"], lead["consent_version"], lead["consent_at"]) == (0, None, None)
 
 
-def test_leads_are_filtered_by_their_latest_submission(db, clock):
+def test_leads_are_filtered_by_their_latest_submission(clocked_storage, clock):
     for day in (1, 2, 3):
-        clock.moment = datetime(2026, 11, day, 12, tzinfo=UTC)
-        db.leads.save(NewLead(f"day{day}@example.org"))
+        clock.now = datetime(2026, 11, day, 12, tzinfo=UTC)
+        clocked_storage.leads.save(NewLead(f"day{day}@example.org"))
     since, until = datetime(2026, 11, 2, 12, tzinfo=UTC), datetime(2026, 11, 3, 12, tzinfo=UTC)
-    assert [lead["email"] for lead in db.leads.iter(since, until)] == ["day2@example.org"]
+    assert [lead["email"] for lead in clocked_storage.leads.iter(since, until)] == ["day2@example.org"]
 
 
-def test_mode_changes_are_recorded_with_who_when_why_and_until(db, clock):
-    until = clock.moment + timedelta(hours=2)
-    flag = db.flag.set_mode("down", until=until, reason="TV", by="cli (ops)")
+def test_mode_changes_are_recorded_with_who_when_why_and_until(clocked_storage, clock):
+    until = clock.now + timedelta(hours=2)
+    flag = clocked_storage.flag.set_mode("down", until=until, reason="TV", by="cli (ops)")
     assert (flag.mode, flag.mode_until, flag.mode_reason, flag.mode_by) == ("down", until, "TV", "cli (ops)")
-    db.flag.set_mode("auto", by="admin (web)")
-    changes = db.flag.mode_changes()
+    clocked_storage.flag.set_mode("auto", by="admin (web)")
+    changes = clocked_storage.flag.mode_changes()
     assert [(c["mode"], c["by"]) for c in changes] == [("auto", "admin (web)"), ("down", "cli (ops)")]
     assert changes[1]["until"] == "2026-11-28T22:00:00.000000+00:00"
-    assert db.flag.read().version == 2
+    assert clocked_storage.flag.read().version == 2
 
 
-def test_the_flag_survives_a_reopen(db, database):
-    db.flag.set_mode("down", reason="kept")
+def test_the_flag_survives_a_reopen(clocked_storage, database):
+    clocked_storage.flag.set_mode("down", reason="kept")
     assert open_storage(database).flag.read().mode == "down"
 
 
-def test_an_unknown_mode_is_refused(db):
+def test_an_unknown_mode_is_refused(clocked_storage):
     with pytest.raises(ValueError):
-        db.flag.set_mode("sideways")
+        clocked_storage.flag.set_mode("sideways")
 
 
-def test_the_secret_key_is_generated_once(db):
-    key, generated = db.secret_key()
+def test_the_secret_key_is_generated_once(clocked_storage):
+    key, generated = clocked_storage.secret_key()
     assert generated and len(key) >= 32
-    assert db.secret_key() == (key, False)
+    assert clocked_storage.secret_key() == (key, False)
 
 
 @pytest.mark.sqlite_only("reads the database file's bytes")
-def test_forget_erases_every_lead_of_an_address_from_the_file(db, tmp_path):
-    db.leads.save(NewLead("Secret.Person@Example.org", message="a distinctive message"))
-    db.leads.save(NewLead("secret.person@example.org", spam_reason="honeypot"))
-    db.leads.save(NewLead("other@example.org"))
-    assert db.leads.forget("SECRET.PERSON@example.org") == 2
-    assert db.leads.forget("nobody@example.org") == 0
-    db.close()
+def test_forget_erases_every_lead_of_an_address_from_the_file(clocked_storage, tmp_path):
+    clocked_storage.leads.save(NewLead("Secret.Person@Example.org", message="a distinctive message"))
+    clocked_storage.leads.save(NewLead("secret.person@example.org", spam_reason="honeypot"))
+    clocked_storage.leads.save(NewLead("other@example.org"))
+    assert clocked_storage.leads.forget("SECRET.PERSON@example.org") == 2
+    assert clocked_storage.leads.forget("nobody@example.org") == 0
+    clocked_storage.close()
     for suffix in ("", "-wal"):
         path = tmp_path / f"fallback.db{suffix}"
         if path.exists():
@@ -191,74 +176,74 @@ def test_forget_erases_every_lead_of_an_address_from_the_file(db, tmp_path):
             assert b"secret.person" not in path.read_bytes().lower()
 
 
-def test_purge_erases_only_old_leads(db, clock):
-    clock.moment = datetime(2026, 1, 1, tzinfo=UTC)
-    db.leads.save(NewLead("old@example.org"))
-    clock.moment = datetime(2026, 11, 1, tzinfo=UTC)
-    db.leads.save(NewLead("new@example.org"))
-    assert db.leads.purge(datetime(2026, 6, 1, tzinfo=UTC)) == 1
-    assert [lead["email"] for lead in db.leads.iter()] == ["new@example.org"]
+def test_purge_erases_only_old_leads(clocked_storage, clock):
+    clock.now = datetime(2026, 1, 1, tzinfo=UTC)
+    clocked_storage.leads.save(NewLead("old@example.org"))
+    clock.now = datetime(2026, 11, 1, tzinfo=UTC)
+    clocked_storage.leads.save(NewLead("new@example.org"))
+    assert clocked_storage.leads.purge(datetime(2026, 6, 1, tzinfo=UTC)) == 1
+    assert [lead["email"] for lead in clocked_storage.leads.iter()] == ["new@example.org"]
 
 
 @pytest.mark.sqlite_only("PRAGMA query_only")
-def test_a_refused_write_gives_a_storage_error_and_keeps_what_was_stored(db):
-    db.leads.save(NewLead("kept@example.org"))
-    refuse_writes(db)
+def test_a_refused_write_gives_a_storage_error_and_keeps_what_was_stored(clocked_storage):
+    clocked_storage.leads.save(NewLead("kept@example.org"))
+    refuse_writes(clocked_storage)
     with pytest.raises(StorageError, match="not writable|write failed"):
-        db.leads.save(NewLead("refused@example.org"))
+        clocked_storage.leads.save(NewLead("refused@example.org"))
     with pytest.raises(StorageError):
-        db.check_writable()
-    assert [lead["email"] for lead in db.leads.iter()] == ["kept@example.org"]
+        clocked_storage.check_writable()
+    assert [lead["email"] for lead in clocked_storage.leads.iter()] == ["kept@example.org"]
 
 
-def test_rate_limit_counters_reset_each_window_and_are_pruned(db, clock):
+def test_rate_limit_counters_reset_each_window_and_are_pruned(clocked_storage, clock):
     from fallback.storage import RateCheck
 
     rate = RateCheck("contact:abc", limit=2, seconds=60)
-    clock.moment = datetime(2026, 11, 28, 20, 0, 10, tzinfo=UTC)
-    assert [db.leads.hit_rate(rate) for _ in range(3)] == [None, None, 50.0]
-    clock.moment += timedelta(seconds=50)
-    assert db.leads.hit_rate(rate) is None  # a new window
-    clock.moment += timedelta(hours=3)
-    assert db.limits.prune(clock.moment - timedelta(hours=2)) == 1
+    clock.now = datetime(2026, 11, 28, 20, 0, 10, tzinfo=UTC)
+    assert [clocked_storage.leads.hit_rate(rate) for _ in range(3)] == [None, None, 50.0]
+    clock.now += timedelta(seconds=50)
+    assert clocked_storage.leads.hit_rate(rate) is None  # a new window
+    clock.now += timedelta(hours=3)
+    assert clocked_storage.limits.prune(clock.now - timedelta(hours=2)) == 1
 
 
-def test_forget_leaves_no_row_of_the_address(db):
-    db.leads.save(NewLead("Gone@Example.org", message="bye"))
-    db.leads.save(NewLead("kept@example.org"))
-    assert db.leads.forget("gone@example.org") == 1
-    assert db.db.read("SELECT COUNT(*) FROM leads WHERE email_key = 'gone@example.org'")[0][0] == 0
-    assert [lead["email"] for lead in db.leads.iter()] == ["kept@example.org"]
+def test_forget_leaves_no_row_of_the_address(clocked_storage):
+    clocked_storage.leads.save(NewLead("Gone@Example.org", message="bye"))
+    clocked_storage.leads.save(NewLead("kept@example.org"))
+    assert clocked_storage.leads.forget("gone@example.org") == 1
+    assert clocked_storage.db.read("SELECT COUNT(*) FROM leads WHERE email_key = 'gone@example.org'")[0][0] == 0
+    assert [lead["email"] for lead in clocked_storage.leads.iter()] == ["kept@example.org"]
 
 
-def test_leads_are_streamed_in_batches(db):
+def test_leads_are_streamed_in_batches(clocked_storage):
     for number in range(25):
-        db.leads.save(NewLead(f"s{number}@example.org"))
-    assert len(list(db.leads.iter(batch=7))) == 25
+        clocked_storage.leads.save(NewLead(f"s{number}@example.org"))
+    assert len(list(clocked_storage.leads.iter(batch=7))) == 25
 
 
-def test_the_search_escapes_like_wildcards(db):
-    db.leads.save(NewLead("a@example.org", name="100% real"))
-    db.leads.save(NewLead("b@example.org", name="1000 real"))
-    assert [lead["email"] for lead in db.leads.search("100%")[0]] == ["a@example.org"]
+def test_the_search_escapes_like_wildcards(clocked_storage):
+    clocked_storage.leads.save(NewLead("a@example.org", name="100% real"))
+    clocked_storage.leads.save(NewLead("b@example.org", name="1000 real"))
+    assert [lead["email"] for lead in clocked_storage.leads.search("100%")[0]] == ["a@example.org"]
 
 
-def test_concurrent_submissions_share_commits_and_each_gets_its_own_answer(db):
+def test_concurrent_submissions_share_commits_and_each_gets_its_own_answer(clocked_storage):
     import concurrent.futures
 
     from fallback.storage import RateCheck
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        ids = list(pool.map(lambda n: db.leads.save(NewLead(f"c{n}@example.org")), range(200)))
+        ids = list(pool.map(lambda n: clocked_storage.leads.save(NewLead(f"c{n}@example.org")), range(200)))
     assert len(set(ids)) == 200
-    assert db.leads.count()["leads"] == 200
+    assert clocked_storage.leads.count()["leads"] == 200
     rate = RateCheck("contact:same-client", limit=3, seconds=3600)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        waits = list(pool.map(lambda n: db.leads.hit_rate(rate), range(8)))
+        waits = list(pool.map(lambda n: clocked_storage.leads.hit_rate(rate), range(8)))
     assert waits.count(None) == 3 and all(wait for wait in waits if wait is not None)
 
 
-def test_a_failed_commit_fails_every_submission_of_its_batch(db, monkeypatch):
+def test_a_failed_commit_fails_every_submission_of_its_batch(clocked_storage, monkeypatch):
     from fallback.storage.batch import GroupCommit
 
     def broken_write():
@@ -345,34 +330,34 @@ def test_the_rate_limit_is_shared_by_two_instances(instances):
     assert waits.count(None) == 5
 
 
-def test_a_vantage_point_s_latest_verdict_replaces_its_previous_one(db, clock):
-    observed = clock.moment - timedelta(seconds=1)
-    db.verdicts.record("web-1:8000", "instance", "up", True, "all 1 check URL answered", observed)
-    clock.moment += timedelta(seconds=5)
-    db.verdicts.record("agent-eu probe", "agent", "unknown", False, "refused", observed)
-    db.verdicts.record("web-1:8000", "instance", "down", False, "refused", clock.moment)
-    verdicts = {verdict.name: verdict for verdict in db.verdicts.latest()}
+def test_a_vantage_point_s_latest_verdict_replaces_its_previous_one(clocked_storage, clock):
+    observed = clock.now - timedelta(seconds=1)
+    clocked_storage.verdicts.record("web-1:8000", "instance", "up", True, "all 1 check URL answered", observed)
+    clock.now += timedelta(seconds=5)
+    clocked_storage.verdicts.record("agent-eu probe", "agent", "unknown", False, "refused", observed)
+    clocked_storage.verdicts.record("web-1:8000", "instance", "down", False, "refused", clock.now)
+    verdicts = {verdict.name: verdict for verdict in clocked_storage.verdicts.latest()}
     assert sorted(verdicts) == ["agent-eu probe", "web-1:8000"]
     assert verdicts["web-1:8000"].state == "down" and verdicts["web-1:8000"].ok is False
-    assert verdicts["web-1:8000"].received_at == clock.moment
-    assert verdicts["web-1:8000"].first_seen_at == clock.moment - timedelta(seconds=5)
-    assert db.verdicts.forget("agent-eu probe") and not db.verdicts.forget("agent-eu probe")
+    assert verdicts["web-1:8000"].received_at == clock.now
+    assert verdicts["web-1:8000"].first_seen_at == clock.now - timedelta(seconds=5)
+    assert clocked_storage.verdicts.forget("agent-eu probe") and not clocked_storage.verdicts.forget("agent-eu probe")
 
 
-def test_pruning_drops_only_the_vantage_points_silent_since_then(db, clock):
-    db.verdicts.record("old probe", "agent", "up", True, None, clock.moment)
-    clock.moment += timedelta(days=2)
-    db.verdicts.record("web-1:8000", "instance", "up", True, None, clock.moment)
-    assert db.verdicts.prune(clock.moment - timedelta(days=1)) == 1
-    assert [verdict.name for verdict in db.verdicts.latest()] == ["web-1:8000"]
+def test_pruning_drops_only_the_vantage_points_silent_since_then(clocked_storage, clock):
+    clocked_storage.verdicts.record("old probe", "agent", "up", True, None, clock.now)
+    clock.now += timedelta(days=2)
+    clocked_storage.verdicts.record("web-1:8000", "instance", "up", True, None, clock.now)
+    assert clocked_storage.verdicts.prune(clock.now - timedelta(days=1)) == 1
+    assert [verdict.name for verdict in clocked_storage.verdicts.latest()] == ["web-1:8000"]
 
 
-def test_an_agent_s_verdict_never_replaces_an_instance_s_but_an_instance_takes_its_name_back(db, clock):
-    taken = db.verdicts.record("web-1:8000", "agent", "down", False, "squatting", clock.moment)
-    assert taken is not None and taken.kind == "agent" and taken.received_at == taken.first_seen_at == clock.moment
-    clock.moment += timedelta(seconds=1)
-    mine = db.verdicts.record("web-1:8000", "instance", "up", True, "all 1 check URL answered", clock.moment)
+def test_an_agent_s_verdict_never_replaces_an_instance_s_but_an_instance_takes_its_name_back(clocked_storage, clock):
+    taken = clocked_storage.verdicts.record("web-1:8000", "agent", "down", False, "squatting", clock.now)
+    assert taken is not None and taken.kind == "agent" and taken.received_at == taken.first_seen_at == clock.now
+    clock.now += timedelta(seconds=1)
+    mine = clocked_storage.verdicts.record("web-1:8000", "instance", "up", True, "all 1 check URL answered", clock.now)
     assert mine is not None and (mine.kind, mine.state, mine.first_seen_at) == ("instance", "up", taken.first_seen_at)
-    clock.moment += timedelta(seconds=1)
-    assert db.verdicts.record("web-1:8000", "agent", "down", False, "squatting", clock.moment) is None
-    assert db.verdicts.latest() == [mine]
+    clock.now += timedelta(seconds=1)
+    assert clocked_storage.verdicts.record("web-1:8000", "agent", "down", False, "squatting", clock.now) is None
+    assert clocked_storage.verdicts.latest() == [mine]

@@ -4,17 +4,11 @@ import csv
 import io
 from datetime import timedelta
 
-import pytest
-from helpers import FixedClock, contact_fields, log_in
+from helpers import contact_fields, log_in
 
-from fallback.storage import NewLead, open_storage
+from fallback.storage import NewLead
 
 BACKENDS = ["sqlite", "postgres"]
-
-
-@pytest.fixture
-def db(database):
-    return open_storage(database, FixedClock())  # moved on by `db.clock.now += ...`
 
 
 def alice(**fields) -> NewLead:
@@ -30,11 +24,11 @@ def alice(**fields) -> NewLead:
     return NewLead(**values)
 
 
-def test_a_second_post_with_the_same_address_overwrites_neither_the_name_nor_the_message(db):
-    db.leads.save(alice())
-    db.clock.now += timedelta(minutes=5)
-    db.leads.save(alice(email="ALICE@example.org", name="Mallory", message="Ignore that, send it to me."))
-    [lead] = db.leads.iter()
+def test_a_second_post_with_the_same_address_overwrites_neither_the_name_nor_the_message(clocked_storage):
+    clocked_storage.leads.save(alice())
+    clocked_storage.clock.now += timedelta(minutes=5)
+    clocked_storage.leads.save(alice(email="ALICE@example.org", name="Mallory", message="Ignore that, send it to me."))
+    [lead] = clocked_storage.leads.iter()
     assert lead["name"] == "Alice" and lead["submissions"] == 2
     assert [(sent["at"][:19], sent["name"], sent["message"]) for sent in lead["messages"]] == [
         ("2026-11-28T20:00:00", "Alice", "Please call me about order 42."),
@@ -42,32 +36,32 @@ def test_a_second_post_with_the_same_address_overwrites_neither_the_name_nor_the
     ]
 
 
-def test_the_first_consent_stays_recorded_with_its_wording_version_and_time(db):
-    db.leads.save(alice())
-    db.clock.now += timedelta(minutes=5)
-    db.leads.save(alice(consent=False, consent_version=None, consent_text=None))
-    db.clock.now += timedelta(minutes=5)
-    db.leads.save(alice(consent_version="fr-1", consent_text="J'accepte d'être contacté."))
-    [lead] = db.leads.iter()
+def test_the_first_consent_stays_recorded_with_its_wording_version_and_time(clocked_storage):
+    clocked_storage.leads.save(alice())
+    clocked_storage.clock.now += timedelta(minutes=5)
+    clocked_storage.leads.save(alice(consent=False, consent_version=None, consent_text=None))
+    clocked_storage.clock.now += timedelta(minutes=5)
+    clocked_storage.leads.save(alice(consent_version="fr-1", consent_text="J'accepte d'être contacté."))
+    [lead] = clocked_storage.leads.iter()
     assert (lead["consent"], lead["consent_version"], lead["consent_text"]) == (1, "en-1", "I agree to be contacted.")
     assert lead["consent_at"].startswith("2026-11-28T20:00:00")
 
 
-def test_consent_given_later_is_recorded_at_that_time(db):
-    db.leads.save(alice(consent=False))
-    db.clock.now += timedelta(minutes=5)
-    db.leads.save(alice(consent_version="fr-1", consent_text="J'accepte."))
-    [lead] = db.leads.iter()
+def test_consent_given_later_is_recorded_at_that_time(clocked_storage):
+    clocked_storage.leads.save(alice(consent=False))
+    clocked_storage.clock.now += timedelta(minutes=5)
+    clocked_storage.leads.save(alice(consent_version="fr-1", consent_text="J'accepte."))
+    [lead] = clocked_storage.leads.iter()
     assert (lead["consent"], lead["consent_version"], lead["consent_at"][:19]) == (1, "fr-1", "2026-11-28T20:05:00")
 
 
-def test_the_same_form_token_and_fields_are_stored_once(db):
-    first = db.leads.save(alice(token="form-1"))
-    db.clock.now += timedelta(seconds=1)
-    assert db.leads.save(alice(token="form-1")) == first
-    db.leads.save(alice(token="form-1", message="Also: my number is 555-0100."))  # edited, then sent again
-    db.leads.save(alice(token="form-2"))  # a new page, the same words: sent again on purpose
-    [lead] = db.leads.iter()
+def test_the_same_form_token_and_fields_are_stored_once(clocked_storage):
+    first = clocked_storage.leads.save(alice(token="form-1"))
+    clocked_storage.clock.now += timedelta(seconds=1)
+    assert clocked_storage.leads.save(alice(token="form-1")) == first
+    clocked_storage.leads.save(alice(token="form-1", message="Also: my number is 555-0100."))  # edited, then sent again
+    clocked_storage.leads.save(alice(token="form-2"))  # a new page, the same words: sent again on purpose
+    [lead] = clocked_storage.leads.iter()
     assert lead["submissions"] == 3 and len(lead["messages"]) == 3
 
 
@@ -92,10 +86,10 @@ def test_the_export_holds_every_message_oldest_first_with_its_time(client, down,
     assert first[1:21] <= second[1:21]
 
 
-def test_erasing_an_address_erases_every_submission_of_it(db):
-    db.leads.save(alice())
-    db.leads.save(alice(message="again"))
-    db.leads.save(alice(spam_reason="honeypot", message="spam text"))
-    db.leads.save(NewLead("bob@example.org", message="kept"))
-    assert db.leads.forget("Alice@Example.org") == 2
-    assert [row[0] for row in db.db.read("SELECT message FROM submissions")] == ["kept"]
+def test_erasing_an_address_erases_every_submission_of_it(clocked_storage):
+    clocked_storage.leads.save(alice())
+    clocked_storage.leads.save(alice(message="again"))
+    clocked_storage.leads.save(alice(spam_reason="honeypot", message="spam text"))
+    clocked_storage.leads.save(NewLead("bob@example.org", message="kept"))
+    assert clocked_storage.leads.forget("Alice@Example.org") == 2
+    assert [row[0] for row in clocked_storage.db.read("SELECT message FROM submissions")] == ["kept"]

@@ -14,8 +14,8 @@ from fallback.core.clock import utcnow
 from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
-TOKEN = "api-token-for-tests"
-EXPORT_TOKEN = "export-token-for-tests"
+TOKEN = "api-token-for-the-test-suite"
+EXPORT_TOKEN = "export-token-for-the-test-suite"
 ROUTE = "/_fallback/api/v1/verdicts"
 DOCUMENT = document()
 

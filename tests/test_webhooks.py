@@ -10,7 +10,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from helpers import FixedClock, contact_fields, csrf_token, log_in
+from helpers import contact_fields, csrf_token, log_in
 from standardwebhooks import Webhook
 from webhook_receiver import HANG, SECRET, Receiver
 
@@ -23,11 +23,6 @@ from fallback.storage.events import record_event
 
 BACKENDS = ["sqlite", "postgres"]
 pytestmark = pytest.mark.slow  # a webhook receiver on 127.0.0.1
-
-
-@pytest.fixture
-def clock():
-    return FixedClock()
 
 
 @pytest.fixture
@@ -286,7 +281,7 @@ def test_a_hung_receiver_never_delays_visitors(hook_env, hook_storage, receiver)
     receiver.answers = [HANG] * 10
     hook_storage.flag.set_mode("down", by="cli")
     sender = sender_for(hook_env, hook_storage)
-    sender.timeout = (2.0, 5.0)
+    sender.timeout = (2.0, 30.0)  # a visitor made to wait for the post would wait this long
     stop = threading.Event()
     sending = threading.Thread(target=sender.deliver_pending, args=(stop,))
     sending.start()
@@ -296,9 +291,10 @@ def test_a_hung_receiver_never_delays_visitors(hook_env, hook_storage, receiver)
         fields = contact_fields(client, email=f"visitor{index}@example.org")
         started = time.monotonic()
         assert client.post("/_fallback/contact", data=fields).status_code == 303
-        assert time.monotonic() - started < 1.0
-    assert sending.is_alive()  # still waiting on the receiver
+        assert time.monotonic() - started < 10  # a third of the post's timeout: loose enough for a busy machine
+    assert sending.is_alive()  # still waiting on the receiver: every visitor was thanked meanwhile
     stop.set()
+    receiver.closing.set()  # the hung answer ends (unanswered), and the sender with it
     sending.join(15)
     sender.prepare()  # the leads' events, made into deliveries by the next round
     counts = hook_storage.outbox.counts("webhook")

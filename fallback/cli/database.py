@@ -10,6 +10,7 @@ import click
 
 from fallback.cli.common import Duration, Failure, database_label, load_storage, ngettext, through_api
 from fallback.core.clock import utcnow
+from fallback.core.paths import owner_only
 from fallback.core.remote import Remote
 from fallback.core.settings import Settings
 from fallback.team.export import csv_chunks, parse_bound
@@ -155,10 +156,14 @@ def notice(text: str | None, clear: bool) -> None:
 )
 @click.option("--until", metavar="T", help="Only leads last sent before T.")
 @click.option(
-    "-o", "--output", type=click.File("wb"), default="-", help="Write to this file [default: standard output]."
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, writable=True),
+    default="-",
+    help="Write to this file, readable by its owner only [default: standard output].",
 )
 @through_api
-def export(since: str | None, until: str | None, output, url: str | None) -> None:
+def export(since: str | None, until: str | None, output: str, url: str | None) -> None:
     """Export the leads as CSV (suspected spam and drill leads left out).
 
     Example:
@@ -171,8 +176,21 @@ def export(since: str | None, until: str | None, output, url: str | None) -> Non
         leads = Remote(url, settings.api_token or settings.export_token).leads(lower, upper)
     else:
         leads = load_storage(settings).leads.iter(lower, upper)
-    for chunk in csv_chunks(leads):
-        output.write(chunk)
+    if output == "-":
+        for chunk in csv_chunks(leads):
+            click.echo(chunk, nl=False)
+        return
+    owner_only(output, create=True)  # leads are personal data: 0600 before a byte is written, whatever the umask
+    with open(output, "wb") as file:
+        file.writelines(csv_chunks(leads))
+
+
+# What `forget` cannot reach, said every time (README, Privacy and erasure).
+NOT_ERASED = (
+    "not erased, being outside this database: backups and snapshots of it, CSV files exported earlier, mail and"
+    " webhooks already sent, and logs kept by the platform or a proxy in front (their access logs); erase those"
+    " where they are kept"
+)
 
 
 @click.command()
@@ -188,6 +206,7 @@ def forget(email: str) -> None:
     erased = load_storage(settings).leads.forget(email)
     click.echo(ngettext("erased %(num)d lead of %(email)s", "erased %(num)d leads of %(email)s", erased, email=email))
     click.echo(f"database: {database_label(settings)}")
+    click.echo(NOT_ERASED)
 
 
 @click.command()

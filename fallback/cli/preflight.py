@@ -32,7 +32,6 @@ def mail_test(address: str) -> None:
     message = followup_message(
         MailTemplates(str(shipped_templates()), settings.templates),
         to=address,
-        name="",
         language="en",
         site_name=settings.site_name or "",
         link=main_site_link(settings.main_url or settings.public_url, "/"),

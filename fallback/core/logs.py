@@ -20,7 +20,6 @@ REQUEST_FIELDS = {
     "remote_addr": "h",
     "method": "m",
     "path": "U",
-    "query": "q",
     "protocol": "H",
     "status": "s",
     "bytes": "B",

@@ -25,6 +25,10 @@ UNNAMED_SITE = "our site"
 MIN_PASSWORD_LENGTH = 12
 # A lead digest more often than once a minute would be a message per lead; one a day is the longest that reads as news.
 LEAD_DIGEST_SHORTEST, LEAD_DIGEST_LONGEST = 60, 86400
+# Wrong tokens are limited too, but a token is a machine's: 24 random characters cannot be guessed at all.
+MIN_TOKEN_LENGTH = 24
+TOKEN_RECIPE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+TOKENS = ("export_token", "api_token", "metrics_token")
 # The platforms' own variables (Heroku, Scalingo, Dokku, Clever Cloud set them), read without the prefix.
 UNPREFIXED = ("PORT", "WEB_CONCURRENCY")
 
@@ -164,7 +168,7 @@ class Settings:
     )
     export_token: str | None = secret(
         "EXPORT_TOKEN",
-        "bearer token for scripted CSV export; without it only a logged-in admin can export",
+        "bearer token for scripted CSV export, 24 characters at least; without it only a logged-in admin can export",
     )
     form_min_seconds: float = setting(
         "FORM_MIN_SECONDS",
@@ -260,7 +264,8 @@ class Settings:
     )
     api_token: str | None = secret(
         "API_TOKEN",
-        "bearer token for the control API (`/_fallback/api/v1/`); without it the API answers 404",
+        "bearer token for the control API (`/_fallback/api/v1/`), 24 characters at least; without it the API"
+        " answers 404",
     )
     webhook_urls: tuple[str, ...] = setting(
         "WEBHOOK_URLS",
@@ -277,8 +282,8 @@ class Settings:
     )
     metrics_token: str | None = secret(
         "METRICS_TOKEN",
-        "bearer token for `/_fallback/metrics` (Prometheus); the API token works too; with neither, the route"
-        " answers 404",
+        "bearer token for `/_fallback/metrics` (Prometheus), 24 characters at least; the API token works too; with"
+        " neither, the route answers 404",
     )
     quorum: int = setting(
         "QUORUM",
@@ -339,6 +344,11 @@ class Settings:
             problems.append(
                 ConfigError(PREFIX + "ADMIN_PASSWORD", f"{MIN_PASSWORD_LENGTH} characters at least", secret=True)
             )
+        for field in TOKENS:
+            token = getattr(self, field)
+            if token is not None and len(token.strip()) < MIN_TOKEN_LENGTH:
+                expected = f"a token of {MIN_TOKEN_LENGTH} characters at least; make one with: {TOKEN_RECIPE}"
+                problems.append(ConfigError(PREFIX + field.upper(), expected, secret=True))
         if self.webhook_urls and not self.webhook_secret:
             problems.append(
                 ConfigError(PREFIX + "WEBHOOK_SECRET", "a signing secret, since FALLBACK_WEBHOOK_URLS is set")

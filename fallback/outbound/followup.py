@@ -90,7 +90,6 @@ class FollowupSender(Courier):
         mail = followup_message(
             self.templates,
             to=recipient.email,
-            name=recipient.name,
             language=recipient.language or "en",
             site_name=self.settings.site_name or "",
             link=main_site_link(self.settings.require_main_url(), recipient.landing_path),

@@ -62,16 +62,15 @@ class MailTemplates:
 
 
 def main_site_link(main_url: str, landing_path: str) -> str:
-    """The main site at the path and query the visitor had asked for (its origin always the main URL's)."""
-    path, _sep, query = (landing_path or "/").partition("?")
-    return redirect_location(main_url, path, query.encode(), host="") or main_url
+    """The main site at the path the visitor had asked for, without its query (anyone could have typed one)."""
+    path = (landing_path or "/").partition("?")[0]
+    return redirect_location(main_url, path, b"", host="") or main_url
 
 
 def followup_message(
     templates: MailTemplates,
     *,
     to: str,
-    name: str,
     language: str,
     site_name: str,
     link: str,
@@ -79,8 +78,11 @@ def followup_message(
     unsubscribe_url: str,
     test: bool = False,
 ) -> EmailMessage:
-    """The message to one lead: text and HTML, List-Unsubscribe with one-click, a Message-ID and a Date."""
-    context = {"name": name, "site_name": site_name, "link": link, "unsubscribe_url": unsubscribe_url}
+    """The message to one lead: text and HTML, List-Unsubscribe with one-click, a Message-ID and a Date.
+
+    Nothing a visitor wrote is in it (no name): anyone can type anyone's address on the form.
+    """
+    context = {"site_name": site_name, "link": link, "unsubscribe_url": unsubscribe_url}
     message = EmailMessage()
     message["Subject"] = (TEST_PREFIX if test else "") + translate(SUBJECT, language) % {"site": site_name}
     message["From"] = mail_from

@@ -9,11 +9,11 @@ from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from fallback.checking.status import PublicStatus, ThrottledLog
-from fallback.core.cache import Cached
 from fallback.core.counters import Metrics, multiprocess_folder
 from fallback.core.flag import CachedFlag
 from fallback.core.paths import shipped_templates
 from fallback.core.settings import Settings
+from fallback.serving.framing import MAX_BODY
 from fallback.storage import Storage, StorageError, open_storage
 from fallback.team import admin, admin_actions, api, metrics
 from fallback.team.sessions import LIFETIME, SessionInterface
@@ -86,8 +86,9 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         PERMANENT_SESSION_LIFETIME=LIFETIME,
         # A session ends 8 hours after log-in however busy the admin (fallback.sessions): no sliding.
         SESSION_REFRESH_EACH_REQUEST=False,
-        MAX_CONTENT_LENGTH=64 * 1024,
-        MAX_FORM_MEMORY_SIZE=64 * 1024,
+        # The worker refuses a longer body before it is read (serving.framing).
+        MAX_CONTENT_LENGTH=MAX_BODY,
+        MAX_FORM_MEMORY_SIZE=MAX_BODY,
     )
     flag = CachedFlag(storage.flag.read)
     rt = app.extensions["fallback"] = Runtime(
@@ -98,7 +99,6 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         secret_key=app.config["SECRET_KEY"],
         status=PublicStatus(flag.get),
         health_log=ThrottledLog(),
-        generation=Cached(storage.session_generation, ttl=1.0),
         metrics=Metrics(multiprocess_folder(), [metrics.DatabaseCollector(storage, settings)]),
     )
     # Flask documents wrapping wsgi_app in middleware; mypy sees a method being replaced.

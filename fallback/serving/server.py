@@ -18,6 +18,7 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
 from fallback.core.logs import COMBINED, use_json
+from fallback.core.paths import owner_only
 from fallback.core.settings import Settings
 from fallback.storage import Storage
 
@@ -54,7 +55,37 @@ class GunicornServer(BaseApplication):
         return create_app(self.settings, threads=self.options["threads"])
 
 
-class JsonLogger(glogging.Logger):
+class PrivateLogger(glogging.Logger):
+    """gunicorn's logger, but the access log holds no query string and its file is readable by its owner only.
+
+    A query can hold a lead's address (`DELETE leads?email=`, logged even when refused, and kept after the
+    erasure), an unsubscribe token (`?t=`) or an admin's search (`q=`): the request line and the referer
+    are logged without theirs (SPEC 5, Privacy).
+    """
+
+    def setup(self, cfg) -> None:
+        """Create (or tighten) the access log file 0600 before gunicorn opens it for appending."""
+        if cfg.accesslog and cfg.accesslog != "-":
+            owner_only(cfg.accesslog, create=True)
+        super().setup(cfg)
+
+    def atoms(self, resp, req, environ, request_time) -> dict:
+        """gunicorn's atoms, the request line's and the referer's queries left out."""
+        atoms = super().atoms(resp, req, environ, request_time)
+        target = environ.get("RAW_URI", "").partition("?")[0]
+        atoms["r"] = f"{environ['REQUEST_METHOD']} {target} {environ['SERVER_PROTOCOL']}"
+        atoms["q"] = "-"
+        atoms["f"] = without_query(atoms.get("f", "-"))
+        atoms["{referer}i"] = atoms["f"]
+        return atoms
+
+
+def without_query(url: str) -> str:
+    """A logged URL without its query or fragment (the referer of an admin search, an unsubscribe page)."""
+    return url.partition("?")[0].partition("#")[0]
+
+
+class JsonLogger(PrivateLogger):
     """gunicorn's logger writing JSON lines, and fallback's own loggers with it (FALLBACK_LOG_FORMAT=json)."""
 
     def setup(self, cfg) -> None:
@@ -280,7 +311,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, threads: int, 
             # Off by default: writing a line per request costs the hot path (docs/configuration.md, Logs).
             "accesslog": settings.access_log,
             "access_log_format": COMBINED,
-            "logger_class": JsonLogger if settings.log_format == "json" else glogging.Logger,
+            "logger_class": JsonLogger if settings.log_format == "json" else PrivateLogger,
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "fallback",

@@ -1,12 +1,15 @@
-"""Leads: stored durably, one per case-folded address with every submission kept, spam kept apart, erasable."""
+"""Leads: stored durably, one per address (see `email_key`) with every submission kept, spam kept apart, erasable."""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import string
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, cast
+
+import idna
 
 from fallback.core.clock import iso
 from fallback.storage.base import Connection, Database, StorageError
@@ -37,9 +40,23 @@ LEAD_COLUMNS = (
 )
 
 
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def email_key(email: str) -> str:
-    """The de-duplication key: the address case-folded, so Paul@Example.org is paul@example.org."""
-    return email.strip().casefold()
+    """The de-duplication key: the domain IDNA-encoded, and only ASCII letters lower-cased (SPEC 5, Leads).
+
+    Paul@Example.org is paul@example.org, but no other folding: casefold() made `alice@straße.de` and
+    `alice@strasse.de` one lead (ß is ss), so a stranger's look-alike address took over someone's lead.
+    The local part's other characters are kept as sent; a domain IDNA cannot encode is kept as sent too.
+    """
+    local, at, domain = email.strip().rpartition("@")
+    if at:
+        try:
+            domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+        except (idna.IDNAError, UnicodeError):
+            pass
+    return (local + at + domain).translate(_ASCII_LOWER)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +180,7 @@ class LeadStore:
         return dict(rows[0]) if rows else None
 
     def forget(self, email: str) -> int:
-        """Erase every lead of one address (case-insensitive), spam included, and their submissions; how many."""
+        """Erase every lead of one address (ASCII letters case-insensitive), spam included, with their submissions."""
         return self._erase("email_key = ?", (email_key(email),))
 
     def purge(self, older_than: datetime) -> int:
@@ -194,17 +211,21 @@ _INSERT = (
 # A later submission never replaces what an earlier one said (its own words go to `submissions`): the
 # first name given stays, and so does the first consent, with its wording, version and time.
 _MERGE = (
-    " ON CONFLICT(email_key) WHERE spam = 0 DO UPDATE SET email = excluded.email, "
+    # The address as first sent stays too: a later spelling is only another way of writing the same key.
+    " ON CONFLICT(email_key) WHERE spam = 0 DO UPDATE SET "
     "name = CASE WHEN leads.name = '' THEN excluded.name ELSE leads.name END, "
     "consent = CASE WHEN leads.consent = 1 THEN 1 ELSE excluded.consent END, "
     "consent_version = CASE WHEN leads.consent = 1 THEN leads.consent_version ELSE excluded.consent_version END, "
     "consent_text = CASE WHEN leads.consent = 1 THEN leads.consent_text ELSE excluded.consent_text END, "
     "consent_at = CASE WHEN leads.consent = 1 THEN leads.consent_at ELSE excluded.consent_at END, "
-    # A tick (again) asks for the mail, also after an unsubscription; no tick leaves the earlier wish as it was.
-    "notify = CASE WHEN excluded.notify = 1 THEN 1 ELSE leads.notify END, "
-    "notify_text = CASE WHEN excluded.notify = 1 THEN excluded.notify_text ELSE leads.notify_text END, "
-    "notify_at = CASE WHEN excluded.notify = 1 THEN excluded.notify_at ELSE leads.notify_at END, "
-    "unsubscribed_at = CASE WHEN excluded.notify = 1 THEN NULL ELSE leads.unsubscribed_at END, "
+    # A tick asks for the mail, unless the address unsubscribed: anyone can tick the box with anyone's address,
+    # so the form never subscribes it again (only the person, by a confirmed opt-in, could). No tick leaves the
+    # earlier wish as it was.
+    "notify = CASE WHEN leads.unsubscribed_at IS NULL AND excluded.notify = 1 THEN 1 ELSE leads.notify END, "
+    "notify_text = CASE WHEN leads.unsubscribed_at IS NULL AND excluded.notify = 1 THEN excluded.notify_text "
+    "ELSE leads.notify_text END, "
+    "notify_at = CASE WHEN leads.unsubscribed_at IS NULL AND excluded.notify = 1 THEN excluded.notify_at "
+    "ELSE leads.notify_at END, "
     "language = excluded.language, updated_at = excluded.updated_at, submissions = leads.submissions + 1"
 )
 

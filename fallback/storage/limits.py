@@ -54,22 +54,34 @@ class LimitStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def take(self, rates: Sequence[RateCheck], now: datetime) -> float | None:
-        """Count one attempt against each of `rates`; the wait if one is over, and the others then keep nothing."""
+    def take(self, rates: Sequence[RateCheck], now: datetime) -> tuple[RateCheck, float] | None:
+        """Count one attempt against each of `rates`; the first one over and its wait (the others then keep nothing)."""
         with self.db.write() as conn:
             for index, rate in enumerate(rates):
                 wait = count_attempt(conn, rate, now)
                 if wait is not None:
                     for earlier in rates[:index]:
                         give_back_attempt(conn, earlier, now)
-                    return wait
+                    return rate, wait
         return None
 
-    def give_back(self, rates: Sequence[RateCheck], now: datetime) -> None:
-        """Take back the attempt `take` counted at `now` against each of `rates`."""
-        with self.db.write() as conn:
-            for rate in rates:
-                give_back_attempt(conn, rate, now)
+    def spent(self, rates: Sequence[RateCheck], now: datetime) -> tuple[RateCheck, float] | None:
+        """The first of `rates` whose attempts in the current window reached its limit, and the wait; counts nothing."""
+        if not rates:
+            return None
+        keys = ", ".join("?" for _ in rates)
+        counts = {
+            (row[0], row[1]): row[2]
+            for row in self.db.read(
+                f"SELECT key, window_start, count FROM rate_limits WHERE key IN ({keys})", [r.key for r in rates]
+            )
+        }
+        moment = now.timestamp()
+        for rate in rates:
+            start = window_start(rate, moment)
+            if counts.get((rate.key, start), 0) >= rate.limit:
+                return rate, max(1.0, math.ceil(start + rate.seconds - moment))
+        return None
 
     def prune(self, older_than: datetime) -> int:
         """Drop counters whose window started before `older_than`; returns how many."""

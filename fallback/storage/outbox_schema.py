@@ -1,4 +1,4 @@
-"""Schema version 9: one outbox for every outgoing message, and the events recorded once (sqlite-utils for SQLite;
+"""Schema version 10: one outbox for every outgoing message, and the events recorded once (sqlite-utils for SQLite;
 postgres.PG_MIGRATIONS runs the same statements in its own DDL).
 
 The three queues of version 8 (notifications in `events`, `followups`, `webhook_deliveries`) are carried over
@@ -45,7 +45,7 @@ CARRY_OVER = (
 
 
 def one_outbox(db: sqlite_utils.Database) -> None:
-    """Version 9: one outbox for every outgoing message, and the events recorded once; the three queues'
+    """Version 10: one outbox for every outgoing message, and the events recorded once; the three queues'
     rows (notifications in `events`, `followups`, `webhook_deliveries`) are carried over, none lost."""
     db.table("outbox").create(
         OUTBOX_FIELDS, pk="id", not_null=OUTBOX_NOT_NULL, defaults=OUTBOX_DEFAULTS, if_not_exists=True

@@ -25,9 +25,16 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from fallback.core.clock import utcnow
-from fallback.storage.base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
+from fallback.storage.base import (
+    BUSY_TIMEOUT_SECONDS,
+    LEAD_LINKED_TABLES,
+    READ_SCHEMA_VERSION,
+    WRITE_SCHEMA_VERSION,
+    Params,
+    StorageError,
+)
 from fallback.storage.outbox_schema import CARRY_OVER, MODE_HISTORY, OUTBOX_INDEXES
-from fallback.storage.schema import LEAD_LINKED_TABLES
+from fallback.storage.rekey import rekey_leads
 
 log = logging.getLogger("fallback.storage")
 
@@ -45,7 +52,8 @@ RECONNECT_SECONDS = 5.0
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)")
 _TIME = 'text COLLATE "C"'  # fixed-width ISO-8601 UTC texts: ordered byte by byte, as on SQLite
 
-PG_MIGRATIONS: list[list[str]] = [
+# A step is SQL, or a function given the connection's `execute` (the same Python step as on SQLite).
+PG_MIGRATIONS: list[list[str | Callable[[Callable[..., Any]], None]]] = [
     [
         "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text)",
         f"""CREATE TABLE IF NOT EXISTS flag (id integer PRIMARY KEY, mode text NOT NULL, mode_until {_TIME},
@@ -122,6 +130,7 @@ PG_MIGRATIONS: list[list[str]] = [
             first_seen_at {_TIME} NOT NULL)""",
         "ALTER TABLE leads ADD COLUMN IF NOT EXISTS drill integer NOT NULL DEFAULT 0",
     ],
+    [rekey_leads],  # schema.rekey_leads_by_address
     [
         f"""CREATE TABLE IF NOT EXISTS outbox (id bigserial PRIMARY KEY, kind text NOT NULL, topic text NOT NULL,
             destination text, message_id text, payload text, lead_id bigint, created_at {_TIME} NOT NULL,
@@ -415,7 +424,7 @@ class PostgresDatabase:
             version = _version(conn.execute(READ_SCHEMA_VERSION).fetchall())
             for statements in PG_MIGRATIONS[version:]:
                 for statement in statements:
-                    conn.execute(statement)
+                    conn.execute(statement) if isinstance(statement, str) else statement(conn.execute)
             conn.execute(WRITE_SCHEMA_VERSION, (str(len(PG_MIGRATIONS)),))
         return len(PG_MIGRATIONS)
 

@@ -306,9 +306,12 @@ def add_verdicts_and_drill_leads(db: sqlite_utils.Database) -> None:
     db.table("leads").add_column("drill", int, not_null_default=0)
 
 
-# Every table whose rows name a lead (a `lead_id` column): erasure deletes their rows with the lead, and PostgreSQL's
-# compaction vacuums them. A new such table is added here (tests/test_outbox.py fails until it is).
-LEAD_LINKED_TABLES = ("submissions", "events", "outbox")
+def rekey_leads_by_address(db: sqlite_utils.Database) -> None:
+    """Version 9: leads keyed on the address with its domain IDNA-encoded and only ASCII lower-cased (storage.rekey)."""
+    from fallback.storage.rekey import rekey_leads
+
+    rekey_leads(db.execute)
+
 
 # Each migration runs once, in order; the schema version is how many have run.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -320,5 +323,6 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     add_follow_up,
     add_webhooks,
     add_verdicts_and_drill_leads,
+    rekey_leads_by_address,
     one_outbox,
 ]

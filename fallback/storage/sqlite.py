@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,26 +11,13 @@ from datetime import datetime
 from typing import Any
 
 from fallback.core.clock import utcnow
+from fallback.core.paths import owner_only
 from fallback.storage.base import BUSY_TIMEOUT_SECONDS, READ_SCHEMA_VERSION, WRITE_SCHEMA_VERSION, Params, StorageError
 from fallback.storage.schema import MIGRATIONS
 from fallback.storage.writelock import WriterLock
 
 # How long an erasure waits for readers of an older snapshot (an export, a backup) to let the WAL go.
 ERASE_WAIT_SECONDS = 5.0
-# The database holds the leads and, without FALLBACK_SECRET_KEY, the key that signs admin sessions.
-OWNER_ONLY = 0o600
-
-
-def owner_only(path: str, create: bool = False) -> None:
-    """Make the file at `path` readable by its owner only: created so first (whatever the umask), or tightened."""
-    if create:
-        # O_EXCL: never open an existing database file. Closing any descriptor of a file drops every
-        # POSIX lock this process holds on it, SQLite's included ("disk I/O error" follows).
-        with contextlib.suppress(OSError):  # there already, or a folder SQLite will say it cannot use
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, OWNER_ONLY))
-    with contextlib.suppress(OSError):  # not there (yet), or not ours
-        if stat.S_IMODE(os.stat(path).st_mode) & ~OWNER_ONLY:
-            os.chmod(path, OWNER_ONLY)
 
 
 class SQLiteDatabase:

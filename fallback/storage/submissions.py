@@ -10,8 +10,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from fallback.storage.base import Connection, Database
-from fallback.storage.schema import LEAD_LINKED_TABLES
+from fallback.storage.base import LEAD_LINKED_TABLES, Connection, Database
 
 if TYPE_CHECKING:
     from fallback.storage.records import NewLead

@@ -27,10 +27,9 @@ from fallback.storage import Message, Storage, StorageError
 from fallback.team.charts import latency_chart
 from fallback.team.export import csv_chunks, parse_bound
 from fallback.team.forms import DURATION_CHOICES, MODE_CHOICES, LoginForm, LogoutForm, ModeForm
-from fallback.team.logins import login_limits
 from fallback.team.plain_errors import plain_error
 from fallback.team.sessions import end_every_session, has_admin_session, open_admin_session
-from fallback.team.tokens import bearer_token, same_secret
+from fallback.team.tokens import Refusal, bearer_token, check_secret
 from fallback.web.guard import is_cross_site
 from fallback.web.runtime import runtime
 
@@ -40,6 +39,11 @@ blueprint = Blueprint("admin", __name__, url_prefix="/_fallback/admin")
 
 LEADS_PER_PAGE = 25
 WEBHOOKS_SHOWN = 20
+
+
+def text_response(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    """A plain-text answer: nothing in it can be read as markup, whatever it quotes from the request."""
+    return Response(text, status, headers, mimetype="text/plain")
 
 
 def is_admin() -> bool:
@@ -58,7 +62,7 @@ def require_password_setting() -> Response | None:
     if not runtime().settings.admin_password and request.endpoint != "admin.export_csv":
         abort(404)
     if request.method == "POST" and is_cross_site():
-        return make_response("Admin forms may only be sent from the admin pages.\n", 403)
+        return text_response("Admin forms may only be sent from the admin pages.\n", 403)
     if session.get("admin") and not is_admin():
         session.clear()  # ended (log-out, new password, 8 hours): the browser drops the cookie
     return None
@@ -140,36 +144,30 @@ def recent_deliveries(storage: Storage) -> list[Message]:
 
 @blueprint.post("/login")
 def login() -> ResponseReturnValue:
-    """Check the password in constant time and open an admin session."""
+    """Check the password in constant time and open an admin session; failures are limited (fallback.team.tokens)."""
     rt = runtime()
-    # Counted before the password is checked, so that parallel guesses cannot slip past the count.
-    limits, now = login_limits(rt.settings, rt.secret_key, request.remote_addr), rt.storage.clock()
+    form = LoginForm(request.form, meta=csrf_meta())
+    if not form.validate():  # an expired or missing CSRF token: no password was tried
+        fresh = LoginForm(meta=csrf_meta())
+        fresh.password.errors = form.password.errors or ["Your session expired: please log in again."]
+        return make_response(render_template("admin/login.html", form=fresh), 401)
     try:
-        wait = rt.storage.limits.take(limits, now)
+        password = form.password.data or ""
+        checked = check_secret(rt, password, {"admin": rt.settings.admin_password}, "admin password", "login")
     except StorageError as error:
         log.error("log-in refused, the database is unavailable: %s", error)
-        return make_response("The database is unavailable; try again shortly.\n", 503)
-    if wait is not None:
-        log.warning("admin log-in from %s refused: too many failed log-ins", request.remote_addr)
-        fresh = LoginForm(meta=csrf_meta())
-        fresh.password.errors = [f"Too many attempts: wait {math.ceil(wait)} seconds and try again."]
-        response = make_response(render_template("admin/login.html", form=fresh), 429)
-        response.headers["Retry-After"] = str(math.ceil(wait))
-        return response
-    form = LoginForm(request.form, meta=csrf_meta())
-    if form.validate() and same_secret(form.password.data, rt.settings.admin_password):
-        try:
-            rt.storage.limits.give_back(limits, now)  # only failures spend the budgets
-        except StorageError as error:  # the admin is let in all the same; one attempt stays counted
-            log.error("a successful log-in could not be given back to the limits: %s", error)
+        return text_response("The database is unavailable; try again shortly.\n", 503)
+    if not isinstance(checked, Refusal):
         open_admin_session(rt)
         return redirect(url_for("admin.dashboard"), 303)
-    log.warning("failed admin log-in from %s", request.remote_addr)
-    if not form.errors:
-        form.password.errors = ["Wrong password."]
     fresh = LoginForm(meta=csrf_meta())
-    fresh.password.errors = form.password.errors or ["Your session expired: please log in again."]
-    return make_response(render_template("admin/login.html", form=fresh), 401)
+    if checked.status == 429:
+        fresh.password.errors = [f"Too many attempts ({checked.detail}): try again then."]
+    else:
+        fresh.password.errors = ["Wrong password."]
+    response = make_response(render_template("admin/login.html", form=fresh), checked.status)
+    response.headers.update(checked.headers)
+    return response
 
 
 @blueprint.post("/logout")
@@ -186,25 +184,29 @@ def logout() -> ResponseReturnValue:
 def export_csv() -> Response:
     """The leads as CSV, for a logged-in admin or a caller with the export bearer token."""
     rt = runtime()
-    if not (same_secret(bearer_token(), rt.settings.export_token) or (rt.settings.admin_password and is_admin())):
+    if not (rt.settings.admin_password and is_admin()):
         if not rt.settings.admin_password and not rt.settings.export_token:
             abort(404)
-        response = make_response(
-            "export needs an admin session or Authorization: Bearer <FALLBACK_EXPORT_TOKEN>\n", 401
-        )
-        response.headers["WWW-Authenticate"] = 'Bearer realm="fallback export"'
-        return response
+        checked = check_secret(rt, bearer_token(), {"export": rt.settings.export_token}, "token")
+        if isinstance(checked, Refusal):
+            if checked.status == 429:
+                return text_response(f"{checked.detail}\n", 429, checked.headers)
+            return text_response(
+                "export needs an admin session or Authorization: Bearer <FALLBACK_EXPORT_TOKEN>\n",
+                401,
+                {"WWW-Authenticate": 'Bearer realm="fallback export"'},
+            )
     try:
         since = parse_bound(request.args.get("since"), "since")
         until = parse_bound(request.args.get("until"), "until")
-    except ValueError as error:
-        return make_response(f"{error}\n", 400)
+    except ValueError as error:  # it quotes the request: plain text, never markup
+        return text_response(f"{error}\n", 400)
     try:
         chunks = csv_chunks(rt.storage.leads.iter(since, until))
         first = next(chunks)
     except StorageError as error:
         log.error("export failed: %s", error)
-        return make_response("the database could not be read; try again shortly\n", 503)
+        return text_response("the database could not be read; try again shortly\n", 503)
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
 
     def stream():

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, abort, make_response, redirect, request, url_for
+from flask import Blueprint, Response, abort, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
 from fallback.core.clock import utcnow
 from fallback.core.durations import parse_duration
 from fallback.outbound.policy import POLICIES
 from fallback.storage import StorageError
-from fallback.team.admin import csrf_meta, is_admin, never_cache, require_password_setting
+from fallback.team.admin import csrf_meta, is_admin, never_cache, require_password_setting, text_response
 from fallback.team.forms import LogoutForm, ModeForm
 from fallback.team.modes import change_mode, change_notice
 from fallback.web.runtime import runtime
@@ -30,7 +30,7 @@ def refuse_action() -> Response | None:
     if not is_admin():
         abort(403)
     if not LogoutForm(request.form, meta=csrf_meta()).validate():
-        return make_response("The form expired: reload the dashboard and try again.\n", 400)
+        return text_response("The form expired: reload the dashboard and try again.\n", 400)
     return None
 
 
@@ -76,7 +76,7 @@ def set_mode() -> ResponseReturnValue:
         abort(403)
     form = ModeForm(request.form, meta=csrf_meta())
     if not form.validate():
-        return make_response(" ".join(f"{name}: {'; '.join(errors)}" for name, errors in form.errors.items()), 400)
+        return text_response(" ".join(f"{name}: {'; '.join(errors)}" for name, errors in form.errors.items()), 400)
     rt = runtime()
     until = utcnow() + parse_duration(form.duration.data) if form.duration.data and form.mode.data != "auto" else None
     change_mode(rt.storage, form.mode.data, until=until, reason=form.reason.data or None, by="admin (web)")

@@ -1,15 +1,13 @@
 """The control API, `/_fallback/api/v1/`: status, mode, leads and erasure, as JSON behind a bearer token.
 
 Every error is an RFC 9457 problem (`application/problem+json`). Without FALLBACK_API_TOKEN the API does
-not exist (404). Each request is counted against the failed-token limits before its token is checked, and
-given back when the token is right, so that only wrong tokens spend the budgets and parallel guesses
-cannot slip past the count (as fallback.logins does for the admin password).
+not exist (404). Tokens go through the one guard of fallback.team.tokens: only wrong ones spend the
+failure budgets, and a right one is never refused for others' failures.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from flask import Blueprint, Response, abort, g, json, request
@@ -25,10 +23,9 @@ from fallback.core.durations import parse_duration
 from fallback.core.flag import MODES
 from fallback.storage import StorageError
 from fallback.team.export import parse_bound
-from fallback.team.logins import login_limits
 from fallback.team.modes import change_mode, change_notice
 from fallback.team.openapi import document as openapi_document
-from fallback.team.tokens import bearer_token, same_secret
+from fallback.team.tokens import Refusal, bearer_token, check_secret
 from fallback.web.runtime import runtime
 
 log = logging.getLogger("fallback.api")
@@ -81,35 +78,18 @@ def authenticate() -> None:
     rt = runtime()
     if not rt.settings.api_token:
         abort(404)
-    limits, now = login_limits(rt.settings, rt.secret_key, request.remote_addr, scope="api"), rt.storage.clock()
-    wait = rt.storage.limits.take(limits, now)
-    if wait is not None:
-        log.warning("API request from %s refused: too many wrong tokens", request.remote_addr)
-        raise Problem(
-            429,
-            "too-many-attempts",
-            "Too many wrong tokens",
-            f"too many requests with a wrong token from this address: wait {math.ceil(wait)} seconds",
-            {"Retry-After": str(math.ceil(wait))},
-        )
-    token = bearer_token()
-    g.api_role = None
-    if same_secret(token, rt.settings.api_token):
-        g.api_role = "api"
-    elif same_secret(token, rt.settings.export_token):
-        g.api_role = "export"
-    if g.api_role is None:
-        log.warning("API request from %s refused: %s", request.remote_addr, "wrong token" if token else "no token")
+    role = check_secret(rt, bearer_token(), {"api": rt.settings.api_token, "export": rt.settings.export_token}, "token")
+    if isinstance(role, Refusal):
+        if role.status == 429:
+            raise Problem(429, "too-many-attempts", "Too many wrong tokens", role.detail, role.headers)
         raise Problem(
             401,
             "unauthorized",
             "Unauthorized",
-            "a wrong token: send Authorization: Bearer <FALLBACK_API_TOKEN>"
-            if token
-            else "no token: send Authorization: Bearer <FALLBACK_API_TOKEN>",
+            f"{role.detail}: send Authorization: Bearer <FALLBACK_API_TOKEN>",
             {"WWW-Authenticate": 'Bearer realm="fallback api"'},
         )
-    rt.storage.limits.give_back(limits, now)  # a right token spends nothing
+    g.api_role = role
     if g.api_role == "export" and not (request.endpoint == "api.leads" and request.method == "GET"):
         raise Problem(403, "forbidden", "Forbidden", "the export token may only read leads (GET leads)")
 

@@ -96,16 +96,21 @@ def csv_chunks(leads: Iterable[dict], rows_per_chunk: int = 1000) -> Iterator[by
 
 
 def parse_bound(text: str | None, name: str) -> datetime | None:
-    """An ISO date or date-time (UTC unless an offset is given), or None; ValueError naming `name`."""
+    """An ISO date or date-time (UTC unless an offset is given) as a UTC datetime, or None; ValueError naming `name`.
+
+    A time whose UTC equivalent falls outside years 1 to 9999 (0001-01-01T00:00:00+01:00) is refused too:
+    nothing can be stored or compared there.
+    """
     if text is None or not text.strip():
         return None
+    example = "such as 2026-11-28 or 2026-11-28T18:30:00+01:00"
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(
-            f"{name}: expected an ISO date or date-time such as 2026-11-28 or 2026-11-28T18:30:00+01:00, "
-            f"got {text[:60]!r}"
-        ) from None
+        raise ValueError(f"{name}: expected an ISO date or date-time {example}, got {text[:60]!r}") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{name}: {text[:60]!r} is out of range in UTC: expected a date-time {example}") from None

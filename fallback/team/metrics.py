@@ -22,15 +22,14 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, abort, request
+from flask import Blueprint, Response, abort
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from fallback.checking.quorum import fresh_seconds
 from fallback.core.clock import utcnow
 from fallback.storage import Storage
-from fallback.team.logins import login_limits
-from fallback.team.tokens import bearer_token, same_secret
+from fallback.team.tokens import Refusal, bearer_token, check_secret
 from fallback.web.runtime import runtime
 
 if TYPE_CHECKING:
@@ -99,20 +98,14 @@ class DatabaseCollector:
 def authorised() -> bool:
     """Whether the request carries the metrics or the API token; 404 when neither is set, 429 after many wrong ones."""
     rt = runtime()
-    tokens = (rt.settings.metrics_token, rt.settings.api_token)
-    if not any(tokens):
+    tokens = {"metrics": rt.settings.metrics_token, "api": rt.settings.api_token}
+    if not any(tokens.values()):
         abort(404)
-    # The API token opens this route too: wrong tokens here spend the API's budget, or guesses would go here.
-    limits, now = login_limits(rt.settings, rt.secret_key, request.remote_addr, scope="api"), rt.storage.clock()
-    wait = rt.storage.limits.take(limits, now)
-    if wait is not None:
-        abort(Response("Too many wrong tokens.\n", 429, {"Retry-After": str(math.ceil(wait))}, mimetype="text/plain"))
-    token = bearer_token()
-    # Both compared every time (a list, not any() on a generator), each in constant time.
-    if not any([same_secret(token, expected) for expected in tokens]):
-        return False
-    rt.storage.limits.give_back(limits, now)
-    return True
+    # Every token shares one failure budget (fallback.team.tokens), or guesses would go where it is not counted.
+    role = check_secret(rt, bearer_token(), tokens, "token")
+    if isinstance(role, Refusal) and role.status == 429:
+        abort(Response(f"{role.detail.capitalize()}.\n", 429, role.headers, mimetype="text/plain"))
+    return not isinstance(role, Refusal)
 
 
 @blueprint.get(PATH)

@@ -16,6 +16,10 @@ _MEANINGS: tuple[tuple[str, str], ...] = (
         "the mail server refused the log-in: check the user and password in FALLBACK_SMTP_URL",
     ),
     (r"SMTPRecipientsRefused|\b55[0-4]\b", "the mail server refused the recipient's address"),
+    (
+        r"\b4\d\d\s+4\.\d+\.\d+|SMTPDataError: \(4\d\d",
+        "the mail server refused the message for now (a temporary error): fallback tries again later",
+    ),
     (r"SMTPSenderRefused", "the mail server refused the sender: check FALLBACK_MAIL_FROM"),
     (r"STARTTLS|SMTPNotSupportedError", "the mail server offers no encryption, so no password was sent to it"),
     (

@@ -4,7 +4,8 @@ A session cookie is signed, so it cannot be forged, but a signed cookie alone ca
 copied from a browser would open the dashboard for as long as it is valid. So each session carries a
 stamp, a keyed hash of the admin password and of a generation kept in the database. Log-out bumps the
 generation and a new password changes the hash: every session opened before either, in every worker
-and instance on the database, stops matching. Each worker reads the generation at most once a second.
+and instance on the database, stops matching. The generation is read on every admin request (they are
+rare): a worker that kept it even a second would let a copied cookie in right after the log-out.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def session_stamp(secret_key: str, password: str, generation: int) -> str:
 
 
 def current_stamp(rt: Runtime) -> str:
-    """The stamp a session must carry now, with this worker's reading of the generation."""
-    return session_stamp(rt.secret_key, rt.settings.admin_password or "", rt.generation.get())
+    """The stamp a session must carry now, with the generation as the database has it now."""
+    return session_stamp(rt.secret_key, rt.settings.admin_password or "", rt.storage.session_generation())
 
 
 def open_admin_session(rt: Runtime) -> None:
@@ -58,7 +59,6 @@ def has_admin_session(rt: Runtime) -> bool:
 def end_every_session(rt: Runtime) -> None:
     """Log out: this session and every other one, in every worker and instance."""
     rt.storage.end_sessions()
-    rt.generation.invalidate()
     session.clear()
 
 

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from flask import current_app
 
-from fallback.core.cache import Cached
 from fallback.core.flag import CachedFlag
 from fallback.core.settings import Settings
 from fallback.storage import Storage
@@ -38,8 +37,6 @@ class Runtime:
     secret_key: str
     status: PublicStatus
     health_log: ThrottledLog
-    # The admin sessions' generation (fallback.sessions), read at most once a second.
-    generation: Cached[int]
     # The counters and the registry `/_fallback/metrics` reads (fallback.metrics).
     metrics: Metrics
     # The rendered contact page by what it depends on: see fallback.visitor.page_key.
