@@ -68,6 +68,24 @@ def duration(minimum: float) -> Callable[[str], float]:
     return parse
 
 
+def period_or_off(shortest: int, longest: int) -> Callable[[str], int | None]:
+    """A parser of `off` (None) or a period of whole seconds from `shortest` to `longest`, written as a duration."""
+    expected = f"`off`, or a period from {shortest // 60}m to {longest // 3600}h in whole seconds, such as 5m or 1h"
+
+    def parse(value: str) -> int | None:
+        if value.strip().lower() in _FALSE:
+            return None
+        try:
+            seconds = parse_seconds(value)
+        except ValueError:
+            raise ValueError(expected) from None
+        if not shortest <= seconds <= longest or seconds != int(seconds):
+            raise ValueError(expected)
+        return int(seconds)
+
+    return parse
+
+
 def whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """A parser of whole numbers from `minimum` (to `maximum`)."""
     expected = f"a whole number from {minimum} to {maximum}" if maximum is not None else f"a whole number ≥ {minimum}"

@@ -23,6 +23,8 @@ PREFIX = "FALLBACK_"
 UNNAMED_SITE = "our site"
 # Log-in failures are limited (fallback.logins); the password's length is what makes that limit enough.
 MIN_PASSWORD_LENGTH = 12
+# A lead digest more often than once a minute would be a message per lead; one a day is the longest that reads as news.
+LEAD_DIGEST_SHORTEST, LEAD_DIGEST_LONGEST = 60, 86400
 # Wrong tokens are limited too, but a token is a machine's: 24 random characters cannot be guessed at all.
 MIN_TOKEN_LENGTH = 24
 TOKEN_RECIPE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
@@ -193,6 +195,14 @@ class Settings:
         " forced mode is announced once; an invalid URL stops start-up",
         secret=True,
     )
+    notify_leads: int | None = setting(
+        "NOTIFY_LEADS",
+        "off",
+        p.period_or_off(LEAD_DIGEST_SHORTEST, LEAD_DIGEST_LONGEST),
+        "`off`, or a period from `1m` to `24h` (`5m`, `1h`): at most once per period, tell the FALLBACK_NOTIFY_URLS"
+        " how many new leads came in, with the dashboard's address (FALLBACK_PUBLIC_URL) and never a visitor's"
+        " address or words; nothing is sent for a period without a new lead",
+    )
     site_name: str = setting(
         "SITE_NAME", None, p.text, "the name shown on the page", shown_default="the main URL's host"
     )
@@ -341,6 +351,10 @@ class Settings:
             # The unsubscribe link of every follow-up message points there.
             problems.append(
                 ConfigError(PREFIX + "PUBLIC_URL", "where visitors reach fallback, since FALLBACK_SMTP_URL is set")
+            )
+        if self.notify_leads and not self.notify_urls:
+            problems.append(
+                ConfigError(PREFIX + "NOTIFY_URLS", "where lead digests go, since FALLBACK_NOTIFY_LEADS is set")
             )
         if self.admin_password is not None and len(self.admin_password.strip()) < MIN_PASSWORD_LENGTH:
             problems.append(

@@ -1,13 +1,16 @@
-"""Notifications: each flip and forced mode announced once through Apprise to FALLBACK_NOTIFY_URLS."""
+"""Notifications: each flip and forced mode announced once through Apprise to FALLBACK_NOTIFY_URLS, and, with
+FALLBACK_NOTIFY_LEADS, a digest of the new leads once a period (outbound.digest)."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from fallback.core.settings import Settings
+from fallback.outbound.digest import last_period, queue_digest
 from fallback.outbound.outbox import Accepted, Courier, Outcome
 from fallback.storage import Message, Storage
 
@@ -46,6 +49,27 @@ class NotificationSender(Courier):
     def __init__(self, settings: Settings, storage: Storage, notifier: Announcer | None = None):
         super().__init__(settings, storage)
         self.notifier = notifier or Notifier(settings.notify_urls)
+        self._digested: datetime | None = None  # the end of the latest period this process saw queued
+
+    def prepare(self) -> None:
+        """The events dispatched, and, with FALLBACK_NOTIFY_LEADS, the digest of a period just ended queued."""
+        super().prepare()
+        self.queue_digest()
+
+    def queue_digest(self) -> int | None:
+        """Queue the latest whole period's digest, unless this process (or another) did; how many leads it counted.
+        A write once a period, not each round: the round before knows which period it saw."""
+        seconds = self.settings.notify_leads
+        if not seconds:
+            return None
+        period = last_period(self.storage.clock(), seconds)
+        if period.end == self._digested:
+            return None
+        counted = queue_digest(self.storage, period, self.settings.public_url)
+        self._digested = period.end
+        if counted:
+            self.log.info("lead digest queued: %d new lead(s) until %s", counted, period.end.isoformat())
+        return counted
 
     def quoted_urls(self, message: Message) -> tuple[str, ...]:
         """A service's error may quote its URL, tokens and all."""

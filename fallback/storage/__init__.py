@@ -11,6 +11,7 @@ from fallback.storage.admission import AdmissionStore
 from fallback.storage.backends import PostgresStorage, SQLiteStorage
 from fallback.storage.base import Database, StorageError
 from fallback.storage.checker import CheckerStore
+from fallback.storage.digests import DigestStore
 from fallback.storage.events import Event, EventStore
 from fallback.storage.flag import FlagStore
 from fallback.storage.followups import FollowupStore, Recipient
@@ -61,6 +62,7 @@ class Storage(Protocol):
     checker: CheckerStore  # the checker's lease, heartbeat and probes; the lease is the backend's own
     events: EventStore  # flips, modes and new leads, recorded once; dispatched into the outbox by outbound.outbox
     outbox: OutboxStore  # every outgoing message (notification, follow-up mail, webhook), sent by outbound/
+    digests: DigestStore  # which periods' lead digests were queued: once a period, across every instance
     limits: LimitStore
     followups: FollowupStore  # which leads get the "we're back" mail, who it goes to, unsubscribing
     verdicts: VerdictStore  # the vantage points' latest verdicts, counted by the checker under FALLBACK_QUORUM

@@ -10,6 +10,7 @@ from fallback.core.clock import iso
 from fallback.storage.admission import AdmissionStore
 from fallback.storage.base import Database
 from fallback.storage.checker import CheckerStore
+from fallback.storage.digests import DigestStore
 from fallback.storage.events import EventStore
 from fallback.storage.flag import FlagStore
 from fallback.storage.followups import FollowupStore
@@ -31,6 +32,7 @@ class Stores:
         self.checker = checker
         self.events = EventStore(db)
         self.outbox = OutboxStore(db)
+        self.digests = DigestStore(db)
         self.limits = LimitStore(db)
         self.followups = FollowupStore(db)
         self.verdicts = VerdictStore(db)
