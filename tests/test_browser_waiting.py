@@ -14,7 +14,14 @@ import requests
 from helpers import wait_for
 from served import Served, run_cli
 from standin import StandIn
-from test_browser import ARTIFACTS, PHONE, browser  # noqa: F401 - the fixture, shared with the other browser tests
+from test_browser import (  # noqa: F401 - browser: the fixture, shared with the other browser tests
+    ARTIFACTS,
+    LANGUAGES,
+    PHONE,
+    browser,
+    described,
+    violations,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -59,3 +66,12 @@ def test_a_visitor_held_back_sees_their_place_and_wait_on_a_phone(browser, tmp_p
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "waiting-phone.png"), full_page=True)
             page.close()
+            # The waiting page in each of the six languages: axe-core finds nothing, and it is in that language.
+            for language, accept in sorted(LANGUAGES.items()):
+                context = browser.new_context(viewport=PHONE, extra_http_headers={"Accept-Language": accept})
+                waiting = context.new_page()
+                assert waiting.goto(url).status == 503
+                assert waiting.locator("html").get_attribute("lang") == language
+                found = violations(waiting)
+                assert found == [], f"{language}: {described(found)}"
+                context.close()
