@@ -91,14 +91,17 @@ class CapacitySite:
                 over = site._enter()
                 try:
                     time.sleep(site.overload_delay if over else site.work)
-                    status, body = (503, b"overloaded\n") if over else (200, BODY)
-                    self.send_response(status)
-                    self.send_header("Content-Type", "text/html; charset=utf-8")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
                 finally:
+                    # The work is done before the answer leaves: a proxy frees the request's place only once it
+                    # has the answer, so its next request can never be counted here alongside this one (counting
+                    # until after the write let a busy machine's scheduler show one request too many).
                     site._leave()
+                status, body = (503, b"overloaded\n") if over else (200, BODY)
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         class Server(http.server.ThreadingHTTPServer):
             daemon_threads = True
