@@ -7,10 +7,13 @@ here, so that nobody who knows an address can overwrite what its owner wrote.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import operator
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fallback.storage.base import LEAD_LINKED_TABLES, Connection, Database
+from fallback.storage.records import Lead, SentMessage, as_lead
 
 if TYPE_CHECKING:
     from fallback.storage.records import NewLead
@@ -76,7 +79,7 @@ def pages(
     params: Sequence[Any],
     rows: int = PAGE_ROWS,
     after: int = 0,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Lead]:
     """The leads matching `conditions` with an id above `after`, oldest first (by id), each with its `messages`.
 
     Read by key, `rows` leads per short read: no read transaction stays open while the caller waits
@@ -95,15 +98,14 @@ def pages(
         page = list(db.stream(sql, [*params, after], rows))  # read whole: the read ends before anything is yielded
         if not page:
             return
-        lead: dict[str, Any] = {"id": None}
-        for row in page:
-            sent = {"at": row.pop("sent_at"), "name": row.pop("sent_name"), "message": row.pop("sent_message")}
-            if row["id"] != lead["id"]:
-                if lead["id"] is not None:
-                    yield lead
-                lead = row  # a lead's first row is the lead; its other rows only add messages
-                lead["messages"] = []
-            if sent["at"] is not None:
-                lead["messages"].append(sent)
-        yield lead
+        # A lead's first row is the lead; each of its rows adds a message (none for a lead without submissions).
+        for _, lead_rows in itertools.groupby(page, key=operator.itemgetter("id")):
+            first, *others = lead_rows
+            sent = [
+                SentMessage(at=row.pop("sent_at"), name=row.pop("sent_name"), message=row.pop("sent_message"))
+                for row in (first, *others)
+            ]
+            # Now exactly the lead's columns: the row itself becomes the Lead, no copy per lead.
+            lead = as_lead(first, [message for message in sent if message["at"] is not None])
+            yield lead
         after = lead["id"]
