@@ -21,7 +21,8 @@ from fallback.cli import cli
 from fallback.core.settings import Settings
 from fallback.serving.app import create_app
 from fallback.storage import MIGRATIONS, NewLead, StorageError, open_storage
-from fallback.storage.postgres import PG_MIGRATIONS, safe_url
+from fallback.storage.postgres_migrations import PG_MIGRATIONS
+from fallback.storage.postgres_url import safe_url
 from fallback.storage.records import LeadCounts
 
 pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)

@@ -14,7 +14,7 @@ from fallback.core.durations import parse_duration
 from fallback.core.paths import PACKAGE_DIR
 from fallback.core.settings import Settings
 from fallback.storage import Storage, open_storage
-from fallback.storage.postgres import safe_url
+from fallback.storage.postgres_url import safe_url
 
 
 class Failure(click.ClickException):
