@@ -7,6 +7,8 @@ import dataclasses
 import socket
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urljoin
 
 import requests
@@ -23,6 +25,7 @@ from fallback.core.redact import redact_text, redact_url
 MAX_REDIRECTS = 5
 MAX_BODY_BYTES = 1024 * 1024
 USER_AGENT = f"fallback-healthcheck/{__version__}"
+Clock = Callable[[], float]  # monotonic seconds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +42,7 @@ class ProbeResult:
     status: int | None = None
     reason: str = "ok"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "reason", redact_text(self.reason, self.url))
         object.__setattr__(self, "url", redact_url(self.url))
 
@@ -54,7 +57,7 @@ def probe(
     timeout: float = 3.0,
     max_latency: float | None = None,
     expect_text: str | None = None,
-    clock=time.monotonic,
+    clock: Clock = time.monotonic,
     self_key: bytes | None = None,
 ) -> ProbeResult:
     """Fetch `url` within `timeout` seconds in all (connect, redirects, headers, a bounded body).
@@ -97,28 +100,28 @@ def _too_late(timeout: float, budget: float) -> str:
 class _DeadlineAdapter(HTTPAdapter):
     """Remembers every socket it opens, so a watchdog can cut them all at the deadline."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.sockets: list[socket.socket] = []
         super().__init__(max_retries=0)
 
-    def init_poolmanager(self, *args, **kwargs):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         sockets = self.sockets
 
-        def recording(base):
-            class Recording(base):
-                def connect(self):
-                    super().connect()
-                    sockets.append(self.sock)
+        def recording(base: type[HTTPConnection]) -> type[HTTPConnection]:
+            def connect(connection: HTTPConnection) -> None:
+                base.connect(connection)
+                sockets.append(connection.sock)
 
-            return Recording
+            return type("Recording", (base,), {"connect": connect})
 
         self.poolmanager.pool_classes_by_scheme = {
             "http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": recording(HTTPConnection)}),
             "https": type("Pool", (HTTPSConnectionPool,), {"ConnectionCls": recording(HTTPSConnection)}),
         }
 
-    def cut(self):
+    def cut(self) -> None:
+        """Shut every socket opened so far, so that whatever waits on one returns at once."""
         for sock in list(self.sockets):
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -127,7 +130,7 @@ class _DeadlineAdapter(HTTPAdapter):
 
 
 def _exchange(
-    url: str, deadline: float, expect_text: str | None, clock, self_key: bytes | None
+    url: str, deadline: float, expect_text: str | None, clock: Clock, self_key: bytes | None
 ) -> tuple[int | None, str]:
     adapter = _DeadlineAdapter()
     watchdog = threading.Timer(max(0.0, deadline - clock()), adapter.cut)
@@ -143,7 +146,9 @@ def _exchange(
         watchdog.cancel()
 
 
-def _exchange_on(url, deadline, expect_text, clock, adapter, self_key) -> tuple[int | None, str]:
+def _exchange_on(
+    url: str, deadline: float, expect_text: str | None, clock: Clock, adapter: _DeadlineAdapter, self_key: bytes | None
+) -> tuple[int | None, str]:
     headers = {"User-Agent": USER_AGENT, "Cache-Control": "no-cache", "Accept": "text/html,*/*;q=0.5"}
     challenge = new_challenge()
     if self_key:
@@ -178,7 +183,7 @@ def _exchange_on(url, deadline, expect_text, clock, adapter, self_key) -> tuple[
         return None, f"more than {MAX_REDIRECTS} redirects"
 
 
-def _read_body(response: requests.Response, deadline: float, clock) -> bytes | None:
+def _read_body(response: requests.Response, deadline: float, clock: Clock) -> bytes | None:
     """Up to MAX_BODY_BYTES of the body, or None if the deadline passes first."""
     chunks, size = [], 0
     raw = response.raw
@@ -234,7 +239,7 @@ class ProbeRunner:
         self._busy: set[str] = set()
         self._lock = threading.Lock()
 
-    def run(self, urls: list[str], expect_text_for=None) -> list[ProbeResult]:
+    def run(self, urls: list[str], expect_text_for: Callable[[str], str | None] | None = None) -> list[ProbeResult]:
         """Probe every URL at once; each result arrives by its deadline, whatever the server does."""
         futures = {}
         results = {}
@@ -260,7 +265,7 @@ class ProbeRunner:
                 results[url] = ProbeResult(url, False, budget, None, _too_late(self.timeout, budget))
         return [results[url] for url in urls]
 
-    def _probe_into(self, future: concurrent.futures.Future, url: str, expect: str | None) -> None:
+    def _probe_into(self, future: concurrent.futures.Future[ProbeResult], url: str, expect: str | None) -> None:
         started = time.monotonic()
         try:
             result = probe(url, self.timeout, self.max_latency, expect, self_key=self.self_key)

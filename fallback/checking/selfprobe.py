@@ -56,7 +56,7 @@ def marking(start_response: Callable, key: bytes, challenge: str) -> Callable:
         return start_response
     value = mark(key, challenge)
 
-    def start(status, headers, exc_info=None):
+    def start(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> object:
         return start_response(status, [*headers, (MARK_HEADER, value)], exc_info)
 
     return start

@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import functools
 import gettext
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -28,12 +30,12 @@ class Duration(click.ParamType):
 
     name = "duration"
 
-    def convert(self, value, param, ctx) -> timedelta:
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
         """The duration as a timedelta, or click's usage error naming the option."""
         if isinstance(value, timedelta):
             return value
         try:
-            return parse_duration(value)
+            return parse_duration(str(value))
         except ValueError as error:
             self.fail(str(error), param, ctx)
 
@@ -44,7 +46,7 @@ def _catalog() -> gettext.NullTranslations:
     return gettext.translation("messages", PACKAGE_DIR / "translations", fallback=True)
 
 
-def ngettext(singular: str, plural: str, number: int, **values) -> str:
+def ngettext(singular: str, plural: str, number: int, **values: object) -> str:
     """`singular` or `plural`, translated, with `%(num)d` and the other `values` filled in: the CLI's plural forms."""
     return _catalog().ngettext(singular, plural, number) % {"num": number, **values}
 
@@ -70,7 +72,7 @@ def load_storage(settings: Settings, create: bool = False) -> Storage:
     return storage
 
 
-def through_api(command):
+def through_api(command: Callable[..., Any]) -> Callable[..., Any]:
     """The `--url` option (or FALLBACK_URL) of a command that can act on a running instance through its API."""
     return click.option(
         "--url",

@@ -5,9 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Response, current_app, request
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 from fallback.core.settings import Settings
 from fallback.storage import RateCheck
@@ -79,10 +84,10 @@ class ForwardedWarning:
 
     warned = False  # once per process, however many apps it builds
 
-    def __init__(self, wsgi_app):
+    def __init__(self, wsgi_app: WSGIApplication) -> None:
         self.wsgi_app = wsgi_app
 
-    def __call__(self, environ: dict, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Pass the request on, warning first if it is the first to come through a proxy nobody trusts."""
         if not ForwardedWarning.warned and "HTTP_X_FORWARDED_FOR" in environ:
             ForwardedWarning.warned = True
