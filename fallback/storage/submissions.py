@@ -7,8 +7,6 @@ here, so that nobody who knows an address can overwrite what its owner wrote.
 from __future__ import annotations
 
 import hashlib
-import itertools
-import operator
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -98,14 +96,19 @@ def pages(
         page = list(db.stream(sql, [*params, after], rows))  # read whole: the read ends before anything is yielded
         if not page:
             return
-        # A lead's first row is the lead; each of its rows adds a message (none for a lead without submissions).
-        for _, lead_rows in itertools.groupby(page, key=operator.itemgetter("id")):
-            first, *others = lead_rows
-            sent = [
-                SentMessage(at=row.pop("sent_at"), name=row.pop("sent_name"), message=row.pop("sent_message"))
-                for row in (first, *others)
-            ]
-            # Now exactly the lead's columns: the row itself becomes the Lead, no copy per lead.
-            lead = as_lead(first, [message for message in sent if message["at"] is not None])
-            yield lead
+        lead: Lead | None = None
+        for row in page:
+            sent: SentMessage = {
+                "at": row.pop("sent_at"),
+                "name": row.pop("sent_name"),
+                "message": row.pop("sent_message"),
+            }
+            if lead is None or row["id"] != lead["id"]:
+                if lead is not None:
+                    yield lead
+                lead = as_lead(row, [])  # a lead's first row, now exactly its columns, is the Lead: no copy per lead
+            if sent["at"] is not None:  # a lead without submissions has one row, and no message
+                lead["messages"].append(sent)
+        assert lead is not None  # the page has a row
+        yield lead
         after = lead["id"]
