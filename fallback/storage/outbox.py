@@ -16,7 +16,7 @@ from typing import Any
 from fallback.core.clock import iso
 from fallback.storage.base import Connection, Database
 from fallback.storage.limits import RateCheck, count_attempt, give_back_attempt
-from fallback.storage.records import StatusCounts
+from fallback.storage.records import StatusCounts, from_row
 
 KINDS = ("notification", "followup", "webhook")
 STATUSES = tuple(field.name for field in fields(StatusCounts))
@@ -75,7 +75,7 @@ def _text(moment: datetime | None) -> str | None:
 
 
 def _message(row: Any, **changed: Any) -> Message:
-    return Message(**{**{field.name: row[field.name] for field in fields(Message)}, **changed})
+    return from_row(Message, row, **changed)
 
 
 def add_messages(conn: Connection, messages: Iterable[NewMessage], at: str) -> None:
