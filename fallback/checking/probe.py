@@ -19,6 +19,7 @@ from fallback import __version__
 from fallback.checking.selfprobe import MARK_HEADER, REQUEST_HEADER, is_marked, new_challenge
 from fallback.checking.selfprobe import REASON as SELF_PROBE_REASON
 from fallback.core.redact import redact_text, redact_url
+from fallback.core.settings import Settings
 
 MAX_REDIRECTS = 5
 MAX_BODY_BYTES = 1024 * 1024
@@ -270,3 +271,13 @@ class ProbeRunner:
         with self._lock:
             self._busy.discard(url)
         future.set_result(result)
+
+
+def probe_round(runner: ProbeRunner, settings: Settings) -> tuple[list[ProbeResult], ProbeResult | None]:
+    """One round's probes, all at once: every check URL (with the expected text), and the control URL (without)."""
+    urls, control_url = list(settings.check_urls), settings.control_url
+    results = runner.run(
+        urls + ([control_url] if control_url else []),
+        expect_text_for=lambda url: None if url == control_url else settings.expect_text,
+    )
+    return results[: len(urls)], (results[len(urls)] if control_url else None)
