@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from fallback.checking.decision import Tally, decide
-from fallback.checking.probe import ProbeRunner, probe_round
+from fallback.checking.rounds import ProbeRunner, probe_round
 from fallback.checking.vantage import clip_reason, name_problem
 from fallback.core.clock import utcnow
 from fallback.core.parsers import url

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 from fallback.checking import admission
 from fallback.checking.decision import Tally, decide
-from fallback.checking.probe import ProbeResult, ProbeRunner, probe_round
+from fallback.checking.probe import ProbeResult
 from fallback.checking.quorum import count_votes, default_vantage, fresh_seconds
+from fallback.checking.rounds import ProbeRunner, probe_round
 from fallback.checking.selfprobe import WARNING as SELF_PROBE_WARNING
 from fallback.core.settings import Settings
 from fallback.storage import Storage, StorageError

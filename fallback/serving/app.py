@@ -7,6 +7,7 @@ import time
 
 import jinja2
 from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from fallback.checking.status import PublicStatus, ThrottledLog
@@ -46,7 +47,7 @@ def brand_context() -> dict:
     return {"site_name": settings.site_name, "contact_email": settings.contact_email, "has_logo": bool(settings.logo)}
 
 
-def too_large(error) -> Response:
+def too_large(error: HTTPException) -> Response:
     """A body over the limit: a short, clear refusal."""
     return Response("This request is too large.\n", 413, mimetype="text/plain")
 

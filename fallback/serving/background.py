@@ -11,6 +11,7 @@ import fcntl
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fallback.core.settings import Settings
@@ -59,7 +60,7 @@ class Background:
         self.stopping = stopping
         self.threads: list[threading.Thread] = []
 
-    def start(self, target, *args, name: str) -> None:
+    def start(self, target: Callable[..., object], *args: object, name: str) -> None:
         """Run `target(*args)` in a daemon thread named `name`."""
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         thread.start()

@@ -9,7 +9,10 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
@@ -18,6 +21,14 @@ from fallback.core.logs import COMBINED, use_json
 from fallback.core.paths import owner_only
 from fallback.core.settings import Settings
 from fallback.serving.background import Background, start_in_background
+
+if TYPE_CHECKING:  # gunicorn ships no type information: these name what gunicorn passes
+    from flask import Flask
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.config import Config
+    from gunicorn.http.message import Request as GunicornRequest
+    from gunicorn.http.wsgi import Response as GunicornResponse
+    from gunicorn.workers.base import Worker
 
 # prometheus_client's variable (fallback.metrics reads it; not imported here, so that the master never loads it early).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -41,7 +52,7 @@ class GunicornServer(BaseApplication):
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
 
-    def load(self):
+    def load(self) -> Flask:
         """Build the app inside the worker, after the fork."""
         from fallback.serving.app import create_app
 
@@ -56,13 +67,15 @@ class PrivateLogger(glogging.Logger):
     are logged without theirs (SPEC 5, Privacy).
     """
 
-    def setup(self, cfg) -> None:
+    def setup(self, cfg: Config) -> None:
         """Create (or tighten) the access log file 0600 before gunicorn opens it for appending."""
         if cfg.accesslog and cfg.accesslog != "-":
             owner_only(cfg.accesslog, create=True)
         super().setup(cfg)
 
-    def atoms(self, resp, req, environ, request_time) -> dict:
+    def atoms(
+        self, resp: GunicornResponse, req: GunicornRequest, environ: dict[str, Any], request_time: timedelta
+    ) -> dict[str, Any]:
         """gunicorn's atoms, the request line's and the referer's queries left out."""
         atoms = super().atoms(resp, req, environ, request_time)
         target = environ.get("RAW_URI", "").partition("?")[0]
@@ -81,13 +94,13 @@ def without_query(url: str) -> str:
 class JsonLogger(PrivateLogger):
     """gunicorn's logger writing JSON lines, and fallback's own loggers with it (FALLBACK_LOG_FORMAT=json)."""
 
-    def setup(self, cfg) -> None:
+    def setup(self, cfg: Config) -> None:
         """gunicorn's set-up (run again on a reload), then every handler writes JSON."""
         super().setup(cfg)
         use_json([self.error_log, self.access_log])
 
 
-def start_checker(worker) -> None:
+def start_checker(worker: Worker) -> None:
     """gunicorn hook: every worker runs a checker thread; the database lease lets only one probe."""
     from fallback.checking.selfprobe import probe_key
 
@@ -111,7 +124,7 @@ def release_on_sigterm(background: Background) -> None:
     """
     graceful = signal.getsignal(signal.SIGTERM)
 
-    def on_sigterm(signum, frame) -> None:
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
         background.stop_soon()
         if callable(graceful):
             graceful(signum, frame)
@@ -120,14 +133,14 @@ def release_on_sigterm(background: Background) -> None:
     signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn set it: a stop must not interrupt a request's I/O
 
 
-def stop_checker(server, worker) -> None:
+def stop_checker(server: Arbiter, worker: Worker) -> None:
     """gunicorn hook, in a leaving worker (its requests done): give the lease up, so another takes over at once."""
     background = getattr(worker, "fallback_background", None)
     if background is not None:
         background.stop()
 
 
-def forget_worker(server, worker) -> None:
+def forget_worker(server: Arbiter, worker: Worker) -> None:
     """gunicorn hook, in the master: a worker has gone; its counts stay in the folder, its live gauges go."""
     from prometheus_client.multiprocess import mark_process_dead
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request
 from flask.typing import ResponseReturnValue
@@ -44,6 +45,9 @@ from fallback.web.admission import Turn
 from fallback.web.guard import is_cross_site
 from fallback.web.languages import current_language, translate
 from fallback.web.runtime import runtime
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 log = logging.getLogger("fallback.web")
 
@@ -120,7 +124,7 @@ class PreparedResponse(Response):
 
     secured = True
 
-    def get_wsgi_headers(self, environ) -> Headers:
+    def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
         """The headers, as they are."""
         return self.headers
 
