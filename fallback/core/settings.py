@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from fallback.core import parsers as p
 from fallback.core.parsers import LOGO_TYPES, MAX_LOGO_BYTES, RateLimit, is_postgres_url
-from fallback.core.variables import PREFIX, ConfigError, Variable, optional, secret, setting, unparsed
+from fallback.core.variables import PREFIX, ConfigError, Variable, optional, secret, setting, unparsed, variable_name
 
 __all__ = ["LOGO_TYPES", "MAX_LOGO_BYTES", "ConfigError", "RateLimit", "Settings", "Variable"]
 
@@ -237,7 +237,7 @@ class Settings:
             token = getattr(self, field)
             if token is not None and len(token.strip()) < MIN_TOKEN_LENGTH:
                 expected = f"a token of {MIN_TOKEN_LENGTH} characters at least; make one with: {TOKEN_RECIPE}"
-                problems.append(ConfigError(PREFIX + field.upper(), expected, secret=True))
+                problems.append(ConfigError(variable_name(field), expected, secret=True))
         if self.webhook_urls and not self.webhook_secret:
             problems.append(
                 ConfigError(PREFIX + "WEBHOOK_SECRET", "a signing secret, since FALLBACK_WEBHOOK_URLS is set")
