@@ -8,7 +8,7 @@ import gettext
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -16,7 +16,9 @@ from fallback.core.durations import parse_duration
 from fallback.core.paths import PACKAGE_DIR
 from fallback.core.settings import Settings
 from fallback.storage import Storage, open_storage
-from fallback.storage.postgres_url import safe_url
+from fallback.storage.postgres import safe_url
+
+CommandFunction = TypeVar("CommandFunction", bound=Callable[..., Any])
 
 
 class Failure(click.ClickException):
@@ -30,12 +32,12 @@ class Duration(click.ParamType):
 
     name = "duration"
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+    def convert(self, value: str | timedelta, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
         """The duration as a timedelta, or click's usage error naming the option."""
         if isinstance(value, timedelta):
             return value
         try:
-            return parse_duration(str(value))
+            return parse_duration(value)
         except ValueError as error:
             self.fail(str(error), param, ctx)
 
@@ -72,7 +74,7 @@ def load_storage(settings: Settings, create: bool = False) -> Storage:
     return storage
 
 
-def through_api(command: Callable[..., Any]) -> Callable[..., Any]:
+def through_api(command: CommandFunction) -> CommandFunction:
     """The `--url` option (or FALLBACK_URL) of a command that can act on a running instance through its API."""
     return click.option(
         "--url",

@@ -26,7 +26,7 @@ from fallback.storage import Storage, StorageError
 from fallback.team.modes import change_mode, restore_mode
 from fallback.visitor.drillmark import FIELD, drill_key, drill_mark
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where used: only a drill that rehearses needs `requests`
     import requests
 
 MAX_EXPIRY = timedelta(seconds=60)

@@ -91,8 +91,7 @@ class HeadersFirstWorker(ThreadWorker):
     def accept(self, listener: socket.socket) -> None:
         """Accept a connection and read its request without blocking; a thread gets it once the request is here."""
         if not self.read_heads:
-            super().accept(listener)
-            return
+            return super().accept(listener)
         try:
             client_sock, client_addr = listener.accept()
         except OSError as error:
@@ -111,8 +110,7 @@ class HeadersFirstWorker(ThreadWorker):
     def on_client_socket_readable(self, conn: HeadConn, client: socket.socket) -> None:
         """A kept-alive connection spoke: read its next request here, not in a thread."""
         if not self.read_heads:
-            super().on_client_socket_readable(conn, client)
-            return
+            return super().on_client_socket_readable(conn, client)
         self.keepalived_conns.remove(conn)
         state = self.read_head(conn)
         if state == WAIT:
@@ -128,8 +126,7 @@ class HeadersFirstWorker(ThreadWorker):
         """Give a connection to a thread if its request is here; else (bytes read ahead behind a request) park it."""
         if not self.read_heads or conn.head_ready:
             conn.head_ready = False
-            super().enqueue_req(conn)
-            return
+            return super().enqueue_req(conn)
         # gthread re-enqueues a connection whose parser read ahead into the next request: that head
         # may be partial (a whole request and the start of a slow one, in one packet).
         conn.head += conn.parser.unreader.take_buffered()
@@ -200,7 +197,9 @@ class HeadersFirstWorker(ThreadWorker):
         `start` is how much of the head was looked at before. When the head ends and a body follows, the
         body's deadline starts (and a client that expects it is told to go on, with a 100 Continue).
         """
-        if conn.body_start is None:
+        if conn.body_start is not None and conn.framing is not None:  # set together, when the head ended
+            state = body_state(conn.head, conn.body_start, conn.framing)
+        else:
             state = head_state(conn.head, start)
             end = conn.head.find(b"\r\n\r\n", max(0, start - 3)) if state == READY else -1
             framing = body_framing(conn.head[:end]) if end >= 0 else None
@@ -215,9 +214,6 @@ class HeadersFirstWorker(ThreadWorker):
             if state == WAIT and framing.expects_continue:
                 with contextlib.suppress(OSError):
                     conn.sock.send(CONTINUE)
-        else:
-            assert conn.framing is not None  # set with body_start, cleared with it
-            state = body_state(conn.head, conn.body_start, conn.framing)
         if state != WAIT:
             conn.body_start = conn.framing = None  # the next request on this connection starts with its head
         return state

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 from fallback.core.settings import Settings
 from fallback.storage import RateCheck
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 _COMMON = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"), ("X-Frame-Options", "DENY"))
 # Public pages work without JavaScript; the page's one script is its own file (live.js), and nothing inline may run.
 PUBLIC_HEADERS = (
