@@ -79,14 +79,8 @@ class VerdictStore:
 
 def _verdict(row: Any) -> Verdict:
     """A row of COLUMNS, as a Verdict."""
-    return from_row(
-        Verdict,
-        row,
-        ok=bool(row["ok"]),
-        observed_at=_time(row["observed_at"]),
-        received_at=_time(row["received_at"]),
-        first_seen_at=_time(row["first_seen_at"]),
-    )
+    times = {name: _time(row[name]) for name in ("observed_at", "received_at", "first_seen_at")}
+    return from_row(Verdict, row, ok=bool(row["ok"]), **times)
 
 
 def _time(text: str) -> datetime:
