@@ -19,7 +19,7 @@ import requests
 
 PATH = "/campaign/tv"
 HEADERS = {"Accept": "text/html,application/xhtml+xml", "Accept-Language": "en-GB,en;q=0.9"}
-LIVE_DELAY = re.compile(rb'data-refresh="(\d+)"')
+LIVE_DELAY = re.compile(rb'data-refresh="(\d+(?:\.\d+)?)"')
 REQUEST_TIMEOUT = 30.0
 # Not an error: the visitor was still told to wait when the bench's bound ran out.
 NOT_YET = "still waiting at the give-up bound"
@@ -81,7 +81,7 @@ def wait_turn(session: requests.Session, url: str, visitor: Visitor, deadline: f
         else:
             visitor.down_pages += 1
         # What the live page does: look again after its delay (Retry-After, give or take 30% on the down page).
-        time.sleep(min(int(delay.group(1)), max(0.0, deadline - time.monotonic())))
+        time.sleep(min(float(delay.group(1)), max(0.0, deadline - time.monotonic())))
     visitor.error = NOT_YET
     return None
 
