@@ -117,7 +117,7 @@ def test_visitors_booked_together_go_on_a_quarter_second_burst_at_once_then_one_
         times.append(round(send_time(gate, T0) - T0, 3))
     # 20 a second: SEND_BURST's worth (5) and the first go at once, then one every 50 ms.
     assert times == [0.0] * 6 + [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
-    assert not gate.sending_freely(T0 + 0.3) and gate.sending_freely(T0 + 0.6)
+    assert not gate.sending_freely(T0 + 0.25) and gate.sending_freely(T0 + 0.31)
 
 
 def test_an_idle_schedule_lets_a_new_visitor_go_at_once():

@@ -37,6 +37,8 @@ def test_a_block_is_reserved_with_the_mark_rebased_in_the_same_statement(storage
     assert first == 8 and gate.next_place == 38
     assert gate.mark_at == T0 + 60 and gate.mark_place == pytest.approx(8 + 2.5)
     assert gate.served(T0 + 61) == pytest.approx(20.5)
+    # The 2.5 places the mark had passed go on as their visitors come: counted on the send-on schedule at once.
+    assert gate.send_at == pytest.approx(T0 + 60 + 2.5 / 10)
     assert storage.admission.read() == gate
 
 

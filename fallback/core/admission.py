@@ -103,8 +103,9 @@ class Gate:
         return dataclasses.replace(self, send_at=max(self.send_at, now) + schedule_step(self.rate))
 
     def sending_freely(self, now: float) -> bool:
-        """Whether the send-on schedule is idle: nobody who waited is due to go on, so a new visitor may go at once."""
-        return self.send_at <= now
+        """Whether the send-on schedule lets a new visitor whose turn came go at once, unbooked (their reservation
+        counted them on it): the last visitor it counted may go now, so nobody who waited is due before them."""
+        return send_time(self, now) <= now
 
 
 def send_time(booked: Gate, now: float) -> float:
