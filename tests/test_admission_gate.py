@@ -109,14 +109,15 @@ def test_a_round_is_fast_only_if_it_passed_under_half_the_latency_limit():
     assert not healthy_round(False, 0.1, 2.0)
 
 
-def test_visitors_booked_together_go_on_a_quarter_second_burst_at_once_then_one_at_a_time_at_the_rate():
+def test_visitors_booked_together_go_on_a_tenth_of_a_second_burst_at_once_then_one_at_a_time_at_the_rate():
     gate = Gate(next_place=100, mark_place=100.0, mark_at=T0, rate=20.0, send_at=T0 - 30)
     times = []
     for _ in range(12):
         gate = gate.booked(T0)
         times.append(round(send_time(gate, T0) - T0, 3))
-    # 20 a second: SEND_BURST's worth (5) and the first go at once, then one every 50 ms.
-    assert times == [0.0] * 6 + [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
+    # 20 a second: SEND_BURST's worth (2) and the first go at once, then one every 50 ms.
+    assert times == [0.0] * 3 + [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45]
+    # New visitors whose turn came go at once while the schedule is no further ahead than the mark's burst.
     assert not gate.sending_freely(T0 + 0.25) and gate.sending_freely(T0 + 0.31)
 
 

@@ -33,7 +33,7 @@ PLACE_SECONDS = 6 * 3600
 # How stale a worker's copy of the gate may be: a waiting visitor's turn is seen at most this late.
 GATE_TTL = 0.2
 # A visitor booked to go on within this is sent on now rather than told to wait a few milliseconds.
-DUE_SLACK = 0.05
+DUE_SLACK = 0.02
 # A booking this long past its time has lapsed (the visitor went away, or their device slept): they book again,
 # so that visitors coming back late do not reach the main site together.
 BOOKING_LAPSES = 2.0
