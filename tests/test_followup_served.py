@@ -103,8 +103,10 @@ def test_a_kill_9_mid_send_misses_nobody_and_repeats_only_the_message_the_server
         with Served(env, tmp_path) as restarted:
             # Nobody missed: each lead not mailed before the kill is mailed by the restarted instance.
             wait_for(lambda: set(recipients(smtp)) == set(leads), 30, "a message to every lead")
+            # The mailbox holds a message from its DATA on, before the sender records its 250: wait for the record.
+            settled = wait_for(lambda: (now := queue_of(restarted.url))["sent"] == 5 and now, 30, "five recorded sent")
             # The message in flight stays claimed for two minutes; the dashboard's button sends it at once.
-            assert queue_of(restarted.url)["pending"] == 1
+            assert settled["pending"] == 1
             press_send_now(restarted.url)
             queue = wait_for(lambda: (now := queue_of(restarted.url))["pending"] == 0 and now, 30, "the held one sent")
     assert queue == {"pending": 0, "sent": 6, "failed": 0, "last_error": None}
