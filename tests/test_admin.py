@@ -88,6 +88,19 @@ def test_the_mode_form_needs_a_session(client, storage):
     assert client.post("/_fallback/admin/mode", data={"mode": "down"}).status_code == 403
 
 
+@pytest.mark.parametrize(
+    "button", ["/leads/1/delete", "/webhooks/1/retry", "/spam/1/keep", "/notice", "/followup/send"]
+)
+def test_every_dashboard_button_needs_a_session_and_its_csrf_token(client, storage, button):
+    path = "/_fallback/admin" + button
+    assert client.post(path, data={"notice": "Back at 9"}).status_code == 403
+    log_in(client)
+    refused = client.post(path, data={"notice": "Back at 9"})
+    assert refused.status_code == 400
+    assert "The form expired" in refused.get_data(as_text=True)
+    assert storage.flag.read().notice is None
+
+
 def test_log_out_closes_the_session(client):
     log_in(client)
     html = client.get("/_fallback/admin").get_data(as_text=True)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from fallback.checking.agent import BACKOFF_CAP, Agent, backoff, default_name
-from fallback.checking.checker import QUICK_RECHECK_SECONDS
+from fallback.checking.decision import QUICK_RECHECK_SECONDS
 from fallback.checking.probe import ProbeResult
 from fallback.core.remote import NoApi, Remote, RemoteError, Unreachable
 from fallback.core.settings import Settings

@@ -10,7 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from fallback.checking.checker import QUICK_RECHECK_SECONDS, Checker, Tally, decide
+from fallback.checking.checker import Checker
+from fallback.checking.decision import QUICK_RECHECK_SECONDS, Tally, decide
 from fallback.checking.probe import ProbeResult
 from fallback.checking.selfprobe import REASON as SELF_PROBE_REASON
 from fallback.checking.status import heartbeat_is_fresh

@@ -3,6 +3,7 @@
 import pytest
 
 from fallback.core.settings import ConfigError, RateLimit, Settings
+from fallback.core.variables import variable_name
 
 
 def test_it_has_the_documented_defaults(tmp_path, monkeypatch):
@@ -244,3 +245,9 @@ def test_the_log_format_is_text_or_json():
     assert Settings.from_env({"FALLBACK_LOG_FORMAT": "JSON"}).log_format == "json"
     with pytest.raises(ConfigError, match="FALLBACK_LOG_FORMAT: expected text or json"):
         Settings.from_env({"FALLBACK_LOG_FORMAT": "xml"})
+
+
+def test_a_variable_is_named_after_its_settings_field():
+    assert variable_name("check_urls") == "FALLBACK_CHECK_URLS"
+    assert variable_name("web_concurrency") == "WEB_CONCURRENCY"  # the platforms' own, without the prefix
+    assert Settings.variables()[:2] == ["FALLBACK_MAIN_URL", "FALLBACK_CHECK_URLS"]

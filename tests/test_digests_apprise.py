@@ -136,7 +136,7 @@ def test_a_receiver_that_never_answers_delays_no_visitor_and_is_tried_again(stor
 
 
 def test_the_process_holding_the_checker_sends_the_digest_in_the_background(env, storage, clock):
-    from fallback.serving.server import start_in_background
+    from fallback.serving.background import start_in_background
 
     storage.leads.save(NewLead(email="ann@example.org"))
     clock.now = SETTLED

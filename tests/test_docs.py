@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from fallback.cli import cli
-from fallback.core.settings import Settings, markdown_table
+from fallback.core.settings import Settings
+from fallback.core.settings_table import markdown_table
 from fallback.team.export import csv_chunks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +37,9 @@ def documented_settings() -> dict[str, str]:
 
 
 def test_the_configuration_pages_table_is_generated_from_the_declaration():
-    assert markdown_table() in page("configuration.md"), "run: python -m fallback.core.settings docs/configuration.md"
+    assert markdown_table() in page("configuration.md"), (
+        "run: python -m fallback.core.settings_table docs/configuration.md"
+    )
 
 
 @pytest.mark.parametrize("variable", Settings.variables())

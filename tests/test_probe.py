@@ -10,8 +10,9 @@ import pytest
 from helpers import self_signed_certificate
 from standin import KEYWORD, StandIn
 
-import fallback.checking.probe as probe_module
-from fallback.checking.probe import MAX_REDIRECTS, ProbeRunner, probe
+import fallback.checking.rounds as rounds_module
+from fallback.checking.probe import MAX_REDIRECTS, probe
+from fallback.checking.rounds import ProbeRunner
 from fallback.checking.selfprobe import MARK_HEADER, REQUEST_HEADER, mark, probe_key
 
 TIMEOUT = 1.0  # seconds: short, so the whole file stays fast
@@ -329,14 +330,14 @@ def test_a_second_run_while_the_first_probe_hangs_reports_still_hanging_instead_
 def test_after_an_abandoned_probe_the_next_run_says_still_hanging_and_the_one_after_it_probes_again(site, monkeypatch):
     # A probe that outlives the runner's wait, the way a stuck DNS look-up would, until `release` is set.
     release = threading.Event()
-    real_probe = probe_module.probe
+    real_probe = probe
 
     def stuck_probe(*args, **kwargs):
         result = real_probe(*args, **kwargs)
         release.wait(JOIN)
         return result
 
-    monkeypatch.setattr(probe_module, "probe", stuck_probe)
+    monkeypatch.setattr(rounds_module, "probe", stuck_probe)
     site.behaviour = "hang"
     runner = ProbeRunner(TIMEOUT, None, KEYWORD)
     try:

@@ -17,7 +17,7 @@ from fallback.checking.quorum import count_votes, fresh_seconds, quorum_status
 from fallback.checking.status import status_document
 from fallback.core.settings import Settings
 from fallback.outbound.messages import dispatch, notification_text
-from fallback.serving.server import InstanceLock
+from fallback.serving.background import InstanceLock
 from fallback.storage import Verdict, open_storage
 
 BACKENDS = ["sqlite", "postgres"]

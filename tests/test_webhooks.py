@@ -369,7 +369,7 @@ def test_the_dashboard_hides_a_receivers_credentials_and_query(hook_env, hook_st
 
 
 def test_the_process_holding_the_checker_lease_sends_them_in_the_background(hook_env, receiver):
-    from fallback.serving.server import start_in_background
+    from fallback.serving.background import start_in_background
 
     settings = Settings.from_env({**hook_env, "FALLBACK_MAIN_URL": receiver.url, "FALLBACK_CHECK_INTERVAL": "1"})
     app = create_app(settings)

@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from fallback.checking.checker import Tally, decide, probe_round
-from fallback.checking.probe import ProbeRunner
+from fallback.checking.decision import Tally, decide
+from fallback.checking.rounds import ProbeRunner, probe_round
 from fallback.checking.vantage import clip_reason, name_problem
 from fallback.core.clock import utcnow
 from fallback.core.parsers import url

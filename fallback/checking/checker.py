@@ -1,13 +1,12 @@
-"""The health checker: probes the main site, decides with hysteresis, flips the flag once.
+"""The health checker's loop: holds the lease, probes the main site each round, flips the flag once.
 
-No Flask here: the decision is a pure function, and the loop takes its storage,
-probe runner, clock and sleep as arguments, so both run in tests without a server.
-The status documents are built in fallback.status; the threads are started by fallback.server.
+No Flask here: what a round means is decided by a pure function (fallback.checking.decision), and the loop
+takes its storage, probe runner, clock and sleep as arguments, so both run in tests without a server.
+The status documents are built in fallback.checking.status; the threads are started by fallback.serving.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import socket
@@ -18,8 +17,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from fallback.checking import admission
-from fallback.checking.probe import ProbeResult, ProbeRunner
+from fallback.checking.decision import Tally, decide
+from fallback.checking.probe import ProbeResult
 from fallback.checking.quorum import count_votes, default_vantage, fresh_seconds
+from fallback.checking.rounds import ProbeRunner, probe_round
 from fallback.checking.selfprobe import WARNING as SELF_PROBE_WARNING
 from fallback.core.settings import Settings
 from fallback.storage import Storage, StorageError
@@ -29,8 +30,6 @@ if TYPE_CHECKING:  # only a served checker counts; `fallback check` needs neithe
 
 log = logging.getLogger("fallback.checker")
 
-# After a first failure (or a first success while down), look again this soon.
-QUICK_RECHECK_SECONDS = 0.25
 # A checker without the lease looks this often whether it is free: one given up by a process that stopped
 # cleanly is taken over well within the 2 s a hand-over may take (docs/operations.md, Hand-over).
 HANDOVER_POLL_SECONDS = 0.5
@@ -40,75 +39,6 @@ PROBE_HISTORY = timedelta(days=1)
 VANTAGE_HISTORY = timedelta(days=1)
 # Longer than the longest rate-limit window (an hour): older counters can no longer matter.
 RATE_WINDOW_HISTORY = timedelta(hours=2)
-
-
-@dataclasses.dataclass(frozen=True)
-class Tally:
-    """What the checker remembers between rounds: the state it believes and the current streak."""
-
-    state: str = "unknown"
-    failures: int = 0
-    successes: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    """The outcome of one round."""
-
-    tally: Tally
-    flip_to: str | None
-    reason: str
-    network_doubt: bool
-    next_check_in: float
-    passed: bool  # whether every check URL passed this round, before the fall/rise hysteresis
-
-    @property
-    def vote(self) -> str:
-        """This round's word as a vantage point: its state, or "unknown" while its own network is in doubt."""
-        # A vantage point that doubts its own network knows nothing of the main site: it votes neither way.
-        return "unknown" if self.network_doubt else self.tally.state
-
-
-def round_verdict(main: Sequence[ProbeResult]) -> tuple[bool, str]:
-    """A round passes only if every check URL passed: one broken URL is a broken site."""
-    failed = [result for result in main if not result.ok]
-    if not failed:
-        slowest = max((result.latency for result in main), default=0.0)
-        urls = f"{len(main)} check URL{'s' if len(main) != 1 else ''}"
-        return True, f"all {urls} answered (slowest {slowest * 1000:.0f} ms)"
-    return False, "; ".join(f"{result.url}: {result.reason}" for result in failed)
-
-
-def decide(
-    tally: Tally, main: Sequence[ProbeResult], control: ProbeResult | None, fall: int, rise: int, interval: float
-) -> Decision:
-    """Fold one round of probe results into the tally: down after `fall` failures, up after `rise` successes."""
-    ok, reason = round_verdict(main)
-    if not ok and control is not None and not control.ok:
-        # The main site and a site that should always answer both fail: our own network is the suspect.
-        return Decision(
-            tally, None, f"network in doubt: {reason}; control {control.url}: {control.reason}", True, interval, ok
-        )
-    if ok:
-        streak = Tally(tally.state, 0, tally.successes + 1)
-        flip = "up" if tally.state != "up" and streak.successes >= rise else None
-    else:
-        streak = Tally(tally.state, tally.failures + 1, 0)
-        flip = "down" if tally.state != "down" and streak.failures >= fall else None
-    if flip:
-        return Decision(Tally(flip, streak.failures, streak.successes), flip, reason, False, interval, ok)
-    heading_elsewhere = (not ok and tally.state != "down") or (ok and tally.state != "up")
-    return Decision(streak, None, reason, False, QUICK_RECHECK_SECONDS if heading_elsewhere else interval, ok)
-
-
-def probe_round(runner: ProbeRunner, settings: Settings) -> tuple[list[ProbeResult], ProbeResult | None]:
-    """One round's probes, all at once: every check URL (with the expected text), and the control URL (without)."""
-    urls, control_url = list(settings.check_urls), settings.control_url
-    results = runner.run(
-        urls + ([control_url] if control_url else []),
-        expect_text_for=lambda url: None if url == control_url else settings.expect_text,
-    )
-    return results[: len(urls)], (results[len(urls)] if control_url else None)
 
 
 class Checker:

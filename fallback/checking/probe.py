@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import socket
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urljoin
 
 import requests
@@ -24,6 +25,8 @@ MAX_REDIRECTS = 5
 MAX_BODY_BYTES = 1024 * 1024
 USER_AGENT = f"fallback-healthcheck/{__version__}"
 
+Clock = Callable[[], float]
+
 
 @dataclasses.dataclass(frozen=True)
 class ProbeResult:
@@ -39,7 +42,7 @@ class ProbeResult:
     status: int | None = None
     reason: str = "ok"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "reason", redact_text(self.reason, self.url))
         object.__setattr__(self, "url", redact_url(self.url))
 
@@ -54,7 +57,7 @@ def probe(
     timeout: float = 3.0,
     max_latency: float | None = None,
     expect_text: str | None = None,
-    clock=time.monotonic,
+    clock: Clock = time.monotonic,
     self_key: bytes | None = None,
 ) -> ProbeResult:
     """Fetch `url` within `timeout` seconds in all (connect, redirects, headers, a bounded body).
@@ -68,16 +71,16 @@ def probe(
     try:
         status, reason = _exchange(url, deadline, expect_text, clock, self_key)
     except requests.exceptions.SSLError as error:
-        status, reason = None, f"TLS error: {_short(error)}"
+        status, reason = None, f"TLS error: {short_error(error)}"
     except requests.exceptions.Timeout:
-        status, reason = None, _too_late(timeout, budget)
+        status, reason = None, too_late(timeout, budget)
     except requests.exceptions.ConnectionError as error:
         status, reason = None, f"connection failed: {_connection_cause(error)}"
     except requests.exceptions.RequestException as error:
-        status, reason = None, f"request failed: {_short(error)}"
+        status, reason = None, f"request failed: {short_error(error)}"
     latency = clock() - started
     if reason == "ok" and latency > budget and budget >= timeout:
-        reason = _too_late(timeout, budget)
+        reason = too_late(timeout, budget)
     if reason == "ok" and max_latency is not None and latency > max_latency:
         reason = f"too slow: {latency:.2f}s (limit {max_latency:g}s)"
     return ProbeResult(url=url, ok=reason == "ok", latency=latency, status=status, reason=reason)
@@ -88,37 +91,53 @@ def probe_budget(timeout: float, max_latency: float | None) -> float:
     return min(timeout, max_latency) if max_latency else timeout
 
 
-def _too_late(timeout: float, budget: float) -> str:
+def too_late(timeout: float, budget: float) -> str:
+    """Why a probe with no complete answer by its budget failed: the timeout, or the latency limit if sooner."""
     if budget < timeout:
         return f"too slow: no complete answer within {budget:g}s (the latency limit)"
     return f"no complete answer within {timeout:g}s"
 
 
+class _RecordedHTTPConnection(HTTPConnection):
+    """A connection that adds its socket to `sockets` once connected; each adapter subclasses it with its own list."""
+
+    sockets: list[socket.socket]
+
+    def connect(self) -> None:
+        super().connect()
+        self.sockets.append(self.sock)
+
+
+class _RecordedHTTPSConnection(HTTPSConnection):
+    """The same, for HTTPS."""
+
+    sockets: list[socket.socket]
+
+    def connect(self) -> None:
+        super().connect()
+        self.sockets.append(self.sock)
+
+
 class _DeadlineAdapter(HTTPAdapter):
     """Remembers every socket it opens, so a watchdog can cut them all at the deadline."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.sockets: list[socket.socket] = []
         super().__init__(max_retries=0)
 
-    def init_poolmanager(self, *args, **kwargs):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        sockets = self.sockets
-
-        def recording(base):
-            class Recording(base):
-                def connect(self):
-                    super().connect()
-                    sockets.append(self.sock)
-
-            return Recording
-
+        own = {"sockets": self.sockets}
         self.poolmanager.pool_classes_by_scheme = {
-            "http": type("Pool", (HTTPConnectionPool,), {"ConnectionCls": recording(HTTPConnection)}),
-            "https": type("Pool", (HTTPSConnectionPool,), {"ConnectionCls": recording(HTTPSConnection)}),
+            "http": type(
+                "Pool", (HTTPConnectionPool,), {"ConnectionCls": type("Conn", (_RecordedHTTPConnection,), own)}
+            ),
+            "https": type(
+                "Pool", (HTTPSConnectionPool,), {"ConnectionCls": type("Conn", (_RecordedHTTPSConnection,), own)}
+            ),
         }
 
-    def cut(self):
+    def cut(self) -> None:
         for sock in list(self.sockets):
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -127,7 +146,7 @@ class _DeadlineAdapter(HTTPAdapter):
 
 
 def _exchange(
-    url: str, deadline: float, expect_text: str | None, clock, self_key: bytes | None
+    url: str, deadline: float, expect_text: str | None, clock: Clock, self_key: bytes | None
 ) -> tuple[int | None, str]:
     adapter = _DeadlineAdapter()
     watchdog = threading.Timer(max(0.0, deadline - clock()), adapter.cut)
@@ -143,7 +162,9 @@ def _exchange(
         watchdog.cancel()
 
 
-def _exchange_on(url, deadline, expect_text, clock, adapter, self_key) -> tuple[int | None, str]:
+def _exchange_on(
+    url: str, deadline: float, expect_text: str | None, clock: Clock, adapter: _DeadlineAdapter, self_key: bytes | None
+) -> tuple[int | None, str]:
     headers = {"User-Agent": USER_AGENT, "Cache-Control": "no-cache", "Accept": "text/html,*/*;q=0.5"}
     challenge = new_challenge()
     if self_key:
@@ -178,7 +199,7 @@ def _exchange_on(url, deadline, expect_text, clock, adapter, self_key) -> tuple[
         return None, f"more than {MAX_REDIRECTS} redirects"
 
 
-def _read_body(response: requests.Response, deadline: float, clock) -> bytes | None:
+def _read_body(response: requests.Response, deadline: float, clock: Clock) -> bytes | None:
     """Up to MAX_BODY_BYTES of the body, or None if the deadline passes first."""
     chunks, size = [], 0
     raw = response.raw
@@ -213,60 +234,10 @@ def _connection_cause(error: Exception) -> str:
             return "connection timed out"
         nested = getattr(cause, "reason", None)
         cause = nested if isinstance(nested, BaseException) else (cause.__cause__ or cause.__context__)
-    return _short(error)
+    return short_error(error)
 
 
-def _short(error: Exception) -> str:
+def short_error(error: Exception) -> str:
+    """An error's message, cut at 200 characters."""
     text = str(error)
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-class ProbeRunner:
-    """Runs probes in threads so a hung exchange is abandoned at its deadline, one at a time per URL."""
-
-    def __init__(
-        self, timeout: float, max_latency: float | None, expect_text: str | None, self_key: bytes | None = None
-    ):
-        self.timeout = timeout
-        self.max_latency = max_latency
-        self.expect_text = expect_text
-        self.self_key = self_key
-        self._busy: set[str] = set()
-        self._lock = threading.Lock()
-
-    def run(self, urls: list[str], expect_text_for=None) -> list[ProbeResult]:
-        """Probe every URL at once; each result arrives by its deadline, whatever the server does."""
-        futures = {}
-        results = {}
-        for url in urls:
-            with self._lock:
-                if url in self._busy:
-                    results[url] = ProbeResult(url, False, self.timeout, None, "the previous probe is still hanging")
-                    continue
-                self._busy.add(url)
-            expect = self.expect_text if expect_text_for is None else expect_text_for(url)
-            future: concurrent.futures.Future[ProbeResult] = concurrent.futures.Future()
-            threading.Thread(
-                target=self._probe_into, args=(future, url, expect), daemon=True, name=f"probe {redact_url(url)}"
-            ).start()
-            futures[url] = future
-        started = time.monotonic()
-        budget = probe_budget(self.timeout, self.max_latency)
-        for url, future in futures.items():
-            wait = max(0.0, started + budget + 0.5 - time.monotonic())
-            try:
-                results[url] = future.result(timeout=wait)
-            except concurrent.futures.TimeoutError:
-                results[url] = ProbeResult(url, False, budget, None, _too_late(self.timeout, budget))
-        return [results[url] for url in urls]
-
-    def _probe_into(self, future: concurrent.futures.Future, url: str, expect: str | None) -> None:
-        started = time.monotonic()
-        try:
-            result = probe(url, self.timeout, self.max_latency, expect, self_key=self.self_key)
-        except Exception as error:  # a probe must never kill the checker
-            result = ProbeResult(url, False, time.monotonic() - started, None, f"probe error: {_short(error)}")
-        # Free the URL before publishing, so the next round never sees a finished probe as hanging.
-        with self._lock:
-            self._busy.discard(url)
-        future.set_result(result)

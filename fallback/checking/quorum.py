@@ -1,7 +1,7 @@
 """The quorum rule (FALLBACK_QUORUM above 1): several vantage points' verdicts, one decision. Pure: no Flask, no I/O.
 
 Each vantage point (a `fallback serve` instance, or a `fallback probe` agent) applies the fall/rise
-hysteresis to its own rounds (fallback.checker.decide) and reports its own state; the one checker that
+hysteresis to its own rounds (fallback.checking.decision.decide) and reports its own state; the one checker that
 holds the lease counts the fresh states here and flips only when N of them agree.
 """
 

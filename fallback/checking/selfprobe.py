@@ -14,7 +14,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse
 
 REQUEST_HEADER = "Fallback-Probe"
 MARK_HEADER = "Fallback-Probe-Mark"
@@ -50,13 +56,15 @@ def is_marked(key: bytes, challenge: str, answer: str | None) -> bool:
     return answer is not None and hmac.compare_digest(mark(key, challenge), answer.strip())
 
 
-def marking(start_response: Callable, key: bytes, challenge: str) -> Callable:
+def marking(start_response: StartResponse, key: bytes, challenge: str) -> StartResponse:
     """A WSGI `start_response` that adds the mark of `challenge` to whatever answer is started with it."""
     if len(challenge) > MAX_CHALLENGE:
         return start_response
     value = mark(key, challenge)
 
-    def start(status, headers, exc_info=None):
+    def start(
+        status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Callable[[bytes], object]:
         return start_response(status, [*headers, (MARK_HEADER, value)], exc_info)
 
     return start

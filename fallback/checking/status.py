@@ -151,7 +151,7 @@ class ThrottledLog:
         self._monotonic = monotonic
         self._last: dict[str, float] = {}
 
-    def warning(self, key: str, message: str, *args) -> bool:
+    def warning(self, key: str, message: str, *args: object) -> bool:
         """Log `message` unless `key` was logged less than `seconds` ago; True when it was logged."""
         now = self._monotonic()
         last = self._last.get(key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,7 +25,7 @@ __all__ = ["Commands", "Failure", "cli", "database_label", "load_storage", "main
 class Commands(click.Group):
     """The `fallback` group: a setting, a database or a value a user can fix ends any command the same way."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         """Run the command; map the errors a user can fix to one line and exit status 2, never a traceback."""
         try:
             return super().invoke(ctx)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import functools
 import gettext
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -15,6 +17,8 @@ from fallback.core.paths import PACKAGE_DIR
 from fallback.core.settings import Settings
 from fallback.storage import Storage, open_storage
 from fallback.storage.postgres import safe_url
+
+CommandFunction = TypeVar("CommandFunction", bound=Callable[..., Any])
 
 
 class Failure(click.ClickException):
@@ -28,7 +32,7 @@ class Duration(click.ParamType):
 
     name = "duration"
 
-    def convert(self, value, param, ctx) -> timedelta:
+    def convert(self, value: str | timedelta, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
         """The duration as a timedelta, or click's usage error naming the option."""
         if isinstance(value, timedelta):
             return value
@@ -44,7 +48,7 @@ def _catalog() -> gettext.NullTranslations:
     return gettext.translation("messages", PACKAGE_DIR / "translations", fallback=True)
 
 
-def ngettext(singular: str, plural: str, number: int, **values) -> str:
+def ngettext(singular: str, plural: str, number: int, **values: object) -> str:
     """`singular` or `plural`, translated, with `%(num)d` and the other `values` filled in: the CLI's plural forms."""
     return _catalog().ngettext(singular, plural, number) % {"num": number, **values}
 
@@ -70,7 +74,7 @@ def load_storage(settings: Settings, create: bool = False) -> Storage:
     return storage
 
 
-def through_api(command):
+def through_api(command: CommandFunction) -> CommandFunction:
     """The `--url` option (or FALLBACK_URL) of a command that can act on a running instance through its API."""
     return click.option(
         "--url",

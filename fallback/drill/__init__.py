@@ -11,6 +11,8 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from datetime import timedelta
+from types import FrameType
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from fallback.core.settings import Settings
@@ -112,7 +114,7 @@ def run_all(
 def interruptible() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so a rehearsal's `finally` restores the mode."""
 
-    def interrupt(signum, frame):
+    def interrupt(signum: int, frame: FrameType | None) -> NoReturn:
         raise KeyboardInterrupt(f"signal {signum}")
 
     before = signal.signal(signal.SIGTERM, interrupt)

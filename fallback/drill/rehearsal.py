@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from fallback.core.clock import iso, utcnow
 from fallback.core.flag import Flag
@@ -24,6 +25,9 @@ from fallback.drill.public import Fetched, fetch, page_size_item
 from fallback.storage import Storage, StorageError
 from fallback.team.modes import change_mode, restore_mode
 from fallback.visitor.drillmark import FIELD, drill_key, drill_mark
+
+if TYPE_CHECKING:  # imported where used: only a drill that rehearses needs `requests`
+    import requests
 
 MAX_EXPIRY = timedelta(seconds=60)
 PAGE_WAIT_SECONDS = 15.0  # how long visitors may take to get the page before the rehearsal says they do not
@@ -117,7 +121,7 @@ def is_redirect(answer: Fetched) -> bool:
 
 
 def wait_until(
-    session, url: str, started: float, wait: float, wanted: Callable[[Fetched], bool]
+    session: requests.Session, url: str, started: float, wait: float, wanted: Callable[[Fetched], bool]
 ) -> tuple[Fetched | None, float, str]:
     """Poll `url` until an answer is `wanted`, for `wait` seconds from `started` at most: that answer (or None),
     the seconds since `started`, and what the last answer was."""
@@ -156,7 +160,9 @@ def redirect_again_item(visitor: str, wait: float) -> Item:
     return Item(name, PASS, f"visitors were redirected again {took:.2f} s after the mode was restored")
 
 
-def send_drill_lead(session, settings: Settings, storage: Storage, page: Fetched, public_url: str) -> list[Item]:
+def send_drill_lead(
+    session: requests.Session, settings: Settings, storage: Storage, page: Fetched, public_url: str
+) -> list[Item]:
     """Send one drill lead through the public form, read it back from the database, then erase it."""
     import requests
 

@@ -7,6 +7,7 @@ import time
 
 import jinja2
 from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from fallback.checking.status import PublicStatus, ThrottledLog
@@ -18,8 +19,8 @@ from fallback.serving.framing import MAX_BODY
 from fallback.storage import Storage, StorageError, open_storage
 from fallback.team import admin, admin_actions, api, metrics
 from fallback.team.sessions import LIFETIME, SessionInterface
+from fallback.visitor import assets, health, unsubscribe
 from fallback.visitor import pages as web
-from fallback.visitor import unsubscribe
 from fallback.visitor.hotpath import HotPath
 from fallback.web.admission import Admission
 from fallback.web.form_token import FormToken
@@ -46,7 +47,7 @@ def brand_context() -> dict:
     return {"site_name": settings.site_name, "contact_email": settings.contact_email, "has_logo": bool(settings.logo)}
 
 
-def too_large(error) -> Response:
+def too_large(error: HTTPException) -> Response:
     """A body over the limit: a short, clear refusal."""
     return Response("This request is too large.\n", 413, mimetype="text/plain")
 
@@ -128,6 +129,8 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         app.wsgi_app = ForwardedWarning(app.wsgi_app)  # type: ignore[method-assign]
     install_app_wide(app)
     app.register_blueprint(web.blueprint)
+    app.register_blueprint(assets.blueprint)
+    app.register_blueprint(health.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(admin_actions.blueprint)
     app.register_blueprint(api.blueprint)

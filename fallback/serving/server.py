@@ -1,18 +1,18 @@
-"""Serving: the app under gunicorn, configured from the command line."""
+"""Serving: the app under gunicorn, configured from the command line; gunicorn's hooks start and stop the
+checker's threads (fallback.serving.background) in each worker."""
 
 from __future__ import annotations
 
 import atexit
-import fcntl
 import os
 import shutil
 import signal
 import tempfile
-import threading
-import time
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
@@ -20,11 +20,15 @@ from gunicorn.app.base import BaseApplication
 from fallback.core.logs import COMBINED, use_json
 from fallback.core.paths import owner_only
 from fallback.core.settings import Settings
-from fallback.storage import Storage
+from fallback.serving.background import Background, start_in_background
 
-if TYPE_CHECKING:
-    from fallback.checking.checker import Checker
-    from fallback.core.counters import Metrics
+if TYPE_CHECKING:  # gunicorn ships no type information: these name what gunicorn passes
+    from flask import Flask
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.config import Config
+    from gunicorn.http.message import Request as GunicornRequest
+    from gunicorn.http.wsgi import Response as GunicornResponse
+    from gunicorn.workers.base import Worker
 
 # prometheus_client's variable (fallback.metrics reads it; not imported here, so that the master never loads it early).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -48,7 +52,7 @@ class GunicornServer(BaseApplication):
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
 
-    def load(self):
+    def load(self) -> Flask:
         """Build the app inside the worker, after the fork."""
         from fallback.serving.app import create_app
 
@@ -63,13 +67,15 @@ class PrivateLogger(glogging.Logger):
     are logged without theirs (SPEC 5, Privacy).
     """
 
-    def setup(self, cfg) -> None:
+    def setup(self, cfg: Config) -> None:
         """Create (or tighten) the access log file 0600 before gunicorn opens it for appending."""
         if cfg.accesslog and cfg.accesslog != "-":
             owner_only(cfg.accesslog, create=True)
         super().setup(cfg)
 
-    def atoms(self, resp, req, environ, request_time) -> dict:
+    def atoms(
+        self, resp: GunicornResponse, req: GunicornRequest, environ: dict[str, Any], request_time: timedelta
+    ) -> dict[str, Any]:
         """gunicorn's atoms, the request line's and the referer's queries left out."""
         atoms = super().atoms(resp, req, environ, request_time)
         target = environ.get("RAW_URI", "").partition("?")[0]
@@ -88,126 +94,24 @@ def without_query(url: str) -> str:
 class JsonLogger(PrivateLogger):
     """gunicorn's logger writing JSON lines, and fallback's own loggers with it (FALLBACK_LOG_FORMAT=json)."""
 
-    def setup(self, cfg) -> None:
+    def setup(self, cfg: Config) -> None:
         """gunicorn's set-up (run again on a reload), then every handler writes JSON."""
         super().setup(cfg)
         use_json([self.error_log, self.access_log])
 
 
-class InstanceLock:
-    """Which worker of this instance is its one prober under a quorum: the one holding a file lock.
-
-    The file lives in the folder the master made for this run (share_counts), so every worker of one
-    instance shares it and no other instance does. The kernel lets go of the lock when its worker dies,
-    and another worker takes it at its next try.
-    """
-
-    def __init__(self, folder: str):
-        self.path = os.path.join(folder, "prober.lock")
-        self.fd: int | None = None
-
-    def held(self) -> bool:
-        """Whether this process holds the lock, taking it if it is free."""
-        if self.fd is not None:
-            return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self.fd = fd
-        return True
-
-
-# How long a leaving worker waits for its background threads (a probe, a mail being sent) once the lease is given up.
-JOIN_SECONDS = 3.0
-
-
-class Background:
-    """The checker and its senders, running in daemon threads of this process."""
-
-    def __init__(self, checker: Checker, stopping: threading.Event):
-        self.checker = checker
-        self.stopping = stopping
-        self.threads: list[threading.Thread] = []
-
-    def start(self, target, *args, name: str) -> None:
-        """Run `target(*args)` in a daemon thread named `name`."""
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-
-    def stop_soon(self) -> None:
-        """Give the lease up now, in a thread of its own (it may wait for a round's writes); no thread is joined."""
-        self.stopping.set()
-        threading.Thread(target=self.checker.release, name="fallback-release", daemon=True).start()
-
-    def stop(self, seconds: float = JOIN_SECONDS) -> None:
-        """End the threads: the lease is given up at once, even mid-probe, then each thread gets `seconds` in all.
-
-        Daemon threads die with the process: unless it is given up here, the lease outlives the process and
-        another checker waits for it to lapse (three intervals and a timeout) before it takes over.
-        """
-        self.stopping.set()
-        self.checker.release()
-        deadline = time.monotonic() + seconds
-        for thread in self.threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
-def start_in_background(
-    settings: Settings,
-    storage: Storage,
-    self_key: bytes | None = None,
-    metrics: Metrics | None = None,
-    vantage: str | None = None,
-) -> Background:
-    """Run a checker (with the outbox's senders: notifications, follow-up mail, webhooks) in daemon threads, until
-    `stop()`.
-
-    With `self_key` (fallback.selfprobe.probe_key), a probe that reaches fallback itself fails as such; with
-    `metrics`, the checker counts its probes and flips there. `vantage` names this instance under a quorum.
-    """
-    # Imported here, not at the top: only a process that runs the checker needs `requests` and Apprise.
-    from fallback.checking.checker import Checker
-    from fallback.outbound.outbox import Courier, dispatch_forever
-
-    stop = threading.Event()
-    folder = os.environ.get(MULTIPROC_ENV)  # set by serve() in the master; absent when a test calls this alone
-    prober = InstanceLock(folder).held if folder else None
-    checker = Checker(settings, storage, self_key=self_key, metrics=metrics, vantage=vantage, prober=prober)
-    background = Background(checker, stop)
-    background.start(checker.run, stop, name="fallback-checker")
-    # One thread per configured kind of message: a hung webhook receiver never holds back the mail.
-    senders: list[Courier] = []
-    if settings.notify_urls:
-        from fallback.outbound.notify import NotificationSender
-
-        senders.append(NotificationSender(settings, storage))
-    if settings.smtp_url:
-        from fallback.outbound.followup import FollowupSender
-        from fallback.serving.app import secret_key_for
-
-        senders.append(FollowupSender(settings, storage, secret_key_for(settings, storage)))
-    if settings.webhook_urls:
-        from fallback.outbound.webhooks import WebhookSender
-
-        senders.append(WebhookSender(settings, storage))
-    for sender in senders:
-        background.start(sender.run, checker, stop, name=f"fallback-{sender.kind}")
-    if not senders:
-        background.start(dispatch_forever, settings, storage, checker, stop, name="fallback-events")
-    return background
-
-
-def start_checker(worker) -> None:
+def start_checker(worker: Worker) -> None:
     """gunicorn hook: every worker runs a checker thread; the database lease lets only one probe."""
     from fallback.checking.selfprobe import probe_key
 
     runtime = worker.wsgi.extensions["fallback"]
     worker.fallback_background = background = start_in_background(
-        runtime.settings, runtime.storage, probe_key(runtime.secret_key), runtime.metrics, worker.app.vantage
+        runtime.settings,
+        runtime.storage,
+        probe_key(runtime.secret_key),
+        runtime.metrics,
+        worker.app.vantage,
+        counts_folder=os.environ.get(MULTIPROC_ENV),  # set by serve() in the master, before the fork
     )
     release_on_sigterm(background)
 
@@ -220,7 +124,7 @@ def release_on_sigterm(background: Background) -> None:
     """
     graceful = signal.getsignal(signal.SIGTERM)
 
-    def on_sigterm(signum, frame) -> None:
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
         background.stop_soon()
         if callable(graceful):
             graceful(signum, frame)
@@ -229,14 +133,14 @@ def release_on_sigterm(background: Background) -> None:
     signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn set it: a stop must not interrupt a request's I/O
 
 
-def stop_checker(server, worker) -> None:
+def stop_checker(server: Arbiter, worker: Worker) -> None:
     """gunicorn hook, in a leaving worker (its requests done): give the lease up, so another takes over at once."""
     background = getattr(worker, "fallback_background", None)
     if background is not None:
         background.stop()
 
 
-def forget_worker(server, worker) -> None:
+def forget_worker(server: Arbiter, worker: Worker) -> None:
     """gunicorn hook, in the master: a worker has gone; its counts stay in the folder, its live gauges go."""
     from prometheus_client.multiprocess import mark_process_dead
 

@@ -23,8 +23,10 @@ import contextlib
 import errno
 import itertools
 import selectors
+import socket
 import time
 from functools import partial
+from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -58,7 +60,7 @@ READ_SIZE = 8192
 class HeadConn(TConn):
     """A connection with the bytes of its next request (head, and body if any), read before a thread took it."""
 
-    def __init__(self, *args):
+    def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.head = bytearray()
         self.deadline = 0.0
@@ -67,7 +69,7 @@ class HeadConn(TConn):
         self.body_start: int | None = None
         self.framing: Framing | None = None
 
-    def init(self):
+    def init(self) -> None:
         """As gthread's, then give the parser the head already read (in the thread, on every request)."""
         super().init()
         if self.head:
@@ -78,7 +80,7 @@ class HeadConn(TConn):
 class HeadersFirstWorker(ThreadWorker):
     """gthread, but a connection reaches a thread only once its request head is all here (see the module)."""
 
-    def init_process(self):
+    def init_process(self) -> None:
         """Prepare the parked heads before gthread's loop starts (its init_process runs the loop)."""
         # Parked connections in the order they were parked, which is their deadlines' order too.
         self.heads: dict[HeadConn, None] = {}
@@ -86,7 +88,7 @@ class HeadersFirstWorker(ThreadWorker):
         self.stopping_capped = False
         super().init_process()
 
-    def accept(self, listener):
+    def accept(self, listener: socket.socket) -> None:
         """Accept a connection and read its request without blocking; a thread gets it once the request is here."""
         if not self.read_heads:
             return super().accept(listener)
@@ -105,7 +107,7 @@ class HeadersFirstWorker(ThreadWorker):
         else:
             self.dispatch(conn, state)
 
-    def on_client_socket_readable(self, conn, client):
+    def on_client_socket_readable(self, conn: HeadConn, client: socket.socket) -> None:
         """A kept-alive connection spoke: read its next request here, not in a thread."""
         if not self.read_heads:
             return super().on_client_socket_readable(conn, client)
@@ -120,7 +122,7 @@ class HeadersFirstWorker(ThreadWorker):
             self.poller.unregister(client)
             self.dispatch(conn, state)
 
-    def enqueue_req(self, conn):
+    def enqueue_req(self, conn: HeadConn) -> None:
         """Give a connection to a thread if its request is here; else (bytes read ahead behind a request) park it."""
         if not self.read_heads or conn.head_ready:
             conn.head_ready = False
@@ -134,7 +136,7 @@ class HeadersFirstWorker(ThreadWorker):
         else:
             self.dispatch(conn, state)
 
-    def on_head_readable(self, conn, client):
+    def on_head_readable(self, conn: HeadConn, client: socket.socket) -> None:
         """More of a parked request arrived."""
         state = self.read_head(conn)
         if state != WAIT:
@@ -142,7 +144,7 @@ class HeadersFirstWorker(ThreadWorker):
             del self.heads[conn]
             self.dispatch(conn, state)
 
-    def murder_pending(self):
+    def murder_pending(self) -> None:
         """As gthread's, then close the parked connections whose head is overdue."""
         super().murder_pending()
         now = time.monotonic()
@@ -167,7 +169,7 @@ class HeadersFirstWorker(ThreadWorker):
         """When a head starting now must be complete."""
         return time.monotonic() + (HEAD_TIMEOUT if self.alive else STOP_LINGER)
 
-    def park(self, conn):
+    def park(self, conn: HeadConn) -> None:
         """Wait in the poller, not in a thread, for the rest of a connection's request."""
         conn.sock.setblocking(False)
         if conn.body_start is None:  # a body's deadline was set when its head ended
@@ -175,7 +177,7 @@ class HeadersFirstWorker(ThreadWorker):
         self.heads[conn] = None
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_head_readable, conn))
 
-    def read_head(self, conn) -> str:
+    def read_head(self, conn: HeadConn) -> str:
         """Read what has arrived of a connection's request, without blocking; its state, or CLOSED."""
         try:
             data = conn.sock.recv(READ_SIZE)
@@ -189,13 +191,15 @@ class HeadersFirstWorker(ThreadWorker):
         conn.head += data
         return self.request_state(conn, start)
 
-    def request_state(self, conn, start: int) -> str:
+    def request_state(self, conn: HeadConn, start: int) -> str:
         """READY once the request in `conn.head` is all here, head and body; WAIT while it arrives; else why not.
 
         `start` is how much of the head was looked at before. When the head ends and a body follows, the
         body's deadline starts (and a client that expects it is told to go on, with a 100 Continue).
         """
-        if conn.body_start is None:
+        if conn.body_start is not None and conn.framing is not None:  # set together, when the head ended
+            state = body_state(conn.head, conn.body_start, conn.framing)
+        else:
             state = head_state(conn.head, start)
             end = conn.head.find(b"\r\n\r\n", max(0, start - 3)) if state == READY else -1
             framing = body_framing(conn.head[:end]) if end >= 0 else None
@@ -210,13 +214,11 @@ class HeadersFirstWorker(ThreadWorker):
             if state == WAIT and framing.expects_continue:
                 with contextlib.suppress(OSError):
                     conn.sock.send(CONTINUE)
-        else:
-            state = body_state(conn.head, conn.body_start, conn.framing)
         if state != WAIT:
             conn.body_start = conn.framing = None  # the next request on this connection starts with its head
         return state
 
-    def dispatch(self, conn, state: str):
+    def dispatch(self, conn: HeadConn, state: str) -> None:
         """A connection no longer parked: to a thread if its request is here, else answered (431, 413) and closed."""
         if state == READY:
             conn.head_ready = True
@@ -229,7 +231,7 @@ class HeadersFirstWorker(ThreadWorker):
                 conn.sock.send(answer)
         self.close_conn(conn)
 
-    def close_conn(self, conn):
+    def close_conn(self, conn: HeadConn) -> None:
         """Close a connection no thread holds."""
         self.nr_conns -= 1
         conn.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from flask import (
@@ -220,7 +221,7 @@ def export_csv() -> Response:
         return text_response("the database could not be read; try again shortly\n", 503)
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
 
-    def stream():
+    def stream() -> Iterator[bytes]:
         yield first
         yield from chunks
 

@@ -3,7 +3,10 @@ pending mail. Each is a CSRF-protected POST from a logged-in admin, answered wit
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from typing import ParamSpec
 
 from flask import Blueprint, Response, abort, redirect, request, url_for
 from flask.typing import ResponseReturnValue
@@ -18,6 +21,8 @@ from fallback.team.modes import change_mode, change_notice
 from fallback.web.runtime import runtime
 
 log = logging.getLogger("fallback.admin")
+
+Arguments = ParamSpec("Arguments")
 
 # The same area, prefix and guards as the dashboard's blueprint (fallback.team.admin).
 blueprint = Blueprint("admin_actions", __name__, url_prefix="/_fallback/admin")
@@ -34,12 +39,24 @@ def refuse_action() -> Response | None:
     return None
 
 
-@blueprint.post("/leads/<int:lead_id>/delete")
+def button(rule: str) -> Callable[[Callable[Arguments, ResponseReturnValue]], Callable[Arguments, ResponseReturnValue]]:
+    """A dashboard button: a POST to `rule`, refused by `refuse_action` before its view runs."""
+
+    def register(view: Callable[Arguments, ResponseReturnValue]) -> Callable[Arguments, ResponseReturnValue]:
+        @functools.wraps(view)
+        def guarded(*args: Arguments.args, **kwargs: Arguments.kwargs) -> ResponseReturnValue:
+            refused = refuse_action()
+            return refused if refused is not None else view(*args, **kwargs)
+
+        blueprint.post(rule)(guarded)
+        return guarded
+
+    return register
+
+
+@button("/leads/<int:lead_id>/delete")
 def delete_lead(lead_id: int) -> ResponseReturnValue:
     """Erase one lead, for a visitor who asked, or an obvious mistake."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
     try:
         found = runtime().storage.leads.delete(lead_id)
     except StorageError as error:  # not erased for real: say so, never a "deleted"
@@ -56,12 +73,9 @@ def delete_lead(lead_id: int) -> ResponseReturnValue:
     return redirect(url_for("admin.dashboard", q=request.args.get("q") or None), 303)
 
 
-@blueprint.post("/webhooks/<int:delivery_id>/retry")
+@button("/webhooks/<int:delivery_id>/retry")
 def retry_webhook(delivery_id: int) -> ResponseReturnValue:
     """Post one webhook delivery again now (a receiver that was fixed, or that lost it)."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
     storage = runtime().storage
     if not storage.outbox.retry(delivery_id, "webhook", POLICIES["webhook"].deadline(storage.clock())):
         abort(404)
@@ -85,24 +99,18 @@ def set_mode() -> ResponseReturnValue:
     return redirect(url_for("admin.dashboard"), 303)
 
 
-@blueprint.post("/spam/<int:lead_id>/keep")
+@button("/spam/<int:lead_id>/keep")
 def keep_spam(lead_id: int) -> ResponseReturnValue:
     """Not spam: the suspected spam becomes a lead (or joins its address's lead)."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
     if not runtime().storage.spam.keep_one(lead_id):
         abort(404)
     log.info("an admin kept suspected spam %d as a lead", lead_id)
     return redirect(url_for("admin.dashboard", _anchor="spam"), 303)
 
 
-@blueprint.post("/notice")
+@button("/notice")
 def set_notice() -> ResponseReturnValue:
     """Set or clear the public notice shown on the page."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
     rt = runtime()
     text = "" if "clear" in request.form else request.form.get("notice", "")
     try:
@@ -113,12 +121,9 @@ def set_notice() -> ResponseReturnValue:
     return redirect(url_for("admin.dashboard", _anchor="notice-heading"), 303)
 
 
-@blueprint.post("/followup/send")
+@button("/followup/send")
 def send_followups_now() -> ResponseReturnValue:
     """Make every pending follow-up message due at once: the sender thread takes them within a second."""
-    refused = refuse_action()
-    if refused is not None:
-        return refused
     # Only the flag in the queue changes here: the sending stays in the checker's process, off any request.
     due = runtime().storage.outbox.send_now("followup")
     log.info("an admin asked to send the %d pending follow-up message(s) now", due)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from wtforms import Form, PasswordField, StringField
+from wtforms import Field, Form, PasswordField, StringField
 from wtforms.csrf.session import SessionCSRF
 from wtforms.validators import AnyOf, InputRequired, Length, Optional, ValidationError
 
@@ -39,7 +39,7 @@ class ModeForm(AdminForm):
     duration = StringField("For", validators=[Optional(), Length(max=20)])
     reason = StringField("Reason", validators=[Optional(), Length(max=200)])
 
-    def validate_duration(self, field):
+    def validate_duration(self, field: Field) -> None:
         """The expiry must read as a duration such as 30m, 2h or 1d."""
         if field.data:
             try:

@@ -14,8 +14,8 @@ import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
 
-from flask import Flask, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 
 from fallback.web.runtime import Runtime
 
@@ -65,7 +65,7 @@ def end_every_session(rt: Runtime) -> None:
 class SessionInterface(SecureCookieSessionInterface):
     """The admin session: only the admin area opens it; its cookie is Secure over HTTPS and ends with it."""
 
-    def open_session(self, app: Flask, request):
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         """Public pages never have a session: skip reading a cookie that cannot be there."""
         if not request.path.startswith(ADMIN_PATH):
             return self.make_null_session(app)
@@ -75,7 +75,7 @@ class SessionInterface(SecureCookieSessionInterface):
         """Secure over HTTPS (directly, through a trusted proxy, or by FALLBACK_PUBLIC_URL), or when configured so."""
         return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
 
-    def get_expiration_time(self, app: Flask, session) -> datetime | None:
+    def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
         """The cookie expires 8 hours after log-in, not after the last request."""
         since = session.get("since")
         if isinstance(since, int):

@@ -15,6 +15,8 @@ import io
 import logging
 import math
 import random
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from markupsafe import escape
@@ -31,6 +33,9 @@ from fallback.web.admission import ALREADY_ADMITTED, Turn
 from fallback.web.guard import HSTS, PUBLIC_HEADERS, client_key_for, cross_site, rate_check_for
 from fallback.web.languages import LANGUAGE_FIELD, language_from, language_of, translate
 from fallback.web.runtime import PageKey, Runtime
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication
 
 log = logging.getLogger("fallback.web")
 
@@ -175,13 +180,13 @@ def form_fields(body: bytes) -> dict[str, str]:
 class HotPath:
     """WSGI middleware answering GET and HEAD on visitor paths, and valid contact posts, without entering Flask."""
 
-    def __init__(self, flask_wsgi, rt: Runtime):
+    def __init__(self, flask_wsgi: WSGIApplication, rt: Runtime) -> None:
         self.flask_wsgi = flask_wsgi
         self.rt = rt
         self.always_https = rt.settings.https_public_url
         self.probe_key = probe_key(rt.secret_key)
 
-    def __call__(self, environ: dict, start_response):
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         """Answer a visitor's GET or HEAD from memory; hand every other request to Flask."""
         challenge = environ.get(PROBE_CHALLENGE)
         if challenge is not None:

@@ -1,4 +1,7 @@
-"""Public views: the redirect or the contact page on visitor paths, the form, the public status and health."""
+"""The visitor's views: the redirect or the contact page on visitor paths, the waiting page, the form and thanks.
+
+The page's files are served by fallback.visitor.assets, the public status and health by fallback.visitor.health.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,18 @@ import json
 import logging
 import math
 import random
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, send_file
+from flask import Blueprint, Response, abort, make_response, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext, ngettext
 from werkzeug.datastructures import Headers
 
-from fallback.checking.status import UNREADABLE, health_problem
 from fallback.core.admission import look_again_after
 from fallback.core.clock import utcnow
 from fallback.core.flag import DEFAULT_RETRY_AFTER, back_in
-from fallback.core.settings import LOGO_TYPES
 from fallback.core.urls import redirect_location
 from fallback.storage import StorageError
-from fallback.visitor.brand import palette
 from fallback.visitor.contact import CONSENT_MESSAGE, FIELDS, NOTIFY_MESSAGE
 from fallback.visitor.forms import ContactForm
 from fallback.visitor.hotpath import (
@@ -47,6 +47,9 @@ from fallback.web.admission import Turn
 from fallback.web.guard import is_cross_site
 from fallback.web.languages import current_language, translate
 from fallback.web.runtime import runtime
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 log = logging.getLogger("fallback.web")
 
@@ -124,7 +127,7 @@ class PreparedResponse(Response):
 
     secured = True
 
-    def get_wsgi_headers(self, environ) -> Headers:
+    def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
         """The headers, as they are."""
         return self.headers
 
@@ -243,72 +246,4 @@ def thanks() -> Response:
     response = make_response(render_template("thanks.html", notify=request.args.get("notify") == "1"))
     response.headers["Cache-Control"] = "public, max-age=60"
     response.headers["Vary"] = "Accept-Language"  # a shared cache keeps one page per language
-    return response
-
-
-@blueprint.get(PREFIX + "/page.css")
-def stylesheet() -> Response:
-    """The page's stylesheet, from a template so that it can be rebranded."""
-    rt = runtime()
-    if rt.stylesheet is None:
-        rt.stylesheet = render_template("page.css", colors=palette(rt.settings.brand_color)).encode()
-    response = Response(rt.stylesheet, mimetype="text/css")
-    response.headers["Cache-Control"] = "public, max-age=3600"
-    return response
-
-
-@blueprint.get(PREFIX + "/live.js")
-def live_script() -> Response:
-    """The page's one script: it looks again by itself (templates/live.js); a file of its own, for a strict CSP."""
-    rt = runtime()
-    if rt.live_script is None:
-        rt.live_script = render_template("live.js").encode()
-    response = Response(rt.live_script, mimetype="text/javascript")
-    response.headers["Cache-Control"] = "public, max-age=3600"
-    return response
-
-
-@blueprint.get(PREFIX + "/logo")
-def logo() -> Response:
-    """The operator's logo (FALLBACK_LOGO), served from here: the page makes no request to another origin."""
-    path = runtime().settings.logo
-    if not path:
-        abort(404)
-    return send_file(path, mimetype=LOGO_TYPES[Path(path).suffix.lower()], max_age=3600)
-
-
-@blueprint.get("/robots.txt")
-def robots() -> Response:
-    """Always 200: a 503 robots.txt would make search engines treat the whole site as blocked."""
-    response = Response("User-agent: *\nDisallow: /_fallback/\n", mimetype="text/plain")
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
-
-
-@blueprint.get(PREFIX + "/status.json")
-def status() -> Response:
-    """The public status: state, mode, since when, retry_after; nothing else (the full one is the admin's)."""
-    rt = runtime()
-    try:
-        body, code = rt.status.body(), 200
-    except StorageError as error:
-        log.error("status unavailable: %s", error)
-        body, code = json.dumps(UNREADABLE).encode(), 503
-    response = Response(body, code, mimetype="application/json")
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@blueprint.get(PREFIX + "/healthz")
-def healthz() -> Response:
-    """200 `ok` while the database is writable and the checker beats; else 503 and one word, the details logged."""
-    rt = runtime()
-    problem = health_problem(rt.storage, rt.settings, utcnow())
-    if problem:
-        word, details = problem
-        rt.health_log.warning(word, "healthz failing (%s): %s", word, details)
-        response = Response(f"{word}\n", 503, mimetype="text/plain")
-    else:
-        response = Response("ok\n", mimetype="text/plain")
-    response.headers["Cache-Control"] = "no-store"
     return response

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 
 from itsdangerous import BadSignature, Signer
 
@@ -21,7 +22,7 @@ class _KeyOnceSigner(Signer):
     def _derived_key(self) -> bytes:
         return super().derive_key()
 
-    def derive_key(self, secret_key=None) -> bytes:
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
         """The derived key; cached for the signer's own secret."""
         return self._derived_key if secret_key is None else super().derive_key(secret_key)
 
@@ -29,7 +30,7 @@ class _KeyOnceSigner(Signer):
 class FormToken:
     """A signed, stateless record of when a form was rendered: no session, no cookie."""
 
-    def __init__(self, secret_key: str, clock=time.time):
+    def __init__(self, secret_key: str, clock: Callable[[], float] = time.time):
         self._signer = _KeyOnceSigner(secret_key, salt="fallback.contact-form", digest_method=hashlib.sha256)
         self._clock = clock
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Response, current_app, request
 
 from fallback.core.settings import Settings
 from fallback.storage import RateCheck
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 _COMMON = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"), ("X-Frame-Options", "DENY"))
 # Public pages work without JavaScript; the page's one script is its own file (live.js), and nothing inline may run.
@@ -79,10 +84,10 @@ class ForwardedWarning:
 
     warned = False  # once per process, however many apps it builds
 
-    def __init__(self, wsgi_app):
+    def __init__(self, wsgi_app: WSGIApplication) -> None:
         self.wsgi_app = wsgi_app
 
-    def __call__(self, environ: dict, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Pass the request on, warning first if it is the first to come through a proxy nobody trusts."""
         if not ForwardedWarning.warned and "HTTP_X_FORWARDED_FOR" in environ:
             ForwardedWarning.warned = True
