@@ -13,12 +13,14 @@ endpoint that says nothing of the load would. Each
 simulated visitor (a thread with its own cookie jar, as a browser) asks fallback for /campaign/tv as a browser
 does (text/html), and then:
 
-- on the down page or the waiting page, looks again after the page's own live delay (`data-refresh`: on the
-  waiting page their `Retry-After`, on the down page `Retry-After` give or take 30%), keeping its cookies;
+- on the down page or the waiting page, looks again after the page's own live delay (`data-refresh`, as the
+  page's script does: on the down page `Retry-After` give or take 30%; on the waiting page never after their
+  turn, to the millisecond), keeping its cookies;
 - on the 302, makes `--clicks` (k) requests in a row on the main site, the first at the 302's Location.
 
 A visitor is lost at its first error: a 5xx from the main site, a connection error or time-out, an answer
-neither page nor redirect. One still told to wait after `--give-up` seconds is counted apart.
+neither page nor redirect. A request whose kept-alive connection the server closed under it is sent once more,
+as a browser does (counted: `resent` in the JSON). One still told to wait after `--give-up` seconds is counted apart.
 
 Scenarios, each run with admission off and on (a fresh `fallback serve` and database for each run):
 

@@ -16,10 +16,11 @@ import time
 from collections import Counter
 
 import requests
+from urllib3.exceptions import ProtocolError
 
 PATH = "/campaign/tv"
 HEADERS = {"Accept": "text/html,application/xhtml+xml", "Accept-Language": "en-GB,en;q=0.9"}
-LIVE_DELAY = re.compile(rb'data-refresh="(\d+)"')
+LIVE_DELAY = re.compile(rb'data-refresh="(\d+(?:\.\d+)?)"')
 REQUEST_TIMEOUT = 30.0
 # Not an error: the visitor was still told to wait when the bench's bound ran out.
 NOT_YET = "still waiting at the give-up bound"
@@ -38,6 +39,7 @@ class Visitor:
     main_ms: list[float] = dataclasses.field(default_factory=list)
     main_statuses: list[int] = dataclasses.field(default_factory=list)
     error: str | None = None
+    resent: int = 0  # requests sent again after the server closed a kept-alive connection under them
 
     @property
     def wait_gap(self) -> float | None:
@@ -56,16 +58,32 @@ def visit(entry: str, visitor: Visitor, start: float, clicks: int, give_up: floa
         session.trust_env = False  # loopback only, never through a proxy
         try:
             location = wait_turn(session, entry + PATH, visitor, deadline)
+        except requests.RequestException as error:
+            visitor.error = f"{type(error).__name__} at fallback"
+            return
+        try:
             if location is not None:
                 browse(session, location, visitor, clicks)
         except requests.RequestException as error:
-            visitor.error = type(error).__name__
+            visitor.error = f"{type(error).__name__} at the main site"
+
+
+def get(session: requests.Session, url: str, visitor: Visitor, **options) -> requests.Response:
+    """One GET; sent once more when the server closed the connection under it (a kept-alive connection closed
+    as it was reused: a browser sends an idempotent request again then, RFC 9112 section 9.3.1). Counted."""
+    try:
+        return session.get(url, timeout=REQUEST_TIMEOUT, **options)
+    except requests.ConnectionError as error:
+        if not (error.args and isinstance(error.args[0], ProtocolError)):
+            raise
+        visitor.resent += 1
+        return session.get(url, timeout=REQUEST_TIMEOUT, **options)
 
 
 def wait_turn(session: requests.Session, url: str, visitor: Visitor, deadline: float) -> str | None:
     """Ask fallback until it sends this visitor on: the main site's URL, or None (the visitor's error set)."""
     while time.monotonic() < deadline:
-        answer = session.get(url, headers=HEADERS, allow_redirects=False, timeout=REQUEST_TIMEOUT)
+        answer = get(session, url, visitor, headers=HEADERS, allow_redirects=False)
         if answer.status_code == 302:
             visitor.admitted_at = time.monotonic()
             return answer.headers["Location"]
@@ -80,8 +98,8 @@ def wait_turn(session: requests.Session, url: str, visitor: Visitor, deadline: f
                 visitor.first_estimate = int(answer.headers["Retry-After"])
         else:
             visitor.down_pages += 1
-        # What the live page does: look again after its delay (Retry-After, give or take 30% on the down page).
-        time.sleep(min(int(delay.group(1)), max(0.0, deadline - time.monotonic())))
+        # What the live page does: look again after its delay (see bench/admission.py).
+        time.sleep(min(float(delay.group(1)), max(0.0, deadline - time.monotonic())))
     visitor.error = NOT_YET
     return None
 
@@ -90,7 +108,7 @@ def browse(session: requests.Session, location: str, visitor: Visitor, clicks: i
     """`clicks` requests in a row on the main site; stop at the first 5xx (the visitor leaves)."""
     for click in range(clicks):
         began = time.monotonic()
-        answer = session.get(location if click == 0 else f"{location}?click={click}", timeout=REQUEST_TIMEOUT)
+        answer = get(session, location if click == 0 else f"{location}?click={click}", visitor)
         visitor.main_ms.append((time.monotonic() - began) * 1000)
         visitor.main_statuses.append(answer.status_code)
         if answer.status_code >= 500:
@@ -140,6 +158,7 @@ def summary(visitors: list[Visitor], held: dict, capacity: int) -> dict:
         "still_waiting": sum(visitor.error == NOT_YET for visitor in visitors),
         "lost_by_reason": dict(Counter(visitor.error for visitor in visitors if visitor.error)),
         "sent_on": sum(visitor.admitted_at is not None for visitor in visitors),
+        "resent": sum(visitor.resent for visitor in visitors),
         "main_requests": len(statuses),
         "main_5xx": errors,
         "main_5xx_rate": errors / len(statuses) if statuses else 0.0,

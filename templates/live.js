@@ -1,5 +1,6 @@
-// The page looks again by itself, so that nobody has to keep reloading it: after a delay drawn around
-// Retry-After (so that thousands of open tabs do not come back in the same second), it asks the small
+// The page looks again by itself, so that nobody has to keep reloading it: after the delay the page was
+// drawn (data-refresh, in seconds: around Retry-After on the down page, so that thousands of open tabs do
+// not come back in the same second; on the waiting page, never after the visitor's turn), it asks the small
 // public status document whether the page is still served, and once it is not, loads the very address
 // the visitor asked for, path and query included. It waits while someone is using the form.
 (function () {

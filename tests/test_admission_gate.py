@@ -9,8 +9,11 @@ from fallback.core.admission import (
     block_size,
     floor_rate,
     healthy_round,
+    look_again_after,
     next_rate,
+    projected_wait,
     retry_after,
+    send_time,
     start_rate,
 )
 
@@ -24,11 +27,11 @@ def test_the_mark_advances_at_the_rate_while_places_are_reserved_beyond_it():
     assert gate.admits(29, T0 + 4) and not gate.admits(30, T0 + 4)
 
 
-def test_an_idle_gate_banks_no_more_than_half_a_second_of_the_rate():
+def test_an_idle_gate_banks_no_more_than_a_quarter_of_a_second_of_the_rate():
     gate = Gate(next_place=100, mark_place=100.0, mark_at=T0, rate=20.0)
     assert gate.served(T0 + 3600) == 100 + 20 * BURST_SECONDS
     # A spike after an idle hour: only the burst goes on at once, the rest waits its turn.
-    assert gate.admits(109, T0 + 3600) and not gate.admits(110, T0 + 3600)
+    assert gate.admits(104, T0 + 3600) and not gate.admits(105, T0 + 3600)
 
 
 def test_a_slow_rate_still_lets_one_visitor_through_at_once():
@@ -104,3 +107,47 @@ def test_a_round_is_fast_only_if_it_passed_under_half_the_latency_limit():
     assert healthy_round(True, 0.9, 2.0)
     assert not healthy_round(True, 1.0, 2.0)
     assert not healthy_round(False, 0.1, 2.0)
+
+
+def test_visitors_booked_together_go_on_a_tenth_of_a_second_burst_at_once_then_one_at_a_time_at_the_rate():
+    gate = Gate(next_place=100, mark_place=100.0, mark_at=T0, rate=20.0, send_at=T0 - 30)
+    times = []
+    for _ in range(12):
+        gate = gate.booked(T0)
+        times.append(round(send_time(gate, T0) - T0, 3))
+    # 20 a second: SEND_BURST's worth (2) and the first go at once, then one every 50 ms.
+    assert times == [0.0] * 3 + [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45]
+    # New visitors whose turn came go at once while the schedule is no further ahead than the mark's burst.
+    assert not gate.sending_freely(T0 + 0.25) and gate.sending_freely(T0 + 0.31)
+
+
+def test_an_idle_schedule_lets_a_new_visitor_go_at_once():
+    assert Gate(rate=20.0, send_at=T0).sending_freely(T0)
+    assert send_time(Gate(rate=20.0, send_at=T0 - 5).booked(T0), T0) == T0
+
+
+def test_a_wait_at_a_steady_rate_is_the_places_over_the_rate():
+    assert projected_wait(40, 20.0, 20.0, adapt=True) == pytest.approx(2.0)
+    assert projected_wait(40, 10.0, 20.0, adapt=False) == pytest.approx(4.0)
+    assert projected_wait(0, 10.0, 20.0, adapt=True) == 0.0
+
+
+def test_while_the_rate_climbs_the_wait_counts_on_the_climb_and_a_paused_gate_on_the_start_rate():
+    # From 2 a second, a tenth of the ceiling (20) more each second: 2 + 4 + 6 + 8 = 20 places in 4 s, then 20/s.
+    assert projected_wait(20, 2.0, 20.0, adapt=True) == pytest.approx(4.0)
+    assert projected_wait(90 + 40, 2.0, 20.0, adapt=True) == pytest.approx(9 + 2.0)
+    # Below the ceiling, it climbs from the rate in force: 10 + 12 + 14 in 3 s, then 4 at 16 a second.
+    assert projected_wait(40, 10.0, 20.0, adapt=True) == pytest.approx(3.25)
+    # Paused while the site is up (the checker has not stepped yet): as if from the start rate.
+    assert projected_wait(20, 0.0, 20.0, adapt=True) == pytest.approx(4.0)
+    # Without adapting, the ceiling is what comes into force.
+    assert projected_wait(20, 0.0, 20.0, adapt=False) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("draw", [0.0, 0.5, 0.999])
+def test_a_waiting_page_looks_again_never_after_the_turn_early_and_spread_while_far_exactly_when_close(draw):
+    far = look_again_after(40.0, draw)
+    assert 0.7 * 40 <= far < 40
+    assert look_again_after(2.5, draw) == 2.5
+    assert look_again_after(0.0, draw) == 0.05
+    assert look_again_after(40.0, 0.0) != look_again_after(40.0, 0.5)

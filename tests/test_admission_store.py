@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from fallback.core.admission import send_time
 from fallback.storage import open_storage
 
 BACKENDS = ["sqlite", "postgres"]
@@ -31,11 +32,13 @@ def test_a_block_is_reserved_with_the_mark_rebased_in_the_same_statement(storage
     storage.admission.set_rate(10.0, T0)
     first, gate = storage.admission.reserve(8, T0)
     assert first == 0 and gate.next_place == 8
-    # Idle since: the mark banked half a second's worth beyond the last reserved place, no more.
+    # Idle since: the mark banked a quarter of a second's worth beyond the last reserved place, no more.
     first, gate = storage.admission.reserve(30, T0 + 60)
     assert first == 8 and gate.next_place == 38
-    assert gate.mark_at == T0 + 60 and gate.mark_place == pytest.approx(8 + 5)
-    assert gate.served(T0 + 61) == pytest.approx(23)
+    assert gate.mark_at == T0 + 60 and gate.mark_place == pytest.approx(8 + 2.5)
+    assert gate.served(T0 + 61) == pytest.approx(20.5)
+    # The 2.5 places the mark had passed go on as their visitors come: counted on the send-on schedule at once.
+    assert gate.send_at == pytest.approx(T0 + 60 + 2.5 / 10)
     assert storage.admission.read() == gate
 
 
@@ -103,3 +106,20 @@ def test_the_rate_history_is_kept_in_order_and_pruned(storage):
     assert [sample[1:] for sample in storage.admission.samples(at + timedelta(minutes=3))] == [(7.0, 9), (6.0, 12)]
     assert storage.admission.prune(at + timedelta(minutes=2)) == 2
     assert len(storage.admission.samples(at)) == 3
+
+
+def test_visitors_booked_from_two_instances_share_one_send_on_schedule_as_the_pure_maths_says(storage, settings):
+    other = open_storage(settings.database)
+    storage.admission.set_rate(20.0, T0)
+    expected = storage.admission.read()
+    times = []
+    for step in range(10):
+        expected = expected.booked(T0)
+        booked = (storage if step % 2 else other).admission.book(T0)
+        assert booked.send_at == pytest.approx(expected.send_at)
+        times.append(round(send_time(booked, T0) - T0, 3))
+    # A tenth of a second's worth and one more at once, then one every 50 ms, whichever instance booked.
+    assert times == [0.0] * 3 + [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35]
+    # A rate change re-bases the mark and leaves the schedule alone.
+    assert storage.admission.set_rate(10.0, T0 + 1).send_at == pytest.approx(T0 + 0.5)
+    other.close()

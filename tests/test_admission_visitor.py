@@ -156,3 +156,49 @@ def test_when_the_gate_cannot_be_written_visitors_are_sent_on_unmetered_and_the_
     refuse_writes(storage, refuse=False)
     assert "Set-Cookie" in visitor(app).get("/").headers
     assert "admission reaches its gate again" in caplog.text
+
+
+def test_visitors_who_come_back_together_after_their_turn_go_on_one_at_a_time_at_the_rate(app, clock):
+    visitor(app).get("/")
+    late = [visitor(app) for _ in range(3)]
+    assert all(client.get("/").status_code == 503 for client in late)
+    clock.now += 30  # every turn has come; they all come back in the same instant
+    answers = [client.get("/") for client in late]
+    assert [answer.status_code for answer in answers] == [302, 503, 503]
+    # 30 a minute: one every 2 s (a quarter of a second's worth is less than one visitor, so none extra at once).
+    assert [answer.headers["Retry-After"] for answer in answers[1:]] == ["2", "4"]
+    assert "number 1 in line" in answers[1].get_data(as_text=True)
+    # Somebody new, whose turn has come as well, is booked behind them rather than sent ahead.
+    newcomer = visitor(app).get("/")
+    assert newcomer.status_code == 503 and int(newcomer.headers["Retry-After"]) > 4
+    clock.now += 2
+    assert [client.get("/").status_code for client in late[1:]] == [302, 503]
+    clock.now += 2
+    assert late[2].get("/").status_code == 302
+
+
+def test_a_booking_kept_long_past_its_time_lapses_and_the_visitor_books_again(app, clock, storage):
+    visitor(app).get("/")
+    first, second = visitor(app), visitor(app)
+    first.get("/"), second.get("/")
+    clock.now += 30
+    assert first.get("/").status_code == 302
+    assert second.get("/").status_code == 503  # booked 2 s on
+    clock.now += 60  # they went away; meanwhile others were booked
+    storage.admission.book(clock.now)
+    storage.admission.book(clock.now)
+    again = second.get("/")
+    assert again.status_code == 503 and again.headers["Retry-After"] == "4"
+
+
+def test_the_waiting_page_looks_again_by_the_visitors_turn_to_the_millisecond_and_without_script_too(app, clock):
+    visitor(app).get("/")
+    html = visitor(app).get("/").get_data(as_text=True)
+    assert 'data-refresh="2.000"' in html
+    assert '<meta http-equiv="refresh" content="2">' in html
+    for _ in range(40):
+        visitor(app).get("/")
+    far = visitor(app).get("/")
+    wait = int(far.headers["Retry-After"])
+    refresh = float(re.search(r'data-refresh="([\d.]+)"', far.get_data(as_text=True)).group(1))
+    assert 0.7 * (wait - 1) <= refresh <= wait

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from fallback.checking.probe import ProbeResult
-from fallback.core.admission import healthy_round, rate_in_force
+from fallback.core.admission import STEP_SECONDS, healthy_round, rate_in_force
 from fallback.core.settings import Settings
 from fallback.storage import Storage
 
 log = logging.getLogger("fallback.checker")
 
 # While admission holds anyone back, the checker probes this often, so the rate follows the main site closely.
-HOLDING_INTERVAL = 1.0
+HOLDING_INTERVAL = STEP_SECONDS
 SAMPLE_HISTORY = timedelta(hours=1)
 
 

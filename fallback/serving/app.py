@@ -105,7 +105,14 @@ def create_app(settings: Settings, storage: Storage | None = None, threads: int 
         metrics=Metrics(multiprocess_folder(), [metrics.DatabaseCollector(storage, settings)]),
     )
     if settings.admit_rate is not None:
-        rt.admission = Admission(storage, rt.secret_key, settings.https_public_url, counted=rt.metrics.admitted)
+        rt.admission = Admission(
+            storage,
+            rt.secret_key,
+            settings.https_public_url,
+            counted=rt.metrics.admitted,
+            ceiling=settings.admit_rate,
+            adapt=settings.admit_adapt,
+        )
         paused = flag.get().served_state(storage.clock()) != "up"
         storage.admission.configure(settings.admit_rate, time.time(), paused)
     # Flask documents wrapping wsgi_app in middleware; mypy sees a method being replaced.

@@ -22,11 +22,23 @@ _GROWN = "mark_place + rate * (CASE WHEN :now > mark_at THEN :now - mark_at ELSE
 _CAP = f"next_place + (CASE WHEN rate * {BURST_SECONDS} > 1 THEN rate * {BURST_SECONDS} ELSE 1 END)"
 SERVED = f"(CASE WHEN rate <= 0 THEN mark_place WHEN {_GROWN} < {_CAP} THEN {_GROWN} ELSE {_CAP} END)"
 _REBASE = f"mark_place = {SERVED}, mark_at = (CASE WHEN :now > mark_at THEN :now ELSE mark_at END)"
-_RETURNING = "RETURNING next_place, mark_place, mark_at, rate"
+_COLUMNS = "next_place, mark_place, mark_at, rate, send_at"
+_RETURNING = f"RETURNING {_COLUMNS}"
+_FROM_NOW = "(CASE WHEN send_at > :now THEN send_at ELSE :now END)"
+_STEP = "(CASE WHEN rate > 0 THEN 1.0 / rate ELSE 0 END)"
+# One step of the send-on schedule (fallback.core.admission.schedule_step), from max(send_at, now).
+_BOOK = f"send_at = {_FROM_NOW} + {_STEP}"
+# A reserved block's places that the mark has passed already go on at once, as their visitors come: they are
+# counted on the schedule with the reservation (no write of their own), so that visitors booked after them wait.
+_PASSED = (
+    f"(CASE WHEN {SERVED} <= next_place THEN 0 WHEN {SERVED} >= next_place + :count THEN :count"
+    f" ELSE {SERVED} - next_place END)"
+)
+_COUNT_PASSED = f"send_at = {_FROM_NOW} + {_PASSED} * {_STEP}"
 
 
 def _gate(row: Sequence[Any]) -> Gate:
-    return Gate(int(row[0]), float(row[1]), float(row[2]), float(row[3]))
+    return Gate(int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]))
 
 
 class AdmissionStore:
@@ -37,21 +49,30 @@ class AdmissionStore:
 
     def read(self) -> Gate:
         """The gate as stored."""
-        return _gate(self.db.read("SELECT next_place, mark_place, mark_at, rate FROM admission WHERE id = 1")[0])
+        return _gate(self.db.read(f"SELECT {_COLUMNS} FROM admission WHERE id = 1")[0])
 
     def reserve(self, count: int, now: float) -> tuple[int, Gate]:
         """Reserve `count` consecutive places at `now` in one statement; the first of them and the gate after.
+        Those the mark has passed already are counted on the send-on schedule in the same statement.
 
         Not synced to disk: after a power cut the places handed out last may be handed out again, which costs
         a few visitors their order, never a lead; visitors' requests do not wait for the disk.
         """
         with self.db.write(durable=False) as conn:
             row = conn.execute(
-                f"UPDATE admission SET {_REBASE}, next_place = next_place + :count WHERE id = 1 {_RETURNING}",
+                f"UPDATE admission SET {_REBASE}, {_COUNT_PASSED}, next_place = next_place + :count WHERE id = 1 "
+                + _RETURNING,
                 {"now": now, "count": count},
             ).fetchall()[0]
         gate = _gate(row)
         return gate.next_place - count, gate
+
+    def book(self, now: float) -> Gate:
+        """Book one visitor whose turn has come on the send-on schedule at `now`; the gate after (see
+        fallback.core.admission.send_time). Not synced to disk, like a reservation."""
+        with self.db.write(durable=False) as conn:
+            row = conn.execute(f"UPDATE admission SET {_BOOK} WHERE id = 1 {_RETURNING}", {"now": now}).fetchall()[0]
+        return _gate(row)
 
     def set_rate(self, rate: float, now: float) -> Gate:
         """Put `rate` in force from `now` (0 pauses the gate), the mark re-based first; the gate after."""
@@ -67,9 +88,7 @@ class AdmissionStore:
     def configure(self, ceiling: float, now: float, paused: bool) -> Gate:
         """At start-up: keep the rate in force under `ceiling` (the ceiling itself when unset); 0 while `paused`."""
         with self.db.write() as conn:
-            stored = _gate(
-                conn.execute("SELECT next_place, mark_place, mark_at, rate FROM admission WHERE id = 1").fetchall()[0]
-            )
+            stored = _gate(conn.execute(f"SELECT {_COLUMNS} FROM admission WHERE id = 1").fetchall()[0])
             rate = 0.0 if paused else (min(stored.rate, ceiling) if stored.rate > 0 else ceiling)
             return self._set_rate(conn, rate, now)
 

@@ -112,4 +112,5 @@ PG_MIGRATIONS: list[list[str | Callable[[Callable[..., Any]], None]]] = [
             waiting integer NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS idx_admission_samples_at ON admission_samples (at)",
     ],
+    ["ALTER TABLE admission ADD COLUMN IF NOT EXISTS send_at double precision NOT NULL DEFAULT 0.0"],
 ]

@@ -238,6 +238,11 @@ def add_admission(db: sqlite_utils.Database) -> None:
     db.table("admission_samples").create_index(["at"], if_not_exists=True)
 
 
+def add_admission_schedule(db: sqlite_utils.Database) -> None:
+    """Version 12: the admission gate's send-on schedule (fallback.core.admission.Gate.send_at)."""
+    db.table("admission").add_column("send_at", float, not_null_default=0.0)
+
+
 # Each migration runs once, in order; the schema version is how many have run.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     create_base_schema,
@@ -251,4 +256,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     rekey_leads_by_address,
     one_outbox,
     add_admission,
+    add_admission_schedule,
 ]

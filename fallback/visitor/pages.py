@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request
@@ -15,6 +16,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext, ngettext
 from werkzeug.datastructures import Headers
 
+from fallback.core.admission import look_again_after
 from fallback.core.clock import utcnow
 from fallback.core.flag import DEFAULT_RETRY_AFTER, back_in
 from fallback.core.urls import redirect_location
@@ -106,8 +108,9 @@ def waiting_answer(turn: Turn) -> Response:
     else:
         form = ContactForm(data={"token": rt.tokens.issue(), "path": landing_path(request.path, request.query_string)})
         waiting = {"position": turn.ahead + 1, "wait": wait_text(turn.wait)}
-        # The live page looks again when their turn should have come: the answer then says go, or how much longer.
-        response = make_response(render_page(form, None, live=str(turn.retry_after), waiting=waiting), 503)
+        # The live page looks again by their turn, to the millisecond: the answer then says go, or how much longer.
+        live = f"{look_again_after(turn.wait, random.random()):.3f}"
+        response = make_response(render_page(form, None, live=live, waiting=waiting), 503)
     response.headers["Retry-After"] = str(turn.retry_after)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Vary"] = "Accept, Accept-Language, Cookie"

@@ -4,6 +4,9 @@ Each worker takes places from the shared gate (fallback.storage.admission) in sm
 and decides from its copy of the gate, re-read at most every GATE_TTL: while nobody waits, a visitor costs a
 signature and, now and then, a write. A block is handed out for BLOCK_LIFETIME at most, so a later visitor never
 holds an earlier place than someone who arrived more than a second before.
+
+A visitor who waited is booked on the gate's send-on schedule once their turn has come (one write), and goes on at
+the time booked, kept in their cookie: visitors who come back together still reach the main site at the rate.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from fallback.core.admission import BLOCK_LIFETIME, Gate, block_size, retry_after
+from fallback.core.admission import BLOCK_LIFETIME, Gate, block_size, projected_wait, retry_after, send_time
 from fallback.storage import Storage, StorageError
 
 log = logging.getLogger("fallback.web")
@@ -29,6 +32,11 @@ ADMITTED_SECONDS = 30 * 60
 PLACE_SECONDS = 6 * 3600
 # How stale a worker's copy of the gate may be: a waiting visitor's turn is seen at most this late.
 GATE_TTL = 0.2
+# A visitor booked to go on within this is sent on now rather than told to wait a few milliseconds.
+DUE_SLACK = 0.02
+# A booking this long past its time has lapsed (the visitor went away, or their device slept): they book again,
+# so that visitors coming back late do not reach the main site together.
+BOOKING_LAPSES = 2.0
 _MARK = COOKIE.encode() + b"="
 
 
@@ -49,6 +57,20 @@ class Turn:
 
 
 ALREADY_ADMITTED = Turn(admitted=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """A valid place cookie: the place, when it was first given (whole seconds), and the booked send-on time."""
+
+    place: int
+    issued: int
+    send_at: float | None = None
+
+    def value(self) -> str:
+        """The cookie's value before its signature."""
+        booked = "" if self.send_at is None else f".{round(self.send_at * 1000)}"
+        return f"p.{self.place}.{self.issued}{booked}"
 
 
 def cookie_value(header: str) -> str | None:
@@ -74,8 +96,12 @@ class Admission:
         secure: bool,
         wall: Callable[[], float] = time.time,
         counted: Callable[[], None] = lambda: None,
+        ceiling: float = 0.0,
+        adapt: bool = False,
     ):
         self.storage = storage
+        # FALLBACK_ADMIT_RATE and FALLBACK_ADMIT_ADAPT, for the waits: while the rate climbs, at the pace it climbs.
+        self.ceiling, self.adapt = ceiling, adapt
         # A key of its own, so a place cookie is never mistaken for another signed value.
         self.key = hashlib.sha256(b"fallback admission\0" + secret_key.encode()).digest()
         self.attributes = "; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if secure else "")
@@ -96,10 +122,14 @@ class Admission:
         held = self.read_cookie(cookie_header, now)
         if held == "admitted":
             return ALREADY_ADMITTED
+        if isinstance(held, Held) and held.send_at is not None and now < held.send_at + BOOKING_LAPSES:
+            return self.when_booked(held, now)
         try:
-            if isinstance(held, int):
-                return self.judge(held, self.current(now), now, new=False)
-            place, gate = self.take_place(now)
+            if isinstance(held, Held):
+                turn = self.judge(Held(held.place, held.issued), self.current(now), now, new=False)
+            else:
+                place, gate = self.take_place(now)
+                turn = self.judge(Held(place, int(now)), gate, now, new=True)
         except StorageError as error:
             # The main site is up and only the gate is out of reach: send the visitor on rather than fail them.
             if not self.gate_lost:
@@ -109,18 +139,37 @@ class Admission:
         if self.gate_lost:
             self.gate_lost = False
             log.warning("admission reaches its gate again")
-        return self.judge(place, gate, now, new=True)
+        return turn
 
-    def judge(self, place: int, gate: Gate, now: float, new: bool) -> Turn:
-        """Send `place` on if its turn came (the cookie then says so for 30 minutes), else say how long to wait."""
-        if gate.admits(place, now):
-            self.counted()
-            return Turn(True, self.cookie(f"a.{int(now) + ADMITTED_SECONDS}", ADMITTED_SECONDS))
-        wait = gate.wait(place, now)
-        cookie = self.cookie(f"p.{place}.{int(now)}", PLACE_SECONDS) if new else None
-        return Turn(False, cookie, place, wait, gate.ahead(place, now))
+    def judge(self, held: Held, gate: Gate, now: float, new: bool) -> Turn:
+        """Send `held` on if its turn came (the cookie then says so for 30 minutes), else say how long to wait.
 
-    def read_cookie(self, header: str, now: float) -> str | int | None:
+        Whose turn came goes on at once only when new and nobody who waited is due (so under the rate a visitor
+        costs no write); otherwise they are booked on the send-on schedule first."""
+        if gate.admits(held.place, now):
+            if new and gate.sending_freely(now):
+                return self.send_on(now)
+            booked = Held(held.place, held.issued, send_time(self.storage.admission.book(now), now))
+            return self.when_booked(booked, now, changed=True)
+        places = held.place + 1 - gate.served(now)
+        wait = projected_wait(places, gate.rate, self.ceiling or gate.rate, self.adapt)
+        cookie = self.cookie(held.value(), PLACE_SECONDS) if new else None
+        return Turn(False, cookie, held.place, wait, gate.ahead(held.place, now))
+
+    def when_booked(self, held: Held, now: float, changed: bool = False) -> Turn:
+        """A booked visitor: sent on once their booked time has come, else told the time left (nobody ahead)."""
+        assert held.send_at is not None
+        if held.send_at <= now + DUE_SLACK:
+            return self.send_on(now)
+        cookie = self.cookie(held.value(), PLACE_SECONDS) if changed else None
+        return Turn(False, cookie, held.place, held.send_at - now, 0)
+
+    def send_on(self, now: float) -> Turn:
+        """This visitor goes on now, and is not made to wait again for 30 minutes."""
+        self.counted()
+        return Turn(True, self.cookie(f"a.{int(now) + ADMITTED_SECONDS}", ADMITTED_SECONDS))
+
+    def read_cookie(self, header: str, now: float) -> str | Held | None:
         """ "admitted" while a sent-on visitor's 30 minutes last, their place while it is valid, else None."""
         value = cookie_value(header) if header else None
         if not value:
@@ -133,7 +182,8 @@ class Admission:
             if fields[0] == "a" and int(fields[1]) > now:
                 return "admitted"
             if fields[0] == "p" and int(fields[2]) + PLACE_SECONDS > now:
-                return int(fields[1])
+                booked = int(fields[3]) / 1000 if len(fields) > 3 else None
+                return Held(int(fields[1]), int(fields[2]), booked)
         except (ValueError, IndexError):
             pass
         return None
