@@ -57,6 +57,17 @@ def real_refusal() -> str:
         ("HTTP 503 Service Unavailable", "failed on its side"),
         ("SMTPAuthenticationError: (535, b'5.7.8 Authentication failed')", "refused the log-in"),
         ("SMTPRecipientsRefused: {'x@example.org': (550, b'no such user')}", "refused the recipient"),
+        ("535 5.7.8 Authentication credentials invalid", "refused the log-in"),
+        ("550 5.1.1 No such user here", "refused the recipient"),
+        (
+            "ConnectionError: HTTPConnectionPool(host='127.0.0.1', port=59535): Max retries exceeded with url: /hook "
+            '(Caused by NewConnectionError("Failed to establish a new connection: [Errno 111] Connection refused"))',
+            "refused the connection",
+        ),
+        (
+            "ConnectionError: HTTPConnectionPool(host='127.0.0.1', port=550): [Errno 111] Connection refused",
+            "refused the connection",
+        ),
         (
             "ConnectionError: HTTPConnectionPool(host='hooks.invalid', port=80): Max retries exceeded with url: / "
             "(Caused by NameResolutionError(\"Failed to resolve 'hooks.invalid'\"))",

@@ -8,11 +8,14 @@ error restore the mode the flag had (mode, expiry, reason, who and since when) b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -53,6 +56,25 @@ def describe(flag: Flag) -> str:
     return f"{flag.mode}{until} by {flag.mode_by or 'unknown'}{reason}"
 
 
+@contextlib.contextmanager
+def interruptions_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is over, then interrupt as usual: the mode forced inside it is known
+    to the code that restores it (an interruption between the write and the `try` would leave it forced)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    before = {number: signal.signal(number, lambda number, frame: caught.append(number)) for number in held}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+    if caught:
+        signal.raise_signal(caught[0])  # the handler in force (KeyboardInterrupt for both, see drill.interruptible)
+
+
 def rehearse(
     settings: Settings,
     storage: Storage,
@@ -77,9 +99,13 @@ def rehearse(
     by = f"drill ({os.environ.get('USER', 'unknown')}, pid {os.getpid()})"  # as `fallback mode` names its user
     reason = f"fallback drill rehearsal; before it: {describe(previous)}"  # what to set again after a kill -9
     started = time.monotonic()
-    ours = change_mode(storage, "down", until=utcnow() + expiry, reason=reason, by=by)
     visitor = public_url.rstrip("/") + "/"
     items: list[Item] = []
+    try:
+        with interruptions_held():
+            ours = change_mode(storage, "down", until=utcnow() + expiry, reason=reason, by=by)
+    except KeyboardInterrupt:
+        raise Interrupted(restored_item(storage, previous, ours)) from None
     try:
         with requests.Session() as session:
             wait = min(page_wait, expiry.total_seconds())

@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 
 # (what the raw text contains, case-insensitive) -> the sentence; the first match wins, so the specific come first.
+# An SMTP reply code counts only where a reply has one (at the start, or smtplib's "(535, ...)"): a bare 535 also
+# turns up inside port numbers ("port=59535").
 _MEANINGS: tuple[tuple[str, str], ...] = (
     (
-        r"535|SMTPAuthenticationError|authentication failed",
+        r"^535\b|\(535,|SMTPAuthenticationError|authentication failed",
         "the mail server refused the log-in: check the user and password in FALLBACK_SMTP_URL",
     ),
-    (r"SMTPRecipientsRefused|\b55[0-4]\b", "the mail server refused the recipient's address"),
+    (r"SMTPRecipientsRefused|^55[0-4]\b|\(55[0-4],", "the mail server refused the recipient's address"),
     (
         r"\b4\d\d\s+4\.\d+\.\d+|SMTPDataError: \(4\d\d",
         "the mail server refused the message for now (a temporary error): fallback tries again later",
