@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -206,3 +207,14 @@ def assert_problem(response, status: int, word: str) -> dict:
     assert body["status"] == status and body["type"] and body["title"]
     assert word in body["detail"]
     return body
+
+
+def lead_created_events(storage, hooks: dict[str, str]) -> list[dict]:
+    """The lead.created webhooks queued for the receivers of `hooks` (FALLBACK_WEBHOOK_URLS, _SECRET), once the
+    events recorded so far are dispatched: their data, oldest first."""
+    from fallback.core.settings import Settings
+    from fallback.outbound.messages import dispatch
+
+    dispatch(storage, Settings.from_env(hooks))
+    payloads = [json.loads(message.payload) for message in reversed(storage.outbox.recent("webhook", 100))]
+    return [event["data"] for event in payloads if event["type"] == "lead.created"]

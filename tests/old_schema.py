@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fallback.storage import MIGRATIONS
-from fallback.storage.postgres import PG_MIGRATIONS
+from fallback.storage.postgres_migrations import PG_MIGRATIONS
 
 
 def database_at(backend: str, database: str, version: int, statements: Sequence[str] = ()) -> None:

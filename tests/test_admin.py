@@ -9,6 +9,7 @@ from helpers import ADMIN_PASSWORD, contact_fields, csrf_token, log_in
 
 from fallback.core.settings import Settings
 from fallback.serving.app import create_app
+from fallback.storage.records import StoredProbe
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -194,13 +195,16 @@ def test_the_latency_chart_marks_failures_and_the_limit():
     from fallback.team.charts import latency_chart
 
     probes = [
-        {
-            "at": "2026-11-28T20:00:0%d.000000+00:00" % n,
-            "latency_ms": 100 * n,
-            "ok": int(n != 2),
-            "reason": "HTTP 503" if n == 2 else "ok",
-            "control": 0,
-        }
+        StoredProbe(
+            id=n,
+            at="2026-11-28T20:00:0%d.000000+00:00" % n,
+            url="https://example.org/",
+            ok=n != 2,
+            latency_ms=100 * n,
+            status=503 if n == 2 else 200,
+            reason="HTTP 503" if n == 2 else "ok",
+            control=False,
+        )
         for n in range(1, 4)
     ]
     svg = str(latency_chart(probes, 2000))

@@ -116,7 +116,7 @@ def test_a_waiting_visitor_can_leave_a_lead_and_keeps_their_place(app, clock, st
         "/_fallback/contact", data={"token": token, "path": "/", "email": "queue@example.com", "consent": "y"}
     )
     assert posted.status_code == 303 and "Set-Cookie" not in posted.headers
-    assert storage.leads.count()["leads"] == 1
+    assert storage.leads.count().leads == 1
     again = client.get("/")
     assert again.status_code == 503 and "number 1 in line" in again.get_data(as_text=True)
 

@@ -11,6 +11,7 @@ from openapi_check import check_answer
 from fallback.core.settings import Settings
 from fallback.serving.app import create_app
 from fallback.storage import NewLead, StorageError
+from fallback.storage.records import LeadCounts
 from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
@@ -85,7 +86,7 @@ def test_put_mode_forces_the_page_on_for_a_while_recorded_as_by_api(client, stor
     flag = response.get_json()
     assert flag["mode"] == "down" and flag["served"] == "down" and flag["by"] == "api"
     assert flag["mode_until"] and flag["reason"] == "migration"
-    assert storage.flag.mode_changes(1)[0]["by"] == "api"
+    assert storage.flag.mode_changes(1)[0].by == "api"
     assert client.get("/", headers={"Accept": "text/html"}).status_code == 503  # this worker, at once
     assert client.get("/_fallback/status.json").get_json()["mode"] == "down"
 
@@ -191,7 +192,7 @@ def test_delete_leads_forgets_one_person_and_says_how_many(client, storage):
     body = call(client, "DELETE", "/leads?email=PAUL@example.org").get_json()
     assert body == {"email": "PAUL@example.org", "erased": 2}
     assert call(client, "DELETE", "/leads?email=nobody@example.org").get_json()["erased"] == 0
-    assert storage.leads.count() == {"leads": 1, "spam": 0}
+    assert storage.leads.count() == LeadCounts(leads=1, spam=0)
 
 
 def test_delete_leads_without_an_address_is_a_400_problem(client):

@@ -157,7 +157,7 @@ def test_the_loop_flips_once_opens_an_incident_and_queues_one_notification(check
     flag = c.storage.flag.read()
     assert flag.state == "down" and "HTTP 503" in flag.state_reason
     [incident] = c.storage.flag.incidents()
-    assert incident["ended_at"] is None
+    assert incident.ended_at is None
     assert announced(c.storage) == ["main site down"]
 
 
@@ -173,9 +173,9 @@ def test_recovery_closes_the_incident_with_its_duration_and_leads(check_settings
     c.step()
     c.step()
     [incident] = c.storage.flag.incidents()
-    assert incident["ended_at"] is not None
-    assert incident["duration_seconds"] == 241
-    assert incident["leads"] == 1
+    assert incident.ended_at is not None
+    assert incident.duration_seconds == 241
+    assert incident.leads == 1
     assert announced(c.storage) == ["main site up", "main site down"]
 
 
@@ -183,8 +183,8 @@ def test_each_round_records_its_probes_and_a_heartbeat(check_settings, clock):
     c = checker(check_settings, clock, [True])
     c.step()
     [probe] = c.storage.checker.recent_probes()
-    assert (probe["url"], probe["ok"], probe["status"]) == (MAIN, 1, 200)
-    assert c.storage.checker.read()["heartbeat_at"] == clock.now
+    assert (probe.url, probe.ok, probe.status) == (MAIN, 1, 200)
+    assert c.storage.checker.read().heartbeat_at == clock.now
 
 
 def test_two_checkers_on_one_database_probe_as_often_as_one(check_settings, clock):
@@ -216,7 +216,7 @@ def test_on_postgres_the_checker_moves_as_soon_as_the_holders_session_dies(check
     terminate_lock_holders(check_settings.database)  # what the server does when the holder's process dies
     second.step()  # no lease to wait for
     assert second.holding and second.runner.rounds == 1
-    assert second.storage.checker.read()["owner"] == "b"
+    assert second.storage.checker.read().owner == "b"
     first.step()
     assert not first.holding and first.runner.rounds == 1
 
@@ -234,7 +234,7 @@ def test_on_postgres_a_hung_holder_loses_the_lock_once_it_has_renewed_nothing_fo
     deadline = time.monotonic() + 5
     while not second.holding and time.monotonic() < deadline:  # the ended session goes within moments
         second.step()
-    assert second.holding and second.storage.checker.read()["owner"] == "b"
+    assert second.holding and second.storage.checker.read().owner == "b"
     first.step()  # it wakes up: the lock is gone, and it does not take it back
     assert not first.holding and first.runner.rounds == 1
     second.step()
@@ -338,7 +338,7 @@ def test_an_expired_forced_mode_returns_to_auto_once_and_is_recorded(check_setti
     c.step()
     c.step()
     assert c.storage.flag.read().mode == "auto"
-    assert [change["by"] for change in c.storage.flag.mode_changes()] == ["expiry", "cli"]
+    assert [change.by for change in c.storage.flag.mode_changes()] == ["expiry", "cli"]
 
 
 def test_a_crashing_round_is_logged_and_the_loop_goes_on(check_settings, clock, caplog):
@@ -358,8 +358,8 @@ def test_a_crashing_round_is_logged_and_the_loop_goes_on(check_settings, clock, 
     c.run(stop)
     assert c.runner.rounds >= 3
     assert "checker round failed" in caplog.text
-    assert c.storage.checker.read()["heartbeat_at"] is not None
-    assert c.storage.checker.read()["lease_until"] is None  # released on the way out
+    assert c.storage.checker.read().heartbeat_at is not None
+    assert c.storage.checker.read().lease_until is None  # released on the way out
 
 
 def test_a_database_outage_during_a_round_is_one_log_line_and_the_loop_goes_on(check_settings, clock, caplog):
@@ -403,7 +403,7 @@ def test_a_probe_reaching_fallback_itself_fails_and_is_warned_of_once_per_incide
     for _ in range(5):
         c.step()
     assert c.storage.flag.read().state == "down"
-    assert SELF_PROBE_REASON in c.storage.flag.incidents()[0]["reason"]
+    assert SELF_PROBE_REASON in c.storage.flag.incidents()[0].reason
     document = status_document(c.storage, check_settings, clock.now)
     assert document["self_probe"] and "origin hostname of its own" in document["checker"]["note"]
     warnings = [r for r in caplog.records if "reached fallback itself" in r.getMessage() and "origin" in r.message]
@@ -429,15 +429,15 @@ def test_a_checker_given_up_while_probing_writes_nothing_more_and_another_takes_
     a = checker(settings, clock, [False] * 5, owner="a")
     b = checker(settings, clock, [True] * 5, owner="b")
     a.step()
-    heartbeat = a.storage.checker.read()["heartbeat_at"]
+    heartbeat = a.storage.checker.read().heartbeat_at
     a.runner.run = lambda urls, expect_text_for=None: (a.release(), [bad(url) for url in urls])[1]  # stopped mid-probe
     a.step()
     assert not a.holding and a.runner.rounds == 1
-    assert a.storage.checker.read()["heartbeat_at"] == heartbeat  # the round given up recorded nothing
+    assert a.storage.checker.read().heartbeat_at == heartbeat  # the round given up recorded nothing
     a.step()
     assert not a.holding  # it never takes the lease again
     b.step()  # the same instant: no lease to wait out
-    assert b.holding and b.storage.checker.read()["owner"] == "b"
+    assert b.holding and b.storage.checker.read().owner == "b"
 
 
 def test_a_checker_without_the_lease_takes_it_soon_after_the_holder_gives_it_up_not_an_interval_later(settings):
@@ -458,5 +458,5 @@ def test_a_checker_without_the_lease_takes_it_soon_after_the_holder_gives_it_up_
     finally:
         stop.set()
         waiting.join(10)
-    assert b.storage.checker.read()["owner"] == "b"
+    assert b.storage.checker.read().owner == "b"
     assert took < 2.0, f"took {took:.2f} s"  # the contract's hand-over bound; it looks every half second

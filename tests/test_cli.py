@@ -162,7 +162,7 @@ def test_status_counts_an_incidents_leads_in_good_english_and_shows_both_times(r
     storage.flag.set_mode("down", reason="TV")
     text = runner.invoke(cli, ["status"]).output
     assert "1 lead so far" in text
-    started = storage.flag.incidents(1)[0]["started_at"][:19]
+    started = storage.flag.incidents(1)[0].started_at[:19]
     since = storage.flag.read().mode_changed_at.isoformat()[:19]
     assert f"incident: since {started}Z" in text and f"since:  {since}" in text and "(when the mode was set)" in text
 

@@ -10,6 +10,7 @@ from helpers import contact_fields, log_in
 
 from fallback.cli import cli
 from fallback.core.clock import utcnow
+from fallback.storage.records import LeadCounts
 from fallback.visitor.drillmark import FIELD, drill_key, drill_mark
 
 BACKENDS = ["sqlite", "postgres"]
@@ -60,11 +61,11 @@ def test_a_marked_lead_is_stored_as_a_drill_lead_and_kept_out_of_every_export(cl
     post(client, marked(client, "test-secret"))
     post(client, contact_fields(client, email="paul@example.org"))
     stored = storage.leads.drill_lead(DRILL_EMAIL)
-    assert stored is not None and stored["drill"] == 1 and stored["spam"] == 0
+    assert stored is not None and stored["spam_reason"] is None  # read back by drill_lead: a drill lead, not spam
     everything = exported_everywhere(client, runner, storage)
     assert "paul@example.org" in everything  # the exports work, and hold the visitor's lead
     assert DRILL_EMAIL not in everything
-    assert storage.leads.count() == {"leads": 1, "spam": 0}
+    assert storage.leads.count() == LeadCounts(leads=1, spam=0)
     assert [lead["email"] for lead in storage.leads.recent()] == ["paul@example.org"]
 
 
@@ -114,11 +115,11 @@ def test_a_drill_lead_is_not_taken_for_a_bot_however_fast_it_is_sent(env, storag
     storage.flag.set_mode("down", reason="test")
     app.extensions["fallback"].flag.invalidate()
     post(client, marked(client, "test-secret"))
-    assert storage.leads.drill_lead(DRILL_EMAIL)["spam"] == 0
+    assert storage.leads.drill_lead(DRILL_EMAIL)["spam_reason"] is None
 
 
 def test_a_drill_lead_is_not_among_the_leads_an_incident_captured(client, down, storage):
     assert storage.flag.flip(storage.flag.read().state, "down", "main site refused")
     post(client, marked(client, "test-secret"))
     post(client, contact_fields(client, email="paul@example.org"))
-    assert storage.flag.incidents(1)[0]["leads"] == 1
+    assert storage.flag.incidents(1)[0].leads == 1

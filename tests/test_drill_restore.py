@@ -33,7 +33,7 @@ def test_a_forced_mode_comes_back_with_its_expiry_reason_author_and_time(clocked
     item = restored_item(clocked_storage, before, ours)
     assert item.status == "pass" and "TV slot" in item.detail
     assert exact(clocked_storage.flag.read()) == exact(before)
-    assert clocked_storage.flag.mode_changes(1)[0]["by"] == "drill (bob), restoring the mode set by cli (alice)"
+    assert clocked_storage.flag.mode_changes(1)[0].by == "drill (bob), restoring the mode set by cli (alice)"
 
 
 def test_auto_comes_back_after_the_rehearsals_own_mode_expired(clocked_storage, clock):

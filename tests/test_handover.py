@@ -24,6 +24,7 @@ from served import Served, worker_instance
 from standin import StandIn
 
 from fallback.storage import Storage, open_storage
+from fallback.storage.records import CheckerState
 
 pytestmark = pytest.mark.slow
 
@@ -44,24 +45,26 @@ def environment(database: str, site: StandIn) -> dict:
     }
 
 
-def checking(storage: Storage) -> dict:
+def checking(storage: Storage) -> CheckerState:
     """The checker row once a holder has written a heartbeat under a lease it holds."""
     deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
         row = storage.checker.read()
-        if row["owner"] and row["lease_until"] and row["heartbeat_at"]:
+        if row.owner and row.lease_until and row.heartbeat_at:
             return row
         time.sleep(0.05)
     raise AssertionError(f"no checker within {PATIENCE} s")
 
 
-def new_checker_at(storage: Storage, before: dict, watch: Served | None = None, answers: set | None = None) -> float:
+def new_checker_at(
+    storage: Storage, before: CheckerState, watch: Served | None = None, answers: set | None = None
+) -> float:
     """When (monotonic) a holder other than `before`'s is first seen with a heartbeat of its own under its lease;
     with `watch`, what that instance's healthz answered all the while is added to `answers`."""
     deadline = time.monotonic() + PATIENCE
     while time.monotonic() < deadline:
         row = storage.checker.read()
-        if row["owner"] != before["owner"] and row["lease_until"] and row["heartbeat_at"] != before["heartbeat_at"]:
+        if row.owner != before.owner and row.lease_until and row.heartbeat_at != before.heartbeat_at:
             return time.monotonic()
         if watch is not None and answers is not None:
             health = requests.get(watch.url + "/_fallback/healthz", timeout=5)
@@ -71,7 +74,11 @@ def new_checker_at(storage: Storage, before: dict, watch: Served | None = None, 
 
 
 def time_the_hand_over(
-    stop: Callable[[], object], storage: Storage, before: dict, watch: Served | None = None, answers: set | None = None
+    stop: Callable[[], object],
+    storage: Storage,
+    before: CheckerState,
+    watch: Served | None = None,
+    answers: set | None = None,
 ) -> tuple[float, float]:
     """Run `stop()` (a SIGTERM, then a wait for the exit) while watching for a new checker: seconds from the end
     of the stop to the new checker (0 when it came sooner), and from the start of the stop."""
@@ -107,7 +114,7 @@ def test_the_other_instance_is_checking_within_2_seconds_of_a_clean_stop_ten_res
         try:
             for _restart in range(RESTARTS):
                 before = checking(storage)
-                holder = worker_instance(before["owner"], servers)
+                holder = worker_instance(before.owner, servers)
                 survivor = next(server for server in servers if server is not holder)
                 from_exit, from_start = time_the_hand_over(holder.stop, storage, before, survivor, health)
                 times.append(from_exit)
@@ -147,7 +154,7 @@ def test_a_sibling_worker_is_checking_within_2_seconds_of_the_holding_worker_sto
     storage = open_storage(database)
     with StandIn() as site, Served(environment(database, site), tmp_path, workers=2) as server:
         before = checking(storage)
-        worker = int(before["owner"].split(":")[1])
+        worker = int(before.owner.split(":")[1])
         assert worker != server.process.pid
 
         def stop_the_worker() -> None:

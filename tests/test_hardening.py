@@ -110,7 +110,7 @@ def test_past_the_rate_limit_a_visitor_gets_429_with_input_kept(limited):
     assert 1 <= int(response.headers["Retry-After"]) <= 60
     html = response.get_data(as_text=True)
     assert 'value="Paul Keep"' in html and "Please wait" in html
-    assert limited.extensions["fallback"].storage.leads.count()["leads"] == 1
+    assert limited.extensions["fallback"].storage.leads.count().leads == 1
 
 
 def test_invalid_posts_count_against_the_limit_too(limited):

@@ -8,6 +8,7 @@ import pytest
 from old_schema import database_at
 
 from fallback.storage import NewLead, email_key, open_storage
+from fallback.storage.records import LeadCounts
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -88,6 +89,6 @@ def test_the_schema_step_re_keys_every_lead_and_merges_only_one_address_written_
     assert keys == sorted(
         ["alice@xn--strae-oqa.de", "bob@example.org", "carol@xn--strae-oqa.de", "carol@xn--strae-oqa.de"]
     )
-    assert storage.leads.count() == {"leads": 3, "spam": 1}
+    assert storage.leads.count() == LeadCounts(leads=3, spam=1)
     # The unique key is back: a new submission of carol's address merges into her one lead.
     assert storage.leads.save(NewLead("CAROL@straße.de")) == leads["carol@xn--strae-oqa.de"]["id"]

@@ -88,7 +88,7 @@ def test_the_three_queues_are_carried_into_the_outbox_with_nothing_in_flight_los
     assert [message.message_id for message in claimed] == ["msg_2"]
     # The mode history is mode.changed events now, dispatched already: nothing is announced again.
     [change] = storage.flag.mode_changes()
-    assert {key: change[key] for key in ("at", "mode", "until", "reason", "by")} == {
+    assert {key: getattr(change, key) for key in ("at", "mode", "until", "reason", "by")} == {
         "at": "2026-11-28T20:01:00",
         "mode": "down",
         "until": "2026-11-28T22:00:00",

@@ -21,7 +21,9 @@ from fallback.cli import cli
 from fallback.core.settings import Settings
 from fallback.serving.app import create_app
 from fallback.storage import MIGRATIONS, NewLead, StorageError, open_storage
-from fallback.storage.postgres import PG_MIGRATIONS, safe_url
+from fallback.storage.postgres_migrations import PG_MIGRATIONS
+from fallback.storage.postgres_url import safe_url
+from fallback.storage.records import LeadCounts
 
 pytestmark = pytest.mark.slow  # starts server processes (tests/test_markers.py)
 
@@ -92,7 +94,7 @@ def test_a_restart_between_requests_costs_no_failed_write(database, pg_cluster):
     # The pooled connections the server hung up on are found dead and replaced before use.
     storage.leads.save(NewLead("after@example.org"))
     assert storage.flag.read().mode == "auto"
-    assert storage.leads.count() == {"leads": 2, "spam": 0}
+    assert storage.leads.count() == LeadCounts(leads=2, spam=0)
 
 
 def refuse_writes(cluster, url: str, refuse: bool = True) -> None:
@@ -118,7 +120,7 @@ def test_a_refused_write_gives_a_storage_error_and_keeps_what_was_stored(databas
     assert [lead["email"] for lead in storage.leads.iter()] == ["kept@example.org"]
     refuse_writes(pg_cluster, database, False)
     storage.leads.save(NewLead("later@example.org"))
-    assert storage.leads.count()["leads"] == 2
+    assert storage.leads.count().leads == 2
 
 
 def test_a_lead_the_database_refuses_is_not_thanked(database, pg_cluster, env):
@@ -263,13 +265,13 @@ def test_migrate_copies_a_sqlite_database_once(database, tmp_path, monkeypatch):
     assert (lead["email"], lead["name"], lead["submissions"], lead["consent"]) == ("Paul@Example.org", "Paul", 2, 1)
     assert lead["consent_text"] == "ok" and lead["created_at"] < lead["updated_at"]
     assert [sent["message"] for sent in lead["messages"]] == ["first", "second"]
-    assert new.leads.count() == {"leads": 1, "spam": 2}
+    assert new.leads.count() == LeadCounts(leads=1, spam=2)
     assert new.flag.read().mode == "down" and new.flag.read().state == "down" and new.flag.read().mode_reason == "TV"
-    assert [(i["started_at"], i["reason"]) for i in new.flag.incidents()] == [
-        (i["started_at"], i["reason"]) for i in old.flag.incidents()
+    assert [(i.started_at, i.reason) for i in new.flag.incidents()] == [
+        (i.started_at, i.reason) for i in old.flag.incidents()
     ]
-    assert [(c["at"], c["mode"], c["by"]) for c in new.flag.mode_changes()] == [
-        (c["at"], c["mode"], c["by"]) for c in old.flag.mode_changes()
+    assert [(c.at, c.mode, c.by) for c in new.flag.mode_changes()] == [
+        (c.at, c.mode, c.by) for c in old.flag.mode_changes()
     ]
     assert [(e.at, e.type, e.data) for e in new.events.recent()] == old_events
     assert new.secret_key() == (secret, False)

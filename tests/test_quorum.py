@@ -207,7 +207,7 @@ def test_the_site_comes_back_up_once_n_vantage_points_see_it_again_and_the_incid
     rounds([first, second], 3, clock)
     assert first.storage.flag.read().state == "up"
     [incident] = first.storage.flag.incidents()
-    assert incident["end_reason"].startswith("quorum of 2: 2 of 2 fresh vantage points say up (a, b)")
+    assert incident.end_reason.startswith("quorum of 2: 2 of 2 fresh vantage points say up (a, b)")
     [closed] = [json.loads(d.payload) for d in webhooks_claimed(first.storage)]
     assert closed["type"] == "incident.closed" and closed["data"]["vantage_points"] == ["a", "b"]
 

@@ -112,7 +112,7 @@ def test_an_outage_probed_through_a_url_with_credentials_never_shows_them(env, s
     assert NotificationSender(announcing, storage, notifier).deliver_pending() == 1
     log_in(client)
     shown = {
-        "incident reason": storage.flag.incidents(1)[0]["reason"],
+        "incident reason": storage.flag.incidents(1)[0].reason,
         "flag reason": storage.flag.read().state_reason,
         "stored probes": repr(storage.checker.recent_probes(5)),
         "log": caplog.text,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from helpers import csrf_token, log_in
+from helpers import csrf_token, lead_created_events, log_in
 from openapi_check import check_answer
 
 from fallback.cli import cli
 from fallback.core.settings import Settings
-from fallback.outbound.messages import dispatch
 from fallback.serving.app import create_app
 from fallback.storage import NewLead
+from fallback.storage.records import LeadCounts
 from fallback.team.openapi import document
 
 BACKENDS = ["sqlite", "postgres"]
@@ -20,6 +18,8 @@ TOKEN = "spam-folder-api-token-for-the-tests-0123"
 EXPORT_TOKEN = "spam-folder-export-token-for-tests-4567"
 PREFIX = "/_fallback/api/v1"
 WEBHOOK_SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3OA=="
+# Nothing listens there: queued deliveries are only read back from the table.
+HOOKS = {"FALLBACK_WEBHOOK_URLS": "http://127.0.0.1:9/hooks", "FALLBACK_WEBHOOK_SECRET": WEBHOOK_SECRET}
 
 
 def fast_typist(email: str = "fast@example.org", message: str = "Do you ship to Lyon?") -> NewLead:
@@ -33,18 +33,8 @@ def env(env):
         **env,
         "FALLBACK_API_TOKEN": TOKEN,
         "FALLBACK_EXPORT_TOKEN": EXPORT_TOKEN,
-        # Nothing listens there: queued deliveries are only read back from the table.
-        "FALLBACK_WEBHOOK_URLS": "http://127.0.0.1:9/hooks",
-        "FALLBACK_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        **HOOKS,
     }
-
-
-def lead_created_events(storage) -> list[dict]:
-    """The lead.created webhooks queued for the receiver, once the events recorded so far are dispatched."""
-    hooks = {"FALLBACK_WEBHOOK_URLS": "http://127.0.0.1:9/hooks", "FALLBACK_WEBHOOK_SECRET": WEBHOOK_SECRET}
-    dispatch(storage, Settings.from_env(hooks))
-    payloads = [json.loads(message.payload) for message in reversed(storage.outbox.recent("webhook", 100))]
-    return [event["data"] for event in payloads if event["type"] == "lead.created"]
 
 
 def test_suspected_spam_is_listed_with_its_reason_and_message_and_sends_nothing(storage):
@@ -55,19 +45,19 @@ def test_suspected_spam_is_listed_with_its_reason_and_message_and_sends_nothing(
         "sent too fast (1.2 s)",
         "Do you ship to Lyon?",
     )
-    assert storage.leads.count() == {"leads": 0, "spam": 1}
-    assert lead_created_events(storage) == []
+    assert storage.leads.count() == LeadCounts(leads=0, spam=1)
+    assert lead_created_events(storage, HOOKS) == []
 
 
 def test_not_spam_makes_a_new_lead_that_counts_is_exported_and_fires_lead_created(storage):
     storage.leads.save(fast_typist())
     assert storage.spam.keep("FAST@example.org") == 1
-    assert storage.leads.count() == {"leads": 1, "spam": 0}
+    assert storage.leads.count() == LeadCounts(leads=1, spam=0)
     assert storage.spam.list() == []
     [exported] = list(storage.leads.iter())
     assert exported["email"] == "fast@example.org"
     assert [sent["message"] for sent in exported["messages"]] == ["Do you ship to Lyon?"]
-    [created] = lead_created_events(storage)
+    [created] = lead_created_events(storage, HOOKS)
     assert (created["email"], created["message"], created["consent"]) == (
         "fast@example.org",
         "Do you ship to Lyon?",
@@ -77,21 +67,21 @@ def test_not_spam_makes_a_new_lead_that_counts_is_exported_and_fires_lead_create
 
 def test_not_spam_joins_the_address_s_existing_lead_with_every_message_kept_and_no_second_event(storage):
     storage.leads.save(NewLead("fast@example.org", message="First, genuine", consent=True))
-    events_before = len(lead_created_events(storage))
+    events_before = len(lead_created_events(storage, HOOKS))
     storage.leads.save(fast_typist(message="Second, held back"))
     assert storage.spam.keep("fast@example.org") == 1
     [lead] = list(storage.leads.iter())
     assert sorted(sent["message"] for sent in lead["messages"]) == ["First, genuine", "Second, held back"]
     assert lead["submissions"] == 2
-    assert storage.leads.count() == {"leads": 1, "spam": 0}
-    assert len(lead_created_events(storage)) == events_before
+    assert storage.leads.count() == LeadCounts(leads=1, spam=0)
+    assert len(lead_created_events(storage, HOOKS)) == events_before
 
 
 def test_keeping_an_address_without_spam_changes_nothing(storage):
     storage.leads.save(NewLead("real@example.org"))
     assert storage.spam.keep("real@example.org") == 0
     assert storage.spam.keep_one(999) is False
-    assert storage.leads.count() == {"leads": 1, "spam": 0}
+    assert storage.leads.count() == LeadCounts(leads=1, spam=0)
 
 
 def test_the_cli_lists_the_spam_and_keeps_one(runner, storage):
@@ -103,7 +93,7 @@ def test_the_cli_lists_the_spam_and_keeps_one(runner, storage):
     kept = runner.invoke(cli, ["spam", "keep", "fast@example.org"])
     assert kept.exit_code == 0 and "kept 1 suspected spam of fast@example.org as a lead" in kept.output
     assert "no suspected spam of fast@example.org" in runner.invoke(cli, ["spam", "keep", "fast@example.org"]).output
-    assert storage.leads.count() == {"leads": 1, "spam": 0}
+    assert storage.leads.count() == LeadCounts(leads=1, spam=0)
 
 
 def api(client, method: str, route: str, token: str = TOKEN, **kwargs):
@@ -126,7 +116,7 @@ def test_the_api_refuses_a_bad_keep_with_a_400_and_keeps_nothing(client, storage
     storage.leads.save(fast_typist())
     response = api(client, "POST", "/spam/keep", json=body)
     assert response.status_code == 400
-    assert storage.leads.count() == {"leads": 0, "spam": 1}
+    assert storage.leads.count() == LeadCounts(leads=0, spam=1)
 
 
 def test_the_export_token_cannot_read_or_rescue_spam(client, storage):
@@ -145,6 +135,6 @@ def test_the_dashboard_lists_the_spam_and_its_not_spam_button_makes_a_lead(env, 
     assert client.post(f"/_fallback/admin/spam/{held['id']}/keep").status_code == 400  # no CSRF token
     kept = client.post(f"/_fallback/admin/spam/{held['id']}/keep", data={"csrf_token": csrf_token(html)})
     assert kept.status_code == 303
-    assert storage.leads.count() == {"leads": 1, "spam": 0}
+    assert storage.leads.count() == LeadCounts(leads=1, spam=0)
     again = client.post(f"/_fallback/admin/spam/{held['id']}/keep", data={"csrf_token": csrf_token(html)})
     assert again.status_code == 404

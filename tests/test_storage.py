@@ -6,6 +6,7 @@ import pytest
 from helpers import refuse_writes
 
 from fallback.storage import MIGRATIONS, NewLead, NewMessage, StorageError, open_storage
+from fallback.storage.records import LeadCounts
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -57,7 +58,7 @@ def test_a_database_of_an_older_version_is_brought_up_to_date_when_opened(databa
     assert clocked_storage.db.read("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(len(MIGRATIONS))
     assert (
         clocked_storage.db.read("SELECT COUNT(*) FROM rate_limits")[0][0] == 0
-        and clocked_storage.checker.read()["owner"] is None
+        and clocked_storage.checker.read().owner is None
     )
     assert [lead["email"] for lead in clocked_storage.leads.iter()] == ["kept@example.org"]
 
@@ -116,7 +117,7 @@ def test_spam_is_kept_apart_and_out_of_the_export(clocked_storage):
     clocked_storage.leads.save(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
     clocked_storage.leads.save(NewLead("paul@example.org", name="bot", spam_reason="honeypot"))
     assert [lead["name"] for lead in clocked_storage.leads.iter()] == [""]
-    assert clocked_storage.leads.count() == {"leads": 1, "spam": 2}
+    assert clocked_storage.leads.count() == LeadCounts(leads=1, spam=2)
     assert {row["spam_reason"] for row in clocked_storage.leads.recent(spam=True)} == {"honeypot"}
 
 
@@ -140,8 +141,8 @@ def test_mode_changes_are_recorded_with_who_when_why_and_until(clocked_storage, 
     assert (flag.mode, flag.mode_until, flag.mode_reason, flag.mode_by) == ("down", until, "TV", "cli (ops)")
     clocked_storage.flag.set_mode("auto", by="admin (web)")
     changes = clocked_storage.flag.mode_changes()
-    assert [(c["mode"], c["by"]) for c in changes] == [("auto", "admin (web)"), ("down", "cli (ops)")]
-    assert changes[1]["until"] == "2026-11-28T22:00:00.000000+00:00"
+    assert [(c.mode, c.by) for c in changes] == [("auto", "admin (web)"), ("down", "cli (ops)")]
+    assert changes[1].until == "2026-11-28T22:00:00.000000+00:00"
     assert clocked_storage.flag.read().version == 2
 
 
@@ -236,7 +237,7 @@ def test_concurrent_submissions_share_commits_and_each_gets_its_own_answer(clock
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         ids = list(pool.map(lambda n: clocked_storage.leads.save(NewLead(f"c{n}@example.org")), range(200)))
     assert len(set(ids)) == 200
-    assert clocked_storage.leads.count()["leads"] == 200
+    assert clocked_storage.leads.count().leads == 200
     rate = RateCheck("contact:same-client", limit=3, seconds=3600)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         waits = list(pool.map(lambda n: clocked_storage.leads.hit_rate(rate), range(8)))
@@ -289,7 +290,7 @@ def test_a_flip_raced_by_two_instances_happens_once(instances):
 def test_the_checker_lease_raced_by_two_instances_has_one_holder(instances):
     results = race(instances, 6, lambda storage, n: storage.checker.claim(f"owner-{n}", 30))
     assert results.count(True) == 1
-    assert instances[0].checker.read()["owner"] == f"owner-{results.index(True)}"
+    assert instances[0].checker.read().owner == f"owner-{results.index(True)}"
 
 
 def one_notification(event):

@@ -298,7 +298,7 @@ def test_a_hung_receiver_never_delays_visitors(hook_env, hook_storage, receiver)
     sending.join(15)
     sender.prepare()  # the leads' events, made into deliveries by the next round
     counts = hook_storage.outbox.counts("webhook")
-    assert counts["pending"] == 6 and counts["delivered"] == 0  # the 5 leads queued, none lost
+    assert counts.pending == 6 and counts.delivered == 0  # the 5 leads queued, none lost
 
 
 def test_a_delivery_queued_before_a_restart_is_sent_by_a_new_sender(hook_env, hook_storage, receiver, clock):

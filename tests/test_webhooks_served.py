@@ -65,14 +65,12 @@ def test_a_hung_receiver_delays_no_visitor_and_a_restart_delivers_the_queue_in_o
             storage = open_storage(database)
             wait_for(lambda: storage.outbox.recent("webhook", 100)[-1].last_error, 20, "the hung post given up")
             # The visitors' events, recorded with their leads, become deliveries at the sender's next round.
-            wait_for(lambda: storage.outbox.counts("webhook")["pending"] == 1 + VISITORS, 10, "every event queued")
+            wait_for(lambda: storage.outbox.counts("webhook").pending == 1 + VISITORS, 10, "every event queued")
         receiver.closing.set()  # the hung answer ends; the receiver accepts every post from now on
         with Served(env, tmp_path):
             posts = receiver.wait_for(2 + VISITORS, 30)
             # Before the stop: a post whose answer is not recorded yet would be posted again (at least once).
-            wait_for(
-                lambda: storage.outbox.counts("webhook")["delivered"] == 1 + VISITORS, 10, "every delivery recorded"
-            )
+            wait_for(lambda: storage.outbox.counts("webhook").delivered == 1 + VISITORS, 10, "every delivery recorded")
     events = [Webhook(SECRET).verify(body, headers) for headers, body in posts]
     assert [event["type"] for event in events] == ["mode.changed"] * 2 + ["lead.created"] * VISITORS
     assert posts[0][0]["webhook-id"] == posts[1][0]["webhook-id"]  # the same event, tried again

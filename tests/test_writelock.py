@@ -135,10 +135,10 @@ def test_sqlite_writes_wait_for_the_lock_beside_the_database(tmp_path):
     writer = threading.Thread(target=lambda: saved.append(storage.leads.save(NewLead(email="ann@example.org"))))
     writer.start()
     writer.join(0.3)
-    assert saved == [] and storage.leads.count()["leads"] == 0  # queued behind the holder
+    assert saved == [] and storage.leads.count().leads == 0  # queued behind the holder
     release.set()
     writer.join(10)
-    assert len(saved) == 1 and storage.leads.count()["leads"] == 1
+    assert len(saved) == 1 and storage.leads.count().leads == 1
 
 
 def test_a_forked_child_does_not_keep_its_parents_lock(lock):

@@ -20,6 +20,7 @@ from fallback.core.flag import DEFAULT_RETRY_AFTER, Flag, back_in
 from fallback.core.redact import redact_text
 from fallback.core.settings import Settings
 from fallback.storage import Storage, StorageError
+from fallback.storage.records import CheckerState
 
 log = logging.getLogger("fallback.status")
 
@@ -36,9 +37,9 @@ def heartbeat_is_fresh(heartbeat_age: float | None, interval: float, timeout: fl
     return heartbeat_age is not None and heartbeat_age < fresh_seconds(interval, timeout)
 
 
-def checker_problem(checker: dict, settings: Settings, now: datetime) -> str | None:
+def checker_problem(checker: CheckerState, settings: Settings, now: datetime) -> str | None:
     """Why the checker looks dead, or None while its heartbeat is fresh."""
-    beat = checker["heartbeat_at"]
+    beat = checker.heartbeat_at
     age = (now - beat).total_seconds() if beat else None
     if heartbeat_is_fresh(age, settings.check_interval, settings.check_timeout):
         return None
@@ -64,24 +65,24 @@ def status_document(storage: Storage, settings: Settings, now: datetime) -> dict
     flag = storage.flag.read()
     document = flag.as_status(now)
     checker = storage.checker.read()
-    beat = checker["heartbeat_at"]
+    beat = checker.heartbeat_at
     incidents = storage.flag.incidents(1)
     document.update(
         {
             # What the checker (or the quorum) last found of the main site, whatever a forced mode shows visitors.
             "checked_state": flag.state,
-            "network_doubt": checker["network_doubt"],
+            "network_doubt": checker.network_doubt,
             # The last round's probe reached fallback itself: the checker's note then says what to fix.
-            "self_probe": checker["note"] == SELF_PROBE_WARNING,
+            "self_probe": checker.note == SELF_PROBE_WARNING,
             "checker": {
-                "owner": checker["owner"],
+                "owner": checker.owner,
                 "heartbeat_age": round((now - beat).total_seconds(), 1) if beat else None,
                 "healthy": checker_problem(checker, settings, now) is None,
-                "note": checker["note"],
+                "note": checker.note,
             },
-            "incident": incidents[0] if incidents and incidents[0]["ended_at"] is None else None,
+            "incident": dataclasses.asdict(incidents[0]) if incidents and incidents[0].ended_at is None else None,
             "notice": flag.notice,
-            **storage.leads.count(),
+            **dataclasses.asdict(storage.leads.count()),
         }
     )
     if settings.quorum > 1:  # with a quorum of 1 the document stays as it always was

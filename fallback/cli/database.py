@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import cast
 
 import click
 
@@ -13,6 +15,7 @@ from fallback.core.clock import utcnow
 from fallback.core.paths import owner_only
 from fallback.core.remote import Remote
 from fallback.core.settings import Settings
+from fallback.storage.records import Lead
 from fallback.team.export import csv_chunks, parse_bound
 from fallback.team.modes import change_mode, change_notice
 
@@ -181,8 +184,9 @@ def export(since: str | None, until: str | None, output: str, url: str | None) -
     """
     lower, upper = parse_bound(since, "--since"), parse_bound(until, "--until")
     settings = Settings.from_env()
-    if url:  # the export token may read leads too
-        leads = Remote(url, settings.api_token or settings.export_token).leads(lower, upper)
+    leads: Iterator[Lead]
+    if url:  # the export token may read leads too; the API's leads are the stored Lead documents (serialize)
+        leads = cast(Iterator[Lead], Remote(url, settings.api_token or settings.export_token).leads(lower, upper))
     else:
         leads = load_storage(settings).leads.iter(lower, upper)
     if output == "-":

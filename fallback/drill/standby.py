@@ -114,7 +114,7 @@ def database_item(database: str, mounts: str | None = None, timeout: float = 5.0
 def postgres_item(database: str, timeout: float) -> Item:
     """Whether the PostgreSQL database answers from here, with these credentials."""
     from fallback.storage import StorageError
-    from fallback.storage.postgres import ping, safe_url
+    from fallback.storage.postgres_url import ping, safe_url
 
     name = "durable database"
     try:

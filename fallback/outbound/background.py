@@ -9,14 +9,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from fallback.storage import StorageError
 
 POLL_SECONDS = 1.0
 
 
+class LeaseHolder(Protocol):
+    """The checker, as the senders see it: whether this process holds the lease now."""
+
+    @property
+    def holding(self) -> bool: ...
+
+
 def while_holding(
-    checker, stop: threading.Event, one_round: Callable[[], object], what: str, log: logging.Logger
+    checker: LeaseHolder, stop: threading.Event, one_round: Callable[[], object], what: str, log: logging.Logger
 ) -> None:
     """Run `one_round()` every second while `checker.holding`, until `stop` is set; `what` names it in the log."""
     while not stop.wait(POLL_SECONDS):

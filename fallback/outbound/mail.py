@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import email.utils
 import functools
 from email.message import EmailMessage
@@ -30,7 +31,7 @@ class UnencodedHeader(str):
         header.name = name  # the policy writes an object with a name through its own fold()
         return header
 
-    def fold(self, *, policy) -> str:
+    def fold(self, *, policy: email.policy.Policy) -> str:
         """The header's lines: one, or the name and then the value on a continuation line."""
         line = f"{self.name}: {self}"
         if not policy.max_line_length or len(line) <= policy.max_line_length:

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from fallback.core.redact import redact_text, redact_url
 from fallback.core.settings import Settings
-from fallback.outbound.background import while_holding
+from fallback.outbound.background import LeaseHolder, while_holding
 from fallback.outbound.messages import dispatch
 from fallback.outbound.policy import POLICIES
 from fallback.storage import Message, RateCheck, Storage
@@ -125,12 +125,12 @@ class Courier:
                 delivered += self.deliver(message)
         return delivered
 
-    def run(self, checker, stop: threading.Event) -> None:
+    def run(self, checker: LeaseHolder, stop: threading.Event) -> None:
         """Send while this process holds the checker lease, until `stop` is set."""
         while_holding(checker, stop, lambda: self.deliver_pending(stop), self.what, self.log)
 
 
-def dispatch_forever(settings: Settings, storage: Storage, checker, stop: threading.Event) -> None:
+def dispatch_forever(settings: Settings, storage: Storage, checker: LeaseHolder, stop: threading.Event) -> None:
     """With no sender configured, still mark each event dispatched (into no message), so that configuring one
     later does not send a backlog of stale news."""
     while_holding(checker, stop, lambda: dispatch(storage, settings), "events", logging.getLogger("fallback.outbox"))

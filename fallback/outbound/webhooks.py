@@ -10,6 +10,7 @@ receivers use to de-duplicate.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -116,7 +117,7 @@ class WebhookSender(Courier):
         )
 
 
-def _seconds(headers) -> float | None:
+def _seconds(headers: Mapping[str, str]) -> float | None:
     """A Retry-After in seconds (the date form is ignored: the backoff applies then)."""
     value = headers.get("Retry-After", "").strip()
     return float(value) if value.isdigit() else None

@@ -15,10 +15,10 @@ from fallback.storage.digests import DigestStore
 from fallback.storage.events import Event, EventStore
 from fallback.storage.flag import FlagStore
 from fallback.storage.followups import FollowupStore, Recipient
-from fallback.storage.leads import LEAD_COLUMNS, LeadStore, Submission, email_key
+from fallback.storage.leads import LeadStore, Submission, email_key
 from fallback.storage.limits import LimitStore, RateCheck
 from fallback.storage.outbox import Message, NewMessage, OutboxStore
-from fallback.storage.records import NewLead
+from fallback.storage.records import LEAD_COLUMNS, NewLead
 from fallback.storage.schema import MIGRATIONS
 from fallback.storage.spam import SpamStore
 from fallback.storage.verdicts import Verdict, VerdictStore

@@ -6,7 +6,9 @@ written in SQL both databases accept), so two instances never see a half-done ch
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from fallback.core.admission import BURST_SECONDS, Gate
 from fallback.core.clock import iso
@@ -35,7 +37,7 @@ _PASSED = (
 _COUNT_PASSED = f"send_at = {_FROM_NOW} + {_PASSED} * {_STEP}"
 
 
-def _gate(row) -> Gate:
+def _gate(row: Sequence[Any]) -> Gate:
     return Gate(int(row[0]), float(row[1]), float(row[2]), float(row[3]), float(row[4]))
 
 

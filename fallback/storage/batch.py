@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from fallback.storage.base import StorageError
 
@@ -39,7 +40,7 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
-    def run(self, *work):
+    def run(self, *work: object) -> Any:
         """Apply `work` in the next committed batch; its result, or the StorageError that stopped it."""
         pending = _Pending(work)
         self._ensure_writer()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from fallback.core.clock import iso, parse_iso
 from fallback.storage.base import Database
+from fallback.storage.records import CheckerState, StoredProbe, from_row
 
 
 class CheckerStore:
@@ -41,7 +43,9 @@ class CheckerStore:
     def close(self) -> None:
         """Release what the lease holds besides the database's connections: nothing, for a lease in a row."""
 
-    def record_round(self, owner: str, probes: list[dict], network_doubt: bool, note: str | None) -> None:
+    def record_round(
+        self, owner: str, probes: Sequence[Mapping[str, object]], network_doubt: bool, note: str | None
+    ) -> None:
         """Store one round's probe results and the heartbeat of the checker that ran it."""
         now = iso(self.db.clock())
         with self.db.write() as conn:
@@ -60,16 +64,18 @@ class CheckerStore:
         with self.db.write() as conn:
             return int(conn.execute("DELETE FROM probes WHERE at < ?", (iso(older_than),)).rowcount)
 
-    def read(self) -> dict:
+    def read(self) -> CheckerState:
         """Who holds the checker lease, its last heartbeat, and whether it doubts its own network."""
-        row = dict(
-            self.db.read("SELECT owner, lease_until, heartbeat_at, network_doubt, note FROM checker WHERE id = 1")[0]
+        row = self.db.read("SELECT owner, lease_until, heartbeat_at, network_doubt, note FROM checker WHERE id = 1")[0]
+        return from_row(
+            CheckerState,
+            row,
+            heartbeat_at=parse_iso(row["heartbeat_at"]),
+            lease_until=parse_iso(row["lease_until"]),
+            network_doubt=bool(row["network_doubt"]),
         )
-        row["heartbeat_at"] = parse_iso(row["heartbeat_at"])
-        row["lease_until"] = parse_iso(row["lease_until"])
-        row["network_doubt"] = bool(row["network_doubt"])
-        return row
 
-    def recent_probes(self, limit: int = 60) -> list[dict]:
+    def recent_probes(self, limit: int = 60) -> list[StoredProbe]:
         """The latest probe results, newest first."""
-        return [dict(row) for row in self.db.read("SELECT * FROM probes ORDER BY id DESC LIMIT ?", (limit,))]
+        rows = self.db.read("SELECT * FROM probes ORDER BY id DESC LIMIT ?", (limit,))
+        return [from_row(StoredProbe, row, ok=bool(row["ok"]), control=bool(row["control"])) for row in rows]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from fallback.storage.base import Database
-from fallback.storage.leads import LEAD_COLUMNS
+from fallback.storage.records import LEAD_COLUMNS
 
 # Every column a lead is exported with (its id aside), and what keeps spam apart.
 LEAD_COPY_COLUMNS = ("email_key", *LEAD_COLUMNS[1:], "spam", "spam_reason", "drill")

@@ -16,6 +16,7 @@ from typing import Any
 from fallback.core.clock import iso
 from fallback.storage.base import Connection, Database
 from fallback.storage.outbox import NewMessage, add_messages
+from fallback.storage.records import from_row
 
 EVENT_TYPES = (
     "incident.opened",
@@ -54,7 +55,7 @@ def record_event(conn: Connection, at: str, kind: str, data: dict[str, Any], lea
 
 
 def _event(row: Any) -> Event:
-    return Event(row["id"], row["at"], row["type"], json.loads(row["data"]), row["lead_id"])
+    return from_row(Event, row, data=json.loads(row["data"]))
 
 
 class EventStore:

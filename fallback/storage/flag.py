@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from fallback.core.clock import iso, parse_iso
 from fallback.core.flag import Flag
 from fallback.storage.base import Connection, Database, StorageError
 from fallback.storage.events import record_event
 from fallback.storage.leads import GENUINE
+from fallback.storage.records import Incident, ModeChange, from_row
 
 log = logging.getLogger("fallback.storage")
 
@@ -185,7 +187,7 @@ class FlagStore:
                     record_event(conn, now, "incident.closed", {**_closed(row, now, reason), **agreed})
         return True
 
-    def incidents(self, limit: int = 20) -> list[dict]:
+    def incidents(self, limit: int = 20) -> list[Incident]:
         """The latest incidents, newest first, with their duration and the leads captured during each."""
         rows = self.db.read(
             f"SELECT i.*, (SELECT COUNT(*) FROM leads WHERE {GENUINE} AND created_at >= i.started_at "
@@ -193,24 +195,22 @@ class FlagStore:
             "FROM incidents i ORDER BY i.id DESC LIMIT ?",
             (limit,),
         )
-        incidents = []
-        for row in rows:
-            incident = dict(row)
-            end = parse_iso(incident["ended_at"]) or self.db.clock()
-            started = datetime.fromisoformat(incident["started_at"])  # NOT NULL
-            incident["duration_seconds"] = round((end - started).total_seconds())
-            incidents.append(incident)
-        return incidents
+        return [from_row(Incident, row, duration_seconds=self._lasted(row)) for row in rows]
 
-    def mode_changes(self, limit: int = 20) -> list[dict]:
+    def _lasted(self, incident: Mapping[str, Any]) -> int:
+        """An incident's duration in seconds: until now while it is open."""
+        end = parse_iso(incident["ended_at"]) or self.db.clock()
+        return round((end - datetime.fromisoformat(incident["started_at"])).total_seconds())  # started_at NOT NULL
+
+    def mode_changes(self, limit: int = 20) -> list[ModeChange]:
         """The latest mode changes (their events), newest first: when, the mode, until when, why and who."""
         rows = self.db.read(
             "SELECT id, at, data FROM events WHERE type = 'mode.changed' ORDER BY id DESC LIMIT ?", (limit,)
         )
-        return [{"id": row["id"], "at": row["at"], **json.loads(row["data"])} for row in rows]
+        return [from_row(ModeChange, {"id": row["id"], "at": row["at"], **json.loads(row["data"])}) for row in rows]
 
 
-def _closed(incident, ended_at: str, end_reason: str) -> dict:
+def _closed(incident: Mapping[str, Any], ended_at: str, end_reason: str) -> dict[str, object]:
     """The `incident.closed` event's facts: the incident as opened, and how it ended."""
     return {
         "incident_id": incident["id"],

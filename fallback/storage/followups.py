@@ -12,6 +12,7 @@ from datetime import datetime
 from fallback.core.clock import iso
 from fallback.storage.base import Database
 from fallback.storage.leads import GENUINE
+from fallback.storage.records import from_row
 
 FOLLOWUP = "followup"  # the outbox kind
 # The shared counter of FALLBACK_MAIL_RATE: every instance on the database sends against the same one.
@@ -69,14 +70,13 @@ class FollowupStore:
     def recipient(self, lead_id: int) -> Recipient | None:
         """Who the message to `lead_id` goes to; None once the lead is erased (its messages went with it)."""
         rows = self.db.read(
-            f"SELECT l.id, l.email, l.email_key, l.name, l.language, {_LANDING} AS landing_path "
+            f"SELECT l.id AS lead_id, l.email, l.email_key, l.name, l.language, {_LANDING} AS landing_path "
             "FROM leads l WHERE l.id = ?",
             (lead_id,),
         )
         if not rows:
             return None
-        row = rows[0]
-        return Recipient(row["id"], row["email"], row["email_key"], row["name"], row["language"], row["landing_path"])
+        return from_row(Recipient, rows[0])
 
     def unsubscribe(self, lead_id: int) -> bool:
         """End follow-up for one lead: its wish withdrawn, its waiting message dropped; False if no such lead."""

@@ -16,28 +16,12 @@ from fallback.storage.base import Connection, Database, StorageError
 from fallback.storage.batch import GroupCommit
 from fallback.storage.events import record_event
 from fallback.storage.limits import RateCheck, count_attempt
-from fallback.storage.records import NewLead
+from fallback.storage.records import LEAD_COLUMNS, Lead, LeadCounts, ListedLead, NewLead, listed_lead
+from fallback.storage.serialize import lead_created
 from fallback.storage.submissions import LATEST_MESSAGE, SAID, erase, form_key, kept_by, pages, record
 
 # A genuine lead: neither suspected spam nor a drill's test lead (both kept apart from exports, mail and webhooks).
 GENUINE = "spam = 0 AND drill = 0"
-# A lead's follow-up record: the wish (with its wording and time), when it was last mailed, when it unsubscribed.
-FOLLOW_UP_COLUMNS = ("notify", "notify_text", "notify_at", "notified_at", "unsubscribed_at")
-LEAD_COLUMNS = (
-    "id",
-    "email",
-    "name",
-    "consent",
-    "consent_version",
-    "consent_text",
-    "consent_at",
-    "landing_path",
-    "language",
-    "created_at",
-    "updated_at",
-    "submissions",
-    *FOLLOW_UP_COLUMNS,
-)
 
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -103,12 +87,10 @@ class LeadStore:
             # The same form committed meanwhile by another instance (PostgreSQL): not one more submission.
             conn.execute("UPDATE leads SET submissions = submissions - 1 WHERE id = ?", (lead_id,))
         elif submissions == 1 and lead.spam_reason is None and not lead.drill:  # spam and drills never go out
-            record_event(conn, now, "lead.created", _created(lead_id, lead, now), lead_id)
+            record_event(conn, now, "lead.created", lead_created(lead_id, lead, now), lead_id)
         return Submission(lead_id, None)
 
-    def iter(
-        self, since: datetime | None = None, until: datetime | None = None, batch: int = 1000
-    ) -> Iterator[dict[str, Any]]:
+    def iter(self, since: datetime | None = None, until: datetime | None = None, batch: int = 1000) -> Iterator[Lead]:
         """Genuine leads (spam left out), oldest first, whose latest submission is from `since` (inclusive) until
         `until` (exclusive), each with its `messages` (at, name, message) oldest first; read a page at a time."""
         conditions: list[str] = [GENUINE]
@@ -121,7 +103,7 @@ class LeadStore:
             params.append(iso(until))
         yield from pages(self.db, LEAD_COLUMNS, conditions, params, batch)
 
-    def after(self, last_id: int, limit: int, since: datetime | None = None) -> list[dict[str, Any]]:
+    def after(self, last_id: int, limit: int, since: datetime | None = None) -> list[Lead]:
         """Up to `limit` genuine leads with an id above `last_id`, oldest first, as `iter` gives them; paging by id
         with these meets every lead once, however many arrive meanwhile."""
         conditions = [GENUINE, "id <= ?"]
@@ -139,16 +121,16 @@ class LeadStore:
             conn.execute(self.db.wait_for_writers.format(table="leads"))
             return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM leads").fetchall()[0][0])
 
-    def recent(self, limit: int = 50, spam: bool = False) -> list[dict]:
+    def recent(self, limit: int = 50, spam: bool = False) -> list[ListedLead]:
         """The latest leads (or suspected spam), newest first."""
         rows = self.db.read(
             f"SELECT *, {LATEST_MESSAGE} FROM leads WHERE spam = ? AND drill = 0 "
             "ORDER BY updated_at DESC, id DESC LIMIT ?",
             (int(spam), limit),
         )
-        return [dict(row) for row in rows]
+        return [listed_lead(row) for row in rows]
 
-    def search(self, query: str = "", limit: int = 25, offset: int = 0) -> tuple[list[dict], int]:
+    def search(self, query: str = "", limit: int = 25, offset: int = 0) -> tuple[list[ListedLead], int]:
         """A page of genuine leads, newest first, whose address, name or a message contains `query`; and the total."""
         pattern = "%" + query.strip().casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where = f"{GENUINE} AND (email_key LIKE :q ESCAPE '\\' OR lower(name) LIKE :q ESCAPE '\\' OR {SAID})"
@@ -158,26 +140,26 @@ class LeadStore:
             "LIMIT :limit OFFSET :offset",
             {"q": pattern, "limit": limit, "offset": offset},
         )
-        return [dict(row) for row in rows], total
+        return [listed_lead(row) for row in rows], int(total)
 
     def delete(self, lead_id: int) -> bool:
         """Erase one lead and its submissions (from the files too); False if there was none with that id."""
         return bool(self._erase("id = ?", (lead_id,)))
 
-    def count(self) -> dict[str, int]:
+    def count(self) -> LeadCounts:
         """How many genuine leads and how many suspected spam submissions are stored."""
         row = self.db.read(
             "SELECT COALESCE(SUM(CASE WHEN spam = 0 THEN 1 ELSE 0 END), 0) AS leads, "
             "COALESCE(SUM(CASE WHEN spam = 1 THEN 1 ELSE 0 END), 0) AS spam FROM leads WHERE drill = 0"
         )[0]
-        return {"leads": row["leads"], "spam": row["spam"]}
+        return LeadCounts(leads=int(row["leads"]), spam=int(row["spam"]))
 
-    def drill_lead(self, email: str) -> dict[str, Any] | None:
+    def drill_lead(self, email: str) -> ListedLead | None:
         """The drill lead of this address (`fallback drill --rehearse` reads back what it sent), or None."""
         rows = self.db.read(
             f"SELECT *, {LATEST_MESSAGE} FROM leads WHERE email_key = ? AND drill = 1", (email_key(email),)
         )
-        return dict(rows[0]) if rows else None
+        return listed_lead(rows[0]) if rows else None
 
     def forget(self, email: str) -> int:
         """Erase every lead of one address (ASCII letters case-insensitive), spam included, with their submissions."""
@@ -254,18 +236,3 @@ def _upsert(lead: NewLead, now: str, key: str | None) -> tuple[str, dict]:
     }
     sql = _INSERT + ("" if lead.spam_reason else _MERGE) + " RETURNING id, submissions"
     return sql, values
-
-
-def _created(lead_id: int, lead: NewLead, now: str) -> dict[str, Any]:
-    """The `lead.created` event's facts: what the visitor sent, as stored (erased with the lead)."""
-    return {
-        "id": lead_id,
-        "email": lead.email.strip(),
-        "name": lead.name,
-        "message": lead.message,
-        "consent": lead.consent,
-        "notify": lead.notify,
-        "language": lead.language,
-        "landing_path": lead.landing_path,
-        "created_at": now,
-    }

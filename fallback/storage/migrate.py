@@ -12,7 +12,7 @@ from pathlib import Path
 from fallback.core.parsers import is_postgres_url
 from fallback.storage import StorageError, open_storage
 from fallback.storage.copy import copy_database
-from fallback.storage.postgres import safe_url
+from fallback.storage.postgres_url import safe_url
 
 
 def migrate(source: str, target: str) -> list[str]:

@@ -16,9 +16,10 @@ from typing import Any
 from fallback.core.clock import iso
 from fallback.storage.base import Connection, Database
 from fallback.storage.limits import RateCheck, count_attempt, give_back_attempt
+from fallback.storage.records import StatusCounts, from_row
 
 KINDS = ("notification", "followup", "webhook")
-STATUSES = ("pending", "delivered", "failed", "gone", "skipped")
+STATUSES = tuple(field.name for field in fields(StatusCounts))
 _DUE = "kind = ? AND status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
 # A destination that was down is left alone until its hold ends, whatever was queued for it since.
 _NOT_HELD = "(destination IS NULL OR destination NOT IN (SELECT url FROM webhook_destinations WHERE held_until > ?))"
@@ -74,7 +75,7 @@ def _text(moment: datetime | None) -> str | None:
 
 
 def _message(row: Any, **changed: Any) -> Message:
-    return Message(**{**{field.name: row[field.name] for field in fields(Message)}, **changed})
+    return from_row(Message, row, **changed)
 
 
 def add_messages(conn: Connection, messages: Iterable[NewMessage], at: str) -> None:
@@ -220,12 +221,12 @@ class OutboxStore:
         rows = self.db.read(f"SELECT {_COLUMNS} FROM outbox WHERE kind = ? ORDER BY id DESC LIMIT ?", (kind, limit))
         return [_message(row) for row in rows]
 
-    def counts(self, kind: str) -> dict[str, int]:
+    def counts(self, kind: str) -> StatusCounts:
         """How many messages of `kind` are in each status (every status named, zero included)."""
         counted = dict.fromkeys(STATUSES, 0)
         for row in self.db.read("SELECT status, COUNT(*) FROM outbox WHERE kind = ? GROUP BY status", (kind,)):
             counted[row[0]] = int(row[1])
-        return counted
+        return StatusCounts(**counted)
 
     def last_error(self, kind: str) -> str | None:
         """The latest error recorded for a message of `kind`, if any."""

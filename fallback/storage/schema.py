@@ -1,6 +1,6 @@
 """The SQLite schema and its migrations (sqlite-utils), run in order on start; the version is how many have run.
 
-PostgreSQL's DDL (postgres.PG_MIGRATIONS) follows these step for step; tests/test_postgres.py checks that
+PostgreSQL's DDL (postgres_migrations.PG_MIGRATIONS) follows these step for step; tests/test_postgres.py checks that
 both end with the same tables, column types, NOT NULLs, defaults, primary keys and indexes.
 """
 
@@ -10,111 +10,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from fallback.storage.outbox_schema import one_outbox
+from fallback.storage.tables import (
+    CHECKER_FIELDS,
+    FOLLOWUP_FIELDS,
+    LEAD_DEFAULTS_V1,
+    LEAD_FIELDS_V1,
+    LEAD_NOT_NULL_V1,
+    PROBE_FIELDS,
+    SUBMISSION_FIELDS,
+    VERDICT_FIELDS,
+    WEBHOOK_DELIVERY_FIELDS,
+)
 
 if TYPE_CHECKING:
     import sqlite_utils
-
-# Frozen: the leads table as version 1 created it (the version-1 API's shape, `message` included, which version 5
-# moved to `submissions`). Migrations 1 and 4 rebuild it from these; a new column is a new migration, never an edit
-# here (docs/development.md, "Adding a column").
-LEAD_FIELDS_V1: dict[str, type] = {
-    "id": int,
-    "email": str,
-    "email_key": str,
-    "name": str,
-    "message": str,
-    "consent": int,
-    "consent_version": str,
-    "consent_text": str,
-    "consent_at": str,
-    "landing_path": str,
-    "language": str,
-    "created_at": str,
-    "updated_at": str,
-    "submissions": int,
-    "spam": int,
-    "spam_reason": str,
-}
-LEAD_DEFAULTS_V1 = {"submissions": 1, "spam": 0, "consent": 0, "name": "", "message": ""}
-LEAD_NOT_NULL_V1 = {
-    "email",
-    "email_key",
-    "name",
-    "message",
-    "consent",
-    "created_at",
-    "updated_at",
-    "submissions",
-    "spam",
-}
-CHECKER_FIELDS: dict[str, type] = {
-    "id": int,
-    "owner": str,
-    "lease_until": str,
-    "heartbeat_at": str,
-    "network_doubt": int,
-    "note": str,
-}
-# Every submission of a lead, kept: nothing a later one says replaces what an earlier one said.
-SUBMISSION_FIELDS: dict[str, type] = {
-    "id": int,
-    "lead_id": int,
-    "at": str,
-    "name": str,
-    "message": str,
-    "landing_path": str,
-    "language": str,
-    "form_key": str,
-}
-# The "we're back" mail: one row per message, pending until sent or given up.
-FOLLOWUP_FIELDS: dict[str, type] = {
-    "id": int,
-    "lead_id": int,
-    "created_at": str,
-    "attempts": int,
-    "next_attempt_at": str,
-    "sent_at": str,
-    "failed_at": str,
-    "last_error": str,
-}
-# The webhooks: one row per (event, destination URL), pending until delivered, given up, gone or skipped.
-WEBHOOK_DELIVERY_FIELDS: dict[str, type] = {
-    "id": int,
-    "event_id": str,
-    "type": str,
-    "payload": str,
-    "url": str,
-    "lead_id": int,
-    "created_at": str,
-    "status": str,
-    "attempts": int,
-    "next_attempt_at": str,
-    "retry_until": str,
-    "last_attempt_at": str,
-    "last_status": int,
-    "last_error": str,
-}
-# With FALLBACK_QUORUM above 1: each vantage point's latest verdict, one row per name (the latest wins).
-VERDICT_FIELDS: dict[str, type] = {
-    "name": str,
-    "kind": str,
-    "state": str,
-    "ok": int,
-    "reason": str,
-    "observed_at": str,
-    "received_at": str,
-    "first_seen_at": str,
-}
-PROBE_FIELDS: dict[str, type] = {
-    "id": int,
-    "at": str,
-    "url": str,
-    "ok": int,
-    "latency_ms": int,
-    "status": int,
-    "reason": str,
-    "control": int,
-}
 
 
 def create_base_schema(db: sqlite_utils.Database) -> None:

@@ -7,17 +7,16 @@ fires `lead.created`. Nothing here sends anything: spam never reaches a webhook 
 
 from __future__ import annotations
 
-from typing import Any
-
 from fallback.core.clock import iso, parse_iso
 from fallback.storage.base import Connection, Database
 from fallback.storage.events import record_event
-from fallback.storage.leads import _created, email_key
-from fallback.storage.records import NewLead
+from fallback.storage.leads import email_key
+from fallback.storage.records import HELD_SPAM_COLUMNS, HeldSpam, NewLead, held_spam
+from fallback.storage.serialize import lead_created
 from fallback.storage.submissions import LATEST_MESSAGE
 
 # What an admin needs to judge a suspected spam: who, why, when, and what it said last.
-_LISTED = f"id, email, name, spam_reason, created_at, updated_at, {LATEST_MESSAGE}"
+_LISTED = ", ".join(name for name in HELD_SPAM_COLUMNS if name != "message") + f", {LATEST_MESSAGE}"
 
 
 class SpamStore:
@@ -26,13 +25,13 @@ class SpamStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, limit: int = 100) -> list[HeldSpam]:
         """The latest suspected spam, newest first, each with its reason and latest message."""
         rows = self.db.read(
             f"SELECT {_LISTED} FROM leads WHERE spam = 1 AND drill = 0 ORDER BY updated_at DESC, id DESC LIMIT ?",
             (limit,),
         )
-        return [dict(row) for row in rows]
+        return [held_spam(row) for row in rows]
 
     def keep(self, email: str) -> int:
         """Make every suspected spam of this address (compared as the leads are) a real lead; how many were."""
@@ -81,4 +80,4 @@ def _rescue(conn: Connection, spam_id: int, now: str) -> None:
         notify=bool(spam["notify"]),
     )
     created = parse_iso(spam["created_at"])
-    record_event(conn, now, "lead.created", _created(spam_id, rescued, iso(created) if created else now), spam_id)
+    record_event(conn, now, "lead.created", lead_created(spam_id, rescued, iso(created) if created else now), spam_id)

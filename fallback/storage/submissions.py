@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fallback.storage.base import LEAD_LINKED_TABLES, Connection, Database
+from fallback.storage.records import Lead, SentMessage, as_lead
 
 if TYPE_CHECKING:
     from fallback.storage.records import NewLead
@@ -76,7 +77,7 @@ def pages(
     params: Sequence[Any],
     rows: int = PAGE_ROWS,
     after: int = 0,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Lead]:
     """The leads matching `conditions` with an id above `after`, oldest first (by id), each with its `messages`.
 
     Read by key, `rows` leads per short read: no read transaction stays open while the caller waits
@@ -95,15 +96,19 @@ def pages(
         page = list(db.stream(sql, [*params, after], rows))  # read whole: the read ends before anything is yielded
         if not page:
             return
-        lead: dict[str, Any] = {"id": None}
+        lead: Lead | None = None
         for row in page:
-            sent = {"at": row.pop("sent_at"), "name": row.pop("sent_name"), "message": row.pop("sent_message")}
-            if row["id"] != lead["id"]:
-                if lead["id"] is not None:
+            sent: SentMessage = {
+                "at": row.pop("sent_at"),
+                "name": row.pop("sent_name"),
+                "message": row.pop("sent_message"),
+            }
+            if lead is None or row["id"] != lead["id"]:
+                if lead is not None:
                     yield lead
-                lead = row  # a lead's first row is the lead; its other rows only add messages
-                lead["messages"] = []
-            if sent["at"] is not None:
+                lead = as_lead(row, [])  # a lead's first row, now exactly its columns, is the Lead: no copy per lead
+            if sent["at"] is not None:  # a lead without submissions has one row, and no message
                 lead["messages"].append(sent)
+        assert lead is not None  # the page has a row
         yield lead
         after = lead["id"]

@@ -8,6 +8,7 @@ from typing import Any
 
 from fallback.core.clock import iso, parse_iso
 from fallback.storage.base import Database
+from fallback.storage.records import from_row
 
 COLUMNS = "name, kind, state, ok, reason, observed_at, received_at, first_seen_at"
 
@@ -78,16 +79,8 @@ class VerdictStore:
 
 def _verdict(row: Any) -> Verdict:
     """A row of COLUMNS, as a Verdict."""
-    return Verdict(
-        name=row["name"],
-        kind=row["kind"],
-        state=row["state"],
-        ok=bool(row["ok"]),
-        reason=row["reason"],
-        observed_at=_time(row["observed_at"]),
-        received_at=_time(row["received_at"]),
-        first_seen_at=_time(row["first_seen_at"]),
-    )
+    times = {name: _time(row[name]) for name in ("observed_at", "received_at", "first_seen_at")}
+    return from_row(Verdict, row, ok=bool(row["ok"]), **times)
 
 
 def _time(text: str) -> datetime:

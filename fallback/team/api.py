@@ -8,9 +8,8 @@ failure budgets, and a right one is never refused for others' failures.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from flask import Blueprint, Response, abort, g, json, request
+from flask import Blueprint, Response, abort, g, request
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadSignature, URLSafeSerializer
 from werkzeug.exceptions import HTTPException
@@ -25,6 +24,7 @@ from fallback.storage import StorageError
 from fallback.team.export import parse_bound
 from fallback.team.modes import change_mode, change_notice
 from fallback.team.openapi import document as openapi_document
+from fallback.team.problems import Problem, json_object, problem_response
 from fallback.team.tokens import Refusal, bearer_token, check_secret
 from fallback.web.runtime import runtime
 
@@ -33,7 +33,6 @@ log = logging.getLogger("fallback.api")
 PREFIX = "/_fallback/api/v1"
 blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
 
-PROBLEM_TYPE = "urn:fallback:problem:"
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 MAX_REASON = 200  # as the dashboard's mode form
 MODE_FIELDS = frozenset({"mode", "for", "reason"})
@@ -47,24 +46,6 @@ ROUTES = {
     "spam": ("GET",),
     "spam/keep": ("POST",),
 }
-
-
-class Problem(Exception):
-    """An error the client can fix, answered as an RFC 9457 problem."""
-
-    def __init__(self, status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None):
-        super().__init__(detail)
-        self.status, self.slug, self.title, self.detail = status, slug, title, detail
-        self.headers = headers or {}
-
-
-def problem_response(problem: Problem) -> Response:
-    """The problem as `application/problem+json`: type, title, status, detail."""
-    body = {"type": PROBLEM_TYPE + problem.slug, "title": problem.title, "status": problem.status}
-    body["detail"] = problem.detail
-    response = Response(json.dumps(body), problem.status, mimetype="application/problem+json")
-    response.headers.update(problem.headers)
-    return response
 
 
 def cursor_signer() -> URLSafeSerializer:
@@ -130,32 +111,6 @@ def status() -> ResponseReturnValue:
     """The full status document: state, mode, since when, checker, incident, counts."""
     rt = runtime()
     return status_document(rt.storage, rt.settings, utcnow())
-
-
-def bounded_body(limit: int) -> bytes:
-    """The request's body, refused with a 413 when larger than `limit` bytes, before more than that is read."""
-    too_large = Problem(413, "too-large", "Body too large", f"the body must be at most {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    data = request.stream.read(limit + 1)  # a chunked body has no length to check first
-    if len(data) > limit:
-        raise too_large
-    return data
-
-
-def json_object(limit: int | None = None) -> dict[str, Any]:
-    """The request's JSON body, which must be an object (of at most `limit` bytes); a problem otherwise."""
-    # Whatever the Content-Type: curl -d sends no JSON one.
-    data = request.get_data() if limit is None else bounded_body(limit)
-    try:
-        body = json.loads(data)
-    except (ValueError, RecursionError):  # a body nested deeper than the parser goes is bad JSON, not a 500
-        body = None
-    if body is None:
-        raise Problem(400, "bad-json", "Bad JSON", "the body must be a JSON object (Content-Type: application/json)")
-    if not isinstance(body, dict):
-        raise Problem(400, "bad-json", "Bad JSON", "the body must be a JSON object, not " + type(body).__name__)
-    return body
 
 
 @blueprint.put("/mode")

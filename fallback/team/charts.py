@@ -4,28 +4,30 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
+from fallback.storage.records import StoredProbe
+
 WIDTH, HEIGHT, PAD = 600, 120, 4
 
 
-def latency_chart(probes: list[dict], limit_ms: float) -> Markup:
+def latency_chart(probes: list[StoredProbe], limit_ms: float) -> Markup:
     """Bars of recent probe latency, oldest first; failures in red at full height, the limit as a line."""
-    main = [probe for probe in reversed(probes) if not probe.get("control")]
+    main = [probe for probe in reversed(probes) if not probe.control]
     if not main:
         return Markup("")
-    top = max([limit_ms * 1.25] + [probe["latency_ms"] or 0 for probe in main])
+    top = max([limit_ms * 1.25] + [probe.latency_ms or 0 for probe in main])
     step = (WIDTH - 2 * PAD) / len(main)
     bars = []
     for index, probe in enumerate(main):
-        ok = bool(probe["ok"])
-        height = (HEIGHT - 2 * PAD) * (min(probe["latency_ms"] or 0, top) / top if ok else 1)
+        ok = probe.ok
+        height = (HEIGHT - 2 * PAD) * (min(probe.latency_ms or 0, top) / top if ok else 1)
         x, y = PAD + index * step, HEIGHT - PAD - height
-        label = f"{probe['at'][11:19]} {probe['latency_ms']} ms " + ("ok" if ok else probe["reason"] or "failed")
+        label = f"{probe.at[11:19]} {probe.latency_ms} ms " + ("ok" if ok else probe.reason or "failed")
         bars.append(
             f'<rect class="{"ok" if ok else "fail"}" x="{x:.1f}" y="{y:.1f}" width="{max(step - 1, 1):.1f}" '
             f'height="{max(height, 1):.1f}"><title>{escape(label)}</title></rect>'
         )
     limit_y = HEIGHT - PAD - (HEIGHT - 2 * PAD) * (limit_ms / top)
-    failures = sum(1 for probe in main if not probe["ok"])
+    failures = sum(1 for probe in main if not probe.ok)
     summary = f"Latency of the last {len(main)} probes; {failures} failed; the limit is {limit_ms:g} ms."
     return Markup(
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(summary)}" '

@@ -7,6 +7,8 @@ import io
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
+from fallback.storage.records import Lead
+
 # (CSV header, lead column); stable: scripts read these names. `message` holds every message (messages_cell).
 COLUMNS = (
     ("email", "email"),
@@ -46,7 +48,7 @@ _FORMULA_FIRST = frozenset(FORMULA_STARTS)
 _COLUMN_NAMES = tuple(column for _, column in COLUMNS)
 
 
-def messages_cell(lead: dict) -> str:
+def messages_cell(lead: Lead) -> str:
     """Every non-empty message of a lead, oldest first, each as `[2026-11-28T20:00:00Z] text`; `, as NAME` after
     the time when it was sent under another name than the lead's."""
     name = lead.get("name")
@@ -58,7 +60,7 @@ def messages_cell(lead: dict) -> str:
     return MESSAGE_SEPARATOR.join(entries)
 
 
-def lead_cells(lead: dict) -> list[str]:
+def lead_cells(lead: Lead) -> list[str]:
     """One lead as a CSV row in COLUMNS order.
 
     The rule of `neutralise`, written inline: a function call per cell costs a fifth of an export.
@@ -77,7 +79,7 @@ _MESSAGES = _COLUMN_NAMES.index("message")
 _NOTIFY = _COLUMN_NAMES.index("notify")
 
 
-def csv_chunks(leads: Iterable[dict], rows_per_chunk: int = 1000) -> Iterator[bytes]:
+def csv_chunks(leads: Iterable[Lead], rows_per_chunk: int = 1000) -> Iterator[bytes]:
     """The header then the leads as UTF-8 CSV, in chunks, so memory does not grow with the rows."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")

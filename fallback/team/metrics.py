@@ -61,7 +61,7 @@ class DatabaseCollector:
         yield GaugeMetricFamily(
             "fallback_up", "1 while visitors are redirected to the main site, 0 while served the page.", int(up)
         )
-        beat = self.storage.checker.read()["heartbeat_at"]
+        beat = self.storage.checker.read().heartbeat_at
         # Never beaten: infinitely old, so that the staleness alert fires on a checker that never ran.
         age = (now - beat).total_seconds() if beat else math.inf
         yield GaugeMetricFamily(
@@ -96,10 +96,10 @@ class DatabaseCollector:
             "fallback_webhook_deliveries", "Webhook deliveries by how they ended, from the database.", labels=["result"]
         )
         for result in WEBHOOK_RESULTS:
-            deliveries.add_metric([result], webhooks[result])
+            deliveries.add_metric([result], getattr(webhooks, result))
         yield deliveries
         yield GaugeMetricFamily(
-            "fallback_webhook_deliveries_pending", "Webhook deliveries waiting to be posted.", webhooks["pending"]
+            "fallback_webhook_deliveries_pending", "Webhook deliveries waiting to be posted.", webhooks.pending
         )
 
 

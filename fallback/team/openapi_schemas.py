@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fallback.storage.serialize import LEAD_SCHEMA, MESSAGE_SCHEMA, SPAM_SCHEMA
+
 TEXT = {"type": "string"}
 TEXT_OR_NULL = {"type": ["string", "null"]}
 TIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
@@ -145,49 +147,12 @@ SCHEMAS: dict[str, Any] = {
     "Flag": strict({**FLAG, "by": TEXT_OR_NULL, "changed_at": TIME_OR_NULL}),
     "NoticeRequest": strict({"text": {"type": "string", "maxLength": 280, "description": "empty clears the notice"}}),
     "Notice": strict({"notice": TEXT_OR_NULL}),
-    "SpamList": strict(
-        {
-            "spam": {
-                "type": "array",
-                "items": strict(
-                    {
-                        "id": {"type": "integer"},
-                        "email": TEXT,
-                        "name": TEXT,
-                        "spam_reason": TEXT,
-                        "created_at": {"type": "string", "format": "date-time"},
-                        "updated_at": {"type": "string", "format": "date-time"},
-                        "message": TEXT,
-                    }
-                ),
-            }
-        }
-    ),
+    "SpamList": strict({"spam": {"type": "array", "items": SPAM_SCHEMA}}),
     "KeepSpam": strict({"email": TEXT}),
     "Kept": strict({"email": TEXT, "kept": {"type": "integer"}}),
-    "Message": strict({"at": {"type": "string", "format": "date-time"}, "name": TEXT_OR_NULL, "message": TEXT}),
-    "Lead": strict(
-        {
-            "id": {"type": "integer"},
-            "email": TEXT,
-            "name": TEXT,
-            "consent": {"type": "integer", "enum": [0, 1]},
-            "consent_version": TEXT_OR_NULL,
-            "consent_text": TEXT_OR_NULL,
-            "consent_at": TIME_OR_NULL,
-            "landing_path": TEXT,
-            "language": TEXT,
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": {"type": "string", "format": "date-time"},
-            "submissions": {"type": "integer"},
-            "messages": {"type": "array", "items": ref("Message")},
-            "notify": {"type": "integer", "enum": [0, 1], "description": "asked to be mailed when the site is back"},
-            "notify_text": TEXT_OR_NULL,
-            "notify_at": TIME_OR_NULL,
-            "notified_at": TIME_OR_NULL,
-            "unsubscribed_at": TIME_OR_NULL,
-        }
-    ),
+    # Read off the stored records (fallback.storage.serialize): what the API answers is what they hold.
+    "Message": MESSAGE_SCHEMA,
+    "Lead": LEAD_SCHEMA,
     "LeadsPage": strict({"leads": {"type": "array", "items": ref("Lead")}, "next": TEXT_OR_NULL}),
     "Erased": strict({"email": TEXT, "erased": {"type": "integer"}}),
     "VerdictReport": {
