@@ -44,6 +44,11 @@ def operation(summary: str, ok: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"summary": summary, "responses": responses, **extra}
 
 
+def taking(summary: str, request: str, said: str, schema: str, **extra: Any) -> dict[str, Any]:
+    """An operation with a JSON body of the `request` schema, answering `said` with the `schema` document."""
+    return operation(summary, answer(said, schema), requestBody=body(request), **extra)
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the control API."""
     return {
@@ -62,17 +67,19 @@ def document() -> dict[str, Any]:
         "paths": {
             "/status": {"get": operation("The full status document", answer("the status", "Status"))},
             "/mode": {
-                "put": operation(
+                "put": taking(
                     "Force the page on (down), off (up) or hand back to the checker (auto); recorded as by api",
-                    answer("the new flag, seen by every worker within a second", "Flag"),
-                    requestBody=body("ModeRequest"),
+                    "ModeRequest",
+                    "the new flag, seen by every worker within a second",
+                    "Flag",
                 )
             },
             "/notice": {
-                "put": operation(
+                "put": taking(
                     "Set the public notice shown on the page as plain text (at most 280 characters); empty clears it",
-                    answer("the notice now shown, or null", "Notice"),
-                    requestBody=body("NoticeRequest"),
+                    "NoticeRequest",
+                    "the notice now shown, or null",
+                    "Notice",
                 )
             },
             "/leads": {
@@ -101,17 +108,19 @@ def document() -> dict[str, Any]:
                 )
             },
             "/spam/keep": {
-                "post": operation(
+                "post": taking(
                     "Not spam: the address's suspected spam becomes a lead (counted, exported, lead.created if new)",
-                    answer("how many suspected spam submissions were kept", "Kept"),
-                    requestBody=body("KeepSpam"),
+                    "KeepSpam",
+                    "how many suspected spam submissions were kept",
+                    "Kept",
                 )
             },
             "/verdicts": {
-                "post": operation(
+                "post": taking(
                     "A probe agent's verdict (fallback probe --report-to); the latest per name wins",
-                    answer("the stored verdict and what the agent should know", "Verdict"),
-                    requestBody=body("VerdictReport"),
+                    "VerdictReport",
+                    "the stored verdict and what the agent should know",
+                    "Verdict",
                     responses={
                         "409": problem("the name is an instance's"),
                         "413": problem("a body over 4096 bytes"),
