@@ -16,6 +16,15 @@ from fallback.core.settings import Settings
 BACKENDS = ["sqlite", "postgres"]
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_interrupts():
+    """SIGINT raises KeyboardInterrupt, as in a terminal, even when the suite runs in the background (where a shell
+    starts it with SIGINT ignored)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_ctrl_c_right_after_the_forced_mode_is_written_restores_the_mode(env, storage, monkeypatch):
     storage.flag.set_mode("up", until=utcnow() + timedelta(hours=2), reason="TV slot at 20:00", by="cli (alice)")
     before = storage.flag.read()
