@@ -226,6 +226,7 @@ def run(config: Config, site: MainSite, scenario: str, admission: bool) -> dict:
     figures["returned_at"] = None if returns_at is None else round(returns_at - start, 2)
     sent_on = sorted(visitor.admitted_at - start for visitor in visitors if visitor.admitted_at is not None)
     figures["busiest_second"] = busiest_second(sent_on)
+    figures["sent_on_at"] = [round(moment, 3) for moment in sent_on]
     figures["timeline"] = [(round(moment - start, 3), holding) for moment, holding in held["timeline"]]
     return figures
 

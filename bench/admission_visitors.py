@@ -40,6 +40,9 @@ class Visitor:
     main_statuses: list[int] = dataclasses.field(default_factory=list)
     error: str | None = None
     resent: int = 0  # requests sent again after the server closed a kept-alive connection under them
+    # How much later than its page said this visitor looked again the last time (a loaded machine's threads
+    # wake late, and visitors who wake late together reach fallback, and the main site, together).
+    overslept: float = 0.0
 
     @property
     def wait_gap(self) -> float | None:
@@ -99,7 +102,9 @@ def wait_turn(session: requests.Session, url: str, visitor: Visitor, deadline: f
         else:
             visitor.down_pages += 1
         # What the live page does: look again after its delay (see bench/admission.py).
-        time.sleep(min(float(delay.group(1)), max(0.0, deadline - time.monotonic())))
+        due = min(float(delay.group(1)), max(0.0, deadline - time.monotonic())) + time.monotonic()
+        time.sleep(max(0.0, due - time.monotonic()))
+        visitor.overslept = time.monotonic() - due
     visitor.error = NOT_YET
     return None
 
@@ -174,6 +179,10 @@ def summary(visitors: list[Visitor], held: dict, capacity: int) -> dict:
             "max": max(gaps, default=0.0),
             "min": min(gaps, default=0.0),
             "outside": outside,
+        },
+        "overslept": {
+            "median": statistics.median([v.overslept for v in waited]) if waited else 0.0,
+            "max": max((v.overslept for v in waited), default=0.0),
         },
         "took": max(ends) - min(visitor.arrived for visitor in visitors),
     }

@@ -2,6 +2,7 @@
 
 import re
 import time
+from datetime import timedelta
 
 import pytest
 from helpers import refuse_writes
@@ -137,6 +138,34 @@ def test_the_waiting_page_is_in_french_for_a_french_visitor(app, clock):
 def test_the_down_page_gives_no_place(app, clock, down):
     response = visitor(app).get("/")
     assert response.status_code == 503 and "Set-Cookie" not in response.headers
+
+
+def live_delay(html: str) -> int:
+    return int(re.search(r'id="live" data-refresh="(\d+)"', html).group(1))
+
+
+def test_a_visitor_in_line_when_the_site_falls_looks_again_within_seconds_and_keeps_their_place(app, clock, storage):
+    visitor(app).get("/")
+    waiting = visitor(app)
+    told = waiting.get("/")
+    assert told.status_code == 503 and "number 1 in line" in told.get_data(as_text=True)
+    storage.flag.set_mode("down", reason="test")
+    app.extensions["fallback"].flag.invalidate()
+    for _ in range(2):  # Flask renders the first page of a flag; the fast path serves the next from memory
+        page = waiting.get("/")
+        assert page.status_code == 503 and page.headers["Retry-After"] == "15"
+        assert page.headers["Cache-Control"] == "no-store" and "Set-Cookie" not in page.headers
+        assert 10 <= live_delay(page.get_data(as_text=True)) <= 20
+    assert waiting.get("/", headers={"Accept": "application/json"}).get_json()["retry_after"] == 15
+    newcomer = visitor(app).get("/")
+    assert newcomer.headers["Retry-After"] == "120" and "s-maxage" in newcomer.headers["Cache-Control"]
+    storage.flag.set_mode("down", until=storage.clock() + timedelta(seconds=8), reason="test")
+    app.extensions["fallback"].flag.invalidate()
+    assert waiting.get("/").headers["Retry-After"] == "8"  # a forced outage that ends sooner: its own end
+    storage.flag.set_mode("auto", reason="test")
+    app.extensions["fallback"].flag.invalidate()
+    again = waiting.get("/")
+    assert again.status_code == 503 and "number 1 in line" in again.get_data(as_text=True)
 
 
 def test_without_a_rate_nobody_gets_a_cookie(settings, storage):

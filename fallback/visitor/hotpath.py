@@ -48,6 +48,8 @@ PATH_MARK = "__fallback_landing_path__"
 REFRESH_MARK = "919191919"  # digits, so that the template renders it like the number it stands for
 _TOKEN_BYTES, _PATH_BYTES, _REFRESH_BYTES = TOKEN_MARK.encode(), PATH_MARK.encode(), REFRESH_MARK.encode()
 DOWN_PAGE_HEADERS = (("Cache-Control", DOWN_PAGE_CACHE), ("Vary", "Accept, Accept-Language"), *PUBLIC_HEADERS)
+# The down page of a visitor holding a place in line is theirs alone: its delay is shorter (HOLDER_RETRY_AFTER).
+HOLDER_PAGE_HEADERS = (("Cache-Control", "no-store"), *PUBLIC_HEADERS)
 REDIRECT_HEADERS = (("Cache-Control", "no-store"), *PUBLIC_HEADERS)
 STATUS_LINES = {302: "302 Found", 303: "303 See Other", 307: "307 Temporary Redirect", 503: "503 Service Unavailable"}
 CONTACT_PATH = PREFIX + "/contact"
@@ -59,6 +61,11 @@ TURN = "fallback.turn"
 MAX_FORM_BYTES = 64 * 1024
 # The thank-you page says so when the visitor asked to be e-mailed once the site is back.
 NOTIFY_QUERY = "notify=1"
+# A visitor holding a place in line who gets the down page (the main site fell while they waited) looks again
+# after about this many seconds rather than the page's usual two minutes: the gate keeps their place through the
+# outage and reopens, paced, once the checker sees the site back, so they should be there to take their turn.
+# Only fallback answers these looks, from memory.
+HOLDER_RETRY_AFTER = 15
 
 
 def thanks_location(notify: bool) -> str:
@@ -116,9 +123,23 @@ def refresh_after(retry_after: int) -> int:
     return max(1, round(retry_after * (0.7 + 0.6 * random.random())))
 
 
-def page_answer(page: bytes, token: str, landing: str, back: int | None) -> Answer:
-    """The 503 contact page: the cached bytes with this visitor's token, landing path and refresh delay spliced in."""
-    refresh = str(refresh_after(back or DEFAULT_RETRY_AFTER)).encode()
+def down_retry_after(back: int | None, holds_place: bool) -> int:
+    """The down page's Retry-After: until a forced `down` runs out, else two minutes; shorter for a place holder."""
+    seconds = back or DEFAULT_RETRY_AFTER
+    return min(seconds, HOLDER_RETRY_AFTER) if holds_place else seconds
+
+
+def holds_place(rt: Runtime, environ: dict) -> bool:
+    """Whether this visitor holds a place in line (a valid place cookie, not yet sent on); the cookie alone says."""
+    return rt.admission is not None and rt.admission.holds_place(environ.get("HTTP_COOKIE", ""))
+
+
+def page_answer(page: bytes, token: str, landing: str, back: int | None, holder: bool = False) -> Answer:
+    """The 503 contact page: the cached bytes with this visitor's token, landing path and refresh delay spliced in.
+
+    A place holder's page is not for shared caches: its delay is theirs."""
+    retry_after = down_retry_after(back, holder)
+    refresh = str(refresh_after(retry_after)).encode()
     body = (
         page.replace(_TOKEN_BYTES, token.encode("ascii"))
         .replace(_PATH_BYTES, str(escape(landing)).encode())
@@ -127,8 +148,8 @@ def page_answer(page: bytes, token: str, landing: str, back: int | None) -> Answ
     headers = [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Length", str(len(body))),
-        ("Retry-After", str(back or DEFAULT_RETRY_AFTER)),
-        *DOWN_PAGE_HEADERS,
+        ("Retry-After", str(retry_after)),
+        *(HOLDER_PAGE_HEADERS if holder else DOWN_PAGE_HEADERS),
     ]
     return Answer(503, headers, body)
 
@@ -265,4 +286,5 @@ class HotPath:
         page = self.rt.pages.get(page_key(flag, back, language_from(environ.get("HTTP_ACCEPT_LANGUAGE"))))
         if page is None:
             return None
-        return page_answer(page, self.rt.tokens.issue(), landing_path(path, query), back)
+        holder = holds_place(self.rt, environ)
+        return page_answer(page, self.rt.tokens.issue(), landing_path(path, query), back, holder)

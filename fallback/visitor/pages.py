@@ -18,7 +18,7 @@ from werkzeug.datastructures import Headers
 
 from fallback.core.admission import look_again_after
 from fallback.core.clock import utcnow
-from fallback.core.flag import DEFAULT_RETRY_AFTER, back_in
+from fallback.core.flag import back_in
 from fallback.core.urls import redirect_location
 from fallback.storage import StorageError
 from fallback.visitor.contact import CONSENT_MESSAGE, FIELDS, NOTIFY_MESSAGE
@@ -26,6 +26,7 @@ from fallback.visitor.forms import ContactForm
 from fallback.visitor.hotpath import (
     CONTACT_PATH,
     DOWN_PAGE_HEADERS,
+    HOLDER_PAGE_HEADERS,
     PATH_MARK,
     PREFIX,
     REFRESH_MARK,
@@ -35,6 +36,8 @@ from fallback.visitor.hotpath import (
     Answer,
     admitted,
     check_fields,
+    down_retry_after,
+    holds_place,
     landing_path,
     minutes_until,
     page_answer,
@@ -79,14 +82,15 @@ def visitor(path: str) -> Response:
                 return waiting_answer(turn)
             return prepared(redirect_answer(location, request.method, turn.cookie))
     back = back_in(flag, now)
+    holder = holds_place(rt, request.environ)
     if wants_json():
-        seconds = back or DEFAULT_RETRY_AFTER
+        seconds = down_retry_after(back, holder)
         body = json.dumps({"state": "down", "retry_after": seconds, "contact": PREFIX + "/contact"}).encode()
         headers = [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),
             ("Retry-After", str(seconds)),
-            *DOWN_PAGE_HEADERS,
+            *(HOLDER_PAGE_HEADERS if holder else DOWN_PAGE_HEADERS),
         ]
         return prepared(Answer(503, headers, body))
     key = page_key(flag, back, current_language())
@@ -96,7 +100,8 @@ def visitor(path: str) -> Response:
             rt.pages.clear()
         form = ContactForm(data={"token": TOKEN_MARK, "path": PATH_MARK})
         page = rt.pages[key] = render_page(form, minutes_until(back), live=REFRESH_MARK).encode("utf-8")
-    return prepared(page_answer(page, rt.tokens.issue(), landing_path(request.path, request.query_string), back))
+    landing = landing_path(request.path, request.query_string)
+    return prepared(page_answer(page, rt.tokens.issue(), landing, back, holder))
 
 
 def waiting_answer(turn: Turn) -> Response:

@@ -141,6 +141,10 @@ class Admission:
             log.warning("admission reaches its gate again")
         return turn
 
+    def holds_place(self, cookie_header: str) -> bool:
+        """Whether this cookie holds a place in line, not yet sent on (booked or not)."""
+        return isinstance(self.read_cookie(cookie_header, self.wall()), Held)
+
     def judge(self, held: Held, gate: Gate, now: float, new: bool) -> Turn:
         """Send `held` on if its turn came (the cookie then says so for 30 minutes), else say how long to wait.
 
