@@ -115,6 +115,7 @@ class Admission:
         self.block_at = float("-inf")
         self.handed = 0
         self.gate_lost = False  # whether the database could not be reached last time (logged once)
+        self.last_sent_on = (0, ALREADY_ADMITTED)  # the second's "sent on" answer and when its cookie ends
 
     def turn(self, cookie_header: str, now: float | None = None) -> Turn:
         """Whether this request goes on now; a new visitor takes a place first."""
@@ -171,7 +172,13 @@ class Admission:
     def send_on(self, now: float) -> Turn:
         """This visitor goes on now, and is not made to wait again for 30 minutes."""
         self.counted()
-        return Turn(True, self.cookie(f"a.{int(now) + ADMITTED_SECONDS}", ADMITTED_SECONDS))
+        until = int(now) + ADMITTED_SECONDS
+        last_until, turn = self.last_sent_on
+        if until != last_until:
+            # The cookie names no visitor, only its end: everyone sent on within a second shares it, signed once.
+            turn = Turn(True, self.cookie(f"a.{until}", ADMITTED_SECONDS))
+            self.last_sent_on = (until, turn)
+        return turn
 
     def read_cookie(self, header: str, now: float) -> str | Held | None:
         """ "admitted" while a sent-on visitor's 30 minutes last, their place while it is valid, else None."""
