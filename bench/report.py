@@ -134,6 +134,11 @@ def cpu_detail(run: dict) -> str:
     return run_detail(run) + f"; server CPU {run['cpu_ms']:.2f} ms per request"
 
 
+def page_cpu(per_round: list[float]) -> str:
+    """The server's CPU time per request in each round, in microseconds (info: requests/s decides the target)."""
+    return "; server CPU per request " + " / ".join(f"{1000 * ms:.0f}" for ms in per_round) + " µs"
+
+
 def mark_cell(check: dict) -> str:
     """A verdict: its target, PASS or FAIL."""
     return f"{check['target']}: **{'PASS' if check['pass'] else 'FAIL'}**"
@@ -171,7 +176,13 @@ def page_rows(results: dict) -> list[tuple]:
     elif "skipped" in postgres:
         rows.append(("b, d on PostgreSQL (info)", "skipped", "", postgres["skipped"], ""))
     rows.append(
-        ("c. up redirect (302)", rps_cell(up), ratio_cell(up), run_detail(up), mark_cell(ver["c_redirect_vs_floor"]))
+        (
+            "c. up redirect (302)",
+            rps_cell(up),
+            ratio_cell(up),
+            run_detail(up) + page_cpu(results["redirect_cpu_ms"]),
+            mark_cell(ver["c_redirect_vs_floor"]),
+        )
     )
     admitting = results["admission_redirect"]
     rows.append(
@@ -179,7 +190,7 @@ def page_rows(results: dict) -> list[tuple]:
             "c′. redirect, admission on, no queue (ratio to c; every request a new visitor)",
             rps_cell(admitting),
             ratio_cell(admitting),
-            run_detail(admitting) + f", {results['admission_non_3xx']} not 3xx",
+            run_detail(admitting) + f", {results['admission_non_3xx']} not 3xx" + page_cpu(results["admission_cpu_ms"]),
             mark_cell(ver["c_admission_no_queue_vs_redirect"]),
         )
     )

@@ -146,6 +146,15 @@ def page_run(url: str, seconds: float) -> dict:
     return wrk(url, seconds, PAGE_CONNECTIONS, headers=HTML)
 
 
+def costed_page_run(server: Fallback, seconds: float) -> dict:
+    """A page run, with the server's CPU time per request (all its processes): steadier than requests/s on a
+    shared machine, where other work takes the CPU in bursts."""
+    before = cpu_seconds(server.process.pid)
+    run = page_run(server.url + PAGE_PATH, seconds)
+    run["cpu_ms"] = round(1000 * (cpu_seconds(server.process.pid) - before) / max(run["requests"], 1), 3)
+    return run
+
+
 def bench_pages(
     fallback: Fallback,
     bare_url: str,
@@ -171,9 +180,11 @@ def bench_pages(
         for name, url in pages.items():
             runs[name].append(page_run(url, seconds))
         fallback.force("up", "bench")
-        runs["redirect"].append(page_run(page_url, seconds))
+        # Back to back, in turn first and second, so that the machine's drift within a round favours neither.
+        pair = [("redirect", fallback), ("admission", admitting)]
+        for name, server in pair if number % 2 == 0 else pair[::-1]:
+            runs[name].append(costed_page_run(server, seconds))
         fallback.force("down", "bench")
-        runs["admission"].append(page_run(admitting.url + PAGE_PATH, seconds))
     floor = runs["floor"]
     results["floor"], results["down_page"] = median_run(floor), median_run(runs["down page"], floor)
     results["redirect"] = median_run(runs["redirect"], floor)
@@ -181,6 +192,8 @@ def bench_pages(
     # Its ratio is to the plain redirect, measured just before it in each round.
     results["admission_redirect"] = median_run(runs["admission"], runs["redirect"])
     results["admission_non_3xx"] = sum(run["non_2xx_3xx"] for run in runs["admission"])
+    results["redirect_cpu_ms"] = [run["cpu_ms"] for run in runs["redirect"]]
+    results["admission_cpu_ms"] = [run["cpu_ms"] for run in runs["admission"]]
     if on_postgres:  # its ratio is to SQLite's down page, measured just before it in each round
         results["postgres"]["down_page"] = median_run(runs["down page on PostgreSQL"], runs["down page"])
 
