@@ -38,8 +38,12 @@ visitors a second) and 5 times the rate (20 a second), so without admission it o
 line lasts about 20 s. The recovery's 1,000 visitors come back within a few seconds of the return, 25 times what
 the main site takes in a second. Every loop is bounded: each visitor gives up after `--give-up` seconds (a run
 can last that long: when the checker shows the page, as probes queueing at a main site past C make it do,
-visitors sent back to the page wait its 120 s), each run's threads are joined within that bound, and every
+visitors without a place wait the page's 120 s), each run's threads are joined within that bound, and every
 server is stopped at the end, on error too.
+
+`--busy N` runs N busy loops alongside, so that a loaded machine can be measured the same way each time.
+`--max-latency` sets FALLBACK_MAX_LATENCY (the product's default, 2 s, by default): the adapt halves the rate on
+probes slower than half of it.
 
 Prints one Markdown table (and with `--json`, the figures and the held-requests timelines). Loopback only.
 Exit status: 0, or 1 when admission on lost a visitor or let the main site hold more than C (the goal).
@@ -59,6 +63,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -94,6 +99,9 @@ class Config:
     # Whether fallback's probes queue at the main site like visitors (so the checker sees it slow down and fail),
     # or are answered at once (a cheap health endpoint that says nothing of the load).
     count_probes: bool = True
+    # FALLBACK_MAX_LATENCY, the product's default: the adapt halves the rate on probes slower than half of it.
+    # Set near a few times the checked page's usual time, the adapt sees the main site slow before it fails.
+    max_latency: float = 2.0
 
     @property
     def rate(self) -> float:
@@ -147,7 +155,7 @@ class MainSite:
 class Fallback:
     """A `fallback serve` with 2 workers in front of the main site, in a temporary folder of its own."""
 
-    def __init__(self, site_url: str, rate: float | None, adapt: bool = True):
+    def __init__(self, site_url: str, rate: float | None, adapt: bool = True, max_latency: float = 2.0):
         self.folder = Path(tempfile.mkdtemp(prefix="fallback-admission-bench-"))
         self.database = str(self.folder / "fallback.db")
         self.port = free_port()
@@ -159,6 +167,7 @@ class Fallback:
             "FALLBACK_SECRET_KEY": "admission-bench-secret",
             "FALLBACK_CHECK_INTERVAL": "1",
             "FALLBACK_CHECK_TIMEOUT": "1",
+            "FALLBACK_MAX_LATENCY": f"{max_latency:g}",
             "FALLBACK_RATE_LIMIT": "0",
         }
         if rate is not None:
@@ -206,7 +215,7 @@ class Fallback:
 
 def run(config: Config, site: MainSite, scenario: str, admission: bool) -> dict:
     """One scenario, admission off or on: the visitors' summary, the main site's counts and its timeline."""
-    with Fallback(site.url, config.rate if admission else None, config.adapt) as fallback:
+    with Fallback(site.url, config.rate if admission else None, config.adapt, config.max_latency) as fallback:
         if admission:
             fallback.wait_for_ceiling(config.rate)
         returns_at = None
@@ -295,9 +304,17 @@ def main() -> int:
     parser.add_argument("--only", choices=["spike", "recovery"], help="run one scenario")
     parser.add_argument("--json", action="store_true", help="print the figures and timelines as JSON too")
     parser.add_argument("--plot", type=Path, help="save the held-requests plot there (needs the bench extra)")
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N busy loops alongside, from 45 s before the first run: a loaded machine, the same each time",
+    )
     args = parser.parse_args()
     config = Config(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Config)})
-    results = run_all(config, [args.only] if args.only else ["spike", "recovery"])
+    with busy_loops(args.busy):
+        results = run_all(config, [args.only] if args.only else ["spike", "recovery"])
     print(table(results, config))
     if args.json:
         print(json.dumps({"config": dataclasses.asdict(config), "results": results}))
@@ -309,10 +326,29 @@ def main() -> int:
     return 1 if missed else 0
 
 
+@contextlib.contextmanager
+def busy_loops(count: int, warm_up: float = 45.0) -> Iterator[None]:
+    """`count` processes that only spin, for the block, started `warm_up` seconds before it (so that the load
+    average printed with each run shows them); every one is stopped at the end, on error too."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        if loops:
+            print(f"{count} busy loops running alongside")
+            time.sleep(warm_up)
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
 def run_all(config: Config, scenarios: list[str]) -> list[dict]:
     """Every scenario, admission off then on, against one stand-in main site; the machine's load printed."""
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} cores, load average {os.getloadavg()}")
-    print(f"C = {config.capacity}, {config.work:g} s a request, k = {config.clicks}, rate {config.rate:g}/s")
+    print(
+        f"C = {config.capacity}, {config.work:g} s a request, k = {config.clicks}, rate {config.rate:g}/s,"
+        f" FALLBACK_MAX_LATENCY {config.max_latency:g} s"
+    )
     results = []
     with MainSite(config) as site:
         for scenario in scenarios:

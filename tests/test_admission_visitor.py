@@ -206,6 +206,18 @@ def test_visitors_who_come_back_together_after_their_turn_go_on_one_at_a_time_at
     assert late[2].get("/").status_code == 302
 
 
+def test_booked_visitors_who_come_back_late_together_book_again_and_go_on_one_at_a_time(app, clock):
+    visitor(app).get("/")
+    late = [visitor(app) for _ in range(3)]
+    assert all(client.get("/").status_code == 503 for client in late)
+    clock.now += 30
+    assert [client.get("/").status_code for client in late] == [302, 503, 503]  # booked 2 s and 4 s on
+    clock.now += 4.5  # both booked times have passed: they come back late, in the same instant
+    again = [client.get("/") for client in late[1:]]
+    assert [answer.status_code for answer in again] == [503, 503]
+    assert [answer.headers["Retry-After"] for answer in again] == ["2", "4"]
+
+
 def test_a_booking_kept_long_past_its_time_lapses_and_the_visitor_books_again(app, clock, storage):
     visitor(app).get("/")
     first, second = visitor(app), visitor(app)

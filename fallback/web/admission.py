@@ -34,9 +34,11 @@ PLACE_SECONDS = 6 * 3600
 GATE_TTL = 0.2
 # A visitor booked to go on within this is sent on now rather than told to wait a few milliseconds.
 DUE_SLACK = 0.02
-# A booking this long past its time has lapsed (the visitor went away, or their device slept): they book again,
-# so that visitors coming back late do not reach the main site together.
-BOOKING_LAPSES = 2.0
+# A booking this long past its time has lapsed: the visitor books again, at the end of the schedule. Visitors who
+# come back late (a slow network, a busy device, one who went away) would otherwise go on together with those on
+# time: the bench, its visitors' threads woken late in bunches on a loaded machine, sent 45 in one second at 20/s
+# with 2 s here. Half a second covers a network's delay, so a visitor on time seldom pays the extra write.
+BOOKING_LAPSES = 0.5
 _MARK = COOKIE.encode() + b"="
 
 
