@@ -41,11 +41,11 @@ def test_a_slow_rate_still_lets_one_visitor_through_at_once():
 def test_a_places_wait_is_its_distance_to_the_mark_at_the_rate():
     gate = Gate(next_place=100, mark_place=10.0, mark_at=T0, rate=4.0)
     # Place 49's slot is [49, 50): it goes on once the mark has passed 50, 40 places on at 4 a second.
-    assert gate.wait(49, T0) == pytest.approx(10.0)
-    assert gate.wait(49, T0 + 10) == 0.0
-    assert gate.wait(9, T0) == 0.0
+    assert gate.wait(49, T0, 4.0, adapt=False) == pytest.approx(10.0)
+    assert gate.wait(49, T0 + 10, 4.0, adapt=False) == 0.0
+    assert gate.wait(9, T0, 4.0, adapt=False) == 0.0
     assert gate.ahead(49, T0) == 39
-    assert retry_after(gate.wait(49, T0 + 0.5)) == 10
+    assert retry_after(gate.wait(49, T0 + 0.5, 4.0, adapt=False)) == 10
     assert retry_after(0.0) == 1
 
 
@@ -53,7 +53,9 @@ def test_a_paused_gate_admits_nobody_new_and_gives_a_provisional_wait():
     gate = Gate(next_place=20, mark_place=12.0, mark_at=T0, rate=0.0)
     assert gate.served(T0 + 100) == 12.0
     assert gate.admits(11, T0 + 100) and not gate.admits(12, T0 + 100)
-    assert gate.wait(15, T0 + 100) == 60.0
+    # Places 12 to 15 go on once it reopens: at the ceiling, or, adapting, from the start rate as it climbs.
+    assert gate.wait(15, T0 + 100, 10.0, adapt=False) == pytest.approx(0.4)
+    assert gate.wait(15, T0 + 100, 10.0, adapt=True) == pytest.approx(2 + 1 / 3)
 
 
 def test_the_queue_is_the_reserved_places_ahead_of_the_mark():

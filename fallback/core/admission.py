@@ -52,8 +52,6 @@ FLOOR_SHARE = 0.05
 MIN_RATE = 1 / 60
 # Float arithmetic on the mark: a slot passed to within this counts as passed.
 EPSILON = 1e-9
-# While the gate is paused (the main site is down) or unset, the estimate a waiting visitor is given.
-UNKNOWN_WAIT = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,14 +79,10 @@ class Gate:
         """How many places before `place` have not had their turn yet."""
         return max(0, place - math.floor(self.served(now) + EPSILON))
 
-    def wait(self, place: int, now: float) -> float:
-        """Seconds until `place`'s turn comes at the rate in force (0 when it has come)."""
-        ahead = place + 1 - self.served(now)
-        if ahead <= EPSILON:
-            return 0.0
-        if self.rate <= 0:
-            return float(UNKNOWN_WAIT)
-        return ahead / self.rate
+    def wait(self, place: int, now: float, ceiling: float, adapt: bool) -> float:
+        """Seconds until `place`'s turn comes (0 when it has come), were the main site to stay healthy: under
+        FALLBACK_ADMIT_RATE `ceiling` and FALLBACK_ADMIT_ADAPT `adapt` (see projected_wait)."""
+        return projected_wait(place + 1 - self.served(now), self.rate, ceiling or self.rate, adapt)
 
     def waiting(self, now: float) -> int:
         """How many reserved places are still ahead of the mark: the visitors holding a place, roughly.

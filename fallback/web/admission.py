@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from fallback.core.admission import BLOCK_LIFETIME, Gate, block_size, projected_wait, retry_after, send_time
+from fallback.core.admission import BLOCK_LIFETIME, Gate, block_size, retry_after, send_time
 from fallback.storage import Storage, StorageError
 
 log = logging.getLogger("fallback.web")
@@ -158,8 +158,7 @@ class Admission:
                 return self.send_on(now)
             booked = Held(held.place, held.issued, send_time(self.storage.admission.book(now), now))
             return self.when_booked(booked, now, changed=True)
-        places = held.place + 1 - gate.served(now)
-        wait = projected_wait(places, gate.rate, self.ceiling or gate.rate, self.adapt)
+        wait = gate.wait(held.place, now, self.ceiling, self.adapt)
         cookie = self.cookie(held.value(), PLACE_SECONDS) if new else None
         return Turn(False, cookie, held.place, wait, gate.ahead(held.place, now))
 
