@@ -11,9 +11,6 @@ from urllib.parse import urlsplit
 
 from flask import Response, current_app, request
 
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
-
 from fallback.core.settings import Settings
 from fallback.storage import RateCheck
 
