@@ -25,6 +25,14 @@ def form_token(html: str) -> str:
     return re.search(r'name="token" value="([^"]+)"', html).group(1)
 
 
+def live_delay(html: str) -> int:
+    """The down page's delay before it looks again, in whole seconds: its script's and its meta refresh's, the same."""
+    script = re.search(r'<script src="/_fallback/live.js" id="live" data-refresh="(\d+)"', html)
+    meta = re.search(r'<noscript><meta http-equiv="refresh" content="(\d+)"></noscript>', html)
+    assert script and meta and script.group(1) == meta.group(1)
+    return int(script.group(1))
+
+
 def forged(signed: str) -> str:
     """`signed` with one character of its signature's middle changed. Not the last characters: base64's last one may
     carry bits a decoder ignores, and a fixed replacement ("xx") can equal what was there."""

@@ -5,7 +5,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from helpers import refuse_writes
+from helpers import live_delay, refuse_writes
 
 from fallback.serving.app import create_app
 from fallback.web.admission import COOKIE, cookie_value
@@ -138,10 +138,6 @@ def test_the_waiting_page_is_in_french_for_a_french_visitor(app, clock):
 def test_the_down_page_gives_no_place(app, clock, down):
     response = visitor(app).get("/")
     assert response.status_code == 503 and "Set-Cookie" not in response.headers
-
-
-def live_delay(html: str) -> int:
-    return int(re.search(r'id="live" data-refresh="(\d+)"', html).group(1))
 
 
 def test_a_visitor_in_line_when_the_site_falls_looks_again_within_seconds_and_keeps_their_place(app, clock, storage):

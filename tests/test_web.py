@@ -5,7 +5,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from helpers import contact_fields, form_token, log_in, refuse_writes
+from helpers import contact_fields, form_token, live_delay, log_in, refuse_writes
 
 from fallback.core.clock import utcnow
 from fallback.storage import StorageError
@@ -385,13 +385,6 @@ def test_the_fast_paths_page_is_marked_too(client, app, down):
     response = client.get("/x", headers={"Fallback-Probe": "c2"})
     assert response.status_code == 503
     assert response.headers[MARK_HEADER] == mark(probe_key(app.config["SECRET_KEY"]), "c2")
-
-
-def live_delay(html: str) -> int:
-    script = re.search(r'<script src="/_fallback/live.js" id="live" data-refresh="(\d+)"', html)
-    meta = re.search(r'<noscript><meta http-equiv="refresh" content="(\d+)"></noscript>', html)
-    assert script and meta and script.group(1) == meta.group(1)
-    return int(script.group(1))
 
 
 def test_the_page_looks_again_by_itself_around_retry_after_each_visitor_at_another_moment(client, storage, app):
